@@ -1,0 +1,76 @@
+"""One settings object per entry point (pydantic-settings, environment prefix ``CHURN_``).
+
+Precedence, highest first: values passed in code (CLI flags), environment variables
+(``CHURN_DATA_DIR`` ...), the YAML file named by ``CHURN_SETTINGS_FILE`` (default
+``config/settings.yaml``), then the defaults below. Feature and model code never reads settings
+itself: entry points build one object and pass down what each function needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from core.errors import InputError
+
+#: The repository's config/ folder: shipped defaults (settings, policy, model parameters).
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def _settings_file() -> Path:
+    return Path(os.environ.get("CHURN_SETTINGS_FILE", DEFAULT_CONFIG_DIR / "settings.yaml"))
+
+
+class Settings(BaseSettings):
+    """Operator-facing settings. Every field can be set as ``CHURN_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(Path("data"), description="Folder with the input tables (<table>.parquet or .csv).")
+    config_dir: Path = Field(DEFAULT_CONFIG_DIR, description="Folder with escalation policy and model parameter YAML.")
+    mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking and registry URI.")
+    store_url: str = Field("sqlite:///data/store.db", description="SQLAlchemy URL of the operational store.")
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Bearer tokens accepted by the scoring API (comma-separated)."
+    )
+    dask_address: str | None = Field(None, description="Dask scheduler address; unset runs on Prefect's default runner.")
+    seed: int = Field(42, description="Default random seed for simulation and training.")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_file()
+        if path.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings object; a bad value is an `InputError` naming the setting."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "settings"
+            problems.append(f"setting '{name}' (env CHURN_{name.upper()}): {err['msg']}")
+        raise InputError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""escalation layer (see DESIGN.md)."""

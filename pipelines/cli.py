@@ -1,0 +1,149 @@
+"""The `churn` command line.
+
+Contract (DESIGN.md): `--json` prints one JSON document on stdout and nothing else there; progress
+and logs go to stderr. Exit status 0 on success, 2 on bad input, 1 on other failures. Every failure
+a user can meet is one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+
+from core.errors import ChurnError, InputError
+
+err = Console(stderr=True)
+log = logging.getLogger("churn")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr).")
+
+
+def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
+    else:
+        err.print(human)
+
+
+def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
+    problems = []
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else "config"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        problems.append(f"{flags.get(field, field)}: {e['msg']}{got}")
+    return InputError("; ".join(problems))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="churn-platform", prog_name="churn")
+def app() -> None:
+    """Churn risk, explanations and support-to-CS escalation for B2B SaaS."""
+
+
+@app.command()
+@click.option("--accounts", type=int, default=2000, show_default=True, help="Number of accounts to simulate.")
+@click.option("--days", type=int, default=730, show_default=True, help="Length of the observed window in days.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed; the same seed gives identical files.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("data/simulated"), show_default=True,
+              help="Folder to write the input tables and truth/ into (other files there are left alone).")
+@click.option("--start", default="2024-01-01", show_default=True, help="First day of the window (YYYY-MM-DD, UTC).")
+@click.option("--churn-rate", type=float, default=0.12, show_default=True, help="Target yearly churn rate of the base.")
+@json_option
+def simulate(accounts: int, days: int, seed: int, out: Path, start: str, churn_rate: float, as_json: bool) -> None:
+    """Simulate a customer base with known ground truth (input tables + truth/)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate as run
+
+    try:
+        start_date = dt.date.fromisoformat(start)
+    except ValueError:
+        raise InputError(f"--start {start!r}: expected a date as YYYY-MM-DD") from None
+    try:
+        config = SimulationConfig(accounts=accounts, days=days, seed=seed, start=start_date, annual_churn_rate=churn_rate)
+    except ValidationError as exc:
+        flags = {"accounts": "--accounts", "days": "--days", "seed": "--seed", "annual_churn_rate": "--churn-rate"}
+        raise _config_error(exc, flags) from None
+    with Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("simulate", total=accounts)
+        summary = run(config, out, progress=lambda done, total: bar.update(task, completed=done))
+    rows = ", ".join(f"{k}={v:,}" for k, v in summary.rows.items())
+    _emit(
+        summary.to_dict(),
+        as_json,
+        f"simulated {summary.accounts:,} accounts x {summary.days} days into {out} in {summary.seconds:.1f}s: "
+        f"{summary.churned:,} churned (yearly rate {summary.annual_churn_rate:.1%}); {rows}",
+    )
+
+
+@app.command()
+@click.option("--data", type=click.Path(path_type=Path), default=Path("data/simulated"), show_default=True,
+              help="Folder with the input tables (<table>.parquet or <table>.csv).")
+@json_option
+def validate(data: Path, as_json: bool) -> None:
+    """Check a data folder against the input table contracts (exit 2 listing every broken rule)."""
+    from core.contracts import load_tables
+
+    started = time.perf_counter()
+    loaded = load_tables(data)
+    for note in loaded.notes:
+        err.print(f"note: {note}")
+    rows = {name: len(frame) for name, frame in loaded.tables.items()}
+    _emit(
+        {"data": str(data), "valid": True, "rows": rows, "notes": loaded.notes, "seconds": round(time.perf_counter() - started, 2)},
+        as_json,
+        f"{data}: all {len(rows)} tables meet their contracts (" + ", ".join(f"{k}={v:,}" for k, v in rows.items()) + ")",
+    )
+
+
+@app.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True, help="Folder for the demo's data and outputs.")
+@click.option("--accounts", type=int, default=2000, show_default=True, help="Accounts in the demo customer base.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+@click.pass_context
+def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
+    """Run the platform end to end on a simulated customer base."""
+    started = time.perf_counter()
+    stages = [
+        ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
+        ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
+    ]
+    for i, (name, step) in enumerate(stages, 1):
+        stage = time.perf_counter()
+        err.print(f"[bold]{i}/{len(stages)} {name}[/bold]")
+        step()
+        err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
+    err.print(f"demo finished in {time.perf_counter() - started:.1f}s; input tables in {out}/, ground truth in {out}/truth/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: map failures to exit codes and one-line messages."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app.main(args=argv, prog_name="churn", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return 130
+    except ChurnError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

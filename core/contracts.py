@@ -292,8 +292,10 @@ def validate_tables(raw: Mapping[str, pd.DataFrame], *, tables: tuple[str, ...] 
         violations.extend(found)
         clean[name] = frame
     if not violations:
+        # cross-table rules see every table; one left out of `tables` counts as empty
+        everything = {name: clean.get(name, contract.empty()) for name, contract in CONTRACTS.items()}
         for rule in CROSS_TABLE_RULES:
-            violations.extend(rule(clean))
+            violations.extend(rule(everything))
     if violations:
         raise ContractError(violations)
     return clean
@@ -333,12 +335,13 @@ def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFr
         ]
     raw = raw.reset_index(drop=True)
     columns: dict[str, pd.Series] = {}
+    unparseable: dict[str, np.ndarray] = {}
     for col in contract.columns:
-        values, bad = _coerce_column(raw[col.name], col)
-        violations += _violation(contract, raw, col.name, "type", _TYPE_EXPECTED[col.kind], bad)
-        columns[col.name] = values
+        columns[col.name], unparseable[col.name] = _coerce_column(raw[col.name], col)
     extra = {c: raw[c] for c in raw.columns if c not in columns}
     frame = pd.DataFrame({**columns, **extra})
+    for col in contract.columns:
+        violations += _violation(contract, frame, col.name, "type", _TYPE_EXPECTED[col.kind], unparseable[col.name])
     for col in contract.columns:
         values = frame[col.name]
         null = values.isna().to_numpy()
@@ -379,6 +382,8 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 def _coerce_column(values: pd.Series, col: Column) -> tuple[pd.Series, np.ndarray]:
     """Convert one column to its contract dtype; return it and a mask of unparseable values."""
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        values = values.mask(values.astype("str").str.strip() == "")  # a blank cell is a missing value
     was_null = values.isna().to_numpy()
     if col.kind in ("id", "category", "text"):
         out = values.astype("str")
@@ -431,7 +436,7 @@ def _not_before(child: str, column: str, on: str, parent: str, parent_column: st
 
     def rule(t: dict[str, pd.DataFrame]) -> list[Violation]:
         frame = t[child]
-        if frame.empty:
+        if frame.empty or t[parent].empty:  # nothing to order (a missing parent is a `references` violation)
             return []
         start = frame[on].map(t[parent].drop_duplicates(on).set_index(on)[parent_column])
         if by_day:
@@ -445,6 +450,8 @@ def _not_before(child: str, column: str, on: str, parent: str, parent_column: st
 
 def _usage_not_after_churn(t: dict[str, pd.DataFrame]) -> list[Violation]:
     frame = t["usage_daily"]
+    if frame.empty or t["churn"].empty:
+        return []
     churned = frame["account_id"].map(t["churn"].set_index("account_id")["churned_at"])
     bad = (frame["date"] > churned).fillna(False).to_numpy(dtype=bool)
     return _violation(CONTRACTS["usage_daily"], frame, "date", "time_order", "no usage after churn.churned_at", bad)

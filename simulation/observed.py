@@ -24,12 +24,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def day_factors(window_start: dt.date, n_days: int) -> tuple[np.ndarray, np.ndarray]:
     """Per day: activity factor (weekends, holidays, the year-end lull) and a weekday flag."""
     days = pd.date_range(window_start, periods=n_days, freq="D")
-    weekday = days.dayofweek.to_numpy() < 5
+    weekday = days.day_of_week.to_numpy() < 5
     factor = np.where(weekday, 1.0, 0.15)
     month, dom = days.month.to_numpy(), days.day.to_numpy()
     fixed = ((month == 1) & (dom == 1)) | ((month == 12) & (dom == 25)) | ((month == 7) & (dom == 4))
     # Thanksgiving: fourth Thursday of November
-    thanksgiving = (month == 11) & (days.dayofweek.to_numpy() == 3) & (dom >= 22) & (dom <= 28)
+    thanksgiving = (month == 11) & (days.day_of_week.to_numpy() == 3) & (dom >= 22) & (dom <= 28)
     factor = np.where(fixed | thanksgiving, 0.3, factor)
     factor = np.where((month == 12) & (dom >= 24), factor * 0.5, factor)
     return factor, weekday

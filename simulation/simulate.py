@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STREAMED = ("usage_daily", "tickets", "ticket_events", "ticket_messages", "surveys", "account_events")
 UNFORESEEABLE_CAUSES = np.array(["budget_cut", "acquisition"], dtype=object)
 HEALTH_DRIVERS = ("product_incident", "billing_dispute", "security_incident", "sponsor_left", "champion_left")
+SHOCK_SIZE = {k: abs(s.magnitude) for k, s in Dynamics().shocks.items()}
 
 
 @dataclass
@@ -193,8 +194,9 @@ def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeab
 
 
 def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarray) -> pd.DataFrame:
-    """Why each account churned: an unforeseeable cause, or the health driver behind it (the most
-    recent shock in the 120 days before churn, else a failed onboarding, else gradual decline)."""
+    """Why each account churned: an unforeseeable cause, or the health driver behind it: the largest
+    shock still felt at churn (a transient one within 30 days, a lasting one within 120), else a
+    failed onboarding, else gradual decline."""
     day = latent.churn_day[churned]
     cause = np.where(latent.unforeseeable[churned], "unforeseeable", "health").astype(object)
     driver = np.full(len(churned), "gradual_decline", dtype=object)
@@ -204,7 +206,9 @@ def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarra
         position = pd.Series(np.arange(len(churned)), index=churned)
         s = s[s["acc"].isin(churned)]
         s = s.assign(pos=position.reindex(s["acc"].to_numpy()).to_numpy(), churn_day=day[position.reindex(s["acc"].to_numpy()).to_numpy()])
-        s = s[(s["day"] <= s["churn_day"]) & (s["day"] > s["churn_day"] - 120)].sort_values("day").drop_duplicates("pos", keep="last")
+        reach = np.where(s["kind"].isin(["product_incident", "billing_dispute", "security_incident"]), 30, 120)
+        s = s[(s["day"] <= s["churn_day"]) & (s["day"] > s["churn_day"] - reach)]
+        s = s.assign(size=s["kind"].map(SHOCK_SIZE)).sort_values(["size", "day"]).drop_duplicates("pos", keep="last")
         driver[s["pos"].to_numpy()] = s["kind"].to_numpy(dtype=object)
     unforeseen = cause == "unforeseeable"
     driver[unforeseen] = UNFORESEEABLE_CAUSES[rng.integers(0, 2, int(unforeseen.sum()))]

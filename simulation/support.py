@@ -56,7 +56,7 @@ def _decayed(impulse: np.ndarray, half_life_days: float) -> np.ndarray:
 
 
 def _tone(score: np.ndarray) -> np.ndarray:
-    return np.where(score > 0.9, "positive", np.where(score > -0.4, "neutral", np.where(score > -1.4, "negative", "angry"))).astype(object)
+    return np.where(score > 1.2, "positive", np.where(score > -0.2, "neutral", np.where(score > -1.2, "negative", "angry"))).astype(object)
 
 
 def _tone_sentence(rng: np.random.Generator, tone: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def _tone_sentence(rng: np.random.Generator, tone: np.ndarray) -> np.ndarray:
 def _critical(rng: np.random.Generator, h: np.ndarray, step: np.ndarray, billing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Critical-moment sentences (and their kind, '' if none) for customer messages."""
     n = len(h)
-    fires = rng.random(n) < _sigmoid(-4.8 - 1.7 * h + 0.4 * step)
+    fires = rng.random(n) < _sigmoid(-5.6 - 1.7 * h + 0.4 * step)
     weights = np.where(billing[:, None], [0.3, 0.2, 0.15, 0.05, 0.3], [0.4, 0.25, 0.2, 0.1, 0.05])
     kind_idx = (rng.random(n)[:, None] > np.cumsum(weights, axis=1)).sum(axis=1).clip(0, len(CRITICAL_KINDS) - 1)
     kind = np.where(fires, CRITICAL_KINDS[kind_idx], "").astype(object)
@@ -212,9 +212,9 @@ def make_support(
 
     switched = channel != preferred
     satisfaction = 0.8 * h - 0.4 * transferred - 0.6 * reopened - 0.15 * np.log1p(fr) - 0.25 * followups - 0.5 * stalled + rng.normal(0, 0.7, m)
-    csat = np.clip(np.round(3.4 + 1.2 * satisfaction), 1, 5)
+    csat = np.clip(np.round(4.2 + 1.1 * satisfaction), 1, 5)
     effort = 0.5 * transferred + 0.8 * reopened + 0.35 * followups + 0.25 * np.log1p(fr) + 0.4 * switched - 0.3 * h + rng.normal(0, 0.6, m)
-    ces = np.clip(np.round(2.2 + 1.3 * effort), 1, 7)
+    ces = np.clip(np.round(1.6 + 1.3 * effort), 1, 7)
     csat_answered = (~stalled) & (rng.random(m) < 0.06 + 0.34 * (np.abs(csat - 3) / 2) ** 1.5)
     ces_answered = (~stalled) & (rng.random(m) < 0.05 + 0.30 * (np.abs(ces - 4) / 3) ** 1.5)
 
@@ -315,7 +315,8 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
         sub = {key: value[rows] for key, value in slots.items()}
         phrase_idx = INTENT_OFFSET[intent[rows]] + (variant0[rows] + step) % INTENT_N_PHRASES[intent[rows]]
         question = fill(PHRASES[phrase_idx], sub)
-        tone = _tone(h[rows] + rng.normal(0, 0.6, k) - 0.45 * step - 0.6 * reopen)
+        # frustration builds up within a ticket: every unanswered follow-up and a reopen sour the tone
+        tone = _tone(0.8 + h[rows] + rng.normal(0, 0.6, k) - 0.35 * step - 0.5 * reopen)
         crit, kind = _critical(rng, h[rows], step + reopen, billing[rows])
         np.add.at(crit_count, rows, kind != "")
         if opening:

@@ -1,0 +1,69 @@
+"""The command line contract: exit codes, JSON on stdout only, one-line errors, nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from pipelines.cli import main
+from tests.conftest import write_tables
+
+
+def test_simulate_json_goes_to_stdout_only(tmp_path, capsys):
+    out = tmp_path / "sim"
+    code = main(["simulate", "--accounts", "60", "--days", "120", "--seed", "3", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    payload = json.loads(captured.out)  # exactly one JSON document
+    assert payload["accounts"] == 60 and payload["rows"]["accounts"] == 60
+    assert (out / "accounts.parquet").is_file() and (out / "truth" / "meta.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_bad_flag_value_exits_2_names_the_flag_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["simulate", "--accounts", "0", "--out", str(out)]) == 2
+    assert "--accounts" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["simulate", "--start", "2024-02-30", "--out", str(out)]) == 2
+    assert "--start" in capsys.readouterr().err
+    assert main(["simulate", "--churn-rate", "2", "--out", str(out)]) == 2
+    assert "--churn-rate" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_option_exits_2(capsys):
+    assert main(["simulate", "--acounts", "5"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_validate_reports_contract_violation_with_exit_2_and_touches_nothing(tiny, tmp_path, capsys):
+    tiny["tickets"].loc[0, "category"] = "complaint"
+    folder = write_tables(tiny, tmp_path / "d")
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["validate", "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "table 'tickets', column 'category'" in err and "allowed_values" in err and "T1" in err
+    assert "Traceback" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_validate_json(tiny, tmp_path, capsys):
+    folder = write_tables(tiny, tmp_path / "d")
+    assert main(["validate", "--data", str(folder), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["valid"] is True and payload["rows"]["tickets"] == 2
+
+
+def test_simulated_csv_export_validates(tmp_path, capsys):
+    """A customer exporting the simulated tables to CSV gets the same tables back."""
+    out = tmp_path / "sim"
+    assert main(["simulate", "--accounts", "40", "--days", "90", "--out", str(out)]) == 0
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for path in out.glob("*.parquet"):
+        pd.read_parquet(path).to_csv(csv / f"{path.stem}.csv", index=False)
+    assert main(["validate", "--data", str(csv), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert rows["accounts"] == 40

@@ -1,0 +1,174 @@
+"""The snapshot panel: one row per (account, cutoff) with point-in-time features and labels.
+
+Steps, each a small function of DataFrames: the data's time range -> the cutoffs -> the snapshot
+keys (accounts live at each cutoff) -> every registered feature family -> the labels (censored
+where the horizon runs past the data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+from features.context import FeatureContext, FeatureParams
+from features.registry import Family, families
+
+HORIZONS = (30, 60, 90, 180)
+LABELS = tuple(f"churned_within_{h}d" for h in HORIZONS)
+KEYS = ("account_id", "cutoff")
+#: Days of history a default first cutoff leaves for baselines (the 90-day windows before the last 30).
+DEFAULT_WARMUP_DAYS = 120
+
+_TIME_COLUMNS = {
+    "usage_daily": "date", "tickets": "created_at", "ticket_events": "at", "ticket_messages": "sent_at",
+    "surveys": "answered_at", "account_events": "at", "churn": "churned_at",
+}
+
+
+def data_range(tables: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(first day, end) of the data: end is the midnight after the latest record of any table."""
+    usage = tables["usage_daily"]["date"]
+    if usage.dropna().empty:
+        raise InputError("table 'usage_daily' is empty; expected daily usage rows to define the data's time range")
+    start = usage.min().floor("D")
+    latest = [usage.max() + pd.Timedelta(days=1)]
+    for table, column in _TIME_COLUMNS.items():
+        values = tables[table][column]
+        if len(values.dropna()):
+            latest.append((values.max() + pd.Timedelta(microseconds=1)).ceil("D"))
+    return start, max(latest)
+
+
+def parse_every(every: str) -> pd.Timedelta:
+    """'30d', '2w' or '7' (days) -> a positive whole number of days."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", every or "")
+    if not match or int(match.group(1)) == 0:
+        raise InputError(f"--every {every!r}: expected a positive number of days or weeks, such as 30d, 7d or 2w")
+    n = int(match.group(1)) * (7 if match.group(2) == "w" else 1)
+    return pd.Timedelta(days=n)
+
+
+def _as_cutoff(value: str | dt.date | pd.Timestamp, flag: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise InputError(f"{flag} {value!r}: expected a date as YYYY-MM-DD") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if stamp != stamp.floor("D"):
+        raise InputError(f"{flag} {value!r}: expected a date (cutoffs are midnights UTC), got a time of day")
+    return stamp
+
+
+def make_cutoffs(
+    data_start: pd.Timestamp,
+    data_end: pd.Timestamp,
+    *,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+    every: str = "30d",
+) -> pd.DatetimeIndex:
+    """Cutoffs from `start` to `end` (inclusive) every `every`, inside the data's range.
+
+    Defaults: the first cutoff leaves `DEFAULT_WARMUP_DAYS` of history, the last is the data's end.
+    """
+    step = parse_every(every)
+    first = _as_cutoff(start, "--start") if start is not None else data_start + pd.Timedelta(days=DEFAULT_WARMUP_DAYS)
+    last = _as_cutoff(end, "--end") if end is not None else data_end
+    span = f"the data runs from {data_start.date()} to {data_end.date()}"
+    if first <= data_start:
+        raise InputError(f"--start {first.date()}: is on or before the first day of data; expected a cutoff after {data_start.date()} ({span})")
+    if last > data_end:
+        raise InputError(f"--end {last.date()}: is after the end of the data; expected a cutoff on or before {data_end.date()} ({span})")
+    if first > last:
+        raise InputError(f"--start {first.date()} is after --end {last.date()}; expected start <= end ({span})")
+    return pd.date_range(first, last, freq=step, name="cutoff").astype("datetime64[us, UTC]")
+
+
+def snapshot_keys(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp]) -> pd.DataFrame:
+    """Accounts live at each cutoff: started before it and not churned at or before it."""
+    accounts = tables["accounts"]
+    cuts = pd.DatetimeIndex(cutoffs).astype("datetime64[us, UTC]")
+    churned = accounts["account_id"].map(tables["churn"].set_index("account_id")["churned_at"])
+    start = accounts["contract_start"].to_numpy()
+    end = churned.to_numpy()
+    cut = cuts.to_numpy()
+    started = start[:, None] < cut[None, :]
+    gone = pd.notna(end)[:, None] & (end[:, None] <= cut[None, :])
+    acc, k = np.nonzero(started & ~gone)
+    order = np.lexsort((acc, k))  # by cutoff, then account
+    return pd.DataFrame(
+        {"account_id": accounts["account_id"].to_numpy()[acc[order]], "cutoff": pd.Series(cuts[k[order]], dtype="datetime64[us, UTC]")}
+    ).astype({"account_id": "str"})
+
+
+def make_labels(keys: pd.DataFrame, churn: pd.DataFrame, data_end: pd.Timestamp) -> pd.DataFrame:
+    """`churned_within_{h}d` = churned_at in (cutoff, cutoff + h]; null where cutoff + h > data end.
+
+    Censoring is strict: even a churn seen inside a horizon that runs past the data is null, because
+    keeping only the positives of the censored rows would bias every rate learned from them.
+    """
+    churned_at = keys["account_id"].map(churn.set_index("account_id")["churned_at"])
+    out = {}
+    for h, name in zip(HORIZONS, LABELS, strict=True):
+        horizon_end = keys["cutoff"] + pd.Timedelta(days=h)
+        hit = (churned_at > keys["cutoff"]) & (churned_at <= horizon_end)
+        label = pd.Series(hit.fillna(False).astype("int8"), dtype="Int8")
+        out[name] = label.mask((horizon_end > data_end).to_numpy())
+    return pd.DataFrame(out)
+
+
+def build_features(
+    tables: dict[str, pd.DataFrame],
+    keys: pd.DataFrame,
+    params: FeatureParams | None = None,
+    *,
+    only: Iterable[Family] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> pd.DataFrame:
+    """Features for the given (account_id, cutoff) keys, one column per registered feature."""
+    ctx = FeatureContext(tables, keys, params or FeatureParams())
+    parts = [keys.reset_index(drop=True)]
+    for family in only or families():
+        started = time.perf_counter()
+        frame = family.build(ctx)
+        expected = [s.name for s in family.specs]
+        if list(frame.columns) != expected or len(frame) != len(keys):
+            raise RuntimeError(f"family {family.name!r} returned columns {list(frame.columns)} x {len(frame)} rows; expected {expected} x {len(keys)}")
+        parts.append(frame.reset_index(drop=True))
+        if progress:
+            progress(family.name, time.perf_counter() - started)
+    return pd.concat(parts, axis=1)
+
+
+def build_panel(
+    tables: dict[str, pd.DataFrame],
+    *,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+    every: str = "30d",
+    params: FeatureParams | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The snapshot panel and a summary (data range, cutoffs, label rates) for the given tables."""
+    data_start, data_end = data_range(tables)
+    cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
+    keys = snapshot_keys(tables, cutoffs)
+    panel = build_features(tables, keys, params, progress=progress)
+    panel = pd.concat([panel, make_labels(keys, tables["churn"], data_end)], axis=1)
+    summary = {
+        "data_start": data_start.isoformat(),
+        "data_end": data_end.isoformat(),
+        "cutoffs": [c.date().isoformat() for c in cutoffs],
+        "snapshots": len(panel),
+        "accounts": int(panel["account_id"].nunique()),
+        "features": len(panel.columns) - len(KEYS) - len(LABELS),
+        "label_rates": {name: (None if panel[name].isna().all() else round(float(panel[name].mean()), 4)) for name in LABELS},
+        "labelled": {name: int(panel[name].notna().sum()) for name in LABELS},
+    }
+    return panel, summary

@@ -107,6 +107,35 @@ def validate(data: Path, as_json: bool) -> None:
 
 
 @app.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write snapshots/ and feature_dictionary.json into.")
+@click.option("--start", default=None, help="First cutoff (YYYY-MM-DD) [default: 120 days after the first day of data].")
+@click.option("--end", default=None, help="Last cutoff (YYYY-MM-DD) [default: the end of the data].")
+@click.option("--every", default="30d", show_default=True, help="Spacing of cutoffs: days or weeks, e.g. 30d, 7d, 2w.")
+@json_option
+def features(data: Path | None, out: Path, start: str | None, end: str | None, every: str, as_json: bool) -> None:
+    """Build the point-in-time snapshot panel (features + censored labels)."""
+    from core.settings import load_settings
+    from pipelines.features import load_feature_params, run_features
+
+    settings = load_settings()
+    data = data or settings.data_dir
+    params = load_feature_params(settings.config_dir)
+    summary = run_features(
+        data, out, start=start, end=end, every=every, params=params,
+        progress=lambda family, seconds: err.print(f"  {family:<14} {seconds:6.2f}s"),
+    )
+    rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
+    _emit(
+        summary,
+        as_json,
+        f"{summary['snapshots']:,} snapshots of {summary['accounts']:,} accounts at {len(summary['cutoffs'])} cutoffs "
+        f"({summary['cutoffs'][0]} .. {summary['cutoffs'][-1]}), {summary['features']} features, churn rates {rates}; "
+        f"written to {out}/snapshots/ in {summary['seconds']:.1f}s",
+    )
+
+
+@app.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True, help="Folder for the demo's data and outputs.")
 @click.option("--accounts", type=int, default=2000, show_default=True, help="Accounts in the demo customer base.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
@@ -117,13 +146,17 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     stages = [
         ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
         ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
+        ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", as_json=False)),
     ]
     for i, (name, step) in enumerate(stages, 1):
         stage = time.perf_counter()
         err.print(f"[bold]{i}/{len(stages)} {name}[/bold]")
         step()
         err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
-    err.print(f"demo finished in {time.perf_counter() - started:.1f}s; input tables in {out}/, ground truth in {out}/truth/")
+    err.print(
+        f"demo finished in {time.perf_counter() - started:.1f}s; input tables in {out}/, ground truth in {out}/truth/, "
+        f"snapshot panel in {out}/features/snapshots/ with its dictionary in {out}/features/feature_dictionary.json"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,8 @@ def _live_mask(ctx: FeatureContext, cut: np.ndarray) -> np.ndarray:
     churn = ctx.tables["churn"]
     churned = np.full(len(ctx.accounts), np.iinfo(np.int64).max)
     churned[ctx.code(churn["account_id"])] = to_seconds(churn["churned_at"])
-    return (start[:, None] < cut[None, :]) & (churned[:, None] > cut[None, :])
+    # strictly before the cutoff on both ends: a churn dated exactly at the cutoff is not yet known
+    return (start[:, None] < cut[None, :]) & (churned[:, None] >= cut[None, :])
 
 
 def build_business(ctx: FeatureContext) -> pd.DataFrame:
@@ -71,7 +72,7 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     arr0 = acc["arr"].to_numpy(dtype="float64")
     arr_now = arr0[a] + changes.total("value", a, c)[0]
 
-    # the average is over every account live at the cutoff, whichever snapshots were asked for
+    # the average is over every account live just before the cutoff, whichever snapshots were asked for
     cuts = np.unique(c)
     live = _live_mask(ctx, cuts)
     n_acc = len(acc)

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes (the stamp carries its hash).
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test test-fast serve bench install clean
+.PHONY: demo test test-fast bench install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python benchmarks/features.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis data/demo data/simulated

@@ -243,6 +243,78 @@ def read_raw_table(path: Path) -> pd.DataFrame:
         raise InputError(f"could not read {path}: {exc}") from exc
 
 
+class TableFiles:
+    """The raw input files of a data folder, readable whole or a slice at a time.
+
+    Parquet files are sliced with pyarrow filters (row groups that cannot match are skipped);
+    a CSV file is read once and sliced in memory. Values come back raw: validate them after.
+    """
+
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        if not self.data_dir.is_dir():
+            raise InputError(f"--data {self.data_dir}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
+        self._csv: dict[str, pd.DataFrame] = {}
+
+    def path(self, name: str) -> Path | None:
+        return find_table_file(self.data_dir, name)
+
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+        path = self.path(name)
+        if path is None:
+            return None
+        if path.suffix == ".csv":
+            frame = self._csv_frame(name, path)
+            return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except Exception as exc:  # a missing column or a broken file: name the file
+            raise InputError(f"could not read {path}: {exc}") from exc
+
+    def read_where(self, name: str, column: str, values: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """Rows whose `column` is one of `values` (compared as text)."""
+        path = self.path(name)
+        if path is None:
+            return None
+        if path.suffix == ".csv":
+            frame = self._csv_frame(name, path)
+            frame = frame[frame[column].isin(values)] if column in frame.columns else frame.iloc[0:0]
+            return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        try:
+            dataset = ds.dataset(path)
+            field = dataset.schema.field(column)
+            wanted = pa.array(np.asarray(values, dtype=object), type=pa.string())
+            if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
+                wanted = wanted.cast(field.type)
+            return dataset.to_table(columns=columns, filter=ds.field(column).isin(wanted)).to_pandas()
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            frame = self.read(name, columns=None)
+            if column not in frame.columns:
+                return frame  # the contract check will name the missing column
+            frame = frame[frame[column].astype("str").isin(values)]
+            return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+        except Exception as exc:
+            raise InputError(f"could not read {path}: {exc}") from exc
+
+    def count(self, name: str) -> int:
+        path = self.path(name)
+        if path is None:
+            return 0
+        if path.suffix == ".csv":
+            return len(self._csv_frame(name, path))
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+
+    def _csv_frame(self, name: str, path: Path) -> pd.DataFrame:
+        if name not in self._csv:
+            self._csv[name] = read_raw_table(path)
+        return self._csv[name]
+
+
 def load_tables(data_dir: str | Path, *, tables: tuple[str, ...] = TABLES) -> LoadedTables:
     """Read and validate the input tables of a data folder.
 
@@ -274,10 +346,17 @@ def load_tables(data_dir: str | Path, *, tables: tuple[str, ...] = TABLES) -> Lo
 # --- validation ------------------------------------------------------------------------------
 
 
-def validate_tables(raw: Mapping[str, pd.DataFrame], *, tables: tuple[str, ...] = TABLES) -> dict[str, pd.DataFrame]:
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    tables: tuple[str, ...] = TABLES,
+    context: Mapping[str, pd.DataFrame] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Coerce each table to its contract and check every rule; return the clean tables.
 
     Absent optional tables come back as empty frames with the right columns and dtypes.
+    `context` holds tables validated before (say, the accounts when usage is checked block by
+    block); cross-table rules that involve at least one of `tables` see them.
     """
     violations: list[Violation] = []
     clean: dict[str, pd.DataFrame] = {}
@@ -292,10 +371,12 @@ def validate_tables(raw: Mapping[str, pd.DataFrame], *, tables: tuple[str, ...] 
         violations.extend(found)
         clean[name] = frame
     if not violations:
-        # cross-table rules see every table; one left out of `tables` counts as empty
-        everything = {name: clean.get(name, contract.empty()) for name, contract in CONTRACTS.items()}
-        for rule in CROSS_TABLE_RULES:
-            violations.extend(rule(everything))
+        # cross-table rules see every table; one neither checked nor given as context counts as empty
+        known = {**(context or {}), **clean}
+        everything = {name: known.get(name, contract.empty()) for name, contract in CONTRACTS.items()}
+        for involved, rule in CROSS_TABLE_RULES:
+            if involved & set(tables):
+                violations.extend(rule(everything))
     if violations:
         raise ContractError(violations)
     return clean
@@ -378,6 +459,12 @@ _TYPE_EXPECTED = {
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+def coerce_column(table: str, column: str, values: pd.Series) -> pd.Series:
+    """One column coerced to its contract type (unparseable values become null)."""
+    spec = next(c for c in CONTRACTS[table].columns if c.name == column)
+    return _coerce_column(values, spec)[0]
 
 
 def _coerce_column(values: pd.Series, col: Column) -> tuple[pd.Series, np.ndarray]:
@@ -474,21 +561,21 @@ def _event_values(t: dict[str, pd.DataFrame]) -> list[Violation]:
     return out
 
 
-CROSS_TABLE_RULES: tuple[Rule, ...] = (
-    _references("usage_daily", "account_id", "accounts", "account_id"),
-    _references("tickets", "account_id", "accounts", "account_id"),
-    _references("ticket_events", "ticket_id", "tickets", "ticket_id"),
-    _references("ticket_messages", "ticket_id", "tickets", "ticket_id"),
-    _references("surveys", "account_id", "accounts", "account_id"),
-    _references("account_events", "account_id", "accounts", "account_id"),
-    _references("churn", "account_id", "accounts", "account_id"),
-    _not_before("usage_daily", "date", "account_id", "accounts", "contract_start", by_day=True),
-    _not_before("tickets", "created_at", "account_id", "accounts", "contract_start"),
-    _not_before("surveys", "answered_at", "account_id", "accounts", "contract_start"),
-    _not_before("account_events", "at", "account_id", "accounts", "contract_start"),
-    _not_before("churn", "churned_at", "account_id", "accounts", "contract_start"),
-    _not_before("ticket_events", "at", "ticket_id", "tickets", "created_at"),
-    _not_before("ticket_messages", "sent_at", "ticket_id", "tickets", "created_at"),
-    _usage_not_after_churn,
-    _event_values,
+CROSS_TABLE_RULES: tuple[tuple[set[str], Rule], ...] = (
+    ({"usage_daily", "accounts"}, _references("usage_daily", "account_id", "accounts", "account_id")),
+    ({"tickets", "accounts"}, _references("tickets", "account_id", "accounts", "account_id")),
+    ({"ticket_events", "tickets"}, _references("ticket_events", "ticket_id", "tickets", "ticket_id")),
+    ({"ticket_messages", "tickets"}, _references("ticket_messages", "ticket_id", "tickets", "ticket_id")),
+    ({"surveys", "accounts"}, _references("surveys", "account_id", "accounts", "account_id")),
+    ({"account_events", "accounts"}, _references("account_events", "account_id", "accounts", "account_id")),
+    ({"churn", "accounts"}, _references("churn", "account_id", "accounts", "account_id")),
+    ({"usage_daily", "accounts"}, _not_before("usage_daily", "date", "account_id", "accounts", "contract_start", by_day=True)),
+    ({"tickets", "accounts"}, _not_before("tickets", "created_at", "account_id", "accounts", "contract_start")),
+    ({"surveys", "accounts"}, _not_before("surveys", "answered_at", "account_id", "accounts", "contract_start")),
+    ({"account_events", "accounts"}, _not_before("account_events", "at", "account_id", "accounts", "contract_start")),
+    ({"churn", "accounts"}, _not_before("churn", "churned_at", "account_id", "accounts", "contract_start")),
+    ({"ticket_events", "tickets"}, _not_before("ticket_events", "at", "ticket_id", "tickets", "created_at")),
+    ({"ticket_messages", "tickets"}, _not_before("ticket_messages", "sent_at", "ticket_id", "tickets", "created_at")),
+    ({"usage_daily", "churn"}, _usage_not_after_churn),
+    ({"ticket_events"}, _event_values),
 )

@@ -22,7 +22,7 @@ class FeatureParams(BaseModel):
     healthy_login_interval_days: float = Field(3.5, gt=0, description="healthy accounts log in every 3-4 days")
     repeat_window_days: int = Field(30, gt=0, description="a ticket repeats an issue if the same category came up this many days before")
     unanswered_after_hours: float = Field(48.0, gt=0, description="an agent message unanswered this long on an open ticket counts as stalled")
-    account_chunk: int = Field(5000, gt=0, description="accounts per block of the daily usage grid (memory vs speed)")
+    account_block: int = Field(5000, gt=0, description="accounts per block: data read, validated and featurised together (memory vs speed)")
 
 
 class FeatureContext:

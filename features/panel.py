@@ -25,7 +25,7 @@ KEYS = ("account_id", "cutoff")
 #: Days of history a default first cutoff leaves for baselines (the 90-day windows before the last 30).
 DEFAULT_WARMUP_DAYS = 120
 
-_TIME_COLUMNS = {
+TIME_COLUMNS = {
     "usage_daily": "date", "tickets": "created_at", "ticket_events": "at", "ticket_messages": "sent_at",
     "surveys": "answered_at", "account_events": "at", "churn": "churned_at",
 }
@@ -33,14 +33,19 @@ _TIME_COLUMNS = {
 
 def data_range(tables: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(first day, end) of the data: end is the midnight after the latest record of any table."""
-    usage = tables["usage_daily"]["date"]
-    if usage.dropna().empty:
+    return data_range_of({table: tables[table][column] for table, column in TIME_COLUMNS.items() if table in tables})
+
+
+def data_range_of(times: dict[str, pd.Series]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """`data_range` from the time columns alone (table -> values), for data read in slices."""
+    usage = times.get("usage_daily", pd.Series(dtype="datetime64[us, UTC]")).dropna()
+    if usage.empty:
         raise InputError("table 'usage_daily' is empty; expected daily usage rows to define the data's time range")
     start = usage.min().floor("D")
     latest = [usage.max() + pd.Timedelta(days=1)]
-    for table, column in _TIME_COLUMNS.items():
-        values = tables[table][column]
-        if len(values.dropna()):
+    for table, values in times.items():
+        values = values.dropna()
+        if table != "usage_daily" and len(values):
             latest.append((values.max() + pd.Timedelta(microseconds=1)).ceil("D"))
     return start, max(latest)
 

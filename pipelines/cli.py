@@ -123,7 +123,7 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
     params = load_feature_params(settings.config_dir)
     summary = run_features(
         data, out, start=start, end=end, every=every, params=params,
-        progress=lambda family, seconds: err.print(f"  {family:<14} {seconds:6.2f}s"),
+        progress=lambda step, seconds: err.print(f"  {step:<14} {seconds:6.2f}s"),
     )
     rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
     _emit(

@@ -1,4 +1,10 @@
-"""Build the snapshot panel from a data folder and write it (the I/O around features/)."""
+"""Build the snapshot panel from a data folder and write it (the I/O around features/).
+
+The two big tables (usage_daily, ticket_messages) are read, validated and turned into features one
+block of accounts at a time, so memory is bounded by the block, not the customer base; the other
+tables are small and read whole. Every block's contract violations are collected and reported
+together, and nothing is written unless every block passed.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from core.contracts import load_tables
-from core.errors import InputError
+from core.contracts import CONTRACTS, TableFiles, coerce_column, validate_tables
+from core.errors import ContractError, InputError, Violation, format_keys
 from core.io import atomic_dir, write_json
 from features.context import FeatureParams
-from features.panel import build_panel, parse_every
+from features.panel import LABELS, TIME_COLUMNS, build_features, data_range_of, make_cutoffs, make_labels, parse_every, snapshot_keys
 from features.registry import feature_dictionary
+
+SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_events")
+BIG = ("usage_daily", "ticket_messages")
 
 
 def load_feature_params(config_dir: Path) -> FeatureParams:
@@ -30,21 +40,67 @@ def load_feature_params(config_dir: Path) -> FeatureParams:
         raise InputError(f"{path}: {problems}") from None
 
 
-def write_snapshots(panel: pd.DataFrame, out_dir: Path) -> Path:
-    """`out_dir/snapshots/` as a Parquet data set, one file per cutoff, replaced atomically."""
-    target = Path(out_dir) / "snapshots"
-    with atomic_dir(target) as tmp:
-        for cutoff, part in panel.groupby("cutoff", sort=True):
-            part.to_parquet(tmp / f"cutoff={cutoff.date().isoformat()}.parquet", index=False)
-    return target
-
-
 def read_snapshots(features_dir: Path) -> pd.DataFrame:
+    """The panel written by `churn features`, sorted by (cutoff, account_id)."""
     folder = Path(features_dir) / "snapshots"
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise InputError(f"--features {features_dir}: no snapshots/*.parquet; expected the output of `churn features`")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    panel = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return panel.sort_values(["cutoff", "account_id"], kind="stable").reset_index(drop=True)
+
+
+class _Violations:
+    """Violations gathered over blocks, merged per (table, column, rule)."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str, str], Violation] = {}
+
+    def add(self, violations: list[Violation]) -> None:
+        for v in violations:
+            key = (v.table, v.column, v.rule)
+            old = self.found.get(key)
+            self.found[key] = v if old is None else Violation(v.table, v.column, v.rule, v.expected, (old.keys + v.keys)[:5], old.count + v.count)
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise ContractError(list(self.found.values()))
+
+
+def _load_small(files: TableFiles) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    raw, notes = {}, []
+    for name in SMALL:
+        frame = files.read(name)
+        if frame is None:
+            if CONTRACTS[name].required:
+                raise InputError(f"required table '{name}' not found in {files.data_dir}; expected {name}.parquet or {name}.csv")
+            notes.append(f"table '{name}' not found in {files.data_dir}; treated as empty")
+            continue
+        raw[name] = frame
+    return validate_tables(raw, tables=SMALL), notes
+
+
+def _time_column(files: TableFiles, table: str) -> pd.Series:
+    column = TIME_COLUMNS[table]
+    frame = files.read(table, columns=[column])
+    if frame is None or column not in frame.columns:
+        return pd.Series(dtype="datetime64[us, UTC]")
+    return coerce_column(table, column, frame[column])
+
+
+def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict[str, int], message_hashes: list[np.ndarray], found: _Violations) -> None:
+    """What a block cannot see: rows pointing at no known account or ticket, ids repeated across blocks."""
+    for table, column, parent in (("usage_daily", "account_id", "accounts"), ("ticket_messages", "ticket_id", "tickets")):
+        if files.count(table) != seen.get(table, 0):
+            ids = files.read(table, columns=[column])[column].astype("str")
+            orphans = ids[~ids.isin(small[parent][column])]
+            found.add([Violation(table, column, "references", f"every {column} to exist in {parent}.{column}", format_keys(orphans), len(orphans))])
+    if message_hashes:
+        hashes = np.concatenate(message_hashes)
+        if len(np.unique(hashes)) != len(hashes):
+            ids = files.read("ticket_messages", columns=["message_id"])["message_id"].astype("str")
+            dup = ids[ids.duplicated(keep=False)]
+            found.add([Violation("ticket_messages", "message_id", "unique_key", "each key at most once", format_keys(dup.unique()), len(dup))])
 
 
 def run_features(
@@ -57,16 +113,77 @@ def run_features(
     params: FeatureParams | None = None,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict:
-    """Load and validate `data`, build the panel, write snapshots/ and feature_dictionary.json."""
+    """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json."""
     started = time.perf_counter()
+    params = params or FeatureParams()
     parse_every(every)  # a bad flag fails before any data is read
-    tables = load_tables(data)
-    panel, summary = build_panel(tables.tables, start=start, end=end, every=every, params=params, progress=progress)
-    write_snapshots(panel, out)
+    files = TableFiles(data)
+    if files.path("usage_daily") is None:
+        raise InputError(f"required table 'usage_daily' not found in {data}; expected usage_daily.parquet or usage_daily.csv")
+    small, notes = _load_small(files)
+    if files.path("ticket_messages") is None:
+        notes.append(f"table 'ticket_messages' not found in {data}; treated as empty")
+    times = {t: small[t][TIME_COLUMNS[t]] for t in SMALL if t in TIME_COLUMNS}
+    times.update({t: _time_column(files, t) for t in BIG})
+    data_start, data_end = data_range_of(times)
+    cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
+    keys = snapshot_keys(small, cutoffs)
+    if progress:
+        progress("load", time.perf_counter() - started)
+
+    ids = np.sort(small["accounts"]["account_id"].to_numpy(dtype=object))
+    tickets_all, events_all = small["tickets"], small["ticket_events"]
+    found, seen, hashes = _Violations(), {}, []
+    label_sums = {name: [0, 0] for name in LABELS}
+    n_rows = 0
+    with atomic_dir(Path(out) / "snapshots") as tmp:
+        for b, lo in enumerate(range(0, len(ids), params.account_block)):
+            t0 = time.perf_counter()
+            block = ids[lo : lo + params.account_block]
+            accounts = small["accounts"][small["accounts"]["account_id"].isin(block)]
+            tickets = tickets_all[tickets_all["account_id"].isin(block)]
+            raw = {}
+            for name, column, values in (("usage_daily", "account_id", block), ("ticket_messages", "ticket_id", tickets["ticket_id"].to_numpy(dtype=object))):
+                frame = files.read_where(name, column, values)
+                if frame is not None:
+                    raw[name] = frame
+                    seen[name] = seen.get(name, 0) + len(frame)
+            try:
+                clean = validate_tables(raw, tables=BIG, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
+            except ContractError as exc:
+                found.add(exc.violations)
+                continue
+            if found.found:
+                continue  # keep checking the remaining blocks, but build nothing more
+            hashes.append(pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object)))
+            tables = small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
+            block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
+            panel = build_features(tables, block_keys, params)
+            panel = pd.concat([panel, make_labels(block_keys, small["churn"], data_end)], axis=1)
+            panel.to_parquet(tmp / f"part-{b:05d}.parquet", index=False)
+            n_rows += len(panel)
+            for name in LABELS:
+                label_sums[name][0] += int(panel[name].sum())
+                label_sums[name][1] += int(panel[name].notna().sum())
+            if progress:
+                progress(f"block {b + 1}/{-(-len(ids) // params.account_block)}", time.perf_counter() - t0)
+        _global_checks(files, small, seen, hashes, found)
+        found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
-    summary.update(
-        {"data": str(data), "out": str(out), "notes": tables.notes, "params": (params or FeatureParams()).model_dump(),
-         "seconds": round(time.perf_counter() - started, 2)}
-    )
+    summary = {
+        "data": str(data),
+        "out": str(out),
+        "data_start": data_start.isoformat(),
+        "data_end": data_end.isoformat(),
+        "cutoffs": [c.date().isoformat() for c in cutoffs],
+        "snapshots": n_rows,
+        "accounts": int(keys["account_id"].nunique()),
+        "features": len(feature_dictionary()),
+        "label_rates": {k: (round(s / n, 4) if n else None) for k, (s, n) in label_sums.items()},
+        "labelled": {k: n for k, (_, n) in label_sums.items()},
+        "notes": notes,
+        "params": params.model_dump(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     write_json(summary, Path(out) / "panel_summary.json")
     return summary

@@ -48,7 +48,7 @@ def build_usage(ctx: FeatureContext) -> pd.DataFrame:
     usage["_acc"] = ctx.code(u["account_id"])
     usage["_day"] = to_seconds(u["date"]) // DAY
     seats = ctx.accounts["seats"].to_numpy(dtype="float64")
-    chunk = ctx.params.account_chunk
+    chunk = ctx.params.account_block
     usage_block = usage["_acc"].to_numpy() // chunk
     snap_block = ctx.acc // chunk
     for block in np.unique(snap_block):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,9 @@ data, out, naive = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 start = "2024-01-31"  # 24 monthly cutoffs, 2024-01-31 .. 2025-12-21
 t0 = time.perf_counter()
 summary = run_features(data, out, start=start, every="30d")
-result = {"panel_s": time.perf_counter() - t0, "snapshots": summary["snapshots"], "cutoffs": len(summary["cutoffs"]), "features": summary["features"]}
+import resource
+result = {"panel_s": time.perf_counter() - t0, "snapshots": summary["snapshots"], "cutoffs": len(summary["cutoffs"]), "features": summary["features"],
+          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # before the naive part
 if naive:
     tables = load_tables(data).tables
     first, end = data_range(tables)
@@ -61,8 +62,8 @@ def main() -> None:
             simulate(SimulationConfig(accounts=accounts, days=args.days, seed=42), root / "data")
             proc = subprocess.run([sys.executable, "-c", CHILD, str(root / "data"), str(root / "features"), "1" if accounts <= args.naive_up_to else "0"],
                                   capture_output=True, text=True, check=True)
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-            r = json.loads(proc.stdout.strip().splitlines()[-1]) | {"accounts": accounts, "peak_rss_gib": round(peak, 2)}
+            r = json.loads(proc.stdout.strip().splitlines()[-1]) | {"accounts": accounts}
+            peak = r["peak_rss_gib"]
             results.append(r)
             line = (f"{accounts:>8,} accounts x {args.days} days x {r['cutoffs']} cutoffs: `churn features` {r['panel_s']:6.1f} s "
                     f"(reading, validating, building, writing), {r['snapshots']:,} snapshots x {r['features']} features, "

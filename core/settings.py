@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     )
     dask_address: str | None = Field(None, description="Dask scheduler address; unset runs on Prefect's default runner.")
     seed: int = Field(42, description="Default random seed for simulation and training.")
+    sentiment_model: str = Field(
+        "default",
+        description="'default' (shipped MiniLM encoder + head), or a Hugging Face sequence-classification model: local path or hub id.",
+    )
+    sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
+    text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

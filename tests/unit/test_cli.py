@@ -67,3 +67,13 @@ def test_simulated_csv_export_validates(tmp_path, capsys):
     assert main(["validate", "--data", str(csv), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
     assert rows["accounts"] == 40
+
+
+def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--accounts", "120"]) == 0
+    err = capsys.readouterr().err
+    for stage in ("simulate", "validate", "features"):
+        assert f"{stage} took" in err
+    assert (out / "features" / "feature_dictionary.json").is_file()
+    assert list((out / "features" / "snapshots").glob("*.parquet"))

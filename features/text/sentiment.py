@@ -1,0 +1,218 @@
+"""Message sentiment: negative / neutral / positive with a continuous score in [-1, 1].
+
+Default: the shipped MiniLM encoder plus a multinomial logistic-regression head trained on the
+project's labelled support corpus (`features/text/corpus/sentiment.csv`). Any Hugging Face
+sequence-classification model (local path or hub id) can replace it. score = P(positive) -
+P(negative). Scoring goes through a cache keyed by text hash, so known texts are never rescored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ChurnError, InputError
+from features.text.cache import TextCache, text_hash
+from features.text.encoder import TextEncoder, resolve_model
+
+LABELS = ("negative", "neutral", "positive")
+CORPUS = Path(__file__).parent / "corpus" / "sentiment.csv"
+SHIPPED_HEAD = Path(__file__).parent / "corpus" / "sentiment_head.json"
+_ALIASES = {
+    "negative": "negative", "neg": "negative", "-1": "negative", "bad": "negative",
+    "neutral": "neutral", "neu": "neutral", "0": "neutral",
+    "positive": "positive", "pos": "positive", "1": "positive", "good": "positive",
+}
+
+
+def normalise_labels(values: pd.Series, column: str = "label") -> pd.Series:
+    """Map label spellings (negative/neg/-1, neutral/neu/0, positive/pos/1) to LABELS."""
+    text = values.astype("str").str.strip().str.lower().str.replace(r"\.0$", "", regex=True)
+    out = text.map(_ALIASES)
+    bad = out.isna()
+    if bad.any():
+        shown = ", ".join(repr(v) for v in values[bad].astype("str").unique()[:5])
+        raise InputError(f"column '{column}': {int(bad.sum())} label(s) not understood ({shown}); expected negative/neutral/positive (or neg/neu/pos, -1/0/1)")
+    return out
+
+
+TOKEN_PATTERN = r"(?u)\b[\w']+\b"  # keeps "don't", "isn't": negation lives in them
+
+
+def _vectorizer(vocabulary: dict[str, int] | None = None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN, vocabulary=vocabulary)
+
+
+@dataclass
+class SentimentHead:
+    """Logistic regression over [sentence embedding, word 1-2-gram TF-IDF]; rows of `coef` follow LABELS.
+
+    The embedding carries meaning; the n-grams carry what mean-pooled embeddings blur, above all
+    negation ("not happy", "no complaints"): on the shipped corpus they lift 5-fold macro-F1 from
+    0.85 to 0.88.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    encoder: str
+    vocabulary: dict[str, int] = field(default_factory=dict)
+    idf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    info: dict = field(default_factory=dict)
+
+    def features(self, embeddings: np.ndarray, texts: Sequence[str]):
+        import scipy.sparse as sp
+
+        if not self.vocabulary:
+            return embeddings
+        vec = _vectorizer(self.vocabulary)
+        vec.idf_ = self.idf
+        return sp.hstack([sp.csr_matrix(embeddings.astype(np.float64)), vec.transform(list(texts))]).tocsr()
+
+    def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        logits = np.asarray(self.features(embeddings, texts) @ self.coef.T) + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    @property
+    def key(self) -> str:
+        digest = text_hash(json.dumps([self.coef.round(6).tolist(), self.intercept.round(6).tolist()]))[:12]
+        return f"{self.encoder}+head-{digest}"
+
+    def save(self, path: str | Path) -> Path:
+        from core.io import write_json
+
+        return write_json(
+            {"labels": list(LABELS), "coef": self.coef.round(7).tolist(), "intercept": self.intercept.tolist(), "encoder": self.encoder,
+             "vocabulary": self.vocabulary, "idf": self.idf.round(7).tolist(), "info": self.info},
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentimentHead:
+        try:
+            raw = json.loads(Path(path).read_text())
+            if raw["labels"] != list(LABELS):
+                raise ValueError(f"labels {raw['labels']}, expected {list(LABELS)}")
+            return cls(np.asarray(raw["coef"]), np.asarray(raw["intercept"]), raw["encoder"], raw.get("vocabulary", {}),
+                       np.asarray(raw.get("idf", [])), raw.get("info", {}))
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"sentiment head {path}: {exc}") from None
+
+
+def fit_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, c: float = 2.0) -> SentimentHead:
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    vec = _vectorizer()
+    grams = vec.fit_transform(list(texts))
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    clf.fit(sp.hstack([sp.csr_matrix(embeddings.astype(np.float64)), grams]).tocsr(), labels.to_numpy())
+    order = [list(clf.classes_).index(label) for label in LABELS]
+    vocabulary = {str(k): int(v) for k, v in vec.vocabulary_.items()}
+    return SentimentHead(clf.coef_[order], clf.intercept_[order], encoder, vocabulary, vec.idf_)
+
+
+def cross_validate_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, folds: int = 5, seed: int = 0) -> dict:
+    """Stratified k-fold accuracy and macro-F1 of the head (the encoder is fixed)."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    texts = np.asarray(list(texts), dtype=object)
+    y = labels.to_numpy()
+    pred = np.empty(len(y), dtype=object)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(embeddings, y):
+        head = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder)
+        pred[test] = np.asarray(LABELS, dtype=object)[head.predict_proba(embeddings[test], texts[test]).argmax(axis=1)]
+    return {"folds": folds, "accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
+
+
+class SentimentModel:
+    """Encoder + head (default), or a Hugging Face sequence-classification model."""
+
+    def __init__(self, encoder: TextEncoder, head: SentimentHead | None = None, classifier: str | None = None):
+        if head is None and classifier is None:
+            raise ValueError("a SentimentModel needs a head or a classifier")
+        self.encoder = encoder
+        self.head = head
+        self.classifier = classifier
+        self._clf = None
+
+    @property
+    def key(self) -> str:
+        return self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
+
+    def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [n, 3] in LABELS order, embeddings [n, d])."""
+        embeddings = self.encoder.embed(texts)
+        if self.head is not None:
+            return self.head.predict_proba(embeddings, texts), embeddings
+        return self._classify(texts), embeddings
+
+    def _classify(self, texts: list[str]) -> np.ndarray:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if self._clf is None:
+            path, local = resolve_model(self.classifier)
+            try:
+                tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
+                model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=local).eval()
+            except OSError as exc:
+                raise ChurnError(f"could not load sentiment model {self.classifier!r}: {exc}") from exc
+            names = {i: str(n).lower() for i, n in model.config.id2label.items()}
+            mapping = {}
+            for i, name in names.items():
+                for label in LABELS:
+                    if name.startswith(label[:3]):
+                        mapping[i] = LABELS.index(label)
+            if len(names) == 3 and not mapping:  # LABEL_0/1/2: the usual negative/neutral/positive order
+                mapping = {0: 0, 1: 1, 2: 2}
+            if not {0, 2} <= set(mapping.values()):
+                raise ChurnError(f"sentiment model {self.classifier!r}: labels {sorted(names.values())} do not name negative and positive")
+            self._clf = (tok, model, mapping)
+        tok, model, mapping = self._clf
+        out = np.zeros((len(texts), 3))
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.encoder.batch_size):
+                batch = tok(texts[start : start + self.encoder.batch_size], padding=True, truncation=True, max_length=self.encoder.max_length, return_tensors="pt")
+                probs = torch.softmax(model(**batch).logits, dim=-1).numpy()
+                for i, j in mapping.items():
+                    out[start : start + len(probs), j] += probs[:, i]
+        return out
+
+
+def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Sentiment for every text (label, score, probabilities) and its embedding, in input order.
+
+    Each distinct text is scored once; with a cache, texts scored before are not scored again.
+    """
+    texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
+    hashes = [text_hash(t) for t in texts]
+    unique = dict(zip(hashes, texts, strict=True))
+    known = cache.get(model.key, unique) if cache is not None else {}
+    todo = [h for h in unique if h not in known or known[h][-1] is None]
+    if todo:
+        probs, emb = model.predict([unique[h] for h in todo])
+        rows = []
+        for h, p, e in zip(todo, probs, emb, strict=True):
+            label = LABELS[int(p.argmax())]
+            row = (label, float(p[2] - p[0]), float(p[0]), float(p[1]), float(p[2]), e)
+            known[h] = (*row[:-1], np.asarray(e, dtype=np.float16).tobytes())
+            rows.append((h, *row))
+        if cache is not None:
+            cache.put(model.key, rows)
+    dim = model.encoder.dimension if todo or not known else len(next(iter(known.values()))[-1]) // 2
+    frame = pd.DataFrame([known[h][:5] for h in hashes], columns=["label", "score", "p_negative", "p_neutral", "p_positive"])
+    embeddings = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        embeddings[i] = np.frombuffer(known[h][5], dtype=np.float16)
+    frame["label"] = frame["label"].astype("str")
+    return frame, embeddings

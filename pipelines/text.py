@@ -1,0 +1,86 @@
+"""Entry points for the text signals: build the sentiment model from settings, retrain its head
+from a user's labelled messages, score a file. (File and settings access lives here, not in features/.)"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import InputError
+from core.io import atomic_path
+from core.settings import Settings
+from features.text.cache import TextCache
+from features.text.encoder import TextEncoder
+from features.text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
+
+
+def head_path(settings: Settings) -> Path:
+    """Where `sentiment-train` writes, and where the model looks first."""
+    return settings.sentiment_head or settings.data_dir / "models" / "sentiment_head.json"
+
+
+def load_sentiment_model(settings: Settings) -> SentimentModel:
+    encoder = TextEncoder()
+    if settings.sentiment_model != "default":
+        return SentimentModel(encoder, classifier=settings.sentiment_model)
+    path = head_path(settings)
+    if settings.sentiment_head is not None and not path.is_file():
+        raise InputError(f"CHURN_SENTIMENT_HEAD {path}: no such file; expected a head written by `churn sentiment-train`")
+    return SentimentModel(encoder, SentimentHead.load(path if path.is_file() else SHIPPED_HEAD))
+
+
+def open_cache(settings: Settings) -> TextCache:
+    return TextCache(settings.text_cache or settings.data_dir / "text_cache.sqlite")
+
+
+def _read_table(path: Path, flag: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{flag} {path}: no such file; expected a .csv or .parquet file")
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # the parser's own message, with the file named
+        raise InputError(f"{flag} {path}: could not read it: {exc}") from exc
+
+
+def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Series:
+    if column not in frame.columns:
+        raise InputError(f"{flag} {column!r}: no such column in {path} (columns: {', '.join(map(str, frame.columns))})")
+    return frame[column]
+
+
+def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label_column: str = "label", folds: int = 5) -> dict:
+    """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1."""
+    started = time.perf_counter()
+    frame = _read_table(labels, "--labels")
+    text = _column(frame, text_column, "--text-column", labels).astype("str")
+    y = normalise_labels(_column(frame, label_column, "--label-column", labels), label_column)
+    counts = y.value_counts()
+    if len(counts) < 3 or counts.min() < folds:
+        raise InputError(f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}")
+    encoder = TextEncoder()
+    embeddings = encoder.embed(text.tolist())
+    metrics = cross_validate_head(embeddings, text.tolist(), y, encoder.key, folds=folds)
+    head = fit_head(embeddings, text.tolist(), y, encoder.key)
+    head.info = {"trained_on": labels.name, "messages": len(y), "labels": counts.to_dict(), "cv": metrics}
+    head.save(out)
+    return {"head": str(out), "messages": len(y), "labels": counts.to_dict(), **{f"cv_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def score_file(source: Path, out: Path, *, text_column: str, model: SentimentModel, cache: TextCache | None) -> dict:
+    """Add `label` and `score` (in [-1, 1]) to every row of a CSV/Parquet file; write CSV or Parquet by `out`'s suffix."""
+    started = time.perf_counter()
+    frame = _read_table(source, "--input")
+    text = _column(frame, text_column, "--text-column", source)
+    before = cache.count(model.key) if cache is not None else 0
+    scores, _ = score_texts(text.tolist(), model, cache)
+    result = frame.assign(label=scores["label"].to_numpy(), score=scores["score"].to_numpy())
+    with atomic_path(out) as tmp:
+        result.to_parquet(tmp, index=False) if out.suffix == ".parquet" else result.to_csv(tmp, index=False)
+    newly = (cache.count(model.key) - before) if cache is not None else len(set(text))
+    return {"input": str(source), "out": str(out), "rows": len(result), "newly_scored": newly, "labels": result["label"].value_counts().to_dict(),
+            "model": model.key, "seconds": round(time.perf_counter() - started, 2)}
+
+
+__all__ = ["CORPUS", "load_sentiment_model", "open_cache", "score_file", "train_sentiment"]

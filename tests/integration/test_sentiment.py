@@ -1,0 +1,121 @@
+"""Transformer sentiment: loads offline, scores well on held-out messages, never rescores a known text."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.text.cache import TextCache
+from features.text.encoder import TextEncoder
+from features.text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
+from pipelines.cli import main
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def corpus(encoder):
+    frame = pd.read_csv(CORPUS)
+    return frame, encoder.embed(frame["text"].tolist())
+
+
+def test_default_model_loads_with_the_network_disabled(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    fresh = TextEncoder()  # a new instance: nothing loaded yet
+    emb = fresh.embed(["Our exports are broken", "Thanks, all good now"])
+    assert emb.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert float(emb[0] @ emb[1]) < 0.9  # different texts, different vectors
+
+
+def test_corpus_is_large_varied_and_labelled():
+    frame = pd.read_csv(CORPUS)
+    assert len(frame) >= 600 and frame["text"].is_unique
+    assert set(normalise_labels(frame["label"])) == {"negative", "neutral", "positive"}
+    text = frame["text"].str.lower()
+    for phrase in ("not happy", "no complaints", "cancel", "manager", "lawyers", "chargeback"):
+        assert text.str.contains(phrase).any(), phrase
+
+
+def test_head_generalises_to_held_out_messages(corpus, encoder):
+    frame, emb = corpus
+    metrics = cross_validate_head(emb, frame["text"], normalise_labels(frame["label"]), encoder.key, folds=5)
+    print(f"5-fold held-out accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    assert metrics["macro_f1"] > 0.75
+
+
+def test_shipped_head_matches_the_encoder_and_reads_negation(encoder):
+    head = SentimentHead.load(SHIPPED_HEAD)
+    assert head.encoder == encoder.key
+    model = SentimentModel(encoder, head)
+    scores, _ = score_texts(["No complaints at all, everything works.", "Not happy at all with the response time.",
+                             "We are seriously considering cancelling our subscription."], model)
+    assert scores["label"].tolist()[1:] == ["negative", "negative"]
+    assert scores["score"].iloc[0] > scores["score"].iloc[1]
+    assert scores["score"].between(-1, 1).all()
+
+
+class CountingEncoder(TextEncoder):
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def embed(self, texts):
+        self.seen.extend(texts)
+        return super().embed(texts)
+
+
+def test_cache_never_rescores_a_known_text(tmp_path, corpus):
+    frame, emb = corpus
+    counting = CountingEncoder()
+    model = SentimentModel(counting, fit_head(emb, frame["text"], normalise_labels(frame["label"]), counting.key))
+    cache = TextCache(tmp_path / "cache.sqlite")
+    first, first_emb = score_texts(["it is broken", "thanks!", "it is broken"], model, cache)
+    assert sorted(counting.seen) == ["it is broken", "thanks!"]  # duplicates scored once
+    counting.seen.clear()
+    again, again_emb = score_texts(["thanks!", "a new message", "it is broken"], model, cache)
+    assert counting.seen == ["a new message"]
+    assert again["score"].iloc[0] == first["score"].iloc[1]
+    np.testing.assert_allclose(again_emb[2], first_emb[0])
+    counting.seen.clear()
+    reopened = TextCache(tmp_path / "cache.sqlite")  # a rerun in a new process reads the same file
+    score_texts(["it is broken", "thanks!", "a new message"], model, reopened)
+    assert counting.seen == [] and reopened.count(model.key) == 3
+
+
+def test_sentiment_cli_train_and_score(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
+    labels = pd.read_csv(CORPUS).sample(200, random_state=0)
+    labels.rename(columns={"text": "message", "label": "tone"}).assign(tone=lambda d: d["tone"].str[:3]).to_csv(tmp_path / "l.csv", index=False)
+    assert main(["sentiment-train", "--labels", str(tmp_path / "l.csv"), "--text-column", "message", "--label-column", "tone", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["messages"] == 200 and 0 < trained["cv_macro_f1"] <= 1
+    assert (tmp_path / "data" / "models" / "sentiment_head.json").is_file()  # used by default from now on
+    pd.DataFrame({"id": [1, 2], "msg": ["Fantastic support, thank you!", "This is unacceptable, nothing works"]}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["sentiment-score", "--input", str(tmp_path / "in.csv"), "--text-column", "msg", "--out", str(tmp_path / "out.csv"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert scored["label"].tolist() == ["positive", "negative"] and scored["score"].between(-1, 1).all()
+    assert result["newly_scored"] == 2 and (tmp_path / "data" / "text_cache.sqlite").is_file()
+
+
+def test_sentiment_cli_bad_input_names_the_column(tmp_path, capsys):
+    pd.DataFrame({"text": ["a", "b"], "label": ["happy", "sad"]}).to_csv(tmp_path / "l.csv", index=False)
+    assert main(["sentiment-train", "--labels", str(tmp_path / "l.csv"), "--out", str(tmp_path / "h.json")]) == 2
+    assert "column 'label'" in capsys.readouterr().err
+    assert main(["sentiment-score", "--input", str(tmp_path / "l.csv"), "--text-column", "body", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--text-column 'body'" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "h.json").exists()

@@ -1,0 +1,60 @@
+"""Critical moments: the categories of DOMAIN.md, negation-aware, with the matched words."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.text.critical import detect_critical
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "matched"),
+    [
+        ("We want to cancel our subscription.", "cancel", "want to cancel"),
+        ("Please close our account at the end of the term", "cancel", "close our account"),
+        ("We are not renewing. Please confirm the end date.", "cancel", "not renewing"),
+        ("We're evaluating other vendors", "cancel", "evaluating other vendors"),
+        ("I want to speak to a manager", "supervisor", "speak to a manager"),
+        ("Get me someone senior on this", "supervisor", "someone senior"),
+        ("Very disappointed with the service", "disappointed", "Very disappointed"),
+        ("Our legal team will be in touch", "legal", "legal team"),
+        ("This is a breach of contract", "legal", "breach of contract"),
+        ("We'll file a chargeback", "chargeback", "chargeback"),
+        ("We will dispute the charge with our bank", "chargeback", "dispute the charge with our bank"),
+        # the most severe category names a message with several
+        ("Very disappointed. Our lawyers are reviewing the contract and we want to cancel.", "legal", "lawyers"),
+    ],
+)
+def test_categories_and_matched_words(text, category, matched):
+    row = detect_critical(pd.Series([text])).iloc[0]
+    assert row["critical"] and row["category"] == category and row["matched"] == matched
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't want to cancel, just fix it",
+        "Don't worry, we're not planning to cancel anything",
+        "No need to escalate this to a manager, just flagging",
+        "Not disappointed at all, just curious",
+        "We have no intention of cancelling our subscription",
+        "We're not evaluating other vendors",
+        "Can we cancel the extra seats we added by mistake?",  # cancelling seats is not leaving
+        "How do I cancel a scheduled export?",
+        "I never said we would switch to a competitor",
+    ],
+)
+def test_negated_or_harmless_phrases_do_not_count(text):
+    assert not detect_critical(pd.Series([text])).iloc[0]["critical"]
+
+
+def test_negation_is_scoped_to_its_clause():
+    row = detect_critical(pd.Series(["We don't want drama, but I want to speak to a manager"])).iloc[0]
+    assert row["category"] == "supervisor"
+
+
+def test_missing_text_and_alignment():
+    out = detect_critical(pd.Series([None, "want to cancel", ""], index=[7, 8, 9]))
+    assert out.index.tolist() == [7, 8, 9]
+    assert out["critical"].tolist() == [False, True, False]

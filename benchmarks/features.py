@@ -13,6 +13,13 @@ Goals (issue 3, 2 cores): 10k accounts x 730 days x 24 monthly cutoffs <= 60 s;
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and its files would shadow the project's
+# packages of the same name (features, models, serving): import the project instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
 import os

@@ -9,6 +9,13 @@ Each size runs in a fresh subprocess so its peak memory is its own. Goals (issue
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and its files would shadow the project's
+# packages of the same name (features, models, serving): import the project instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
 import os

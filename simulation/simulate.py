@@ -106,6 +106,7 @@ def simulate(
                     writers.write(name, block[name])
                 writers.write("truth/daily", block["truth_daily"])
                 writers.write("truth/tickets", block["truth_tickets"])
+                writers.write("truth/messages", block["truth_messages"])
                 ticket_offset += len(block["tickets"])
                 message_offset += len(block["ticket_messages"])
                 churn_frames.append(block["churn"])
@@ -189,6 +190,7 @@ def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeab
         "shocks": shocks,
         "truth_daily": truth_daily,
         "truth_tickets": support.truth,
+        "truth_messages": support.message_truth,
         "exposure_days": float(latent.alive.sum()),
     }
 

@@ -41,7 +41,8 @@ class SupportTables:
     tickets: pd.DataFrame
     ticket_events: pd.DataFrame
     ticket_messages: pd.DataFrame
-    truth: pd.DataFrame  # per ticket: intent, rephrasings, critical moments, tone (ground truth for later checks)
+    truth: pd.DataFrame  # per ticket: intent, rephrasings, critical moments, true CSAT/CES
+    message_truth: pd.DataFrame  # per message: the tone it was written in (positive/neutral/negative/angry, or agent)
 
 
 def _decayed(impulse: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -253,6 +254,7 @@ def make_support(
     messages = messages.sort_values(["t", "sent_at"], kind="stable").reset_index(drop=True)
     messages.insert(0, "message_id", [f"M{i:09d}" for i in range(message_offset + 1, message_offset + len(messages) + 1)])
     messages["ticket_id"] = ticket_ids[messages.pop("t").to_numpy()]
+    message_truth = pd.DataFrame({"message_id": messages["message_id"], "tone": messages["tone"]}).astype("str")
     messages = messages[["message_id", "ticket_id", "sent_at", "author", "body"]].astype(
         {"message_id": "str", "ticket_id": "str", "author": "str", "body": "str"}
     )
@@ -268,7 +270,7 @@ def make_support(
             "true_ces": ces,
         }
     ).astype({"ticket_id": "str", "intent": "str"})
-    return SupportTables(tickets, ticket_events, messages, truth)
+    return SupportTables(tickets, ticket_events, messages, truth, message_truth)
 
 
 def tb_channels(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -328,7 +330,7 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
             lead = np.where(rephrase, pick(rng, tb.REPHRASE_OPENERS, k), pick(rng, tb.CUSTOMER_STILL_BROKEN, k)).astype(object)
             body = join(lead, np.where(rephrase, question, "").astype(object), _tone_sentence(rng, tone), crit)
         body = _typos(rng, body, 0.1)
-        parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "customer", "body": body}))
+        parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "customer", "body": body, "tone": tone}))
 
     def agent(rows: np.ndarray, hours: np.ndarray, bank: tuple[str, ...], extra: np.ndarray | None = None) -> None:
         if len(rows) == 0:
@@ -337,7 +339,7 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
         body = fill(pick(rng, bank, len(rows)), sub)
         if extra is not None:
             body = join(body, extra)
-        parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "agent", "body": body}))
+        parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "agent", "body": body, "tone": "agent"}))
 
     everyone = np.arange(m)
     customer(everyone, np.zeros(m, dtype=np.int64), np.zeros(m), opening=True, rephrase=np.zeros(m, dtype=bool), reopen=False)
@@ -365,7 +367,7 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
     agent(rows, resolve2[rows], tb.AGENT_RESOLVED)
     final = np.where(reopened, resolve2, resolve)
     rows = np.flatnonzero(~stalled & (rng.random(m) < _sigmoid(0.3 + 1.2 * h)))
-    parts.append(pd.DataFrame({"t": rows, "hours": final[rows] + rng.uniform(0.2, 12, len(rows)), "author": "customer", "body": pick(rng, tb.CUSTOMER_THANKS, len(rows))}))
+    parts.append(pd.DataFrame({"t": rows, "hours": final[rows] + rng.uniform(0.2, 12, len(rows)), "author": "customer", "body": pick(rng, tb.CUSTOMER_THANKS, len(rows)), "tone": "positive"}))
 
     frame = pd.concat(parts, ignore_index=True)
     frame["sent_at"] = _after(created, frame["t"].to_numpy(), frame["hours"].to_numpy())

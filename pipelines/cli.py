@@ -112,19 +112,27 @@ def validate(data: Path, as_json: bool) -> None:
 @click.option("--start", default=None, help="First cutoff (YYYY-MM-DD) [default: 120 days after the first day of data].")
 @click.option("--end", default=None, help="Last cutoff (YYYY-MM-DD) [default: the end of the data].")
 @click.option("--every", default="30d", show_default=True, help="Spacing of cutoffs: days or weeks, e.g. 30d, 7d, 2w.")
+@click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals (sentiment, critical moments, rephrasings) with the sentiment model.")
 @json_option
-def features(data: Path | None, out: Path, start: str | None, end: str | None, every: str, as_json: bool) -> None:
+def features(data: Path | None, out: Path, start: str | None, end: str | None, every: str, text: bool, as_json: bool) -> None:
     """Build the point-in-time snapshot panel (features + censored labels)."""
     from core.settings import load_settings
     from pipelines.features import load_feature_params, run_features
+    from pipelines.text import load_sentiment_model, open_cache
 
     settings = load_settings()
     data = data or settings.data_dir
     params = load_feature_params(settings.config_dir)
-    summary = run_features(
-        data, out, start=start, end=end, every=every, params=params,
-        progress=lambda step, seconds: err.print(f"  {step:<14} {seconds:6.2f}s"),
-    )
+    cache = open_cache(settings.model_copy(update={"data_dir": Path(data)})) if text else None
+    try:
+        summary = run_features(
+            data, out, start=start, end=end, every=every, params=params,
+            text=(load_sentiment_model(settings), cache) if text else None,
+            progress=lambda step, seconds: err.print(f"  {step:<14} {seconds:6.2f}s"),
+        )
+    finally:
+        if cache is not None:
+            cache.close()
     rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
     _emit(
         summary,
@@ -183,7 +191,7 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     stages = [
         ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
         ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
-        ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", as_json=False)),
+        ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", text=True, as_json=False)),
     ]
     for i, (name, step) in enumerate(stages, 1):
         stage = time.perf_counter()

@@ -23,6 +23,9 @@ from core.io import atomic_dir, write_json
 from features.context import FeatureParams
 from features.panel import LABELS, TIME_COLUMNS, build_features, data_range_of, make_cutoffs, make_labels, parse_every, snapshot_keys
 from features.registry import feature_dictionary
+from features.text.cache import TextCache
+from features.text.sentiment import SentimentModel, score_texts
+from features.text.signals import SignalParams, message_signals
 
 SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_events")
 BIG = ("usage_daily", "ticket_messages")
@@ -103,6 +106,13 @@ def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict
             found.add([Violation("ticket_messages", "message_id", "unique_key", "each key at most once", format_keys(dup.unique()), len(dup))])
 
 
+def add_message_signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None) -> dict[str, pd.DataFrame]:
+    """The tables plus `message_signals` (sentiment, critical moments, rephrasings) for the text family."""
+    messages = tables["ticket_messages"]
+    scores, embeddings = score_texts(messages["body"].tolist(), model, cache)
+    return tables | {"message_signals": message_signals(messages, tables["tickets"], scores, embeddings, params)}
+
+
 def run_features(
     data: Path,
     out: Path,
@@ -111,6 +121,7 @@ def run_features(
     end: str | None = None,
     every: str = "30d",
     params: FeatureParams | None = None,
+    text: tuple[SentimentModel, TextCache | None] | None = None,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict:
     """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json."""
@@ -158,6 +169,8 @@ def run_features(
             hashes.append(pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object)))
             tables = small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
             block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
+            if text is not None:
+                tables = add_message_signals(tables, *text)
             panel = build_features(tables, block_keys, params)
             panel = pd.concat([panel, make_labels(block_keys, small["churn"], data_end)], axis=1)
             panel.to_parquet(tmp / f"part-{b:05d}.parquet", index=False)
@@ -181,7 +194,8 @@ def run_features(
         "features": len(feature_dictionary()),
         "label_rates": {k: (round(s / n, 4) if n else None) for k, (s, n) in label_sums.items()},
         "labelled": {k: n for k, (_, n) in label_sums.items()},
-        "notes": notes,
+        "notes": notes + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
+        "text_model": text[0].key if text is not None else None,
         "params": params.model_dump(),
         "seconds": round(time.perf_counter() - started, 2),
     }

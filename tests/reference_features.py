@@ -50,7 +50,40 @@ class Reference:
         out.update(self.support(account, cutoff))
         out.update(self.surveys(account, cutoff))
         out.update(self.usage(account, cutoff))
+        out.update(self.text(account, cutoff))
         return out
+
+    # --- text (aggregates of per-message signals) -----------------------------------------------
+    def text(self, account: str, c: pd.Timestamp) -> dict:
+        names = [
+            "customer_sentiment_30d", "customer_sentiment_90d", "sentiment_change_30d", "negative_messages_30d", "critical_moments_90d",
+            "days_since_critical_moment", "cancel_mentions_90d", "supervisor_requests_90d", "legal_mentions_90d", "rephrasings_30d",
+            "questions_asked_three_times_90d", "repeated_tickets_text_90d", "frustration_drift_90d",
+        ]
+        signals = self.t.get("message_signals")
+        if signals is None:
+            return dict.fromkeys(names, NAN)
+        rows = [r for r in signals[signals["account_id"] == account].itertuples() if r.author == "customer" and r.sent_at < c]
+        within = lambda days, skip=0: [r for r in rows if c - (days + skip) * DAY <= r.sent_at < c - skip * DAY]  # noqa: E731
+        count = lambda days, test: float(sum(bool(test(r)) for r in within(days)))  # noqa: E731
+        critical = [r.sent_at for r in rows if isinstance(r.critical, str)]
+        drifts = [r.drift for r in within(90) if not math.isnan(r.drift)]
+        recent = _mean(r.sentiment for r in within(30))
+        return {
+            "customer_sentiment_30d": recent,
+            "customer_sentiment_90d": _mean(r.sentiment for r in within(90)),
+            "sentiment_change_30d": recent - _mean(r.sentiment for r in within(90, skip=30)),
+            "negative_messages_30d": count(30, lambda r: r.negative),
+            "critical_moments_90d": count(90, lambda r: isinstance(r.critical, str)),
+            "days_since_critical_moment": float((c - max(critical)) / DAY) if critical else NAN,
+            "cancel_mentions_90d": count(90, lambda r: r.critical == "cancel"),
+            "supervisor_requests_90d": count(90, lambda r: r.critical == "supervisor"),
+            "legal_mentions_90d": count(90, lambda r: r.critical in ("legal", "chargeback")),
+            "rephrasings_30d": count(30, lambda r: r.rephrase),
+            "questions_asked_three_times_90d": count(90, lambda r: r.asks == 3),
+            "repeated_tickets_text_90d": count(90, lambda r: r.repeat_across),
+            "frustration_drift_90d": _mean(drifts),
+        }
 
     # --- usage ---------------------------------------------------------------------------------
     def usage(self, account: str, c: pd.Timestamp) -> dict:

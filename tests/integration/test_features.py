@@ -16,6 +16,10 @@ from features.panel import LABELS, build_features, build_panel, snapshot_keys
 from features.registry import feature_specs
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
+from features.text.cache import TextCache
+from features.text.encoder import TextEncoder
+from features.text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
+from pipelines.features import add_message_signals
 from tests.reference_features import Reference
 
 TIME_COLUMNS = {
@@ -25,14 +29,26 @@ TIME_COLUMNS = {
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> dict[str, pd.DataFrame]:
-    """A small simulated base; timestamps floored to whole seconds, as features compare them."""
+def text_model(tmp_path_factory):
+    """The real sentiment model with a cache shared by this module's tests."""
+    encoder = TextEncoder()
+    return SentimentModel(encoder, SentimentHead.load(SHIPPED_HEAD)), TextCache(tmp_path_factory.mktemp("cache") / "text.sqlite")
+
+
+def with_signals(tables: dict[str, pd.DataFrame], text_model) -> dict[str, pd.DataFrame]:
+    """Recompute the per-message text signals from the messages as they are now."""
+    return add_message_signals({k: v for k, v in tables.items() if k != "message_signals"}, *text_model)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, text_model) -> dict[str, pd.DataFrame]:
+    """A small simulated base with text signals; timestamps floored to whole seconds, as features compare them."""
     out = tmp_path_factory.mktemp("feat") / "base"
-    simulate(SimulationConfig(accounts=120, days=400, seed=5, new_account_share=0.4), out)
+    simulate(SimulationConfig(accounts=80, days=400, seed=5, new_account_share=0.4), out)
     tables = load_tables(out).tables
     for name, column in TIME_COLUMNS.items():
         tables[name] = tables[name].assign(**{column: tables[name][column].dt.floor("s")})
-    return tables
+    return with_signals(tables, text_model)
 
 
 def feature_columns() -> list[str]:
@@ -55,6 +71,7 @@ def test_fast_features_agree_with_the_slow_reference(small):
     # the sample covers the interesting cases, so agreement is not vacuous
     assert (sample["open_tickets"] > 0).sum() >= 5 and (sample["unanswered_agent_messages"] > 0).sum() >= 1
     assert sample["nps_last"].notna().sum() >= 20 and sample["days_to_renewal"].nunique() > 50
+    assert sample["customer_sentiment_90d"].notna().sum() >= 50 and (sample["rephrasings_30d"] > 0).sum() >= 5
 
 
 def _cutoff(small) -> pd.Timestamp:
@@ -71,7 +88,7 @@ def baseline(small) -> pd.DataFrame:
     return _features_at(small, _cutoff(small))
 
 
-def test_cutting_every_table_at_the_cutoff_gives_identical_features(small, baseline):
+def test_cutting_every_table_at_the_cutoff_gives_identical_features(small, baseline, text_model):
     cutoff = _cutoff(small)
     cut = {}
     for name, column in TIME_COLUMNS.items():
@@ -79,6 +96,7 @@ def test_cutting_every_table_at_the_cutoff_gives_identical_features(small, basel
         keep = frame[column] < cutoff
         cut[name] = frame[keep.to_numpy()].reset_index(drop=True)
     cut["accounts"] = small["accounts"][small["accounts"]["contract_start"] < cutoff].reset_index(drop=True)
+    cut = with_signals(cut, text_model)
     pd.testing.assert_frame_equal(_features_at(cut, cutoff).sort_index(), baseline.sort_index())
 
 
@@ -87,6 +105,9 @@ def _append(tables: dict[str, pd.DataFrame], table: str, row: dict) -> None:
     new = pd.DataFrame({k: [v] for k, v in row.items()}).astype(frame.dtypes.to_dict())
     tables[table] = pd.concat([frame, new], ignore_index=True)
 
+
+LATE_MESSAGES = ["We want to cancel our subscription.", "Same problem, nothing changed. I want to speak to a manager.", "Thanks, all good now!",
+                 "Users can't log in through SSO, they get ERR-4012 after the redirect."]
 
 appends = st.lists(
     st.tuples(
@@ -102,7 +123,7 @@ appends = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=appends)
-def test_rows_at_or_after_the_cutoff_change_no_feature(small, baseline, rows):
+def test_rows_at_or_after_the_cutoff_change_no_feature(small, baseline, text_model, rows):
     cutoff = _cutoff(small)
     tables = dict(small)
     accounts = small["accounts"]["account_id"].tolist()
@@ -123,7 +144,7 @@ def test_rows_at_or_after_the_cutoff_change_no_feature(small, baseline, rows):
                                     "value": float(1 + value % 5) if kind in ("csat", "ces") else np.nan})
         elif table == "ticket_messages":
             _append(tables, table, {"message_id": f"NEWM{i}", "ticket_id": tickets[pick % len(tickets)], "sent_at": at,
-                                    "author": "customer" if value % 2 else "agent", "body": "late message"})
+                                    "author": "customer" if value % 2 else "agent", "body": LATE_MESSAGES[value % len(LATE_MESSAGES)]})
         elif table == "surveys":
             _append(tables, table, {"account_id": account, "answered_at": at, "kind": "nps", "score": value % 11, "comment": None})
         elif table == "account_events":
@@ -134,7 +155,7 @@ def test_rows_at_or_after_the_cutoff_change_no_feature(small, baseline, rows):
         elif table == "accounts":
             row = small["accounts"].iloc[pick % len(accounts)].to_dict() | {"account_id": f"NEWA{i}", "contract_start": at, "arr": float(value * 1000 + 1)}
             _append(tables, table, row)
-    after = _features_at(tables, cutoff)
+    after = _features_at(with_signals(tables, text_model), cutoff)
     common = baseline.index.intersection(after.index)
     assert len(common) >= len(baseline) - len(rows)  # only a churn dated exactly at the cutoff removes a snapshot
     pd.testing.assert_frame_equal(after.loc[common], baseline.loc[common])

@@ -10,6 +10,7 @@ import pytest
 from core.contracts import load_tables
 from features.context import FeatureParams
 from features.panel import build_panel
+from features.registry import feature_specs
 from pipelines.cli import main
 from pipelines.features import read_snapshots, run_features
 from simulation.config import SimulationConfig
@@ -36,7 +37,8 @@ def test_blocks_give_the_same_panel_as_one_pass(base, tmp_path):
 def test_features_json(base, tmp_path, capsys):
     assert main(["features", "--data", str(base), "--out", str(tmp_path / "f"), "--every", "60d", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["snapshots"] > 0 and payload["features"] == 76 and len(payload["cutoffs"]) >= 2
+    assert payload["snapshots"] > 0 and payload["features"] == len(feature_specs()) and len(payload["cutoffs"]) >= 2
+    assert payload["text_model"] is not None  # text signals on by default
 
 
 def _copy(base, to):
@@ -87,7 +89,7 @@ def test_csv_input_works_block_by_block(base, tmp_path, capsys):
     csv.mkdir()
     for p in base.glob("*.parquet"):
         pd.read_parquet(p).to_csv(csv / f"{p.stem}.csv", index=False)
-    assert main(["features", "--data", str(csv), "--out", str(tmp_path / "f"), "--every", "60d", "--json"]) == 0
+    assert main(["features", "--data", str(csv), "--out", str(tmp_path / "f"), "--every", "60d", "--no-text", "--json"]) == 0
     from_csv = read_snapshots(tmp_path / "f")
     run_features(base, tmp_path / "g", every="60d")
     pd.testing.assert_frame_equal(from_csv, read_snapshots(tmp_path / "g"))

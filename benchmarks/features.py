@@ -37,7 +37,7 @@ from features.panel import build_features, data_range, make_cutoffs, snapshot_ke
 data, out, naive = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 start = "2024-01-31"  # 24 monthly cutoffs, 2024-01-31 .. 2025-12-21
 t0 = time.perf_counter()
-summary = run_features(data, out, start=start, every="30d")
+summary = run_features(data, out, start=start, every="30d")  # text off: the default CLI path adds the sentiment model
 import resource
 result = {"panel_s": time.perf_counter() - t0, "snapshots": summary["snapshots"], "cutoffs": len(summary["cutoffs"]), "features": summary["features"],
           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # before the naive part

@@ -8,6 +8,7 @@ together, and nothing is written unless every block passed.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from features.panel import LABELS, TIME_COLUMNS, build_features, data_range_of, 
 from features.registry import feature_dictionary
 from features.text.cache import TextCache
 from features.text.sentiment import SentimentModel, score_texts
+from features.text.outcomes import predict_outcomes, ticket_outcome_inputs
 from features.text.signals import SignalParams, message_signals
 
 SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_events")
@@ -106,11 +108,27 @@ def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict
             found.add([Violation("ticket_messages", "message_id", "unique_key", "each key at most once", format_keys(dup.unique()), len(dup))])
 
 
-def add_message_signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None) -> dict[str, pd.DataFrame]:
-    """The tables plus `message_signals` (sentiment, critical moments, rephrasings) for the text family."""
-    messages = tables["ticket_messages"]
-    scores, embeddings = score_texts(messages["body"].tolist(), model, cache)
-    return tables | {"message_signals": message_signals(messages, tables["tickets"], scores, embeddings, params)}
+def add_message_signals(
+    tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None
+) -> dict[str, pd.DataFrame]:
+    """The tables plus `message_signals` and `ticket_outcomes` (predicted CSAT/CES), for tables held in memory."""
+    signals = _signals(tables, model, cache, params)
+    inputs = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals)
+    return tables | {"message_signals": signals, "ticket_outcomes": predict_outcomes(inputs)}
+
+
+def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None) -> pd.DataFrame:
+    """Signals of every message; only customer messages go through the model (no feature reads an
+    agent's tone, and agents write half the messages)."""
+    messages = tables["ticket_messages"].reset_index(drop=True)
+    customer = (messages["author"] == "customer").to_numpy()
+    scored, emb = score_texts(messages.loc[customer, "body"].tolist(), model, cache)
+    scores = pd.DataFrame({"label": pd.Series("neutral", index=messages.index, dtype="str"), "score": np.nan})
+    scores.loc[customer, "label"] = scored["label"].to_numpy()
+    scores.loc[customer, "score"] = scored["score"].to_numpy()
+    embeddings = np.zeros((len(messages), emb.shape[1] if emb.size else 384), dtype=np.float32)
+    embeddings[customer] = emb
+    return message_signals(messages, tables["tickets"], scores, embeddings, params)
 
 
 def run_features(
@@ -143,34 +161,67 @@ def run_features(
         progress("load", time.perf_counter() - started)
 
     ids = np.sort(small["accounts"]["account_id"].to_numpy(dtype=object))
+    blocks = [ids[lo : lo + params.account_block] for lo in range(0, len(ids), params.account_block)]
     tickets_all, events_all = small["tickets"], small["ticket_events"]
     found, seen, hashes = _Violations(), {}, []
     label_sums = {name: [0, 0] for name in LABELS}
     n_rows = 0
-    with atomic_dir(Path(out) / "snapshots") as tmp:
-        for b, lo in enumerate(range(0, len(ids), params.account_block)):
-            t0 = time.perf_counter()
-            block = ids[lo : lo + params.account_block]
-            accounts = small["accounts"][small["accounts"]["account_id"].isin(block)]
-            tickets = tickets_all[tickets_all["account_id"].isin(block)]
-            raw = {}
-            for name, column, values in (("usage_daily", "account_id", block), ("ticket_messages", "ticket_id", tickets["ticket_id"].to_numpy(dtype=object))):
-                frame = files.read_where(name, column, values)
-                if frame is not None:
-                    raw[name] = frame
+
+    def block_tables(block: np.ndarray, *, count: bool) -> dict[str, pd.DataFrame] | None:
+        """The block's tables, validated (violations are collected; None when it has any)."""
+        accounts = small["accounts"][small["accounts"]["account_id"].isin(block)]
+        tickets = tickets_all[tickets_all["account_id"].isin(block)]
+        raw = {}
+        for name, column, values in (("usage_daily", "account_id", block), ("ticket_messages", "ticket_id", tickets["ticket_id"].to_numpy(dtype=object))):
+            frame = files.read_where(name, column, values)
+            if frame is not None:
+                raw[name] = frame
+                if count:
                     seen[name] = seen.get(name, 0) + len(frame)
-            try:
-                clean = validate_tables(raw, tables=BIG, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
-            except ContractError as exc:
-                found.add(exc.violations)
-                continue
-            if found.found:
-                continue  # keep checking the remaining blocks, but build nothing more
+        try:
+            clean = validate_tables(raw, tables=BIG, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
+        except ContractError as exc:
+            found.add(exc.violations)
+            return None
+        if count:
             hashes.append(pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object)))
-            tables = small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
-            block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
+        return small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
+
+    with tempfile.TemporaryDirectory(prefix=".text-", dir=Path(out).parent if Path(out).parent.exists() else None) as scratch, \
+            atomic_dir(Path(out) / "snapshots") as tmp:
+        outcomes = None
+        if text is not None:
+            # pass 1: text signals per block, then predicted CSAT/CES fitted across every account
+            inputs = []
+            for b, block in enumerate(blocks):
+                t0 = time.perf_counter()
+                tables = block_tables(block, count=True)
+                if tables is None or found.found:
+                    continue
+                signals = _signals(tables, *text)
+                signals.to_parquet(Path(scratch) / f"signals-{b:05d}.parquet", index=False)
+                inputs.append(ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals))
+                if progress:
+                    progress(f"text {b + 1}/{len(blocks)}", time.perf_counter() - t0)
+            if not found.found:
+                t0 = time.perf_counter()
+                if inputs:
+                    outcomes = predict_outcomes(pd.concat(inputs, ignore_index=True))
+                else:
+                    outcomes = pd.DataFrame(columns=["ticket_id", "account_id", "at", "predicted_csat", "predicted_ces"])
+                if progress:
+                    progress("CSAT/CES", time.perf_counter() - t0)
+        for b, block in enumerate(blocks):
+            if text is not None and found.found:
+                break  # pass 1 has validated every block already
+            t0 = time.perf_counter()
+            tables = block_tables(block, count=text is None)
+            if tables is None or found.found:
+                continue  # keep validating the remaining blocks, build nothing more
             if text is not None:
-                tables = add_message_signals(tables, *text)
+                tables = tables | {"message_signals": pd.read_parquet(Path(scratch) / f"signals-{b:05d}.parquet"),
+                                   "ticket_outcomes": outcomes[outcomes["account_id"].isin(block)]}
+            block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
             panel = build_features(tables, block_keys, params)
             panel = pd.concat([panel, make_labels(block_keys, small["churn"], data_end)], axis=1)
             panel.to_parquet(tmp / f"part-{b:05d}.parquet", index=False)
@@ -179,8 +230,9 @@ def run_features(
                 label_sums[name][0] += int(panel[name].sum())
                 label_sums[name][1] += int(panel[name].notna().sum())
             if progress:
-                progress(f"block {b + 1}/{-(-len(ids) // params.account_block)}", time.perf_counter() - t0)
-        _global_checks(files, small, seen, hashes, found)
+                progress(f"block {b + 1}/{len(blocks)}", time.perf_counter() - t0)
+        if not found.found:
+            _global_checks(files, small, seen, hashes, found)
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
     summary = {

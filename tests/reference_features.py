@@ -51,7 +51,23 @@ class Reference:
         out.update(self.surveys(account, cutoff))
         out.update(self.usage(account, cutoff))
         out.update(self.text(account, cutoff))
+        out.update(self.experience(account, cutoff))
         return out
+
+    def experience(self, account: str, c: pd.Timestamp) -> dict:
+        outcomes = self.t.get("ticket_outcomes")
+        if outcomes is None:
+            return dict.fromkeys(["predicted_csat_90d", "predicted_ces_90d", "predicted_unhappy_tickets_90d", "predicted_high_effort_tickets_90d"], NAN)
+        rows = [r for r in outcomes[outcomes["account_id"] == account].itertuples() if c - 90 * DAY <= r.at < c]
+        rows = [r for r in rows if not (math.isnan(r.predicted_csat) and math.isnan(r.predicted_ces))]
+        csat = [r.predicted_csat for r in rows if not math.isnan(r.predicted_csat)]
+        ces = [r.predicted_ces for r in rows if not math.isnan(r.predicted_ces)]
+        return {
+            "predicted_csat_90d": _mean(csat),
+            "predicted_ces_90d": _mean(ces),
+            "predicted_unhappy_tickets_90d": float(sum(v < 3 for v in csat)),
+            "predicted_high_effort_tickets_90d": float(sum(v >= 5 for v in ces)),
+        }
 
     # --- text (aggregates of per-message signals) -----------------------------------------------
     def text(self, account: str, c: pd.Timestamp) -> dict:

@@ -37,7 +37,7 @@ def text_model(tmp_path_factory):
 
 def with_signals(tables: dict[str, pd.DataFrame], text_model) -> dict[str, pd.DataFrame]:
     """Recompute the per-message text signals from the messages as they are now."""
-    return add_message_signals({k: v for k, v in tables.items() if k != "message_signals"}, *text_model)
+    return add_message_signals({k: v for k, v in tables.items() if k not in ("message_signals", "ticket_outcomes")}, *text_model)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,7 @@ def test_fast_features_agree_with_the_slow_reference(small):
     assert (sample["open_tickets"] > 0).sum() >= 5 and (sample["unanswered_agent_messages"] > 0).sum() >= 1
     assert sample["nps_last"].notna().sum() >= 20 and sample["days_to_renewal"].nunique() > 50
     assert sample["customer_sentiment_90d"].notna().sum() >= 50 and (sample["rephrasings_30d"] > 0).sum() >= 5
+    assert sample["predicted_csat_90d"].notna().sum() >= 20
 
 
 def _cutoff(small) -> pd.Timestamp:

@@ -231,8 +231,7 @@ def run_features(
                 label_sums[name][1] += int(panel[name].notna().sum())
             if progress:
                 progress(f"block {b + 1}/{len(blocks)}", time.perf_counter() - t0)
-        if not found.found:
-            _global_checks(files, small, seen, hashes, found)
+        _global_checks(files, small, seen, hashes, found)  # every block was read and counted, even after a violation
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
     summary = {

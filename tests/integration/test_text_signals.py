@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.contracts import CONTRACTS
 from features.panel import build_features
 from features.text.encoder import TextEncoder
 from features.text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
@@ -37,7 +38,7 @@ def _tables(messages: pd.DataFrame, tickets: pd.DataFrame) -> dict[str, pd.DataF
                              "contract_start": pd.to_datetime(["2023-01-01", "2023-01-01"], utc=True).astype("datetime64[us, UTC]"),
                              "exec_sponsor": [False, False], "billing": ["annual", "annual"], "segment": "smb", "plan": "growth",
                              "industry": "software", "region": "emea", "name": "x", "csm_owner": None})
-    return {"accounts": accounts, "tickets": tickets, "ticket_messages": messages}
+    return {"accounts": accounts, "tickets": tickets, "ticket_messages": messages, "ticket_events": CONTRACTS["ticket_events"].empty()}
 
 
 def test_a_question_asked_three_times_is_counted(model):
@@ -56,7 +57,7 @@ def test_a_question_asked_three_times_is_counted(model):
         ("customer", "Great, and where do I rotate the API key?"),
     ], T0)
     messages = pd.concat([asked_thrice, different], ignore_index=True)
-    tickets = pd.DataFrame({"ticket_id": ["T1", "T2"], "account_id": ["A1", "A2"], "created_at": [T0, T0]})
+    tickets = pd.DataFrame({"ticket_id": ["T1", "T2"], "account_id": ["A1", "A2"], "created_at": [T0, T0], "category": "how_to", "priority": "normal", "channel": "email"})
     tables = add_message_signals(_tables(messages, tickets), model, None)
     sig = tables["message_signals"].set_index("message_id")
     assert sig.loc[["T1-2", "T1-4"], "rephrase"].all()
@@ -85,7 +86,7 @@ def test_frustration_drift_and_critical_moments(model):
         ("agent", "Sorry, still investigating."),
         ("customer", "This is unacceptable. I want to speak to a manager. We are considering cancelling our subscription."),
     ], T0)
-    tickets = pd.DataFrame({"ticket_id": ["T1"], "account_id": ["A1"], "created_at": [T0]})
+    tickets = pd.DataFrame({"ticket_id": ["T1"], "account_id": ["A1"], "created_at": [T0], "category": "technical", "priority": "high", "channel": "chat"})
     tables = add_message_signals(_tables(souring, tickets), model, None)
     sig = tables["message_signals"].set_index("message_id")
     assert sig.loc["T1-2", "drift"] < -0.3 and sig.loc["T1-4", "drift"] < -0.3  # both far below the friendly opening

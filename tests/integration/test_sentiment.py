@@ -119,3 +119,29 @@ def test_sentiment_cli_bad_input_names_the_column(tmp_path, capsys):
     assert main(["sentiment-score", "--input", str(tmp_path / "l.csv"), "--text-column", "body", "--out", str(tmp_path / "o.csv")]) == 2
     assert "--text-column 'body'" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "h.json").exists()
+
+
+def test_a_hugging_face_classifier_given_by_path_replaces_the_default(tmp_path, monkeypatch):
+    """A sequence-classification model in a local folder (a tiny one built here) is used instead of the head."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from core.settings import load_settings
+    from features.text.encoder import default_model_dir
+    from pipelines.text import load_sentiment_model
+
+    folder = tmp_path / "my-sentiment-model"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        id2label={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}, label2id={"NEGATIVE": 0, "NEUTRAL": 1, "POSITIVE": 2})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(default_model_dir() / name, folder / name)
+    monkeypatch.setenv("CHURN_SENTIMENT_MODEL", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load_sentiment_model(load_settings())
+    assert model.head is None and model.key.startswith("hf:")
+    scores, emb = score_texts(["Great, thanks!", "This is broken again."], model)
+    probs = scores[["p_negative", "p_neutral", "p_positive"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert set(scores["label"]) <= {"negative", "neutral", "positive"} and emb.shape == (2, 384)

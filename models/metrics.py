@@ -1,0 +1,63 @@
+"""Backtest metrics for churn scores, computed per horizon on (account, cutoff) rows.
+
+Discrimination (ROC-AUC, PR-AUC), calibration (Brier, expected calibration error), and what a CS
+team with a fixed capacity gets: lift in the top decile, recall when only the top `budget` share
+of accounts can be worked each cutoff, the same recall weighted by ARR, and the median lead time
+from the first flag to the churn for the churners that were caught.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Equal-frequency bins (churn is rare: equal-width bins would put nearly everything in the
+    first one): sum over bins of (share of rows) x |mean predicted - observed rate|."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, min(bins, len(order))):
+        total += len(chunk) / len(y) * abs(p[chunk].mean() - y[chunk].mean())
+    return float(total)
+
+
+def _flags(frame: pd.DataFrame, budget: float) -> np.ndarray:
+    """Top `budget` share of accounts by score at each cutoff (at least one per cutoff)."""
+    rank = frame.groupby("cutoff")["score"].rank(method="first", ascending=False)
+    size = frame.groupby("cutoff")["score"].transform("size")
+    return (rank <= np.maximum(1, np.floor(size * budget))).to_numpy()
+
+
+def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.Series | None = None) -> dict:
+    """Metrics for one horizon. `frame`: account_id, cutoff, y (0/1, no nulls), score, and
+    optionally arr; `churned_at`: churn time by account_id (for lead times)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = frame["y"].to_numpy(dtype=float)
+    p = frame["score"].to_numpy(dtype=float)
+    out: dict = {"rows": len(frame), "positives": int(y.sum()), "base_rate": float(y.mean()) if len(y) else float("nan")}
+    both = 0 < y.sum() < len(y)
+    out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
+    out["pr_auc"] = float(average_precision_score(y, p)) if both else float("nan")
+    out["brier"] = float(np.mean((p - y) ** 2)) if len(y) else float("nan")
+    out["ece"] = expected_calibration_error(y, p)
+    top = p >= np.quantile(p, 0.9) if len(p) else np.zeros(0, dtype=bool)
+    out["lift_top_decile"] = float(y[top].mean() / y.mean()) if len(y) and y.mean() > 0 else float("nan")
+    flagged = _flags(frame, budget)
+    caught = flagged & (y == 1)
+    out["budget"] = budget
+    out["recall_at_budget"] = float(caught.sum() / y.sum()) if y.sum() else float("nan")
+    if "arr" in frame:
+        arr = frame["arr"].to_numpy(dtype=float)
+        out["arr_recall_at_budget"] = float((arr * caught).sum() / (arr * y).sum()) if (arr * y).sum() > 0 else float("nan")
+    if churned_at is not None:
+        hits = frame.loc[caught, ["account_id", "cutoff"]]
+        first = hits.groupby("account_id")["cutoff"].min()
+        lead = (churned_at.reindex(first.index) - first).dt.total_seconds() / 86400
+        out["median_lead_days"] = float(lead.median()) if len(lead) else float("nan")
+        out["caught_accounts"] = int(len(first))
+    return out

@@ -1,0 +1,58 @@
+"""The risk curve: censored intervals are left out, and the curve never decreases with the horizon."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.curve import LABELS, CurveParams, expand_intervals, fit_curve
+
+
+def test_expand_intervals_keeps_known_survived_intervals_only():
+    panel = pd.DataFrame(
+        {
+            LABELS[0]: pd.array([0, 1, 0, pd.NA], dtype="Int8"),
+            LABELS[1]: pd.array([0, 1, 1, pd.NA], dtype="Int8"),
+            LABELS[2]: pd.array([0, 1, pd.NA, pd.NA], dtype="Int8"),
+            LABELS[3]: pd.array([pd.NA, 1, pd.NA, pd.NA], dtype="Int8"),
+        }
+    )
+    rows = expand_intervals(panel).sort_values(["row", "interval"])
+    got = {(r.row, r.interval): r.event for r in rows.itertuples()}
+    # row 0: survived 0-90, 90-180 censored; row 1: churned in the first interval (nothing after);
+    # row 2: churned in 30-60 (nothing after, even though later labels are null); row 3: all censored
+    assert got == {(0, 0): 0, (0, 1): 0, (0, 2): 0, (1, 0): 1, (2, 0): 0, (2, 1): 1}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    n = 6000
+    cutoffs = pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D")
+    risk = rng.normal(size=n)
+    days = rng.exponential(365 / np.exp(risk))  # higher risk, earlier churn
+    panel = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)], "cutoff": cutoffs, "risk": risk,
+                          "noise": rng.normal(size=n), "segment": rng.choice(["smb", "enterprise"], n)})
+    for h, label in zip((30, 60, 90, 180), LABELS, strict=True):
+        panel[label] = pd.array((days <= h).astype(int), dtype="Int8")
+    return fit_curve(panel, ["risk", "noise", "segment"], CurveParams(n_estimators=150, valid_gap_days=0, min_child_samples=20)), panel
+
+
+def test_risk_raises_the_curve(fitted):
+    model, panel = fitted
+    probe = pd.DataFrame({"risk": [-2.0, 0.0, 2.0], "noise": 0.0, "segment": "smb"})
+    curve = model.predict_curve(probe)
+    assert (np.diff(curve[:, 2]) > 0).all()  # 90-day risk rises with the latent risk
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-50, 50), st.floats(-50, 50), st.sampled_from(["smb", "enterprise", "unseen"])), min_size=1, max_size=20))
+def test_curve_is_monotone_for_any_input(fitted, rows):
+    model, _ = fitted
+    probe = pd.DataFrame(rows, columns=["risk", "noise", "segment"])
+    curve = model.predict_curve(probe)
+    assert curve.shape == (len(rows), 4)
+    assert (np.diff(curve, axis=1) >= 0).all() and ((curve >= 0) & (curve <= 1)).all()

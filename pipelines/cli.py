@@ -143,6 +143,39 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
     )
 
 
+@app.command()
+@click.option("--features", "features_dir", type=click.Path(path_type=Path), required=True, help="Output folder of `churn features`.")
+@click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: config/model.yaml].")
+@click.option("--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml].")
+@json_option
+def evaluate(features_dir: Path, folds: int | None, budget: float | None, as_json: bool) -> None:
+    """Backtest the risk curve against the rules and logistic baselines (and the oracle on simulated data)."""
+    from core.settings import load_settings
+    from pipelines.models import load_model_config, run_evaluate
+
+    params, backtest = load_model_config(load_settings().config_dir)
+    folds = folds if folds is not None else int(backtest["folds"])
+    budget = budget if budget is not None else float(backtest["budget"])
+    if folds < 1:
+        raise InputError(f"--folds {folds}: expected at least 1")
+    if not 0 < budget < 1:
+        raise InputError(f"--budget {budget}: expected a share between 0 and 1, e.g. 0.05")
+    result = run_evaluate(features_dir, params=params, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"))
+    if as_json:
+        _emit(result, True, "")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"backtest: {folds} folds, CS budget {budget:.0%} of accounts per cutoff")
+    for col in ("model", "horizon", "ROC-AUC", "PR-AUC", "Brier", "ECE", "lift@10%", "recall@budget", "ARR recall", "lead days"):
+        table.add_column(col)
+    fmt = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for r in result["results"]:
+        table.add_row(r["model"], f"{r['horizon_days']}d", fmt(r["roc_auc"]), fmt(r["pr_auc"]), fmt(r["brier"], 4), fmt(r["ece"], 4),
+                      fmt(r["lift_top_decile"], 2), fmt(r["recall_at_budget"]), fmt(r.get("arr_recall_at_budget")), fmt(r.get("median_lead_days"), 0))
+    Console(stderr=True, width=max(err.width, 150)).print(table)
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")

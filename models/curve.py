@@ -40,6 +40,15 @@ class CurveParams(BaseModel):
     valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping and calibration")
     valid_gap_days: int = Field(90, ge=0, description="days between the last fitting cutoff and the first held-out cutoff")
     calibrate: bool = True
+    #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
+    #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
+    #: by accident of the data. Features absent from the panel are ignored.
+    monotone: dict[str, int] = Field(
+        default_factory=lambda: {
+            "days_since_last_login": 1, "zero_usage_streak_days": 1, "zero_usage_days_30d": 1, "critical_moments_90d": 1,
+            "cancel_mentions_90d": 1, "legal_threat_180d": 1, "billing_dispute_180d": 1, "nps_last": -1, "csat_mean_180d": -1,
+        }
+    )
     seed: int = 42
     num_threads: int = 0
 
@@ -132,6 +141,7 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
         min_child_samples=params.min_child_samples, subsample=params.subsample, subsample_freq=1,
         colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda, random_state=params.seed,
         n_jobs=params.num_threads or None, verbose=-1,
+        monotone_constraints=[int(params.monotone.get(c, 0)) for c in X_fit.columns], monotone_constraints_method="advanced",
     )
     booster.fit(X_fit, y_fit, eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
     model.booster = _HazardBooster(booster)

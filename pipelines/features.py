@@ -235,7 +235,7 @@ def run_features(
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
     summary = {
-        "data": str(data),
+        "data": str(Path(data).resolve()),  # absolute: `churn evaluate` finds churn times and truth/ from here
         "out": str(out),
         "data_start": data_start.isoformat(),
         "data_end": data_end.isoformat(),

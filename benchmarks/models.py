@@ -1,0 +1,88 @@
+"""Risk-curve speed: training time on a panel, batch explanation rows/s, single-account score +
+top reasons in-process (goal p50 <= 1 ms with num_threads=1), and how model size trades accuracy
+for explanation speed.
+
+    python benchmarks/models.py --features DIR     # a `churn features` output (default: simulate 10k accounts)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def main() -> None:
+    from features.registry import feature_specs
+    from models.backtest import censor_at
+    from models.curve import CurveParams, fit_curve
+    from models.explain import contributions, top_reasons
+    from pipelines.features import read_snapshots, run_features
+    from pipelines.models import feature_names
+    from sklearn.metrics import roc_auc_score
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--features", type=Path, default=None)
+    args = parser.parse_args()
+    if args.features is None:
+        from simulation.config import SimulationConfig
+        from simulation.simulate import simulate
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench-models-"))
+        simulate(SimulationConfig(accounts=10_000, days=730, seed=42), tmp / "data")
+        run_features(tmp / "data", tmp / "features", start="2024-01-31")
+        args.features = tmp / "features"
+    panel = read_snapshots(args.features)
+    names = feature_names(panel)
+    specs = feature_specs()
+    test_cutoff = np.sort(panel.loc[panel["churned_within_90d"].notna(), "cutoff"].unique())[-1]
+    train = censor_at(panel[panel["cutoff"] < test_cutoff], pd.Timestamp(test_cutoff))
+    test = panel[panel["cutoff"] == test_cutoff].reset_index(drop=True)
+    y = test["churned_within_90d"].astype(int)
+    results = {"snapshots": len(panel), "features": len(names)}
+    print(f"panel: {len(panel):,} snapshots x {len(names)} features; training on {len(train):,}, testing on {len(test):,} (cutoff {pd.Timestamp(test_cutoff).date()})")
+    results["sizes"] = []
+    for trees, leaves in ((200, 15), (800, 31), (1500, 63)):
+        params = CurveParams(n_estimators=trees, num_leaves=leaves, early_stopping_rounds=10_000)  # fixed size: no early stop
+        t0 = time.perf_counter()
+        model = fit_curve(train, names, params)
+        fit_s = time.perf_counter() - t0
+        auc = roc_auc_score(y, model.predict_curve(test)[:, 2])
+        batch = test.head(2000)
+        t0 = time.perf_counter()
+        contributions(model, batch, 90)
+        explain_rate = len(batch) / (time.perf_counter() - t0)
+        model.booster.clf.set_params(n_jobs=1)
+        one = test.head(1)
+        times = []
+        for i in range(200):
+            row = test.iloc[[i % len(test)]]
+            t0 = time.perf_counter()
+            curve = model.predict_curve(row)
+            contrib = contributions(model, row, 90)
+            top_reasons(contrib.iloc[0], row.iloc[0], specs)
+            times.append(time.perf_counter() - t0)
+        del one, curve
+        r = {"trees": trees, "leaves": leaves, "fit_s": round(fit_s, 1), "roc_auc_90d": round(float(auc), 4),
+             "explain_rows_per_s": round(explain_rate), "single_p50_ms": round(float(np.median(times)) * 1000, 2),
+             "single_p99_ms": round(float(np.quantile(times, 0.99)) * 1000, 2)}
+        results["sizes"].append(r)
+        print(f"{trees:>5} trees x {leaves:>2} leaves: fit {r['fit_s']:6.1f} s, 90-day ROC-AUC {r['roc_auc_90d']:.4f}, "
+              f"batch explanations {r['explain_rows_per_s']:,} rows/s, single account score + reasons p50 {r['single_p50_ms']} ms "
+              f"(p99 {r['single_p99_ms']} ms)", flush=True)
+    target = Path(__file__).parent / "results" / "models.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -62,16 +62,14 @@ def main() -> None:
         contributions(model, batch, 90)
         explain_rate = len(batch) / (time.perf_counter() - t0)
         model.booster.clf.set_params(n_jobs=1)
-        one = test.head(1)
         times = []
         for i in range(200):
             row = test.iloc[[i % len(test)]]
             t0 = time.perf_counter()
-            curve = model.predict_curve(row)
+            model.predict_curve(row)
             contrib = contributions(model, row, 90)
             top_reasons(contrib.iloc[0], row.iloc[0], specs)
             times.append(time.perf_counter() - t0)
-        del one, curve
         r = {"trees": trees, "leaves": leaves, "fit_s": round(fit_s, 1), "roc_auc_90d": round(float(auc), 4),
              "explain_rows_per_s": round(explain_rate), "single_p50_ms": round(float(np.median(times)) * 1000, 2),
              "single_p99_ms": round(float(np.quantile(times, 0.99)) * 1000, 2)}

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from core.errors import ContractError, InputError, Violation, format_keys
+from core.errors import ContractError, InputError, Violation
 
 log = logging.getLogger(__name__)
 

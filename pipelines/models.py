@@ -49,9 +49,11 @@ def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget:
     if data_dir is not None and (data_dir / "truth" / "meta.json").is_file():
         from simulation.oracle import churn_probability
 
-        def oracle(test: pd.DataFrame) -> np.ndarray:
+        def simulated_oracle(test: pd.DataFrame) -> np.ndarray:
             probs = churn_probability(data_dir / "truth", test[["account_id", "cutoff"]], n_paths=64)
             return probs[[f"oracle_{h}d" for h in HORIZONS]].to_numpy()
+
+        oracle = simulated_oracle
 
     names = feature_names(panel)
     table, _ = run_backtest(

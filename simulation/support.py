@@ -288,7 +288,6 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
     """Messages of every ticket: opening, agent replies, follow-ups, rephrasings, transfers, closure."""
     m = len(acc)
     first = traits["contact_first"].to_numpy()[acc]
-    last = traits["contact_last"].to_numpy()[acc]
     email = traits["contact_email"].to_numpy()[acc]
     phone = ("+1 " + rng.integers(201, 989, m).astype(str).astype(object) + "-555-" + np.char.zfill(rng.integers(0, 10_000, m).astype(str), 4).astype(object))
     card = np.asarray(["4111 1111 1111 1111", "5500 0000 0000 0004", "4012 8888 8888 1881"], dtype=object)[rng.integers(0, 3, m)]

@@ -38,6 +38,21 @@ def resolve_model(name: str | os.PathLike[str]) -> tuple[str, bool]:
     return (str(path), True) if path.exists() else (str(name), False)
 
 
+def load_pretrained(name: str | os.PathLike[str], model_class: str = "AutoModel"):
+    """(tokenizer, model in eval mode) for a model setting, from a local folder without any download."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path, local = resolve_model(name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
+        model = getattr(transformers, model_class).from_pretrained(path, local_files_only=local).eval()
+    except OSError as exc:
+        raise ChurnError(f"could not load text model {str(name)!r} from {path}: {exc}") from exc
+    return tokenizer, model
+
+
 def _torch():
     import torch
 
@@ -63,20 +78,9 @@ class TextEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-        torch = _torch()
         if self.threads:
-            torch.set_num_threads(self.threads)
-        path, local = resolve_model(self.model_name)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-            self._model = AutoModel.from_pretrained(path, local_files_only=local).eval()
-        except OSError as exc:
-            raise ChurnError(f"could not load text model {self.model_name!r} from {path}: {exc}") from exc
+            _torch().set_num_threads(self.threads)
+        self._tokenizer, self._model = load_pretrained(self.model_name)
 
     @property
     def dimension(self) -> int:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.errors import ChurnError, InputError
 from features.text.cache import TextCache, text_hash
-from features.text.encoder import TextEncoder, resolve_model
+from features.text.encoder import TextEncoder, load_pretrained
 
 LABELS = ("negative", "neutral", "positive")
 CORPUS = Path(__file__).parent / "corpus" / "sentiment.csv"
@@ -158,15 +158,9 @@ class SentimentModel:
 
     def _classify(self, texts: list[str]) -> np.ndarray:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if self._clf is None:
-            path, local = resolve_model(self.classifier)
-            try:
-                tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
-                model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=local).eval()
-            except OSError as exc:
-                raise ChurnError(f"could not load sentiment model {self.classifier!r}: {exc}") from exc
+            tok, model = load_pretrained(self.classifier, "AutoModelForSequenceClassification")
             names = {i: str(n).lower() for i, n in model.config.id2label.items()}
             mapping = {}
             for i, name in names.items():

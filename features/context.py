@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.timeline import DAY, to_seconds
+from features.timeline import DAY, EventIndex, to_seconds
 
 
 class FeatureParams(BaseModel):
@@ -88,3 +88,13 @@ class FeatureContext:
             return out.merge(t, on="ticket_id", how="inner")
 
         return self.cached("messages", build)
+
+    def account_events(self, kind: str) -> EventIndex:
+        """Index of one kind of account event (built once, shared by the families that read it)."""
+
+        def build() -> EventIndex:
+            e = self.tables["account_events"]
+            rows = e[e["kind"] == kind]
+            return EventIndex(self.code(rows["account_id"]), to_seconds(rows["at"]))
+
+        return self.cached(f"account_events:{kind}", build)

@@ -99,7 +99,8 @@ def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict
         if files.count(table) != seen.get(table, 0):
             ids = files.read(table, columns=[column])[column].astype("str")
             orphans = ids[~ids.isin(small[parent][column])]
-            found.add([Violation(table, column, "references", f"every {column} to exist in {parent}.{column}", format_keys(orphans), len(orphans))])
+            if len(orphans):
+                found.add([Violation(table, column, "references", f"every {column} to exist in {parent}.{column}", format_keys(orphans), len(orphans))])
     if message_hashes:
         hashes = np.concatenate(message_hashes)
         if len(np.unique(hashes)) != len(hashes):
@@ -167,23 +168,23 @@ def run_features(
     label_sums = {name: [0, 0] for name in LABELS}
     n_rows = 0
 
-    def block_tables(block: np.ndarray, *, count: bool) -> dict[str, pd.DataFrame] | None:
-        """The block's tables, validated (violations are collected; None when it has any)."""
+    def block_tables(block: np.ndarray, big: tuple[str, ...]) -> dict[str, pd.DataFrame] | None:
+        """The block's tables with `big` read and validated (violations are collected; None when it has any)."""
         accounts = small["accounts"][small["accounts"]["account_id"].isin(block)]
         tickets = tickets_all[tickets_all["account_id"].isin(block)]
+        where = {"usage_daily": ("account_id", block), "ticket_messages": ("ticket_id", tickets["ticket_id"].to_numpy(dtype=object))}
         raw = {}
-        for name, column, values in (("usage_daily", "account_id", block), ("ticket_messages", "ticket_id", tickets["ticket_id"].to_numpy(dtype=object))):
-            frame = files.read_where(name, column, values)
+        for name in big:
+            frame = files.read_where(name, *where[name])
             if frame is not None:
                 raw[name] = frame
-                if count:
-                    seen[name] = seen.get(name, 0) + len(frame)
+                seen[name] = seen.get(name, 0) + len(frame)
         try:
-            clean = validate_tables(raw, tables=BIG, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
+            clean = validate_tables(raw, tables=big, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
         except ContractError as exc:
             found.add(exc.violations)
             return None
-        if count:
+        if "ticket_messages" in clean:
             hashes.append(pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object)))
         return small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
 
@@ -195,11 +196,13 @@ def run_features(
             inputs = []
             for b, block in enumerate(blocks):
                 t0 = time.perf_counter()
-                tables = block_tables(block, count=True)
+                tables = block_tables(block, ("ticket_messages",))
                 if tables is None or found.found:
                     continue
                 signals = _signals(tables, *text)
                 signals.to_parquet(Path(scratch) / f"signals-{b:05d}.parquet", index=False)
+                # pass 2 takes the validated messages from here (without bodies: no family reads them)
+                tables["ticket_messages"].drop(columns="body").to_parquet(Path(scratch) / f"messages-{b:05d}.parquet", index=False)
                 inputs.append(ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals))
                 if progress:
                     progress(f"text {b + 1}/{len(blocks)}", time.perf_counter() - t0)
@@ -212,14 +215,13 @@ def run_features(
                 if progress:
                     progress("CSAT/CES", time.perf_counter() - t0)
         for b, block in enumerate(blocks):
-            if text is not None and found.found:
-                break  # pass 1 has validated every block already
             t0 = time.perf_counter()
-            tables = block_tables(block, count=text is None)
+            tables = block_tables(block, BIG if text is None else ("usage_daily",))
             if tables is None or found.found:
                 continue  # keep validating the remaining blocks, build nothing more
             if text is not None:
-                tables = tables | {"message_signals": pd.read_parquet(Path(scratch) / f"signals-{b:05d}.parquet"),
+                tables = tables | {"ticket_messages": pd.read_parquet(Path(scratch) / f"messages-{b:05d}.parquet"),
+                                   "message_signals": pd.read_parquet(Path(scratch) / f"signals-{b:05d}.parquet"),
                                    "ticket_outcomes": outcomes[outcomes["account_id"].isin(block)]}
             block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
             panel = build_features(tables, block_keys, params)
@@ -231,7 +233,7 @@ def run_features(
                 label_sums[name][1] += int(panel[name].notna().sum())
             if progress:
                 progress(f"block {b + 1}/{len(blocks)}", time.perf_counter() - t0)
-        _global_checks(files, small, seen, hashes, found)  # every block was read and counted, even after a violation
+        _global_checks(files, small, seen, hashes, found)  # each big table was read and counted in every block, even after a violation
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
     summary = {

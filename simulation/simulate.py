@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 STREAMED = ("usage_daily", "tickets", "ticket_events", "ticket_messages", "surveys", "account_events")
 UNFORESEEABLE_CAUSES = np.array(["budget_cut", "acquisition"], dtype=object)
 HEALTH_DRIVERS = ("product_incident", "billing_dispute", "security_incident", "sponsor_left", "champion_left")
-SHOCK_SIZE = {k: abs(s.magnitude) for k, s in Dynamics().shocks.items()}
 
 
 @dataclass
@@ -162,7 +161,7 @@ def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeab
     churned = np.flatnonzero(latent.churn_day >= 0)
     churned_at = to_timestamp(config.start, latent.churn_day[churned], rng.uniform(0, 86_399, len(churned)))
     churn = pd.DataFrame({"account_id": pd.Series(account_id[churned], dtype="str"), "churned_at": churned_at})
-    causes = _churn_causes(rng, latent, churned, traits["failed_onboarding"].to_numpy())
+    causes = _churn_causes(rng, latent, churned, traits["failed_onboarding"].to_numpy(), dynamics)
     causes.insert(0, "account_id", pd.Series(account_id[churned], dtype="str"))
     causes.insert(1, "churned_at", churned_at)
 
@@ -195,7 +194,7 @@ def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeab
     }
 
 
-def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarray) -> pd.DataFrame:
+def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarray, dynamics: Dynamics) -> pd.DataFrame:
     """Why each account churned: an unforeseeable cause, or the health driver behind it: the largest
     shock still felt at churn (a transient one within 30 days, a lasting one within 120), else a
     failed onboarding, else gradual decline."""
@@ -210,7 +209,8 @@ def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarra
         s = s.assign(pos=position.reindex(s["acc"].to_numpy()).to_numpy(), churn_day=day[position.reindex(s["acc"].to_numpy()).to_numpy()])
         reach = np.where(s["kind"].isin(["product_incident", "billing_dispute", "security_incident"]), 30, 120)
         s = s[(s["day"] <= s["churn_day"]) & (s["day"] > s["churn_day"] - reach)]
-        s = s.assign(size=s["kind"].map(SHOCK_SIZE)).sort_values(["size", "day"]).drop_duplicates("pos", keep="last")
+        size = {k: abs(shock.magnitude) for k, shock in dynamics.shocks.items()}
+        s = s.assign(size=s["kind"].map(size)).sort_values(["size", "day"]).drop_duplicates("pos", keep="last")
         driver[s["pos"].to_numpy()] = s["kind"].to_numpy(dtype=object)
     unforeseen = cause == "unforeseeable"
     driver[unforeseen] = UNFORESEEABLE_CAUSES[rng.integers(0, 2, int(unforeseen.sum()))]

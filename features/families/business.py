@@ -83,7 +83,7 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
         average = (arr_all * live).sum(axis=0) / live.sum(axis=0)
     avg_at = average[np.searchsorted(cuts, c)]
 
-    sponsor_left = e_kind(ctx, "sponsor_left")
+    sponsor_left = ctx.account_events("sponsor_left")
     cutoff = ctx.snapshots["cutoff"]
     start = acc["contract_start"].iloc[a].reset_index(drop=True)
     renewal = next_renewal(start, acc["billing"].iloc[a].reset_index(drop=True), cutoff)
@@ -102,12 +102,6 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     for col in ("segment", "billing", "plan", "industry", "region"):
         out[col] = acc[col].iloc[a].reset_index(drop=True).astype("str")
     return out
-
-
-def e_kind(ctx: FeatureContext, kind: str) -> EventIndex:
-    e = ctx.tables["account_events"]
-    rows = e[e["kind"] == kind]
-    return EventIndex(ctx.code(rows["account_id"]), to_seconds(rows["at"]))
 
 
 register(Family(F, "the account's value, contract and relationship", build_business, SPECS, ("accounts", "account_events")))

@@ -7,7 +7,7 @@ import pandas as pd
 
 from features.context import FeatureContext
 from features.registry import Family, register, spec
-from features.timeline import DAY, EventIndex, to_seconds
+from features.timeline import DAY
 
 F = "risk_events"
 KINDS = ("billing_dispute", "payment_failed", "security_incident", "legal_threat", "sponsor_left", "downgrade")
@@ -20,11 +20,9 @@ for kind in KINDS:
 
 def build_risk_events(ctx: FeatureContext) -> pd.DataFrame:
     a, c = ctx.acc, ctx.cut_s
-    e = ctx.tables["account_events"]
     out = {}
     for kind in KINDS:
-        rows = e[e["kind"] == kind]
-        index = EventIndex(ctx.code(rows["account_id"]), to_seconds(rows["at"]))
+        index = ctx.account_events(kind)
         out[f"{kind}_180d"] = index.count(a, c, c - 180 * DAY).astype(np.float64)
         out[f"days_since_{kind}"] = (c - index.last(a, c)) / DAY
     return pd.DataFrame(out)

@@ -61,7 +61,7 @@ def main() -> None:
         t0 = time.perf_counter()
         contributions(model, batch, 90)
         explain_rate = len(batch) / (time.perf_counter() - t0)
-        model.booster.clf.set_params(n_jobs=1)
+
         times = []
         for i in range(200):
             row = test.iloc[[i % len(test)]]

@@ -1,19 +1,32 @@
-"""The risk curve: P(churn within 30, 60, 90, 180 days) from one LightGBM discrete-time hazard model.
+"""The risk curve: P(churn within 30, 60, 90, 180 days) from LightGBM.
 
-Each snapshot becomes one row per horizon interval (0-30, 30-60, 60-90, 90-180 days) that it
-survived into and whose outcome is known: censored intervals are simply absent, so partly censored
-snapshots still teach the early intervals. The model predicts the hazard h_k = P(churn in interval
-k | alive at its start); the curve is 1 - prod_{j<=k} (1 - h_j), non-decreasing in the horizon by
-construction. Probabilities are then calibrated per horizon with isotonic regression on a held-out
-slice of later cutoffs, and the running maximum across horizons keeps the curve monotone.
+Two formulations, chosen in config/model.yaml (`formulation`) and compared by backtest:
 
-Training returns everything it knows (fklearn style): the fitted model, the features, parameters,
-validation metrics and importances; nothing here touches files or MLflow.
+- `hazard` (default): one discrete-time hazard model. Each snapshot becomes one row per horizon
+  interval (0-30, 30-60, 60-90, 90-180 days) that it survived into and whose outcome is known:
+  censored intervals are simply absent, so partly censored snapshots still teach the early
+  intervals. The model predicts h_k = P(churn in interval k | alive at its start); the curve is
+  1 - prod_{j<=k} (1 - h_j), non-decreasing in the horizon by construction.
+- `per_horizon`: one classifier per horizon on the snapshots whose label at that horizon is known;
+  the curve is made monotone by a running maximum.
+
+Probabilities are calibrated per horizon with isotonic regression on a held-out slice of later
+cutoffs, and the running maximum across horizons keeps the calibrated curve monotone.
+
+All prediction goes through one numpy matrix (`RiskCurveModel.encode` for a frame, `.row` for one
+account's values), so batch scoring, the single-account path of the API and the explanations see
+the same numbers. A model is saved as LightGBM model text plus JSON (`save` / `load`): no pickle.
+Training returns everything it knows (fklearn style); nothing here touches files or MLflow except
+`save` / `load`, which write and read the folder they are given.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,7 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 HORIZONS = (30, 60, 90, 180)
 LABELS = tuple(f"churned_within_{h}d" for h in HORIZONS)
+CURVE_COLUMNS = tuple(f"p_{h}d" for h in HORIZONS)
 CATEGORICAL = ("segment", "billing", "plan", "industry", "region")
+INTERVAL_LENGTHS = np.diff((0, *HORIZONS)).astype(float)
+_INTERNAL = ("_interval", "_length")
 
 
 class CurveParams(BaseModel):
@@ -29,6 +45,7 @@ class CurveParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    formulation: Literal["hazard", "per_horizon"] = "hazard"
     n_estimators: int = Field(800, gt=0)
     learning_rate: float = Field(0.03, gt=0)
     num_leaves: int = Field(31, gt=1)
@@ -40,6 +57,7 @@ class CurveParams(BaseModel):
     valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping and calibration")
     valid_gap_days: int = Field(90, ge=0, description="days between the last fitting cutoff and the first held-out cutoff")
     calibrate: bool = True
+    refit: bool = Field(False, description="after early stopping and calibration, refit on every training cutoff with the best number of trees")
     #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
     #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
     #: by accident of the data. Features absent from the panel are ignored.
@@ -53,19 +71,146 @@ class CurveParams(BaseModel):
     num_threads: int = 0
 
 
-def prepare(panel: pd.DataFrame, features: list[str], categories: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """The feature matrix: text categories as pandas categoricals with fixed levels (LightGBM refuses str)."""
-    X = panel[features].copy()
-    levels = dict(categories or {})
-    for col in features:
-        if col in CATEGORICAL or X[col].dtype == object or pd.api.types.is_string_dtype(X[col]):
-            if col not in levels:
-                levels[col] = sorted(X[col].dropna().astype(str).unique().tolist())
-            values = X[col].astype("str")
-            X[col] = pd.Categorical(values.where(values.isin(levels[col])), categories=levels[col])  # unseen levels: missing
-        else:
-            X[col] = X[col].astype("float64")
-    return X, levels
+def is_categorical(panel: pd.DataFrame, column: str) -> bool:
+    return column in CATEGORICAL or panel[column].dtype == object or pd.api.types.is_string_dtype(panel[column])
+
+
+def category_levels(panel: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:
+    """The sorted levels of each text feature, fixed at training (unseen levels score as missing)."""
+    return {c: sorted(panel[c].dropna().astype(str).unique().tolist()) for c in features if is_categorical(panel, c)}
+
+
+@dataclass
+class Calibrator:
+    """Isotonic calibration as its step function: np.interp over the fitted thresholds, clipped at the ends."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+        from sklearn.isotonic import IsotonicRegression
+
+        if len(y) < 50 or not 0 < y.sum() < len(y):  # too little to learn from: identity
+            return cls(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        return cls(np.asarray(iso.X_thresholds_, dtype=float), np.asarray(iso.y_thresholds_, dtype=float))
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return np.interp(raw, self.x, self.y)
+
+
+@dataclass
+class RiskCurveModel:
+    """A fitted curve. `boosters` holds one lightgbm.Booster (hazard) or one per horizon (per_horizon)."""
+
+    boosters: list
+    features: list[str]
+    categories: dict[str, list[str]]
+    formulation: str = "hazard"
+    calibrators: list[Calibrator] | None = None
+    params: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._codes = {c: {v: float(i) for i, v in enumerate(levels)} for c, levels in self.categories.items()}
+        self._position = {c: i for i, c in enumerate(self.features)}
+
+    # -- the matrix ---------------------------------------------------------------------------
+    def encode(self, panel: pd.DataFrame) -> np.ndarray:
+        """[n, features] float64: numbers as they are, categories as their level's code, else NaN."""
+        X = np.empty((len(panel), len(self.features)))
+        for j, col in enumerate(self.features):
+            if col not in panel.columns:
+                X[:, j] = np.nan
+            elif col in self._codes:
+                X[:, j] = panel[col].astype("str").map(self._codes[col]).to_numpy(dtype=float, na_value=np.nan)
+            else:
+                X[:, j] = pd.to_numeric(panel[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return X
+
+    def row(self, values: Mapping[str, object]) -> np.ndarray:
+        """[1, features] for one account's values (missing names and None are NaN): the fast path."""
+        x = np.full((1, len(self.features)), np.nan)
+        for name, value in values.items():
+            j = self._position.get(name)
+            if j is None or value is None:
+                continue
+            if name in self._codes:
+                x[0, j] = self._codes[name].get(str(value), np.nan)
+            else:
+                try:
+                    x[0, j] = float(value)
+                except (TypeError, ValueError):
+                    pass
+        return x
+
+    def design(self, X: np.ndarray, interval: int) -> np.ndarray:
+        """The hazard model's input for one interval: the features plus interval index and length."""
+        n = len(X)
+        return np.column_stack([X, np.full(n, float(interval)), np.full(n, INTERVAL_LENGTHS[interval])])
+
+    # -- prediction -----------------------------------------------------------------------------
+    def raw_curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Uncalibrated curve [n, 4] from an encoded matrix."""
+        kw = {"num_threads": num_threads} if num_threads else {}
+        if self.formulation == "per_horizon":
+            return np.column_stack([b.predict(X, **kw) for b in self.boosters])
+        n = len(X)
+        stacked = np.vstack([self.design(X, k) for k in range(len(HORIZONS))])  # one call for every interval
+        hazard = self.boosters[0].predict(stacked, **kw).reshape(len(HORIZONS), n).T
+        return 1.0 - np.cumprod(1.0 - hazard, axis=1)
+
+    def curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Calibrated P(churn within 30/60/90/180 days) [n, 4], non-decreasing along each row."""
+        curve = self.raw_curve_matrix(X, num_threads)
+        if self.calibrators:
+            curve = np.column_stack([cal.predict(curve[:, k]) for k, cal in enumerate(self.calibrators)])
+        return np.maximum.accumulate(np.clip(curve, 0.0, 1.0), axis=1)
+
+    def raw_curve(self, panel: pd.DataFrame) -> np.ndarray:
+        return self.raw_curve_matrix(self.encode(panel))
+
+    def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
+        return self.curve_matrix(self.encode(panel))
+
+    def contributions_matrix(self, X: np.ndarray, horizon_days: int, num_threads: int = 0) -> np.ndarray:
+        """[n, features + 1] exact TreeSHAP log-odds contributions for a horizon, last column the bias.
+
+        Hazard: the mean over the intervals making up the horizon (the interval terms fold into
+        the bias); per horizon: that horizon's own model.
+        """
+        kw = {"num_threads": num_threads} if num_threads else {}
+        k = HORIZONS.index(horizon_days)
+        F = len(self.features)
+        if self.formulation == "per_horizon":
+            return self.boosters[k].predict(X, pred_contrib=True, **kw)
+        n = len(X)
+        stacked = np.vstack([self.design(X, j) for j in range(k + 1)])
+        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + 3).mean(axis=0)
+        return np.column_stack([contrib[:, :F], contrib[:, F:].sum(axis=1)])
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """model.json (features, levels, calibrators, params, info) and booster_<k>.txt."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, booster in enumerate(self.boosters):
+            booster.save_model(str(folder / f"booster_{k}.txt"))
+        meta = {"formulation": self.formulation, "features": self.features, "categories": self.categories,
+                "calibrators": [{"x": c.x.tolist(), "y": c.y.tolist()} for c in self.calibrators] if self.calibrators else None,
+                "params": self.params, "info": self.info, "boosters": len(self.boosters)}
+        (folder / "model.json").write_text(json.dumps(meta, indent=1, default=str))
+
+    @classmethod
+    def load(cls, folder: Path) -> RiskCurveModel:
+        import lightgbm as lgb
+
+        folder = Path(folder)
+        meta = json.loads((folder / "model.json").read_text())
+        boosters = [lgb.Booster(model_file=str(folder / f"booster_{k}.txt")) for k in range(meta["boosters"])]
+        calibrators = [Calibrator(np.array(c["x"]), np.array(c["y"])) for c in meta["calibrators"]] if meta["calibrators"] else None
+        return cls(boosters, meta["features"], meta["categories"], meta["formulation"], calibrators, meta["params"], meta["info"])
 
 
 def expand_intervals(panel: pd.DataFrame) -> pd.DataFrame:
@@ -81,90 +226,68 @@ def expand_intervals(panel: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-@dataclass
-class RiskCurveModel:
-    booster: object
-    features: list[str]
-    categories: dict[str, list[str]]
-    calibrators: list | None = None
-    params: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
-
-    def _design(self, X: pd.DataFrame, interval: int) -> pd.DataFrame:
-        return X.assign(_interval=float(interval), _length=float(HORIZONS[interval] - (HORIZONS[interval - 1] if interval else 0)))
-
-    def raw_curve(self, panel: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated curve [n, 4] from the hazards."""
-        X, _ = prepare(panel, self.features, self.categories)
-        survival = np.ones(len(X))
-        out = np.empty((len(X), len(HORIZONS)))
-        for k in range(len(HORIZONS)):
-            hazard = self.booster.predict(self._design(X, k))
-            survival = survival * (1 - hazard)
-            out[:, k] = 1 - survival
-        return out
-
-    def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
-        """Calibrated P(churn within 30/60/90/180 days) [n, 4], non-decreasing along each row."""
-        curve = self.raw_curve(panel)
-        if self.calibrators:
-            curve = np.column_stack([cal.predict(curve[:, k]) for k, cal in enumerate(self.calibrators)])
-        return np.maximum.accumulate(np.clip(curve, 0.0, 1.0), axis=1)
+def _labels(panel: pd.DataFrame, label: str) -> np.ndarray:
+    return panel[label].to_numpy(dtype="float64", na_value=np.nan)
 
 
 def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None) -> RiskCurveModel:
     """Fit on the panel's cutoffs; the latest `valid_fraction` of them (after a gap) serve early
-    stopping and calibration."""
+    stopping and calibration, and with `refit` the final trees are grown on every cutoff."""
     import lightgbm as lgb
-    from sklearn.isotonic import IsotonicRegression
 
     params = params or CurveParams()
     cutoffs = np.sort(panel["cutoff"].unique())
     split = cutoffs[int(len(cutoffs) * (1 - params.valid_fraction))]
-    fit_rows = panel["cutoff"] <= split - pd.Timedelta(days=params.valid_gap_days)
-    valid_rows = panel["cutoff"] > split
-    X, levels = prepare(panel, features)
-    model = RiskCurveModel(None, features, levels, params=params.model_dump())
-
-    def design(rows: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
-        sub = panel[rows.to_numpy()]
-        expanded = expand_intervals(sub)
-        Xs = X[rows.to_numpy()].iloc[expanded["row"].to_numpy()].reset_index(drop=True)
-        lengths = np.array([HORIZONS[0]] + [HORIZONS[i] - HORIZONS[i - 1] for i in range(1, len(HORIZONS))], dtype=float)
-        Xs = Xs.assign(_interval=expanded["interval"].to_numpy(dtype=float), _length=lengths[expanded["interval"].to_numpy()])
-        return Xs, expanded["event"].to_numpy()
-
-    X_fit, y_fit = design(fit_rows)
-    X_valid, y_valid = design(valid_rows)
-    booster = lgb.LGBMClassifier(
-        n_estimators=params.n_estimators, learning_rate=params.learning_rate, num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples, subsample=params.subsample, subsample_freq=1,
-        colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda, random_state=params.seed,
-        n_jobs=params.num_threads or None, verbose=-1,
-        monotone_constraints=[int(params.monotone.get(c, 0)) for c in X_fit.columns], monotone_constraints_method="advanced",
+    fit_rows = (panel["cutoff"] <= split - pd.Timedelta(days=params.valid_gap_days)).to_numpy()
+    valid_rows = (panel["cutoff"] > split).to_numpy()
+    model = RiskCurveModel([], list(features), category_levels(panel, features), params.formulation, params=params.model_dump())
+    X = model.encode(panel)
+    hazard = params.formulation == "hazard"
+    names = [*features, *_INTERNAL] if hazard else list(features)
+    categorical = [i for i, c in enumerate(features) if c in model.categories]
+    lgb_params = dict(
+        objective="binary", learning_rate=params.learning_rate, num_leaves=params.num_leaves, min_child_samples=params.min_child_samples,
+        subsample=params.subsample, subsample_freq=1, colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda,
+        seed=params.seed, num_threads=params.num_threads, verbose=-1, monotone_constraints=[int(params.monotone.get(c, 0)) for c in names],
+        monotone_constraints_method="advanced",
     )
-    booster.fit(X_fit, y_fit, eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
-    model.booster = _HazardBooster(booster)
-    model.info = {"fit_rows": int(fit_rows.sum()), "valid_rows": int(valid_rows.sum()), "interval_rows": len(y_fit),
-                  "best_iteration": int(booster.best_iteration_ or params.n_estimators), "split_cutoff": str(pd.Timestamp(split).date())}
+
+    def dataset(rows: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(matrix, target) for the hazard model (k None) or for horizon k's classifier."""
+        if k is not None:
+            y = _labels(panel, LABELS[k])
+            keep = rows & ~np.isnan(y)
+            return X[keep], y[keep]
+        index = np.flatnonzero(rows)
+        expanded = expand_intervals(panel.iloc[index])
+        interval = expanded["interval"].to_numpy()
+        Xs = np.column_stack([X[index[expanded["row"].to_numpy()]], interval.astype(float), INTERVAL_LENGTHS[interval]])
+        return Xs, expanded["event"].to_numpy(dtype=float)
+
+    def train(k: int | None) -> tuple[object, int, int]:
+        X_fit, y_fit = dataset(fit_rows, k)
+        X_valid, y_valid = dataset(valid_rows, k)
+        train_set = lgb.Dataset(X_fit, y_fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
+        valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
+        booster = lgb.train(lgb_params, train_set, num_boost_round=params.n_estimators, valid_sets=[valid_set],
+                            callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+        best = int(booster.best_iteration or params.n_estimators)
+        return booster, best, len(y_fit)
+
+    trained = [train(None)] if hazard else [train(k) for k in range(len(HORIZONS))]
+    model.boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=best)) for b, best, _ in trained]
+    model.info = {"fit_rows": int(fit_rows.sum()), "valid_rows": int(valid_rows.sum()), "training_rows": [n for *_, n in trained],
+                  "best_iteration": [best for _, best, _ in trained], "split_cutoff": str(pd.Timestamp(split).date())}
     if params.calibrate:
-        raw = model.raw_curve(panel[valid_rows.to_numpy()])
-        calibrators = []
-        for k, label in enumerate(LABELS):
-            y = panel.loc[valid_rows, label].to_numpy(dtype="float64", na_value=np.nan)
-            known = ~np.isnan(y)
-            cal = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            cal.fit(raw[known, k], y[known]) if known.sum() >= 50 and 0 < y[known].sum() < known.sum() else cal.fit([0.0, 1.0], [0.0, 1.0])
-            calibrators.append(cal)
-        model.calibrators = calibrators
+        raw = model.raw_curve_matrix(X[valid_rows])
+        labels = [_labels(panel, label)[valid_rows] for label in LABELS]
+        model.calibrators = [Calibrator.fit(raw[~np.isnan(y), k], y[~np.isnan(y)]) for k, y in enumerate(labels)]
+    if params.refit:
+        everything = np.ones(len(panel), dtype=bool)
+        refitted = []
+        for k, (_, best, _) in zip([None] if hazard else range(len(HORIZONS)), trained, strict=True):
+            X_all, y_all = dataset(everything, k)
+            refitted.append(lgb.train(lgb_params, lgb.Dataset(X_all, y_all, feature_name=names, categorical_feature=categorical), num_boost_round=best))
+        model.boosters = refitted
+        model.info["refit_rows"] = int(everything.sum())
     return model
-
-
-class _HazardBooster:
-    """The fitted classifier's probability of the event, as the hazard."""
-
-    def __init__(self, clf):
-        self.clf = clf
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.clf.predict_proba(X)[:, 1]

@@ -13,26 +13,20 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FeatureSpec
-from models.curve import HORIZONS, RiskCurveModel, prepare
-
-_INTERNAL = ("_interval", "_length")
+from models.curve import RiskCurveModel
 
 
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:
-    """[n, features + bias] exact log-odds contributions to one interval's hazard."""
-    X, _ = prepare(panel, model.features, model.categories)
-    design = model._design(X, interval)
-    contrib = model.booster.clf.predict(design, pred_contrib=True)
-    return pd.DataFrame(contrib, columns=[*design.columns, "bias"], index=panel.index)
+    """[n, features + interval terms + bias] exact log-odds contributions to one interval's hazard."""
+    design = model.design(model.encode(panel), interval)
+    contrib = model.boosters[0].predict(design, pred_contrib=True)
+    return pd.DataFrame(contrib, columns=[*model.features, "_interval", "_length", "bias"], index=panel.index)
 
 
 def contributions(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 90) -> pd.DataFrame:
-    """Per-feature log-odds contributions for a horizon (the interval terms are folded into `bias`)."""
-    k = HORIZONS.index(horizon_days)
-    parts = [interval_contributions(model, panel, j) for j in range(k + 1)]
-    mean = sum(parts) / len(parts)
-    mean["bias"] = mean["bias"] + mean[list(_INTERNAL)].sum(axis=1)
-    return mean.drop(columns=list(_INTERNAL))
+    """Per-feature log-odds contributions for a horizon (the hazard's interval terms are folded into `bias`)."""
+    contrib = model.contributions_matrix(model.encode(panel), horizon_days)
+    return pd.DataFrame(contrib, columns=[*model.features, "bias"], index=panel.index)
 
 
 def by_family(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFrame:
@@ -41,22 +35,31 @@ def by_family(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFr
     return contrib.drop(columns="bias").T.groupby(pd.Series(families)).sum().T
 
 
-def top_reasons(contrib_row: pd.Series, values: pd.Series, specs: dict[str, FeatureSpec], n: int = 3) -> dict[str, list[dict]]:
+def top_reasons(contrib_row: pd.Series, values, specs: dict[str, FeatureSpec], n: int = 3) -> dict[str, list[dict]]:
     """The features pushing risk up and down the most, as sentences with the account's values."""
     c = contrib_row.drop("bias")
+    return reasons(c.to_numpy(dtype=float), list(c.index), values, specs, n)
 
-    def describe(names) -> list[dict]:
+
+def reasons(contrib: np.ndarray, features: list[str], values, specs: dict[str, FeatureSpec], n: int = 3) -> dict[str, list[dict]]:
+    """`top_reasons` on arrays (the single-account path): contrib[i] belongs to features[i];
+    `values` is anything with .get(name) (a dict or a Series)."""
+    order = np.argsort(contrib)
+
+    def describe(indices) -> list[dict]:
         out = []
-        for name in names:
+        for i in indices:
+            name = features[i]
             spec = specs.get(name)
             value = values.get(name)
-            sentence = spec.sentence(value) if spec else f"{name} = {value}"
-            out.append({"feature": name, "family": spec.family if spec else "other", "value": None if pd.isna(value) else value,
-                        "contribution": round(float(c[name]), 4), "sentence": sentence})
+            missing = value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+            sentence = spec.sentence(None if missing else value) if spec else f"{name} = {value}"
+            out.append({"feature": name, "family": spec.family if spec else "other", "value": None if missing else value,
+                        "contribution": round(float(contrib[i]), 4), "sentence": sentence})
         return out
 
-    up = c[c > 0].sort_values(ascending=False).head(n).index
-    down = c[c < 0].sort_values().head(n).index
+    up = [i for i in order[::-1][:n] if contrib[i] > 0]
+    down = [i for i in order[:n] if contrib[i] < 0]
     return {"raising": describe(up), "lowering": describe(down)}
 
 
@@ -69,5 +72,4 @@ def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> p
 
 def raw_hazard_scores(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> np.ndarray:
     """The interval hazard's raw log-odds (what its contributions sum to)."""
-    X, _ = prepare(panel, model.features, model.categories)
-    return model.booster.clf.predict(model._design(X, interval), raw_score=True)
+    return model.boosters[0].predict(model.design(model.encode(panel), interval), raw_score=True)

@@ -153,14 +153,14 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, as_jso
     from core.settings import load_settings
     from pipelines.models import load_model_config, run_evaluate
 
-    params, backtest = load_model_config(load_settings().config_dir)
-    folds = folds if folds is not None else int(backtest["folds"])
-    budget = budget if budget is not None else float(backtest["budget"])
+    config = load_model_config(load_settings().config_dir)
+    folds = folds if folds is not None else config.folds
+    budget = budget if budget is not None else config.budget
     if folds < 1:
         raise InputError(f"--folds {folds}: expected at least 1")
     if not 0 < budget < 1:
         raise InputError(f"--budget {budget}: expected a share between 0 and 1, e.g. 0.05")
-    result = run_evaluate(features_dir, params=params, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"))
+    result = run_evaluate(features_dir, params=config.curve, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"))
     if as_json:
         _emit(result, True, "")
         return
@@ -174,6 +174,42 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, as_jso
         table.add_row(r["model"], f"{r['horizon_days']}d", fmt(r["roc_auc"]), fmt(r["pr_auc"]), fmt(r["brier"], 4), fmt(r["ece"], 4),
                       fmt(r["lift_top_decile"], 2), fmt(r["recall_at_budget"]), fmt(r.get("arr_recall_at_budget")), fmt(r.get("median_lead_days"), 0))
     Console(stderr=True, width=max(err.width, 150)).print(table)
+
+
+@app.command()
+@click.option("--features", "features_dir", type=click.Path(path_type=Path), required=True, help="Output folder of `churn features`.")
+@json_option
+def train(features_dir: Path, as_json: bool) -> None:
+    """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
+    from core.settings import load_settings
+    from pipelines.models import load_model_config, run_train
+
+    settings = load_settings()
+    config = load_model_config(settings.config_dir)
+    result = run_train(features_dir, tracking_uri=settings.mlflow_tracking_uri, config=config, progress=lambda line: err.print(f"  {line}"))
+    auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
+    _emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
+                           f"backtest ROC-AUC {auc}; `churn promote` makes it the champion if it wins")
+
+
+@app.command()
+@click.option("--force", is_flag=True, help="Promote even if the challenger does not win (recorded on the model version).")
+@json_option
+def promote(force: bool, as_json: bool) -> None:
+    """Move the `champion` alias to the challenger if it wins on the same backtest and is calibrated (exit 1 if refused)."""
+    from core.settings import load_settings
+    from pipelines.models import load_model_config, run_promote
+
+    settings = load_settings()
+    result = run_promote(tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir), force=force,
+                         progress=lambda line: err.print(f"  {line}"))
+    if result["promoted"]:
+        human = f"version {result['challenger']} is now the champion" + (" (forced: " + "; ".join(result["reasons"]) + ")" if result["reasons"] else "")
+    else:
+        human = f"refused to promote version {result['challenger']}: " + "; ".join(result["reasons"])
+    _emit(result, as_json, human)
+    if not result["promoted"]:
+        raise click.exceptions.Exit(1)
 
 
 @app.command("sentiment-train")
@@ -240,8 +276,12 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map failures to exit codes and one-line messages."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("matplotlib", "alembic", "mlflow.store.db.utils"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        app.main(args=argv, prog_name="churn", standalone_mode=False)
+        code = app.main(args=argv, prog_name="churn", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code  # a command that ended with click.exceptions.Exit(code)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +14,40 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from core.errors import InputError
+from core.errors import ChurnError, InputError
 from models.backtest import run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
-from models.curve import HORIZONS, CurveParams
+from models.curve import HORIZONS, LABELS, CurveParams, fit_curve
+from models.promotion import PromotionPolicy, decide, metric_key
 from pipelines.features import read_snapshots
 
 KEYS = ("account_id", "cutoff")
 
 
-def load_model_config(config_dir: Path) -> tuple[CurveParams, dict]:
+@dataclass(frozen=True)
+class ModelConfig:
+    """config/model.yaml: curve parameters, backtest settings and the promotion policy."""
+
+    curve: CurveParams
+    folds: int
+    budget: float
+    promotion: PromotionPolicy
+
+
+def load_model_config(config_dir: Path) -> ModelConfig:
     path = Path(config_dir) / "model.yaml"
     raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    raw = raw or {}
+    section = "curve"
     try:
-        return CurveParams(**(raw.get("curve") or {})), {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
+        curve = CurveParams(**(raw.get("curve") or {}))
+        section = "promotion"
+        promotion = PromotionPolicy(**(raw.get("promotion") or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"key 'curve.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"key '{section}.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
         raise InputError(f"{path}: {problems}") from None
+    backtest = {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
+    return ModelConfig(curve, int(backtest["folds"]), float(backtest["budget"]), promotion)
 
 
 def feature_names(panel: pd.DataFrame) -> list[str]:
@@ -36,30 +55,173 @@ def feature_names(panel: pd.DataFrame) -> list[str]:
     return [c for c in panel.columns if c not in KEYS and not c.startswith("churned_within_") and panel[c].notna().any()]
 
 
+def _data_dir(features_dir: Path) -> Path | None:
+    summary_path = Path(features_dir) / "panel_summary.json"
+    return Path(json.loads(summary_path.read_text())["data"]) if summary_path.is_file() else None
+
+
+def _churned_at(data_dir: Path | None) -> pd.Series | None:
+    if data_dir is not None and (data_dir / "churn.parquet").is_file():
+        return pd.read_parquet(data_dir / "churn.parquet").set_index("account_id")["churned_at"]
+    return None
+
+
+def _oracle(data_dir: Path | None) -> Callable[[pd.DataFrame], np.ndarray] | None:
+    """The simulator's oracle where the data has truth/ (simulated data only)."""
+    if data_dir is None or not (data_dir / "truth" / "meta.json").is_file():
+        return None
+    from simulation.oracle import churn_probability
+
+    def simulated_oracle(test: pd.DataFrame) -> np.ndarray:
+        probs = churn_probability(data_dir / "truth", test[["account_id", "cutoff"]], n_paths=64)
+        return probs[[f"oracle_{h}d" for h in HORIZONS]].to_numpy()
+
+    return simulated_oracle
+
+
+def _json_rows(table: pd.DataFrame) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
 def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget: float, progress: Callable[[str], None] | None = None) -> dict:
     """Backtest the model and the baselines (and the oracle where the data has truth/)."""
     started = time.perf_counter()
     panel = read_snapshots(features_dir)
-    summary_path = Path(features_dir) / "panel_summary.json"
-    data_dir = Path(json.loads(summary_path.read_text())["data"]) if summary_path.is_file() else None
-    churned_at = None
-    oracle = None
-    if data_dir is not None and (data_dir / "churn.parquet").is_file():
-        churned_at = pd.read_parquet(data_dir / "churn.parquet").set_index("account_id")["churned_at"]
-    if data_dir is not None and (data_dir / "truth" / "meta.json").is_file():
-        from simulation.oracle import churn_probability
-
-        def simulated_oracle(test: pd.DataFrame) -> np.ndarray:
-            probs = churn_probability(data_dir / "truth", test[["account_id", "cutoff"]], n_paths=64)
-            return probs[[f"oracle_{h}d" for h in HORIZONS]].to_numpy()
-
-        oracle = simulated_oracle
-
+    data_dir = _data_dir(features_dir)
+    oracle = _oracle(data_dir)
     names = feature_names(panel)
     table, _ = run_backtest(
-        panel, names, folds=folds, params=params, budget=budget, churned_at=churned_at, progress=progress, oracle=oracle,
+        panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(data_dir), progress=progress, oracle=oracle,
         baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)},
     )
-    results = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
-    return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": results,
+    return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": _json_rows(table),
             "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def fingerprint(features_dir: Path) -> str:
+    """sha256 over the snapshot files' names and bytes: the same panel gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(features_dir) / "snapshots").glob("*.parquet")):
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "recall_at_budget", "arr_recall_at_budget", "median_lead_days")
+
+
+def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """The backtest table as flat MLflow metrics: backtest.<model>.<metric>_<h>d."""
+    out = {}
+    for row in table.to_dict("records"):
+        for metric in BACKTEST_METRICS:
+            value = row.get(metric)
+            if value is not None and np.isfinite(value):
+                out[metric_key(metric, row["horizon_days"], row["model"])] = float(value)
+    return out
+
+
+def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None):
+    return run_backtest(panel, names, folds=config.folds, params=params or config.curve, budget=config.budget, churned_at=churned_at,
+                        progress=progress, baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)})
+
+
+def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Backtest, fit the final curve on every snapshot, log it all to MLflow, register a challenger."""
+    from features.registry import feature_specs
+    from models import registry
+    from models.explain import by_family, contributions, global_importance
+    from models.plots import calibration_figure, importance_figure
+
+    say = progress or (lambda _line: None)
+    started = time.perf_counter()
+    features_dir = Path(features_dir)
+    panel = read_snapshots(features_dir)
+    names = feature_names(panel)
+    data_dir = _data_dir(features_dir)
+    say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds")
+    table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say)
+    say("fitting the final model on every snapshot")
+    model = fit_curve(panel, names, config.curve)
+    latest = panel[panel["cutoff"] == panel["cutoff"].max()]
+    sample = latest.sample(min(len(latest), 2000), random_state=0)
+    contrib = contributions(model, sample, 90)
+    specs = feature_specs()
+    importance = global_importance(contrib, specs)
+    families = by_family(contrib, specs).abs().mean().sort_values(ascending=False).rename("mean_abs_contribution").rename_axis("family").reset_index()
+    dictionary_path = features_dir / "feature_dictionary.json"
+    test_cutoffs = sorted(str(pd.Timestamp(c).date()) for c in pooled["cutoff"].unique())
+    tags = {"features_dir": str(features_dir.resolve()), "data.fingerprint": fingerprint(features_dir), "formulation": config.curve.formulation,
+            "backtest.test_cutoffs": json.dumps(test_cutoffs), "backtest.folds": str(config.folds), "backtest.budget": str(config.budget)}
+    data_doc = {"snapshots": len(panel), "accounts": int(panel["account_id"].nunique()), "features": names,
+                "cutoffs": [str(pd.Timestamp(c).date()) for c in np.sort(panel["cutoff"].unique())], "fingerprint": tags["data.fingerprint"],
+                "label_rates": {label: float(panel[label].mean()) for label in LABELS}, "source": str(data_dir) if data_dir else None}
+    say("logging to MLflow")
+    registry.connect(tracking_uri)
+    logged = registry.log_training(
+        model, panel=panel, params={"curve_params": config.curve.model_dump(), **{k: v for k, v in config.curve.model_dump().items() if k != "monotone"},
+                                    "features": len(names), "backtest_folds": config.folds, "budget": config.budget},
+        metrics={**backtest_metrics(table), **{f"best_iteration_{i}": b for i, b in enumerate(model.info["best_iteration"])}},
+        tables={"backtest": table, "importance": importance, "family_importance": families},
+        documents={"feature_dictionary": json.loads(dictionary_path.read_text()) if dictionary_path.is_file() else {},
+                   "data_fingerprint": data_doc, "model_info": model.info},
+        figures={"calibration": calibration_figure(pooled), "shap_importance": importance_figure(importance)},
+        tags=tags,
+    )
+    lightgbm = {r["horizon_days"]: r for r in _json_rows(table) if r["model"] == "lightgbm"}
+    return {**logged, "features": str(features_dir), "snapshots": len(panel), "feature_count": len(names), "test_cutoffs": test_cutoffs,
+            "backtest": _json_rows(table), "roc_auc": {str(h): r["roc_auc"] for h, r in lightgbm.items()},
+            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_promote(*, tracking_uri: str, config: ModelConfig, force: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+    """Move `champion` to the challenger if it wins on the same backtest (or with force); say why not."""
+    from models import registry
+
+    say = progress or (lambda _line: None)
+    registry.connect(tracking_uri)
+    challenger = registry.version_info(registry.CHALLENGER)
+    if challenger is None:
+        raise ChurnError(f"no model version has the alias '{registry.CHALLENGER}' in {tracking_uri}: run `churn train` first")
+    champion = registry.version_info(registry.CHAMPION)
+    result = {"challenger": challenger["version"], "champion_before": champion["version"] if champion else None, "forced": force}
+    if champion and champion["version"] == challenger["version"]:
+        return {**result, "promoted": False, "champion": champion["version"], "reasons": ["the challenger already is the champion"], "notes": [],
+                "comparison": []}
+    champion_metrics = champion["metrics"] if champion else None
+    basis = "no champion yet"
+    if champion:
+        same = all(champion["tags"].get(k) == challenger["tags"].get(k) for k in ("data.fingerprint", "backtest.test_cutoffs", "backtest.budget"))
+        basis = "both runs' logged backtests (same snapshots and test cutoffs)"
+        if not same:
+            champion_metrics, basis = _rebacktest_champion(champion, challenger, config, say)
+    decision = decide(challenger["metrics"], champion_metrics, config.promotion)
+    promoted = decision["promote"] or force
+    record = {"decided_at": pd.Timestamp.now(tz="UTC").isoformat(), "forced": force and not decision["promote"], "basis": basis,
+              "previous_champion": result["champion_before"], "reasons": decision["reasons"], "policy": config.promotion.model_dump()}
+    if promoted:
+        registry.move_champion(challenger["version"], decision=record)
+    else:
+        registry.record_refusal(challenger["version"], record)
+    return {**result, "promoted": promoted, "champion": challenger["version"] if promoted else result["champion_before"], "basis": basis,
+            "reasons": decision["reasons"], "notes": decision["notes"], "comparison": decision["comparison"], "policy": config.promotion.model_dump()}
+
+
+def _rebacktest_champion(champion: dict, challenger: dict, config: ModelConfig, say: Callable[[str], None]) -> tuple[dict, str]:
+    """The champion's training configuration backtested on the challenger's snapshots and folds."""
+    features_dir = Path(challenger["tags"].get("features_dir", ""))
+    if not (features_dir / "snapshots").is_dir():
+        raise ChurnError(f"the champion (version {champion['version']}) was backtested on other snapshots and the challenger's features "
+                         f"folder {features_dir} is gone, so the two cannot be compared on the same backtest; rebuild it or use --force")
+    if fingerprint(features_dir) != challenger["tags"].get("data.fingerprint"):
+        raise ChurnError(f"the challenger's features folder {features_dir} changed since it was trained; retrain, or use --force")
+    params = CurveParams(**json.loads(champion["params"]["curve_params"]))
+    say(f"champion version {champion['version']} was backtested on other snapshots: backtesting its configuration on the challenger's")
+    panel = read_snapshots(features_dir)
+    names = feature_names(panel)
+    folds = int(challenger["tags"].get("backtest.folds", config.folds))
+    budget = float(challenger["tags"].get("backtest.budget", config.budget))
+    table, _ = run_backtest(panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(_data_dir(features_dir)), progress=say)
+    return backtest_metrics(table), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"

@@ -1,0 +1,161 @@
+"""MLflow: runs, the `churn-risk` registered model and its aliases. The only module of models/
+that imports mlflow.
+
+- A training run logs parameters, backtest metrics (one per model, horizon and metric), the
+  backtest table, calibration and SHAP figures, the feature dictionary, data fingerprints and
+  the model: a pyfunc that returns the whole curve (p_30d .. p_180d) with signature and input
+  example. The model is saved as LightGBM text + JSON (models/curve.py), never pickled.
+- Each registered version gets the alias `challenger`; `champion` moves only through `promote`.
+- With a `sqlite:///path/mlflow.db` tracking URI, artifacts go to `path/mlartifacts/` (next to the
+  database, not the working directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from models.curve import CURVE_COLUMNS, RiskCurveModel
+
+MODEL_NAME = "churn-risk"
+EXPERIMENT = "churn-risk"
+CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+def connect(tracking_uri: str, experiment: str = EXPERIMENT):
+    """Point MLflow at the tracking URI (registry on the same URI); create the experiment if new."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        location = None
+        if tracking_uri.startswith("sqlite:///"):
+            location = (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class RiskCurvePyfunc(PythonModel):
+    """mlflow.pyfunc wrapper: a frame of feature columns in, the calibrated curve out."""
+
+    def load_context(self, context) -> None:
+        self.model = RiskCurveModel.load(Path(context.artifacts["curve"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        curve = self.model.predict_curve(pd.DataFrame(model_input))
+        return pd.DataFrame(curve, columns=list(CURVE_COLUMNS), index=getattr(model_input, "index", None))
+
+
+def signature_frame(panel: pd.DataFrame, features: list[str], categories: dict[str, list[str]], rows: int = 5) -> pd.DataFrame:
+    """Input example: the panel's most complete rows, numbers as float64 and categories as str."""
+    frame = panel[features]
+    pick = frame.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index[:rows]
+    example = frame.loc[pick].reset_index(drop=True)
+    return pd.DataFrame({c: example[c].astype("object").where(example[c].notna(), None).astype(str) if c in categories
+                         else example[c].astype("float64") for c in features})
+
+
+def log_training(
+    model: RiskCurveModel,
+    *,
+    panel: pd.DataFrame,
+    params: dict,
+    metrics: dict[str, float],
+    tables: dict[str, pd.DataFrame],
+    documents: dict[str, object],
+    figures: dict[str, object],
+    tags: dict[str, str],
+    register: bool = True,
+) -> dict:
+    """One run with everything about a trained curve; returns run id, model URI, version, alias."""
+    from mlflow.models import infer_signature
+
+    client = mlflow.MlflowClient()
+    example = signature_frame(panel, model.features, model.categories)
+    signature = infer_signature(example, pd.DataFrame(model.predict_curve(example), columns=list(CURVE_COLUMNS)))
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(tags)
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        for name, table in tables.items():
+            mlflow.log_table(table, f"{name}.json")
+            path = Path(tmp) / f"{name}.csv"
+            table.to_csv(path, index=False)
+            mlflow.log_artifact(str(path))
+        for name, document in documents.items():
+            mlflow.log_dict(document, f"{name}.json")
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"{name}.png")
+        curve_dir = Path(tmp) / "curve"
+        model.save(curve_dir)
+        entry = Path(tmp) / "risk_curve_model.py"  # models from code: the pyfunc is imported, not unpickled
+        entry.write_text(_ENTRY)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(entry), artifacts={"curve": str(curve_dir)}, signature=signature,
+            input_example=example, registered_model_name=MODEL_NAME if register else None, pip_requirements=_requirements(),
+        )
+    out = {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": None, "alias": None}
+    if register:
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+        out.update(version=version, alias=CHALLENGER, model_uri=f"models:/{MODEL_NAME}/{version}")
+    return out
+
+
+_ENTRY = """import mlflow
+
+from models.registry import RiskCurvePyfunc
+
+mlflow.models.set_model(RiskCurvePyfunc())
+"""
+
+
+def _requirements() -> list[str]:
+    """Pinned runtime requirements of the pyfunc (skips MLflow's slow requirement inference).
+    Loading also needs this project installed (the pyfunc class lives in models/registry.py)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "numpy", "pandas", "scikit-learn")]
+
+
+def version_info(alias: str) -> dict | None:
+    """The version behind an alias with its run's metrics, tags and params; None if the alias is unset."""
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(MODEL_NAME, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    run = client.get_run(mv.run_id)
+    return {"version": str(mv.version), "run_id": mv.run_id, "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
+            "params": dict(run.data.params), "version_tags": dict(mv.tags)}
+
+
+def move_champion(version: str, *, decision: dict) -> None:
+    """Point `champion` at `version` and record the decision on the version (forced or not)."""
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    for key, value in decision.items():
+        client.set_model_version_tag(MODEL_NAME, version, f"promotion.{key}", json.dumps(value) if not isinstance(value, str) else value)
+
+
+def record_refusal(version: str, decision: dict) -> None:
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL_NAME, version, "promotion.refused", json.dumps(decision.get("reasons", [])))
+
+
+def load_curve(model_uri: str) -> RiskCurveModel:
+    """The RiskCurveModel behind a model URI (models:/churn-risk@champion, runs:/..., a local path)."""
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+
+
+def load_pyfunc(model_uri: str):
+    return mlflow.pyfunc.load_model(model_uri)

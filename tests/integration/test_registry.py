@@ -1,0 +1,115 @@
+"""MLflow on a real sqlite backend: train registers a challenger whose pyfunc gives the curve back,
+and promotion moves `champion` only when the challenger wins (or is forced, which is recorded)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from models import registry
+from models.curve import CURVE_COLUMNS, CurveParams, fit_curve
+from models.promotion import PromotionPolicy, decide, metric_key
+from pipelines.cli import main
+from pipelines.features import read_snapshots
+from pipelines.models import feature_names
+from simulation.config import SimulationConfig
+from simulation.simulate import simulate
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"n_estimators": 200, "learning_rate": 0.08, "num_leaves": 15, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    simulate(SimulationConfig(accounts=600, days=500, seed=4), root / "data")
+    assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "20d", "--no-text", "--json"]) == 0
+    return root / "f"
+
+
+def write_config(folder, curve: dict, max_ece: float = 0.1):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.yaml").write_text(yaml.safe_dump({"curve": curve, "backtest": {"folds": 2, "budget": 0.05},
+                                                      "promotion": {"tolerance": 0.005, "max_ece": max_ece}}))
+    return folder
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, tracking):
+    panel = read_snapshots(features_dir)
+    names = feature_names(panel)
+    model = fit_curve(panel, names, CurveParams(**QUICK))
+    registry.connect(tracking)
+    logged = registry.log_training(model, panel=panel, params={"n": 1}, metrics={"m": 1.0}, tables={}, documents={}, figures={},
+                                   tags={"t": "x"})
+    loaded = mlflow.pyfunc.load_model(logged["model_uri"])
+    sample = panel[names].sample(300, random_state=1)
+    got = loaded.predict(sample)
+    assert list(got.columns) == list(CURVE_COLUMNS)
+    np.testing.assert_allclose(got.to_numpy(), model.predict_curve(sample), rtol=0, atol=1e-12)
+    assert loaded.metadata.get_input_schema() is not None and loaded.metadata.get_output_schema() is not None
+    # the registry's own loader returns the same model (the API loads it this way)
+    np.testing.assert_allclose(registry.load_curve(logged["model_uri"]).predict_curve(sample), got.to_numpy(), atol=1e-12)
+
+
+def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(write_config(tmp_path / "good", QUICK)))
+    assert main(["train", "--features", str(features_dir), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["alias"] == "challenger" and first["version"] == "1" and first["model_uri"] == "models:/churn-risk/1"
+    run = mlflow.MlflowClient(tracking).get_run(first["run_id"])
+    assert run.data.metrics[metric_key("roc_auc", 90)] == pytest.approx(first["roc_auc"]["90"])
+    assert {"backtest.lightgbm.ece_90d", "backtest.rules.roc_auc_90d", "backtest.logistic.roc_auc_90d"} <= set(run.data.metrics)
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking).list_artifacts(first["run_id"])}
+    assert {"backtest.csv", "calibration.png", "shap_importance.png", "feature_dictionary.json", "data_fingerprint.json"} <= artifacts
+    assert len(run.data.tags["data.fingerprint"]) == 64
+
+    assert main(["promote", "--json"]) == 0  # no champion yet: the calibration bound alone decides
+    promoted = json.loads(capsys.readouterr().out)
+    assert promoted["promoted"] is True and promoted["champion"] == "1"
+
+    # a deliberately weak configuration: two-leaf stumps, a handful of them
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(write_config(tmp_path / "weak", {**QUICK, "n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})))
+    assert main(["train", "--features", str(features_dir), "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["version"] == "2"
+    assert main(["promote", "--json"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["promoted"] is False and refused["champion"] == "1"
+    assert any("below the champion" in reason for reason in refused["reasons"])
+    client = mlflow.MlflowClient(tracking)
+    assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
+    assert "below the champion" in client.get_model_version("churn-risk", "2").tags["promotion.refused"]
+
+    assert main(["promote", "--force", "--json"]) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["promoted"] is True and forced["forced"] is True and forced["reasons"]
+    assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "2"
+    assert client.get_model_version("churn-risk", "2").tags["promotion.forced"] == "true"
+
+
+def test_promotion_rule_reasons():
+    policy = PromotionPolicy(tolerance=0.01, max_ece=0.02, horizons=(90,))
+    good = {metric_key("roc_auc", 90): 0.80, metric_key("ece", 90): 0.01}
+    assert decide(good, None, policy)["promote"]
+    assert decide({**good, metric_key("roc_auc", 90): 0.795}, good, policy)["promote"]  # within the tolerance
+    worse = decide({**good, metric_key("roc_auc", 90): 0.78}, good, policy)
+    assert not worse["promote"] and "0.7800" in worse["reasons"][0] and "0.8000" in worse["reasons"][0]
+    uncalibrated = decide({**good, metric_key("ece", 90): 0.05}, None, policy)
+    assert not uncalibrated["promote"] and "calibration bound" in uncalibrated["reasons"][0]
+
+
+def test_promote_without_a_challenger_says_what_to_do(tracking, capsys):
+    assert main(["promote"]) == 1
+    assert "churn train" in capsys.readouterr().err

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.errors import InputError
+
 
 def _temp_sibling(target: Path, suffix: str = "") -> Path:
     return target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
@@ -100,3 +102,14 @@ def staged_output(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
                 os.replace(entry, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_user_table(path: Path, flag: str) -> pd.DataFrame:
+    """A user's CSV or Parquet file as a DataFrame; errors name the flag and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{flag} {path}: no such file; expected a .csv or .parquet file")
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # the parser's own message, with the file named
+        raise InputError(f"{flag} {path}: could not read it: {exc}") from exc

@@ -119,6 +119,53 @@ mlflow.models.set_model(RiskCurvePyfunc())
 """
 
 
+class TablePyfunc(PythonModel):
+    """mlflow.pyfunc wrapper of a `churn train-table` model: raw rows in, P(positive label) out."""
+
+    def load_context(self, context) -> None:
+        import joblib
+
+        self.model = joblib.load(context.artifacts["table_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        return pd.DataFrame({"probability": self.model.predict_proba(frame)}, index=frame.index)
+
+
+_TABLE_ENTRY = """import mlflow
+
+from models.registry import TablePyfunc
+
+mlflow.models.set_model(TablePyfunc())
+"""
+
+
+def log_table_run(model, *, example: pd.DataFrame, params: dict, metrics: dict[str, float], tables: dict[str, pd.DataFrame],
+                  documents: dict[str, object], tags: dict[str, str]) -> dict:
+    """One run of `churn train-table` (its own experiment; not registered as churn-risk, whose input is the snapshot panel).
+    The sklearn part of the blend has no portable text format, so the model is stored with joblib."""
+    import joblib
+
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(tags)
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        for name, table in tables.items():
+            mlflow.log_table(table, f"{name}.json")
+        for name, document in documents.items():
+            mlflow.log_dict(document, f"{name}.json")
+        path = Path(tmp) / "table_model.joblib"
+        joblib.dump(model, path)
+        entry = Path(tmp) / "table_model.py"
+        entry.write_text(_TABLE_ENTRY)
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example, pd.DataFrame({"probability": model.predict_proba(example)}))
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"table_model": str(path)}, signature=signature,
+                                       input_example=example, pip_requirements=_requirements())
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri}
+
+
 def _requirements() -> list[str]:
     """Pinned runtime requirements of the pyfunc (skips MLflow's slow requirement inference).
     Loading also needs this project installed (the pyfunc class lives in models/registry.py)."""

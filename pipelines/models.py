@@ -225,3 +225,33 @@ def _rebacktest_champion(champion: dict, challenger: dict, config: ModelConfig, 
     budget = float(challenger["tags"].get("backtest.budget", config.budget))
     table, _ = run_backtest(panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(_data_dir(features_dir)), progress=say)
     return backtest_metrics(table), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"
+
+
+def run_train_table(table: Path, *, label: str, id_column: str | None, tracking_uri: str, progress: Callable[[str], None] | None = None) -> dict:
+    """Stratified 5-fold CV on a user's own snapshot table, then the final model, logged to MLflow."""
+    from core.io import read_user_table
+    from models import registry
+    from models.table import TableParams, cross_validate_table, fit_table_model, prepare_table
+
+    say = progress or (lambda _line: None)
+    started = time.perf_counter()
+    frame = read_user_table(Path(table), "--table")
+    params = TableParams()
+    prepared = prepare_table(frame, label, id_column, folds=params.folds)
+    for note in prepared.notes:
+        say(f"note: {note}")
+    result = cross_validate_table(prepared, params, progress=say)
+    say("fitting the final model on every row")
+    model = fit_table_model(prepared, params)
+    raw_columns = [c for c in frame.columns if c in prepared.columns]
+    example = frame[raw_columns].head(5).reset_index(drop=True)
+    registry.connect(tracking_uri, experiment="churn-train-table")
+    digest = hashlib.sha256(Path(table).read_bytes()).hexdigest()
+    metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    logged = registry.log_table_run(
+        model, example=example, params={**params.model_dump(), "label": label, "id_column": id_column or ""},
+        metrics=metrics, tables={"per_fold": pd.DataFrame(result["per_fold"]), "importance": model.feature_importance()},
+        documents={"notes": {"notes": result.get("notes", prepared.notes)}, "cv": result},
+        tags={"table": str(Path(table).resolve()), "data.fingerprint": digest, "label": label},
+    )
+    return {**result, **logged, "table": str(table), "seconds": round(time.perf_counter() - started, 1)}

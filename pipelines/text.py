@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import InputError
-from core.io import atomic_path
+from core.io import atomic_path, read_user_table
 from core.settings import Settings
 from features.text.cache import TextCache
 from features.text.encoder import TextEncoder
@@ -35,15 +35,6 @@ def open_cache(settings: Settings) -> TextCache:
     return TextCache(settings.text_cache or settings.data_dir / "text_cache.sqlite")
 
 
-def _read_table(path: Path, flag: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{flag} {path}: no such file; expected a .csv or .parquet file")
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # the parser's own message, with the file named
-        raise InputError(f"{flag} {path}: could not read it: {exc}") from exc
-
-
 def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Series:
     if column not in frame.columns:
         raise InputError(f"{flag} {column!r}: no such column in {path} (columns: {', '.join(map(str, frame.columns))})")
@@ -53,7 +44,7 @@ def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Serie
 def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label_column: str = "label", folds: int = 5) -> dict:
     """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1."""
     started = time.perf_counter()
-    frame = _read_table(labels, "--labels")
+    frame = read_user_table(labels, "--labels")
     text = _column(frame, text_column, "--text-column", labels).astype("str")
     y = normalise_labels(_column(frame, label_column, "--label-column", labels), label_column)
     counts = y.value_counts()
@@ -71,7 +62,7 @@ def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label
 def score_file(source: Path, out: Path, *, text_column: str, model: SentimentModel, cache: TextCache | None) -> dict:
     """Add `label` and `score` (in [-1, 1]) to every row of a CSV/Parquet file; write CSV or Parquet by `out`'s suffix."""
     started = time.perf_counter()
-    frame = _read_table(source, "--input")
+    frame = read_user_table(source, "--input")
     text = _column(frame, text_column, "--text-column", source)
     before = cache.count(model.key) if cache is not None else 0
     scores, _ = score_texts(text.tolist(), model, cache)

@@ -113,3 +113,22 @@ def test_promotion_rule_reasons():
 def test_promote_without_a_challenger_says_what_to_do(tracking, capsys):
     assert main(["promote"]) == 1
     assert "churn train" in capsys.readouterr().err
+
+
+def test_train_table_cli_reports_cv_and_logs_a_loadable_model(tracking, tmp_path, capsys):
+    from tests.unit.test_table import messy
+
+    frame = messy(400, seed=3)
+    path = tmp_path / "customers.csv"
+    frame.to_csv(path, index=False)
+    assert main(["train-table", "--table", str(path), "--label", "Churn", "--id", "customerID", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["folds"] == 5 and len(payload["per_fold"]) == 5 and payload["roc_auc_mean"] > 0.6
+    run = mlflow.MlflowClient(tracking).get_run(payload["run_id"])
+    assert run.data.metrics["roc_auc_mean"] == pytest.approx(payload["roc_auc_mean"])
+    loaded = mlflow.pyfunc.load_model(payload["model_uri"])
+    scored = loaded.predict(frame.drop(columns=["Churn"]).head(20))
+    assert scored["probability"].between(0, 1).all() and scored["probability"].nunique() > 1
+
+    assert main(["train-table", "--table", str(path), "--label", "Churned"]) == 2
+    assert "label column 'Churned'" in capsys.readouterr().err

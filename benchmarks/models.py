@@ -25,7 +25,7 @@ def main() -> None:
     from features.registry import feature_specs
     from models.backtest import censor_at
     from models.curve import CurveParams, fit_curve
-    from models.explain import contributions, top_reasons
+    from models.explain import contributions, reasons
     from pipelines.features import read_snapshots, run_features
     from pipelines.models import feature_names
     from sklearn.metrics import roc_auc_score
@@ -63,13 +63,16 @@ def main() -> None:
         explain_rate = len(batch) / (time.perf_counter() - t0)
 
         times = []
-        for i in range(200):
-            row = test.iloc[[i % len(test)]]
+        rows = test[names].to_dict("records")
+        for i in range(500):
+            values = rows[i % len(rows)]
             t0 = time.perf_counter()
-            model.predict_curve(row)
-            contrib = contributions(model, row, 90)
-            top_reasons(contrib.iloc[0], row.iloc[0], specs)
+            x = model.row(values)  # the API's path: one account's values -> curve + reasons, one thread
+            curve = model.curve_matrix(x, num_threads=1)
+            contrib = model.contributions_matrix(x, 90, num_threads=1)
+            reasons(contrib[0, :-1], model.features, values, specs)
             times.append(time.perf_counter() - t0)
+        assert curve.shape == (1, 4)
         r = {"trees": trees, "leaves": leaves, "fit_s": round(fit_s, 1), "roc_auc_90d": round(float(auc), 4),
              "explain_rows_per_s": round(explain_rate), "single_p50_ms": round(float(np.median(times)) * 1000, 2),
              "single_p99_ms": round(float(np.quantile(times, 0.99)) * 1000, 2)}

@@ -32,12 +32,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InputError
+
 HORIZONS = (30, 60, 90, 180)
 LABELS = tuple(f"churned_within_{h}d" for h in HORIZONS)
 CURVE_COLUMNS = tuple(f"p_{h}d" for h in HORIZONS)
 CATEGORICAL = ("segment", "billing", "plan", "industry", "region")
-INTERVAL_LENGTHS = np.diff((0, *HORIZONS)).astype(float)
-_INTERNAL = ("_interval", "_length")
+#: Columns the hazard model adds to the features: the interval's index and length, and whether the
+#: account's renewal date falls inside the interval (annual contracts churn mostly at renewal).
+INTERNAL = ("_interval", "_length", "_renewal_in_interval")
+RENEWAL = "days_to_renewal"
 
 
 class CurveParams(BaseModel):
@@ -115,6 +119,7 @@ class RiskCurveModel:
     def __post_init__(self) -> None:
         self._codes = {c: {v: float(i) for i, v in enumerate(levels)} for c, levels in self.categories.items()}
         self._position = {c: i for i, c in enumerate(self.features)}
+        self._renewal = self._position.get(RENEWAL)
 
     # -- the matrix ---------------------------------------------------------------------------
     def encode(self, panel: pd.DataFrame) -> np.ndarray:
@@ -145,10 +150,14 @@ class RiskCurveModel:
                     pass
         return x
 
-    def design(self, X: np.ndarray, interval: int) -> np.ndarray:
-        """The hazard model's input for one interval: the features plus interval index and length."""
-        n = len(X)
-        return np.column_stack([X, np.full(n, float(interval)), np.full(n, INTERVAL_LENGTHS[interval])])
+    def design(self, X: np.ndarray, interval: int | np.ndarray) -> np.ndarray:
+        """The hazard model's input for an interval (one for all rows, or one per row): the features
+        plus the interval's index and length and whether the renewal falls inside it."""
+        k = np.broadcast_to(np.asarray(interval), (len(X),))
+        start, end = np.array((0, *HORIZONS), dtype=float)[k], np.array(HORIZONS, dtype=float)[k]
+        renewal = X[:, self._renewal] if self._renewal is not None else np.full(len(X), np.nan)
+        inside = np.where(np.isnan(renewal), np.nan, ((renewal >= start) & (renewal < end)).astype(float))
+        return np.column_stack([X, k.astype(float), end - start, inside])
 
     # -- prediction -----------------------------------------------------------------------------
     def raw_curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
@@ -187,7 +196,7 @@ class RiskCurveModel:
             return self.boosters[k].predict(X, pred_contrib=True, **kw)
         n = len(X)
         stacked = np.vstack([self.design(X, j) for j in range(k + 1)])
-        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + 3).mean(axis=0)
+        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + len(INTERNAL) + 1).mean(axis=0)
         return np.column_stack([contrib[:, :F], contrib[:, F:].sum(axis=1)])
 
     # -- persistence ----------------------------------------------------------------------------
@@ -230,20 +239,24 @@ def _labels(panel: pd.DataFrame, label: str) -> np.ndarray:
     return panel[label].to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _outcomes_through(panel: pd.DataFrame) -> str:
+    """The latest moment whose outcome the training labels reveal (cutoff + horizon of a known label):
+    snapshots at or after it are out of time for this model."""
+    ends = [panel.loc[panel[label].notna(), "cutoff"].max() + pd.Timedelta(days=h) for h, label in zip(HORIZONS, LABELS, strict=True)
+            if panel[label].notna().any()]
+    return str(max(ends).isoformat()) if ends else ""
+
+
 def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None) -> RiskCurveModel:
     """Fit on the panel's cutoffs; the latest `valid_fraction` of them (after a gap) serve early
     stopping and calibration, and with `refit` the final trees are grown on every cutoff."""
     import lightgbm as lgb
 
     params = params or CurveParams()
-    cutoffs = np.sort(panel["cutoff"].unique())
-    split = cutoffs[int(len(cutoffs) * (1 - params.valid_fraction))]
-    fit_rows = (panel["cutoff"] <= split - pd.Timedelta(days=params.valid_gap_days)).to_numpy()
-    valid_rows = (panel["cutoff"] > split).to_numpy()
     model = RiskCurveModel([], list(features), category_levels(panel, features), params.formulation, params=params.model_dump())
     X = model.encode(panel)
     hazard = params.formulation == "hazard"
-    names = [*features, *_INTERNAL] if hazard else list(features)
+    names = [*features, *INTERNAL] if hazard else list(features)
     categorical = [i for i, c in enumerate(features) if c in model.categories]
     lgb_params = dict(
         objective="binary", learning_rate=params.learning_rate, num_leaves=params.num_leaves, min_child_samples=params.min_child_samples,
@@ -260,32 +273,52 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
             return X[keep], y[keep]
         index = np.flatnonzero(rows)
         expanded = expand_intervals(panel.iloc[index])
-        interval = expanded["interval"].to_numpy()
-        Xs = np.column_stack([X[index[expanded["row"].to_numpy()]], interval.astype(float), INTERVAL_LENGTHS[interval]])
-        return Xs, expanded["event"].to_numpy(dtype=float)
+        return model.design(X[index[expanded["row"].to_numpy()]], expanded["interval"].to_numpy()), expanded["event"].to_numpy(dtype=float)
 
-    def train(k: int | None) -> tuple[object, int, int]:
-        X_fit, y_fit = dataset(fit_rows, k)
-        X_valid, y_valid = dataset(valid_rows, k)
+    def split(k: int) -> tuple[np.ndarray, np.ndarray, pd.Timestamp]:
+        """(fitting rows, held-out rows, split cutoff) among the snapshots whose horizon-k label is known."""
+        known = ~np.isnan(_labels(panel, LABELS[k]))
+        cutoffs = np.sort(panel.loc[known, "cutoff"].unique())
+        if len(cutoffs) < 2:
+            raise InputError(f"snapshot panel: the {HORIZONS[k]}-day label is known at {len(cutoffs)} cutoff(s); training needs at least two "
+                             "(more history, or more frequent cutoffs with `churn features --every`)")
+        at = pd.Timestamp(cutoffs[min(int(len(cutoffs) * (1 - params.valid_fraction)), len(cutoffs) - 1)])
+        fit = known & (panel["cutoff"] <= at - pd.Timedelta(days=params.valid_gap_days)).to_numpy()
+        valid = known & (panel["cutoff"] > at).to_numpy()
+        if not fit.any() or not valid.any():
+            at = pd.Timestamp(cutoffs[-2])  # a short panel: hold out the last known cutoff, without the gap
+            fit, valid = known & (panel["cutoff"] <= at).to_numpy(), known & (panel["cutoff"] > at).to_numpy()
+        return fit, valid, at
+
+    def train(k: int | None) -> tuple[object, int, int, tuple]:
+        rows = split(k or 0)  # the hazard model splits where the first interval is known
+        X_fit, y_fit = dataset(rows[0], k)
+        X_valid, y_valid = dataset(rows[1], k)
         train_set = lgb.Dataset(X_fit, y_fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
         valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
         booster = lgb.train(lgb_params, train_set, num_boost_round=params.n_estimators, valid_sets=[valid_set],
                             callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
         best = int(booster.best_iteration or params.n_estimators)
-        return booster, best, len(y_fit)
+        return booster, best, len(y_fit), rows
 
     trained = [train(None)] if hazard else [train(k) for k in range(len(HORIZONS))]
-    model.boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=best)) for b, best, _ in trained]
-    model.info = {"fit_rows": int(fit_rows.sum()), "valid_rows": int(valid_rows.sum()), "training_rows": [n for *_, n in trained],
-                  "best_iteration": [best for _, best, _ in trained], "split_cutoff": str(pd.Timestamp(split).date())}
+    model.boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=best)) for b, best, *_ in trained]
+    splits = [trained[0][3]] * len(HORIZONS) if hazard else [t[3] for t in trained]
+    model.info = {"fit_rows": [int(f.sum()) for f, _, _ in splits], "valid_rows": [int(v.sum()) for _, v, _ in splits],
+                  "training_rows": [t[2] for t in trained], "best_iteration": [t[1] for t in trained],
+                  "split_cutoff": [str(at.date()) for _, _, at in splits], "trained_through": _outcomes_through(panel)}
     if params.calibrate:
-        raw = model.raw_curve_matrix(X[valid_rows])
-        labels = [_labels(panel, label)[valid_rows] for label in LABELS]
-        model.calibrators = [Calibrator.fit(raw[~np.isnan(y), k], y[~np.isnan(y)]) for k, y in enumerate(labels)]
+        calibrators = []
+        shared = model.raw_curve_matrix(X[splits[0][1]]) if hazard else None  # one held-out slice for every horizon
+        for k, (_, valid, _) in enumerate(splits):
+            y = _labels(panel, LABELS[k])[valid]
+            raw = shared[:, k] if hazard else model.boosters[k].predict(X[valid])
+            calibrators.append(Calibrator.fit(raw[~np.isnan(y)], y[~np.isnan(y)]))
+        model.calibrators = calibrators
     if params.refit:
         everything = np.ones(len(panel), dtype=bool)
         refitted = []
-        for k, (_, best, _) in zip([None] if hazard else range(len(HORIZONS)), trained, strict=True):
+        for k, (_, best, *_) in zip([None] if hazard else range(len(HORIZONS)), trained, strict=True):
             X_all, y_all = dataset(everything, k)
             refitted.append(lgb.train(lgb_params, lgb.Dataset(X_all, y_all, feature_name=names, categorical_feature=categorical), num_boost_round=best))
         model.boosters = refitted

@@ -147,26 +147,31 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
 @click.option("--features", "features_dir", type=click.Path(path_type=Path), required=True, help="Output folder of `churn features`.")
 @click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: config/model.yaml].")
 @click.option("--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml].")
+@click.option("--model", "model_uri", default=None, help="Score this trained model (e.g. models:/churn-risk@champion) on the snapshots after its training outcomes.")
 @json_option
-def evaluate(features_dir: Path, folds: int | None, budget: float | None, as_json: bool) -> None:
+def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_uri: str | None, as_json: bool) -> None:
     """Backtest the risk curve against the rules and logistic baselines (and the oracle on simulated data)."""
     from core.settings import load_settings
     from pipelines.models import load_model_config, run_evaluate
 
-    config = load_model_config(load_settings().config_dir)
+    settings = load_settings()
+    config = load_model_config(settings.config_dir)
     folds = folds if folds is not None else config.folds
     budget = budget if budget is not None else config.budget
     if folds < 1:
         raise InputError(f"--folds {folds}: expected at least 1")
     if not 0 < budget < 1:
         raise InputError(f"--budget {budget}: expected a share between 0 and 1, e.g. 0.05")
-    result = run_evaluate(features_dir, params=config.curve, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"))
+    result = run_evaluate(features_dir, params=config.curve, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"),
+                          model_uri=model_uri, tracking_uri=settings.mlflow_tracking_uri)
     if as_json:
         _emit(result, True, "")
         return
     from rich.table import Table
 
-    table = Table(title=f"backtest: {folds} folds, CS budget {budget:.0%} of accounts per cutoff")
+    title = (f"{model_uri} on snapshots from {result['out_of_time_from']}" if model_uri else f"backtest: {folds} folds") + \
+        f", CS budget {budget:.0%} of accounts per cutoff"
+    table = Table(title=title)
     for col in ("model", "horizon", "ROC-AUC", "PR-AUC", "Brier", "ECE", "lift@10%", "recall@budget", "ARR recall", "lead days"):
         table.add_column(col)
     fmt = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731

@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -46,10 +47,14 @@ def tracking(tmp_path, monkeypatch):
     return uri
 
 
-def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, tracking):
+def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, tracking, capsys):
+    from models.backtest import censor_at
+
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
-    model = fit_curve(panel, names, CurveParams(**QUICK))
+    cutoffs = np.sort(panel["cutoff"].unique())
+    moment = cutoffs[len(cutoffs) // 2 + 2]
+    model = fit_curve(censor_at(panel[panel["cutoff"] < moment], moment), names, CurveParams(**QUICK))  # trained as of `moment`
     registry.connect(tracking)
     logged = registry.log_training(model, panel=panel, params={"n": 1}, metrics={"m": 1.0}, tables={}, documents={}, figures={},
                                    tags={"t": "x"})
@@ -61,6 +66,12 @@ def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, t
     assert loaded.metadata.get_input_schema() is not None and loaded.metadata.get_output_schema() is not None
     # the registry's own loader returns the same model (the API loads it this way)
     np.testing.assert_allclose(registry.load_curve(logged["model_uri"]).predict_curve(sample), got.to_numpy(), atol=1e-12)
+
+    # evaluated out of time: only snapshots at or after the last outcome its training saw
+    assert main(["evaluate", "--features", str(features_dir), "--model", logged["model_uri"], "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["out_of_time_from"] <= str(pd.Timestamp(moment).date()) and payload["results"]
+    assert all(r["model"] == "registered" and r["rows"] > 0 for r in payload["results"])
 
 
 def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking, tmp_path, monkeypatch, capsys):
@@ -91,6 +102,10 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     client = mlflow.MlflowClient(tracking)
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
     assert "below the champion" in client.get_model_version("churn-risk", "2").tags["promotion.refused"]
+
+    # a model trained on every outcome of this panel has nothing out of time to be evaluated on
+    assert main(["evaluate", "--features", str(features_dir), "--model", "models:/churn-risk@champion"]) == 2
+    assert "newer data" in capsys.readouterr().err
 
     assert main(["promote", "--force", "--json"]) == 0
     forced = json.loads(capsys.readouterr().out)

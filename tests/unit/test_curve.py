@@ -56,3 +56,41 @@ def test_curve_is_monotone_for_any_input(fitted, rows):
     curve = model.predict_curve(probe)
     assert curve.shape == (len(rows), 4)
     assert (np.diff(curve, axis=1) >= 0).all() and ((curve >= 0) & (curve <= 1)).all()
+
+
+def test_single_account_path_matches_the_batch_path(fitted):
+    """The API's path (one account's values as a dict, one thread) gives the batch numbers exactly."""
+    model, panel = fitted
+    sample = panel.head(50)
+    batch = model.predict_curve(sample)
+    batch_contrib = model.contributions_matrix(model.encode(sample), 90)
+    for i, values in enumerate(sample[["risk", "noise", "segment"]].to_dict("records")):
+        x = model.row(values)
+        np.testing.assert_allclose(model.curve_matrix(x, num_threads=1)[0], batch[i], atol=1e-12)
+        np.testing.assert_allclose(model.contributions_matrix(x, 90, num_threads=1)[0], batch_contrib[i], atol=1e-9)
+    # unknown names, None and unseen categories are missing values, not errors
+    x = model.row({"risk": None, "segment": "unseen", "not_a_feature": 3})
+    assert np.isnan(x).all() and model.curve_matrix(x).shape == (1, 4)
+
+
+def test_save_and_load_give_the_same_curve(fitted, tmp_path):
+    from models.curve import RiskCurveModel
+
+    model, panel = fitted
+    model.save(tmp_path / "m")
+    assert not list(tmp_path.glob("m/*.pkl"))  # LightGBM text + JSON, nothing pickled
+    loaded = RiskCurveModel.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_curve(panel.head(300)), model.predict_curve(panel.head(300)), atol=1e-12)
+
+
+def test_per_horizon_formulation_is_monotone_and_ranks_risk(fitted):
+    _, panel = fitted
+    model = fit_curve(panel, ["risk", "noise", "segment"],
+                      CurveParams(formulation="per_horizon", n_estimators=100, valid_gap_days=0, min_child_samples=20))
+    assert len(model.boosters) == 4
+    probe = pd.DataFrame({"risk": np.linspace(-50, 50, 41), "noise": 0.0, "segment": "smb"})
+    curve = model.predict_curve(probe)
+    assert (np.diff(curve, axis=1) >= 0).all()
+    assert curve[-1, 2] > curve[0, 2]
+    contrib = model.contributions_matrix(model.encode(probe), 60)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.boosters[1].predict(model.encode(probe), raw_score=True), atol=1e-9)

@@ -1,8 +1,8 @@
 """Risk-curve speed: training time on a panel, batch explanation rows/s, single-account score +
 top reasons in-process (goal p50 <= 1 ms with num_threads=1), and how model size trades accuracy
-for explanation speed.
+for explanation speed; with --backtest, the hazard and per-horizon formulations side by side.
 
-    python benchmarks/models.py --features DIR     # a `churn features` output (default: simulate 10k accounts)
+    python benchmarks/models.py --features DIR [--backtest]   # a `churn features` output (default: simulate 10k accounts)
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ def main() -> None:
     from models.curve import CurveParams, fit_curve
     from models.explain import contributions, reasons
     from pipelines.features import read_snapshots, run_features
-    from pipelines.models import feature_names
+    from pipelines.models import feature_names, load_model_config
     from sklearn.metrics import roc_auc_score
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=Path, default=None)
+    parser.add_argument("--backtest", action="store_true", help="also compare the hazard and per-horizon formulations by a 4-fold backtest")
     args = parser.parse_args()
     if args.features is None:
         from simulation.config import SimulationConfig
@@ -50,9 +51,9 @@ def main() -> None:
     y = test["churned_within_90d"].astype(int)
     results = {"snapshots": len(panel), "features": len(names)}
     print(f"panel: {len(panel):,} snapshots x {len(names)} features; training on {len(train):,}, testing on {len(test):,} (cutoff {pd.Timestamp(test_cutoff).date()})")
-    results["sizes"] = []
-    for trees, leaves in ((200, 15), (800, 31), (1500, 63)):
-        params = CurveParams(n_estimators=trees, num_leaves=leaves, early_stopping_rounds=10_000)  # fixed size: no early stop
+    rows = test[names].to_dict("records")
+
+    def measure(label: str, params: CurveParams) -> dict:
         t0 = time.perf_counter()
         model = fit_curve(train, names, params)
         fit_s = time.perf_counter() - t0
@@ -61,25 +62,42 @@ def main() -> None:
         t0 = time.perf_counter()
         contributions(model, batch, 90)
         explain_rate = len(batch) / (time.perf_counter() - t0)
-
         times = []
-        rows = test[names].to_dict("records")
         for i in range(500):
             values = rows[i % len(rows)]
             t0 = time.perf_counter()
             x = model.row(values)  # the API's path: one account's values -> curve + reasons, one thread
-            curve = model.curve_matrix(x, num_threads=1)
+            model.curve_matrix(x, num_threads=1)
             contrib = model.contributions_matrix(x, 90, num_threads=1)
             reasons(contrib[0, :-1], model.features, values, specs)
             times.append(time.perf_counter() - t0)
-        assert curve.shape == (1, 4)
-        r = {"trees": trees, "leaves": leaves, "fit_s": round(fit_s, 1), "roc_auc_90d": round(float(auc), 4),
-             "explain_rows_per_s": round(explain_rate), "single_p50_ms": round(float(np.median(times)) * 1000, 2),
-             "single_p99_ms": round(float(np.quantile(times, 0.99)) * 1000, 2)}
-        results["sizes"].append(r)
-        print(f"{trees:>5} trees x {leaves:>2} leaves: fit {r['fit_s']:6.1f} s, 90-day ROC-AUC {r['roc_auc_90d']:.4f}, "
+        trees = sum(b.num_trees() for b in model.boosters)
+        r = {"model": label, "formulation": params.formulation, "trees": trees, "leaves": params.num_leaves, "fit_s": round(fit_s, 1),
+             "roc_auc_90d": round(float(auc), 4), "explain_rows_per_s": round(explain_rate), "single_p50_ms": round(float(np.median(times)) * 1000, 3),
+             "single_p99_ms": round(float(np.quantile(times, 0.99)) * 1000, 3)}
+        print(f"{label:<28} {trees:>5} trees x {params.num_leaves:>2} leaves: fit {r['fit_s']:6.1f} s, 90-day ROC-AUC {r['roc_auc_90d']:.4f}, "
               f"batch explanations {r['explain_rows_per_s']:,} rows/s, single account score + reasons p50 {r['single_p50_ms']} ms "
               f"(p99 {r['single_p99_ms']} ms)", flush=True)
+        return r
+
+    configured = load_model_config(Path(__file__).resolve().parent.parent / "config").curve
+    results["configured"] = [measure(f"config/model.yaml ({f})", configured.model_copy(update={"formulation": f}))
+                             for f in ("hazard", "per_horizon")]
+    results["sizes"] = [measure(f"fixed size {trees} x {leaves}", CurveParams(n_estimators=trees, num_leaves=leaves, early_stopping_rounds=10_000))
+                        for trees, leaves in ((100, 15), (200, 15), (800, 31), (1500, 63))]
+    if args.backtest:
+        from models.backtest import run_backtest
+
+        results["formulations"] = []
+        for formulation in ("hazard", "per_horizon"):
+            t0 = time.perf_counter()
+            table, _ = run_backtest(panel, names, folds=4, params=configured.model_copy(update={"formulation": formulation}))
+            seconds = time.perf_counter() - t0
+            for row in table.to_dict("records"):
+                results["formulations"].append({"formulation": formulation, "seconds": round(seconds, 1),
+                                                **{k: row[k] for k in ("horizon_days", "roc_auc", "pr_auc", "brier", "ece")}})
+            print(f"backtest {formulation:<12} ({seconds:.0f} s): " + ", ".join(
+                f"{r['horizon_days']}d AUC {r['roc_auc']:.4f} ECE {r['ece']:.4f}" for r in table.to_dict("records")), flush=True)
     target = Path(__file__).parent / "results" / "models.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(results, indent=2) + "\n")

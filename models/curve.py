@@ -51,8 +51,8 @@ class CurveParams(BaseModel):
 
     formulation: Literal["hazard", "per_horizon"] = "hazard"
     n_estimators: int = Field(800, gt=0)
-    learning_rate: float = Field(0.03, gt=0)
-    num_leaves: int = Field(31, gt=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, gt=1)
     min_child_samples: int = Field(100, gt=0)
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)

@@ -1,0 +1,230 @@
+"""The escalation decision: risk curve, reasons, account facts and live ticket signals in; whether
+to escalate, how urgently, to whom, and why out. A pure function: no I/O, no clock (the caller
+passes `now`), so every decision can be replayed from its inputs.
+
+Rules, in the order DOMAIN.md gives them:
+1. hard triggers escalate regardless of the model (band critical);
+2. the risk curve against per-horizon thresholds, lowered by the value and renewal factors and,
+   only together with high value or a near renewal, by the sentiment multiplier (band high);
+   sentiment alone never escalates;
+3. effort: the same question asked `asks_threshold` times with a frustrated tone on a high-value
+   (or near-renewal) account escalates (band high);
+4. watch thresholds put the account on the CS radar without interrupting anyone (band watch).
+An automated agent's confidence decides separately whether a human takes over the conversation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+
+from escalation.policy import BANDS, EscalationPolicy
+
+#: severity of each rule's reason, for dedupe ("unless severity rises") and the primary reason
+SEVERITY = {"security": 5, "privacy": 5, "fraud": 5, "legal_threat": 5, "billing_dispute_high_value": 4, "critical_moment": 4,
+            "risk": 3, "effort_frustration_value": 3, "watch": 1}
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    account_id: str
+    name: str | None = None
+    segment: str | None = None
+    arr: float | None = None
+    average_arr: float | None = None  # of the whole book: "twice the average" is a ratio to this
+    days_to_renewal: float | None = None
+    renewal_date: str | None = None
+    csm_owner: str | None = None
+    technical_lead: str | None = None
+    exec_sponsor: bool | None = None
+    recent_events: tuple[str, ...] = ()  # account_events kinds within the policy's lookback
+
+
+@dataclass(frozen=True)
+class RiskView:
+    curve: dict[int, float]  # {30: p, 60: p, 90: p, 180: p}
+    reasons: tuple[dict, ...] = ()  # top reasons raising risk: {feature, family, sentence, contribution, value}
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketSignals:
+    ticket_id: str | None = None
+    category: str | None = None
+    priority: str | None = None
+    sentiment: float | None = None  # latest customer message, [-1, 1]
+    sentiment_first: float | None = None  # first customer message of the ticket
+    negative_messages: int = 0
+    customer_messages: int = 0
+    critical: tuple[str, ...] = ()  # critical-moment categories found (cancel, supervisor, legal, ...)
+    asks: int = 1  # times the ticket's question has been asked (1 = once)
+    privacy: bool = False  # privacy incident language in the messages
+    fraud: bool = False  # fraud language in the messages
+    security: bool = False  # security incident language in the messages
+    bot_confidence: float | None = None
+
+    @property
+    def drift(self) -> float | None:
+        if self.sentiment is None or self.sentiment_first is None:
+            return None
+        return self.sentiment - self.sentiment_first
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    rule: str
+    detail: str
+    inputs: dict
+
+
+@dataclass
+class Decision:
+    account_id: str
+    ticket_id: str | None
+    escalate: bool
+    band: str
+    queue: str | None
+    priority: str | None
+    response_window_minutes: int | None
+    follow_up_due: str | None
+    owner: str | None
+    rules: list[FiredRule] = field(default_factory=list)
+    primary_reason: str | None = None
+    severity: int = 0
+    bot_action: str | None = None  # escalate_to_human | offer_escalation | continue | None (no bot)
+    frustrated: bool = False
+    high_value: bool = False
+    renewal_near: bool = False
+    thresholds: dict[int, float] = field(default_factory=dict)
+    policy_version: str = ""
+    model_version: str | None = None
+    decided_at: str = ""
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.account_id}:{self.primary_reason}"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["thresholds"] = {str(k): v for k, v in self.thresholds.items()}
+        out["dedupe_key"] = self.dedupe_key
+        return out
+
+
+def is_high_value(facts: AccountFacts, policy: EscalationPolicy) -> bool:
+    if policy.value.enterprise_is_high_value and (facts.segment or "").lower() == "enterprise":
+        return True
+    return bool(facts.arr and facts.average_arr and facts.arr >= policy.value.high_value_ratio * facts.average_arr)
+
+
+def is_frustrated(signals: TicketSignals, policy: EscalationPolicy) -> bool:
+    s = policy.sentiment
+    low = signals.sentiment is not None and signals.sentiment <= s.frustrated_below
+    worse = signals.drift is not None and signals.drift <= s.worsening_below and (signals.sentiment or 0) < 0
+    return low or worse
+
+
+def _hard_triggers(facts: AccountFacts, signals: TicketSignals, policy: EscalationPolicy, high_value: bool) -> list[FiredRule]:
+    h = policy.hard_triggers
+    events = set(facts.recent_events)
+    category = (signals.category or "").lower()
+    fired = []
+    if h.security and (signals.security or category == "security" or "security_incident" in events):
+        fired.append(FiredRule("security", "security incident", {"category": signals.category, "text": signals.security,
+                                                                 "event": "security_incident" in events}))
+    if h.privacy and signals.privacy:
+        fired.append(FiredRule("privacy", "privacy incident in the messages", {"text": True}))
+    if h.fraud and signals.fraud:
+        fired.append(FiredRule("fraud", "fraud in the messages", {"text": True}))
+    legal = "legal" in signals.critical or category == "legal" or "legal_threat" in events
+    if h.legal_threat and legal:
+        fired.append(FiredRule("legal_threat", "legal language or a legal threat", {"category": signals.category, "critical": list(signals.critical),
+                                                                                   "event": "legal_threat" in events}))
+    dispute = (category == "billing" and "chargeback" in signals.critical) or "billing_dispute" in events
+    if h.billing_dispute_high_value and dispute and high_value:
+        fired.append(FiredRule("billing_dispute_high_value", "billing dispute on a high-value account",
+                               {"category": signals.category, "event": "billing_dispute" in events, "arr": facts.arr, "average_arr": facts.average_arr}))
+    moments = [c for c in signals.critical if c in h.critical_categories]
+    if h.critical_moment and moments:
+        fired.append(FiredRule("critical_moment", "critical moment: " + ", ".join(moments), {"critical": moments}))
+    return fired
+
+
+def _bot_action(confidence: float | None, policy: EscalationPolicy) -> str | None:
+    if confidence is None:
+        return None
+    if confidence < policy.bot_confidence.escalate_below:
+        return "escalate_to_human"
+    if confidence < policy.bot_confidence.offer_below:
+        return "offer_escalation"
+    return "continue"
+
+
+def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts, band: str, triggers: set[str], high_value: bool) -> str:
+    category, segment = (signals.category or "").lower(), (facts.segment or "").lower()
+    for route in policy.routes:
+        if route.categories and category not in route.categories:
+            continue
+        if route.segments and segment not in route.segments:
+            continue
+        if route.bands and band not in route.bands:
+            continue
+        if route.triggers and not triggers & set(route.triggers):
+            continue
+        if route.high_value is not None and route.high_value != high_value:
+            continue
+        return route.queue
+    return policy.default_queue
+
+
+def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | None, policy: EscalationPolicy, now: dt.datetime) -> Decision:
+    """Apply the policy. `risk` may be None (no model) and `signals` None (a batch run without a ticket)."""
+    signals = signals or TicketSignals()
+    high_value = is_high_value(facts, policy)
+    renewal_near = facts.days_to_renewal is not None and 0 <= facts.days_to_renewal <= policy.value.renewal_window_days
+    frustrated = is_frustrated(signals, policy)
+    rules = _hard_triggers(facts, signals, policy, high_value)
+
+    factor = (policy.value.value_factor if high_value else 1.0) * (policy.value.renewal_factor if renewal_near else 1.0)
+    if frustrated and (high_value or renewal_near):
+        factor *= policy.sentiment.multiplier  # sentiment only ever scales a threshold; it never fires on its own
+    thresholds = {h: round(p * factor, 6) for h, p in policy.risk_thresholds.items()}
+    curve = risk.curve if risk else {}
+    over = {h: curve[h] for h, t in thresholds.items() if curve.get(h) is not None and curve[h] >= t}
+    if over:
+        h = min(over)
+        rules.append(FiredRule("risk", f"{h}-day churn risk {over[h]:.0%} at or above the threshold {thresholds[h]:.0%}",
+                               {"horizon_days": h, "probability": over[h], "threshold": thresholds[h], "factor": round(factor, 4)}))
+    effort = policy.effort
+    if effort.escalate_with_frustration_and_value and signals.asks >= effort.asks_threshold and frustrated and (high_value or renewal_near):
+        rules.append(FiredRule("effort_frustration_value", f"question asked {signals.asks} times, frustrated tone, "
+                               + ("high-value account" if high_value else "renewal near"),
+                               {"asks": signals.asks, "sentiment": signals.sentiment, "high_value": high_value, "renewal_near": renewal_near}))
+    if not rules:
+        watch = {h: curve[h] for h, t in policy.watch_thresholds.items() if curve.get(h) is not None and curve[h] >= t * factor}
+        if watch:
+            h = min(watch)
+            rules.append(FiredRule("watch", f"{h}-day churn risk {watch[h]:.0%} on the watch list",
+                                   {"horizon_days": h, "probability": watch[h], "threshold": round(policy.watch_thresholds[h] * factor, 6)}))
+
+    primary = max(rules, key=lambda r: SEVERITY[r.rule]).rule if rules else None
+    severity = SEVERITY[primary] if primary else 0
+    band = "critical" if severity >= 4 else "high" if severity >= 3 else "watch" if severity >= 1 else "none"
+    escalate = BANDS.index(band) >= BANDS.index("high")
+    window = None
+    if escalate:
+        window = getattr(policy.windows, band)
+        if frustrated:
+            window = min(window, policy.windows.frustrated)
+    triggers = {r.rule for r in rules}
+    queue = _route(policy, signals, facts, band, triggers, high_value) if escalate else None
+    priority = {"critical": "urgent", "high": "high", "watch": "normal"}.get(band)
+    owner = facts.csm_owner or (f"{queue} on-call" if queue else None)
+    follow_up = (now + dt.timedelta(hours=policy.windows.follow_up_hours)).isoformat() if escalate else None
+    return Decision(
+        account_id=facts.account_id, ticket_id=signals.ticket_id, escalate=escalate, band=band, queue=queue, priority=priority,
+        response_window_minutes=window, follow_up_due=follow_up, owner=owner if escalate else facts.csm_owner, rules=rules,
+        primary_reason=primary, severity=severity, bot_action=_bot_action(signals.bot_confidence, policy), frustrated=frustrated,
+        high_value=high_value, renewal_near=renewal_near, thresholds=thresholds, policy_version=policy.version,
+        model_version=risk.model_version if risk else None, decided_at=now.isoformat(),
+    )

@@ -1,0 +1,194 @@
+"""The escalation policy shared by support and CS (DOMAIN.md), as validated configuration.
+
+Every number of DOMAIN.md is a default here and a key in `config/escalation.yaml`; an unknown key
+or an out-of-range value is an error naming the key. The policy's version is a hash of its
+content, recorded with every decision, so an audit can tell which rules were in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import InputError
+
+HORIZONS = (30, 60, 90, 180)
+BANDS = ("none", "watch", "high", "critical")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HardTriggers(_Strict):
+    """Escalate regardless of the model (DOMAIN.md: security, privacy, fraud, legal threats,
+    billing disputes on high-value accounts, critical-moment phrases)."""
+
+    security: bool = True
+    privacy: bool = True
+    fraud: bool = True
+    legal_threat: bool = True
+    billing_dispute_high_value: bool = True
+    critical_moment: bool = True
+    #: critical-moment categories (features/text/critical.py) that count as a hard trigger
+    critical_categories: tuple[str, ...] = ("cancel", "supervisor", "disappointed", "legal", "chargeback")
+    #: account events (account_events.kind) within this many days count as live triggers
+    event_lookback_days: int = Field(14, ge=0, le=365)
+
+
+class Value(_Strict):
+    """What makes an account high-value, and the renewal window."""
+
+    high_value_ratio: float = Field(2.0, gt=0, description="ARR at least this multiple of the average ARR is high value")
+    enterprise_is_high_value: bool = True
+    renewal_window_days: int = Field(60, ge=0, le=365, description="a renewal within this many days is near")
+    value_factor: float = Field(0.8, gt=0, le=1, description="risk thresholds are multiplied by this for a high-value account")
+    renewal_factor: float = Field(0.8, gt=0, le=1, description="... and by this when the renewal is near")
+
+
+class Sentiment(_Strict):
+    """Sentiment is a multiplier: alone it never escalates; with high value or a near renewal it
+    lowers the risk thresholds."""
+
+    frustrated_below: float = Field(-0.3, ge=-1, le=1, description="latest customer sentiment at or below this is frustrated")
+    worsening_below: float = Field(-0.3, ge=-2, le=0, description="sentiment fallen this much since the ticket's first message is frustration building up")
+    multiplier: float = Field(0.6, gt=0, le=1, description="risk thresholds are multiplied by this for a frustrated high-value or near-renewal account")
+
+
+class Effort(_Strict):
+    """Repeated contacts on one issue (DOMAIN.md: 3 contacts = first-contact-resolution failure)."""
+
+    asks_threshold: int = Field(3, ge=2, le=20, description="times the same question has been asked in the ticket")
+    #: the DOMAIN.md case that must escalate: the question asked again `asks_threshold` times,
+    #: a frustrated tone, and a high-value account (or a near renewal)
+    escalate_with_frustration_and_value: bool = True
+
+
+class BotConfidence(_Strict):
+    escalate_below: float = Field(0.40, ge=0, le=1, description="below: hand to a human automatically")
+    offer_below: float = Field(0.60, ge=0, le=1, description="below (and not under escalate_below): offer the customer the option")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BotConfidence:
+        if self.offer_below < self.escalate_below:
+            raise ValueError(f"offer_below ({self.offer_below}) must be at least escalate_below ({self.escalate_below})")
+        return self
+
+
+class Route(_Strict):
+    """One routing rule: every condition given must hold; the first matching rule wins."""
+
+    queue: str = Field(min_length=1)
+    categories: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    bands: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
+    high_value: bool | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(BANDS)
+        if unknown:
+            raise ValueError(f"unknown band(s) {sorted(unknown)}; expected some of {list(BANDS)}")
+        return value
+
+
+class Windows(_Strict):
+    """Response windows in minutes by band, and the follow-up after every handoff."""
+
+    critical: int = Field(30, gt=0)
+    high: int = Field(240, gt=0)
+    watch: int = Field(1440, gt=0)
+    frustrated: int = Field(15, gt=0, description="an actively frustrated customer: 15-30 minutes whatever the band")
+    follow_up_hours: int = Field(24, gt=0)
+
+
+class Alerts(_Strict):
+    """Where alerts go: per queue, a list of destinations (names of `destinations`)."""
+
+    destinations: dict[str, dict] = Field(default_factory=dict, description="name -> {kind: slack|webhook, url: ...}")
+    by_queue: dict[str, list[str]] = Field(default_factory=dict)
+    default: list[str] = Field(default_factory=list)
+    min_band: str = "high"
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_seconds: float = Field(2.0, gt=0)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> Alerts:
+        for queue, names in {**self.by_queue, "default": self.default}.items():
+            missing = [n for n in names if n not in self.destinations]
+            if missing:
+                raise ValueError(f"queue {queue!r} sends to unknown destination(s) {missing}; define them under alerts.destinations")
+        for name, spec in self.destinations.items():
+            if spec.get("kind") not in ("slack", "webhook") or not str(spec.get("url", "")).startswith(("http://", "https://")):
+                raise ValueError(f"destination {name!r}: expected {{kind: slack|webhook, url: http(s)://...}}, got {spec}")
+        if self.min_band not in BANDS:
+            raise ValueError(f"min_band {self.min_band!r}: expected one of {list(BANDS)}")
+        return self
+
+
+class EscalationPolicy(_Strict):
+    """config/escalation.yaml."""
+
+    risk_thresholds: dict[int, float] = Field(default_factory=lambda: {30: 0.20, 60: 0.30, 90: 0.40, 180: 0.60},
+                                              description="escalate (band high) when P(churn within h days) reaches the threshold")
+    watch_thresholds: dict[int, float] = Field(default_factory=lambda: {90: 0.20, 180: 0.35},
+                                               description="band watch: on the CS radar, no interruption")
+    hard_triggers: HardTriggers = HardTriggers()
+    value: Value = Value()
+    sentiment: Sentiment = Sentiment()
+    effort: Effort = Effort()
+    bot_confidence: BotConfidence = BotConfidence()
+    routes: tuple[Route, ...] = (
+        Route(queue="security-response", triggers=("security", "privacy", "fraud")),
+        Route(queue="legal-cs", triggers=("legal_threat",)),
+        Route(queue="retention-l2", categories=("billing",), segments=("enterprise",)),
+        Route(queue="retention-l2", triggers=("billing_dispute_high_value",)),
+        Route(queue="human-review", categories=("technical", "bug", "security"), high_value=True),
+        Route(queue="cs-priority", bands=("critical", "high"), high_value=True),
+    )
+    default_queue: str = "cs-standard"
+    windows: Windows = Windows()
+    cooldown_hours: int = Field(72, ge=0, le=24 * 90, description="a repeat for the same account and reason within this updates the open escalation")
+    alerts: Alerts = Alerts()
+
+    @field_validator("risk_thresholds", "watch_thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[int, float]) -> dict[int, float]:
+        for h, p in value.items():
+            if h not in HORIZONS:
+                raise ValueError(f"horizon {h}: expected one of {list(HORIZONS)}")
+            if not 0 < p <= 1:
+                raise ValueError(f"threshold {p} at {h} days: expected a probability in (0, 1]")
+        return value
+
+    @property
+    def version(self) -> str:
+        """Content hash: the same policy always has the same version."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_policy(config_dir: Path) -> EscalationPolicy:
+    """config_dir/escalation.yaml (defaults when absent); errors name the key and what was expected."""
+    path = Path(config_dir) / "escalation.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        return EscalationPolicy(**(raw or {}))
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            key = ".".join(str(part) for part in e["loc"])
+            got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+            problems.append(f"key '{key}': {e['msg']}{got}")
+        raise InputError(f"{path}: " + "; ".join(problems)) from None

@@ -83,7 +83,7 @@ def main() -> None:
     configured = load_model_config(Path(__file__).resolve().parent.parent / "config").curve
     results["configured"] = [measure(f"config/model.yaml ({f})", configured.model_copy(update={"formulation": f}))
                              for f in ("hazard", "per_horizon")]
-    results["sizes"] = [measure(f"fixed size {trees} x {leaves}", CurveParams(n_estimators=trees, num_leaves=leaves, early_stopping_rounds=10_000))
+    results["sizes"] = [measure(f"fixed size {trees} x {leaves}", CurveParams(n_estimators=trees, num_leaves=leaves, early_stopping_rounds=0))
                         for trees, leaves in ((100, 15), (200, 15), (800, 31), (1500, 63))]
     if args.backtest:
         from models.backtest import run_backtest

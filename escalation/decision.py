@@ -96,6 +96,7 @@ class Decision:
     high_value: bool = False
     renewal_near: bool = False
     thresholds: dict[int, float] = field(default_factory=dict)
+    reasons: list[dict] = field(default_factory=list)  # the model's top reasons raising risk
     policy_version: str = ""
     model_version: str | None = None
     decided_at: str = ""
@@ -225,6 +226,7 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
         account_id=facts.account_id, ticket_id=signals.ticket_id, escalate=escalate, band=band, queue=queue, priority=priority,
         response_window_minutes=window, follow_up_due=follow_up, owner=owner if escalate else facts.csm_owner, rules=rules,
         primary_reason=primary, severity=severity, bot_action=_bot_action(signals.bot_confidence, policy), frustrated=frustrated,
-        high_value=high_value, renewal_near=renewal_near, thresholds=thresholds, policy_version=policy.version,
+        high_value=high_value, renewal_near=renewal_near, thresholds=thresholds, reasons=list(risk.reasons) if risk else [],
+        policy_version=policy.version,
         model_version=risk.model_version if risk else None, decided_at=now.isoformat(),
     )

@@ -57,7 +57,7 @@ class CurveParams(BaseModel):
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
-    early_stopping_rounds: int = Field(50, gt=0)
+    early_stopping_rounds: int = Field(50, ge=0, description="0: no early stopping (grow n_estimators trees)")
     valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping and calibration")
     valid_gap_days: int = Field(90, ge=0, description="days between the last fitting cutoff and the first held-out cutoff")
     calibrate: bool = True
@@ -296,9 +296,9 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
         X_valid, y_valid = dataset(rows[1], k)
         train_set = lgb.Dataset(X_fit, y_fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
         valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
-        booster = lgb.train(lgb_params, train_set, num_boost_round=params.n_estimators, valid_sets=[valid_set],
-                            callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
-        best = int(booster.best_iteration or params.n_estimators)
+        stop = [lgb.early_stopping(params.early_stopping_rounds, verbose=False)] if params.early_stopping_rounds else []
+        booster = lgb.train(lgb_params, train_set, num_boost_round=params.n_estimators, valid_sets=[valid_set], callbacks=stop)
+        best = int(booster.best_iteration or params.n_estimators) if stop else params.n_estimators
         return booster, best, len(y_fit), rows
 
     trained = [train(None)] if hazard else [train(k) for k in range(len(HORIZONS))]

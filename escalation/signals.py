@@ -1,0 +1,131 @@
+"""Where the decision's inputs come from.
+
+- `ticket_signals`: one live ticket (the support system's call on every update): sentiment of the
+  customer's messages, how it moved, critical moments, how many times the question was asked,
+  and incident language (security, privacy, fraud), with the platform's own text models.
+- `batch_inputs`: the daily run over a scored snapshot panel: account facts and account-level
+  signals read from the point-in-time features (recent critical moments, sentiment, repeated
+  questions, risk events), so the batch and the live path feed the same decision function.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from escalation.decision import AccountFacts, RiskView, TicketSignals
+from escalation.policy import EscalationPolicy
+
+#: Incident language in customer messages (hard triggers of DOMAIN.md that no table records live).
+INCIDENTS: dict[str, re.Pattern] = {
+    "security": re.compile(r"\b(?:security (?:incident|breach|issue|vulnerability)|hacked|compromised account|unauthori[sz]ed (?:access|login)"
+                           r"|ransomware|phishing|malware|account takeover)\b", re.IGNORECASE),
+    "privacy": re.compile(r"\b(?:data (?:breach|leak)|leaked (?:our |customer |personal )?data|personal data|gdpr|privacy (?:issue|incident|violation|breach)"
+                          r"|pii\b|exposed (?:our |customer )?(?:data|records)|wrong customer'?s data)", re.IGNORECASE),
+    "fraud": re.compile(r"\b(?:fraud\w*|unauthori[sz]ed (?:charge|transaction|payment)s?|stolen card|identity theft|charges? (?:we|I) (?:never|did not|didn't) make)",
+                        re.IGNORECASE),
+}
+
+
+def incident_flags(texts: pd.Series) -> pd.DataFrame:
+    """Per text: security / privacy / fraud language (vectorised over the column)."""
+    texts = texts.fillna("").astype(str)
+    return pd.DataFrame({name: texts.str.contains(pattern, regex=True) for name, pattern in INCIDENTS.items()}, index=texts.index)
+
+
+def ticket_signals(
+    messages: pd.DataFrame,
+    *,
+    ticket_id: str | None,
+    category: str | None,
+    priority: str | None,
+    bot_confidence: float | None,
+    sentiment: pd.DataFrame,
+    embeddings: np.ndarray,
+    rephrase_similarity: float = 0.4,
+) -> tuple[TicketSignals, pd.DataFrame]:
+    """Signals of one ticket from its messages (sent_at, author, body) in time order, their
+    sentiment (score, label; aligned) and embeddings (aligned, unit length). Returns the signals
+    and the per-message table (sentiment, critical moment, rephrase) for the handoff's timeline."""
+    from features.text.critical import detect_critical
+
+    m = messages.reset_index(drop=True).assign(sentiment=sentiment["score"].to_numpy(), label=sentiment["label"].to_numpy())
+    customer = (m["author"] == "customer").to_numpy()
+    crit = detect_critical(m["body"].where(customer, ""))
+    m["critical"] = crit["category"].where(customer)
+    # the same question again: a customer message close to any earlier customer message
+    emb = np.asarray(embeddings, dtype=np.float32)[customer]
+    sims = emb @ emb.T if len(emb) else np.zeros((0, 0))
+    earlier = np.tril(np.ones_like(sims, dtype=bool), k=-1)
+    rephrase = (np.where(earlier, sims, -1.0).max(axis=1) >= rephrase_similarity) if len(emb) else np.zeros(0, dtype=bool)
+    m["rephrase"] = False
+    m.loc[customer, "rephrase"] = rephrase
+    flags = incident_flags(m["body"].where(customer, ""))
+    scores = m.loc[customer, "sentiment"]
+    signals = TicketSignals(
+        ticket_id=ticket_id, category=category, priority=priority,
+        sentiment=float(scores.iloc[-1]) if len(scores) else None, sentiment_first=float(scores.iloc[0]) if len(scores) else None,
+        negative_messages=int(((m["label"] == "negative") & customer).sum()), customer_messages=int(customer.sum()),
+        critical=tuple(dict.fromkeys(m["critical"].dropna())), asks=1 + int(rephrase.sum()),
+        security=bool(flags["security"].any()), privacy=bool(flags["privacy"].any()), fraud=bool(flags["fraud"].any()),
+        bot_confidence=bot_confidence,
+    )
+    return signals, m
+
+
+EVENT_KINDS = ("security_incident", "legal_threat", "billing_dispute", "payment_failed", "sponsor_left", "downgrade")
+CRITICAL_COUNTS = {"cancel": "cancel_mentions_90d", "supervisor": "supervisor_requests_90d", "legal": "legal_mentions_90d"}
+
+
+def _column(panel: pd.DataFrame, name: str) -> np.ndarray:
+    return panel[name].to_numpy(dtype=float, na_value=np.nan) if name in panel.columns else np.full(len(panel), np.nan)
+
+
+def candidates(panel: pd.DataFrame, curve: np.ndarray, policy: EscalationPolicy) -> np.ndarray:
+    """Rows where some rule could fire: a superset of the rows the decision escalates or watches,
+    found with whole-column arithmetic, so the per-account decision runs only on those."""
+    lowest = policy.value.value_factor * policy.value.renewal_factor * policy.sentiment.multiplier
+    thresholds = {**{h: p for h, p in policy.watch_thresholds.items()}}
+    for h, p in policy.risk_thresholds.items():
+        thresholds[h] = min(p, thresholds.get(h, p))
+    from escalation.policy import HORIZONS
+
+    risky = np.zeros(len(panel), dtype=bool)
+    for h, p in thresholds.items():
+        risky |= curve[:, HORIZONS.index(h)] >= p * lowest
+    lookback = policy.hard_triggers.event_lookback_days
+    recent = np.zeros(len(panel), dtype=bool)
+    for kind in EVENT_KINDS:
+        recent |= _column(panel, f"days_since_{kind}") <= lookback
+    recent |= _column(panel, "days_since_critical_moment") <= lookback
+    effort = _column(panel, "questions_asked_three_times_90d") >= 1
+    return risky | recent | effort
+
+
+def batch_inputs(row: dict, curve: np.ndarray, reasons: tuple[dict, ...], policy: EscalationPolicy, *, average_arr: float | None,
+                 model_version: str | None, csm_owner: str | None = None, name: str | None = None) -> tuple[AccountFacts, RiskView, TicketSignals]:
+    """The decision's inputs for one account of a scored panel (one row of features as a dict)."""
+    from escalation.policy import HORIZONS
+
+    def value(key: str) -> float | None:
+        v = row.get(key)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else float(v)
+
+    lookback = policy.hard_triggers.event_lookback_days
+    events = tuple(kind for kind in EVENT_KINDS if (value(f"days_since_{kind}") is not None and value(f"days_since_{kind}") <= lookback))
+    facts = AccountFacts(account_id=str(row["account_id"]), name=name, segment=row.get("segment"), arr=value("arr_current"), average_arr=average_arr,
+                         days_to_renewal=value("days_to_renewal"), csm_owner=csm_owner, exec_sponsor=bool(value("exec_sponsor_present") or 0),
+                         recent_events=events)
+    recent_critical = value("days_since_critical_moment") is not None and value("days_since_critical_moment") <= lookback
+    critical = tuple(kind for kind, col in CRITICAL_COUNTS.items() if recent_critical and (value(col) or 0) > 0)
+    if recent_critical and not critical:
+        critical = ("disappointed",)  # a recent critical moment of the remaining category
+    sentiment = value("customer_sentiment_30d")
+    drift = value("frustration_drift_90d")
+    asks = 3 if (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0 else 1
+    signals = TicketSignals(sentiment=sentiment, sentiment_first=(sentiment - drift) if sentiment is not None and drift is not None else None,
+                            negative_messages=int(value("negative_messages_30d") or 0), critical=critical, asks=asks)
+    risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, reasons, model_version)
+    return facts, risk, signals

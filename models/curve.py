@@ -97,7 +97,8 @@ class Calibrator:
 
         if len(y) < 50 or not 0 < y.sum() < len(y):  # too little to learn from: identity
             return cls(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        # a floor at a twentieth of the base rate: an empty low bin must not read as "no risk at all"
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=max(1e-4, 0.05 * float(np.mean(y))), y_max=1.0).fit(raw, y)
         return cls(np.asarray(iso.X_thresholds_, dtype=float), np.asarray(iso.y_thresholds_, dtype=float))
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
@@ -115,6 +116,7 @@ class RiskCurveModel:
     calibrators: list[Calibrator] | None = None
     params: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    internal: tuple[str, ...] = INTERNAL  # the hazard design's extra columns, as trained (saved with the model)
 
     def __post_init__(self) -> None:
         self._codes = {c: {v: float(i) for i, v in enumerate(levels)} for c, levels in self.categories.items()}
@@ -157,7 +159,8 @@ class RiskCurveModel:
         start, end = np.array((0, *HORIZONS), dtype=float)[k], np.array(HORIZONS, dtype=float)[k]
         renewal = X[:, self._renewal] if self._renewal is not None else np.full(len(X), np.nan)
         inside = np.where(np.isnan(renewal), np.nan, ((renewal >= start) & (renewal < end)).astype(float))
-        return np.column_stack([X, k.astype(float), end - start, inside])
+        columns = {"_interval": k.astype(float), "_length": end - start, "_renewal_in_interval": inside}
+        return np.column_stack([X, *(columns[c] for c in self.internal)])
 
     # -- prediction -----------------------------------------------------------------------------
     def raw_curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
@@ -196,7 +199,7 @@ class RiskCurveModel:
             return self.boosters[k].predict(X, pred_contrib=True, **kw)
         n = len(X)
         stacked = np.vstack([self.design(X, j) for j in range(k + 1)])
-        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + len(INTERNAL) + 1).mean(axis=0)
+        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + len(self.internal) + 1).mean(axis=0)
         return np.column_stack([contrib[:, :F], contrib[:, F:].sum(axis=1)])
 
     # -- persistence ----------------------------------------------------------------------------
@@ -208,7 +211,7 @@ class RiskCurveModel:
             booster.save_model(str(folder / f"booster_{k}.txt"))
         meta = {"formulation": self.formulation, "features": self.features, "categories": self.categories,
                 "calibrators": [{"x": c.x.tolist(), "y": c.y.tolist()} for c in self.calibrators] if self.calibrators else None,
-                "params": self.params, "info": self.info, "boosters": len(self.boosters)}
+                "params": self.params, "info": self.info, "boosters": len(self.boosters), "internal": list(self.internal)}
         (folder / "model.json").write_text(json.dumps(meta, indent=1, default=str))
 
     @classmethod
@@ -219,7 +222,8 @@ class RiskCurveModel:
         meta = json.loads((folder / "model.json").read_text())
         boosters = [lgb.Booster(model_file=str(folder / f"booster_{k}.txt")) for k in range(meta["boosters"])]
         calibrators = [Calibrator(np.array(c["x"]), np.array(c["y"])) for c in meta["calibrators"]] if meta["calibrators"] else None
-        return cls(boosters, meta["features"], meta["categories"], meta["formulation"], calibrators, meta["params"], meta["info"])
+        return cls(boosters, meta["features"], meta["categories"], meta["formulation"], calibrators, meta["params"], meta["info"],
+                   tuple(meta.get("internal", INTERNAL)))
 
 
 def expand_intervals(panel: pd.DataFrame) -> pd.DataFrame:

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FeatureSpec
-from models.curve import INTERNAL, RiskCurveModel
+from models.curve import RiskCurveModel
 
 
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:
     """[n, features + interval terms + bias] exact log-odds contributions to one interval's hazard."""
     design = model.design(model.encode(panel), interval)
     contrib = model.boosters[0].predict(design, pred_contrib=True)
-    return pd.DataFrame(contrib, columns=[*model.features, *INTERNAL, "bias"], index=panel.index)
+    return pd.DataFrame(contrib, columns=[*model.features, *model.internal, "bias"], index=panel.index)
 
 
 def contributions(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 90) -> pd.DataFrame:

@@ -234,6 +234,26 @@ def train_table(table: Path, label: str, id_column: str | None, as_json: bool) -
                            f"run {result['run_id']}, model {result['model_uri']}")
 
 
+@app.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for scores.parquet, queue.parquet/.csv and score_summary.json.")
+@click.option("--as-of", "as_of", default=None, help="Score as of this date (YYYY-MM-DD, a cutoff at midnight UTC) [default: the end of the data].")
+@click.option("--model", "model_uri", default=None, help="Model URI [default: models:/churn-risk@champion].")
+@click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals when the model uses them.")
+@json_option
+def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None, text: bool, as_json: bool) -> None:
+    """The daily run: risk curve, reasons and escalations for every live account; escalations go to the store."""
+    from core.settings import load_settings
+    from pipelines.score import run_score
+
+    settings = load_settings()
+    result = run_score(data or settings.data_dir, out, settings=settings, as_of=as_of, text=text, model_uri=model_uri,
+                       progress=lambda line: err.print(f"  {line}"))
+    bands = ", ".join(f"{k} {v:,}" for k, v in result["bands"].items())
+    _emit(result, as_json, f"scored {result['accounts']:,} accounts as of {result['as_of']} with {result['model']} ({bands}); "
+                           f"{result['escalations']} escalations; written to {out}")
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")

@@ -142,8 +142,10 @@ def run_features(
     params: FeatureParams | None = None,
     text: tuple[SentimentModel, TextCache | None] | None = None,
     progress: Callable[[str, float], None] | None = None,
+    as_of: str | None = None,
 ) -> dict:
-    """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json."""
+    """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json.
+    `as_of`: one cutoff only, that date ("latest": the end of the data), for scoring."""
     started = time.perf_counter()
     params = params or FeatureParams()
     parse_every(every)  # a bad flag fails before any data is read
@@ -156,7 +158,11 @@ def run_features(
     times = {t: small[t][TIME_COLUMNS[t]] for t in SMALL if t in TIME_COLUMNS}
     times.update({t: _time_column(files, t) for t in BIG})
     data_start, data_end = data_range_of(times)
-    cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
+    if as_of is not None:
+        day = data_end.date() if as_of == "latest" else as_of
+        cutoffs = make_cutoffs(data_start, data_end, start=day, end=day, every=every)
+    else:
+        cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
     keys = snapshot_keys(small, cutoffs)
     if progress:
         progress("load", time.perf_counter() - started)

@@ -1,0 +1,118 @@
+"""`churn score`: the daily run. Features at one cutoff, the champion's risk curve and reasons, the
+escalation policy, the queue, and the escalations recorded in the operational store with their
+handoff packages and alerts queued.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ChurnError
+from core.io import staged_output, write_json, write_parquet
+from core.settings import Settings
+from models.curve import CURVE_COLUMNS, HORIZONS, RiskCurveModel
+
+TOP_REASONS = 3
+
+
+def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizon_days: int = 90, n: int = TOP_REASONS) -> list[tuple[dict, ...]]:
+    """Top `n` reasons raising the `horizon_days` risk for every row: the ranking is one numpy
+    argsort over the contribution matrix; only the chosen features are turned into sentences."""
+    from models.explain import reasons
+
+    contrib = model.contributions_matrix(model.encode(panel), horizon_days)[:, :-1]
+    top = np.argsort(-contrib, axis=1)[:, :n]
+    records = panel[model.features].to_dict("records")
+    out = []
+    for i, record in enumerate(records):
+        picked = [j for j in top[i] if contrib[i, j] > 0]
+        out.append(tuple(reasons(contrib[i, picked], [model.features[j] for j in picked], record, specs, n)["raising"]))
+    return out
+
+
+def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
+              progress: Callable[[str], None] | None = None) -> dict:
+    from core.contracts import TableFiles
+    from escalation.batch import apply_policy
+    from escalation.policy import load_policy
+    from features.registry import feature_specs
+    from models import registry
+    from pipelines.features import load_feature_params, read_snapshots, run_features
+    from pipelines.text import load_sentiment_model, open_cache
+
+    say = progress or (lambda _line: None)
+    started = time.perf_counter()
+    policy = load_policy(settings.config_dir)  # a bad policy fails before any work
+    registry.connect(settings.mlflow_tracking_uri)
+    uri = model_uri or f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}"
+    if model_uri is None and registry.version_info(registry.CHAMPION) is None:
+        raise ChurnError(f"no model has the alias '{registry.CHAMPION}' in {settings.mlflow_tracking_uri}: run `churn train` and `churn promote` first")
+    model = registry.load_curve(uri)
+    version = (registry.version_info(registry.CHAMPION) or {}).get("version") if model_uri is None else model_uri
+    say(f"model {uri} (version {version}), {len(model.features)} features")
+    needs_text = any(spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features)
+    use_text = text and needs_text
+    with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
+        cache = open_cache(settings.model_copy(update={"data_dir": Path(data)})) if use_text else None
+        try:
+            summary = run_features(data, Path(tmp) / "features", as_of=as_of or "latest", params=load_feature_params(settings.config_dir),
+                                   text=(load_sentiment_model(settings), cache) if use_text else None,
+                                   progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"))
+        finally:
+            if cache is not None:
+                cache.close()
+        panel = read_snapshots(Path(tmp) / "features")
+    cutoff = pd.Timestamp(summary["cutoffs"][-1]).tz_localize("UTC")
+    curve = model.predict_curve(panel)
+    specs = feature_specs()
+    say(f"scored {len(panel):,} accounts at {cutoff.date()}")
+    accounts = TableFiles(data).read("accounts", ["account_id", "name", "csm_owner"])
+    owners = accounts.set_index("account_id")["csm_owner"].replace("", np.nan).dropna()
+    names = accounts.set_index("account_id")["name"]
+    now = cutoff.to_pydatetime()
+    decisions, queue = apply_policy(panel, curve, policy, now, model_version=str(version), owners=owners, names=names,
+                                    reasons=lambda rows: reason_table(model, rows, specs))
+    top = reason_table(model, panel, specs)
+    scores = panel[["account_id", "cutoff"]].copy()
+    scores[list(CURVE_COLUMNS)] = curve
+    bands = {d.account_id: d.band for d in decisions}
+    scores["tier"] = scores["account_id"].map(bands).fillna("none")
+    for k in range(TOP_REASONS):
+        scores[f"reason_{k + 1}"] = [r[k]["sentence"] if len(r) > k else None for r in top]
+    escalated = [d for d in decisions if d.escalate]
+    recorded = _record(escalated, data, settings, policy, now, say) if escalated else {"recorded": 0}
+    with staged_output(Path(out)) as stage:
+        write_parquet(scores, stage / "scores.parquet")
+        write_parquet(queue, stage / "queue.parquet")
+        queue.to_csv(stage / "queue.csv", index=False)
+        result = {"data": str(data), "out": str(out), "as_of": str(cutoff.date()), "model": uri, "model_version": version,
+                  "policy_version": policy.version, "accounts": len(panel), "escalations": len(escalated),
+                  "bands": {b: int((scores["tier"] == b).sum()) for b in ("critical", "high", "watch", "none")},
+                  "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
+                  **recorded, "seconds": round(time.perf_counter() - started, 1)}
+        write_json(result, stage / "score_summary.json")
+    return result
+
+
+def _record(decisions: list, data: Path, settings: Settings, policy, now, say) -> dict:
+    """Escalations into the operational store (deduplicated within the cooldown) with their
+    handoff packages; alerts are queued in the outbox and sent by `churn alerts flush`."""
+    try:
+        from escalation.store import Store
+    except ImportError:  # the store lands with its own change
+        return {"recorded": 0}
+    store = Store(settings.store_url, policy)
+    created = updated = 0
+    for decision in decisions:
+        result = store.record(decision, None, now)
+        created += int(getattr(result, "created", False))
+        updated += int(not getattr(result, "created", False))
+    say(f"store: {created} escalations opened, {updated} updated (cooldown {policy.cooldown_hours} h)")
+    return {"recorded": created + updated, "opened": created, "updated": updated, "store": settings.store_url}
+

@@ -254,6 +254,27 @@ def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None
                            f"{result['escalations']} escalations; written to {out}")
 
 
+@app.group()
+def alerts() -> None:
+    """The alert outbox of the operational store."""
+
+
+@alerts.command("flush")
+@json_option
+def alerts_flush(as_json: bool) -> None:
+    """Send the pending alerts (retries with backoff; each alert carries an Idempotency-Key)."""
+    from core.settings import load_settings
+    from escalation.alerts import deliver
+    from escalation.policy import load_policy
+    from escalation.store import Store
+
+    settings = load_settings()
+    policy = load_policy(settings.config_dir)
+    with Store(settings.store_url, policy) as store:
+        result = deliver(store, policy)
+    _emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")
@@ -299,10 +320,29 @@ def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) ->
 def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     """Run the platform end to end on a simulated customer base."""
     started = time.perf_counter()
+    promoted: dict = {}
+
+    def promote_or_keep() -> None:
+        from core.settings import load_settings
+        from pipelines.models import load_model_config, run_promote
+
+        settings = load_settings()
+        result = run_promote(tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir),
+                             progress=lambda line: err.print(f"  {line}"))
+        promoted.update(result)
+        if result["promoted"]:
+            err.print(f"version {result['challenger']} is now the champion")
+        else:
+            err.print(f"promotion refused ({'; '.join(result['reasons'])}); the demo scores with the challenger instead")
+
     stages = [
         ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
         ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
         ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", text=True, as_json=False)),
+        ("train", lambda: ctx.invoke(train, features_dir=out / "features", as_json=False)),
+        ("promote", promote_or_keep),
+        ("score", lambda: ctx.invoke(score, data=out, out=out / "scores", as_of=None, text=True, as_json=False,
+                                     model_uri=None if promoted.get("promoted") or promoted.get("champion") else "models:/churn-risk@challenger")),
     ]
     for i, (name, step) in enumerate(stages, 1):
         stage = time.perf_counter()
@@ -311,7 +351,8 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
     err.print(
         f"demo finished in {time.perf_counter() - started:.1f}s; input tables in {out}/, ground truth in {out}/truth/, "
-        f"snapshot panel in {out}/features/snapshots/ with its dictionary in {out}/features/feature_dictionary.json"
+        f"snapshot panel in {out}/features/, model in MLflow (`mlflow ui --backend-store-uri <CHURN_MLFLOW_TRACKING_URI>`), "
+        f"scores and the escalation queue in {out}/scores/"
     )
 
 

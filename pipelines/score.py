@@ -103,16 +103,11 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
 def _record(decisions: list, data: Path, settings: Settings, policy, now, say) -> dict:
     """Escalations into the operational store (deduplicated within the cooldown) with their
     handoff packages; alerts are queued in the outbox and sent by `churn alerts flush`."""
-    try:
-        from escalation.store import Store
-    except ImportError:  # the store lands with its own change
-        return {"recorded": 0}
-    store = Store(settings.store_url, policy)
-    created = updated = 0
-    for decision in decisions:
-        result = store.record(decision, None, now)
-        created += int(getattr(result, "created", False))
-        updated += int(not getattr(result, "created", False))
-    say(f"store: {created} escalations opened, {updated} updated (cooldown {policy.cooldown_hours} h)")
+    from escalation.store import Store
+
+    with Store(settings.store_url, policy) as store:
+        actions = [store.record(decision, None, now).action for decision in decisions]
+    created, updated = actions.count("created"), actions.count("merged") + actions.count("raised")
+    say(f"store: {created} escalations opened, {updated} merged into open ones (cooldown {policy.cooldown_hours} h)")
     return {"recorded": created + updated, "opened": created, "updated": updated, "store": settings.store_url}
 

@@ -1,0 +1,576 @@
+"""The operational store: every decision (the audit trail), the escalations they open or merge
+into, the alert outbox, follow-ups and CS feedback.
+
+One SQLAlchemy 2 model, two backends (DESIGN.md, storage): a SQLite file by default (zero set-up,
+one machine) and PostgreSQL by URL when several workers share it. The only backend-specific code
+is how a writer serialises itself: SQLite takes the database write lock at BEGIN (`BEGIN
+IMMEDIATE`), PostgreSQL takes a transaction-scoped advisory lock per dedupe key and claims outbox
+rows with `FOR UPDATE SKIP LOCKED`; both make "look for an open escalation, else create one" safe
+against a concurrent writer.
+
+The policy is given at construction (`Store(url, policy)`): the cooldown and the alert routing are
+properties of the deployment, and one store serves one policy at a time. `record()` also accepts
+`policy=` to replay history under another policy.
+
+Every public method is one transaction. `record()` commits the escalation and its outbox rows
+together, before anything is sent (`escalation.alerts.deliver` reads the outbox afterwards): a
+crash after the commit loses no alert, a crash before it loses the whole decision, never half.
+
+Times are UTC. Naive datetimes are read as UTC (as everywhere in the platform); values are stored
+as naive UTC in both backends and come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from core.errors import InputError
+from escalation.decision import Decision
+from escalation.policy import BANDS, EscalationPolicy
+
+UTC = dt.timezone.utc
+STATUSES = ("open", "acknowledged", "resolved")
+#: statuses a repeat merges into: an acknowledged escalation has a human on it, so a repeat must
+#: not page anyone again
+ACTIVE = ("open", "acknowledged")
+ALERT_STATUSES = ("pending", "sent", "failed")
+OUTCOMES = ("saved", "churned", "unknown")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    """An aware UTC datetime from a datetime or an ISO string; naive means UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        raise InputError(f"expected a datetime or an ISO 8601 string, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars (rule inputs, probabilities) and datetimes reach the payloads
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+class UTCDateTime(TypeDecorator):
+    """Naive UTC in the database (SQLite has no time zones; one meaning in both backends), aware
+    UTC in Python."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> dt.datetime | None:
+        value = utc(value)
+        return None if value is None else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+#: 64-bit keys on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY
+ID = BigInteger().with_variant(Integer(), "sqlite")
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSONType, dt.datetime: UTCDateTime()}
+
+
+class DecisionRow(Base):
+    """Every decision, escalating or not: the audit trail replays from `payload`."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(128))
+    ticket_id: Mapped[str | None] = mapped_column(String(128))
+    band: Mapped[str] = mapped_column(String(16))
+    escalate: Mapped[bool]
+    dedupe_key: Mapped[str] = mapped_column(String(256))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[dt.datetime]
+    recorded_at: Mapped[dt.datetime]
+    payload: Mapped[dict]
+
+    __table_args__ = (Index("ix_decisions_account_decided", "account_id", "decided_at"),)
+
+
+class EscalationRow(Base):
+    """One escalation per (account, primary reason) while it keeps recurring within the cooldown."""
+
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(256))
+    severity: Mapped[int]
+    band: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    occurrences: Mapped[int] = mapped_column(default=1)
+    last_decision_id: Mapped[int] = mapped_column(ID, ForeignKey("decisions.id"))
+    package: Mapped[dict | None]
+    ticket_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="ck_escalations_status"),
+        CheckConstraint("occurrences >= 1", name="ck_escalations_occurrences"),
+        Index("ix_escalations_dedupe", "dedupe_key", "status", "updated_at"),
+        Index("ix_escalations_status", "status", "severity"),
+    )
+
+
+class AlertRow(Base):
+    """The transactional outbox: an alert exists here before anyone tries to send it."""
+
+    __tablename__ = "alert_outbox"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict]
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_alert_outbox_status"),
+        Index("ix_alert_outbox_due", "status", "next_attempt_at"),
+    )
+
+
+class FollowUpRow(Base):
+    """DOMAIN.md: a follow-up within 24 hours of every handoff; 41% of failed handoffs lack one."""
+
+    __tablename__ = "follow_ups"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
+    due_at: Mapped[dt.datetime]
+    done_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_follow_ups_due", "done_at", "due_at"),)
+
+
+class FeedbackRow(Base):
+    """CS rates each handoff and records the outcome; both flow back into evaluation."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
+    rating: Mapped[int]
+    comment: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16), default="unknown")
+    created_at: Mapped[dt.datetime]
+
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
+        CheckConstraint("outcome IN ('saved', 'churned', 'unknown')", name="ck_feedback_outcome"),
+    )
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What `record()` did. action: audit_only (no escalation), created, merged (a repeat within
+    the cooldown), raised (a repeat with a higher severity: merged and alerted again)."""
+
+    decision_id: int
+    action: str
+    escalation_id: int | None = None
+    occurrences: int = 0
+    alerts_enqueued: int = 0
+
+
+def idempotency_key(escalation_id: int, dedupe_key: str, opened_at: dt.datetime, destination: str, severity: int) -> str:
+    """Deterministic: the same alert always has the same key, so a receiver can drop a retry.
+    The dedupe key and opening time are in it so that two databases (a test run, a restored
+    backup) that both reach escalation #1 never share a key at the same receiver."""
+    raw = f"{escalation_id}|{dedupe_key}|{utc(opened_at).isoformat()}|{destination}|{severity}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _database_url(url: str | Path) -> str:
+    """A URL as given; a bare path means a SQLite file (its folder is created)."""
+    text = str(url)
+    if "://" not in text:
+        Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(text).expanduser()}"
+    if text.startswith("sqlite:///") and not text.startswith("sqlite:///:memory:") and len(text) > len("sqlite:///"):
+        Path(text[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return text
+
+
+def _create_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, json_serializer=dumps, pool_pre_ping=True)
+    engine = create_engine(url, json_serializer=dumps, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own implicit BEGIN would defeat BEGIN IMMEDIATE below
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # a second writer waits instead of failing
+        cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # take the write lock up front: a read-then-write (dedupe, outbox claim) cannot interleave
+        # with another process's, and there is no lock upgrade to deadlock on
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _row_dict(row: Base) -> dict:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+class Store:
+    """The operational store on a SQLite file or PostgreSQL database; tables are created if missing.
+
+    `url`: `sqlite:///path.db`, a bare path (SQLite), or `postgresql+psycopg://user:pw@host/db`.
+    `policy`: cooldown and alert routing used by `record()` (defaults: EscalationPolicy()).
+    """
+
+    def __init__(self, url: str | Path, policy: EscalationPolicy | None = None):
+        self.url = _database_url(url)
+        self.policy = policy or EscalationPolicy()
+        self.engine = _create_engine(self.url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def _lock_key(self, session: Session, key: str) -> None:
+        """Serialise writers of one dedupe key (PostgreSQL; SQLite is serialised by BEGIN IMMEDIATE)."""
+        if self.engine.dialect.name == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+            session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+
+    # ------------------------------------------------------------------ decisions and escalations
+
+    def record(self, decision: Decision, package: dict | None = None, now: dt.datetime | None = None,
+               *, policy: EscalationPolicy | None = None) -> RecordResult:
+        """Store the decision; open, merge into or raise an escalation; enqueue its alerts.
+
+        A repeat (same dedupe key) within `cooldown_hours` of an active escalation's last update
+        merges into it: occurrences + 1, package replaced when one is given, no new alert. A
+        repeat with a higher severity merges too, and raises the escalation's severity, band,
+        queue and owner and alerts again. Otherwise a new escalation opens with a follow-up and
+        one outbox row per destination of its queue, if its band reaches `alerts.min_band`.
+        `now` defaults to the decision's own `decided_at`.
+        """
+        policy = policy or self.policy
+        now = utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            audit = DecisionRow(
+                account_id=decision.account_id, ticket_id=decision.ticket_id, band=decision.band, escalate=decision.escalate,
+                dedupe_key=decision.dedupe_key, policy_version=decision.policy_version, model_version=decision.model_version,
+                decided_at=utc(decision.decided_at) or now, recorded_at=now, payload=decision.to_dict(),
+            )
+            session.add(audit)
+            session.flush()
+            if not decision.escalate:
+                return RecordResult(decision_id=audit.id, action="audit_only")
+
+            self._lock_key(session, decision.dedupe_key)
+            since = now - dt.timedelta(hours=policy.cooldown_hours)
+            current = session.scalars(
+                select(EscalationRow)
+                .where(EscalationRow.dedupe_key == decision.dedupe_key, EscalationRow.status.in_(ACTIVE),
+                       EscalationRow.updated_at >= since)
+                .order_by(EscalationRow.updated_at.desc(), EscalationRow.id.desc())
+                .limit(1)
+                .with_for_update()
+            ).first()
+
+            if current is not None:
+                current.occurrences += 1
+                current.updated_at = max(current.updated_at, now)
+                current.last_decision_id = audit.id
+                if package is not None:
+                    current.package = package
+                if decision.severity <= current.severity:
+                    return RecordResult(audit.id, "merged", current.id, current.occurrences)
+                current.severity = decision.severity
+                current.band = max(current.band, decision.band, key=BANDS.index)
+                current.queue = decision.queue or current.queue
+                current.owner = decision.owner or current.owner
+                alerts = self._enqueue_alerts(session, current, decision, package if package is not None else current.package, now, policy)
+                return RecordResult(audit.id, "raised", current.id, current.occurrences, alerts)
+
+            escalation = EscalationRow(
+                account_id=decision.account_id, reason=decision.primary_reason or "unknown", dedupe_key=decision.dedupe_key,
+                severity=decision.severity, band=decision.band, queue=decision.queue, owner=decision.owner, status="open",
+                opened_at=now, updated_at=now, occurrences=1, last_decision_id=audit.id, package=package, ticket_id=decision.ticket_id,
+            )
+            session.add(escalation)
+            session.flush()
+            due = utc(decision.follow_up_due) or now + dt.timedelta(hours=policy.windows.follow_up_hours)
+            session.add(FollowUpRow(escalation_id=escalation.id, due_at=due))
+            alerts = self._enqueue_alerts(session, escalation, decision, package, now, policy)
+            return RecordResult(audit.id, "created", escalation.id, 1, alerts)
+
+    def _enqueue_alerts(self, session: Session, escalation: EscalationRow, decision: Decision, package: dict | None,
+                        now: dt.datetime, policy: EscalationPolicy) -> int:
+        """One outbox row per destination of the escalation's queue; the payload is built now, so
+        a later flush sends exactly what was decided, whatever the policy has become."""
+        from escalation.alerts import build_payload  # alerts imports this module for deliver()
+
+        settings = policy.alerts
+        if BANDS.index(escalation.band) < BANDS.index(settings.min_band):
+            return 0
+        names = settings.by_queue.get(escalation.queue or "", settings.default)
+        if not names:
+            return 0
+        view = alert_view(escalation, decision)
+        rows = []
+        for name in names:
+            spec = settings.destinations[name]
+            key = idempotency_key(escalation.id, escalation.dedupe_key, escalation.opened_at, name, escalation.severity)
+            rows.append({
+                "escalation_id": escalation.id, "destination": name, "kind": spec["kind"], "url": spec["url"],
+                "payload": build_payload(spec["kind"], view, package, idempotency_key=key), "idempotency_key": key,
+                "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+            })
+        session.execute(insert(AlertRow), rows)
+        return len(rows)
+
+    def open_escalations(self) -> list[dict]:
+        """Active escalations (open or acknowledged), most severe first, with their next follow-up due."""
+        next_due = (select(FollowUpRow.escalation_id, func.min(FollowUpRow.due_at).label("follow_up_due"))
+                    .where(FollowUpRow.done_at.is_(None)).group_by(FollowUpRow.escalation_id).subquery())
+        query = (select(EscalationRow, next_due.c.follow_up_due)
+                 .outerjoin(next_due, next_due.c.escalation_id == EscalationRow.id)
+                 .where(EscalationRow.status.in_(ACTIVE))
+                 .order_by(EscalationRow.severity.desc(), EscalationRow.opened_at, EscalationRow.id))
+        with self._transaction() as session:
+            return [{**_row_dict(row), "follow_up_due": utc(due)} for row, due in session.execute(query)]
+
+    def get_escalation(self, escalation_id: int) -> dict:
+        with self._transaction() as session:
+            return _row_dict(self._escalation(session, escalation_id))
+
+    @staticmethod
+    def _escalation(session: Session, escalation_id: int) -> EscalationRow:
+        row = session.get(EscalationRow, escalation_id)
+        if row is None:
+            raise InputError(f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation")
+        return row
+
+    def set_status(self, escalation_id: int, status: str, now: dt.datetime | None = None, *, owner: str | None = None) -> dict:
+        """Move an escalation to open, acknowledged or resolved (optionally reassigning it).
+        Resolving it closes its pending follow-ups: nobody should be chased for a closed case."""
+        if status not in STATUSES:
+            raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
+        now = utc(now) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            row = self._escalation(session, escalation_id)
+            row.status, row.updated_at = status, now
+            if owner is not None:
+                row.owner = owner
+            if status == "resolved":
+                session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
+                                .values(done_at=now))
+            return _row_dict(row)
+
+    # ------------------------------------------------------------------ follow-ups and feedback
+
+    def due_follow_ups(self, now: dt.datetime) -> list[dict]:
+        """Follow-ups not done, due at or before `now`, of escalations not resolved; oldest first."""
+        now = utc(now)
+        query = (select(FollowUpRow.id, FollowUpRow.escalation_id, FollowUpRow.due_at, EscalationRow.account_id,
+                        EscalationRow.owner, EscalationRow.queue, EscalationRow.band, EscalationRow.reason, EscalationRow.status)
+                 .join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
+                 .where(FollowUpRow.done_at.is_(None), FollowUpRow.due_at <= now, EscalationRow.status.in_(ACTIVE))
+                 .order_by(FollowUpRow.due_at, FollowUpRow.id))
+        with self._transaction() as session:
+            return [dict(row._mapping) for row in session.execute(query)]
+
+    def complete_follow_up(self, escalation_id: int, now: dt.datetime | None = None) -> int:
+        """Mark the escalation's pending follow-ups done; returns how many were."""
+        now = utc(now) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            self._escalation(session, escalation_id)
+            result = session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
+                                     .values(done_at=now))
+            return result.rowcount
+
+    def add_feedback(self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown",
+                     now: dt.datetime | None = None) -> int:
+        """CS's rating of a handoff (1-5) and the outcome (saved, churned, unknown); returns its id."""
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise InputError(f"rating {rating!r}: expected a whole number from 1 to 5")
+        if outcome not in OUTCOMES:
+            raise InputError(f"outcome {outcome!r}: expected one of {list(OUTCOMES)}")
+        now = utc(now) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            self._escalation(session, escalation_id)
+            row = FeedbackRow(escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome, created_at=now)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def feedback(self) -> list[dict]:
+        with self._transaction() as session:
+            return [_row_dict(row) for row in session.scalars(select(FeedbackRow).order_by(FeedbackRow.id))]
+
+    # ------------------------------------------------------------------ alert outbox
+
+    def pending_alerts(self, now: dt.datetime | None = None) -> list[dict]:
+        """Pending alerts due at `now` (all pending ones when `now` is None), oldest first."""
+        query = select(AlertRow).where(AlertRow.status == "pending")
+        if now is not None:
+            query = query.where(AlertRow.next_attempt_at <= utc(now))
+        with self._transaction() as session:
+            return [_row_dict(row) for row in session.scalars(query.order_by(AlertRow.next_attempt_at, AlertRow.id))]
+
+    def alerts(self) -> list[dict]:
+        with self._transaction() as session:
+            return [_row_dict(row) for row in session.scalars(select(AlertRow).order_by(AlertRow.id))]
+
+    def next_alert_due(self) -> dt.datetime | None:
+        """When the earliest pending alert may be tried; None when nothing is pending."""
+        with self._transaction() as session:
+            return utc(session.scalar(select(func.min(AlertRow.next_attempt_at)).where(AlertRow.status == "pending")))
+
+    def claim_alerts(self, now: dt.datetime, limit: int, lease_seconds: float) -> list[dict]:
+        """Take up to `limit` due alerts for sending: each attempt is counted and the row is leased
+        (next_attempt_at moved past the sends) so a concurrent flusher skips it; a flusher that
+        dies mid-batch leaves its rows to be retried once the lease runs out."""
+        now = utc(now)
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(AlertRow)
+                .where(AlertRow.status == "pending", AlertRow.next_attempt_at <= now)
+                .order_by(AlertRow.next_attempt_at, AlertRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            session.execute(update(AlertRow).where(AlertRow.id.in_(ids))
+                            .values(attempts=AlertRow.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=lease_seconds)))
+            claimed = []
+            for row in rows:
+                item = _row_dict(row)
+                item["attempts"] += 1
+                claimed.append(item)
+            return claimed
+
+    def mark_sent(self, alert_id: int, now: dt.datetime) -> None:
+        with self._transaction() as session:
+            session.execute(update(AlertRow).where(AlertRow.id == alert_id, AlertRow.status == "pending")
+                            .values(status="sent", sent_at=utc(now), last_error=None))
+
+    def mark_attempt_failed(self, alert_id: int, now: dt.datetime, error: str, *, max_attempts: int, backoff_seconds: float) -> str:
+        """A failed attempt: 'failed' once `max_attempts` are used, else 'retried' after
+        backoff_seconds * 2**(attempts - 1), at most MAX_BACKOFF_SECONDS."""
+        now = utc(now)
+        with self._transaction() as session:
+            row = session.get(AlertRow, alert_id, with_for_update=True)
+            if row is None or row.status != "pending":
+                return "skipped"
+            row.last_error = error[:2000]
+            if row.attempts >= max_attempts:
+                row.status = "failed"
+                return "failed"
+            delay = min(MAX_BACKOFF_SECONDS, backoff_seconds * 2 ** max(row.attempts - 1, 0))
+            row.next_attempt_at = now + dt.timedelta(seconds=delay)
+            return "retried"
+
+    # ------------------------------------------------------------------ counts
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table and alerts per status: for tests and the health check."""
+        with self._transaction() as session:
+            out = {table.__tablename__: session.scalar(select(func.count()).select_from(table)) or 0
+                   for table in (DecisionRow, EscalationRow, AlertRow, FollowUpRow, FeedbackRow)}
+            by_status = dict(session.execute(select(AlertRow.status, func.count()).group_by(AlertRow.status)).all())
+            open_count = session.scalar(select(func.count()).select_from(EscalationRow).where(EscalationRow.status.in_(ACTIVE)))
+        out.update({f"alerts_{status}": by_status.get(status, 0) for status in ALERT_STATUSES})
+        out["escalations_active"] = open_count or 0
+        return out
+
+
+def alert_view(escalation: EscalationRow | dict, decision: Decision | None = None) -> dict:
+    """The escalation as the alert payloads see it: its row plus the decision's window, follow-up
+    and the primary rule's sentence (kept out of the escalations table, which holds state only)."""
+    view = _row_dict(escalation) if isinstance(escalation, Base) else dict(escalation)
+    view.pop("package", None)
+    for key in ("opened_at", "updated_at"):
+        if isinstance(view.get(key), dt.datetime):
+            view[key] = view[key].isoformat()
+    if decision is not None:
+        detail = next((rule.detail for rule in decision.rules if rule.rule == decision.primary_reason), None)
+        view.update(detail=detail, priority=decision.priority, response_window_minutes=decision.response_window_minutes,
+                    follow_up_due=decision.follow_up_due, policy_version=decision.policy_version,
+                    model_version=decision.model_version, frustrated=decision.frustrated, high_value=decision.high_value,
+                    renewal_near=decision.renewal_near)
+    return view

@@ -32,10 +32,12 @@ def apply_policy(
     owners: pd.Series | None = None,
     names: pd.Series | None = None,
     reasons: Callable[[pd.DataFrame], list[tuple[dict, ...]]] | None = None,
+    inputs: dict | None = None,
 ) -> tuple[list[Decision], pd.DataFrame]:
     """Decisions for every candidate row (band watch or above) and the queue as a table.
     `owners` / `names`: CSM owner and account name by account_id; `reasons(rows)` gives the top
-    reasons of the escalated rows (computed only for them)."""
+    reasons of the escalated rows (computed only for them); `inputs`, when given, receives each
+    kept decision's (facts, risk, signals) by account_id (for handoff packages)."""
     panel = panel.reset_index(drop=True)
     rows = np.flatnonzero(candidates(panel, curve, policy))
     average = panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy() if "arr_current" in panel else np.full(len(panel), np.nan)
@@ -50,6 +52,8 @@ def apply_policy(
         if decision.band != "none":
             decisions.append(decision)
             kept.append(i)
+            if inputs is not None:
+                inputs[account] = (facts, risk, signals)
     if reasons is not None and decisions:
         escalated = [j for j, d in enumerate(decisions) if d.escalate]
         if escalated:

@@ -76,8 +76,9 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     owners = accounts.set_index("account_id")["csm_owner"].replace("", np.nan).dropna()
     names = accounts.set_index("account_id")["name"]
     now = cutoff.to_pydatetime()
+    inputs: dict = {}
     decisions, queue = apply_policy(panel, curve, policy, now, model_version=str(version), owners=owners, names=names,
-                                    reasons=lambda rows: reason_table(model, rows, specs))
+                                    reasons=lambda rows: reason_table(model, rows, specs), inputs=inputs)
     top = reason_table(model, panel, specs)
     scores = panel[["account_id", "cutoff"]].copy()
     scores[list(CURVE_COLUMNS)] = curve
@@ -86,7 +87,8 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     for k in range(TOP_REASONS):
         scores[f"reason_{k + 1}"] = [r[k]["sentence"] if len(r) > k else None for r in top]
     escalated = [d for d in decisions if d.escalate]
-    recorded = _record(escalated, data, settings, policy, now, say) if escalated else {"recorded": 0}
+    packages = _handoffs(escalated, inputs, data, cutoff) if escalated else {}
+    recorded = _record(escalated, packages, settings, policy, now, say) if escalated else {"recorded": 0, "opened": 0, "updated": 0}
     with staged_output(Path(out)) as stage:
         write_parquet(scores, stage / "scores.parquet")
         write_parquet(queue, stage / "queue.parquet")
@@ -97,16 +99,55 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
                   "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
                   **recorded, "seconds": round(time.perf_counter() - started, 1)}
         write_json(result, stage / "score_summary.json")
+        if packages:
+            (stage / "handoffs").mkdir()
+            for account, package in packages.items():
+                write_json(package.form | {"summary": package.summary, "warm_handoff": package.warm_handoff}, stage / "handoffs" / f"{account}.json")
+                (stage / "handoffs" / f"{account}.md").write_text(package.markdown)
     return result
 
 
-def _record(decisions: list, data: Path, settings: Settings, policy, now, say) -> dict:
+def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -> dict:
+    """A handoff package per escalated account from its latest ticket before the cutoff (only
+    messages sent before the cutoff: the package knows what the decision knew)."""
+    from core.contracts import TableFiles
+    from escalation.handoff import build_handoff
+
+    files = TableFiles(data)  # validated by the feature pass of this run: only the times need reading
+    accounts = np.array([d.account_id for d in decisions], dtype=object)
+    tickets = files.read_where("tickets", "account_id", accounts)
+    if tickets is not None:
+        tickets = tickets.assign(created_at=pd.to_datetime(tickets["created_at"], utc=True, format="ISO8601"))
+    latest: dict = {}
+    if tickets is not None and len(tickets):
+        before = tickets[tickets["created_at"] < cutoff].sort_values("created_at")
+        latest = before.groupby("account_id").tail(1).set_index("account_id")[["ticket_id", "category", "priority"]].to_dict("index")
+    ids = np.array([t["ticket_id"] for t in latest.values()], dtype=object)
+    messages = None
+    if len(ids) and files.path("ticket_messages") is not None:
+        messages = files.read_where("ticket_messages", "ticket_id", ids)
+        messages = messages.assign(sent_at=pd.to_datetime(messages["sent_at"], utc=True, format="ISO8601"))
+        messages = messages[messages["sent_at"] < cutoff]
+    out = {}
+    for decision in decisions:
+        facts, risk, signals = inputs[decision.account_id]
+        ticket = latest.get(decision.account_id)
+        own = messages[messages["ticket_id"] == ticket["ticket_id"]].sort_values("sent_at") if ticket and messages is not None else pd.DataFrame(
+            columns=["sent_at", "author", "body"])
+        if ticket:
+            signals = signals.__class__(**{**signals.__dict__, "ticket_id": ticket["ticket_id"], "category": ticket["category"],
+                                           "priority": ticket["priority"]})
+        out[decision.account_id] = build_handoff(decision, facts, risk, signals, own[["sent_at", "author", "body"]], cutoff.to_pydatetime())
+    return out
+
+
+def _record(decisions: list, packages: dict, settings: Settings, policy, now, say) -> dict:
     """Escalations into the operational store (deduplicated within the cooldown) with their
     handoff packages; alerts are queued in the outbox and sent by `churn alerts flush`."""
     from escalation.store import Store
 
     with Store(settings.store_url, policy) as store:
-        actions = [store.record(decision, None, now).action for decision in decisions]
+        actions = [store.record(d, packages[d.account_id].to_dict() if d.account_id in packages else None, now).action for d in decisions]
     created, updated = actions.count("created"), actions.count("merged") + actions.count("raised")
     say(f"store: {created} escalations opened, {updated} merged into open ones (cooldown {policy.cooldown_hours} h)")
     return {"recorded": created + updated, "opened": created, "updated": updated, "store": settings.store_url}

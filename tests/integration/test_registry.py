@@ -113,6 +113,27 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "2"
     assert client.get_model_version("churn-risk", "2").tags["promotion.forced"] == "true"
 
+    # the daily run with the champion: scores, queue and escalations in the store; a rerun merges
+    monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(write_config(tmp_path / "good", QUICK)))
+    data = features_dir.parent / "data"
+    good = ["--model", "models:/churn-risk/1"]  # the champion now is the forced weak one; score with the good version
+    assert main(["score", "--data", str(data), "--out", str(tmp_path / "scored"), "--no-text", *good, "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["model"] == "models:/churn-risk/1" and scored["accounts"] == sum(scored["bands"].values())
+    scores = pd.read_parquet(tmp_path / "scored" / "scores.parquet")
+    assert len(scores) == scored["accounts"] and (np.diff(scores[["p_30d", "p_60d", "p_90d", "p_180d"]].to_numpy(), axis=1) >= 0).all()
+    assert scores["reason_1"].notna().mean() > 0.9
+    queue = pd.read_csv(tmp_path / "scored" / "queue.csv")
+    assert int(queue["escalate"].sum()) == scored["escalations"] == scored["opened"]
+    if scored["escalations"]:
+        packages = list((tmp_path / "scored" / "handoffs").glob("*.json"))
+        assert len(packages) == scored["escalations"]
+        assert len(json.loads(packages[0].read_text())["summary"].split()) <= 200
+    assert main(["score", "--data", str(data), "--out", str(tmp_path / "scored2"), "--no-text", *good, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["opened"] == 0 and again["updated"] == scored["escalations"]  # the cooldown merges repeats
+
 
 def test_promotion_rule_reasons():
     policy = PromotionPolicy(tolerance=0.01, max_ece=0.02, horizons=(90,))

@@ -398,3 +398,28 @@ def test_payloads_carry_the_facts():
     assert event["type"] == "churn.escalation" and event["idempotency_key"] == "k" and event["package"] == PACKAGE
     assert event["headline"]["arr"] == 250000.0 and event["headline"]["window"] == "15 min"
     assert slack_payload({"account_id": "A2", "band": "high", "reason": "risk"}, None)["text"].endswith("respond within not set.")
+
+
+def test_alerts_flush_command_sends_what_the_outbox_holds(tmp_path, monkeypatch, receiver, capsys):
+    """`churn alerts flush` with the policy from CHURN_CONFIG_DIR and the store from CHURN_STORE_URL."""
+    import yaml
+
+    from pipelines.cli import main
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {
+        "destinations": {"ops-hook": {"kind": "webhook", "url": f"{receiver.url}/hook"}}, "default": ["ops-hook"], "timeout_seconds": 2.0}}))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CHURN_STORE_URL", url)
+    from escalation.policy import load_policy
+
+    with Store(url, load_policy(config)) as store:
+        for i in range(3):
+            store.record(make_decision(f"A{i}"), None, dt.datetime.now(dt.UTC))
+    assert main(["alerts", "flush", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sent"] == 3
+    assert len(receiver.delivered) == 3 and {path for _, path, _ in receiver.delivered} == {"/hook"}
+    assert main(["alerts", "flush", "--json"]) == 0  # nothing left: nothing sent twice
+    assert json.loads(capsys.readouterr().out)["sent"] == 0 and len(receiver.delivered) == 3

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes (the stamp carries its hash).
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench install serve clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/churn demo
+
+serve: $(STAMP)
+	$(BIN)/churn serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -30,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sentiment.py
 	$(BIN)/python benchmarks/text_signals.py
 	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis data/demo data/simulated

@@ -275,6 +275,28 @@ def alerts_flush(as_json: bool) -> None:
     _emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
 
 
+@app.command()
+@click.option("--port", type=int, default=3000, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 for every interface).")
+def serve(port: int, host: str) -> None:
+    """Run the scoring API (BentoML) with the champion model and the latest `churn score` snapshot."""
+    import os
+    import subprocess
+
+    from core.settings import load_settings
+
+    settings = load_settings()
+    if not settings.api_tokens:
+        err.print("warning: CHURN_API_TOKENS is empty: every API request will be refused (401) until tokens are set")
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port}: expected a port number from 1 to 65535")
+    bentoml = Path(sys.executable).with_name("bentoml")
+    root = Path(__file__).resolve().parent.parent
+    command = [str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", host]
+    err.print(f"serving {settings.model_uri} on http://{host}:{port} (docs at /docs, health at /livez and /readyz)")
+    raise click.exceptions.Exit(subprocess.call(command, cwd=root, env=os.environ.copy()))
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")

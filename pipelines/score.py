@@ -91,6 +91,9 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     recorded = _record(escalated, packages, settings, policy, now, say) if escalated else {"recorded": 0, "opened": 0, "updated": 0}
     with staged_output(Path(out)) as stage:
         write_parquet(scores, stage / "scores.parquet")
+        lookup = panel.drop(columns=[c for c in panel.columns if c.startswith("churned_within_")])
+        lookup = lookup.assign(account_name=lookup["account_id"].map(names), csm_owner=lookup["account_id"].map(owners))
+        write_parquet(lookup, stage / "features.parquet")  # what the API looks accounts up in
         write_parquet(queue, stage / "queue.parquet")
         queue.to_csv(stage / "queue.csv", index=False)
         result = {"data": str(data), "out": str(out), "as_of": str(cutoff.date()), "model": uri, "model_version": version,

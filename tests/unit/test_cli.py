@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from pipelines.cli import main
 from tests.conftest import write_tables
@@ -69,11 +70,15 @@ def test_simulated_csv_export_validates(tmp_path, capsys):
     assert rows["accounts"] == 40
 
 
-def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--accounts", "120"]) == 0
     err = capsys.readouterr().err
-    for stage in ("simulate", "validate", "features"):
+    for stage in ("simulate", "validate", "features", "train", "promote", "score"):
         assert f"{stage} took" in err
+    assert (out / "scores" / "scores.parquet").is_file() and (tmp_path / "mlflow.db").is_file()
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))

@@ -1,0 +1,50 @@
+"""Bearer-token authentication as ASGI middleware (BentoML's open-source server has none).
+
+Tokens come from CHURN_API_TOKENS (comma-separated), read once at the first request. Health and
+metrics paths are exempt; everything else (the APIs, the OpenAPI document, the UI) needs
+`Authorization: Bearer <token>`. Tokens are compared in constant time. With no token configured
+every protected request is refused: an API without credentials is never open by accident.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+EXEMPT = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+
+class BearerAuth:
+    def __init__(self, app, tokens: list[str] | None = None):
+        self.app = app
+        self._tokens = [t.encode() for t in tokens] if tokens is not None else None
+
+    def tokens(self) -> list[bytes]:
+        if self._tokens is None:
+            from core.settings import load_settings
+
+            self._tokens = [t.encode() for t in load_settings().api_tokens]
+        return self._tokens
+
+    def allowed(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return False
+        found = False
+        for known in self.tokens():  # every token compared, in constant time
+            found |= hmac.compare_digest(token.strip(), known)
+        return found
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") in EXEMPT:
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if self.allowed(header):
+            return await self.app(scope, receive, send)
+        reason = "no API tokens are configured (set CHURN_API_TOKENS)" if not self.tokens() else \
+            "missing or wrong bearer token: send 'Authorization: Bearer <token>'"
+        body = json.dumps({"error": reason}).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b'Bearer realm="churn"')]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,225 @@
+"""What the API does, without BentoML: the champion model, the latest snapshot indexed in memory,
+the sentiment model, the escalation policy and the operational store, and one method per endpoint.
+The BentoML service (serving/service.py) is a thin shell around this, so the logic is tested and
+benchmarked in-process as well as over HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ChurnError, InputError
+from core.settings import Settings
+from escalation.decision import AccountFacts, RiskView, decide
+from escalation.policy import HORIZONS
+from serving import schemas
+
+TOP_REASONS = 3
+FACT_COLUMNS = ("account_name", "csm_owner")
+
+
+class NotFound(ChurnError):
+    """An account the snapshot does not hold (HTTP 404)."""
+
+
+class ServingRuntime:
+    def __init__(self, settings: Settings, *, text: bool = True):
+        from escalation.policy import load_policy
+        from escalation.store import Store
+        from features.registry import feature_specs
+        from models import registry
+
+        registry.connect(settings.mlflow_tracking_uri)
+        self.model_uri = settings.model_uri
+        try:
+            self.model = registry.load_curve(self.model_uri)
+        except Exception as exc:  # MLflow raises several types; the operator needs the URI and the fix
+            raise ChurnError(f"CHURN_MODEL_URI {self.model_uri}: could not load it ({exc}); train and promote a model first "
+                             "(`churn train`, `churn promote`)") from None
+        self.model_version, self.metrics = _version(registry, self.model_uri)
+        folder = settings.scores_dir or Path(settings.data_dir) / "scores"
+        path = Path(folder) / "features.parquet"
+        if not path.is_file():
+            raise ChurnError(f"CHURN_SCORES_DIR {folder}: no features.parquet; run `churn score --out {folder}` first")
+        frame = pd.read_parquet(path)
+        self.frame = frame.drop_duplicates("account_id", keep="last").reset_index(drop=True)
+        self.X = self.model.encode(self.frame)
+        self.position = {a: i for i, a in enumerate(self.frame["account_id"].astype(str))}
+        self.records = self.frame.to_dict("records")
+        self.snapshot = str(pd.Timestamp(self.frame["cutoff"].max()).date()) if len(self.frame) else None
+        self.average_arr = float(self.frame["arr_current"].mean()) if "arr_current" in self.frame and len(self.frame) else None
+        self.specs = feature_specs()
+        self.policy = load_policy(settings.config_dir)
+        self.store = Store(settings.store_url, self.policy)
+        self.settings = settings
+        self._text = text
+        self._sentiment = None
+        self._lock = threading.Lock()
+        if text:  # load and warm the text models now: the first ticket must not wait for them
+            from features.text.sentiment import score_texts
+
+            score_texts(["warming up the sentiment model."], self.sentiment_model())
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _row(self, query: schemas.AccountQuery) -> tuple[np.ndarray, dict, str | None]:
+        if query.features is not None:
+            return self.model.row(query.features), dict(query.features), None
+        i = self.position.get(query.account_id)
+        if i is None:
+            raise NotFound(f"account_id {query.account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
+        return self.X[i : i + 1], self.records[i], self.snapshot
+
+    def _reasons(self, contrib: np.ndarray, values: dict, n: int = TOP_REASONS) -> dict[str, list[dict]]:
+        from models.explain import reasons
+
+        return reasons(contrib, self.model.features, values, self.specs, n)
+
+    def _facts(self, account_id: str, values: dict) -> AccountFacts:
+        def number(key: str) -> float | None:
+            v = values.get(key)
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                return None
+            return None if np.isnan(v) else v
+
+        lookback = self.policy.hard_triggers.event_lookback_days
+        from escalation.signals import EVENT_KINDS
+
+        events = tuple(k for k in EVENT_KINDS if (number(f"days_since_{k}") is not None and number(f"days_since_{k}") <= lookback))
+        owner, segment, name = values.get("csm_owner"), values.get("segment"), values.get("account_name")
+        return AccountFacts(account_id=account_id, name=name if isinstance(name, str) and name else None,
+                            segment=segment if isinstance(segment, str) else None,
+                            arr=number("arr_current"), average_arr=self.average_arr, days_to_renewal=number("days_to_renewal"),
+                            csm_owner=owner if isinstance(owner, str) and owner else None, recent_events=events)
+
+    def _score_one(self, query: schemas.AccountQuery) -> tuple[schemas.AccountScore, RiskView, dict]:
+        x, values, snapshot = self._row(query)
+        curve = self.model.curve_matrix(x, num_threads=1)[0]
+        contrib = self.model.contributions_matrix(x, 90, num_threads=1)[0, :-1]
+        top = self._reasons(contrib, values)["raising"]
+        risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top), self.model_version)
+        tier = decide(self._facts(query.account_id, values), risk, None, self.policy, dt.datetime.now(dt.UTC)).band
+        score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
+                                     tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top], snapshot=snapshot,
+                                     model_version=self.model_version)
+        return score, risk, values
+
+    # -- endpoints -------------------------------------------------------------------------------
+    def score(self, accounts: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
+        return [self._score_one(q)[0] for q in accounts]
+
+    def explain(self, request: schemas.ExplainRequest) -> schemas.ExplainResponse:
+        x, values, _ = self._row(schemas.AccountQuery(account_id=request.account_id))
+        k = HORIZONS.index(request.horizon_days)
+        curve = self.model.curve_matrix(x, num_threads=1)[0]
+        contrib = self.model.contributions_matrix(x, request.horizon_days, num_threads=1)[0, :-1]
+        found = self._reasons(contrib, values, n=len(self.model.features))
+        families: dict[str, float] = {}
+        for name, c in zip(self.model.features, contrib, strict=True):
+            family = self.specs[name].family if name in self.specs else "other"
+            families[family] = families.get(family, 0.0) + float(c)
+        return schemas.ExplainResponse(account_id=request.account_id, horizon_days=request.horizon_days, probability=float(curve[k]),
+                                       raising=[schemas.Reason(**_reason(r)) for r in found["raising"]],
+                                       lowering=[schemas.Reason(**_reason(r)) for r in found["lowering"]],
+                                       by_family={f: round(v, 6) for f, v in sorted(families.items(), key=lambda kv: -abs(kv[1]))},
+                                       model_version=self.model_version)
+
+    def sentiment_model(self):
+        with self._lock:
+            if self._sentiment is None:
+                from pipelines.text import load_sentiment_model
+
+                self._sentiment = load_sentiment_model(self.settings)
+            return self._sentiment
+
+    def assess_ticket(self, request: schemas.AssessTicketRequest) -> schemas.AssessTicketResponse:
+        from escalation.handoff import build_handoff
+        from escalation.signals import ticket_signals
+        from features.text.sentiment import score_texts
+
+        ticket = request.ticket
+        score, risk, values = self._score_one(schemas.AccountQuery(account_id=request.account_id))
+        messages = pd.DataFrame([{"sent_at": m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), "author": m.author, "body": m.body}
+                                 for m in ticket.messages]).sort_values("sent_at", kind="stable").reset_index(drop=True)
+        customer = (messages["author"] == "customer").to_numpy()
+        sentiment = pd.DataFrame({"label": "neutral", "score": np.nan}, index=messages.index)
+        embeddings = np.zeros((len(messages), 384), dtype=np.float32)
+        if customer.any() and self._text:
+            scored, emb = score_texts(messages.loc[customer, "body"].tolist(), self.sentiment_model())
+            sentiment.loc[customer, "label"] = scored["label"].to_numpy()
+            sentiment.loc[customer, "score"] = scored["score"].to_numpy()
+            embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)
+            embeddings[customer] = emb
+        signals, per_message = ticket_signals(messages, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
+                                              bot_confidence=ticket.bot_confidence, sentiment=sentiment, embeddings=embeddings)
+        now = dt.datetime.now(dt.UTC)
+        facts = self._facts(request.account_id, values)
+        decision = decide(facts, risk, signals, self.policy, now)
+        package = escalation_id = None
+        if decision.escalate:
+            package = build_handoff(decision, facts, risk, signals, per_message[["sent_at", "author", "body", "rephrase"]], now,
+                                    ticket_subject=ticket.subject).to_dict()
+        recorded = self.store.record(decision, package, now)
+        escalation_id = recorded.escalation_id if decision.escalate else None
+        out_signals = schemas.TicketSignalsOut(
+            sentiment=signals.sentiment, sentiment_change=signals.drift, negative_messages=signals.negative_messages,
+            customer_messages=signals.customer_messages, critical_moments=list(signals.critical), times_asked=signals.asks,
+            incidents=[k for k in ("security", "privacy", "fraud") if getattr(signals, k)], frustrated=decision.frustrated)
+        out_decision = schemas.DecisionOut(
+            escalate=decision.escalate, band=decision.band, queue=decision.queue, priority=decision.priority, owner=decision.owner,
+            response_window_minutes=decision.response_window_minutes, follow_up_due=decision.follow_up_due, bot_action=decision.bot_action,
+            rules=[schemas.RuleOut(rule=r.rule, detail=r.detail, inputs=_jsonable(r.inputs)) for r in decision.rules],
+            policy_version=decision.policy_version, model_version=decision.model_version)
+        return schemas.AssessTicketResponse(account_id=request.account_id, ticket_id=ticket.ticket_id, signals=out_signals, risk=score,
+                                            decision=out_decision, escalation_id=escalation_id, handoff=package)
+
+    def feedback(self, request: schemas.FeedbackRequest) -> schemas.FeedbackResponse:
+        try:
+            feedback_id = self.store.add_feedback(request.escalation_id, request.rating, request.comment, request.outcome)
+        except InputError as exc:
+            if "no such escalation" in str(exc):
+                raise NotFound(str(exc)) from None
+            raise
+        return schemas.FeedbackResponse(feedback_id=feedback_id, escalation_id=request.escalation_id)
+
+    def info(self) -> schemas.ModelInfo:
+        return schemas.ModelInfo(model_uri=self.model_uri, model_version=self.model_version, formulation=self.model.formulation,
+                                 features=len(self.model.features), trained_through=self.model.info.get("trained_through") or None,
+                                 snapshot=self.snapshot, accounts=len(self.frame),
+                                 backtest={k: v for k, v in self.metrics.items() if k.startswith("backtest.lightgbm.")},
+                                 policy_version=self.policy.version)
+
+
+def _version(registry, uri: str) -> tuple[str, dict]:
+    """(version, run metrics) of a models:/name@alias or models:/name/version URI; else the URI itself."""
+    if uri.startswith(f"models:/{registry.MODEL_NAME}@"):
+        info = registry.version_info(uri.split("@", 1)[1])
+        return (str(info["version"]), info["metrics"]) if info else (uri, {})
+    return uri, {}
+
+
+def _reason(r: dict) -> dict:
+    value = r.get("value")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        value = None
+    return {"feature": r["feature"], "family": r["family"], "sentence": r["sentence"], "value": value, "contribution": float(r["contribution"])}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

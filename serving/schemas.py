@@ -1,0 +1,165 @@
+"""Request and response models of the scoring API (pydantic; they are the OpenAPI document).
+
+Every input has a size limit, so a request can never make the service do unbounded work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ACCOUNTS = 1000
+MAX_MESSAGES = 200
+MAX_MESSAGE_CHARS = 10_000
+MAX_FEATURES = 500
+
+Category = Literal["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"]
+Priority = Literal["low", "normal", "high", "urgent"]
+FeatureValue = float | int | str | bool | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountQuery(_Model):
+    """One account: by id (its stored features) or with its features given (then no lookup)."""
+
+    account_id: str = Field(min_length=1, max_length=128, examples=["A000042"])
+    features: dict[str, FeatureValue] | None = Field(
+        None, max_length=MAX_FEATURES, description="Feature values by name; missing features are unknown. Omit to use the stored snapshot.",
+        examples=[{"days_since_last_login": 12, "nps_last": 4, "segment": "enterprise"}])
+
+
+class Reason(_Model):
+    feature: str
+    family: str
+    sentence: str = Field(description="The reason in words, with the account's own value.")
+    value: FeatureValue = None
+    contribution: float = Field(description="Exact TreeSHAP contribution to the risk (log-odds).")
+
+
+class Curve(_Model):
+    p_30d: float = Field(ge=0, le=1, description="P(churn within 30 days)")
+    p_60d: float = Field(ge=0, le=1)
+    p_90d: float = Field(ge=0, le=1)
+    p_180d: float = Field(ge=0, le=1)
+
+
+class AccountScore(_Model):
+    account_id: str
+    curve: Curve
+    tier: Literal["critical", "high", "watch", "none"] = Field(description="The escalation policy's band for the risk alone (no ticket).")
+    top_reasons: list[Reason]
+    snapshot: str | None = Field(None, description="Cutoff of the stored features used (null when features were given).")
+    model_version: str
+
+
+class ScoreRequest(_Model):
+    accounts: list[AccountQuery] = Field(min_length=1, max_length=MAX_ACCOUNTS)
+
+
+class ScoreResponse(_Model):
+    results: list[AccountScore]
+
+
+class Message(_Model):
+    author: Literal["customer", "agent"]
+    sent_at: dt.datetime = Field(description="ISO 8601; a time without an offset is read as UTC.", examples=["2025-03-11T09:02:00Z"])
+    body: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+
+class Ticket(_Model):
+    ticket_id: str = Field(min_length=1, max_length=128, examples=["T-88213"])
+    category: Category = "technical"
+    priority: Priority = "normal"
+    subject: str | None = Field(None, max_length=500)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    bot_confidence: float | None = Field(None, ge=0, le=1, description="The support bot's own confidence, if a bot handles the case.")
+
+
+class AssessTicketRequest(_Model):
+    account_id: str = Field(min_length=1, max_length=128, examples=["A000042"])
+    ticket: Ticket
+
+
+class TicketSignalsOut(_Model):
+    sentiment: float | None = Field(description="Latest customer message, -1 (negative) to 1.")
+    sentiment_change: float | None = Field(description="Latest minus the first customer message: negative = frustration building up.")
+    negative_messages: int
+    customer_messages: int
+    critical_moments: list[str]
+    times_asked: int = Field(description="How many times the customer has asked the ticket's question.")
+    incidents: list[str] = Field(description="security, privacy or fraud language found.")
+    frustrated: bool
+
+
+class RuleOut(_Model):
+    rule: str
+    detail: str
+    inputs: dict
+
+
+class DecisionOut(_Model):
+    escalate: bool
+    band: Literal["critical", "high", "watch", "none"]
+    queue: str | None
+    priority: str | None
+    owner: str | None
+    response_window_minutes: int | None
+    follow_up_due: str | None
+    bot_action: str | None = Field(description="escalate_to_human | offer_escalation | continue, when bot_confidence was given.")
+    rules: list[RuleOut]
+    policy_version: str
+    model_version: str | None
+
+
+class AssessTicketResponse(_Model):
+    account_id: str
+    ticket_id: str
+    signals: TicketSignalsOut
+    risk: AccountScore
+    decision: DecisionOut
+    escalation_id: int | None = Field(description="The escalation in the store (new or merged), when it escalates.")
+    handoff: dict | None = Field(description="The handoff package (form, summary of at most 200 words, warm handoff, markdown) when it escalates.")
+
+
+class ExplainRequest(_Model):
+    account_id: str = Field(min_length=1, max_length=128)
+    horizon_days: Literal[30, 60, 90, 180] = 90
+
+
+class ExplainResponse(_Model):
+    account_id: str
+    horizon_days: int
+    probability: float
+    raising: list[Reason]
+    lowering: list[Reason]
+    by_family: dict[str, float] = Field(description="Contributions summed per feature family (log-odds).")
+    model_version: str
+
+
+class FeedbackRequest(_Model):
+    escalation_id: int = Field(ge=1)
+    rating: int = Field(ge=1, le=5, description="Quality of the handoff, 1 (poor) to 5 (excellent).")
+    comment: str | None = Field(None, max_length=5000)
+    outcome: Literal["saved", "churned", "unknown"] = "unknown"
+
+
+class FeedbackResponse(_Model):
+    feedback_id: int
+    escalation_id: int
+
+
+class ModelInfo(_Model):
+    model_uri: str
+    model_version: str
+    formulation: str
+    features: int
+    trained_through: str | None
+    snapshot: str | None = Field(description="Cutoff of the stored features the API looks accounts up in.")
+    accounts: int
+    backtest: dict[str, float] = Field(description="The model's logged backtest metrics.")
+    policy_version: str

@@ -1,0 +1,82 @@
+"""The scoring API: one BentoML service around serving/runtime.py.
+
+    bentoml serve serving.service:ChurnService --port 3000      (or `churn serve`, `make serve`)
+
+Endpoints (POST, JSON): /score (batchable), /assess_ticket, /explain, /feedback, /model; BentoML
+adds /livez, /readyz and /metrics. Every route but those three needs `Authorization: Bearer
+<token>` with a token from CHURN_API_TOKENS. An unknown account is a 404 naming it; input that
+breaks the schema is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, NotFound
+from pydantic import Field
+
+from core.errors import InputError
+from serving import schemas
+from serving.auth import BearerAuth
+from serving.runtime import NotFound as UnknownAccount
+
+log = logging.getLogger("churn.serving")
+
+
+def _mapped(call):
+    """Platform errors as HTTP errors: unknown account 404, bad input 400."""
+    try:
+        return call()
+    except UnknownAccount as exc:
+        raise NotFound(str(exc)) from None
+    except InputError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+@bentoml.service(name="churn", traffic={"timeout": 30}, workers=1)
+class ChurnService:
+    def __init__(self) -> None:
+        from core.settings import load_settings
+        from serving.runtime import ServingRuntime
+
+        self.runtime = ServingRuntime(load_settings())
+        log.info("serving %s (version %s), %d accounts as of %s", self.runtime.model_uri, self.runtime.model_version,
+                 len(self.runtime.frame), self.runtime.snapshot)
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=20)
+    def score(self, accounts: Annotated[list[schemas.AccountQuery], Field(min_length=1, max_length=schemas.MAX_ACCOUNTS)]) -> list[schemas.AccountScore]:
+        """Risk curve, tier and top reasons per account (by id from the latest snapshot, or with features given)."""
+        return _mapped(lambda: self.runtime.score(accounts))
+
+    @bentoml.api
+    def assess_ticket(self, account_id: str, ticket: schemas.Ticket) -> schemas.AssessTicketResponse:
+        """A ticket update: live text signals, risk, the escalation decision and, when it escalates, the handoff package."""
+        return _mapped(lambda: self.runtime.assess_ticket(schemas.AssessTicketRequest(account_id=account_id, ticket=ticket)))
+
+    @bentoml.api
+    def explain(self, account_id: str, horizon_days: int = 90) -> schemas.ExplainResponse:
+        """Every reason raising and lowering one account's risk at a horizon, and the total per feature family."""
+        if horizon_days not in (30, 60, 90, 180):
+            raise InvalidArgument(f"horizon_days {horizon_days}: expected one of 30, 60, 90, 180")
+        return _mapped(lambda: self.runtime.explain(schemas.ExplainRequest(account_id=account_id, horizon_days=horizon_days)))
+
+    @bentoml.api
+    def feedback(self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown") -> schemas.FeedbackResponse:
+        """CS rates a handoff (1-5) and records the outcome (saved, churned, unknown)."""
+        from pydantic import ValidationError
+
+        try:
+            request = schemas.FeedbackRequest(escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome)
+        except ValidationError as exc:
+            raise InvalidArgument("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        return _mapped(lambda: self.runtime.feedback(request))
+
+    @bentoml.api
+    def model(self) -> schemas.ModelInfo:
+        """The served model: version, training window, backtest metrics; and the snapshot and policy versions."""
+        return self.runtime.info()
+
+
+ChurnService.add_asgi_middleware(BearerAuth)

@@ -1,0 +1,269 @@
+"""The scoring API: the service class in-process, its ASGI app in a TestClient, a real
+`bentoml serve` over HTTP with auth, and fuzzing from hypothesis (no request may cause a 5xx)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.settings import load_settings
+from models import registry
+from models.curve import CurveParams, fit_curve
+from pipelines.cli import main
+from pipelines.features import read_snapshots
+from pipelines.models import feature_names
+from simulation.config import SimulationConfig
+from simulation.simulate import simulate
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """A champion in MLflow, a scored snapshot, a policy with an alert destination, a store."""
+    root = tmp_path_factory.mktemp("serving")
+    simulate(SimulationConfig(accounts=400, days=450, seed=21), root / "data")
+    config = root / "config"
+    config.mkdir()
+    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                                                                       "default": ["hook"]}}))
+    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": f"other,{TOKEN}", "CHURN_CONFIG_DIR": str(config),
+           "CHURN_DATA_DIR": str(root / "data")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
+        panel = read_snapshots(root / "f")
+        model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1))
+        registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
+        logged = registry.log_training(model, panel=panel, params={}, metrics={"backtest.lightgbm.roc_auc_90d": 0.8}, tables={}, documents={},
+                                       figures={}, tags={})
+        registry.move_champion(logged["version"], decision={"forced": True})
+        assert main(["score", "--data", str(root / "data"), "--out", str(root / "scores"), "--no-text", "--json"]) == 0
+        yield {"root": root, "env": env, "features": read_snapshots(root / "f")}
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def client(environment):
+    from starlette.testclient import TestClient
+
+    from serving.service import ChurnService
+
+    with TestClient(ChurnService.to_asgi(), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def snapshot(environment):
+    import pandas as pd
+
+    return pd.read_parquet(environment["root"] / "scores" / "features.parquet")
+
+
+def test_auth_on_every_route_but_health_and_metrics(client):
+    assert client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
+    # /metrics needs the server's Prometheus set-up: checked over real HTTP below
+    body = {"accounts": [{"account_id": "A000001"}]}
+    assert client.post("/score", json=body).status_code == 401
+    wrong = client.post("/score", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "bearer token" in wrong.json()["error"]
+    assert client.post("/model", json={}, headers={"Authorization": TOKEN}).status_code == 401  # no scheme
+    assert client.get("/docs.json").status_code == 401
+    assert client.get("/docs.json", headers=AUTH).status_code == 200
+
+
+def test_score_by_id_and_with_features(client, snapshot):
+    ids = snapshot["account_id"].head(3).tolist()
+    response = client.post("/score", json={"accounts": [{"account_id": a} for a in ids]
+                                            + [{"account_id": "new-1", "features": {"days_since_last_login": 40, "nps_last": 2}}]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    results = response.json()
+    assert [r["account_id"] for r in results] == [*ids, "new-1"]
+    for r in results:
+        curve = [r["curve"][f"p_{h}d"] for h in (30, 60, 90, 180)]
+        assert curve == sorted(curve) and all(0 <= p <= 1 for p in curve)
+        assert r["tier"] in {"critical", "high", "watch", "none"} and r["model_version"] == "1"
+    assert results[0]["snapshot"] is not None and results[-1]["snapshot"] is None
+
+
+def test_errors_are_4xx_naming_the_field(client):
+    missing = client.post("/score", json={"accounts": [{"account_id": "NOPE"}]}, headers=AUTH)
+    assert missing.status_code == 404 and "NOPE" in missing.text
+    typo = client.post("/score", json={"accounts": [{"acount_id": "A1"}]}, headers=AUTH)
+    assert typo.status_code == 400 and "account_id" in typo.text
+    too_many = client.post("/score", json={"accounts": [{"account_id": "A1"}] * 1001}, headers=AUTH)
+    assert too_many.status_code == 400 and "accounts" in too_many.text
+    message = {"author": "customer", "sent_at": "2025-01-01T00:00:00Z", "body": "x" * 10_001}
+    long_body = client.post("/assess_ticket", json={"account_id": "A000001", "ticket": {"ticket_id": "T", "messages": [message]}}, headers=AUTH)
+    assert long_body.status_code == 400 and "body" in long_body.text
+    horizon = client.post("/explain", json={"account_id": "A000001", "horizon_days": 45}, headers=AUTH)
+    assert horizon.status_code == 400 and "horizon_days" in horizon.text
+    rating = client.post("/feedback", json={"escalation_id": 1, "rating": 9}, headers=AUTH)
+    assert rating.status_code == 400 and "rating" in rating.text
+    assert client.post("/feedback", json={"escalation_id": 999_999, "rating": 4}, headers=AUTH).status_code == 404
+    assert client.post("/score", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}).status_code == 400
+
+
+def test_explain_and_model(client, snapshot):
+    account = snapshot["account_id"].iloc[0]
+    explained = client.post("/explain", json={"account_id": account, "horizon_days": 60}, headers=AUTH).json()
+    assert explained["horizon_days"] == 60 and explained["raising"] and explained["by_family"]
+    info = client.post("/model", json={}, headers=AUTH).json()
+    assert info["model_version"] == "1" and info["accounts"] == len(snapshot) and info["backtest"]["backtest.lightgbm.roc_auc_90d"] == 0.8
+
+
+def test_domain_example_escalates_end_to_end(client, snapshot, environment):
+    """Three rephrasings, a frustrated tone, an account worth twice the average: escalated,
+    stored with its handoff package, an alert queued, and CS feedback accepted."""
+    from escalation.store import Store
+
+    big = snapshot.loc[snapshot["arr_current"] >= 2 * snapshot["arr_current"].mean()].iloc[0]
+    messages = [
+        {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "How do I export the monthly usage report to CSV?"},
+        {"author": "agent", "sent_at": "2025-03-11T09:20:00Z", "body": "We tried resetting your export settings. We'll send a fix by Friday."},
+        {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "I asked already: how can I export the monthly usage report as a CSV file?"},
+        {"author": "customer", "sent_at": "2025-03-11T11:00:00Z",
+         "body": "Again, how do I export the monthly usage report to CSV? This is really frustrating and unacceptable, nothing works."},
+    ]
+    response = client.post("/assess_ticket", json={"account_id": big["account_id"], "ticket": {
+        "ticket_id": "T-1", "category": "how_to", "priority": "normal", "messages": messages, "bot_confidence": 0.3}}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["signals"]["times_asked"] >= 3 and out["signals"]["frustrated"]
+    assert out["decision"]["escalate"] and "effort_frustration_value" in {r["rule"] for r in out["decision"]["rules"]}
+    assert out["decision"]["bot_action"] == "escalate_to_human" and out["decision"]["response_window_minutes"] == 15
+    assert len(out["handoff"]["summary"].split()) <= 200
+    with Store(environment["env"]["CHURN_STORE_URL"]) as store:
+        assert out["escalation_id"] in {e["id"] for e in store.open_escalations()}
+        assert any(a["escalation_id"] == out["escalation_id"] and a["status"] == "pending" for a in store.alerts())
+    feedback = client.post("/feedback", json={"escalation_id": out["escalation_id"], "rating": 5, "outcome": "saved"}, headers=AUTH)
+    assert feedback.status_code == 200 and feedback.json()["escalation_id"] == out["escalation_id"]
+
+
+def test_service_class_in_process(environment, snapshot):
+    from serving import schemas
+    from serving.service import ChurnService
+
+    service = ChurnService()
+    scored = service.score([schemas.AccountQuery(account_id=snapshot["account_id"].iloc[1])])
+    assert len(scored) == 1 and 0 <= scored[0].curve.p_90d <= 1
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+ENDPOINTS = ["/score", "/assess_ticket", "/explain", "/feedback", "/model"]
+
+
+def _plausible():
+    """Requests close to valid ones, so the fuzzing also gets past the schema into the logic."""
+    account = st.one_of(st.just("A000001"), st.text(max_size=20))
+    message = st.fixed_dictionaries({"author": st.sampled_from(["customer", "agent", "bot"]), "sent_at": st.sampled_from(
+        ["2025-03-01T00:00:00Z", "2025-03-01", "yesterday", "2025-03-01T10:00:00+05:00"]), "body": st.text(max_size=200)})
+    return st.one_of(
+        st.tuples(st.just("/score"), st.fixed_dictionaries({"accounts": st.lists(st.fixed_dictionaries(
+            {"account_id": account}, optional={"features": st.dictionaries(st.sampled_from(["nps_last", "segment", "days_since_last_login", "x"]),
+                                                                            st.none() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8), max_size=3)}),
+            max_size=3)})),
+        st.tuples(st.just("/assess_ticket"), st.fixed_dictionaries({"account_id": account, "ticket": st.fixed_dictionaries(
+            {"ticket_id": st.text(max_size=10), "messages": st.lists(message, max_size=3)},
+            optional={"category": st.sampled_from(["billing", "legal", "nope"]), "bot_confidence": st.floats(-1, 2, allow_nan=False, allow_infinity=False)})})),
+        st.tuples(st.just("/explain"), st.fixed_dictionaries({"account_id": account, "horizon_days": st.sampled_from([30, 45, 90, -1])})),
+        st.tuples(st.just("/feedback"), st.fixed_dictionaries({"escalation_id": st.integers(-5, 10**12), "rating": st.integers(-2, 8)},
+                                                              optional={"outcome": st.sampled_from(["saved", "lost"]), "comment": st.text(max_size=50)})),
+    )
+
+
+FUZZED: list[int] = []
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(ENDPOINTS), JSON)
+def test_fuzz_arbitrary_json_never_5xx(client, endpoint, body):
+    response = client.post(endpoint, content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
+    FUZZED.append(response.status_code)
+    assert response.status_code < 500, (endpoint, body, response.text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(_plausible())
+def test_fuzz_plausible_requests_never_5xx(client, request_):
+    endpoint, body = request_
+    response = client.post(endpoint, json=body, headers=AUTH)
+    FUZZED.append(response.status_code)
+    assert response.status_code < 500, (endpoint, body, response.text)
+
+
+def test_fuzzing_sent_enough_requests():
+    assert len(FUZZED) >= 500, f"only {len(FUZZED)} fuzzed requests"
+    print(f"fuzzed requests: {len(FUZZED)}, status codes {sorted(set(FUZZED))}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
+    port = _free_port()
+    bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")
+    env = {**os.environ, **environment["env"], "BENTOML_HOME": str(environment["root"] / "bentoml")}
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    server = subprocess.Popen([bentoml, "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
+                              cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/readyz", timeout=2).status == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail(f"bentoml serve did not become ready: {server.stderr.read().decode()[-2000:] if server.poll() is not None else 'timeout'}")
+            time.sleep(0.5)
+
+        def post(path: str, body: dict, token: str | None) -> tuple[int, object]:
+            headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+            req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as err:
+                return err.code, err.read().decode()
+
+        body = {"accounts": [{"account_id": snapshot["account_id"].iloc[0]}]}
+        assert post("/score", body, None)[0] == 401
+        assert post("/score", body, "wrong")[0] == 401
+        status, result = post("/score", body, TOKEN)
+        assert status == 200 and result[0]["account_id"] == snapshot["account_id"].iloc[0]
+        assert post("/score", {"accounts": [{"account_id": "NOPE"}]}, TOKEN)[0] == 404
+        assert urllib.request.urlopen(f"{base}/metrics", timeout=5).status == 200
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_settings_come_from_the_environment(environment):
+    assert load_settings().api_tokens == ["other", TOKEN]

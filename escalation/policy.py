@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -171,7 +172,7 @@ class EscalationPolicy(_Strict):
                 raise ValueError(f"threshold {p} at {h} days: expected a probability in (0, 1]")
         return value
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Content hash: the same policy always has the same version."""
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]

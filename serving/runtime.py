@@ -98,21 +98,36 @@ class ServingRuntime:
                             arr=number("arr_current"), average_arr=self.average_arr, days_to_renewal=number("days_to_renewal"),
                             csm_owner=owner if isinstance(owner, str) and owner else None, recent_events=events)
 
+    def _score_many(self, queries: list[schemas.AccountQuery]) -> list[tuple[schemas.AccountScore, RiskView, dict]]:
+        """One LightGBM call for the curves and one for the contributions of the whole batch; only
+        the reasons' sentences and the tier are per account."""
+        from models.explain import reasons
+
+        rows = [self._row(q) for q in queries]
+        X = np.vstack([x for x, _, _ in rows])
+        curves = self.model.curve_matrix(X, num_threads=1)
+        contrib = self.model.contributions_matrix(X, 90, num_threads=1)[:, :-1]
+        top_k = np.argsort(-contrib, axis=1)[:, :TOP_REASONS]
+        now = dt.datetime.now(dt.UTC)
+        out = []
+        for i, (query, (_, values, snapshot)) in enumerate(zip(queries, rows, strict=True)):
+            picked = [j for j in top_k[i] if contrib[i, j] > 0]
+            top = reasons(contrib[i, picked], [self.model.features[j] for j in picked], values, self.specs, TOP_REASONS)["raising"]
+            curve = curves[i]
+            risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top), self.model_version)
+            tier = decide(self._facts(query.account_id, values), risk, None, self.policy, now).band
+            score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
+                                         tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top], snapshot=snapshot,
+                                         model_version=self.model_version)
+            out.append((score, risk, values))
+        return out
+
     def _score_one(self, query: schemas.AccountQuery) -> tuple[schemas.AccountScore, RiskView, dict]:
-        x, values, snapshot = self._row(query)
-        curve = self.model.curve_matrix(x, num_threads=1)[0]
-        contrib = self.model.contributions_matrix(x, 90, num_threads=1)[0, :-1]
-        top = self._reasons(contrib, values)["raising"]
-        risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top), self.model_version)
-        tier = decide(self._facts(query.account_id, values), risk, None, self.policy, dt.datetime.now(dt.UTC)).band
-        score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
-                                     tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top], snapshot=snapshot,
-                                     model_version=self.model_version)
-        return score, risk, values
+        return self._score_many([query])[0]
 
     # -- endpoints -------------------------------------------------------------------------------
     def score(self, accounts: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
-        return [self._score_one(q)[0] for q in accounts]
+        return [score for score, _, _ in self._score_many(accounts)] if accounts else []
 
     def explain(self, request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         x, values, _ = self._row(schemas.AccountQuery(account_id=request.account_id))

@@ -58,3 +58,17 @@ def test_missing_text_and_alignment():
     out = detect_critical(pd.Series([None, "want to cancel", ""], index=[7, 8, 9]))
     assert out.index.tolist() == [7, 8, 9]
     assert out["critical"].tolist() == [False, True, False]
+
+
+def test_live_path_and_batch_path_agree():
+    """One ticket (a few messages) goes through plain `re`, a batch through pandas: same answers."""
+    from features.text.critical import SMALL
+    from features.text.sentiment import CORPUS
+
+    corpus = pd.read_csv(CORPUS)["text"].tolist()  # 615 hand-written support messages
+    texts = pd.Series(corpus + ["We don't want to cancel", "not disappointed at all", None, "", "I want to speak to a manager. Very disappointed.",
+                                "Our legal team will be in touch; we'll file a chargeback", "We are not renewing."])
+    assert len(texts) > SMALL
+    batch = detect_critical(texts)
+    single = pd.concat([detect_critical(texts.iloc[i : i + 1]) for i in range(len(texts))])
+    pd.testing.assert_frame_equal(batch.reset_index(drop=True), single.reset_index(drop=True), check_dtype=False)

@@ -126,3 +126,18 @@ def test_shipped_policy_file_is_the_default_policy():
     shipped = load_policy(DEFAULT_CONFIG_DIR)
     assert shipped.risk_thresholds == POLICY.risk_thresholds and shipped.bot_confidence == POLICY.bot_confidence
     assert shipped.version == load_policy(DEFAULT_CONFIG_DIR).version  # content hash: stable
+
+
+def test_incident_language_is_found_the_same_way_in_one_ticket_and_in_a_batch():
+    import pandas as pd
+
+    from escalation.signals import incident_flags
+
+    texts = pd.Series(["Our account was hacked last night", "This looks like a data breach of personal data", "There are unauthorized charges on our card",
+                       "How do I reset my password?", None, "We found a security vulnerability in the login page"])
+    small = incident_flags(texts)
+    big = incident_flags(pd.concat([texts] * 10, ignore_index=True)).head(len(texts))
+    assert small.to_dict("list") == big.to_dict("list")
+    assert small["security"].tolist() == [True, False, False, False, False, True]
+    assert small["privacy"].tolist() == [False, True, False, False, False, False]
+    assert small["fraud"].tolist() == [False, False, True, False, False, False]

@@ -1,0 +1,193 @@
+"""The scoring API against a real `bentoml serve`: latency p50/p99 at concurrency 1 and 8 for
+`score` (one stored account) and `assess_ticket` (three messages), batch throughput, the
+in-process floor for comparison, and 8 clients for a sustained period with zero errors.
+Goals on 2 cores: score p99 <= 15 ms, assess_ticket p99 <= 60 ms, >= 1,000 accounts/s in batches.
+
+    python benchmarks/serving.py [--accounts 2000] [--sustain 60]
+
+The load generator runs on the same machine as the server (it takes CPU from it), so the figures
+are conservative.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+TOKEN = "bench-token"
+MESSAGES = [
+    {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "How do I export the monthly usage report to CSV? It fails with ERR-5021."},
+    {"author": "agent", "sent_at": "2025-03-11T09:20:00Z", "body": "We tried resetting your export settings. We'll send a fix by Friday."},
+    {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "I asked already: how can I export the monthly usage report as a CSV file?"},
+]
+
+
+def prepare(root: Path, accounts: int) -> dict:
+    """A champion, a scored snapshot and settings in `root`; returns the environment for the server."""
+    from models import registry
+    from models.curve import fit_curve
+    from pipelines.features import read_snapshots, run_features
+    from pipelines.models import feature_names, load_model_config
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate
+
+    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": TOKEN, "CHURN_DATA_DIR": str(root / "data"),
+           "BENTOML_HOME": str(root / "bentoml")}
+    os.environ.update(env)
+    simulate(SimulationConfig(accounts=accounts, days=730, seed=5), root / "data")
+    run_features(root / "data", root / "features", start="2024-05-01")
+    panel = read_snapshots(root / "features")
+    config = load_model_config(Path(__file__).resolve().parent.parent / "config")
+    model = fit_curve(panel, feature_names(panel), config.curve)
+    registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
+    logged = registry.log_training(model, panel=panel, params={}, metrics={}, tables={}, documents={}, figures={}, tags={})
+    registry.move_champion(logged["version"], decision={"benchmark": True})
+    from core.settings import load_settings
+    from pipelines.score import run_score
+
+    run_score(root / "data", root / "scores", settings=load_settings(), text=False)
+    return env
+
+
+def percentiles(times: list[float]) -> dict:
+    ms = np.array(times) * 1000
+    return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def load(base: str, path: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
+    """`concurrency` keep-alive clients posting `bodies` in turn for `seconds`."""
+    import httpx
+
+    times: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client(k: int) -> None:
+        mine, bad = [], []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            i = k
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                response = http.post(path, json=bodies[i % len(bodies)])
+                mine.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    bad.append(f"{response.status_code} {response.text[:100]}")
+                i += concurrency
+        with lock:
+            times.extend(mine)
+            errors.extend(bad)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {**percentiles(times), "concurrency": concurrency, "seconds": round(elapsed, 1), "requests_per_s": round(len(times) / elapsed, 1),
+            "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10, help="length of each latency run")
+    parser.add_argument("--sustain", type=float, default=60, help="length of the 8-client run")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    t0 = time.perf_counter()
+    env = prepare(root, args.accounts)
+    print(f"prepared {args.accounts:,} accounts, a champion and a snapshot in {time.perf_counter() - t0:.0f} s", flush=True)
+    import pandas as pd
+
+    ids = pd.read_parquet(root / "scores" / "features.parquet")["account_id"].tolist()
+    results: dict = {"accounts": len(ids)}
+
+    # the in-process floor: the same runtime the service wraps, no HTTP
+    from core.settings import load_settings
+    from serving import schemas
+    from serving.runtime import ServingRuntime
+
+    runtime = ServingRuntime(load_settings())
+    floor_score, floor_ticket = [], []
+    for i in range(300):
+        q = [schemas.AccountQuery(account_id=ids[i % len(ids)])]
+        t = time.perf_counter()
+        runtime.score(q)
+        floor_score.append(time.perf_counter() - t)
+    for i in range(100):
+        request = schemas.AssessTicketRequest(account_id=ids[i % len(ids)], ticket=schemas.Ticket(ticket_id=f"F{i}", messages=MESSAGES))
+        t = time.perf_counter()
+        runtime.assess_ticket(request)
+        floor_ticket.append(time.perf_counter() - t)
+    results["in_process"] = {"score": percentiles(floor_score), "assess_ticket": percentiles(floor_ticket)}
+    print(f"in-process floor: score {results['in_process']['score']}, assess_ticket {results['in_process']['assess_ticket']}", flush=True)
+    del runtime
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bentoml = Path(sys.executable).with_name("bentoml")
+    repo = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen([str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
+                              cwd=repo, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        deadline = time.time() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise SystemExit("bentoml serve did not become ready")
+            time.sleep(0.5)
+        one = [{"accounts": [{"account_id": a}]} for a in ids]
+        tickets = [{"account_id": a, "ticket": {"ticket_id": f"B{i}", "messages": MESSAGES}} for i, a in enumerate(ids)]
+        load(base, "/score", one[:50], 2, 3)  # warm-up
+        for name, path, bodies in (("score", "/score", one), ("assess_ticket", "/assess_ticket", tickets)):
+            for concurrency in (1, 8):
+                r = load(base, path, bodies, concurrency, args.seconds)
+                results[f"{name}_c{concurrency}"] = r
+                print(f"{name:<14} concurrency {concurrency}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['requests_per_s']} req/s, "
+                      f"{r['errors']} errors over {r['requests']} requests", flush=True)
+        batches = [{"accounts": [{"account_id": a} for a in ids[k : k + 500]]} for k in range(0, len(ids), 500)]
+        r = load(base, "/score", batches, 2, args.seconds)
+        rate = r["requests_per_s"] * np.mean([len(b["accounts"]) for b in batches])
+        results["batch"] = {**r, "accounts_per_s": round(float(rate))}
+        print(f"batches of 500: {r['requests_per_s']} req/s = {rate:,.0f} accounts/s (p50 {r['p50_ms']} ms per batch)", flush=True)
+        r = load(base, "/score", one, 8, args.sustain)
+        results["sustained"] = r
+        print(f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "
+              f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    target = Path(__file__).parent / "results" / "serving.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

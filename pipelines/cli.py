@@ -297,6 +297,21 @@ def serve(port: int, host: str) -> None:
     raise click.exceptions.Exit(subprocess.call(command, cwd=root, env=os.environ.copy()))
 
 
+@app.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The HTML file to write (self-contained: images inline).")
+@click.option("--scores", "scores_dir", type=click.Path(path_type=Path), default=None, help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].")
+@click.option("--model", "model_uri", default=None, help="Model URI [default: CHURN_MODEL_URI, models:/churn-risk@champion].")
+@json_option
+def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: bool) -> None:
+    """The explainability report for CS leadership (HTML), also logged to the model's MLflow run."""
+    from core.settings import load_settings
+    from pipelines.report import run_report
+
+    result = run_report(out, settings=load_settings(), scores_dir=scores_dir, model_uri=model_uri, progress=lambda line: err.print(f"  {line}"))
+    _emit(result, as_json, f"report written to {result['report']} ({result['bytes'] / 1e3:,.0f} kB, {result['accounts']:,} accounts)"
+                           + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""))
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")
@@ -357,24 +372,36 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         else:
             err.print(f"promotion refused ({'; '.join(result['reasons'])}); the demo scores with the challenger instead")
 
+    def served() -> str | None:
+        """The champion, or the challenger when promotion was refused and there is no champion."""
+        return None if promoted.get("promoted") or promoted.get("champion") else "models:/churn-risk@challenger"
+
     stages = [
         ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
         ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
         ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", text=True, as_json=False)),
         ("train", lambda: ctx.invoke(train, features_dir=out / "features", as_json=False)),
         ("promote", promote_or_keep),
-        ("score", lambda: ctx.invoke(score, data=out, out=out / "scores", as_of=None, text=True, as_json=False,
-                                     model_uri=None if promoted.get("promoted") or promoted.get("champion") else "models:/churn-risk@challenger")),
+        ("score", lambda: ctx.invoke(score, data=out, out=out / "scores", as_of=None, text=True, as_json=False, model_uri=served())),
+        ("report", lambda: ctx.invoke(report, out=out / "churn_report.html", scores_dir=out / "scores", as_json=False, model_uri=served())),
     ]
     for i, (name, step) in enumerate(stages, 1):
         stage = time.perf_counter()
         err.print(f"[bold]{i}/{len(stages)} {name}[/bold]")
         step()
         err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
+    from core.settings import load_settings
+
+    settings = load_settings()
     err.print(
-        f"demo finished in {time.perf_counter() - started:.1f}s; input tables in {out}/, ground truth in {out}/truth/, "
-        f"snapshot panel in {out}/features/, model in MLflow (`mlflow ui --backend-store-uri <CHURN_MLFLOW_TRACKING_URI>`), "
-        f"scores and the escalation queue in {out}/scores/"
+        f"\ndemo finished in {time.perf_counter() - started:.1f}s\n"
+        f"  report for CS leadership: {out / 'churn_report.html'}\n"
+        f"  input tables: {out}/ (ground truth in {out}/truth/); snapshot panel: {out}/features/\n"
+        f"  scores, escalation queue and handoff packages: {out}/scores/\n"
+        f"  MLflow UI: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}\n"
+        f"  API: CHURN_API_TOKENS=demo-token CHURN_SCORES_DIR={out / 'scores'} churn serve --port 3000\n"
+        f"  then: curl -s -X POST localhost:3000/score -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' "
+        f"-d '{{\"accounts\": [{{\"account_id\": \"A000001\"}}]}}'"
     )
 
 

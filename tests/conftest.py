@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -101,3 +102,42 @@ def simulated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "base"
     simulate(SimulationConfig(accounts=3000, days=730, seed=7), out)
     return out
+
+
+@contextlib.contextmanager
+def champion_environment(root: Path, tokens: str = "test-token"):
+    """A small simulated base with a champion in MLflow, a scored snapshot, a policy with an alert
+    destination and a store, all under `root`, with the CHURN_* variables pointing at them."""
+    import yaml
+
+    from models import registry
+    from models.curve import CurveParams, fit_curve
+    from pipelines.cli import main
+    from pipelines.features import read_snapshots
+    from pipelines.models import feature_names
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate
+
+    simulate(SimulationConfig(accounts=400, days=450, seed=21), root / "data")
+    config = root / "config"
+    config.mkdir()
+    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                                                                       "default": ["hook"]}}))
+    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": tokens, "CHURN_CONFIG_DIR": str(config),
+           "CHURN_DATA_DIR": str(root / "data")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
+        panel = read_snapshots(root / "f")
+        model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1))
+        registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
+        logged = registry.log_training(model, panel=panel, params={}, metrics={"backtest.lightgbm.roc_auc_90d": 0.8}, tables={}, documents={},
+                                       figures={}, tags={"features_dir": str(root / "f")})
+        registry.move_champion(logged["version"], decision={"forced": True})
+        assert main(["score", "--data", str(root / "data"), "--out", str(root / "scores"), "--no-text", "--json"]) == 0
+        yield {"root": root, "env": env, "features": panel}
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

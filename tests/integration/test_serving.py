@@ -13,18 +13,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.settings import load_settings
-from models import registry
-from models.curve import CurveParams, fit_curve
-from pipelines.cli import main
-from pipelines.features import read_snapshots
-from pipelines.models import feature_names
-from simulation.config import SimulationConfig
-from simulation.simulate import simulate
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token-123"
@@ -33,31 +25,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory):
-    """A champion in MLflow, a scored snapshot, a policy with an alert destination, a store."""
-    root = tmp_path_factory.mktemp("serving")
-    simulate(SimulationConfig(accounts=400, days=450, seed=21), root / "data")
-    config = root / "config"
-    config.mkdir()
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
-                                                                       "default": ["hook"]}}))
-    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
-           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": f"other,{TOKEN}", "CHURN_CONFIG_DIR": str(config),
-           "CHURN_DATA_DIR": str(root / "data")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
-        panel = read_snapshots(root / "f")
-        model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1))
-        registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
-        logged = registry.log_training(model, panel=panel, params={}, metrics={"backtest.lightgbm.roc_auc_90d": 0.8}, tables={}, documents={},
-                                       figures={}, tags={})
-        registry.move_champion(logged["version"], decision={"forced": True})
-        assert main(["score", "--data", str(root / "data"), "--out", str(root / "scores"), "--no-text", "--json"]) == 0
-        yield {"root": root, "env": env, "features": read_snapshots(root / "f")}
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    from tests.conftest import champion_environment
+
+    with champion_environment(tmp_path_factory.mktemp("serving"), tokens=f"other,{TOKEN}") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -77,8 +77,9 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--accounts", "120"]) == 0
     err = capsys.readouterr().err
-    for stage in ("simulate", "validate", "features", "train", "promote", "score"):
+    for stage in ("simulate", "validate", "features", "train", "promote", "score", "report"):
         assert f"{stage} took" in err
     assert (out / "scores" / "scores.parquet").is_file() and (tmp_path / "mlflow.db").is_file()
+    assert "<h1>Churn risk report</h1>" in (out / "churn_report.html").read_text()
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))

@@ -1,0 +1,231 @@
+"""The explainability report for CS leadership: one self-contained HTML file (figures inline as
+PNG data URIs, no scripts, no external requests), written for a reader who is not a data
+scientist. Pure: it takes the tables and numbers and returns the HTML; pipelines/report.py
+gathers them and writes the file.
+
+Sections: accounts and ARR at risk by horizon and segment; what drives risk across the base;
+the accounts most at risk with owner, renewal and reasons; the escalation funnel; model health
+(backtest, calibration, drift between training data and the latest snapshot).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+HORIZONS = (30, 60, 90, 180)
+
+
+@dataclass
+class ReportInputs:
+    as_of: str
+    scores: pd.DataFrame  # account_id, p_30d..p_180d, tier, reason_1..3, segment, arr_current, days_to_renewal, account_name, csm_owner
+    family_importance: pd.Series  # family -> mean |contribution|
+    feature_importance: pd.DataFrame  # feature, family, mean_abs_contribution, description
+    model: dict  # version, uri, trained_through, formulation
+    backtest: pd.DataFrame  # model, horizon_days, roc_auc, pr_auc, brier, ece, recall_at_budget, ...
+    calibration_png: bytes | None = None
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi, train_mean, latest_mean
+    escalations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    follow_ups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    feedback: pd.DataFrame = field(default_factory=pd.DataFrame)
+    policy_version: str = ""
+    top_n: int = 20
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+    """Population stability index over the training distribution's deciles (missing values are a
+    bin of their own). Rule of thumb: < 0.1 stable, 0.1-0.25 shifting, > 0.25 shifted."""
+    expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    finite = expected[np.isfinite(expected)]
+    if len(finite) == 0 or len(actual) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+
+    def shares(values: np.ndarray) -> np.ndarray:
+        missing = ~np.isfinite(values)
+        counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1).astype(float)
+        counts = np.append(counts, missing.sum())
+        return np.clip(counts / max(len(values), 1), 1e-4, None)
+
+    e, a = shares(expected), shares(actual)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _money(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"${value / 1e6:,.1f}M" if abs(value) >= 1e6 else f"${value / 1e3:,.0f}k" if abs(value) >= 1e3 else f"${value:,.0f}"
+
+
+def _table(frame: pd.DataFrame, classes: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    return f'<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def at_risk(scores: pd.DataFrame) -> pd.DataFrame:
+    """Expected accounts and ARR lost per horizon (sum of probabilities), overall and by segment."""
+    arr = scores["arr_current"].fillna(0).to_numpy(dtype=float)
+    rows = []
+    groups = [("all accounts", scores.index)] + [(str(s), g.index) for s, g in scores.groupby("segment", sort=True)]
+    for name, index in groups:
+        part = scores.loc[index]
+        a = arr[scores.index.get_indexer(index)]
+        row = {"segment": name, "accounts": len(part), "ARR": _money(a.sum())}
+        for h in HORIZONS:
+            p = part[f"p_{h}d"].to_numpy(dtype=float)
+            row[f"{h} days: accounts"] = f"{p.sum():,.0f}"
+            row[f"{h} days: ARR"] = _money(float((p * a).sum()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_report(inputs: ReportInputs) -> str:
+    plt = _plt()
+    s = inputs.scores.copy()
+    s["expected_arr_lost_90d"] = s["p_90d"] * s["arr_current"].fillna(0)
+    total_arr = float(s["arr_current"].fillna(0).sum())
+    arr_90 = float(s["expected_arr_lost_90d"].sum())
+    bands = s["tier"].value_counts().reindex(["critical", "high", "watch", "none"]).fillna(0).astype(int)
+
+    # risk by horizon and segment
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    segments = sorted(s["segment"].dropna().astype(str).unique())
+    width = 0.8 / max(len(segments), 1)
+    for k, seg in enumerate(segments):
+        part = s[s["segment"].astype(str) == seg]
+        values = [float((part[f"p_{h}d"] * part["arr_current"].fillna(0)).sum()) / 1e3 for h in HORIZONS]
+        ax.bar(np.arange(len(HORIZONS)) + k * width, values, width, label=seg)
+    ax.set_xticks(np.arange(len(HORIZONS)) + width * (len(segments) - 1) / 2, [f"within {h} days" for h in HORIZONS])
+    ax.set_ylabel("ARR expected to churn ($k)")
+    ax.legend(title="segment", fontsize=8)
+    ax.set_title("Revenue at risk, by how soon and by segment")
+    risk_png = _png(fig)
+
+    # drivers across the base
+    fam = inputs.family_importance.sort_values()
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(fam) + 1))
+    ax.barh(fam.index.astype(str), fam.to_numpy(), color="#4c72b0")
+    ax.set_xlabel("average influence on the 90-day risk")
+    ax.set_title("What drives churn risk across the customer base")
+    drivers_png = _png(fig)
+
+    top = s.sort_values("expected_arr_lost_90d", ascending=False).head(inputs.top_n)
+    top_table = pd.DataFrame({
+        "account": top["account_name"].fillna(top["account_id"]).astype(str) + " (" + top["account_id"].astype(str) + ")",
+        "segment": top["segment"].astype(str),
+        "ARR": top["arr_current"].map(_money),
+        "90-day risk": top["p_90d"].map(lambda p: f"{p:.0%}"),
+        "renewal in": top["days_to_renewal"].map(lambda d: "-" if pd.isna(d) else f"{d:.0f} days"),
+        "owner": top["csm_owner"].fillna("unassigned").astype(str),
+        "why": top[[c for c in ("reason_1", "reason_2", "reason_3") if c in top]].apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)), axis=1),
+    })
+    features_table = inputs.feature_importance.head(10).assign(
+        influence=lambda f: f["mean_abs_contribution"].map(lambda v: f"{v:.3f}"))[["description", "family", "influence"]]
+
+    # escalation funnel
+    esc, fol, fb = inputs.escalations, inputs.follow_ups, inputs.feedback
+    flagged = int((s["tier"] != "none").sum())
+    escalated = len(esc)
+    on_time = int(((fol["done_at"].notna()) & (fol["done_at"] <= fol["due_at"])).sum()) if len(fol) else 0
+    late = int(((fol["done_at"].notna()) & (fol["done_at"] > fol["due_at"])).sum()) if len(fol) else 0
+    pending = int(fol["done_at"].isna().sum()) if len(fol) else 0
+    funnel = pd.DataFrame({"stage": ["flagged by the daily run (watch or above)", "escalations opened", "follow-ups done on time",
+                                     "follow-ups done late", "follow-ups still open", "handoffs rated by CS", "accounts saved", "accounts churned"],
+                           "count": [flagged, escalated, on_time, late, pending, len(fb), int((fb.get("outcome", pd.Series(dtype=str)) == "saved").sum()),
+                                     int((fb.get("outcome", pd.Series(dtype=str)) == "churned").sum())]})
+    rating = f"{fb['rating'].mean():.1f} of 5 ({len(fb)} ratings)" if len(fb) else "no ratings yet"
+    queues = esc.groupby("queue").size().rename("escalations").reset_index() if len(esc) else pd.DataFrame(columns=["queue", "escalations"])
+
+    # model health
+    bt = inputs.backtest
+    health = bt[bt["model"].isin(["lightgbm", "rules"])].copy() if len(bt) else bt
+    if len(health):
+        health = pd.DataFrame({"model": health["model"].map({"lightgbm": "risk model", "rules": "rules only (for comparison)"}),
+                               "horizon": health["horizon_days"].map(lambda h: f"{h} days"),
+                               "ranks churners above others (ROC-AUC)": health["roc_auc"].map(lambda v: f"{v:.2f}"),
+                               "calibration error (ECE)": health["ece"].map(lambda v: f"{v:.3f}"),
+                               "churners caught with 5% of accounts": health["recall_at_budget"].map(lambda v: f"{v:.0%}")})
+    drift = inputs.drift
+    shifted = drift[drift["psi"] > 0.25] if len(drift) else drift
+    drift_table = drift.head(10).assign(psi=lambda d: d["psi"].map(lambda v: f"{v:.2f}"),
+                                        state=lambda d: d["psi"].astype(float).map(lambda v: "shifted" if v > 0.25 else "shifting" if v > 0.1 else "stable")) \
+        if len(drift) else drift
+    calibration = f'<img alt="calibration curve" src="data:image/png;base64,{base64.b64encode(inputs.calibration_png).decode()}">' \
+        if inputs.calibration_png else "<p>No calibration figure was logged with this model.</p>"
+
+    m = inputs.model
+    esc_line = (f"{escalated} escalations are in the store, {pending} follow-ups are still open; handoff quality {rating}."
+                if escalated else "No escalations are recorded yet.")
+    summary = (f"As of {inputs.as_of}, {len(s):,} live accounts carry {_money(total_arr)} of ARR. The model expects "
+               f"{_money(arr_90)} ({arr_90 / total_arr:.1%} of ARR) to churn within 90 days. "
+               f"{bands['critical']} accounts need action now (critical), {bands['high']} are high risk and {bands['watch']} are on the watch list. "
+               + esc_line) if total_arr else f"As of {inputs.as_of}: no accounts to report."
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Churn risk report, {html.escape(inputs.as_of)}</title>
+<style>
+body {{ font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }}
+h1 {{ font-size: 1.6em; }} h2 {{ margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; margin: .6em 0; font-size: .9em; }} th, td {{ border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }}
+th {{ background: #f4f6f8; }} .lead {{ font-size: 1.1em; background: #f4f8fb; padding: .8em 1em; border-left: 4px solid #4c72b0; }}
+.note {{ color: #555; font-size: .9em; }} img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Churn risk report</h1>
+<p class="note">Data as of {html.escape(inputs.as_of)} &middot; risk model version {html.escape(str(m.get('version')))} (trained on outcomes up to {html.escape(str(m.get('trained_through') or '-')[:10])}) &middot; escalation policy {html.escape(inputs.policy_version)}</p>
+<p class="lead">{html.escape(summary)}</p>
+
+<h2>1. Accounts and revenue at risk</h2>
+<p>Each account has a probability of churning within 30, 60, 90 and 180 days. Adding them up gives how many accounts, and how much ARR, we should expect to lose if nothing changes.</p>
+{_table(at_risk(s))}
+<img alt="ARR at risk by horizon and segment" src="{risk_png}">
+
+<h2>2. What drives the risk</h2>
+<p>How much each kind of signal moves the 90-day risk, on average over all accounts (exact SHAP values from the model). Longer bars matter more.</p>
+<img alt="drivers of risk by family" src="{drivers_png}">
+<p>The ten signals that matter most:</p>
+{_table(features_table)}
+
+<h2>3. The accounts most at risk</h2>
+<p>Ranked by ARR expected to churn within 90 days (probability &times; ARR). "Why" lists the strongest reasons, in the account's own numbers.</p>
+{_table(top_table)}
+
+<h2>4. Escalations: from flag to outcome</h2>
+<p>{html.escape(esc_line)}</p>
+{_table(funnel)}
+{_table(queues) if len(queues) else ""}
+
+<h2>5. Can we trust the model?</h2>
+<p>Measured on past months the model had not seen (a backtest). ROC-AUC is the chance that a churner is ranked above a customer who stays (0.5 = coin flip, 1 = perfect). Calibration error is how far the stated probabilities are from what happened (0 = exact). The last column is the share of churners CS would reach by working the top 5% of accounts each month.</p>
+{_table(health) if len(health) else "<p>No backtest was logged with this model.</p>"}
+<p>Calibration: when the model says 20%, about 20% of such accounts should churn. Points on the diagonal are right.</p>
+{calibration}
+<p>Drift: how much the latest data differs from the data the model learned from, for the signals that matter most (population stability index; above 0.25 means retraining is due).
+{f'{len(shifted)} of them have shifted.' if len(drift) else ''}</p>
+{_table(drift_table) if len(drift) else "<p>No training data available to compare with.</p>"}
+<p class="note">Generated by churn-platform. Model {html.escape(str(m.get('uri')))}, formulation {html.escape(str(m.get('formulation')))}.</p>
+</body></html>
+"""

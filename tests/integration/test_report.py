@@ -1,0 +1,69 @@
+"""The leadership report: self-contained HTML with every section, logged to the model's run, and
+rendered by headless Chromium without console errors where Chromium is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipelines.cli import main
+from reports.leadership import psi
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from tests.conftest import champion_environment
+
+    root = tmp_path_factory.mktemp("report")
+    with champion_environment(root) as env:
+        out = root / "churn_report.html"
+        assert main(["report", "--out", str(out), "--json"]) == 0
+        yield env, out
+
+
+def test_report_is_self_contained_with_every_section(report, capsys):
+    env, out = report
+    html = out.read_text()
+    for heading in ("Accounts and revenue at risk", "What drives the risk", "The accounts most at risk", "Escalations: from flag to outcome",
+                    "Can we trust the model?"):
+        assert heading in html
+    assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from elsewhere
+    assert "<script" not in html
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 2
+    assert "escalations opened" in html and "within 90 days" in html
+
+
+def test_report_is_logged_to_the_model_run(report):
+    env, out = report
+    client = mlflow.MlflowClient(env["env"]["CHURN_MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias("churn-risk", "champion")
+    assert "report/churn_report.html" in {a.path for a in client.list_artifacts(version.run_id, "report")}
+
+
+def test_psi_is_zero_for_the_same_data_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=5000)
+    assert psi(base, rng.normal(size=5000)) < 0.02
+    assert psi(base, rng.normal(1.0, 1, size=5000)) > 0.25
+
+
+def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    _, out = report
+    shot = tmp_path / "report.png"
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                             f"--screenshot={shot}", "--window-size=1200,3000", out.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
+    assert console == [], console
+    print(json.dumps({"screenshot": str(shot), "bytes": shot.stat().st_size}))

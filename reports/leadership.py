@@ -179,7 +179,7 @@ def render_report(inputs: ReportInputs) -> str:
         if inputs.calibration_png else "<p>No calibration figure was logged with this model.</p>"
 
     m = inputs.model
-    esc_line = (f"{escalated} escalations are in the store, {pending} follow-ups are still open; handoff quality {rating}."
+    esc_line = (f"{escalated} escalations are in the store, {pending} follow-ups are still open; handoff quality: {rating}."
                 if escalated else "No escalations are recorded yet.")
     summary = (f"As of {inputs.as_of}, {len(s):,} live accounts carry {_money(total_arr)} of ARR. The model expects "
                f"{_money(arr_90)} ({arr_90 / total_arr:.1%} of ARR) to churn within 90 days. "

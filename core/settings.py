@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
     text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")
+    score_cron: str = Field("0 6 * * *", description="When `churn schedule` runs the daily scoring flow (cron, UTC).")
+    retrain_cron: str = Field("0 3 * * 1", description="When `churn schedule` runs the retraining flow (cron, UTC).")
     scores_dir: Path | None = Field(None, description="Output folder of the latest `churn score` run, whose features.parquet the API looks accounts up in [default: DATA_DIR/scores].")
 
     @field_validator("api_tokens", mode="before")

@@ -312,6 +312,42 @@ def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: b
                            + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""))
 
 
+@app.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
+@click.option("--work", type=click.Path(path_type=Path), default=Path("data/work"), show_default=True, help="Folder for features, scores and the report.")
+@click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals.")
+@click.option("--force-promote", is_flag=True, help="Promote the new model even if it does not win (recorded).")
+@json_option
+def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_json: bool) -> None:
+    """The retraining flow (Prefect): features -> train -> evaluate -> promote -> score -> report; a rerun resumes."""
+    from core.settings import load_settings
+    from pipelines.flows import retrain as retrain_flow
+
+    data = data or load_settings().data_dir
+    if not Path(data).is_dir():
+        raise InputError(f"--data {data}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
+    result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
+    _emit(result, as_json, f"retrained: {result['model']} (90-day ROC-AUC {result['roc_auc_90d']:.3f}), "
+                           f"{'promoted' if result['promoted'] else 'not promoted'}; champion {result['champion']}; report {result['report']}")
+
+
+@app.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
+@click.option("--work", type=click.Path(path_type=Path), default=Path("data/work"), show_default=True, help="Folder for scores and the report.")
+def schedule(data: Path | None, work: Path) -> None:
+    """Serve the deployments: daily scoring (CHURN_SCORE_CRON) and retraining (CHURN_RETRAIN_CRON). Runs until stopped."""
+    from prefect import serve as prefect_serve
+
+    from core.settings import load_settings
+    from pipelines.flows import daily, retrain as retrain_flow
+
+    settings = load_settings()
+    parameters = {"data": str(data or settings.data_dir), "workdir": str(work)}
+    err.print(f"serving deployments: daily scoring '{settings.score_cron}', retraining '{settings.retrain_cron}' (Ctrl-C stops)")
+    prefect_serve(daily.to_deployment(name="daily-scoring", cron=settings.score_cron, parameters=parameters),
+                  retrain_flow.to_deployment(name="weekly-retraining", cron=settings.retrain_cron, parameters=parameters))
+
+
 @app.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")

@@ -1,0 +1,69 @@
+"""The retrain flow under the Prefect test harness: a model is registered, promoted, the report
+exists; a failure in the middle followed by a rerun finishes without redoing finished tasks."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"n_estimators": 150, "learning_rate": 0.08, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+
+
+@pytest.fixture
+def prefect_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PREFECT_LOCAL_STORAGE_PATH", str(tmp_path / "prefect" / "storage"))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "model.yaml").write_text(yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.1}}))
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield tmp_path
+
+
+def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_env, monkeypatch):
+    import mlflow
+
+    import pipelines.features
+    import pipelines.models
+    from pipelines.flows import retrain
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate
+
+    data = prefect_env / "data"
+    simulate(SimulationConfig(accounts=400, days=450, seed=21), data)
+    calls = {"features": 0, "train": 0, "evaluate": 0}
+    real = {"features": pipelines.features.run_features, "train": pipelines.models.run_train, "evaluate": pipelines.models.run_evaluate}
+
+    def counting(name, fail=False):
+        def wrapper(*args, **kwargs):
+            calls[name] += kwargs.get("as_of") is None  # scoring builds one cutoff with run_features too: not the features task
+            if fail:
+                raise RuntimeError(f"forced failure in {name}")
+            return real[name](*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(pipelines.features, "run_features", counting("features"))
+    monkeypatch.setattr(pipelines.models, "run_train", counting("train"))
+    monkeypatch.setattr(pipelines.models, "run_evaluate", counting("evaluate", fail=True))
+    with pytest.raises(RuntimeError, match="forced failure in evaluate"):
+        retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
+    assert calls == {"features": 1, "train": 1, "evaluate": 1}
+
+    monkeypatch.setattr(pipelines.models, "run_evaluate", counting("evaluate"))
+    result = retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
+    assert calls == {"features": 1, "train": 1, "evaluate": 2}  # features and training came from the first run's results
+    assert result["version"] == "1" and result["promoted"] is True and result["champion"] == "1"
+    client = mlflow.MlflowClient(f"sqlite:///{prefect_env / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
+    assert (prefect_env / "work" / "churn_report.html").is_file() and (prefect_env / "work" / "scores" / "scores.parquet").is_file()
+    assert 0.5 < result["roc_auc_90d"] <= 1

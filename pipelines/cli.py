@@ -393,39 +393,27 @@ def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) ->
 def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     """Run the platform end to end on a simulated customer base."""
     started = time.perf_counter()
-    promoted: dict = {}
-
-    def promote_or_keep() -> None:
-        from core.settings import load_settings
-        from pipelines.models import load_model_config, run_promote
-
-        settings = load_settings()
-        result = run_promote(tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir),
-                             progress=lambda line: err.print(f"  {line}"))
-        promoted.update(result)
-        if result["promoted"]:
-            err.print(f"version {result['challenger']} is now the champion")
-        else:
-            err.print(f"promotion refused ({'; '.join(result['reasons'])}); the demo scores with the challenger instead")
-
-    def served() -> str | None:
-        """The champion, or the challenger when promotion was refused and there is no champion."""
-        return None if promoted.get("promoted") or promoted.get("champion") else "models:/churn-risk@challenger"
+    from pipelines.flows import retrain as retrain_flow
 
     stages = [
         ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
         ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
-        ("features", lambda: ctx.invoke(features, data=out, out=out / "features", start=None, end=None, every="30d", text=True, as_json=False)),
-        ("train", lambda: ctx.invoke(train, features_dir=out / "features", as_json=False)),
-        ("promote", promote_or_keep),
-        ("score", lambda: ctx.invoke(score, data=out, out=out / "scores", as_of=None, text=True, as_json=False, model_uri=served())),
-        ("report", lambda: ctx.invoke(report, out=out / "churn_report.html", scores_dir=out / "scores", as_json=False, model_uri=served())),
     ]
     for i, (name, step) in enumerate(stages, 1):
         stage = time.perf_counter()
-        err.print(f"[bold]{i}/{len(stages)} {name}[/bold]")
+        err.print(f"[bold]{i}/3 {name}[/bold]")
         step()
         err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
+    err.print("[bold]3/3 retrain flow (Prefect): features -> train -> evaluate -> promote -> score -> report[/bold]")
+    stage = time.perf_counter()
+    result = retrain_flow(data=str(out), workdir=str(out), text=True)
+    for name, seconds in result["stage_seconds"].items():
+        err.print(f"    {name} took {seconds:.1f}s")
+    err.print(f"    retrain flow took {time.perf_counter() - stage:.1f}s (Prefect start-up included)")
+    aucs = ", ".join(f"{m} {v:.3f}" for m, v in result["roc_auc_90d_by_model"].items() if v is not None)
+    err.print(f"  backtest 90-day ROC-AUC: {aucs}")
+    err.print(f"  {result['model']}: " + ("promoted to champion" if result["promoted"] else "not promoted (" + "; ".join(result["promotion_reasons"]) + ")"))
+    err.print(f"  {result['accounts_scored']:,} accounts scored, {result['escalations']} escalations")
     from core.settings import load_settings
 
     settings = load_settings()

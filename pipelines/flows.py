@@ -137,9 +137,12 @@ def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, forc
     served = None if promoted["promoted"] or promoted["champion"] else trained["model_uri"]
     scored = score_task(data, str(work / "scores"), served, text)
     report = report_task(str(work / "churn_report.html"), str(work / "scores"), served)
-    return {"features": features["snapshots"], "model": trained["model_uri"], "version": trained["version"],
-            "roc_auc_90d": next((r["roc_auc"] for r in evaluated["results"] if r["model"] == "lightgbm" and r["horizon_days"] == 90), None),
-            "promoted": promoted["promoted"], "champion": promoted["champion"], "escalations": scored["escalations"], "report": report["report"]}
+    auc = {r["model"]: r["roc_auc"] for r in evaluated["results"] if r["horizon_days"] == 90}
+    return {"features": features["snapshots"], "model": trained["model_uri"], "version": trained["version"], "roc_auc_90d": auc.get("lightgbm"),
+            "roc_auc_90d_by_model": auc, "promoted": promoted["promoted"], "champion": promoted["champion"], "promotion_reasons": promoted["reasons"],
+            "accounts_scored": scored["accounts"], "escalations": scored["escalations"], "report": report["report"],
+            "stage_seconds": {"features": features["seconds"], "train": trained["seconds"], "evaluate": evaluated["seconds"],
+                              "score": scored["seconds"], "report": report["seconds"]}}
 
 
 @flow(name="daily-scoring", log_prints=True)

@@ -74,12 +74,17 @@ def test_simulated_csv_export_validates(tmp_path, capsys):
 def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    from prefect.testing.utilities import prefect_test_harness
+
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--accounts", "120"]) == 0
+    with prefect_test_harness(server_startup_timeout=120):
+        assert main(["demo", "--out", str(out), "--accounts", "150"]) == 0
     err = capsys.readouterr().err
-    for stage in ("simulate", "validate", "features", "train", "promote", "score", "report"):
+    for stage in ("simulate", "validate", "features", "train", "evaluate", "score", "report", "retrain flow"):
         assert f"{stage} took" in err
     assert (out / "scores" / "scores.parquet").is_file() and (tmp_path / "mlflow.db").is_file()
     assert "<h1>Churn risk report</h1>" in (out / "churn_report.html").read_text()
+    assert "churn serve" in err and "mlflow ui" in err
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))

@@ -1,0 +1,34 @@
+"""The notebooks run top to bottom on a small simulated base (the package imported, no mocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    from tests.conftest import champion_environment
+
+    with champion_environment(tmp_path_factory.mktemp("notebooks")) as env:
+        yield env
+
+
+def test_the_three_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["01_explore_data.ipynb", "02_evaluate_model.ipynb", "03_explain_account.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, environment, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(Path(__file__).resolve().parents[2])}}).execute()
+    errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")

@@ -19,8 +19,6 @@ import time  # noqa: E402
 
 
 def main() -> None:
-    import pandas as pd
-
     from escalation.batch import evaluate_at_capacity
     from escalation.policy import load_policy
     from models.backtest import run_backtest

@@ -19,8 +19,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -139,27 +137,9 @@ def main() -> None:
     print(f"in-process floor: score {results['in_process']['score']}, assess_ticket {results['in_process']['assess_ticket']}", flush=True)
     del runtime
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    bentoml = Path(sys.executable).with_name("bentoml")
-    repo = Path(__file__).resolve().parent.parent
-    server = subprocess.Popen([str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
-                              cwd=repo, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
+    from serving.process import running_server
 
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise SystemExit("bentoml serve did not become ready")
-            time.sleep(0.5)
+    with running_server(env) as base:
         one = [{"accounts": [{"account_id": a}]} for a in ids]
         tickets = [{"account_id": a, "ticket": {"ticket_id": f"B{i}", "messages": MESSAGES}} for i, a in enumerate(ids)]
         load(base, "/score", one[:50], 2, 3)  # warm-up
@@ -178,12 +158,6 @@ def main() -> None:
         results["sustained"] = r
         print(f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "
               f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", flush=True)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     target = Path(__file__).parent / "results" / "serving.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(results, indent=2) + "\n")

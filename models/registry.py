@@ -55,6 +55,21 @@ class RiskCurvePyfunc(PythonModel):
         return pd.DataFrame(curve, columns=list(CURVE_COLUMNS), index=getattr(model_input, "index", None))
 
 
+def _log_run_contents(tmp: Path, tags: dict, params: dict, metrics: dict, tables: dict[str, pd.DataFrame], documents: dict) -> None:
+    """Tags, parameters (dicts and lists as JSON), finite metrics, tables (as MLflow tables and CSV)
+    and JSON documents into the active run."""
+    mlflow.set_tags(tags)
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in params.items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    for name, table in tables.items():
+        mlflow.log_table(table, f"{name}.json")
+        path = tmp / f"{name}.csv"
+        table.to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
+    for name, document in documents.items():
+        mlflow.log_dict(document, f"{name}.json")
+
+
 def signature_frame(panel: pd.DataFrame, features: list[str], categories: dict[str, list[str]], rows: int = 5) -> pd.DataFrame:
     """Input example: the panel's most complete rows, numbers as float64 and categories as str."""
     frame = panel[features]
@@ -83,16 +98,7 @@ def log_training(
     example = signature_frame(panel, model.features, model.categories)
     signature = infer_signature(example, pd.DataFrame(model.predict_curve(example), columns=list(CURVE_COLUMNS)))
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags(tags)
-        mlflow.log_params({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-        for name, table in tables.items():
-            mlflow.log_table(table, f"{name}.json")
-            path = Path(tmp) / f"{name}.csv"
-            table.to_csv(path, index=False)
-            mlflow.log_artifact(str(path))
-        for name, document in documents.items():
-            mlflow.log_dict(document, f"{name}.json")
+        _log_run_contents(Path(tmp), tags, params, metrics, tables, documents)
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"{name}.png")
         curve_dir = Path(tmp) / "curve"
@@ -147,13 +153,7 @@ def log_table_run(model, *, example: pd.DataFrame, params: dict, metrics: dict[s
     import joblib
 
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags(tags)
-        mlflow.log_params({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-        for name, table in tables.items():
-            mlflow.log_table(table, f"{name}.json")
-        for name, document in documents.items():
-            mlflow.log_dict(document, f"{name}.json")
+        _log_run_contents(Path(tmp), tags, params, metrics, tables, documents)
         path = Path(tmp) / "table_model.joblib"
         joblib.dump(model, path)
         entry = Path(tmp) / "table_model.py"

@@ -11,8 +11,6 @@ from pathlib import Path
 import nbformat
 
 SETUP = """\
-from pathlib import Path
-
 import pandas as pd
 
 from core.settings import load_settings
@@ -82,6 +80,8 @@ pd.Series(model.boosters[0].feature_importance("gain"), index=model.boosters[0].
         ("markdown", "# 03 Explain one account\nThe riskiest account of the latest scoring run: its risk curve, why, and what the policy decides."),
         ("code", SETUP),
         ("code", """\
+from pathlib import Path
+
 scores_dir = Path(settings.scores_dir or Path(settings.data_dir) / "scores")
 scores = pd.read_parquet(scores_dir / "scores.parquet")
 snapshot = pd.read_parquet(scores_dir / "features.parquet")

@@ -4,11 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -186,31 +181,11 @@ def test_fuzzing_sent_enough_requests():
     print(f"fuzzed requests: {len(FUZZED)}, status codes {sorted(set(FUZZED))}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
-    port = _free_port()
-    bentoml = os.path.join(os.path.dirname(sys.executable), "bentoml")
-    env = {**os.environ, **environment["env"], "BENTOML_HOME": str(environment["root"] / "bentoml")}
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    server = subprocess.Popen([bentoml, "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
-                              cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/readyz", timeout=2).status == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                pytest.fail(f"bentoml serve did not become ready: {server.stderr.read().decode()[-2000:] if server.poll() is not None else 'timeout'}")
-            time.sleep(0.5)
+    from serving.process import running_server
+
+    env = {**environment["env"], "BENTOML_HOME": str(environment["root"] / "bentoml")}
+    with running_server(env, timeout=120) as base:
 
         def post(path: str, body: dict, token: str | None) -> tuple[int, object]:
             headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
@@ -228,12 +203,6 @@ def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
         assert status == 200 and result[0]["account_id"] == snapshot["account_id"].iloc[0]
         assert post("/score", {"accounts": [{"account_id": "NOPE"}]}, TOKEN)[0] == 404
         assert urllib.request.urlopen(f"{base}/metrics", timeout=5).status == 200
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_settings_come_from_the_environment(environment):

@@ -432,7 +432,7 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map failures to exit codes and one-line messages."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("matplotlib", "alembic", "mlflow.store.db.utils"):
+    for noisy in ("matplotlib", "alembic", "mlflow.store.db.utils", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code = app.main(args=argv, prog_name="churn", standalone_mode=False)

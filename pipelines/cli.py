@@ -431,7 +431,11 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map failures to exit codes and one-line messages."""
+    import os
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # no phoning home from the embedded Prefect server (a user's own setting wins)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     for noisy in ("matplotlib", "alembic", "mlflow.store.db.utils", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -126,7 +126,9 @@ def batch_inputs(row: dict, curve: np.ndarray, reasons: tuple[dict, ...], policy
         critical = ("disappointed",)  # a recent critical moment of the remaining category
     sentiment = value("customer_sentiment_30d")
     drift = value("frustration_drift_90d")
-    asks = 3 if (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0 else 1
+    # the effort rule needs the customer to be writing now (since the last run), not a ticket from weeks ago
+    writing = value("days_since_customer_message") is not None and value("days_since_customer_message") <= lookback
+    asks = 3 if writing and (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0 else 1
     signals = TicketSignals(sentiment=sentiment, sentiment_first=(sentiment - drift) if sentiment is not None and drift is not None else None,
                             negative_messages=int(value("negative_messages_30d") or 0), critical=critical, asks=asks)
     risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, reasons, model_version)

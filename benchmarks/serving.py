@@ -19,6 +19,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -154,6 +156,18 @@ def main() -> None:
         rate = r["requests_per_s"] * np.mean([len(b["accounts"]) for b in batches])
         results["batch"] = {**r, "accounts_per_s": round(float(rate))}
         print(f"batches of 500: {r['requests_per_s']} req/s = {rate:,.0f} accounts/s (p50 {r['p50_ms']} ms per batch)", flush=True)
+        if shutil.which("ab"):  # ApacheBench, a C client: takes far less CPU from the server than the Python one
+            body = Path(tempfile.mkdtemp()) / "score.json"
+            body.write_text(json.dumps(one[0]))
+            for concurrency in (1, 8):
+                text = subprocess.run(["ab", "-q", "-k", "-n", "3000", "-c", str(concurrency), "-p", str(body), "-T", "application/json",
+                                       "-H", f"Authorization: Bearer {TOKEN}", f"{base}/score"], capture_output=True, text=True).stdout
+                figures = {line.split()[0]: line.split()[1] for line in text.splitlines() if line.strip().startswith(("50%", "99%"))}
+                rate = next((line.split()[3] for line in text.splitlines() if line.startswith("Requests per second")), "?")
+                failed = next((line.split()[2] for line in text.splitlines() if line.startswith("Failed requests")), "?")
+                results[f"score_ab_c{concurrency}"] = {"p50_ms": figures.get("50%"), "p99_ms": figures.get("99%"), "requests_per_s": rate, "failed": failed}
+                print(f"score with ab, concurrency {concurrency}: p50 {figures.get('50%')} ms, p99 {figures.get('99%')} ms, {rate} req/s, "
+                      f"{failed} failed of 3000", flush=True)
         r = load(base, "/score", one, 8, args.sustain)
         results["sustained"] = r
         print(f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "

@@ -60,9 +60,13 @@ class ServingRuntime:
         self._text = text
         self._sentiment = None
         self._lock = threading.Lock()
+        self.cache = None
         if text:  # load and warm the text models now: the first ticket must not wait for them
             from features.text.sentiment import score_texts
+            from pipelines.text import open_cache
 
+            # every ticket update re-sends the ticket's earlier messages: only new sentences go through the encoder
+            self.cache = open_cache(settings)
             score_texts(["warming up the sentiment model."], self.sentiment_model())
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -167,7 +171,7 @@ class ServingRuntime:
         sentiment = pd.DataFrame({"label": "neutral", "score": np.nan}, index=messages.index)
         embeddings = np.zeros((len(messages), 384), dtype=np.float32)
         if customer.any() and self._text:
-            scored, emb = score_texts(messages.loc[customer, "body"].tolist(), self.sentiment_model())
+            scored, emb = score_texts(messages.loc[customer, "body"].tolist(), self.sentiment_model(), self.cache)
             sentiment.loc[customer, "label"] = scored["label"].to_numpy()
             sentiment.loc[customer, "score"] = scored["score"].to_numpy()
             embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)

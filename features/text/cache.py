@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,13 +37,18 @@ class TextCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path)
+        # shared by the API's worker threads (one lock) and processes (WAL, a busy timeout)
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(SCHEMA)
         self._conn.commit()
 
     def get(self, model: str, hashes: Iterable[str]) -> dict[str, tuple]:
-        hashes = list(hashes)
+        with self._lock:
+            return self._get(model, list(hashes))
+
+    def _get(self, model: str, hashes: list[str]) -> dict[str, tuple]:
         found: dict[str, tuple] = {}
         for start in range(0, len(hashes), 900):  # SQLite's limit on bound parameters
             chunk = hashes[start : start + 900]
@@ -55,7 +61,7 @@ class TextCache:
         return found
 
     def put(self, model: str, rows: list[tuple[str, str, float, float, float, float, np.ndarray | None]]) -> None:
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO text_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(model, h, label, s, pn, pu, pp, None if e is None else np.asarray(e, dtype=np.float16).tobytes()) for h, label, s, pn, pu, pp, e in rows],

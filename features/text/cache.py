@@ -41,6 +41,7 @@ class TextCache:
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of the process, no fsync per write
         self._conn.execute(SCHEMA)
         self._conn.commit()
 

@@ -9,6 +9,7 @@ P(negative). Scoring goes through a cache keyed by text hash, so known texts are
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,9 @@ class SentimentHead:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Names the head's weights (the cache is keyed on it); computed once: hashing them costs ms."""
         digest = text_hash(json.dumps([self.coef.round(6).tolist(), self.intercept.round(6).tolist()]))[:12]
         return f"{self.encoder}+head-{digest}"
 

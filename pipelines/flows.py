@@ -130,7 +130,9 @@ def report_task(out: str, scores_dir: str, model_uri: str | None = None) -> dict
 def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, force_promote: bool = False) -> dict:
     """features -> train -> evaluate -> promote -> score -> report, under `workdir`."""
     work = Path(workdir)
-    features = features_task(data, str(work / "features"), every, text)
+    # a cached result stands for files on disk: if they are gone, build them again
+    rebuild = not (work / "features" / "panel_summary.json").is_file()
+    features = features_task.with_options(refresh_cache=rebuild)(data, str(work / "features"), every, text)
     trained = train_task(str(work / "features"))
     evaluated = evaluate_task(str(work / "features"))
     promoted = promote_task(force_promote)

@@ -67,3 +67,10 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
     assert (prefect_env / "work" / "churn_report.html").is_file() and (prefect_env / "work" / "scores" / "scores.parquet").is_file()
     assert 0.5 < result["roc_auc_90d"] <= 1
+
+    # the cached features stand for files: delete them and the next run builds them again
+    import shutil
+
+    shutil.rmtree(prefect_env / "work" / "features")
+    retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
+    assert calls["features"] == 2 and (prefect_env / "work" / "features" / "snapshots").is_dir()

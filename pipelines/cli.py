@@ -294,7 +294,21 @@ def serve(port: int, host: str) -> None:
     root = Path(__file__).resolve().parent.parent
     command = [str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", host]
     err.print(f"serving {settings.model_uri} on http://{host}:{port} (docs at /docs, health at /livez and /readyz)")
-    raise click.exceptions.Exit(subprocess.call(command, cwd=root, env=os.environ.copy()))
+    # the server runs from the project folder: relative paths and sqlite URLs are pinned to where the user is
+    env = {**os.environ, **_absolute_locations(settings)}
+    raise click.exceptions.Exit(subprocess.call(command, cwd=root, env=env))
+
+
+def _absolute_locations(settings) -> dict[str, str]:
+    """CHURN_* locations of `settings` as absolute paths (relative ones are read from the current folder)."""
+    out = {"CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()), "CHURN_CONFIG_DIR": str(Path(settings.config_dir).resolve())}
+    for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head)):
+        if value is not None:
+            out[key] = str(Path(value).resolve())
+    for key, url in (("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("CHURN_STORE_URL", settings.store_url)):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            out[key] = "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return out
 
 
 @app.command()

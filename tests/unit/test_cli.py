@@ -88,3 +88,19 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     assert "churn serve" in err and "mlflow ui" in err
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))
+
+
+def test_serve_pins_relative_locations_to_the_current_folder(tmp_path, monkeypatch):
+    """`churn serve` starts the server from the project folder: relative paths must not move with it."""
+    from core.settings import load_settings
+    from pipelines.cli import _absolute_locations
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHURN_DATA_DIR", "mydata")
+    monkeypatch.setenv("CHURN_SCORES_DIR", "out/scores")
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    monkeypatch.setenv("CHURN_STORE_URL", "postgresql+psycopg://db/churn")
+    pinned = _absolute_locations(load_settings())
+    assert pinned["CHURN_DATA_DIR"] == str(tmp_path / "mydata") and pinned["CHURN_SCORES_DIR"] == str(tmp_path / "out" / "scores")
+    assert pinned["CHURN_MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert "CHURN_STORE_URL" not in pinned  # not a file: left as it is

@@ -113,7 +113,7 @@ class Decision:
 
 
 def is_high_value(facts: AccountFacts, policy: EscalationPolicy) -> bool:
-    if policy.value.enterprise_is_high_value and str(facts.segment or "").lower() == "enterprise":
+    if policy.value.enterprise_is_high_value and (facts.segment or "").lower() == "enterprise":
         return True
     return bool(facts.arr and facts.average_arr and facts.arr >= policy.value.high_value_ratio * facts.average_arr)
 
@@ -128,7 +128,7 @@ def is_frustrated(signals: TicketSignals, policy: EscalationPolicy) -> bool:
 def _hard_triggers(facts: AccountFacts, signals: TicketSignals, policy: EscalationPolicy, high_value: bool) -> list[FiredRule]:
     h = policy.hard_triggers
     events = set(facts.recent_events)
-    category = str(signals.category or "").lower()
+    category = (signals.category or "").lower()
     fired = []
     if h.security and (signals.security or category == "security" or "security_incident" in events):
         fired.append(FiredRule("security", "security incident", {"category": signals.category, "text": signals.security,
@@ -162,7 +162,7 @@ def _bot_action(confidence: float | None, policy: EscalationPolicy) -> str | Non
 
 
 def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts, band: str, triggers: set[str], high_value: bool) -> str:
-    category, segment = str(signals.category or "").lower(), str(facts.segment or "").lower()
+    category, segment = (signals.category or "").lower(), (facts.segment or "").lower()
     for route in policy.routes:
         if route.categories and category not in route.categories:
             continue

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from escalation.decision import AccountFacts, RiskView, TicketSignals
-from escalation.policy import EscalationPolicy
+from escalation.policy import HORIZONS, EscalationPolicy
 
 #: Incident language in customer messages (hard triggers of DOMAIN.md that no table records live).
 INCIDENTS: dict[str, re.Pattern] = {
@@ -89,11 +89,9 @@ def candidates(panel: pd.DataFrame, curve: np.ndarray, policy: EscalationPolicy)
     """Rows where some rule could fire: a superset of the rows the decision escalates or watches,
     found with whole-column arithmetic, so the per-account decision runs only on those."""
     lowest = policy.value.value_factor * policy.value.renewal_factor * policy.sentiment.multiplier
-    thresholds = {**{h: p for h, p in policy.watch_thresholds.items()}}
+    thresholds = dict(policy.watch_thresholds)
     for h, p in policy.risk_thresholds.items():
         thresholds[h] = min(p, thresholds.get(h, p))
-    from escalation.policy import HORIZONS
-
     risky = np.zeros(len(panel), dtype=bool)
     for h, p in thresholds.items():
         risky |= curve[:, HORIZONS.index(h)] >= p * lowest
@@ -106,20 +104,38 @@ def candidates(panel: pd.DataFrame, curve: np.ndarray, policy: EscalationPolicy)
     return risky | recent | effort
 
 
+def _number(values: dict, key: str) -> float | None:
+    """A feature value as a float; None when missing, NaN or not a number (API callers send anything)."""
+    try:
+        v = float(values.get(key))
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(v) else v
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def account_facts(account_id: str, values: dict, policy: EscalationPolicy, *, average_arr: float | None, csm_owner: str | None = None,
+                  name: str | None = None) -> AccountFacts:
+    """The account's facts from its feature values (the daily batch and the API alike): risk events
+    within the policy's lookback count as live triggers."""
+    lookback = policy.hard_triggers.event_lookback_days
+    events = tuple(kind for kind in EVENT_KINDS if (d := _number(values, f"days_since_{kind}")) is not None and d <= lookback)
+    return AccountFacts(account_id=str(account_id), name=_text(name), segment=_text(values.get("segment")), arr=_number(values, "arr_current"),
+                        average_arr=average_arr, days_to_renewal=_number(values, "days_to_renewal"), csm_owner=_text(csm_owner),
+                        exec_sponsor=bool(_number(values, "exec_sponsor_present") or 0), recent_events=events)
+
+
 def batch_inputs(row: dict, curve: np.ndarray, reasons: tuple[dict, ...], policy: EscalationPolicy, *, average_arr: float | None,
                  model_version: str | None, csm_owner: str | None = None, name: str | None = None) -> tuple[AccountFacts, RiskView, TicketSignals]:
     """The decision's inputs for one account of a scored panel (one row of features as a dict)."""
-    from escalation.policy import HORIZONS
-
     def value(key: str) -> float | None:
-        v = row.get(key)
-        return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else float(v)
+        return _number(row, key)
 
     lookback = policy.hard_triggers.event_lookback_days
-    events = tuple(kind for kind in EVENT_KINDS if (value(f"days_since_{kind}") is not None and value(f"days_since_{kind}") <= lookback))
-    facts = AccountFacts(account_id=str(row["account_id"]), name=name, segment=row.get("segment"), arr=value("arr_current"), average_arr=average_arr,
-                         days_to_renewal=value("days_to_renewal"), csm_owner=csm_owner, exec_sponsor=bool(value("exec_sponsor_present") or 0),
-                         recent_events=events)
+    facts = account_facts(row["account_id"], row, policy, average_arr=average_arr, csm_owner=csm_owner, name=name)
     recent_critical = value("days_since_critical_moment") is not None and value("days_since_critical_moment") <= lookback
     critical = tuple(kind for kind, col in CRITICAL_COUNTS.items() if recent_critical and (value(col) or 0) > 0)
     if recent_critical and not critical:

@@ -61,7 +61,6 @@ class CurveParams(BaseModel):
     valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping and calibration")
     valid_gap_days: int = Field(90, ge=0, description="days between the last fitting cutoff and the first held-out cutoff")
     calibrate: bool = True
-    refit: bool = Field(False, description="after early stopping and calibration, refit on every training cutoff with the best number of trees")
     #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
     #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
     #: by accident of the data. Features absent from the panel are ignored.
@@ -253,7 +252,7 @@ def _outcomes_through(panel: pd.DataFrame) -> str:
 
 def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None) -> RiskCurveModel:
     """Fit on the panel's cutoffs; the latest `valid_fraction` of them (after a gap) serve early
-    stopping and calibration, and with `refit` the final trees are grown on every cutoff."""
+    stopping and calibration."""
     import lightgbm as lgb
 
     params = params or CurveParams()
@@ -319,12 +318,4 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
             raw = shared[:, k] if hazard else model.boosters[k].predict(X[valid])
             calibrators.append(Calibrator.fit(raw[~np.isnan(y)], y[~np.isnan(y)]))
         model.calibrators = calibrators
-    if params.refit:
-        everything = np.ones(len(panel), dtype=bool)
-        refitted = []
-        for k, (_, best, *_) in zip([None] if hazard else range(len(HORIZONS)), trained, strict=True):
-            X_all, y_all = dataset(everything, k)
-            refitted.append(lgb.train(lgb_params, lgb.Dataset(X_all, y_all, feature_name=names, categorical_feature=categorical), num_boost_round=best))
-        model.boosters = refitted
-        model.info["refit_rows"] = int(everything.sum())
     return model

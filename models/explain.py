@@ -63,6 +63,17 @@ def reasons(contrib: np.ndarray, features: list[str], values, specs: dict[str, F
     return {"raising": describe(up), "lowering": describe(down)}
 
 
+def raising_reasons(contrib: np.ndarray, features: list[str], records: list, specs: dict[str, FeatureSpec], n: int = 3) -> list[tuple[dict, ...]]:
+    """The top `n` reasons raising risk for every row of a contribution matrix [rows, features]:
+    the ranking is one argsort over the matrix; only the chosen features become sentences."""
+    top = np.argsort(-contrib, axis=1)[:, :n]
+    out = []
+    for i, record in enumerate(records):
+        picked = [j for j in top[i] if contrib[i, j] > 0]
+        out.append(tuple(reasons(contrib[i, picked], [features[j] for j in picked], record, specs, n)["raising"]))
+    return out
+
+
 def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFrame:
     """Mean |contribution| per feature and family, for reports."""
     mean_abs = contrib.drop(columns="bias").abs().mean().sort_values(ascending=False)

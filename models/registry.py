@@ -181,9 +181,29 @@ def version_info(alias: str) -> dict | None:
         mv = client.get_model_version_by_alias(MODEL_NAME, alias)
     except mlflow.exceptions.MlflowException:
         return None
+    return _version_dict(client, mv)
+
+
+def _version_dict(client, mv) -> dict:
     run = client.get_run(mv.run_id)
     return {"version": str(mv.version), "run_id": mv.run_id, "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
             "params": dict(run.data.params), "version_tags": dict(mv.tags)}
+
+
+def describe(model_uri: str) -> dict | None:
+    """`version_info` for a models:/churn-risk@alias or models:/churn-risk/<version> URI; None for
+    other URIs (a run or a path) and unset aliases."""
+    prefix = f"models:/{MODEL_NAME}"
+    if model_uri.startswith(prefix + "@"):
+        return version_info(model_uri.removeprefix(prefix + "@"))
+    if model_uri.startswith(prefix + "/"):
+        client = mlflow.MlflowClient()
+        try:
+            mv = client.get_model_version(MODEL_NAME, model_uri.removeprefix(prefix + "/"))
+        except mlflow.exceptions.MlflowException:
+            return None
+        return _version_dict(client, mv)
+    return None
 
 
 def move_champion(version: str, *, decision: dict) -> None:

@@ -83,6 +83,11 @@ def _json_rows(table: pd.DataFrame) -> list[dict]:
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
+def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
+    """The baselines every backtest reports next to the model."""
+    return {"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)}
+
+
 def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget: float, progress: Callable[[str], None] | None = None,
                  model_uri: str | None = None, tracking_uri: str | None = None) -> dict:
     """Backtest the model and the baselines (and the oracle where the data has truth/); with
@@ -96,7 +101,7 @@ def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget:
     names = feature_names(panel)
     table, _ = run_backtest(
         panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(data_dir), progress=progress, oracle=oracle,
-        baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)},
+        baselines=baselines(names),
     )
     return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": _json_rows(table),
             "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
@@ -159,7 +164,7 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None):
     return run_backtest(panel, names, folds=config.folds, params=params or config.curve, budget=config.budget, churned_at=churned_at,
-                        progress=progress, baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)})
+                        progress=progress, baselines=baselines(names))
 
 
 def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None) -> dict:

@@ -38,7 +38,7 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
     table = scores.merge(facts, on="account_id", how="left")
     registry.connect(settings.mlflow_tracking_uri)
     model = registry.load_curve(settings.model_uri)
-    info = registry.version_info(settings.model_uri.split("@", 1)[1]) if "@" in settings.model_uri else None
+    info = registry.describe(settings.model_uri)
     run_id = info["run_id"] if info else None
     say(f"report on {len(table):,} accounts as of {pd.Timestamp(scores['cutoff'].max()).date()} with {settings.model_uri}")
 

@@ -22,18 +22,11 @@ TOP_REASONS = 3
 
 
 def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizon_days: int = 90, n: int = TOP_REASONS) -> list[tuple[dict, ...]]:
-    """Top `n` reasons raising the `horizon_days` risk for every row: the ranking is one numpy
-    argsort over the contribution matrix; only the chosen features are turned into sentences."""
-    from models.explain import reasons
+    """Top `n` reasons raising the `horizon_days` risk for every row of the panel."""
+    from models.explain import raising_reasons
 
     contrib = model.contributions_matrix(model.encode(panel), horizon_days)[:, :-1]
-    top = np.argsort(-contrib, axis=1)[:, :n]
-    records = panel[model.features].to_dict("records")
-    out = []
-    for i, record in enumerate(records):
-        picked = [j for j in top[i] if contrib[i, j] > 0]
-        out.append(tuple(reasons(contrib[i, picked], [model.features[j] for j in picked], record, specs, n)["raising"]))
-    return out
+    return raising_reasons(contrib, model.features, panel[model.features].to_dict("records"), specs, n)
 
 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
@@ -51,10 +44,11 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     policy = load_policy(settings.config_dir)  # a bad policy fails before any work
     registry.connect(settings.mlflow_tracking_uri)
     uri = model_uri or f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}"
-    if model_uri is None and registry.version_info(registry.CHAMPION) is None:
+    described = registry.describe(uri)
+    if model_uri is None and described is None:
         raise ChurnError(f"no model has the alias '{registry.CHAMPION}' in {settings.mlflow_tracking_uri}: run `churn train` and `churn promote` first")
     model = registry.load_curve(uri)
-    version = (registry.version_info(registry.CHAMPION) or {}).get("version") if model_uri is None else model_uri
+    version = described["version"] if described else uri
     say(f"model {uri} (version {version}), {len(model.features)} features")
     needs_text = any(spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features)
     use_text = text and needs_text

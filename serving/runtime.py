@@ -41,7 +41,9 @@ class ServingRuntime:
         except Exception as exc:  # MLflow raises several types; the operator needs the URI and the fix
             raise ChurnError(f"CHURN_MODEL_URI {self.model_uri}: could not load it ({exc}); train and promote a model first "
                              "(`churn train`, `churn promote`)") from None
-        self.model_version, self.metrics = _version(registry, self.model_uri)
+        described = registry.describe(self.model_uri)
+        self.model_version = described["version"] if described else self.model_uri
+        self.metrics = described["metrics"] if described else {}
         folder = settings.scores_dir or Path(settings.data_dir) / "scores"
         path = Path(folder) / "features.parquet"
         if not path.is_file():
@@ -84,41 +86,25 @@ class ServingRuntime:
         return reasons(contrib, self.model.features, values, self.specs, n)
 
     def _facts(self, account_id: str, values: dict) -> AccountFacts:
-        def number(key: str) -> float | None:
-            v = values.get(key)
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                return None
-            return None if np.isnan(v) else v
+        from escalation.signals import account_facts
 
-        lookback = self.policy.hard_triggers.event_lookback_days
-        from escalation.signals import EVENT_KINDS
-
-        events = tuple(k for k in EVENT_KINDS if (number(f"days_since_{k}") is not None and number(f"days_since_{k}") <= lookback))
-        owner, segment, name = values.get("csm_owner"), values.get("segment"), values.get("account_name")
-        return AccountFacts(account_id=account_id, name=name if isinstance(name, str) and name else None,
-                            segment=segment if isinstance(segment, str) else None,
-                            arr=number("arr_current"), average_arr=self.average_arr, days_to_renewal=number("days_to_renewal"),
-                            csm_owner=owner if isinstance(owner, str) and owner else None, recent_events=events)
+        return account_facts(account_id, values, self.policy, average_arr=self.average_arr, csm_owner=values.get("csm_owner"),
+                             name=values.get("account_name"))
 
     def _score_many(self, queries: list[schemas.AccountQuery]) -> list[tuple[schemas.AccountScore, RiskView, dict]]:
         """One LightGBM call for the curves and one for the contributions of the whole batch; only
         the reasons' sentences and the tier are per account."""
-        from models.explain import reasons
+        from models.explain import raising_reasons
 
         rows = [self._row(q) for q in queries]
         X = np.vstack([x for x, _, _ in rows])
         threads = 1 if len(rows) < 16 else 0  # one account: one thread is fastest; a batch: every core
         curves = self.model.curve_matrix(X, num_threads=threads)
         contrib = self.model.contributions_matrix(X, 90, num_threads=threads)[:, :-1]
-        top_k = np.argsort(-contrib, axis=1)[:, :TOP_REASONS]
+        tops = raising_reasons(contrib, self.model.features, [values for _, values, _ in rows], self.specs, TOP_REASONS)
         now = dt.datetime.now(dt.UTC)
         out = []
-        for i, (query, (_, values, snapshot)) in enumerate(zip(queries, rows, strict=True)):
-            picked = [j for j in top_k[i] if contrib[i, j] > 0]
-            top = reasons(contrib[i, picked], [self.model.features[j] for j in picked], values, self.specs, TOP_REASONS)["raising"]
-            curve = curves[i]
+        for query, (_, values, snapshot), top, curve in zip(queries, rows, tops, curves, strict=True):
             risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top), self.model_version)
             tier = decide(self._facts(query.account_id, values), risk, None, self.policy, now).band
             score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
@@ -214,14 +200,6 @@ class ServingRuntime:
                                  snapshot=self.snapshot, accounts=len(self.frame),
                                  backtest={k: v for k, v in self.metrics.items() if k.startswith("backtest.lightgbm.")},
                                  policy_version=self.policy.version)
-
-
-def _version(registry, uri: str) -> tuple[str, dict]:
-    """(version, run metrics) of a models:/name@alias or models:/name/version URI; else the URI itself."""
-    if uri.startswith(f"models:/{registry.MODEL_NAME}@"):
-        info = registry.version_info(uri.split("@", 1)[1])
-        return (str(info["version"]), info["metrics"]) if info else (uri, {})
-    return uri, {}
 
 
 def _reason(r: dict) -> dict:

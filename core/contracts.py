@@ -256,6 +256,10 @@ class TableFiles:
             raise InputError(f"--data {self.data_dir}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
         self._csv: dict[str, pd.DataFrame] = {}
 
+    def __getstate__(self) -> dict:
+        # shipped to another process (a Dask worker): the path only; CSV tables are read again there
+        return {"data_dir": self.data_dir, "_csv": {}}
+
     def path(self, name: str) -> Path | None:
         return find_table_file(self.data_dir, name)
 

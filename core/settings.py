@@ -38,6 +38,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Bearer tokens accepted by the scoring API (comma-separated)."
     )
     dask_address: str | None = Field(None, description="Dask scheduler address; unset runs on Prefect's default runner.")
+    workers: int = Field(2, ge=1, le=64, description="Feature blocks built at the same time (threads) when no Dask address is set.")
     seed: int = Field(42, description="Default random seed for simulation and training.")
     sentiment_model: str = Field(
         "default",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from models.curve import HORIZONS, LABELS, CurveParams, fit_curve
+from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
 from models.metrics import score_metrics
 
 
@@ -45,13 +45,14 @@ def run_backtest(
     budget: float = 0.05,
     churned_at: pd.Series | None = None,
     progress: Callable[[str], None] | None = None,
+    trainer: BoosterTrainer | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics table: one row per model and horizon, pooled test predictions)."""
     preds = []
     for test_cutoff in test_cutoffs(panel, folds):
         train = censor_at(panel[panel["cutoff"] < test_cutoff], test_cutoff)
         test = panel[panel["cutoff"] == test_cutoff].reset_index(drop=True)
-        curves = {"lightgbm": fit_curve(train, features, params).predict_curve(test)}
+        curves = {"lightgbm": fit_curve(train, features, params, trainer).predict_curve(test)}
         for name, make in (baselines or {}).items():
             curves[name] = make().fit(train).predict_curve(test)
         if oracle is not None:

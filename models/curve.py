@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -250,12 +250,49 @@ def _outcomes_through(panel: pd.DataFrame) -> str:
     return str(max(ends).isoformat()) if ends else ""
 
 
-def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None) -> RiskCurveModel:
+class BoosterTrainer(Protocol):
+    """Grows one booster: returns it and the iteration early stopping chose (or the last)."""
+
+    name: str
+
+    def __call__(self, lgb_params: dict, fit: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray], names: list[str],
+                 categorical: list[int], rounds: int, early_stopping_rounds: int) -> tuple[object, int]: ...
+
+
+class LocalTrainer:
+    """lightgbm.train in this process, with early stopping on the held-out slice."""
+
+    name = "lightgbm"
+
+    def __call__(self, lgb_params, fit, valid, names, categorical, rounds, early_stopping_rounds):
+        import lightgbm as lgb
+
+        train_set = lgb.Dataset(*fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
+        valid_set = lgb.Dataset(*valid, reference=train_set)
+        stop = [lgb.early_stopping(early_stopping_rounds, verbose=False)] if early_stopping_rounds else []
+        booster = lgb.train(lgb_params, train_set, num_boost_round=rounds, valid_sets=[valid_set], callbacks=stop)
+        return booster, int(booster.best_iteration or rounds) if stop else rounds
+
+
+def early_stopping_iteration(losses: np.ndarray, patience: int) -> int:
+    """The iteration (1-based) LightGBM's early stopping would keep, given the validation loss after
+    every iteration: the best so far, once `patience` iterations have brought no improvement."""
+    best, best_at = np.inf, 0
+    for i, loss in enumerate(losses):
+        if loss < best:
+            best, best_at = loss, i
+        elif i - best_at >= patience:
+            break
+    return best_at + 1
+
+
+def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None, trainer: BoosterTrainer | None = None) -> RiskCurveModel:
     """Fit on the panel's cutoffs; the latest `valid_fraction` of them (after a gap) serve early
-    stopping and calibration."""
+    stopping and calibration. `trainer` grows the boosters (default: LightGBM in this process)."""
     import lightgbm as lgb
 
     params = params or CurveParams()
+    trainer = trainer or LocalTrainer()
     model = RiskCurveModel([], list(features), category_levels(panel, features), params.formulation, params=params.model_dump())
     X = model.encode(panel)
     hazard = params.formulation == "hazard"
@@ -295,21 +332,16 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
 
     def train(k: int | None) -> tuple[object, int, int, tuple]:
         rows = split(k or 0)  # the hazard model splits where the first interval is known
-        X_fit, y_fit = dataset(rows[0], k)
-        X_valid, y_valid = dataset(rows[1], k)
-        train_set = lgb.Dataset(X_fit, y_fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
-        valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
-        stop = [lgb.early_stopping(params.early_stopping_rounds, verbose=False)] if params.early_stopping_rounds else []
-        booster = lgb.train(lgb_params, train_set, num_boost_round=params.n_estimators, valid_sets=[valid_set], callbacks=stop)
-        best = int(booster.best_iteration or params.n_estimators) if stop else params.n_estimators
-        return booster, best, len(y_fit), rows
+        fit = dataset(rows[0], k)
+        booster, best = trainer(lgb_params, fit, dataset(rows[1], k), names, categorical, params.n_estimators, params.early_stopping_rounds)
+        return booster, best, len(fit[1]), rows
 
     trained = [train(None)] if hazard else [train(k) for k in range(len(HORIZONS))]
     model.boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=best)) for b, best, *_ in trained]
     splits = [trained[0][3]] * len(HORIZONS) if hazard else [t[3] for t in trained]
     model.info = {"fit_rows": [int(f.sum()) for f, _, _ in splits], "valid_rows": [int(v.sum()) for _, v, _ in splits],
                   "training_rows": [t[2] for t in trained], "best_iteration": [t[1] for t in trained],
-                  "split_cutoff": [str(at.date()) for _, _, at in splits], "trained_through": _outcomes_through(panel)}
+                  "split_cutoff": [str(at.date()) for _, _, at in splits], "trained_through": _outcomes_through(panel), "trainer": trainer.name}
     if params.calibrate:
         calibrators = []
         shared = model.raw_curve_matrix(X[splits[0][1]]) if hazard else None  # one held-out slice for every horizon

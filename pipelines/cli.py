@@ -7,11 +7,13 @@ a user can meet is one clear message, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,31 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
         sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
     else:
         err.print(human)
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[None]:
+    """A progress bar per fanned-out step of the flows run inside (blocks of accounts, ...)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.flows import progress_to
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:
+        steps: dict[str, Any] = {}
+
+        def hook(step: str, done: int, total: int) -> None:
+            if step not in steps:
+                steps[step] = bar.add_task(step, total=total)
+            bar.update(steps[step], completed=done)
+
+        with progress_to(hook):
+            yield
+
+
+def _require_features(features_dir: Path) -> None:
+    if not any((Path(features_dir) / "snapshots").glob("*.parquet")):
+        raise InputError(f"--features {features_dir}: no snapshots/*.parquet; expected the output of `churn features`")
 
 
 def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
@@ -117,22 +144,14 @@ def validate(data: Path, as_json: bool) -> None:
 def features(data: Path | None, out: Path, start: str | None, end: str | None, every: str, text: bool, as_json: bool) -> None:
     """Build the point-in-time snapshot panel (features + censored labels)."""
     from core.settings import load_settings
-    from pipelines.features import load_feature_params, run_features
-    from pipelines.text import load_sentiment_model, open_cache
+    from features.panel import parse_every
+    from pipelines.flows import build_features, task_runner
 
     settings = load_settings()
     data = data or settings.data_dir
-    params = load_feature_params(settings.config_dir)
-    cache = open_cache(settings.model_copy(update={"data_dir": Path(data)})) if text else None
-    try:
-        summary = run_features(
-            data, out, start=start, end=end, every=every, params=params,
-            text=(load_sentiment_model(settings), cache) if text else None,
-            progress=lambda step, seconds: err.print(f"  {step:<14} {seconds:6.2f}s"),
-        )
-    finally:
-        if cache is not None:
-            cache.close()
+    parse_every(every)  # bad flags fail before the flow starts
+    with _progress_bar():
+        summary = build_features.with_options(task_runner=task_runner(settings))(str(data), str(out), every, text, start, end)
     rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
     _emit(
         summary,
@@ -152,7 +171,8 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
 def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_uri: str | None, as_json: bool) -> None:
     """Backtest the risk curve against the rules and logistic baselines (and the oracle on simulated data)."""
     from core.settings import load_settings
-    from pipelines.models import load_model_config, run_evaluate
+    from pipelines.flows import evaluate as evaluate_flow
+    from pipelines.models import load_model_config
 
     settings = load_settings()
     config = load_model_config(settings.config_dir)
@@ -162,8 +182,8 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
         raise InputError(f"--folds {folds}: expected at least 1")
     if not 0 < budget < 1:
         raise InputError(f"--budget {budget}: expected a share between 0 and 1, e.g. 0.05")
-    result = run_evaluate(features_dir, params=config.curve, folds=folds, budget=budget, progress=lambda line: err.print(f"  {line}"),
-                          model_uri=model_uri, tracking_uri=settings.mlflow_tracking_uri)
+    _require_features(features_dir)
+    result = evaluate_flow(str(features_dir), folds, budget, model_uri)
     if as_json:
         _emit(result, True, "")
         return
@@ -187,11 +207,12 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
 def train(features_dir: Path, as_json: bool) -> None:
     """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
     from core.settings import load_settings
-    from pipelines.models import load_model_config, run_train
+    from pipelines.flows import train as train_flow
+    from pipelines.models import load_model_config
 
-    settings = load_settings()
-    config = load_model_config(settings.config_dir)
-    result = run_train(features_dir, tracking_uri=settings.mlflow_tracking_uri, config=config, progress=lambda line: err.print(f"  {line}"))
+    load_model_config(load_settings().config_dir)  # a bad configuration fails before the flow starts
+    _require_features(features_dir)
+    result = train_flow(str(features_dir))
     auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
     _emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
                            f"backtest ROC-AUC {auc}; `churn promote` makes it the champion if it wins")
@@ -240,18 +261,24 @@ def train_table(table: Path, label: str, id_column: str | None, as_json: bool) -
 @click.option("--as-of", "as_of", default=None, help="Score as of this date (YYYY-MM-DD, a cutoff at midnight UTC) [default: the end of the data].")
 @click.option("--model", "model_uri", default=None, help="Model URI [default: models:/churn-risk@champion].")
 @click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals when the model uses them.")
+@click.option("--send-alerts", is_flag=True, help="Also send the queued alerts (as `churn alerts flush` does); the daily flow always sends them.")
 @json_option
-def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None, text: bool, as_json: bool) -> None:
+def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None, text: bool, send_alerts: bool, as_json: bool) -> None:
     """The daily run: risk curve, reasons and escalations for every live account; escalations go to the store."""
     from core.settings import load_settings
-    from pipelines.score import run_score
+    from pipelines.flows import score_accounts
 
     settings = load_settings()
-    result = run_score(data or settings.data_dir, out, settings=settings, as_of=as_of, text=text, model_uri=model_uri,
-                       progress=lambda line: err.print(f"  {line}"))
+    if as_of is not None:
+        try:
+            dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise InputError(f"--as-of {as_of!r}: expected a date as YYYY-MM-DD") from None
+    result = score_accounts(str(data or settings.data_dir), str(out), model_uri, text, as_of, send_alerts)
     bands = ", ".join(f"{k} {v:,}" for k, v in result["bands"].items())
+    sent = f"; alerts {result['alerts']['sent']} sent, {result['alerts']['pending']} pending" if "alerts" in result else ""
     _emit(result, as_json, f"scored {result['accounts']:,} accounts as of {result['as_of']} with {result['model']} ({bands}); "
-                           f"{result['escalations']} escalations; written to {out}")
+                           f"{result['escalations']} escalations; written to {out}{sent}")
 
 
 @app.group()
@@ -318,10 +345,9 @@ def _absolute_locations(settings) -> dict[str, str]:
 @json_option
 def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: bool) -> None:
     """The explainability report for CS leadership (HTML), also logged to the model's MLflow run."""
-    from core.settings import load_settings
-    from pipelines.report import run_report
+    from pipelines.flows import report as report_flow
 
-    result = run_report(out, settings=load_settings(), scores_dir=scores_dir, model_uri=model_uri, progress=lambda line: err.print(f"  {line}"))
+    result = report_flow(str(out), str(scores_dir) if scores_dir else None, model_uri)
     _emit(result, as_json, f"report written to {result['report']} ({result['bytes'] / 1e3:,.0f} kB, {result['accounts']:,} accounts)"
                            + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""))
 
@@ -340,7 +366,8 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
     data = data or load_settings().data_dir
     if not Path(data).is_dir():
         raise InputError(f"--data {data}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
-    result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
+    with _progress_bar():
+        result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
     _emit(result, as_json, f"retrained: {result['model']} (90-day ROC-AUC {result['roc_auc_90d']:.3f}), "
                            f"{'promoted' if result['promoted'] else 'not promoted'}; champion {result['champion']}; report {result['report']}")
 
@@ -407,20 +434,24 @@ def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) ->
 def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     """Run the platform end to end on a simulated customer base."""
     started = time.perf_counter()
-    from pipelines.flows import retrain as retrain_flow
+    from pipelines.flows import retrain as retrain_flow, simulate as simulate_flow
 
-    stages = [
-        ("simulate", lambda: ctx.invoke(simulate, accounts=accounts, days=730, seed=seed, out=out, start="2024-01-01", churn_rate=0.12, as_json=False)),
-        ("validate", lambda: ctx.invoke(validate, data=out, as_json=False)),
-    ]
-    for i, (name, step) in enumerate(stages, 1):
-        stage = time.perf_counter()
-        err.print(f"[bold]{i}/3 {name}[/bold]")
-        step()
-        err.print(f"    {name} took {time.perf_counter() - stage:.1f}s")
+    if accounts < 50:
+        raise InputError(f"--accounts {accounts}: expected at least 50 (the demo trains and backtests a model)")
+    err.print("[bold]1/3 simulate (Prefect flow)[/bold]")
+    stage = time.perf_counter()
+    with _progress_bar():
+        simulated = simulate_flow(str(out), accounts=accounts, days=730, seed=seed)
+    err.print(f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
+              f"simulate took {time.perf_counter() - stage:.1f}s")
+    err.print("[bold]2/3 validate[/bold]")
+    stage = time.perf_counter()
+    ctx.invoke(validate, data=out, as_json=False)
+    err.print(f"    validate took {time.perf_counter() - stage:.1f}s")
     err.print("[bold]3/3 retrain flow (Prefect): features -> train -> evaluate -> promote -> score -> report[/bold]")
     stage = time.perf_counter()
-    result = retrain_flow(data=str(out), workdir=str(out), text=True)
+    with _progress_bar():
+        result = retrain_flow(data=str(out), workdir=str(out), text=True)
     for name, seconds in result["stage_seconds"].items():
         err.print(f"    {name} took {seconds:.1f}s")
     err.print(f"    retrain flow took {time.perf_counter() - stage:.1f}s (Prefect start-up included)")
@@ -443,6 +474,35 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     )
 
 
+class _BadInputFilter(logging.Filter):
+    """Prefect logs a failed task's or flow's traceback; for bad input (ChurnError) the one line
+    that names the problem is the whole story, so the traceback is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ChurnError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line_for_bad_input() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _BadInputFilter) for f in logger.filters):
+            logger.addFilter(_BadInputFilter())
+
+
+def prefect_console_to(stream) -> None:
+    """Prefect's console log handlers keep the stderr of the moment Prefect was imported; a later
+    `main()` in the same process (a notebook, a test) may have another: follow it."""
+    if "prefect" not in sys.modules:
+        return
+    for name in ["", *(n for n in logging.Logger.manager.loggerDict if n.startswith("prefect"))]:
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.stream = stream  # not setStream(): it flushes the old stream, which may be closed
+                handler.console.file = stream
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map failures to exit codes and one-line messages."""
     import os
@@ -452,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     for noisy in ("matplotlib", "alembic", "mlflow.store.db.utils", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _one_line_for_bad_input()
+    prefect_console_to(sys.stderr)
     try:
         code = app.main(args=argv, prog_name="churn", standalone_mode=False)
         if isinstance(code, int) and code:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,6 +134,110 @@ def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: Text
     return message_signals(messages, tables["tickets"], scores, embeddings, params)
 
 
+#: Runs a function over a list of jobs and returns the results in order. The default runs them
+#: here, one after another; the build-features flow passes one that submits a task per job to its
+#: Prefect task runner (threads, or Dask workers when CHURN_DASK_ADDRESS is set).
+BlockMapper = Callable[[Callable[[Any], Any], list], list]
+
+
+def serial_map(fn: Callable[[Any], Any], jobs: list) -> list:
+    return [fn(job) for job in jobs]
+
+
+class _Given:
+    """A sentiment model and cache already loaded in this process (not shippable to other processes)."""
+
+    def __init__(self, model: SentimentModel, cache: TextCache | None) -> None:
+        self.pair = (model, cache)
+
+    def get(self) -> tuple[SentimentModel, TextCache | None]:
+        return self.pair
+
+
+@dataclass
+class BlockJob:
+    """One block of accounts: everything a block needs, so it can run in another process.
+
+    `tables` holds the small tables whole (accounts, churn, surveys, account_events: some features
+    compare an account with the whole base) and the block's own tickets and ticket events; the big
+    tables are read from `files`, only the block's rows."""
+
+    index: int
+    ids: np.ndarray
+    files: TableFiles
+    tables: dict[str, pd.DataFrame]
+    keys: pd.DataFrame
+    scratch: str
+    parts: str
+    params: FeatureParams
+    data_end: pd.Timestamp
+    text: Any = None  # an object whose get() returns (sentiment model, cache), or None
+    outcomes: pd.DataFrame | None = None
+    build: bool = True  # False: validate and count only (another block already failed)
+
+    @property
+    def name(self) -> str:
+        return f"block {self.index + 1}"
+
+
+def _read_block(job: BlockJob, big: tuple[str, ...]) -> tuple[dict[str, pd.DataFrame] | None, dict]:
+    """The block's tables with `big` read and validated, and what the global checks need."""
+    tickets = job.tables["tickets"]
+    where = {"usage_daily": ("account_id", job.ids), "ticket_messages": ("ticket_id", tickets["ticket_id"].to_numpy(dtype=object))}
+    raw, seen = {}, {}
+    for name in big:
+        frame = job.files.read_where(name, *where[name])
+        if frame is not None:
+            raw[name] = frame
+            seen[name] = len(frame)
+    report = {"index": job.index, "violations": [], "seen": seen, "hashes": None}
+    context = {"accounts": job.tables["accounts"][job.tables["accounts"]["account_id"].isin(job.ids)], "tickets": tickets,
+               "churn": job.tables["churn"]}
+    try:
+        clean = validate_tables(raw, tables=big, context=context)
+    except ContractError as exc:
+        report["violations"] = exc.violations
+        return None, report
+    if "ticket_messages" in clean:
+        report["hashes"] = pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object))
+    return job.tables | clean, report
+
+
+def text_block(job: BlockJob) -> dict:
+    """Pass 1 of a block: validate its messages, score their text, keep the signals (and the messages
+    without bodies: no family reads them) in the scratch folder, return the CSAT/CES model's inputs."""
+    started = time.perf_counter()
+    tables, report = _read_block(job, ("ticket_messages",))
+    report["inputs"] = None
+    if tables is not None and job.build:
+        signals = _signals(tables, *job.text.get())
+        signals.to_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet", index=False)
+        tables["ticket_messages"].drop(columns="body").to_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet", index=False)
+        report["inputs"] = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals)
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def feature_block(job: BlockJob) -> dict:
+    """Pass 2 of a block: validate its usage (and messages, without text), build its features and
+    labels at every cutoff, write them as one part file."""
+    started = time.perf_counter()
+    tables, report = _read_block(job, BIG if job.text is None else ("usage_daily",))
+    report.update(rows=0, label_sums={name: [0, 0] for name in LABELS})
+    if tables is not None and job.build:
+        if job.text is not None:
+            tables = tables | {"ticket_messages": pd.read_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet"),
+                               "message_signals": pd.read_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet"),
+                               "ticket_outcomes": job.outcomes}
+        panel = build_features(tables, job.keys, job.params)
+        panel = pd.concat([panel, make_labels(job.keys, job.tables["churn"], job.data_end)], axis=1)
+        panel.to_parquet(Path(job.parts) / f"part-{job.index:05d}.parquet", index=False)
+        report["rows"] = len(panel)
+        report["label_sums"] = {name: [int(panel[name].sum()), int(panel[name].notna().sum())] for name in LABELS}
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
 def run_features(
     data: Path,
     out: Path,
@@ -140,15 +246,23 @@ def run_features(
     end: str | None = None,
     every: str = "30d",
     params: FeatureParams | None = None,
-    text: tuple[SentimentModel, TextCache | None] | None = None,
+    text: Any = None,
     progress: Callable[[str, float], None] | None = None,
     as_of: str | None = None,
+    map_blocks: BlockMapper = serial_map,
 ) -> dict:
     """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json.
-    `as_of`: one cutoff only, that date ("latest": the end of the data), for scoring."""
+
+    `text`: None (no text signals), a (sentiment model, cache) pair, or an object whose get()
+    returns one (pipelines.text.TextSource, which other processes can load for themselves).
+    `as_of`: one cutoff only, that date ("latest": the end of the data), for scoring.
+    `map_blocks`: how the blocks run (here in turn, or as tasks of a Prefect task runner); every
+    block is independent, and only the CSAT/CES model between the two passes sees all accounts."""
     started = time.perf_counter()
     params = params or FeatureParams()
     parse_every(every)  # a bad flag fails before any data is read
+    if isinstance(text, tuple):
+        text = _Given(*text)
     files = TableFiles(data)
     if files.path("usage_daily") is None:
         raise InputError(f"required table 'usage_daily' not found in {data}; expected usage_daily.parquet or usage_daily.csv")
@@ -169,78 +283,51 @@ def run_features(
 
     ids = np.sort(small["accounts"]["account_id"].to_numpy(dtype=object))
     blocks = [ids[lo : lo + params.account_block] for lo in range(0, len(ids), params.account_block)]
-    tickets_all, events_all = small["tickets"], small["ticket_events"]
+    tickets, events = small["tickets"], small["ticket_events"]
     found, seen, hashes = _Violations(), {}, []
-    label_sums = {name: [0, 0] for name in LABELS}
-    n_rows = 0
 
-    def block_tables(block: np.ndarray, big: tuple[str, ...]) -> dict[str, pd.DataFrame] | None:
-        """The block's tables with `big` read and validated (violations are collected; None when it has any)."""
-        accounts = small["accounts"][small["accounts"]["account_id"].isin(block)]
-        tickets = tickets_all[tickets_all["account_id"].isin(block)]
-        where = {"usage_daily": ("account_id", block), "ticket_messages": ("ticket_id", tickets["ticket_id"].to_numpy(dtype=object))}
-        raw = {}
-        for name in big:
-            frame = files.read_where(name, *where[name])
-            if frame is not None:
-                raw[name] = frame
-                seen[name] = seen.get(name, 0) + len(frame)
-        try:
-            clean = validate_tables(raw, tables=big, context={"accounts": accounts, "tickets": tickets, "churn": small["churn"]})
-        except ContractError as exc:
-            found.add(exc.violations)
-            return None
-        if "ticket_messages" in clean:
-            hashes.append(pd.util.hash_array(clean["ticket_messages"]["message_id"].to_numpy(dtype=object)))
-        return small | clean | {"tickets": tickets, "ticket_events": events_all[events_all["ticket_id"].isin(tickets["ticket_id"])]}
+    def collect(reports: list[dict], step: str) -> None:
+        for r in reports:
+            found.add(r["violations"])
+            for name, n in r["seen"].items():
+                seen[name] = seen.get(name, 0) + n
+            if r["hashes"] is not None:
+                hashes.append(r["hashes"])
+            if progress:
+                progress(f"{step} {r['index'] + 1}/{len(blocks)}", r["seconds"])
 
     with tempfile.TemporaryDirectory(prefix=".text-", dir=Path(out).parent if Path(out).parent.exists() else None) as scratch, \
             atomic_dir(Path(out) / "snapshots") as tmp:
+        jobs = []
+        for b, block in enumerate(blocks):
+            block_tickets = tickets[tickets["account_id"].isin(block)]
+            tables = small | {"tickets": block_tickets, "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])]}
+            jobs.append(BlockJob(b, block, files, tables, keys[keys["account_id"].isin(block)].reset_index(drop=True), scratch, str(tmp),
+                                 params, data_end, text))
         outcomes = None
         if text is not None:
             # pass 1: text signals per block, then predicted CSAT/CES fitted across every account
-            inputs = []
-            for b, block in enumerate(blocks):
-                t0 = time.perf_counter()
-                tables = block_tables(block, ("ticket_messages",))
-                if tables is None or found.found:
-                    continue
-                signals = _signals(tables, *text)
-                signals.to_parquet(Path(scratch) / f"signals-{b:05d}.parquet", index=False)
-                # pass 2 takes the validated messages from here (without bodies: no family reads them)
-                tables["ticket_messages"].drop(columns="body").to_parquet(Path(scratch) / f"messages-{b:05d}.parquet", index=False)
-                inputs.append(ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals))
-                if progress:
-                    progress(f"text {b + 1}/{len(blocks)}", time.perf_counter() - t0)
+            reports = map_blocks(text_block, jobs)
+            collect(reports, "text")
             if not found.found:
                 t0 = time.perf_counter()
+                inputs = [r["inputs"] for r in reports if r["inputs"] is not None]
                 if inputs:
                     outcomes = predict_outcomes(pd.concat(inputs, ignore_index=True))
                 else:
                     outcomes = pd.DataFrame(columns=["ticket_id", "account_id", "at", "predicted_csat", "predicted_ces"])
                 if progress:
                     progress("CSAT/CES", time.perf_counter() - t0)
-        for b, block in enumerate(blocks):
-            t0 = time.perf_counter()
-            tables = block_tables(block, BIG if text is None else ("usage_daily",))
-            if tables is None or found.found:
-                continue  # keep validating the remaining blocks, build nothing more
-            if text is not None:
-                tables = tables | {"ticket_messages": pd.read_parquet(Path(scratch) / f"messages-{b:05d}.parquet"),
-                                   "message_signals": pd.read_parquet(Path(scratch) / f"signals-{b:05d}.parquet"),
-                                   "ticket_outcomes": outcomes[outcomes["account_id"].isin(block)]}
-            block_keys = keys[keys["account_id"].isin(block)].reset_index(drop=True)
-            panel = build_features(tables, block_keys, params)
-            panel = pd.concat([panel, make_labels(block_keys, small["churn"], data_end)], axis=1)
-            panel.to_parquet(tmp / f"part-{b:05d}.parquet", index=False)
-            n_rows += len(panel)
-            for name in LABELS:
-                label_sums[name][0] += int(panel[name].sum())
-                label_sums[name][1] += int(panel[name].notna().sum())
-            if progress:
-                progress(f"block {b + 1}/{len(blocks)}", time.perf_counter() - t0)
+        failed = bool(found.found)
+        for job in jobs:  # after a violation every block is still read and validated, but nothing more is built
+            job.build = not failed
+            job.outcomes = None if outcomes is None else outcomes[outcomes["account_id"].isin(job.ids)]
+        reports = map_blocks(feature_block, jobs)
+        collect(reports, "block")
         _global_checks(files, small, seen, hashes, found)  # each big table was read and counted in every block, even after a violation
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
+    n_rows = sum(r["rows"] for r in reports)
+    label_sums = {name: [sum(r["label_sums"][name][i] for r in reports) for i in (0, 1)] for name in LABELS}
     write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
     summary = {
         "data": str(Path(data).resolve()),  # absolute: `churn evaluate` finds churn times and truth/ from here
@@ -251,10 +338,11 @@ def run_features(
         "snapshots": n_rows,
         "accounts": int(keys["account_id"].nunique()),
         "features": len(feature_dictionary()),
+        "blocks": len(blocks),
         "label_rates": {k: (round(s / n, 4) if n else None) for k, (s, n) in label_sums.items()},
         "labelled": {k: n for k, (_, n) in label_sums.items()},
         "notes": notes + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
-        "text_model": text[0].key if text is not None else None,
+        "text_model": text.get()[0].key if text is not None else None,
         "params": params.model_dump(),
         "seconds": round(time.perf_counter() - started, 2),
     }

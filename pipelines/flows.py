@@ -1,27 +1,80 @@
 """Prefect flows: the platform's jobs as recorded, resumable flow runs.
 
-Tasks only wire the pipeline functions (pipelines/*.py, which wire the pure code of features/,
-models/, escalation/, reports/) and persist their results. A task's cache key is its inputs plus
-a fingerprint of the data it reads (file names, sizes and modification times; the snapshot
-files' sha256 for training), so a rerun after a failure picks up the finished tasks' persisted
-results instead of redoing them, and a change in the data redoes them. I/O-bound tasks retry.
+Every command that does pipeline work (`churn features`, `train`, `evaluate`, `score`, `report`,
+`retrain`, `demo`) runs one of these flows, so every run is recorded. Tasks only wire the pipeline
+functions (pipelines/*.py, which wire the pure code of features/, models/, escalation/, reports/)
+and persist their results. I/O-bound tasks retry, except on bad input (it would fail again).
 
-Prefect runs ephemeral by default (no server; PREFECT_API_URL set = that server).
+Resuming: in `retrain` each stage is keyed on its inputs. The snapshot panel records the key of
+the data, parameters and text model it was built from, and a rerun with the same key reuses it
+(deleting the folder builds it again); training and evaluation results are persisted under a key
+made of their parameters, the snapshot files' sha256, the configuration and the tracking URI. A
+rerun after a failure therefore picks up where the failed run stopped. A standalone command
+(`churn train`, ...) always does the work it is asked for.
 
-    retrain: features -> train -> evaluate -> promote -> report
-    daily:   score (scores, escalations, store) -> alerts -> report
+Fan-out: the feature blocks (accounts, every cutoff of each) run as one task each on the flow's
+task runner: threads here, or the workers of a Dask cluster when CHURN_DASK_ADDRESS is set (then
+large training also runs on the cluster, through lightgbm's Dask estimator).
+
+Prefect runs ephemeral by default (no server); PREFECT_API_URL set = that server.
+
+    build-features -> train -> evaluate -> promote -> score-accounts -> report   (retrain)
+    score-accounts (scores, escalations, store, alerts) -> report                 (daily-scoring)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
+from core.errors import ChurnError, InputError
 from core.settings import Settings, load_settings
+
+#: Called with (step, done, total) as fanned-out work completes; the CLI draws a progress bar.
+_progress_hook: Callable[[str, int, int], None] | None = None
+
+
+@contextmanager
+def progress_to(hook: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Report block progress of the flows run inside this block to `hook`."""
+    global _progress_hook
+    previous, _progress_hook = _progress_hook, hook
+    try:
+        yield
+    finally:
+        _progress_hook = previous
+
+
+def task_runner(settings: Settings):
+    """The task runner of the fanned-out flows: Dask workers when CHURN_DASK_ADDRESS is set, else
+    threads (`CHURN_WORKERS` at a time)."""
+    if settings.dask_address:
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise InputError(f"CHURN_DASK_ADDRESS is set ({settings.dask_address}) but prefect-dask is not installed; "
+                             "install the extra: pip install 'churn-platform[dask]'") from None
+        return DaskTaskRunner(address=settings.dask_address)
+    return ThreadPoolTaskRunner(max_workers=settings.workers)
+
+
+def _retry_unless_bad_input(task, task_run, state) -> bool:
+    """Retry transient failures; bad input fails again, so it fails now."""
+    try:
+        state.result()
+    except ChurnError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
 
 
 def _files_fingerprint(folder: Path, pattern: str = "*") -> str:
@@ -44,10 +97,6 @@ def _key(name: str, parameters: dict, *extra: str) -> str:
     return f"{name}-" + hashlib.sha256("|".join([text, *extra]).encode()).hexdigest()[:32]
 
 
-def _features_key(context, parameters) -> str:
-    return _key("features", parameters, _files_fingerprint(Path(parameters["data"])))
-
-
 def _snapshots_key(name: str):
     def key(context, parameters) -> str:
         from pipelines.models import fingerprint
@@ -58,20 +107,62 @@ def _snapshots_key(name: str):
     return key
 
 
-@task(name="build features", cache_key_fn=_features_key, persist_result=True, retries=1, retry_delay_seconds=2)
-def features_task(data: str, out: str, every: str = "30d", text: bool = True) -> dict:
-    from pipelines.features import load_feature_params, run_features
-    from pipelines.text import load_sentiment_model, open_cache
+def _say(line: str) -> None:
+    get_run_logger().info(line)
+
+
+@task(name="block", task_run_name="{fn.__name__} {job.index}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
+      retry_condition_fn=_retry_unless_bad_input)
+def block_task(fn: Callable[[Any], dict], job: Any) -> dict:
+    return fn(job)
+
+
+def _map_blocks(fn: Callable[[Any], dict], jobs: list) -> list:
+    """pipelines.features.BlockMapper over the flow's task runner: one task per block."""
+    futures = block_task.map(unmapped(fn), jobs)
+    results = []
+    for done, future in enumerate(futures, 1):
+        results.append(future.result())
+        if _progress_hook is not None:
+            _progress_hook(fn.__name__.replace("_", " "), done, len(jobs))
+    return results
+
+
+def _features_key(data: Path, every: str, text: bool, start: str | None, end: str | None, settings: Settings) -> str:
+    from pipelines.text import head_path
+
+    head = head_path(settings.model_copy(update={"data_dir": data}))
+    model = f"{settings.sentiment_model}:{head}:{head.stat().st_mtime_ns if head.is_file() else 'shipped'}" if text else "none"
+    return _key("features", {"every": every, "text": text, "start": start, "end": end}, _files_fingerprint(data), _config_fingerprint(settings), model)
+
+
+@flow(name="build-features", log_prints=True)
+def build_features(data: str, out: str, every: str = "30d", text: bool = True, start: str | None = None, end: str | None = None,
+                   resume: bool = False) -> dict:
+    """The snapshot panel; blocks of accounts fan out over the task runner. With `resume`, a panel
+    already built from the same data, parameters and text model is reused."""
+    from core.io import write_json
+    from pipelines import features as feat
+    from pipelines.text import TextSource
 
     settings = load_settings()
-    cache = open_cache(settings.model_copy(update={"data_dir": Path(data)})) if text else None
+    key = _features_key(Path(data), every, text, start, end, settings)
+    summary_path = Path(out) / "panel_summary.json"
+    if resume and summary_path.is_file() and (Path(out) / "snapshots").is_dir():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("inputs_key") == key:
+            _say(f"features: reusing the panel in {out} (built from the same data, parameters and text model)")
+            return summary
+    source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if text else None
     try:
-        return run_features(Path(data), Path(out), every=every, params=load_feature_params(settings.config_dir),
-                            text=(load_sentiment_model(settings), cache) if text else None,
-                            progress=lambda step, seconds: get_run_logger().info("features: %s %.1fs", step, seconds))
+        summary = feat.run_features(Path(data), Path(out), start=start, end=end, every=every, params=feat.load_feature_params(settings.config_dir),
+                                    text=source, progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"), map_blocks=_map_blocks)
     finally:
-        if cache is not None:
-            cache.close()
+        if source is not None:
+            source.close()
+    summary["inputs_key"] = key
+    write_json(summary, summary_path)
+    return summary
 
 
 @task(name="train", cache_key_fn=_snapshots_key("train"), persist_result=True)
@@ -80,18 +171,33 @@ def train_task(features_dir: str) -> dict:
 
     settings = load_settings()
     return run_train(Path(features_dir), tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir),
-                     progress=get_run_logger().info)
+                     progress=get_run_logger().info, dask_address=settings.dask_address)
+
+
+@flow(name="train", log_prints=True)
+def train(features_dir: str, resume: bool = False) -> dict:
+    """Backtest, final fit, MLflow logging; registers the challenger."""
+    return train_task.with_options(refresh_cache=not resume)(features_dir)
 
 
 @task(name="evaluate", cache_key_fn=_snapshots_key("evaluate"), persist_result=True)
-def evaluate_task(features_dir: str) -> dict:
+def evaluate_task(features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None) -> dict:
     from pipelines.models import load_model_config, run_evaluate
 
-    config = load_model_config(load_settings().config_dir)
-    return run_evaluate(Path(features_dir), params=config.curve, folds=config.folds, budget=config.budget, progress=get_run_logger().info)
+    settings = load_settings()
+    config = load_model_config(settings.config_dir)
+    return run_evaluate(Path(features_dir), params=config.curve, folds=config.folds if folds is None else folds,
+                        budget=config.budget if budget is None else budget, progress=get_run_logger().info, model_uri=model_uri,
+                        tracking_uri=settings.mlflow_tracking_uri)
 
 
-@task(name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@flow(name="evaluate", log_prints=True)
+def evaluate(features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None, resume: bool = False) -> dict:
+    """The backtest against the baselines, or a registered model scored out of time."""
+    return evaluate_task.with_options(refresh_cache=not resume)(features_dir, folds, budget, model_uri)
+
+
+@task(name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
 def promote_task(force: bool = False) -> dict:
     from pipelines.models import load_model_config, run_promote
 
@@ -100,14 +206,20 @@ def promote_task(force: bool = False) -> dict:
                        progress=get_run_logger().info)
 
 
-@task(name="score accounts", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def score_task(data: str, out: str, model_uri: str | None = None, text: bool = True) -> dict:
+@flow(name="promote", log_prints=True)
+def promote(force: bool = False) -> dict:
+    """Move the champion alias to the challenger if it wins (the decision is recorded either way)."""
+    return promote_task(force)
+
+
+@task(name="score accounts", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
+def score_task(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None) -> dict:
     from pipelines.score import run_score
 
-    return run_score(Path(data), Path(out), settings=load_settings(), model_uri=model_uri, text=text, progress=get_run_logger().info)
+    return run_score(Path(data), Path(out), settings=load_settings(), as_of=as_of, model_uri=model_uri, text=text, progress=get_run_logger().info)
 
 
-@task(name="send alerts", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="send alerts", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5, retry_condition_fn=_retry_unless_bad_input)
 def alerts_task() -> dict:
     from escalation.alerts import deliver
     from escalation.policy import load_policy
@@ -119,39 +231,70 @@ def alerts_task() -> dict:
         return deliver(store, policy)
 
 
-@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def report_task(out: str, scores_dir: str, model_uri: str | None = None) -> dict:
+@flow(name="score-accounts", log_prints=True)
+def score_accounts(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None, send_alerts: bool = True) -> dict:
+    """The daily batch: risk curves, reasons, escalations into the store; then the alert outbox flushed."""
+    scored = score_task(data, out, model_uri, text, as_of)
+    if send_alerts:
+        scored = scored | {"alerts": alerts_task()}
+    return scored
+
+
+@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
+def report_task(out: str, scores_dir: str | None = None, model_uri: str | None = None) -> dict:
     from pipelines.report import run_report
 
-    return run_report(Path(out), settings=load_settings(), scores_dir=Path(scores_dir), model_uri=model_uri, progress=get_run_logger().info)
+    return run_report(Path(out), settings=load_settings(), scores_dir=Path(scores_dir) if scores_dir else None, model_uri=model_uri,
+                      progress=get_run_logger().info)
+
+
+@flow(name="report", log_prints=True)
+def report(out: str, scores_dir: str | None = None, model_uri: str | None = None) -> dict:
+    """The leadership report (HTML), also logged to the model's MLflow run."""
+    return report_task(out, scores_dir, model_uri)
+
+
+@flow(name="simulate", log_prints=True)
+def simulate(out: str, accounts: int = 2000, days: int = 730, seed: int = 42, start: str = "2024-01-01", churn_rate: float = 0.12) -> dict:
+    """A simulated customer base with known ground truth."""
+    import datetime as dt
+
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate as run
+
+    config = SimulationConfig(accounts=accounts, days=days, seed=seed, start=dt.date.fromisoformat(start), annual_churn_rate=churn_rate)
+
+    def progress(done: int, total: int) -> None:
+        if _progress_hook is not None:
+            _progress_hook("simulate", done, total)
+
+    return run(config, Path(out), progress=progress).to_dict()
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, force_promote: bool = False) -> dict:
-    """features -> train -> evaluate -> promote -> score -> report, under `workdir`."""
+    """features -> train -> evaluate -> promote -> score -> report, under `workdir`; a rerun resumes."""
     work = Path(workdir)
-    # a cached result stands for files on disk: if they are gone, build them again
-    rebuild = not (work / "features" / "panel_summary.json").is_file()
-    features = features_task.with_options(refresh_cache=rebuild)(data, str(work / "features"), every, text)
-    trained = train_task(str(work / "features"))
-    evaluated = evaluate_task(str(work / "features"))
-    promoted = promote_task(force_promote)
+    settings = load_settings()
+    features = build_features.with_options(task_runner=task_runner(settings))(data, str(work / "features"), every, text, resume=True)
+    trained = train(str(work / "features"), resume=True)
+    evaluated = evaluate(str(work / "features"), resume=True)
+    promoted = promote(force_promote)
     served = None if promoted["promoted"] or promoted["champion"] else trained["model_uri"]
-    scored = score_task(data, str(work / "scores"), served, text)
-    report = report_task(str(work / "churn_report.html"), str(work / "scores"), served)
+    scored = score_accounts(data, str(work / "scores"), served, text, send_alerts=False)
+    written = report(str(work / "churn_report.html"), str(work / "scores"), served)
     auc = {r["model"]: r["roc_auc"] for r in evaluated["results"] if r["horizon_days"] == 90}
     return {"features": features["snapshots"], "model": trained["model_uri"], "version": trained["version"], "roc_auc_90d": auc.get("lightgbm"),
             "roc_auc_90d_by_model": auc, "promoted": promoted["promoted"], "champion": promoted["champion"], "promotion_reasons": promoted["reasons"],
-            "accounts_scored": scored["accounts"], "escalations": scored["escalations"], "report": report["report"],
+            "accounts_scored": scored["accounts"], "escalations": scored["escalations"], "report": written["report"],
             "stage_seconds": {"features": features["seconds"], "train": trained["seconds"], "evaluate": evaluated["seconds"],
-                              "score": scored["seconds"], "report": report["seconds"]}}
+                              "score": scored["seconds"], "report": written["seconds"]}}
 
 
 @flow(name="daily-scoring", log_prints=True)
 def daily(data: str, workdir: str, text: bool = True) -> dict:
     """The daily run: scores and escalations, alerts sent, the report refreshed."""
     work = Path(workdir)
-    scored = score_task(data, str(work / "scores"), None, text)
-    sent = alerts_task()
-    report = report_task(str(work / "churn_report.html"), str(work / "scores"), None)
-    return {"accounts": scored["accounts"], "escalations": scored["escalations"], "alerts": sent, "report": report["report"]}
+    scored = score_accounts(data, str(work / "scores"), None, text, send_alerts=True)
+    written = report(str(work / "churn_report.html"), str(work / "scores"), None)
+    return {"accounts": scored["accounts"], "escalations": scored["escalations"], "alerts": scored["alerts"], "report": written["report"]}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from core.errors import ChurnError, InputError
 from models.backtest import run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
-from models.curve import HORIZONS, LABELS, CurveParams, fit_curve
+from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
 from models.promotion import PromotionPolicy, decide, metric_key
 from pipelines.features import read_snapshots
 
@@ -32,6 +33,8 @@ class ModelConfig:
     folds: int
     budget: float
     promotion: PromotionPolicy
+    #: with CHURN_DASK_ADDRESS set, panels of at least this many snapshots train on the cluster
+    dask_min_snapshots: int = 1_000_000
 
 
 def load_model_config(config_dir: Path) -> ModelConfig:
@@ -47,7 +50,8 @@ def load_model_config(config_dir: Path) -> ModelConfig:
         problems = "; ".join(f"key '{section}.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
         raise InputError(f"{path}: {problems}") from None
     backtest = {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
-    return ModelConfig(curve, int(backtest["folds"]), float(backtest["budget"]), promotion)
+    distributed = {"min_snapshots": 1_000_000, **(raw.get("dask") or {})}
+    return ModelConfig(curve, int(backtest["folds"]), float(backtest["budget"]), promotion, int(distributed["min_snapshots"]))
 
 
 def feature_names(panel: pd.DataFrame) -> list[str]:
@@ -162,13 +166,38 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None):
+def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None,
+              trainer: BoosterTrainer | None = None):
     return run_backtest(panel, names, folds=config.folds, params=params or config.curve, budget=config.budget, churned_at=churned_at,
-                        progress=progress, baselines=baselines(names))
+                        progress=progress, baselines=baselines(names), trainer=trainer)
 
 
-def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Backtest, fit the final curve on every snapshot, log it all to MLflow, register a challenger."""
+@contextlib.contextmanager
+def _trainer(dask_address: str | None, snapshots: int, config: ModelConfig, say: Callable[[str], None]) -> Iterator[BoosterTrainer | None]:
+    """lightgbm's Dask estimator on the cluster for a large panel when a Dask address is set, else local."""
+    if not dask_address or snapshots < config.dask_min_snapshots:
+        yield None
+        return
+    try:
+        from distributed import Client
+
+        from models.dask_training import DaskTrainer
+    except ImportError:
+        raise InputError(f"CHURN_DASK_ADDRESS is set ({dask_address}) but dask is not installed; install the extra: pip install 'churn-platform[dask]'") from None
+    try:
+        client = Client(dask_address, timeout=30)
+    except OSError as exc:
+        raise ChurnError(f"CHURN_DASK_ADDRESS {dask_address}: cannot reach the Dask scheduler ({exc})") from None
+    with client:
+        say(f"training on the Dask cluster at {dask_address} ({len(client.scheduler_info(n_workers=-1)['workers'])} workers): "
+            f"{snapshots:,} snapshots >= dask.min_snapshots {config.dask_min_snapshots:,}")
+        yield DaskTrainer(client)
+
+
+def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None,
+              dask_address: str | None = None) -> dict:
+    """Backtest, fit the final curve on every snapshot, log it all to MLflow, register a challenger.
+    With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster."""
     from features.registry import feature_specs
     from models import registry
     from models.explain import by_family, contributions, global_importance
@@ -181,9 +210,10 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     names = feature_names(panel)
     data_dir = _data_dir(features_dir)
     say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds")
-    table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say)
-    say("fitting the final model on every snapshot")
-    model = fit_curve(panel, names, config.curve)
+    with _trainer(dask_address, len(panel), config, say) as trainer:
+        table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say, trainer=trainer)
+        say("fitting the final model on every snapshot")
+        model = fit_curve(panel, names, config.curve, trainer)
     latest = panel[panel["cutoff"] == panel["cutoff"].max()]
     sample = latest.sample(min(len(latest), 2000), random_state=0)
     contrib = contributions(model, sample, 90)

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from core.errors import ChurnError
 from core.io import staged_output, write_json, write_parquet
 from core.settings import Settings
 from models.curve import CURVE_COLUMNS, HORIZONS, RiskCurveModel
+
+if TYPE_CHECKING:
+    from pipelines.features import BlockMapper
 
 TOP_REASONS = 3
 
@@ -30,14 +34,14 @@ def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizo
 
 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, map_blocks: BlockMapper | None = None) -> dict:
     from core.contracts import TableFiles
     from escalation.batch import apply_policy
     from escalation.policy import load_policy
     from features.registry import feature_specs
     from models import registry
-    from pipelines.features import load_feature_params, read_snapshots, run_features
-    from pipelines.text import load_sentiment_model, open_cache
+    from pipelines.features import load_feature_params, read_snapshots, run_features, serial_map
+    from pipelines.text import TextSource
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
@@ -53,14 +57,14 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     needs_text = any(spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features)
     use_text = text and needs_text
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
-        cache = open_cache(settings.model_copy(update={"data_dir": Path(data)})) if use_text else None
+        source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if use_text else None
         try:
             summary = run_features(data, Path(tmp) / "features", as_of=as_of or "latest", params=load_feature_params(settings.config_dir),
-                                   text=(load_sentiment_model(settings), cache) if use_text else None,
-                                   progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"))
+                                   text=source, progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"),
+                                   map_blocks=map_blocks or serial_map)
         finally:
-            if cache is not None:
-                cache.close()
+            if source is not None:
+                source.close()
         panel = read_snapshots(Path(tmp) / "features")
     cutoff = pd.Timestamp(summary["cutoffs"][-1]).tz_localize("UTC")
     curve = model.predict_curve(panel)

@@ -35,6 +35,43 @@ def open_cache(settings: Settings) -> TextCache:
     return TextCache(settings.text_cache or settings.data_dir / "text_cache.sqlite")
 
 
+#: Models and cache connections opened in this process, by TextSource.key: a Dask worker loads
+#: each model once, however many blocks it runs.
+_MODELS: dict[tuple[str, str], SentimentModel] = {}
+_CACHES: dict[str, TextCache] = {}
+
+
+class TextSource:
+    """The sentiment model and text cache of `settings`, loaded on first use and then kept for the
+    life of the process. Shipped to another process (a Dask worker running feature blocks) it
+    carries only the settings, and that process loads its own model and opens the same cache (the
+    cache is safe to share between processes)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model_key = (settings.sentiment_model, str(head_path(settings)))
+        self.cache_key = str(settings.text_cache or settings.data_dir / "text_cache.sqlite")
+
+    def __getstate__(self) -> dict:
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["settings"])
+
+    def get(self) -> tuple[SentimentModel, TextCache]:
+        if self.model_key not in _MODELS:
+            _MODELS[self.model_key] = load_sentiment_model(self.settings)
+        if self.cache_key not in _CACHES:
+            _CACHES[self.cache_key] = open_cache(self.settings)
+        return _MODELS[self.model_key], _CACHES[self.cache_key]
+
+    def close(self) -> None:
+        """Close this process's cache connection (the model stays loaded for the next run)."""
+        cache = _CACHES.pop(self.cache_key, None)
+        if cache is not None:
+            cache.close()
+
+
 def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Series:
     if column not in frame.columns:
         raise InputError(f"{flag} {column!r}: no such column in {path} (columns: {', '.join(map(str, frame.columns))})")
@@ -74,4 +111,4 @@ def score_file(source: Path, out: Path, *, text_column: str, model: SentimentMod
             "model": model.key, "seconds": round(time.perf_counter() - started, 2)}
 
 
-__all__ = ["CORPUS", "load_sentiment_model", "open_cache", "score_file", "train_sentiment"]
+__all__ = ["CORPUS", "TextSource", "load_sentiment_model", "open_cache", "score_file", "train_sentiment"]

@@ -13,6 +13,36 @@ import pytest
 os.environ.setdefault("CHURN_SETTINGS_FILE", "/nonexistent/settings.yaml")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_backend(tmp_path_factory):
+    """One temporary Prefect server and database for the whole session (the pipeline commands run
+    flows), with Prefect's home, results and logs kept out of the user's ~/.prefect."""
+    import sys
+
+    from pipelines.cli import prefect_console_to
+
+    home = tmp_path_factory.mktemp("prefect")
+    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+        prefect_console_to(sys.__stderr__)  # the last test's captured stderr is closed by now
+
+
+@pytest.fixture(autouse=True)
+def prefect_logs_to_this_tests_stderr():
+    """Prefect's console handler keeps the stream it was created with; pytest gives each test its
+    own captured stderr and closes it afterwards."""
+    import sys
+
+    from pipelines.cli import prefect_console_to
+
+    prefect_console_to(sys.stderr)
+    yield
+
+
 def tiny_tables() -> dict[str, pd.DataFrame]:
     """Two accounts, one ticket each, every table non-empty; valid under the contracts (as CSV text)."""
     return {

@@ -60,6 +60,7 @@ def test_violation_in_a_later_block_exits_2_and_writes_nothing(base, tmp_path, c
     assert main(["features", "--data", str(data), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "table 'usage_daily', column 'logins'" in err and "minimum" in err and last in err
+    assert "Traceback" not in err  # bad input is one line, also in the flow's log
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 

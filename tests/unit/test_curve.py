@@ -94,3 +94,23 @@ def test_per_horizon_formulation_is_monotone_and_ranks_risk(fitted):
     assert curve[-1, 2] > curve[0, 2]
     contrib = model.contributions_matrix(model.encode(probe), 60)
     np.testing.assert_allclose(contrib.sum(axis=1), model.boosters[1].predict(model.encode(probe), raw_score=True), atol=1e-9)
+
+
+def test_early_stopping_found_afterwards_matches_lightgbm():
+    """The Dask trainer grows every round and finds the early-stopping round afterwards: it must be
+    the round LightGBM's own early stopping keeps."""
+    import lightgbm as lgb
+
+    from models.curve import early_stopping_iteration
+    from models.dask_training import validation_losses
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(6000, 6))
+    y = (rng.random(6000) < 1 / (1 + np.exp(-(X[:, 0] - 0.5 * X[:, 1])))).astype(float)
+    fit, valid = (X[:4000], y[:4000]), (X[4000:], y[4000:])
+    params = {"objective": "binary", "learning_rate": 0.3, "num_leaves": 31, "min_child_samples": 5, "verbose": -1, "seed": 1, "num_threads": 1}
+    train_set = lgb.Dataset(*fit)
+    stopped = lgb.train(params, train_set, 300, valid_sets=[lgb.Dataset(*valid, reference=train_set)], callbacks=[lgb.early_stopping(10, verbose=False)])
+    assert 1 < stopped.best_iteration < 300  # it did stop early: the comparison means something
+    full = lgb.train(params, lgb.Dataset(*fit), 300)
+    assert early_stopping_iteration(validation_losses(full, *valid, 300), 10) == stopped.best_iteration

@@ -1,0 +1,85 @@
+"""The Dask path on a local two-worker cluster: `churn features` fans its blocks out to the workers
+(text signals included, each worker loading its own sentiment model) and gives the same panel as
+the default path; `churn train` grows the boosters with lightgbm's Dask estimator, and the model it
+registers loads and scores in the BentoML service."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'churn-platform[dask]')")
+pytest.importorskip("prefect_dask", reason="the dask extra is not installed (pip install 'churn-platform[dask]')")
+
+QUICK = {"n_estimators": 120, "learning_rate": 0.08, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+
+
+@pytest.fixture
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local
+
+
+def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch, cluster, capsys):
+    from models import registry
+    from pipelines.cli import main
+    from pipelines.features import read_snapshots
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate
+
+    data = tmp_path / "data"
+    simulate(SimulationConfig(accounts=240, days=420, seed=5), data)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "features.yaml").write_text(yaml.safe_dump({"account_block": 100}))  # three blocks
+    (config / "model.yaml").write_text(yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2}, "dask": {"min_snapshots": 0}}))
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("CHURN_TEXT_CACHE", str(tmp_path / "cache-default.sqlite"))
+
+    assert main(["features", "--data", str(data), "--out", str(tmp_path / "default"), "--every", "30d", "--json"]) == 0
+    capsys.readouterr()
+    # the Dask run scores the text afresh (its own cache), on the workers
+    monkeypatch.setenv("CHURN_DASK_ADDRESS", cluster.scheduler_address)
+    monkeypatch.setenv("CHURN_TEXT_CACHE", str(tmp_path / "cache-dask.sqlite"))
+    assert main(["features", "--data", str(data), "--out", str(tmp_path / "dask"), "--every", "30d", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["blocks"] == 3
+
+    with distributed.Client(cluster.scheduler_address) as client:
+        loaded = client.run(lambda: sorted(__import__("pipelines.text", fromlist=["_MODELS"])._MODELS))
+    assert any(loaded.values()), "no worker loaded the sentiment model: the text blocks did not run on the cluster"
+
+    default, dask = read_snapshots(tmp_path / "default"), read_snapshots(tmp_path / "dask")
+    assert len(default) == summary["snapshots"] > 0
+    assert default["customer_sentiment_90d"].notna().any()  # text features are in the comparison
+    pd.testing.assert_frame_equal(default, dask, check_exact=False, rtol=1e-6, atol=1e-9)
+
+    assert main(["train", "--features", str(tmp_path / "dask"), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    registry.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = registry.load_curve(trained["model_uri"])
+    assert model.info["trainer"] == "lightgbm.dask"
+    assert 1 <= model.info["best_iteration"][0] <= QUICK["n_estimators"]
+    assert all(0.5 < v <= 1 for v in trained["roc_auc"].values() if v is not None)
+
+    monkeypatch.delenv("CHURN_DASK_ADDRESS")
+    assert main(["score", "--data", str(data), "--out", str(tmp_path / "scores"), "--model", trained["model_uri"], "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("CHURN_MODEL_URI", trained["model_uri"])
+    monkeypatch.setenv("CHURN_SCORES_DIR", str(tmp_path / "scores"))
+    from serving import schemas
+    from serving.service import ChurnService
+
+    service = ChurnService()
+    account = pd.read_parquet(tmp_path / "scores" / "scores.parquet")["account_id"].iloc[0]
+    [score] = service.score([schemas.AccountQuery(account_id=account)])
+    stored = pd.read_parquet(tmp_path / "scores" / "scores.parquet").set_index("account_id").loc[account]
+    assert score.curve.p_90d == pytest.approx(stored["p_90d"], abs=1e-9)
+    assert scored["accounts"] > 0 and score.model_version == trained["version"]

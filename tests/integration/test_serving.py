@@ -132,6 +132,24 @@ def test_service_class_in_process(environment, snapshot):
     assert len(scored) == 1 and 0 <= scored[0].curve.p_90d <= 1
 
 
+def test_stored_accounts_score_as_if_sent_with_their_features(environment, snapshot):
+    """Stored accounts come from curves and reasons computed at start-up: they must be what the
+    model gives for the same features sent with the request."""
+    import pandas as pd
+
+    from serving import schemas
+    from serving.service import ChurnService
+
+    service = ChurnService()
+    for _, row in snapshot.sample(5, random_state=1).iterrows():
+        features = {n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n]) for n in service.runtime.model.features}
+        by_id, given = service.score([schemas.AccountQuery(account_id=row["account_id"]),
+                                      schemas.AccountQuery(account_id=row["account_id"], features=features)])
+        assert by_id.curve.model_dump() == pytest.approx(given.curve.model_dump(), abs=1e-12)
+        assert [r.feature for r in by_id.top_reasons] == [r.feature for r in given.top_reasons]
+        assert [r.sentence for r in by_id.top_reasons] == [r.sentence for r in given.top_reasons]
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 ENDPOINTS = ["/score", "/assess_ticket", "/explain", "/feedback", "/model"]

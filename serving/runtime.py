@@ -162,9 +162,12 @@ class ServingRuntime:
     def sentiment_model(self):
         with self._lock:
             if self._sentiment is None:
+                from features.text.encoder import CoalescingEncoder
                 from pipelines.text import load_sentiment_model
 
-                self._sentiment = load_sentiment_model(self.settings)
+                model = load_sentiment_model(self.settings)
+                model.encoder = CoalescingEncoder(model.encoder)  # concurrent ticket updates share forward passes
+                self._sentiment = model
             return self._sentiment
 
     def assess_ticket(self, request: schemas.AssessTicketRequest) -> schemas.AssessTicketResponse:

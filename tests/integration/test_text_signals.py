@@ -92,3 +92,54 @@ def test_frustration_drift_and_critical_moments(model):
     assert sig.loc["T1-2", "drift"] < -0.3 and sig.loc["T1-4", "drift"] < -0.3  # both far below the friendly opening
     assert sig.loc["T1-4", "critical"] == "cancel"  # cancelling outranks asking for a manager
     assert np.isnan(sig.loc["T1-0", "drift"]) and not isinstance(sig.loc["T1-0", "critical"], str)
+
+
+def test_concurrent_callers_share_forward_passes_and_get_their_own_embeddings():
+    """The API's encoder: threads calling at once get exactly their texts' embeddings (as the
+    encoder alone gives them, up to float rounding), in their order, and share passes."""
+    import threading
+
+    from features.text.encoder import CoalescingEncoder, TextEncoder
+
+    encoder = TextEncoder()
+    texts = [[f"caller {i}: the export of report {i} fails again", f"short {i}"] + [f"extra {i}"] * (i % 3) for i in range(12)]
+    expected = [encoder.embed(t) for t in texts]
+    passes = []
+    real = encoder.embed
+
+    def counting(batch):
+        passes.append(len(batch))
+        return real(batch)
+
+    encoder.embed = counting
+    shared = CoalescingEncoder(encoder)
+    got: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(texts))
+
+    def call(i):
+        start.wait()
+        got[i] = shared.embed(texts[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, t in enumerate(texts):
+        assert got[i].shape == (len(t), 384)
+        np.testing.assert_allclose(got[i], expected[i], atol=1e-5)
+    assert sum(passes) == sum(len(t) for t in texts) and len(passes) < len(texts)  # some callers shared a pass
+    assert shared.key == encoder.key
+
+
+def test_an_encoder_failure_reaches_every_caller_of_the_pass():
+    from features.text.encoder import CoalescingEncoder
+
+    class Broken:
+        key = "broken"
+
+        def embed(self, texts):
+            raise RuntimeError("encoder down")
+
+    with pytest.raises(RuntimeError, match="encoder down"):
+        CoalescingEncoder(Broken()).embed(["a"])

@@ -97,14 +97,38 @@ def _key(name: str, parameters: dict, *extra: str) -> str:
     return f"{name}-" + hashlib.sha256("|".join([text, *extra]).encode()).hexdigest()[:32]
 
 
+def _tracking_location(uri: str) -> str:
+    """The tracking URI with a relative sqlite path made absolute (it depends on the folder run from)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
 def _snapshots_key(name: str):
     def key(context, parameters) -> str:
         from pipelines.models import fingerprint
 
         settings = load_settings()
-        return _key(name, parameters, fingerprint(Path(parameters["features_dir"])), _config_fingerprint(settings), settings.mlflow_tracking_uri)
+        folder = Path(parameters["features_dir"])
+        # the folder's absolute path: another work folder (or a fresh clone) with the same relative path is another key
+        return _key(name, parameters | {"features_dir": folder.resolve()}, fingerprint(folder), _config_fingerprint(settings),
+                    _tracking_location(settings.mlflow_tracking_uri))
 
     return key
+
+
+def _resumable(task_, resume: bool):
+    """`task_` reusing a persisted result with the same key (resume), or doing the work and persisting it."""
+    return task_ if resume else task_.with_options(refresh_cache=True)
+
+
+def _still_registered(trained: dict) -> bool:
+    """A reused training result stands for a model version: is it still in the registry?"""
+    from models import registry
+
+    registry.connect(load_settings().mlflow_tracking_uri)
+    described = registry.describe(trained["model_uri"])
+    return described is not None and described.get("run_id") == trained["run_id"]
 
 
 def _say(line: str) -> None:
@@ -176,8 +200,13 @@ def train_task(features_dir: str) -> dict:
 
 @flow(name="train", log_prints=True)
 def train(features_dir: str, resume: bool = False) -> dict:
-    """Backtest, final fit, MLflow logging; registers the challenger."""
-    return train_task.with_options(refresh_cache=not resume)(features_dir)
+    """Backtest, final fit, MLflow logging; registers the challenger. With `resume`, a result with
+    the same key is reused while its model version is still registered."""
+    trained = _resumable(train_task, resume)(features_dir)
+    if resume and not _still_registered(trained):
+        _say(f"the reused training result names {trained['model_uri']} (run {trained['run_id']}), no longer in the registry: training again")
+        trained = _resumable(train_task, False)(features_dir)
+    return trained
 
 
 @task(name="evaluate", cache_key_fn=_snapshots_key("evaluate"), persist_result=True)
@@ -194,7 +223,7 @@ def evaluate_task(features_dir: str, folds: int | None = None, budget: float | N
 @flow(name="evaluate", log_prints=True)
 def evaluate(features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None, resume: bool = False) -> dict:
     """The backtest against the baselines, or a registered model scored out of time."""
-    return evaluate_task.with_options(refresh_cache=not resume)(features_dir, folds, budget, model_uri)
+    return _resumable(evaluate_task, resume)(features_dir, folds, budget, model_uri)
 
 
 @task(name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)

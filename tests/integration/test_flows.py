@@ -74,3 +74,14 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     shutil.rmtree(prefect_env / "work" / "features")
     retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
     assert calls["features"] == 2 and (prefect_env / "work" / "features" / "snapshots").is_dir()
+    assert calls["train"] == 1  # same snapshots: the registered model still stands
+
+    # a reused training result stands for a registered model: with the model deleted, train again
+    client.delete_registered_model("churn-risk")
+    again = retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
+    assert calls["train"] == 2 and again["version"] == "1" and again["promoted"] is True
+    assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
+
+    # another work folder never sees this one's results
+    other = retrain(data=str(data), workdir=str(prefect_env / "other"), text=False)
+    assert calls["train"] == 3 and other["version"] == "2"

@@ -10,6 +10,7 @@ pooled and scored per horizon, for the model and the baselines alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,37 @@ def test_cutoffs(panel: pd.DataFrame, folds: int, min_train_cutoffs: int = 6) ->
     return [pd.Timestamp(c) for c in cutoffs[-folds:]]
 
 
+@dataclass
+class FoldJob:
+    """One rolling-origin fold: everything it needs, so it can run as a task in another process."""
+
+    index: int
+    test_cutoff: pd.Timestamp
+    panel: pd.DataFrame
+    features: list[str]
+    params: CurveParams | None
+    baselines: dict[str, Callable[[], object]] | None
+    oracle: Callable[[pd.DataFrame], np.ndarray] | None
+    trainer: BoosterTrainer | None
+
+
+def run_fold(job: FoldJob) -> dict:
+    """Fit on the snapshots before the fold's cutoff (labels censored there), predict at it."""
+    train = censor_at(job.panel[job.panel["cutoff"] < job.test_cutoff], job.test_cutoff)
+    test = job.panel[job.panel["cutoff"] == job.test_cutoff].reset_index(drop=True)
+    curves = {"lightgbm": fit_curve(train, job.features, job.params, job.trainer).predict_curve(test)}
+    for name, make in (job.baselines or {}).items():
+        curves[name] = make().fit(train).predict_curve(test)
+    if job.oracle is not None:
+        curves["oracle"] = job.oracle(test)
+    preds = []
+    for name, curve in curves.items():
+        frame = test[["account_id", "cutoff", "arr_current", *LABELS]].copy()
+        frame[[f"p_{h}d" for h in HORIZONS]] = curve
+        preds.append(frame.assign(model=name))
+    return {"preds": preds, "line": f"fold {job.test_cutoff.date()}: {len(train):,} training rows, {len(test):,} test rows"}
+
+
 def run_backtest(
     panel: pd.DataFrame,
     features: list[str],
@@ -46,23 +78,20 @@ def run_backtest(
     churned_at: pd.Series | None = None,
     progress: Callable[[str], None] | None = None,
     trainer: BoosterTrainer | None = None,
+    map_folds: Callable[[Callable, list], list] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics table: one row per model and horizon, pooled test predictions)."""
+    """(metrics table: one row per model and horizon, pooled test predictions).
+
+    `map_folds` runs the folds (default: here, in turn); the build-features mapper of the flows
+    makes each fold a task of the flow's runner. With a `trainer` that distributes each fit
+    itself (lightgbm.dask), the folds run here in turn."""
+    jobs = [FoldJob(i, c, panel, features, params, baselines, oracle, trainer) for i, c in enumerate(test_cutoffs(panel, folds))]
+    mapper = map_folds if map_folds is not None and trainer is None else (lambda fn, items: [fn(item) for item in items])
     preds = []
-    for test_cutoff in test_cutoffs(panel, folds):
-        train = censor_at(panel[panel["cutoff"] < test_cutoff], test_cutoff)
-        test = panel[panel["cutoff"] == test_cutoff].reset_index(drop=True)
-        curves = {"lightgbm": fit_curve(train, features, params, trainer).predict_curve(test)}
-        for name, make in (baselines or {}).items():
-            curves[name] = make().fit(train).predict_curve(test)
-        if oracle is not None:
-            curves["oracle"] = oracle(test)
-        for name, curve in curves.items():
-            frame = test[["account_id", "cutoff", "arr_current", *LABELS]].copy()
-            frame[[f"p_{h}d" for h in HORIZONS]] = curve
-            preds.append(frame.assign(model=name))
+    for result in mapper(run_fold, jobs):
+        preds.extend(result["preds"])
         if progress:
-            progress(f"fold {test_cutoff.date()}: {len(train):,} training rows, {len(test):,} test rows")
+            progress(result["line"])
     pooled = pd.concat(preds, ignore_index=True)
     rows = []
     for name, group in pooled.groupby("model", sort=False):

@@ -183,7 +183,9 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
     if not 0 < budget < 1:
         raise InputError(f"--budget {budget}: expected a share between 0 and 1, e.g. 0.05")
     _require_features(features_dir)
-    result = evaluate_flow(str(features_dir), folds, budget, model_uri)
+    from pipelines.flows import task_runner
+
+    result = evaluate_flow.with_options(task_runner=task_runner(settings))(str(features_dir), folds, budget, model_uri)
     if as_json:
         _emit(result, True, "")
         return
@@ -210,9 +212,12 @@ def train(features_dir: Path, as_json: bool) -> None:
     from pipelines.flows import train as train_flow
     from pipelines.models import load_model_config
 
-    load_model_config(load_settings().config_dir)  # a bad configuration fails before the flow starts
+    from pipelines.flows import task_runner
+
+    settings = load_settings()
+    load_model_config(settings.config_dir)  # a bad configuration fails before the flow starts
     _require_features(features_dir)
-    result = train_flow(str(features_dir))
+    result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
     auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
     _emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
                            f"backtest ROC-AUC {auc}; `churn promote` makes it the champion if it wins")

@@ -12,9 +12,10 @@ made of their parameters, the snapshot files' sha256, the configuration and the 
 rerun after a failure therefore picks up where the failed run stopped. A standalone command
 (`churn train`, ...) always does the work it is asked for.
 
-Fan-out: the feature blocks (accounts, every cutoff of each) run as one task each on the flow's
-task runner: threads here, or the workers of a Dask cluster when CHURN_DASK_ADDRESS is set (then
-large training also runs on the cluster, through lightgbm's Dask estimator).
+Fan-out: the feature blocks (accounts, every cutoff of each) and the backtest folds (one test
+cutoff each) run as one task each on the flow's task runner: threads here, or the workers of a
+Dask cluster when CHURN_DASK_ADDRESS is set (then large training also runs on the cluster,
+through lightgbm's Dask estimator).
 
 Prefect runs ephemeral by default (no server); PREFECT_API_URL set = that server.
 
@@ -135,15 +136,17 @@ def _say(line: str) -> None:
     get_run_logger().info(line)
 
 
-@task(name="block", task_run_name="{fn.__name__} {job.index}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
+@task(name="job", task_run_name="{fn.__name__} {job.index}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
       retry_condition_fn=_retry_unless_bad_input)
-def block_task(fn: Callable[[Any], dict], job: Any) -> dict:
+def job_task(fn: Callable[[Any], dict], job: Any) -> dict:
     return fn(job)
 
 
-def _map_blocks(fn: Callable[[Any], dict], jobs: list) -> list:
-    """pipelines.features.BlockMapper over the flow's task runner: one task per block."""
-    futures = block_task.map(unmapped(fn), jobs)
+def _map_jobs(fn: Callable[[Any], dict], jobs: list) -> list:
+    """Fan-out over the flow's task runner, one task per job: feature blocks
+    (pipelines.features.BlockMapper) and backtest folds (models.backtest.run_backtest). Called
+    from a task, the jobs still go to the flow's runner (threads, or the Dask workers)."""
+    futures = job_task.map(unmapped(fn), jobs)
     results = []
     for done, future in enumerate(futures, 1):
         results.append(future.result())
@@ -180,7 +183,7 @@ def build_features(data: str, out: str, every: str = "30d", text: bool = True, s
     source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if text else None
     try:
         summary = feat.run_features(Path(data), Path(out), start=start, end=end, every=every, params=feat.load_feature_params(settings.config_dir),
-                                    text=source, progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"), map_blocks=_map_blocks)
+                                    text=source, progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"), map_blocks=_map_jobs)
     finally:
         if source is not None:
             source.close()
@@ -195,7 +198,7 @@ def train_task(features_dir: str) -> dict:
 
     settings = load_settings()
     return run_train(Path(features_dir), tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir),
-                     progress=get_run_logger().info, dask_address=settings.dask_address)
+                     progress=get_run_logger().info, dask_address=settings.dask_address, map_folds=_map_jobs)
 
 
 @flow(name="train", log_prints=True)
@@ -217,7 +220,7 @@ def evaluate_task(features_dir: str, folds: int | None = None, budget: float | N
     config = load_model_config(settings.config_dir)
     return run_evaluate(Path(features_dir), params=config.curve, folds=config.folds if folds is None else folds,
                         budget=config.budget if budget is None else budget, progress=get_run_logger().info, model_uri=model_uri,
-                        tracking_uri=settings.mlflow_tracking_uri)
+                        tracking_uri=settings.mlflow_tracking_uri, map_folds=_map_jobs)
 
 
 @flow(name="evaluate", log_prints=True)
@@ -305,9 +308,10 @@ def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, forc
     """features -> train -> evaluate -> promote -> score -> report, under `workdir`; a rerun resumes."""
     work = Path(workdir)
     settings = load_settings()
-    features = build_features.with_options(task_runner=task_runner(settings))(data, str(work / "features"), every, text, resume=True)
-    trained = train(str(work / "features"), resume=True)
-    evaluated = evaluate(str(work / "features"), resume=True)
+    runner = task_runner(settings)
+    features = build_features.with_options(task_runner=runner)(data, str(work / "features"), every, text, resume=True)
+    trained = train.with_options(task_runner=runner)(str(work / "features"), resume=True)
+    evaluated = evaluate.with_options(task_runner=runner)(str(work / "features"), resume=True)
     promoted = promote(force_promote)
     served = None if promoted["promoted"] or promoted["champion"] else trained["model_uri"]
     scored = score_accounts(data, str(work / "scores"), served, text, send_alerts=False)

@@ -93,7 +93,7 @@ def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
 
 
 def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget: float, progress: Callable[[str], None] | None = None,
-                 model_uri: str | None = None, tracking_uri: str | None = None) -> dict:
+                 model_uri: str | None = None, tracking_uri: str | None = None, map_folds=None) -> dict:
     """Backtest the model and the baselines (and the oracle where the data has truth/); with
     `model_uri`, score that trained model on the snapshots after its training outcomes instead."""
     started = time.perf_counter()
@@ -105,7 +105,7 @@ def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget:
     names = feature_names(panel)
     table, _ = run_backtest(
         panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(data_dir), progress=progress, oracle=oracle,
-        baselines=baselines(names),
+        baselines=baselines(names), map_folds=map_folds,
     )
     return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": _json_rows(table),
             "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
@@ -167,9 +167,9 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None,
-              trainer: BoosterTrainer | None = None):
+              trainer: BoosterTrainer | None = None, map_folds=None):
     return run_backtest(panel, names, folds=config.folds, params=params or config.curve, budget=config.budget, churned_at=churned_at,
-                        progress=progress, baselines=baselines(names), trainer=trainer)
+                        progress=progress, baselines=baselines(names), trainer=trainer, map_folds=map_folds)
 
 
 @contextlib.contextmanager
@@ -195,9 +195,10 @@ def _trainer(dask_address: str | None, snapshots: int, config: ModelConfig, say:
 
 
 def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None,
-              dask_address: str | None = None) -> dict:
+              dask_address: str | None = None, map_folds=None) -> dict:
     """Backtest, fit the final curve on every snapshot, log it all to MLflow, register a challenger.
-    With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster."""
+    With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster.
+    `map_folds` runs the backtest folds (models.backtest.run_backtest)."""
     from features.registry import feature_specs
     from models import registry
     from models.explain import by_family, contributions, global_importance
@@ -211,7 +212,7 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     data_dir = _data_dir(features_dir)
     say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds")
     with _trainer(dask_address, len(panel), config, say) as trainer:
-        table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say, trainer=trainer)
+        table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say, trainer=trainer, map_folds=map_folds)
         say("fitting the final model on every snapshot")
         model = fit_curve(panel, names, config.curve, trainer)
     latest = panel[panel["cutoff"] == panel["cutoff"].max()]

@@ -20,6 +20,8 @@ import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+from benchmarks._record import save  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -64,6 +66,9 @@ def main() -> None:
             summary = build_features.with_options(task_runner=task_runner(load_settings()))(str(data), str(root / "dask"), "30d", args.text)
             on_dask = time.perf_counter() - t
             equal = read_snapshots(root / "threads").equals(read_snapshots(root / "dask"))
+            results = {"accounts": summary["accounts"], "snapshots": summary["snapshots"], "blocks": summary["blocks"], "text": args.text,
+                       "features_threads_s": round(threads, 1), "features_dask_s": round(on_dask, 1), "cluster_start_s": round(started, 1),
+                       "panels_identical": equal, "fit": {}}
             print(f"features, {summary['accounts']:,} accounts, {summary['snapshots']:,} snapshots, {summary['blocks']} blocks, text {args.text}: "
                   f"threads ({load_settings().workers}) {threads:.1f} s; Dask, {args.workers} workers {on_dask:.1f} s "
                   f"(+{started:.1f} s to start the cluster); panels identical: {equal}", flush=True)
@@ -82,8 +87,11 @@ def main() -> None:
                     seconds = time.perf_counter() - t
                     latest = panel[panel["cutoff"] == panel["cutoff"].max()]
                     p90 = pd.Series(model.predict_curve(latest)[:, 2])
+                    results["fit"][label] = {"seconds": round(seconds, 1), "trees": model.info["best_iteration"][0], "mean_p90d": round(float(p90.mean()), 4)}
                     print(f"fit on {len(panel):,} snapshots with {label}: {seconds:.1f} s, kept {model.info['best_iteration'][0]} trees, "
                           f"mean 90-day risk at the last cutoff {p90.mean():.4f}", flush=True)
+
+    save("dask_path", results)
 
 
 if __name__ == "__main__":

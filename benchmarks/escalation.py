@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 
 
@@ -59,9 +59,7 @@ def main() -> None:
                 print(f"triggers {policy.hard_triggers.event_lookback_days:>2}d back, policy fed by {model:<9} capacity {capacity:.0%}/cutoff, {kind:<15}: {s['accounts']:,} flagged of {r['snapshots']:,} snapshots "
                       f"at {r['cutoffs']} cutoffs; precision {s['precision']:.3f}, recall {s['recall']:.3f} of {r['churners']:,} churners "
                       f"within {r['horizon_days']} days, median lead {s['median_lead_days']:.0f} days", flush=True)
-    target = Path(__file__).parent / "results" / "escalation.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    save("escalation", results)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse
 import json
 import os
@@ -80,9 +81,7 @@ def main() -> None:
             print(line, flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    target = Path(__file__).parent / "results" / "features.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("features", results)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
-import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -98,9 +98,7 @@ def main() -> None:
                                                 **{k: row[k] for k in ("horizon_days", "roc_auc", "pr_auc", "brier", "ece")}})
             print(f"backtest {formulation:<12} ({seconds:.0f} s): " + ", ".join(
                 f"{r['horizon_days']}d AUC {r['roc_auc']:.4f} ECE {r['ece']:.4f}" for r in table.to_dict("records")), flush=True)
-    target = Path(__file__).parent / "results" / "models.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("models", results)
 
 
 if __name__ == "__main__":

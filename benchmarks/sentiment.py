@@ -21,7 +21,7 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import json
+from benchmarks._record import save  # noqa: E402
 import os
 import sys
 import tempfile
@@ -109,9 +109,7 @@ def main() -> None:
         rate = len(texts) / (time.perf_counter() - started)
         results["throughput"]["cache hit"] = {"messages": len(texts), "per_second": round(rate)}
         print(f"throughput cache hit: {rate:,.0f} messages/s ({len(texts)} known messages)")
-    target = Path(__file__).parent / "results" / "sentiment.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("sentiment", results)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -191,9 +192,7 @@ def main() -> None:
         results["sustained"] = r
         print(f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "
               f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", flush=True)
-    target = Path(__file__).parent / "results" / "serving.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("serving", results)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse
 import json
 import os
@@ -69,9 +70,7 @@ def main() -> None:
         print(f"{accounts:>8,} accounts x {args.days} days: {r['wall_s']:>7.1f} s wall, peak RSS {r['peak_rss_gib']:.2f} GiB, "
               f"{rows:,} rows ({r['rows']['usage_daily']:,} usage, {r['rows']['ticket_messages']:,} messages), "
               f"{r['disk_mib']:,} MiB on disk, yearly churn {r['yearly_churn_rate']:.1%}", flush=True)
-    target = Path(__file__).parent / "results" / "simulate.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("simulate", results)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
-import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -86,9 +86,7 @@ def main() -> None:
                               "three_plus_agreement": round(float(((per >= 2) == (true_r >= 2)).mean()), 3)}
     print(f"rephrasings per ticket vs the simulator's count: correlation {results['rephrasings']['correlation']}, exact {results['rephrasings']['exact']}, "
           f"agreement on 'asked three times' {results['rephrasings']['three_plus_agreement']}")
-    target = Path(__file__).parent / "results" / "text_signals.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    save("text_signals", results)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,11 @@ def load_settings(**overrides: Any) -> Settings:
             name = ".".join(str(part) for part in err["loc"]) or "settings"
             problems.append(f"setting '{name}' (env CHURN_{name.upper()}): {err['msg']}")
         raise InputError("invalid settings: " + "; ".join(problems)) from None
+
+
+def absolute_url(url: str) -> str:
+    """`url` with a relative sqlite path made absolute: `sqlite:///x.db` depends on the folder a
+    command runs from, and a server or a cache key must not."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url

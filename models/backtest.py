@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.mapping import Mapper, serial_map
 from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
 from models.metrics import score_metrics
 
@@ -78,7 +79,7 @@ def run_backtest(
     churned_at: pd.Series | None = None,
     progress: Callable[[str], None] | None = None,
     trainer: BoosterTrainer | None = None,
-    map_folds: Callable[[Callable, list], list] | None = None,
+    map_folds: Mapper | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics table: one row per model and horizon, pooled test predictions).
 
@@ -86,7 +87,7 @@ def run_backtest(
     makes each fold a task of the flow's runner. With a `trainer` that distributes each fit
     itself (lightgbm.dask), the folds run here in turn."""
     jobs = [FoldJob(i, c, panel, features, params, baselines, oracle, trainer) for i, c in enumerate(test_cutoffs(panel, folds))]
-    mapper = map_folds if map_folds is not None and trainer is None else (lambda fn, items: [fn(item) for item in items])
+    mapper = map_folds if map_folds is not None and trainer is None else serial_map
     preds = []
     for result in mapper(run_fold, jobs):
         preds.extend(result["preds"])

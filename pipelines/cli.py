@@ -337,9 +337,11 @@ def _absolute_locations(settings) -> dict[str, str]:
     for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head)):
         if value is not None:
             out[key] = str(Path(value).resolve())
+    from core.settings import absolute_url
+
     for key, url in (("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("CHURN_STORE_URL", settings.store_url)):
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            out[key] = "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+        if absolute_url(url) != url:
+            out[key] = absolute_url(url)
     return out
 
 

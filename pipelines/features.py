@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from core.contracts import CONTRACTS, TableFiles, coerce_column, validate_tables
 from core.errors import ContractError, InputError, Violation, format_keys
 from core.io import atomic_dir, write_json
+from core.mapping import Mapper, serial_map
 from features.context import FeatureParams
 from features.panel import LABELS, TIME_COLUMNS, build_features, data_range_of, make_cutoffs, make_labels, parse_every, snapshot_keys
 from features.registry import feature_dictionary
@@ -30,6 +31,9 @@ from features.text.cache import TextCache
 from features.text.sentiment import SentimentModel, score_texts
 from features.text.outcomes import predict_outcomes, ticket_outcome_inputs
 from features.text.signals import SignalParams, message_signals
+
+if TYPE_CHECKING:
+    from pipelines.text import TextSource
 
 SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_events")
 BIG = ("usage_daily", "ticket_messages")
@@ -134,26 +138,6 @@ def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: Text
     return message_signals(messages, tables["tickets"], scores, embeddings, params)
 
 
-#: Runs a function over a list of jobs and returns the results in order. The default runs them
-#: here, one after another; the build-features flow passes one that submits a task per job to its
-#: Prefect task runner (threads, or Dask workers when CHURN_DASK_ADDRESS is set).
-BlockMapper = Callable[[Callable[[Any], Any], list], list]
-
-
-def serial_map(fn: Callable[[Any], Any], jobs: list) -> list:
-    return [fn(job) for job in jobs]
-
-
-class _Given:
-    """A sentiment model and cache already loaded in this process (not shippable to other processes)."""
-
-    def __init__(self, model: SentimentModel, cache: TextCache | None) -> None:
-        self.pair = (model, cache)
-
-    def get(self) -> tuple[SentimentModel, TextCache | None]:
-        return self.pair
-
-
 @dataclass
 class BlockJob:
     """One block of accounts: everything a block needs, so it can run in another process.
@@ -171,7 +155,7 @@ class BlockJob:
     parts: str
     params: FeatureParams
     data_end: pd.Timestamp
-    text: Any = None  # an object whose get() returns (sentiment model, cache), or None
+    text: TextSource | None = None
     outcomes: pd.DataFrame | None = None
     build: bool = True  # False: validate and count only (another block already failed)
 
@@ -246,23 +230,21 @@ def run_features(
     end: str | None = None,
     every: str = "30d",
     params: FeatureParams | None = None,
-    text: Any = None,
+    text: TextSource | None = None,
     progress: Callable[[str, float], None] | None = None,
     as_of: str | None = None,
-    map_blocks: BlockMapper = serial_map,
+    map_blocks: Mapper = serial_map,
 ) -> dict:
     """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json.
 
-    `text`: None (no text signals), a (sentiment model, cache) pair, or an object whose get()
-    returns one (pipelines.text.TextSource, which other processes can load for themselves).
+    `text`: None (no text signals) or a pipelines.text.TextSource (the sentiment model and cache,
+    which another process loads for itself).
     `as_of`: one cutoff only, that date ("latest": the end of the data), for scoring.
     `map_blocks`: how the blocks run (here in turn, or as tasks of a Prefect task runner); every
     block is independent, and only the CSAT/CES model between the two passes sees all accounts."""
     started = time.perf_counter()
     params = params or FeatureParams()
     parse_every(every)  # a bad flag fails before any data is read
-    if isinstance(text, tuple):
-        text = _Given(*text)
     files = TableFiles(data)
     if files.path("usage_daily") is None:
         raise InputError(f"required table 'usage_daily' not found in {data}; expected usage_daily.parquet or usage_daily.csv")

@@ -37,7 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from core.errors import ChurnError, InputError
-from core.settings import Settings, load_settings
+from core.settings import Settings, absolute_url, load_settings
 
 #: Called with (step, done, total) as fanned-out work completes; the CLI draws a progress bar.
 _progress_hook: Callable[[str, int, int], None] | None = None
@@ -98,13 +98,6 @@ def _key(name: str, parameters: dict, *extra: str) -> str:
     return f"{name}-" + hashlib.sha256("|".join([text, *extra]).encode()).hexdigest()[:32]
 
 
-def _tracking_location(uri: str) -> str:
-    """The tracking URI with a relative sqlite path made absolute (it depends on the folder run from)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
-    return uri
-
-
 def _snapshots_key(name: str):
     def key(context, parameters) -> str:
         from pipelines.models import fingerprint
@@ -113,7 +106,7 @@ def _snapshots_key(name: str):
         folder = Path(parameters["features_dir"])
         # the folder's absolute path: another work folder (or a fresh clone) with the same relative path is another key
         return _key(name, parameters | {"features_dir": folder.resolve()}, fingerprint(folder), _config_fingerprint(settings),
-                    _tracking_location(settings.mlflow_tracking_uri))
+                    absolute_url(settings.mlflow_tracking_uri))
 
     return key
 
@@ -143,8 +136,8 @@ def job_task(fn: Callable[[Any], dict], job: Any) -> dict:
 
 
 def _map_jobs(fn: Callable[[Any], dict], jobs: list) -> list:
-    """Fan-out over the flow's task runner, one task per job: feature blocks
-    (pipelines.features.BlockMapper) and backtest folds (models.backtest.run_backtest). Called
+    """core.mapping.Mapper over the flow's task runner, one task per job: feature blocks
+    (pipelines.features.run_features) and backtest folds (models.backtest.run_backtest). Called
     from a task, the jobs still go to the flow's runner (threads, or the Dask workers)."""
     futures = job_task.map(unmapped(fn), jobs)
     results = []
@@ -170,7 +163,7 @@ def build_features(data: str, out: str, every: str = "30d", text: bool = True, s
     already built from the same data, parameters and text model is reused."""
     from core.io import write_json
     from pipelines import features as feat
-    from pipelines.text import TextSource
+    from pipelines.text import text_source
 
     settings = load_settings()
     key = _features_key(Path(data), every, text, start, end, settings)
@@ -180,13 +173,9 @@ def build_features(data: str, out: str, every: str = "30d", text: bool = True, s
         if summary.get("inputs_key") == key:
             _say(f"features: reusing the panel in {out} (built from the same data, parameters and text model)")
             return summary
-    source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if text else None
-    try:
+    with text_source(settings, Path(data), text) as source:
         summary = feat.run_features(Path(data), Path(out), start=start, end=end, every=every, params=feat.load_feature_params(settings.config_dir),
                                     text=source, progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"), map_blocks=_map_jobs)
-    finally:
-        if source is not None:
-            source.close()
     summary["inputs_key"] = key
     write_json(summary, summary_path)
     return summary

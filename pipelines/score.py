@@ -20,7 +20,7 @@ from core.settings import Settings
 from models.curve import CURVE_COLUMNS, HORIZONS, RiskCurveModel
 
 if TYPE_CHECKING:
-    from pipelines.features import BlockMapper
+    from core.mapping import Mapper
 
 TOP_REASONS = 3
 
@@ -34,14 +34,15 @@ def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizo
 
 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
-              progress: Callable[[str], None] | None = None, map_blocks: BlockMapper | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, map_blocks: Mapper | None = None) -> dict:
     from core.contracts import TableFiles
     from escalation.batch import apply_policy
     from escalation.policy import load_policy
     from features.registry import feature_specs
     from models import registry
-    from pipelines.features import load_feature_params, read_snapshots, run_features, serial_map
-    from pipelines.text import TextSource
+    from core.mapping import serial_map
+    from pipelines.features import load_feature_params, read_snapshots, run_features
+    from pipelines.text import text_source
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
@@ -57,14 +58,10 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     needs_text = any(spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features)
     use_text = text and needs_text
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
-        source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if use_text else None
-        try:
+        with text_source(settings, Path(data), use_text) as source:
             summary = run_features(data, Path(tmp) / "features", as_of=as_of or "latest", params=load_feature_params(settings.config_dir),
                                    text=source, progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"),
                                    map_blocks=map_blocks or serial_map)
-        finally:
-            if source is not None:
-                source.close()
         panel = read_snapshots(Path(tmp) / "features")
     cutoff = pd.Timestamp(summary["cutoffs"][-1]).tz_localize("UTC")
     curve = model.predict_curve(panel)

@@ -3,7 +3,9 @@ from a user's labelled messages, score a file. (File and settings access lives h
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -72,6 +74,17 @@ class TextSource:
             cache.close()
 
 
+@contextlib.contextmanager
+def text_source(settings: Settings, data: Path, enabled: bool = True) -> Iterator[TextSource | None]:
+    """The TextSource of a run on `data` (the cache defaults to that folder), closed after it; None when text is off."""
+    source = TextSource(settings.model_copy(update={"data_dir": Path(data)})) if enabled else None
+    try:
+        yield source
+    finally:
+        if source is not None:
+            source.close()
+
+
 def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Series:
     if column not in frame.columns:
         raise InputError(f"{flag} {column!r}: no such column in {path} (columns: {', '.join(map(str, frame.columns))})")
@@ -111,4 +124,4 @@ def score_file(source: Path, out: Path, *, text_column: str, model: SentimentMod
             "model": model.key, "seconds": round(time.perf_counter() - started, 2)}
 
 
-__all__ = ["CORPUS", "TextSource", "load_sentiment_model", "open_cache", "score_file", "train_sentiment"]
+__all__ = ["CORPUS", "TextSource", "text_source", "load_sentiment_model", "open_cache", "score_file", "train_sentiment"]

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/text_signals.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/dask_path.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis data/demo data/simulated

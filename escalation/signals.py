@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,43 +39,45 @@ def incident_flags(texts: pd.Series) -> pd.DataFrame:
 
 
 def ticket_signals(
-    messages: pd.DataFrame,
+    bodies: Sequence[str],
+    customer: np.ndarray,
     *,
     ticket_id: str | None,
     category: str | None,
     priority: str | None,
     bot_confidence: float | None,
-    sentiment: pd.DataFrame,
+    scores: np.ndarray,
+    labels: Sequence[str],
     embeddings: np.ndarray,
     rephrase_similarity: float = 0.4,
-) -> tuple[TicketSignals, pd.DataFrame]:
-    """Signals of one ticket from its messages (sent_at, author, body) in time order, their
-    sentiment (score, label; aligned) and embeddings (aligned, unit length). Returns the signals
-    and the per-message table (sentiment, critical moment, rephrase) for the handoff's timeline."""
-    from features.text.critical import detect_critical
+) -> tuple[TicketSignals, np.ndarray]:
+    """Signals of one ticket from its message bodies in time order, which of them the customer
+    wrote, their sentiment (score and label) and embeddings (unit length), all aligned. Returns
+    the signals and, per message, whether it asks an earlier customer question again (for the
+    handoff's timeline). One ticket holds a handful of messages: plain Python and numpy, no
+    pandas, since the support system waits on this call."""
+    from features.text.critical import critical_of
 
-    m = messages.reset_index(drop=True).assign(sentiment=sentiment["score"].to_numpy(), label=sentiment["label"].to_numpy())
-    customer = (m["author"] == "customer").to_numpy()
-    crit = detect_critical(m["body"].where(customer, ""))
-    m["critical"] = crit["category"].where(customer)
+    customer = np.asarray(customer, dtype=bool)
+    mine = [b if c else "" for b, c in zip(bodies, customer, strict=True)]
+    critical = [found for (found, _), c in zip(critical_of(mine), customer, strict=True) if c and found is not None]
     # the same question again: a customer message close to any earlier customer message
     emb = np.asarray(embeddings, dtype=np.float32)[customer]
-    sims = emb @ emb.T if len(emb) else np.zeros((0, 0))
-    earlier = np.tril(np.ones_like(sims, dtype=bool), k=-1)
-    rephrase = (np.where(earlier, sims, -1.0).max(axis=1) >= rephrase_similarity) if len(emb) else np.zeros(0, dtype=bool)
-    m["rephrase"] = False
-    m.loc[customer, "rephrase"] = rephrase
-    flags = incident_flags(m["body"].where(customer, ""))
-    scores = m.loc[customer, "sentiment"]
+    rephrase = np.zeros(len(customer), dtype=bool)
+    if len(emb):
+        sims = emb @ emb.T
+        earlier = np.tril(np.ones_like(sims, dtype=bool), k=-1)
+        rephrase[customer] = np.where(earlier, sims, -1.0).max(axis=1) >= rephrase_similarity
+    incidents = {name: any(pattern.search(t) for t in mine) for name, pattern in INCIDENTS.items()}
+    theirs = np.asarray(scores, dtype=np.float64)[customer]
     signals = TicketSignals(
         ticket_id=ticket_id, category=category, priority=priority,
-        sentiment=float(scores.iloc[-1]) if len(scores) else None, sentiment_first=float(scores.iloc[0]) if len(scores) else None,
-        negative_messages=int(((m["label"] == "negative") & customer).sum()), customer_messages=int(customer.sum()),
-        critical=tuple(dict.fromkeys(m["critical"].dropna())), asks=1 + int(rephrase.sum()),
-        security=bool(flags["security"].any()), privacy=bool(flags["privacy"].any()), fraud=bool(flags["fraud"].any()),
-        bot_confidence=bot_confidence,
+        sentiment=float(theirs[-1]) if len(theirs) else None, sentiment_first=float(theirs[0]) if len(theirs) else None,
+        negative_messages=sum(1 for label, c in zip(labels, customer, strict=True) if c and label == "negative"), customer_messages=int(customer.sum()),
+        critical=tuple(dict.fromkeys(critical)), asks=1 + int(rephrase.sum()),
+        security=incidents["security"], privacy=incidents["privacy"], fraud=incidents["fraud"], bot_confidence=bot_confidence,
     )
-    return signals, m
+    return signals, rephrase
 
 
 EVENT_KINDS = ("security_incident", "legal_threat", "billing_dispute", "payment_failed", "sponsor_left", "downgrade")

@@ -23,8 +23,9 @@ def head_path(settings: Settings) -> Path:
     return settings.sentiment_head or settings.data_dir / "models" / "sentiment_head.json"
 
 
-def load_sentiment_model(settings: Settings) -> SentimentModel:
-    encoder = TextEncoder()
+def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> SentimentModel:
+    """The configured sentiment model; `threads` bounds the encoder's (default: every core)."""
+    encoder = TextEncoder(threads=threads)
     if settings.sentiment_model != "default":
         return SentimentModel(encoder, classifier=settings.sentiment_model)
     path = head_path(settings)

@@ -28,7 +28,7 @@ class NotFound(ChurnError):
 
 
 class ServingRuntime:
-    def __init__(self, settings: Settings, *, text: bool = True):
+    def __init__(self, settings: Settings, *, text: bool = True, text_threads: int | None = None):
         from escalation.policy import load_policy
         from escalation.store import Store
         from features.registry import feature_specs
@@ -61,6 +61,7 @@ class ServingRuntime:
         self.store = Store(settings.store_url, self.policy)
         self.settings = settings
         self._text = text
+        self._text_threads = text_threads
         self._sentiment = None
         self._lock = threading.Lock()
         self.cache = None
@@ -165,7 +166,7 @@ class ServingRuntime:
                 from features.text.encoder import CoalescingEncoder
                 from pipelines.text import load_sentiment_model
 
-                model = load_sentiment_model(self.settings)
+                model = load_sentiment_model(self.settings, threads=self._text_threads)
                 model.encoder = CoalescingEncoder(model.encoder)  # concurrent ticket updates share forward passes
                 self._sentiment = model
             return self._sentiment
@@ -177,26 +178,32 @@ class ServingRuntime:
 
         ticket = request.ticket
         score, risk, values = self._score_one(schemas.AccountQuery(account_id=request.account_id))
-        messages = pd.DataFrame([{"sent_at": m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), "author": m.author, "body": m.body}
-                                 for m in ticket.messages]).sort_values("sent_at", kind="stable").reset_index(drop=True)
-        customer = (messages["author"] == "customer").to_numpy()
-        sentiment = pd.DataFrame({"label": "neutral", "score": np.nan}, index=messages.index)
-        embeddings = np.zeros((len(messages), 384), dtype=np.float32)
+        # a handful of messages: lists and numpy, not pandas (whose per-call overhead would be most of the request)
+        timeline = sorted(((m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), m.author, m.body) for m in ticket.messages),
+                          key=lambda m: m[0])
+        bodies = [body for _, _, body in timeline]
+        customer = np.array([author == "customer" for _, author, _ in timeline], dtype=bool)
+        scores = np.full(len(timeline), np.nan)
+        labels = ["neutral"] * len(timeline)
+        embeddings = np.zeros((len(timeline), 384), dtype=np.float32)
         if customer.any() and self._text:
-            scored, emb = score_texts(messages.loc[customer, "body"].tolist(), self.sentiment_model(), self.cache)
-            sentiment.loc[customer, "label"] = scored["label"].to_numpy()
-            sentiment.loc[customer, "score"] = scored["score"].to_numpy()
-            embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)
+            theirs = np.flatnonzero(customer)
+            scored, emb = score_texts([bodies[i] for i in theirs], self.sentiment_model(), self.cache)
+            scores[theirs] = scored["score"].to_numpy()
+            for i, label in zip(theirs, scored["label"], strict=True):
+                labels[i] = label
+            embeddings = np.zeros((len(timeline), emb.shape[1]), dtype=np.float32)
             embeddings[customer] = emb
-        signals, per_message = ticket_signals(messages, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
-                                              bot_confidence=ticket.bot_confidence, sentiment=sentiment, embeddings=embeddings)
+        signals, rephrase = ticket_signals(bodies, customer, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
+                                           bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings)
         now = dt.datetime.now(dt.UTC)
         facts = self._facts(request.account_id, values)
         decision = decide(facts, risk, signals, self.policy, now)
         package = escalation_id = None
         if decision.escalate:
-            package = build_handoff(decision, facts, risk, signals, per_message[["sent_at", "author", "body", "rephrase"]], now,
-                                    ticket_subject=ticket.subject).to_dict()
+            messages = pd.DataFrame({"sent_at": pd.to_datetime([t for t, _, _ in timeline], utc=True), "author": [a for _, a, _ in timeline],
+                                     "body": bodies, "rephrase": rephrase})
+            package = build_handoff(decision, facts, risk, signals, messages, now, ticket_subject=ticket.subject).to_dict()
         recorded = self.store.record(decision, package, now)
         escalation_id = recorded.escalation_id if decision.escalate else None
         out_signals = schemas.TicketSignalsOut(

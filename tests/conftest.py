@@ -14,6 +14,14 @@ os.environ.setdefault("CHURN_SETTINGS_FILE", "/nonexistent/settings.yaml")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def encoder_exports(tmp_path_factory):
+    """The sentence encoder's ONNX export, made once per session in its own folder (not the user's
+    ~/.cache); every test, CLI run and server the session starts reuses it."""
+    os.environ["CHURN_ENCODER_CACHE"] = str(tmp_path_factory.mktemp("encoders"))
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def prefect_backend(tmp_path_factory):
     """One temporary Prefect server and database for the whole session (the pipeline commands run
     flows), with Prefect's home, results and logs kept out of the user's ~/.prefect."""

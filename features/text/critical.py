@@ -9,6 +9,7 @@ pandas string methods over whole columns of messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -60,11 +61,17 @@ def _one(text: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def critical_of(texts: Iterable[str]) -> list[tuple[str | None, str | None]]:
+    """(category, matched words) per message, or (None, None): the rules of `detect_critical`
+    with `re` on each message (a live ticket's handful of messages)."""
+    return [_one(t) for t in texts]
+
+
 def detect_critical(texts: pd.Series) -> pd.DataFrame:
     """Per message: `critical` (bool), `category` (most severe, or null), `matched` (the words)."""
     texts = pd.Series(texts, dtype="str").fillna("")
-    if len(texts) < SMALL:  # the live path: the same rules with `re` on each message
-        found = [_one(t) for t in texts]
+    if len(texts) < SMALL:  # few messages: the same rules with `re` on each message
+        found = critical_of(texts)
         category = pd.Series([c for c, _ in found], index=texts.index, dtype="str")
         matched = pd.Series([m for _, m in found], index=texts.index, dtype="str")
         return pd.DataFrame({"critical": category.notna(), "category": category, "matched": matched})

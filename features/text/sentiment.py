@@ -9,9 +9,10 @@ P(negative). Scoring goes through a cache keyed by text hash, so known texts are
 from __future__ import annotations
 
 import json
-from functools import cached_property
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +68,17 @@ class SentimentHead:
     idf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     info: dict = field(default_factory=dict)
 
-    def features(self, embeddings: np.ndarray, texts: Sequence[str]):
-        import scipy.sparse as sp
-
-        if not self.vocabulary:
-            return embeddings
+    @cached_property
+    def _ngrams(self):
         vec = _vectorizer(self.vocabulary)
         vec.idf_ = self.idf
-        return sp.hstack([sp.csr_matrix(embeddings.astype(np.float64)), vec.transform(list(texts))]).tocsr()
+        return vec
 
     def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        logits = np.asarray(self.features(embeddings, texts) @ self.coef.T) + self.intercept
+        d = embeddings.shape[1]
+        logits = embeddings.astype(np.float64) @ self.coef[:, :d].T + self.intercept
+        if self.vocabulary:  # the n-gram block of the weights, applied to the sparse TF-IDF rows
+            logits += np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -186,6 +187,8 @@ class SentimentModel:
 
 
 SENTENCE_END = r"(?<=[.!?])\s+"
+SPLITTER = re.compile(SENTENCE_END)
+SMALL = 32  # below this many texts, plain Python beats pandas' per-call overhead
 
 
 def _score_units(units: list[str], model: SentimentModel, cache: TextCache | None) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +218,26 @@ def _score_units(units: list[str], model: SentimentModel, cache: TextCache | Non
     return probs, emb
 
 
+def _sentences(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(owner, code, units): each sentence's message, its index into the distinct sentences
+    `units` (in order of first appearance). A blank message is its own single unit."""
+    clean = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
+    if len(clean) < SMALL:  # one live ticket: plain `re`, the same rules as the column path below
+        pieces = [[part.strip() for part in SPLITTER.split(t)] for t in clean]
+        pairs = [(i, part) for i, parts in enumerate(pieces) for part in parts if part]
+        pairs += [(i, clean[i]) for i, parts in enumerate(pieces) if not any(parts)]
+        index: dict[str, int] = {}
+        codes = [index.setdefault(part, len(index)) for _, part in pairs]
+        return np.array([i for i, _ in pairs], dtype=np.int64), np.array(codes, dtype=np.int64), list(index)
+    series = pd.Series(clean, dtype="object")
+    sentences = series.str.split(SENTENCE_END, regex=True).explode().str.strip()
+    sentences = sentences[sentences != ""]
+    empty = ~series.index.isin(sentences.index)
+    sentences = pd.concat([sentences, series[empty]])  # a blank message is scored as itself
+    codes, units = pd.factorize(sentences, sort=False)
+    return sentences.index.to_numpy(), codes, list(units)
+
+
 def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Sentiment for every text (label, score, probabilities) and its embedding, in input order.
 
@@ -224,14 +247,8 @@ def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | 
     message embedding is the normalised mean of its sentences'. Each distinct sentence goes
     through the model once; with a cache, sentences seen before are not scored again.
     """
-    texts = pd.Series(["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts], dtype="object")
-    sentences = texts.str.split(SENTENCE_END, regex=True).explode().str.strip()
-    sentences = sentences[sentences != ""]
-    empty = ~texts.index.isin(sentences.index)
-    sentences = pd.concat([sentences, texts[empty]])  # a blank message is scored as itself
-    codes, units = pd.factorize(sentences, sort=False)
-    probs, emb = _score_units(list(units), model, cache)
-    owner = sentences.index.to_numpy()
+    owner, codes, units = _sentences(texts)
+    probs, emb = _score_units(units, model, cache)
     n = len(texts)
     count = np.bincount(owner, minlength=n).astype(np.float64)[:, None]
     p = np.zeros((n, 3))

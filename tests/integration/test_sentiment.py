@@ -145,3 +145,58 @@ def test_a_hugging_face_classifier_given_by_path_replaces_the_default(tmp_path, 
     probs = scores[["p_negative", "p_neutral", "p_positive"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert set(scores["label"]) <= {"negative", "neutral", "positive"} and emb.shape == (2, 384)
+
+
+def test_onnx_runtime_computes_the_same_embeddings_as_pytorch(tmp_path, corpus):
+    frame, embedded = corpus
+    texts = frame["text"].tolist()[:120]
+    onnx = TextEncoder(runtime="onnx", export_dir=tmp_path)
+    torch = TextEncoder(runtime="torch")
+    assert (onnx.backend, torch.backend) == ("onnxruntime", "torch")
+    batched = onnx.embed(texts)
+    one_by_one = np.vstack([onnx.embed([t]) for t in texts[:20]])
+    reference = torch.embed(texts)
+    assert np.abs(batched - reference).max() < 1e-5
+    assert np.abs(one_by_one - reference[:20]).max() < 1e-5
+    assert np.abs(embedded[:120] - reference).max() < 1e-5  # the module's default encoder (ONNX) too
+
+    # the export is kept and reused: a second encoder opens the same file without exporting again
+    [exported] = list(tmp_path.glob("*.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    again = TextEncoder(runtime="onnx", export_dir=tmp_path)
+    assert again.backend == "onnxruntime" and np.abs(again.embed(texts[:3]) - reference[:3]).max() < 1e-5
+    assert list(tmp_path.glob("*.onnx")) == [exported] and exported.stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, caplog):
+    import features.text.encoder as encoder_module
+    from core.errors import ChurnError
+
+    monkeypatch.setattr(encoder_module, "EXPORT_TOLERANCE", -1.0)  # no export can pass: as if it computed something else
+    fallback = TextEncoder(export_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="churn.text"):
+        assert fallback.backend == "torch"
+    assert "ONNX Runtime not used" in caplog.text and "differs from PyTorch" in caplog.text
+    assert fallback.embed(["still works"]).shape == (1, 384)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*"))  # nothing half-written kept
+    with pytest.raises(ChurnError, match="differs from PyTorch"):
+        TextEncoder(runtime="onnx", export_dir=tmp_path).embed(["x"])
+    monkeypatch.setenv("CHURN_TEXT_RUNTIME", "tensorrt")
+    with pytest.raises(ChurnError, match="CHURN_TEXT_RUNTIME 'tensorrt': expected one of auto, onnx, torch"):
+        TextEncoder()
+
+
+def test_sentences_of_a_few_messages_split_as_in_a_column():
+    from features.text.sentiment import SMALL, _sentences
+
+    texts = ["How do I export? It fails.  Again!", "", "   ", None, "No punctuation at all", "Same. Same.", "Wait...what? ok", "How do I export?",
+             "Line one.\nLine two", float("nan")]
+    few = _sentences(texts)
+    many = _sentences(texts * (SMALL // len(texts) + 1))  # the pandas path
+    n = len(texts)
+    owners, codes, units = many
+    cut = owners < n
+    assert few[0].tolist() == owners[cut].tolist()
+    assert [few[2][c] for c in few[1]] == [units[c] for c in codes[cut]]
+    assert few[2] == units[: len(few[2])]

@@ -21,6 +21,7 @@ from core.errors import InputError
 from serving import schemas
 from serving.auth import BearerAuth
 from serving.runtime import NotFound as UnknownAccount
+from serving.traffic import install as install_request_timeout
 
 log = logging.getLogger("churn.serving")
 
@@ -86,6 +87,7 @@ class ChurnService:
 
 
 ChurnService.add_asgi_middleware(BearerAuth)
+install_request_timeout()  # BentoML's request timer is never cancelled: see serving/traffic.py
 
 # Every response here is JSON. BentoML works out a response's media type from the output model's
 # JSON schema unless the model names it, and for a list output it builds that schema again on

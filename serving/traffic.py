@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 
 def _expire(waiter: asyncio.Future) -> None:
     if not waiter.done():
-        waiter.set_exception(asyncio.TimeoutError())
+        waiter.set_exception(TimeoutError())
 
 
 class RequestTimeout:
@@ -43,7 +43,7 @@ class RequestTimeout:
         task.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
             await started
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if task.cancel():
                 await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504)(scope, receive, send)
                 return

@@ -4,6 +4,7 @@ from a user's labelled messages, score a file. (File and settings access lives h
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ def open_cache(settings: Settings) -> TextCache:
 #: each model once, however many blocks it runs.
 _MODELS: dict[tuple[str, str], SentimentModel] = {}
 _CACHES: dict[str, TextCache] = {}
+_OPENING = threading.Lock()  # feature blocks on threads ask at once: one model, one connection
 
 
 class TextSource:
@@ -62,11 +64,14 @@ class TextSource:
         self.__init__(state["settings"])
 
     def get(self) -> tuple[SentimentModel, TextCache]:
-        if self.model_key not in _MODELS:
-            _MODELS[self.model_key] = load_sentiment_model(self.settings)
-        if self.cache_key not in _CACHES:
-            _CACHES[self.cache_key] = open_cache(self.settings)
-        return _MODELS[self.model_key], _CACHES[self.cache_key]
+        with _OPENING:
+            if self.model_key not in _MODELS:
+                model = load_sentiment_model(self.settings)
+                model.encoder.dimension  # noqa: B018 - load (and export) now, under the lock, not in each thread's first call
+                _MODELS[self.model_key] = model
+            if self.cache_key not in _CACHES:
+                _CACHES[self.cache_key] = open_cache(self.settings)
+            return _MODELS[self.model_key], _CACHES[self.cache_key]
 
     def close(self) -> None:
         """Close this process's cache connection (the model stays loaded for the next run)."""

@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,10 @@ _PROBES = ["Thanks, that fixed it.", "ok",
 _EXPORTER_VERSION = 1  # bump when the export below changes: old files are then not reused
 
 log = logging.getLogger("churn.text")
+# Loading is serialised in a process: torch.onnx.export keeps global state, and transformers'
+# lazy module is not safe to import from two threads at once (both failed when two feature blocks
+# loaded the encoder together). Processes are safe: each export is written aside and renamed.
+_LOADING = threading.RLock()
 
 
 def default_model_dir() -> Path:
@@ -116,6 +121,7 @@ class TextEncoder:
         self._session = None  # ONNX Runtime, when it does
         self._inputs: list[str] = []
         self._dimension = 0
+        self._loaded = False
 
     @property
     def key(self) -> str:
@@ -129,8 +135,14 @@ class TextEncoder:
         return "onnxruntime" if self._session is not None else "torch"
 
     def _load(self) -> None:
-        if self._tokenizer is not None:
+        if self._loaded:
             return
+        with _LOADING:
+            if not self._loaded:
+                self._load_once()
+                self._loaded = True
+
+    def _load_once(self) -> None:
         path, local = resolve_model(self.model_name)
         if self.runtime != "torch" and local:
             try:
@@ -139,7 +151,7 @@ class TextEncoder:
             except ImportError as exc:
                 if self.runtime == "onnx":
                     raise ChurnError(f"CHURN_TEXT_RUNTIME onnx: {exc}; install onnxruntime and onnx, or set CHURN_TEXT_RUNTIME=torch") from None
-            except (ChurnError, OSError, RuntimeError, ValueError) as exc:  # an export PyTorch cannot do, or one that disagrees
+            except Exception as exc:  # the exporter fails in many ways; PyTorch still computes the same embeddings
                 if self.runtime == "onnx":
                     raise
                 log.warning("text encoder %s: ONNX Runtime not used (%s); the forward pass runs in PyTorch", self.model_name, exc)

@@ -51,6 +51,28 @@ def prefect_logs_to_this_tests_stderr():
     yield
 
 
+def run_in_threads(work, n: int) -> list[BaseException]:
+    """Call work(0) .. work(n - 1) on n threads at once; the exceptions they raised."""
+    import threading
+
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def tiny_tables() -> dict[str, pd.DataFrame]:
     """Two accounts, one ticket each, every table non-empty; valid under the contracts (as CSV text)."""
     return {

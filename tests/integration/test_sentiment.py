@@ -203,25 +203,15 @@ def test_sentences_of_a_few_messages_split_as_in_a_column():
 
 
 def test_threads_loading_the_encoder_at_once_share_one_export(tmp_path):
-    import threading
+    from tests.conftest import run_in_threads
 
-    start = threading.Barrier(3)
     encoders = [TextEncoder(export_dir=tmp_path) for _ in range(3)]
-    results, errors = {}, []
+    results = {}
 
     def load(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = (encoders[i].backend, encoders[i].embed(["the export still fails"]))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        results[i] = (encoders[i].backend, encoders[i].embed(["the export still fails"]))
 
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_in_threads(load, 3) == []
     assert {backend for backend, _ in results.values()} == {"onnxruntime"}
     assert np.abs(results[0][1] - results[2][1]).max() == 0
     assert len(list(tmp_path.glob("*.onnx"))) == 1

@@ -287,20 +287,12 @@ def test_follow_ups_fall_due(open_store):
 def test_concurrent_repeats_open_one_escalation(open_store):
     """Eight workers recording the same account and reason at once: one escalation, one alert."""
     store = open_store(make_policy())
-    errors: list[BaseException] = []
+    from tests.conftest import run_in_threads
 
     def work(i: int) -> None:
-        try:
-            store.record(make_decision(at=T0 + i * dt.timedelta(minutes=1)), None, T0 + i * dt.timedelta(minutes=1))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        store.record(make_decision(at=T0 + i * dt.timedelta(minutes=1)), None, T0 + i * dt.timedelta(minutes=1))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_in_threads(work, 8) == []
     [escalation] = store.open_escalations()
     assert escalation["occurrences"] == 8 and store.counts()["alert_outbox"] == 1
 

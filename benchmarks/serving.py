@@ -9,7 +9,9 @@ Every ticket update carries a message never seen before, in every run (so the se
 runs on each request, as it does for a real update; a repeated text would be a cache hit).
 
 The load generator runs on the same machine as the server (it takes CPU from it), so the figures
-are conservative.
+are conservative. The Python client (httpx, threads) costs the most; when `wrk` is installed
+(Debian: apt-get install wrk) the latency runs are repeated with it, a C client whose Lua script
+writes a new message into every update.
 """
 
 from __future__ import annotations
@@ -71,6 +73,52 @@ def ticket_updates(ids: list[str], run: str, n: int = 20_000) -> list[dict]:
         "author": "customer", "sent_at": "2025-03-11T11:00:00Z",
         "body": f"Update {run}-{i}: the export of report {i * 7 % 997} still fails for {ids[i % len(ids)]}, we need this before the board meeting."}]}}
         for i in range(n)]
+
+
+WRK_SCRIPT = r"""
+-- one request per call: a stored account for score, a ticket update with a new message for assess_ticket
+local threads, counter = 0, 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args) run = args[1]; kind = args[2]; ids = {} for id in string.gmatch(args[3], "[^,]+") do ids[#ids + 1] = id end end
+function request()
+  counter = counter + 1
+  local a = ids[(counter * 7 + tid) % #ids + 1]
+  local body
+  if kind == "score" then
+    body = string.format('{"accounts": [{"account_id": "%s"}]}', a)
+  else
+    body = string.format(HISTORY .. '{"author": "customer", "sent_at": "2025-03-11T11:00:00Z", "body": "Update %s-%d-%d: the export of report %d still fails for %s, we need this before the board meeting."}]}}',
+                         a, counter, run, tid, counter, (counter * 7) % 997, a)
+  end
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. TOKEN}, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %d, "p50_ms": %.2f, "p99_ms": %.2f, "seconds": %.1f, "errors": %d}\n', summary.requests,
+           latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk(base: str, path: str, kind: str, ids: list[str], run: str, concurrency: int, seconds: float) -> dict | None:
+    """The same load from wrk (a C client); None when wrk is not installed."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("wrk"):
+        return None
+    history = json.dumps({"account_id": "%s", "ticket": {"ticket_id": "W%d", "messages": MESSAGES}})[:-3] + ", "  # the messages list left open
+    script = Path(tempfile.mkdtemp()) / "load.lua"
+    script.write_text(f"TOKEN = {json.dumps(TOKEN)}\nHISTORY = [==[{history}]==]\n" + WRK_SCRIPT)
+    cpu = worker_cpu()
+    out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds:.0f}s", "-s", str(script), f"{base}{path}",
+                          "--", run, kind, ",".join(ids[:500])], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((line for line in out.stdout.splitlines() if line.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    r = json.loads(line[4:])
+    return {**r, "worker_cpu_s": [round(b - a, 1) for a, b in zip(cpu, worker_cpu(), strict=False)], "concurrency": concurrency,
+            "requests_per_s": round(r["requests"] / r["seconds"], 1), "client": "wrk"}
 
 
 def worker_cpu() -> list[float]:
@@ -175,6 +223,13 @@ def main() -> None:
                 results[f"{name}_c{concurrency}"] = r
                 print(f"{name:<14} concurrency {concurrency}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['requests_per_s']} req/s, "
                       f"{r['errors']} errors over {r['requests']} requests; worker CPU {r['worker_cpu_s']} s", flush=True)
+        for name, path in (("score", "/score"), ("assess_ticket", "/assess_ticket")):
+            for concurrency in (1, 8) if name == "score" else (1, 4, 8):
+                r = wrk(base, path, name, ids, f"wrk{concurrency}", concurrency, args.seconds)
+                if r is not None:
+                    results[f"{name}_wrk_c{concurrency}"] = r
+                    print(f"{name:<14} with wrk, concurrency {concurrency}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['requests_per_s']} req/s, "
+                          f"{r['errors']} errors over {r['requests']} requests; worker CPU {r['worker_cpu_s']} s", flush=True)
         batches = [{"accounts": [{"account_id": a} for a in ids[k : k + 500]]} for k in range(0, len(ids), 500)]
         r = load(base, "/score", batches, 2, args.seconds)
         rate = r["requests_per_s"] * np.mean([len(b["accounts"]) for b in batches])

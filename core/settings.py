@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     )
     sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
     text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
+    text_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="What runs the sentence encoder: 'auto' (ONNX Runtime, else PyTorch), 'onnx' (an error if it cannot), 'torch'."
+    )
+    encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export is kept [default: ~/.cache/churn-platform/encoders].")
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")
     score_cron: str = Field("0 6 * * *", description="When `churn schedule` runs the daily scoring flow (cron, UTC).")
     retrain_cron: str = Field("0 3 * * 1", description="When `churn schedule` runs the retraining flow (cron, UTC).")

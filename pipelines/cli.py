@@ -209,10 +209,9 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
 def train(features_dir: Path, as_json: bool) -> None:
     """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
     from core.settings import load_settings
+    from pipelines.flows import task_runner
     from pipelines.flows import train as train_flow
     from pipelines.models import load_model_config
-
-    from pipelines.flows import task_runner
 
     settings = load_settings()
     load_model_config(settings.config_dir)  # a bad configuration fails before the flow starts
@@ -334,14 +333,15 @@ def serve(port: int, host: str) -> None:
 def _absolute_locations(settings) -> dict[str, str]:
     """CHURN_* locations of `settings` as absolute paths (relative ones are read from the current folder)."""
     out = {"CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()), "CHURN_CONFIG_DIR": str(Path(settings.config_dir).resolve())}
-    for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head)):
+    for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head),
+                       ("CHURN_ENCODER_CACHE", settings.encoder_cache)):
         if value is not None:
-            out[key] = str(Path(value).resolve())
+            out[key] = str(Path(value).expanduser().resolve())
     from core.settings import absolute_url
 
     for key, url in (("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("CHURN_STORE_URL", settings.store_url)):
-        if absolute_url(url) != url:
-            out[key] = absolute_url(url)
+        if (absolute := absolute_url(url)) != url:
+            out[key] = absolute
     return out
 
 
@@ -407,8 +407,9 @@ def sentiment_train(labels: Path, text_column: str, label_column: str, out: Path
     from core.settings import load_settings
     from pipelines.text import head_path, train_sentiment
 
-    target = out or head_path(load_settings())
-    result = train_sentiment(labels, target, text_column=text_column, label_column=label_column)
+    settings = load_settings()
+    target = out or head_path(settings)
+    result = train_sentiment(labels, target, text_column=text_column, label_column=label_column, settings=settings)
     _emit(result, as_json, f"trained on {result['messages']:,} messages: 5-fold accuracy {result['cv_accuracy']:.3f}, "
                            f"macro-F1 {result['cv_macro_f1']:.3f}; head written to {target}")
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io import atomic_path, read_user_table
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from features.text.cache import TextCache
 from features.text.encoder import TextEncoder
 from features.text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
@@ -24,9 +24,14 @@ def head_path(settings: Settings) -> Path:
     return settings.sentiment_head or settings.data_dir / "models" / "sentiment_head.json"
 
 
+def text_encoder(settings: Settings, *, threads: int | None = None) -> TextEncoder:
+    """The sentence encoder as configured (runtime, export folder); `threads` bounds it (default: every core)."""
+    return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache)
+
+
 def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> SentimentModel:
     """The configured sentiment model; `threads` bounds the encoder's (default: every core)."""
-    encoder = TextEncoder(threads=threads)
+    encoder = text_encoder(settings, threads=threads)
     if settings.sentiment_model != "default":
         return SentimentModel(encoder, classifier=settings.sentiment_model)
     path = head_path(settings)
@@ -97,7 +102,8 @@ def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Serie
     return frame[column]
 
 
-def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label_column: str = "label", folds: int = 5) -> dict:
+def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label_column: str = "label", folds: int = 5,
+                    settings: Settings | None = None) -> dict:
     """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1."""
     started = time.perf_counter()
     frame = read_user_table(labels, "--labels")
@@ -106,7 +112,7 @@ def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label
     counts = y.value_counts()
     if len(counts) < 3 or counts.min() < folds:
         raise InputError(f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}")
-    encoder = TextEncoder()
+    encoder = text_encoder(settings or load_settings())
     embeddings = encoder.embed(text.tolist())
     metrics = cross_validate_head(embeddings, text.tolist(), y, encoder.key, folds=folds)
     head = fit_head(embeddings, text.tolist(), y, encoder.key)

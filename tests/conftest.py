@@ -16,9 +16,15 @@ os.environ.setdefault("CHURN_SETTINGS_FILE", "/nonexistent/settings.yaml")
 @pytest.fixture(scope="session", autouse=True)
 def encoder_exports(tmp_path_factory):
     """The sentence encoder's ONNX export, made once per session in its own folder (not the user's
-    ~/.cache); every test, CLI run and server the session starts reuses it."""
-    os.environ["CHURN_ENCODER_CACHE"] = str(tmp_path_factory.mktemp("encoders"))
-    yield
+    ~/.cache): the setting for the CLI runs, flows and servers the session starts, and the default
+    for encoders the tests build themselves."""
+    from features.text import encoder
+
+    folder = tmp_path_factory.mktemp("encoders")
+    os.environ["CHURN_ENCODER_CACHE"] = str(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(encoder, "default_export_dir", lambda: folder)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,8 +10,8 @@ platform): the encoder is exported from PyTorch once, checked against PyTorch on
 and kept in a cache folder keyed by the weights and the exporter. It computes the same float32
 embeddings (largest difference about 2e-7; the text cache stores float16) about 1.6-2x faster on
 a CPU, which matters most to the API, where one new message per ticket update is encoded while
-the caller waits. `runtime="torch"` (CHURN_TEXT_RUNTIME=torch) keeps PyTorch; an export that fails
-or disagrees falls back to PyTorch with a warning.
+the caller waits. `runtime="torch"` (the setting CHURN_TEXT_RUNTIME=torch) keeps PyTorch; an export
+that fails or disagrees falls back to PyTorch with a warning.
 """
 
 from __future__ import annotations
@@ -85,9 +85,7 @@ def _torch():
 
 
 def default_export_dir() -> Path:
-    """Where exported encoders are kept: CHURN_ENCODER_CACHE, else the user's cache folder."""
-    if os.environ.get("CHURN_ENCODER_CACHE"):
-        return Path(os.environ["CHURN_ENCODER_CACHE"]).expanduser()
+    """Where exported encoders are kept unless told (the setting CHURN_ENCODER_CACHE): the user's cache folder."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "churn-platform" / "encoders"
 
 
@@ -107,15 +105,15 @@ class TextEncoder:
     """Mean-pooled, L2-normalised sentence embeddings; `embed` is the only entry point."""
 
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, max_length: int = 128, batch_size: int = 64, threads: int | None = None,
-                 runtime: str | None = None, export_dir: str | os.PathLike[str] | None = None):
+                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None):
         self.model_name = str(model)
         self.max_length = max_length
         self.batch_size = batch_size
         self.threads = threads
-        self.runtime = (runtime or os.environ.get("CHURN_TEXT_RUNTIME") or "auto").lower()
-        if self.runtime not in RUNTIMES:
-            raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
-        self.export_dir = Path(export_dir) if export_dir is not None else None
+        if runtime not in RUNTIMES:
+            raise ChurnError(f"text runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        self.runtime = runtime
+        self.export_dir = Path(export_dir).expanduser() if export_dir is not None else None
         self._tokenizer = None
         self._model = None  # PyTorch, when it runs the forward pass
         self._session = None  # ONNX Runtime, when it does

@@ -182,9 +182,14 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*"))  # nothing half-written kept
     with pytest.raises(ChurnError, match="differs from PyTorch"):
         TextEncoder(runtime="onnx", export_dir=tmp_path).embed(["x"])
+    with pytest.raises(ChurnError, match="text runtime 'tensorrt': expected one of auto, onnx, torch"):
+        TextEncoder(runtime="tensorrt")
+    from core.errors import InputError
+    from core.settings import load_settings
+
     monkeypatch.setenv("CHURN_TEXT_RUNTIME", "tensorrt")
-    with pytest.raises(ChurnError, match="CHURN_TEXT_RUNTIME 'tensorrt': expected one of auto, onnx, torch"):
-        TextEncoder()
+    with pytest.raises(InputError, match=r"text_runtime' \(env CHURN_TEXT_RUNTIME\).*'auto', 'onnx' or 'torch'"):
+        load_settings()
 
 
 def test_sentences_of_a_few_messages_split_as_in_a_column():

@@ -174,7 +174,7 @@ class ServingRuntime:
     def assess_ticket(self, request: schemas.AssessTicketRequest) -> schemas.AssessTicketResponse:
         from escalation.handoff import build_handoff
         from escalation.signals import ticket_signals
-        from features.text.sentiment import score_texts
+        from features.text.sentiment import labels_of, sentiment_arrays
 
         ticket = request.ticket
         score, risk, values = self._score_one(schemas.AccountQuery(account_id=request.account_id))
@@ -188,9 +188,9 @@ class ServingRuntime:
         embeddings = np.zeros((len(timeline), 384), dtype=np.float32)
         if customer.any() and self._text:
             theirs = np.flatnonzero(customer)
-            scored, emb = score_texts([bodies[i] for i in theirs], self.sentiment_model(), self.cache)
-            scores[theirs] = scored["score"].to_numpy()
-            for i, label in zip(theirs, scored["label"], strict=True):
+            probabilities, emb = sentiment_arrays([bodies[i] for i in theirs], self.sentiment_model(), self.cache)
+            scores[theirs] = probabilities[:, 2] - probabilities[:, 0]
+            for i, label in zip(theirs, labels_of(probabilities), strict=True):
                 labels[i] = label
             embeddings = np.zeros((len(timeline), emb.shape[1]), dtype=np.float32)
             embeddings[customer] = emb

@@ -5,13 +5,19 @@ The model is loaded once, on first use. Texts are sorted by length and batched, 
 only to its own longest text (dynamic padding) and cut at `max_length` tokens. A local folder is
 loaded with `local_files_only`, so nothing is fetched, with or without HF_HUB_OFFLINE.
 
-Runtime. The forward pass runs in ONNX Runtime when it is installed (a dependency of the
-platform): the encoder is exported from PyTorch once, checked against PyTorch on probe sentences,
-and kept in a cache folder keyed by the weights and the exporter. It computes the same float32
-embeddings (largest difference about 2e-7; the text cache stores float16) about 1.6-2x faster on
-a CPU, which matters most to the API, where one new message per ticket update is encoded while
-the caller waits. `runtime="torch"` (the setting CHURN_TEXT_RUNTIME=torch) keeps PyTorch; an export
-that fails or disagrees falls back to PyTorch with a warning.
+Runtime (the setting CHURN_TEXT_RUNTIME). The encoder is exported from PyTorch to ONNX once,
+checked against PyTorch on probe sentences, and kept in a cache folder keyed by the weights and the
+exporter. The forward pass then runs in:
+- OpenVINO with bfloat16 matrix products, on a CPU with bfloat16 instructions (AMX, AVX512-BF16):
+  about 2.5x faster than float32 for one message, with the same sentiment labels (every one of
+  2,300 corpus and simulated sentences; scores within 0.006, embeddings' cosine to float32 above
+  0.9999). Each load checks that cosine on probe sentences against float32 before using it.
+- ONNX Runtime in float32 elsewhere: the same embeddings as PyTorch (largest difference about 2e-7;
+  the text cache stores float16) about 1.6-2x faster.
+`auto` (the default) takes the first of these that works; `openvino`, `onnx` and `torch` ask for
+one (`torch` is the reference). Embeddings computed in bfloat16 are cached apart from float32 ones
+(SentimentModel.key), so a run never mixes the two. The API, which encodes one new message per
+ticket update while the caller waits, gains the most.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import numpy as np
 from core.errors import ChurnError
 
 DEFAULT_MODEL = "default"
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "openvino", "onnx", "torch")
 #: an exported encoder must agree with PyTorch to this on the probe sentences, or it is not used
 EXPORT_TOLERANCE = 1e-4
+#: bfloat16 embeddings of the probe sentences must have at least this cosine to float32, or they are not used
+BF16_MIN_COSINE = 0.999
 _PROBES = ["Thanks, that fixed it.", "ok",
            ("The export still fails with ERR-5021 and we need the monthly usage report before the board meeting on Friday, "
             "so please call us today.")]
@@ -117,6 +125,9 @@ class TextEncoder:
         self._tokenizer = None
         self._model = None  # PyTorch, when it runs the forward pass
         self._session = None  # ONNX Runtime, when it does
+        self._compiled = None  # OpenVINO, when it does
+        self._requests = threading.local()  # an OpenVINO infer request per thread (one request is not thread-safe)
+        self._precision = "fp32"  # of the matrix products: 'bf16' in OpenVINO on a CPU that has the instructions
         self._inputs: list[str] = []
         self._dimension = 0
         self._loaded = False
@@ -128,9 +139,15 @@ class TextEncoder:
 
     @property
     def backend(self) -> str:
-        """'onnxruntime' or 'torch': what runs the forward pass (loads the model)."""
+        """'openvino', 'onnxruntime' or 'torch': what runs the forward pass (loads the model)."""
         self._load()
-        return "onnxruntime" if self._session is not None else "torch"
+        return "openvino" if self._compiled is not None else "onnxruntime" if self._session is not None else "torch"
+
+    @property
+    def precision(self) -> str:
+        """The precision of the forward pass's matrix products, 'fp32' or 'bf16' (loads the model)."""
+        self._load()
+        return self._precision
 
     def _load(self) -> None:
         if self._loaded:
@@ -144,23 +161,39 @@ class TextEncoder:
         path, local = resolve_model(self.model_name)
         if self.runtime != "torch" and local:
             try:
-                self._open_onnx(Path(path))
-                return
+                exported = self._exported(Path(path))
             except ImportError as exc:
-                if self.runtime == "onnx":
-                    raise ChurnError(f"CHURN_TEXT_RUNTIME onnx: {exc}; install onnxruntime and onnx, or set CHURN_TEXT_RUNTIME=torch") from None
+                if self.runtime != "auto":
+                    raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install onnxruntime and onnx, or set CHURN_TEXT_RUNTIME=torch") from None
+                log.warning("text encoder %s: no ONNX export (%s); the forward pass runs in PyTorch", self.model_name, exc)
+                exported = None
             except Exception as exc:  # the exporter fails in many ways; PyTorch still computes the same embeddings
-                if self.runtime == "onnx":
+                if self.runtime != "auto":
                     raise
-                log.warning("text encoder %s: ONNX Runtime not used (%s); the forward pass runs in PyTorch", self.model_name, exc)
+                log.warning("text encoder %s: no ONNX export (%s); the forward pass runs in PyTorch", self.model_name, exc)
+                exported = None
+            for backend in (("openvino", "onnx") if self.runtime == "auto" else (self.runtime,)) if exported else ():
+                try:
+                    self._open_exported(backend, *exported)
+                    return
+                except _NotChosen as exc:  # auto mode: OpenVINO works but is not the fastest here
+                    log.debug("text encoder %s: %s", self.model_name, exc)
+                except ImportError as exc:
+                    if self.runtime != "auto":
+                        raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install it, or set CHURN_TEXT_RUNTIME=auto") from None
+                    log.debug("text encoder %s: %s is not installed (%s)", self.model_name, _BACKEND_NAMES[backend], exc)
+                except Exception as exc:  # the runtimes fail in many ways; the next one (PyTorch last) computes the same embeddings
+                    if self.runtime != "auto":
+                        raise
+                    log.warning("text encoder %s: %s not used (%s)", self.model_name, _BACKEND_NAMES[backend], exc)
         if self.threads:
             _torch().set_num_threads(self.threads)
         self._tokenizer, self._model = load_pretrained(self.model_name)
         self._inputs = list(self._tokenizer.model_input_names)
         self._dimension = int(self._model.config.hidden_size)
 
-    def _open_onnx(self, folder: Path) -> None:
-        import onnxruntime as ort
+    def _exported(self, folder: Path) -> tuple[Path, object, list[str], int]:
+        """(ONNX file, tokenizer, input names, hidden size): the export kept in the cache, made now if missing."""
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -170,13 +203,48 @@ class TextEncoder:
         target = (self.export_dir or default_export_dir()) / f"{name}-{_weights_digest(folder)}-v{_EXPORTER_VERSION}.onnx"
         if not target.is_file():
             self._export(folder, tokenizer, inputs, target)
+        return target, tokenizer, inputs, int(config.hidden_size)
+
+    def _open_exported(self, backend: str, target: Path, tokenizer, inputs: list[str], hidden_size: int) -> None:
+        if backend == "openvino":
+            self._compiled, self._precision = self._open_openvino(target, tokenizer, inputs)
+        else:
+            self._session = self._ort_session(target, self.threads)
+        self._tokenizer, self._inputs, self._dimension = tokenizer, inputs, hidden_size
+
+    @staticmethod
+    def _ort_session(target: Path, threads: int | None):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or 0  # 0: one per core
+        options.intra_op_num_threads = threads or 0  # 0: one per core
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
-        self._tokenizer, self._inputs, self._dimension = tokenizer, inputs, int(config.hidden_size)
+        return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+    def _open_openvino(self, target: Path, tokenizer, inputs: list[str]):
+        """(compiled model, precision): bfloat16 where the CPU has the instructions, checked against float32."""
+        import openvino as ov
+
+        core = ov.Core()
+        bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if not bf16 and self.runtime == "auto":
+            raise _NotChosen("no bfloat16 instructions on this CPU, and in float32 ONNX Runtime is faster than OpenVINO")
+        compiled = core.compile_model(str(target), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": self.threads or 0,
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": False,  # API workers and Dask workers share the cores: pinned threads would pile on one
+        })
+        if bf16:
+            probe = tokenizer(_PROBES, padding=True, return_tensors="np")
+            feed = {k: probe[k].astype(np.int64) for k in inputs}
+            want = _pool(self._ort_session(target, 1).run(None, feed)[0], probe["attention_mask"])
+            got = _pool(compiled.create_infer_request().infer(feed)[0], probe["attention_mask"])
+            cosine = float((want * got).sum(axis=1).min())
+            if not cosine >= BF16_MIN_COSINE:
+                raise ChurnError(f"OpenVINO's bfloat16 embeddings have cosine {cosine:.5f} to float32 (at least {BF16_MIN_COSINE} needed)")
+        return compiled, "bf16" if bf16 else "fp32"
 
     def _export(self, folder: Path, tokenizer, inputs: list[str], target: Path) -> None:
         """Export the encoder to ONNX (written to a temporary file, checked, then renamed)."""
@@ -227,6 +295,11 @@ class TextEncoder:
         return self._dimension
 
     def _hidden(self, batch: dict) -> np.ndarray:
+        if self._compiled is not None:
+            request = getattr(self._requests, "request", None)
+            if request is None:
+                request = self._requests.request = self._compiled.create_infer_request()
+            return request.infer({k: batch[k].astype(np.int64, copy=False) for k in self._inputs})[0].copy()
         if self._session is not None:
             return self._session.run(None, {k: batch[k].astype(np.int64, copy=False) for k in self._inputs})[0]
         torch = _torch()
@@ -243,11 +316,22 @@ class TextEncoder:
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-            hidden = self._hidden(batch)
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out[idx] = _pool(self._hidden(batch), batch["attention_mask"])
         return out
+
+
+def _pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Mean over the real tokens, L2-normalised."""
+    mask = attention_mask[..., None].astype(np.float32)
+    pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+class _NotChosen(Exception):
+    """A runtime that works but is not the best choice here (auto mode moves on to the next)."""
+
+
+_BACKEND_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}
 
 
 class CoalescingEncoder:

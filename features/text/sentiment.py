@@ -74,10 +74,33 @@ class SentimentHead:
         vec.idf_ = self.idf
         return vec
 
+    @cached_property
+    def _tokens(self) -> re.Pattern:
+        return re.compile(TOKEN_PATTERN)
+
+    def _ngram_logits(self, texts: Sequence[str], d: int) -> np.ndarray:
+        """The n-gram block of the logits for a few texts: the vectoriser's TF-IDF (lowercase, word 1-2-grams
+        of the vocabulary, 1 + log tf, idf, L2 norm) in plain Python, without its per-call checks."""
+        out = np.zeros((len(texts), len(self.intercept)))
+        for row, text in enumerate(texts):
+            tokens = self._tokens.findall(text.lower())
+            counts: dict[int, int] = {}
+            for gram in (*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:]))):
+                j = self.vocabulary.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if counts:
+                idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
+                weight = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[idx]
+                out[row] = self.coef[:, d + idx] @ (weight / np.linalg.norm(weight))
+        return out
+
     def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         d = embeddings.shape[1]
         logits = embeddings.astype(np.float64) @ self.coef[:, :d].T + self.intercept
-        if self.vocabulary:  # the n-gram block of the weights, applied to the sparse TF-IDF rows
+        if self.vocabulary and len(texts) < SMALL:  # a live ticket: a few texts
+            logits += self._ngram_logits(texts, d)
+        elif self.vocabulary:  # the n-gram block of the weights, applied to the sparse TF-IDF rows
             logits += np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
@@ -150,7 +173,11 @@ class SentimentModel:
 
     @property
     def key(self) -> str:
-        return self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
+        """Names what scores a text (the cache is keyed on it). Scores from a bfloat16 encoder are kept
+        apart from float32 ones: nearly the same (labels agree), but a run never mixes the two."""
+        key = self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
+        precision = getattr(self.encoder, "precision", "fp32")
+        return key if precision == "fp32" else f"{key}|{precision}"
 
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [n, 3] in LABELS order, embeddings [n, d])."""
@@ -247,6 +274,16 @@ def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | 
     message embedding is the normalised mean of its sentences'. Each distinct sentence goes
     through the model once; with a cache, sentences seen before are not scored again.
     """
+    p, vectors = sentiment_arrays(texts, model, cache)
+    frame = pd.DataFrame(
+        {"label": pd.Series(labels_of(p), dtype="str"), "score": p[:, 2] - p[:, 0], "p_negative": p[:, 0], "p_neutral": p[:, 1], "p_positive": p[:, 2]}
+    )
+    return frame, vectors
+
+
+def sentiment_arrays(texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """score_texts without the DataFrame (a live ticket's few messages): probabilities [n, 3] in
+    LABELS order and embeddings [n, d] float32."""
     owner, codes, units = _sentences(texts)
     probs, emb = _score_units(units, model, cache)
     n = len(texts)
@@ -257,8 +294,9 @@ def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | 
     vectors = np.zeros((n, emb.shape[1]), dtype=np.float64)
     np.add.at(vectors, owner, emb[codes].astype(np.float64))
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    frame = pd.DataFrame(
-        {"label": pd.Series(np.asarray(LABELS, dtype=object)[p.argmax(axis=1)], dtype="str"), "score": p[:, 2] - p[:, 0],
-         "p_negative": p[:, 0], "p_neutral": p[:, 1], "p_positive": p[:, 2]}
-    )
-    return frame, vectors.astype(np.float32)
+    return p, vectors.astype(np.float32)
+
+
+def labels_of(probabilities: np.ndarray) -> np.ndarray:
+    """The label (LABELS) of each row of probabilities, as an object array."""
+    return np.asarray(LABELS, dtype=object)[probabilities.argmax(axis=1)]

@@ -299,7 +299,10 @@ class TextEncoder:
             request = getattr(self._requests, "request", None)
             if request is None:
                 request = self._requests.request = self._compiled.create_infer_request()
-            return request.infer({k: batch[k].astype(np.int64, copy=False) for k in self._inputs})[0].copy()
+            # start_async + wait release the GIL while the pass runs (infer() holds it)
+            request.start_async({k: batch[k].astype(np.int64, copy=False) for k in self._inputs})
+            request.wait()
+            return request.get_output_tensor(0).data.copy()
         if self._session is not None:
             return self._session.run(None, {k: batch[k].astype(np.int64, copy=False) for k in self._inputs})[0]
         torch = _torch()
@@ -332,58 +335,3 @@ class _NotChosen(Exception):
 
 
 _BACKEND_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}
-
-
-class CoalescingEncoder:
-    """A TextEncoder shared by threads that serve requests at once: calls that arrive while a
-    forward pass runs wait and share the next one. On one core, four messages in one pass cost
-    about what two cost one at a time, so concurrent requests finish sooner. Results are the
-    encoder's own, in each caller's order (up to float rounding: attention masks and mean pooling
-    skip the padding a shared pass adds)."""
-
-    def __init__(self, encoder: TextEncoder) -> None:
-        import threading
-
-        self.encoder = encoder
-        self._ready = threading.Condition()
-        self._pending: list[dict] = []
-        self._running = False
-
-    def __getattr__(self, name: str):  # key, dimension, batch_size, max_length ... of the wrapped encoder
-        return getattr(self.encoder, name)
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        request = {"texts": list(texts), "done": False}
-        with self._ready:
-            self._pending.append(request)
-            while not request["done"] and self._running:
-                self._ready.wait()
-            if request["done"]:
-                return self._result(request)
-            # no pass is running: this caller runs one for every request waiting, its own included
-            self._running = True
-            batch, self._pending = self._pending, []
-        try:
-            texts_all = [t for r in batch for t in r["texts"]]
-            try:
-                embedded, error = self.encoder.embed(texts_all), None
-            except BaseException as exc:  # noqa: BLE001 - handed to every caller of the pass
-                embedded, error = None, exc
-            start = 0
-            for r in batch:
-                n = len(r["texts"])
-                r["result"], r["error"] = (embedded[start : start + n] if embedded is not None else None), error
-                start += n
-        finally:
-            with self._ready:
-                for r in batch:
-                    r["done"] = True
-                self._running = False
-                self._ready.notify_all()
-        return self._result(request)
-
-    @staticmethod
-    def _result(request: dict) -> np.ndarray:
-        if request.get("error") is not None:
-            raise request["error"]
-        return request["result"]

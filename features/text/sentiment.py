@@ -85,7 +85,7 @@ class SentimentHead:
         for row, text in enumerate(texts):
             tokens = self._tokens.findall(text.lower())
             counts: dict[int, int] = {}
-            for gram in (*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:]))):
+            for gram in (*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))):
                 j = self.vocabulary.get(gram)
                 if j is not None:
                     counts[j] = counts.get(j, 0) + 1

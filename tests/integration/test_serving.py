@@ -131,6 +131,29 @@ def test_service_class_in_process(environment, snapshot):
     scored = service.score([schemas.AccountQuery(account_id=snapshot["account_id"].iloc[1])])
     assert len(scored) == 1 and 0 <= scored[0].curve.p_90d <= 1
 
+    # ticket updates that arrive together are decided in one batch; each gets its own answer
+    import asyncio
+
+    from bentoml.exceptions import NotFound
+
+    ids = [*snapshot["account_id"].iloc[2:5], "NO-SUCH-ACCOUNT"]
+
+    def ticket(i: int) -> schemas.Ticket:
+        return schemas.Ticket(ticket_id=f"B-{i}", messages=[
+            {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": f"The export of report {i} fails with ERR-5021 again."},
+            {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "Still broken. This is unacceptable, please call me."}])
+
+    async def together():
+        return await asyncio.gather(*(service.assess_ticket(a, ticket(i)) for i, a in enumerate(ids)), return_exceptions=True)
+
+    batched = asyncio.run(together())
+    assert service.tickets.batches == 1 and service.tickets.items == 4
+    assert isinstance(batched[3], NotFound) and "NO-SUCH-ACCOUNT" in str(batched[3])
+    alone = [asyncio.run(service.assess_ticket(a, ticket(i))) for i, a in enumerate(ids[:3])]
+    for one, many, account in zip(alone, batched[:3], ids[:3], strict=True):
+        assert many.account_id == account and many.ticket_id == one.ticket_id
+        assert many.signals.model_dump() == one.signals.model_dump() and many.decision.band == one.decision.band
+
 
 def test_stored_accounts_score_as_if_sent_with_their_features(environment, snapshot):
     """Stored accounts come from curves and reasons computed at start-up: they must be what the
@@ -220,6 +243,18 @@ def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
         status, result = post("/score", body, TOKEN)
         assert status == 200 and result[0]["account_id"] == snapshot["account_id"].iloc[0]
         assert post("/score", {"accounts": [{"account_id": "NOPE"}]}, TOKEN)[0] == 404
+
+        # concurrent ticket updates (the worker batches them): each answered for its own account, the unknown one 404
+        from concurrent.futures import ThreadPoolExecutor
+
+        accounts = [*snapshot["account_id"].iloc[:6], "NOPE"]
+        updates = [{"account_id": a, "ticket": {"ticket_id": f"C-{i}", "messages": [
+            {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": f"Report {i} still fails to export, we are blocked."}]}}
+            for i, a in enumerate(accounts)]
+        with ThreadPoolExecutor(len(updates)) as pool:
+            answers = list(pool.map(lambda u: post("/assess_ticket", u, TOKEN), updates))
+        assert [status for status, _ in answers] == [200] * 6 + [404]
+        assert [(a["account_id"], a["ticket_id"]) for _, a in answers[:6]] == [(u["account_id"], u["ticket"]["ticket_id"]) for u in updates[:6]]
         assert urllib.request.urlopen(f"{base}/metrics", timeout=5).status == 200
 
 

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
     text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
     text_runtime: Literal["auto", "openvino", "onnx", "torch"] = Field(
-        "auto", description="What runs the sentence encoder: 'auto' (OpenVINO in bfloat16 on a CPU with bfloat16 instructions, else ONNX Runtime, "
-        "else PyTorch), 'openvino', 'onnx' (an error if they cannot), 'torch'."
+        "auto", description="What runs the sentence encoder: 'auto' (ONNX Runtime in float32, else PyTorch; the API takes OpenVINO in bfloat16 first "
+        "on a CPU with bfloat16 instructions), 'openvino', 'onnx' (an error if they cannot), 'torch'."
     )
     encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export is kept [default: ~/.cache/churn-platform/encoders].")
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")

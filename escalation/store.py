@@ -278,6 +278,12 @@ def _row_dict(row: Base) -> dict:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
+def _audit_row(decision: Decision, now: dt.datetime) -> dict:
+    return {"account_id": decision.account_id, "ticket_id": decision.ticket_id, "band": decision.band, "escalate": decision.escalate,
+            "dedupe_key": decision.dedupe_key, "policy_version": decision.policy_version, "model_version": decision.model_version,
+            "decided_at": utc(decision.decided_at) or now, "recorded_at": now, "payload": decision.to_dict()}
+
+
 class Store:
     """The operational store on a SQLite file or PostgreSQL database; tables are created if missing.
 
@@ -327,16 +333,10 @@ class Store:
         """
         policy = policy or self.policy
         now = utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
-        audit = {"account_id": decision.account_id, "ticket_id": decision.ticket_id, "band": decision.band, "escalate": decision.escalate,
-                 "dedupe_key": decision.dedupe_key, "policy_version": decision.policy_version, "model_version": decision.model_version,
-                 "decided_at": utc(decision.decided_at) or now, "recorded_at": now, "payload": decision.to_dict()}
-        if not decision.escalate:
-            # most ticket updates: one audit row, written without the ORM's unit of work (a third of the time)
-            with self.engine.begin() as connection:
-                decision_id = connection.execute(insert(DecisionRow).values(**audit)).inserted_primary_key[0]
-            return RecordResult(decision_id=decision_id, action="audit_only")
+        if not decision.escalate:  # most ticket updates: an audit row only
+            return self.record_all([(decision, None, now)])[0]
         with self._transaction() as session:
-            audit = DecisionRow(**audit)
+            audit = DecisionRow(**_audit_row(decision, now))
             session.add(audit)
             session.flush()
 
@@ -377,6 +377,22 @@ class Store:
             session.add(FollowUpRow(escalation_id=escalation.id, due_at=due))
             alerts = self._enqueue_alerts(session, escalation, decision, package, now, policy)
             return RecordResult(audit.id, "created", escalation.id, 1, alerts)
+
+    def record_all(self, items: list[tuple[Decision, dict | None, dt.datetime | None]]) -> list[RecordResult]:
+        """`record` for several decisions (the API's ticket updates that arrived together), in order.
+        The decisions that do not escalate, most of them, are written in one transaction without the
+        ORM's unit of work (one commit for the lot); each escalating one goes through `record`."""
+        out: list[RecordResult | None] = [None] * len(items)
+        quiet = [(k, _audit_row(d, utc(n) or utc(d.decided_at) or dt.datetime.now(UTC))) for k, (d, _, n) in enumerate(items) if not d.escalate]
+        if quiet:
+            with self.engine.begin() as connection:  # one INSERT .. RETURNING for all of them, ids in their order
+                ids = connection.execute(insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True), [row for _, row in quiet]).scalars()
+                for (k, _), decision_id in zip(quiet, ids, strict=True):
+                    out[k] = RecordResult(decision_id=decision_id, action="audit_only")
+        for k, (decision, package, now) in enumerate(items):
+            if decision.escalate:
+                out[k] = self.record(decision, package, now)
+        return out  # type: ignore[return-value]
 
     def _enqueue_alerts(self, session: Session, escalation: EscalationRow, decision: Decision, package: dict | None,
                         now: dt.datetime, policy: EscalationPolicy) -> int:

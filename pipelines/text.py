@@ -24,14 +24,15 @@ def head_path(settings: Settings) -> Path:
     return settings.sentiment_head or settings.data_dir / "models" / "sentiment_head.json"
 
 
-def text_encoder(settings: Settings, *, threads: int | None = None) -> TextEncoder:
-    """The sentence encoder as configured (runtime, export folder); `threads` bounds it (default: every core)."""
-    return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache)
+def text_encoder(settings: Settings, *, threads: int | None = None, fast: bool = False) -> TextEncoder:
+    """The sentence encoder as configured (runtime, export folder); `threads` bounds it (default: every
+    core); `fast` (the API) lets `auto` take bfloat16 where the CPU has it."""
+    return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache, fast=fast)
 
 
-def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> SentimentModel:
-    """The configured sentiment model; `threads` bounds the encoder's (default: every core)."""
-    encoder = text_encoder(settings, threads=threads)
+def load_sentiment_model(settings: Settings, *, threads: int | None = None, fast: bool = False) -> SentimentModel:
+    """The configured sentiment model; `threads` bounds the encoder's (default: every core); `fast`: see text_encoder."""
+    encoder = text_encoder(settings, threads=threads, fast=fast)
     if settings.sentiment_model != "default":
         return SentimentModel(encoder, classifier=settings.sentiment_model)
     path = head_path(settings)

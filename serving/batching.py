@@ -29,12 +29,14 @@ class MicroBatcher(Generic[T, R]):
     exception per item, in order; an exception reaches its own caller only, and an exception
     raised by `run` itself reaches every caller of that batch. At most `max_size` items per call."""
 
-    def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_size: int = 8, settle: int = 2) -> None:
+    def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_size: int = 8, settle: int = 2,
+                 observe: Callable[[int], object] | None = None) -> None:
         if max_size < 1:
             raise ValueError(f"max_size {max_size}: expected at least 1")
         self.run = run
         self.max_size = max_size
         self.settle = settle
+        self.observe = observe  # called with each batch's size (the API: a Prometheus histogram)
         self._pending: list[tuple[T, asyncio.Future]] = []
         self._draining = False
         self.batches = 0  # how many calls of `run`, and the items they took: the mean batch size
@@ -65,6 +67,8 @@ class MicroBatcher(Generic[T, R]):
                     results = [exc] * len(batch)
                 self.batches += 1
                 self.items += len(batch)
+                if self.observe is not None:
+                    self.observe(len(batch))
                 for (_, future), result in zip(batch, results, strict=True):
                     if future.done():  # the caller went away (client gone, request timed out)
                         continue

@@ -8,16 +8,19 @@ loaded with `local_files_only`, so nothing is fetched, with or without HF_HUB_OF
 Runtime (the setting CHURN_TEXT_RUNTIME). The encoder is exported from PyTorch to ONNX once,
 checked against PyTorch on probe sentences, and kept in a cache folder keyed by the weights and the
 exporter. The forward pass then runs in:
-- OpenVINO with bfloat16 matrix products, on a CPU with bfloat16 instructions (AMX, AVX512-BF16):
-  about 2.5x faster than float32 for one message, with the same sentiment labels (every one of
-  2,300 corpus and simulated sentences; scores within 0.006, embeddings' cosine to float32 above
-  0.9999). Each load checks that cosine on probe sentences against float32 before using it.
-- ONNX Runtime in float32 elsewhere: the same embeddings as PyTorch (largest difference about 2e-7;
-  the text cache stores float16) about 1.6-2x faster.
-`auto` (the default) takes the first of these that works; `openvino`, `onnx` and `torch` ask for
-one (`torch` is the reference). Embeddings computed in bfloat16 are cached apart from float32 ones
-(SentimentModel.key), so a run never mixes the two. The API, which encodes one new message per
-ticket update while the caller waits, gains the most.
+- ONNX Runtime in float32: the same embeddings as PyTorch (largest difference about 2e-7; the text
+  cache stores float16) about 1.6-2x faster. Batch work uses it: a text's embedding does not
+  depend on the batch it was padded in (to 1e-7), so features agree however the work is split.
+- OpenVINO with bfloat16 matrix products, on a CPU with bfloat16 instructions (AMX, AVX512-BF16),
+  for the API (`fast=True`), which encodes each ticket update's new message while the caller
+  waits: about 2.5x faster for one message, with the same sentiment labels (every one of 2,300
+  corpus and simulated sentences; scores within 0.006, embeddings' cosine to float32 above
+  0.9999). Each load checks that cosine on probe sentences before using it. In bfloat16 an
+  embedding moves by up to 1e-3 with the batch it is padded in, which is why batch work keeps
+  float32.
+`auto` (the default) takes ONNX Runtime, or for the API OpenVINO first; `openvino`, `onnx` and
+`torch` ask for one everywhere (`torch` is the reference). Scores computed in bfloat16 are cached
+apart from float32 ones (SentimentModel.key), so a run never mixes the two.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ class TextEncoder:
     """Mean-pooled, L2-normalised sentence embeddings; `embed` is the only entry point."""
 
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, max_length: int = 128, batch_size: int = 64, threads: int | None = None,
-                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None):
+                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None, fast: bool = False):
         self.model_name = str(model)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -121,6 +124,7 @@ class TextEncoder:
         if runtime not in RUNTIMES:
             raise ChurnError(f"text runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
+        self.fast = fast  # auto mode: bfloat16 first (the API), else float32 only (batch work, reproducible)
         self.export_dir = Path(export_dir).expanduser() if export_dir is not None else None
         self._tokenizer = None
         self._model = None  # PyTorch, when it runs the forward pass
@@ -172,7 +176,8 @@ class TextEncoder:
                     raise
                 log.warning("text encoder %s: no ONNX export (%s); the forward pass runs in PyTorch", self.model_name, exc)
                 exported = None
-            for backend in (("openvino", "onnx") if self.runtime == "auto" else (self.runtime,)) if exported else ():
+            auto = ("openvino", "onnx") if self.fast else ("onnx",)
+            for backend in (auto if self.runtime == "auto" else (self.runtime,)) if exported else ():
                 try:
                     self._open_exported(backend, *exported)
                     return

@@ -128,6 +128,7 @@ def test_service_class_in_process(environment, snapshot):
     from serving.service import ChurnService
 
     service = ChurnService()
+    assert service.runtime.sentiment_model().encoder.fast  # the API lets auto take bfloat16 where the CPU has it
     scored = service.score([schemas.AccountQuery(account_id=snapshot["account_id"].iloc[1])])
     assert len(scored) == 1 and 0 <= scored[0].curve.p_90d <= 1
 
@@ -255,6 +256,9 @@ def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
             answers = list(pool.map(lambda u: post("/assess_ticket", u, TOKEN), updates))
         assert [status for status, _ in answers] == [200] * 6 + [404]
         assert [(a["account_id"], a["ticket_id"]) for _, a in answers[:6]] == [(u["account_id"], u["ticket"]["ticket_id"]) for u in updates[:6]]
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        sizes = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line.startswith("churn_ticket_batch_size_")}
+        assert sizes["churn_ticket_batch_size_sum"] == len(updates) and 1 <= sizes["churn_ticket_batch_size_count"] <= len(updates)
         assert urllib.request.urlopen(f"{base}/metrics", timeout=5).status == 200
 
 

@@ -233,6 +233,23 @@ def test_decisions_are_all_audited_and_alerts_respect_min_band(open_store):
     assert (counts["decisions"], counts["escalations"], counts["alert_outbox"]) == (3, 2, 1)
 
 
+def test_decisions_recorded_together_are_stored_as_one_by_one(open_store):
+    """record_all (the API's batch of ticket updates): quiet ones audited in one transaction, each
+    escalation through record(): same actions, ids in order, merging across the batch."""
+    store = open_store(make_policy())
+    items = [(make_decision("A1", escalate=False, band="watch"), None, T0),
+             (make_decision("A2"), PACKAGE, T0),
+             (make_decision("A3", escalate=False, band="none"), None, T0 + HOUR),
+             (make_decision("A2", at=T0 + HOUR), None, T0 + HOUR)]  # a repeat of the batch's own escalation
+    results = store.record_all(items)
+    assert [r.action for r in results] == ["audit_only", "created", "audit_only", "merged"]
+    assert results[3].escalation_id == results[1].escalation_id and results[3].occurrences == 2
+    assert len({r.decision_id for r in results}) == 4 and results[0].decision_id < results[2].decision_id
+    counts = store.counts()
+    assert (counts["decisions"], counts["escalations"], counts["alert_outbox"]) == (4, 1, 1)
+    assert store.record_all([]) == []
+
+
 def test_a_real_decision_round_trips(open_store):
     """decide() output, numpy-free but with nested rules and int-keyed thresholds, stored and alerted."""
     policy = make_policy()

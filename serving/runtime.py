@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.errors import ChurnError, InputError
 from core.settings import Settings
-from escalation.decision import AccountFacts, RiskView, decide
+from escalation.decision import AccountFacts, Decision, RiskView, TicketSignals, decide
 from escalation.policy import HORIZONS
 from serving import schemas
 
@@ -40,6 +40,15 @@ class _Update:
     bodies: list[str]
     customer: np.ndarray
     customer_bodies: list[str]
+
+
+@dataclass
+class _Decided:
+    update: _Update
+    signals: TicketSignals
+    decision: Decision
+    package: dict | None
+    now: dt.datetime
 
 
 class ServingRuntime:
@@ -208,24 +217,24 @@ class ServingRuntime:
         probabilities, embeddings = np.zeros((0, 3)), np.zeros((0, 0), dtype=np.float32)
         if bodies and self._text:
             probabilities, embeddings = sentiment_arrays(bodies, self.sentiment_model(), self.cache)
-        start, decided = 0, []
+        start, decided = 0, {}
         for k, update in ready:
             n = len(update.customer_bodies) if self._text else 0
             try:
-                decided.append((k, update, *self._decide(update, probabilities[start : start + n], embeddings[start : start + n])))
+                decided[k] = self._decide(update, probabilities[start : start + n], embeddings[start : start + n])
             except Exception as exc:  # noqa: BLE001
                 out[k] = exc
             start += n
         # the updates that do not escalate (most) are written in one transaction; each escalation on its own
-        quiet = [d for d in decided if not d[3].escalate]
+        quiet = [k for k, d in decided.items() if not d.decision.escalate]
         try:
-            stored = dict(zip((d[0] for d in quiet), self.store.record_all([(d[3], None, d[5]) for d in quiet]), strict=True))
+            stored = dict(zip(quiet, self.store.record_all([(decided[k].decision, None, decided[k].now) for k in quiet]), strict=True))
         except Exception as exc:  # noqa: BLE001 - the store failed: every one of them hears it
-            stored = {d[0]: exc for d in quiet}
-        for k, update, signals, decision, package, now in decided:
+            stored = dict.fromkeys(quiet, exc)
+        for k, d in decided.items():
             try:
-                recorded = stored[k] if k in stored else self.store.record(decision, package, now)
-                out[k] = recorded if isinstance(recorded, Exception) else self._answer(update, signals, decision, package, recorded)
+                recorded = stored[k] if k in stored else self.store.record(d.decision, d.package, d.now)
+                out[k] = recorded if isinstance(recorded, Exception) else self._answer(d, recorded)
             except Exception as exc:  # noqa: BLE001
                 out[k] = exc
         return out
@@ -239,8 +248,8 @@ class ServingRuntime:
         customer = np.array([author == "customer" for _, author, _ in timeline], dtype=bool)
         return _Update(request, score, risk, values, timeline, bodies, customer, [bodies[i] for i in np.flatnonzero(customer)])
 
-    def _decide(self, update: _Update, probabilities: np.ndarray, emb: np.ndarray) -> tuple:
-        """(signals, decision, handoff package or None, now) of one update, its sentiment given."""
+    def _decide(self, update: _Update, probabilities: np.ndarray, emb: np.ndarray) -> _Decided:
+        """Signals, decision and (when it escalates) handoff package of one update, its sentiment given."""
         from escalation.handoff import build_handoff
         from escalation.signals import ticket_signals
         from features.text.sentiment import labels_of
@@ -265,9 +274,10 @@ class ServingRuntime:
             messages = pd.DataFrame({"sent_at": pd.to_datetime([t for t, _, _ in timeline], utc=True), "author": [a for _, a, _ in timeline],
                                      "body": bodies, "rephrase": rephrase})
             package = build_handoff(decision, facts, update.risk, signals, messages, now, ticket_subject=ticket.subject).to_dict()
-        return signals, decision, package, now
+        return _Decided(update, signals, decision, package, now)
 
-    def _answer(self, update: _Update, signals, decision, package: dict | None, recorded) -> schemas.AssessTicketResponse:
+    def _answer(self, decided: _Decided, recorded) -> schemas.AssessTicketResponse:
+        update, signals, decision, package = decided.update, decided.signals, decided.decision, decided.package
         request, ticket = update.request, update.request.ticket
         escalation_id = recorded.escalation_id if decision.escalate else None
         out_signals = schemas.TicketSignalsOut(

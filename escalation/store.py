@@ -278,6 +278,11 @@ def _row_dict(row: Base) -> dict:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
+def _when(decision: Decision, now: dt.datetime | None) -> dt.datetime:
+    """When a decision is recorded: `now` if given, else the decision's own time, else the clock."""
+    return utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
+
+
 def _audit_row(decision: Decision, now: dt.datetime) -> dict:
     return {"account_id": decision.account_id, "ticket_id": decision.ticket_id, "band": decision.band, "escalate": decision.escalate,
             "dedupe_key": decision.dedupe_key, "policy_version": decision.policy_version, "model_version": decision.model_version,
@@ -332,7 +337,7 @@ class Store:
         `now` defaults to the decision's own `decided_at`.
         """
         policy = policy or self.policy
-        now = utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
+        now = _when(decision, now)
         if not decision.escalate:  # most ticket updates: an audit row only
             return self.record_all([(decision, None, now)])[0]
         with self._transaction() as session:
@@ -383,7 +388,7 @@ class Store:
         The decisions that do not escalate, most of them, are written in one transaction without the
         ORM's unit of work (one commit for the lot); each escalating one goes through `record`."""
         out: list[RecordResult | None] = [None] * len(items)
-        quiet = [(k, _audit_row(d, utc(n) or utc(d.decided_at) or dt.datetime.now(UTC))) for k, (d, _, n) in enumerate(items) if not d.escalate]
+        quiet = [(k, _audit_row(d, _when(d, n))) for k, (d, _, n) in enumerate(items) if not d.escalate]
         if quiet:
             with self.engine.begin() as connection:  # one INSERT .. RETURNING for all of them, ids in their order
                 ids = connection.execute(insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True), [row for _, row in quiet]).scalars()

@@ -28,20 +28,19 @@ from serving.traffic import install as install_request_timeout
 log = logging.getLogger("churn.serving")
 
 
-def _mapped(call):
+_PLATFORM_ERRORS = (UnknownAccount, InputError)
+
+
+def _http_error(exc: UnknownAccount | InputError) -> Exception:
     """Platform errors as HTTP errors: unknown account 404, bad input 400."""
+    return NotFound(str(exc)) if isinstance(exc, UnknownAccount) else InvalidArgument(str(exc))
+
+
+def _mapped(call):
     try:
         return call()
-    except (UnknownAccount, InputError) as exc:
+    except _PLATFORM_ERRORS as exc:
         raise _http_error(exc) from None
-
-
-def _http_error(exc: Exception) -> Exception:
-    if isinstance(exc, UnknownAccount):
-        return NotFound(str(exc))
-    if isinstance(exc, InputError):
-        return InvalidArgument(str(exc))
-    return exc
 
 
 _BATCH_SIZES = None
@@ -92,7 +91,7 @@ class ChurnService:
         """A ticket update: live text signals, risk, the escalation decision and, when it escalates, the handoff package."""
         try:
             return await self.tickets.submit(schemas.AssessTicketRequest(account_id=account_id, ticket=ticket))
-        except (UnknownAccount, InputError) as exc:
+        except _PLATFORM_ERRORS as exc:
             raise _http_error(exc) from None
 
     @bentoml.api

@@ -164,38 +164,45 @@ class TextEncoder:
     def _load_once(self) -> None:
         path, local = resolve_model(self.model_name)
         if self.runtime != "torch" and local:
-            try:
-                exported = self._exported(Path(path))
-            except ImportError as exc:
-                if self.runtime != "auto":
-                    raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install onnxruntime and onnx, or set CHURN_TEXT_RUNTIME=torch") from None
-                log.warning("text encoder %s: no ONNX export (%s); the forward pass runs in PyTorch", self.model_name, exc)
-                exported = None
-            except Exception as exc:  # the exporter fails in many ways; PyTorch still computes the same embeddings
-                if self.runtime != "auto":
-                    raise
-                log.warning("text encoder %s: no ONNX export (%s); the forward pass runs in PyTorch", self.model_name, exc)
-                exported = None
             auto = ("openvino", "onnx") if self.fast else ("onnx",)
-            for backend in (auto if self.runtime == "auto" else (self.runtime,)) if exported else ():
-                try:
-                    self._open_exported(backend, *exported)
-                    return
-                except _NotChosen as exc:  # auto mode: OpenVINO works but is not the fastest here
-                    log.debug("text encoder %s: %s", self.model_name, exc)
-                except ImportError as exc:
-                    if self.runtime != "auto":
-                        raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install it, or set CHURN_TEXT_RUNTIME=auto") from None
-                    log.debug("text encoder %s: %s is not installed (%s)", self.model_name, _BACKEND_NAMES[backend], exc)
-                except Exception as exc:  # the runtimes fail in many ways; the next one (PyTorch last) computes the same embeddings
-                    if self.runtime != "auto":
-                        raise
-                    log.warning("text encoder %s: %s not used (%s)", self.model_name, _BACKEND_NAMES[backend], exc)
+            if self._open_exported(Path(path), auto if self.runtime == "auto" else (self.runtime,)):
+                return
         if self.threads:
             _torch().set_num_threads(self.threads)
         self._tokenizer, self._model = load_pretrained(self.model_name)
         self._inputs = list(self._tokenizer.model_input_names)
         self._dimension = int(self._model.config.hidden_size)
+
+    def _open_exported(self, folder: Path, backends: tuple[str, ...]) -> bool:
+        """Run the ONNX export in the first of `backends` that works; False: PyTorch runs it (auto mode)."""
+        try:
+            target, tokenizer, inputs, hidden_size = self._exported(folder)
+        except Exception as exc:  # noqa: BLE001 - the exporter fails in many ways; PyTorch still computes the same embeddings
+            self._not_used("ONNX export", exc)
+            return False
+        for backend in backends:
+            try:
+                if backend == "openvino":
+                    self._compiled, self._precision = self._open_openvino(target, tokenizer, inputs)
+                else:
+                    self._session = self._ort_session(target, self.threads)
+            except _NotChosen as exc:  # auto mode: OpenVINO works but is not the fastest here
+                log.debug("text encoder %s: %s", self.model_name, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the next one (PyTorch last) computes the same embeddings
+                self._not_used(_BACKEND_NAMES[backend], exc)
+                continue
+            self._tokenizer, self._inputs, self._dimension = tokenizer, inputs, hidden_size
+            return True
+        return False
+
+    def _not_used(self, what: str, exc: Exception) -> None:
+        """`auto` moves on with a warning; a runtime asked for by name fails, naming the setting."""
+        if self.runtime != "auto":
+            if isinstance(exc, ImportError):
+                raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install it, or set CHURN_TEXT_RUNTIME=torch") from None
+            raise exc
+        log.warning("text encoder %s: %s not used (%s)", self.model_name, what, exc)
 
     def _exported(self, folder: Path) -> tuple[Path, object, list[str], int]:
         """(ONNX file, tokenizer, input names, hidden size): the export kept in the cache, made now if missing."""
@@ -209,13 +216,6 @@ class TextEncoder:
         if not target.is_file():
             self._export(folder, tokenizer, inputs, target)
         return target, tokenizer, inputs, int(config.hidden_size)
-
-    def _open_exported(self, backend: str, target: Path, tokenizer, inputs: list[str], hidden_size: int) -> None:
-        if backend == "openvino":
-            self._compiled, self._precision = self._open_openvino(target, tokenizer, inputs)
-        else:
-            self._session = self._ort_session(target, self.threads)
-        self._tokenizer, self._inputs, self._dimension = tokenizer, inputs, hidden_size
 
     @staticmethod
     def _ort_session(target: Path, threads: int | None):

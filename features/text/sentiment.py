@@ -98,10 +98,8 @@ class SentimentHead:
     def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         d = embeddings.shape[1]
         logits = embeddings.astype(np.float64) @ self.coef[:, :d].T + self.intercept
-        if self.vocabulary and len(texts) < SMALL:  # a live ticket: a few texts
-            logits += self._ngram_logits(texts, d)
-        elif self.vocabulary:  # the n-gram block of the weights, applied to the sparse TF-IDF rows
-            logits += np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
+        if self.vocabulary:  # the n-gram block of the weights: a live ticket's few texts in Python, else the sparse TF-IDF rows
+            logits += self._ngram_logits(texts, d) if len(texts) < SMALL else np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -176,8 +174,7 @@ class SentimentModel:
         """Names what scores a text (the cache is keyed on it). Scores from a bfloat16 encoder are kept
         apart from float32 ones: nearly the same (labels agree), but a run never mixes the two."""
         key = self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
-        precision = getattr(self.encoder, "precision", "fp32")
-        return key if precision == "fp32" else f"{key}|{precision}"
+        return key if self.encoder.precision == "fp32" else f"{key}|{self.encoder.precision}"
 
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [n, 3] in LABELS order, embeddings [n, d])."""

@@ -27,8 +27,19 @@ log = logging.getLogger(__name__)
 Kind = Literal["id", "category", "text", "int", "float", "bool", "timestamp", "date"]
 TIME_DTYPE = "datetime64[us, UTC]"
 
+#: The segments the default escalation policy names; `accounts.segment` itself is free text.
 SEGMENTS = ("smb", "mid_market", "enterprise")
-BILLING = ("annual", "monthly")
+#: Contract terms by name, in months. `accounts.billing` also accepts the number of months.
+TERM_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12, "biennial": 24, "triennial": 36}
+BILLING = tuple(TERM_MONTHS)
+_BILLING_ALIASES = {
+    **{str(m): name for name, m in TERM_MONTHS.items()},
+    **{f"{m}.0": name for name, m in TERM_MONTHS.items()},
+    "yearly": "annual", "year": "annual", "month": "monthly", "quarter": "quarterly", "semi-annual": "semiannual",
+    "semi_annual": "semiannual", "half-yearly": "semiannual", "2-year": "biennial", "3-year": "triennial",
+}
+#: The activity columns of usage_daily; a table needs at least one, an absent one is null.
+USAGE_METRICS = ("active_users", "logins", "session_minutes", "key_feature_events", "distinct_features_used", "api_calls")
 PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_CATEGORIES = ("technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account")
 CHANNELS = ("email", "chat", "phone", "web")
@@ -57,6 +68,12 @@ class Column:
     min: float | None = None
     max: float | None = None
     description: str = ""
+    #: the column may be absent from a file (it is then null in every row)
+    optional: bool = False
+    #: other names the column goes by in exports (the first found is renamed to `name`)
+    also: tuple[str, ...] = ()
+    #: other spellings of allowed values (compared lowercased), mapped to the allowed value
+    aliases: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,10 @@ class TableContract:
     unique: bool
     required: bool
     description: str = ""
+    #: at least one of these (optional) columns must be present
+    one_of: tuple[str, ...] = ()
+    #: extra columns are numeric measures, coerced to float64 (a value that is not a number is null)
+    numeric_extras: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -96,16 +117,20 @@ CONTRACTS: dict[str, TableContract] = {
             (
                 Column("account_id", "id"),
                 Column("name", "text"),
-                Column("segment", "category", allowed=SEGMENTS),
+                Column("segment", "category", description="free text; the policy derives a value tier from ARR where it is not smb, mid_market or enterprise"),
                 Column("industry", "category"),
                 Column("region", "category"),
                 Column("plan", "category"),
                 Column("seats", "int", min=1),
                 Column("arr", "float", min=0, description="annual recurring revenue in USD at contract"),
                 Column("contract_start", "timestamp"),
-                Column("billing", "category", allowed=BILLING, description="contract term; renewals at start + k terms"),
+                Column("billing", "category", allowed=BILLING, aliases=_BILLING_ALIASES,
+                       description="contract term (a name or months: 1, 3, 6, 12, 24, 36); renewals every term"),
                 Column("csm_owner", "text", nullable=True),
                 Column("exec_sponsor", "bool", description="an executive sponsor existed at contract"),
+                Column("renewal_date", "timestamp", nullable=True, optional=True, also=("contract_end",),
+                       description="a renewal date agreed in the contract; renewals recur every term before and after it "
+                                   "(default: contract_start + k terms)"),
             ),
             key=("account_id",),
             unique=True,
@@ -116,17 +141,15 @@ CONTRACTS: dict[str, TableContract] = {
             (
                 Column("account_id", "id"),
                 Column("date", "date"),
-                Column("active_users", "int", min=0),
-                Column("logins", "int", min=0),
-                Column("session_minutes", "float", min=0),
-                Column("key_feature_events", "int", min=0),
-                Column("distinct_features_used", "int", min=0),
-                Column("api_calls", "int", min=0),
+                *(Column(name, "float" if name == "session_minutes" else "int", min=0, optional=True) for name in USAGE_METRICS),
             ),
             key=("account_id", "date"),
             unique=True,
             required=True,
-            description="one row per account and day; a row of zeros is a day without activity",
+            description="one row per account and day; a row of zeros is a day without activity; extra numeric columns are "
+                        "activity measures too",
+            one_of=USAGE_METRICS,
+            numeric_extras=True,
         ),
         TableContract(
             "tickets",
@@ -140,7 +163,7 @@ CONTRACTS: dict[str, TableContract] = {
             ),
             key=("ticket_id",),
             unique=True,
-            required=True,
+            required=False,
         ),
         TableContract(
             "ticket_events",
@@ -412,29 +435,37 @@ def _violation(contract: TableContract, frame: pd.DataFrame, column: str, rule: 
 
 def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Violation]]:
     violations: list[Violation] = []
-    missing = [c for c in contract.column_names if c not in raw.columns]
+    raw = _rename_also(contract, raw)
+    missing = [c.name for c in contract.columns if c.name not in raw.columns and not c.optional]
+    found = ", ".join(map(str, raw.columns))
+    if contract.one_of and not any(c in raw.columns for c in contract.one_of):
+        missing.append(" or ".join(contract.one_of))
     if missing:
-        return raw, [
-            Violation(contract.name, col, "column_present", f"a column named '{col}' (found: {', '.join(map(str, raw.columns))})")
-            for col in missing
-        ]
+        return raw, [Violation(contract.name, col, "column_present", f"a column named '{col}' (found: {found})") for col in missing]
     raw = raw.reset_index(drop=True)
+    absent = {c.name for c in contract.columns if c.name not in raw.columns}
     columns: dict[str, pd.Series] = {}
     unparseable: dict[str, np.ndarray] = {}
     for col in contract.columns:
-        columns[col.name], unparseable[col.name] = _coerce_column(raw[col.name], col)
+        values = raw[col.name] if col.name not in absent else pd.Series(pd.NA, index=raw.index, dtype="object")
+        columns[col.name], unparseable[col.name] = _coerce_column(values, col)
     extra = {c: raw[c] for c in raw.columns if c not in columns}
+    if contract.numeric_extras:
+        extra = {c: pd.to_numeric(v, errors="coerce").astype("float64") for c, v in extra.items()}
     frame = pd.DataFrame({**columns, **extra})
     for col in contract.columns:
         violations += _violation(contract, frame, col.name, "type", _TYPE_EXPECTED[col.kind], unparseable[col.name])
     for col in contract.columns:
+        if col.name in absent:
+            continue
         values = frame[col.name]
         null = values.isna().to_numpy()
         if not col.nullable:
             violations += _violation(contract, frame, col.name, "not_null", "a value in every row", null)
         if col.allowed is not None:
             bad = ~null & ~values.isin(col.allowed).to_numpy()
-            violations += _violation(contract, frame, col.name, "allowed_values", f"one of {', '.join(col.allowed)}", bad)
+            expected = f"one of {', '.join(col.allowed)}" + (" (or months: 1, 3, 6, 12, 24, 36)" if col.aliases else "")
+            violations += _violation(contract, frame, col.name, "allowed_values", expected, bad)
         if col.min is not None:
             bad = ~null & (values.to_numpy(dtype="float64", na_value=np.nan) < col.min)
             violations += _violation(contract, frame, col.name, "minimum", f"values >= {col.min:g}", bad)
@@ -448,6 +479,17 @@ def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFr
         dup = frame.duplicated(list(contract.key), keep=False).to_numpy()
         violations += _violation(contract, frame, "+".join(contract.key), "unique_key", "each key at most once", dup)
     return frame, violations
+
+
+def _rename_also(contract: TableContract, raw: pd.DataFrame) -> pd.DataFrame:
+    """Columns found under another name an export uses (contract_end for renewal_date) get the contract's name."""
+    renames = {}
+    for col in contract.columns:
+        if col.name not in raw.columns:
+            other = next((name for name in col.also if name in raw.columns), None)
+            if other is not None:
+                renames[other] = col.name
+    return raw.rename(columns=renames) if renames else raw
 
 
 _TYPE_EXPECTED = {
@@ -480,6 +522,9 @@ def _coerce_column(values: pd.Series, col: Column) -> tuple[pd.Series, np.ndarra
         out = values.astype("str")
         if col.kind != "text":
             out = out.str.strip()
+        if col.aliases:
+            lowered = out.str.lower()
+            out = lowered.map(col.aliases).fillna(lowered).astype("str").where(~was_null)
         return out, np.zeros(len(values), dtype=bool)
     if col.kind in ("int", "float"):
         out = pd.to_numeric(values, errors="coerce").astype("float64")

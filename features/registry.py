@@ -9,7 +9,7 @@ description, sentence template) is what explanations and reports use to speak pl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -59,8 +59,15 @@ class Family:
     description: str
     build: Callable[[FeatureContext], pd.DataFrame]
     specs: list[FeatureSpec] = field(default_factory=list)
-    #: input tables the family reads (for documentation and for skipping when absent)
+    #: input tables the family's features come from: when every one of them is absent or empty,
+    #: the family has no data and its features are null (not zero)
     tables: tuple[str, ...] = ()
+    #: the spec of a column the family makes from the data itself (the usage family's extra
+    #: measures), by name; None for a name it does not make
+    dynamic: Callable[[str], FeatureSpec | None] | None = None
+
+    def makes(self, name: str) -> FeatureSpec | None:
+        return self.dynamic(name) if self.dynamic is not None else None
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -82,13 +89,41 @@ def families() -> list[Family]:
     return list(_FAMILIES.values())
 
 
-def feature_specs() -> dict[str, FeatureSpec]:
-    return {spec.name: spec for fam in families() for spec in fam.specs}
+class FeatureSpecs(dict):
+    """Specs by feature name; a column a family makes from the data (an extra usage measure) is
+    looked up by its name, so code that reads specs never needs to know which columns a panel has."""
+
+    def _dynamic(self, name: object) -> FeatureSpec | None:
+        if not isinstance(name, str):
+            return None
+        return next((spec for fam in families() if (spec := fam.makes(name)) is not None), None)
+
+    def __missing__(self, name: str) -> FeatureSpec:
+        spec = self._dynamic(name)
+        if spec is None:
+            raise KeyError(name)
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or self._dynamic(name) is not None
+
+    def get(self, name: str, default: FeatureSpec | None = None) -> FeatureSpec | None:  # type: ignore[override]
+        return self[name] if name in self else default
 
 
-def feature_dictionary() -> list[dict]:
-    """The dictionary written as feature_dictionary.json: one entry per feature."""
-    return [asdict(spec) for fam in families() for spec in fam.specs]
+def feature_specs() -> FeatureSpecs:
+    return FeatureSpecs({spec.name: spec for fam in families() for spec in fam.specs})
+
+
+def feature_dictionary(columns: Iterable[str] = (), notes: dict[str, str] | None = None) -> list[dict]:
+    """The dictionary written as feature_dictionary.json: one entry per feature.
+
+    `columns`: the panel's columns, for the features a family makes from the data; `notes`: by
+    family, why its features are null (no data), added to each of its entries."""
+    notes = notes or {}
+    specs = feature_specs()
+    names = list(specs) + [c for c in columns if c not in dict.keys(specs) and c in specs]
+    return [asdict(specs[name]) | ({"note": notes[specs[name].family]} if specs[name].family in notes else {}) for name in names]
 
 
 def spec(name: str, family: str, unit: Unit, description: str, template: str, missing: str = "", kind: str = "numeric") -> FeatureSpec:

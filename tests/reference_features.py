@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.contracts import TICKET_CATEGORIES
+from core.contracts import TERM_MONTHS, TICKET_CATEGORIES
 from features.context import FeatureParams
 
 DAY = pd.Timedelta(days=1)
@@ -296,11 +296,14 @@ class Reference:
         churn = self.t["churn"].set_index("account_id")["churned_at"]
         live = [a for a, r in accounts.iterrows() if r["contract_start"] < c and not (a in churn.index and churn[a] < c)]
         average = _mean(self.arr_now(a, c) for a in live)
-        term = 12 if row["billing"] == "annual" else 1
-        k = 1
-        while row["contract_start"] + pd.DateOffset(months=k * term) < c:
+        term = TERM_MONTHS[row["billing"]]
+        anchor = row["contract_start"] if pd.isna(row["renewal_date"]) else row["renewal_date"]
+        k = 0
+        while anchor + pd.DateOffset(months=(k - 1) * term) > row["contract_start"]:  # walk back to the first renewal after the start
+            k -= 1
+        while anchor + pd.DateOffset(months=k * term) < c or anchor + pd.DateOffset(months=k * term) <= row["contract_start"]:
             k += 1
-        renewal = row["contract_start"] + pd.DateOffset(months=k * term)
+        renewal = anchor + pd.DateOffset(months=k * term)
         left = self.rows("account_events", account)
         left = left[(left["kind"] == "sponsor_left") & (left["at"] < c)]
         return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.contracts import TERM_MONTHS
 from features.context import FeatureContext
 from features.registry import Family, register, spec
 from features.timeline import DAY, EventIndex, to_seconds
@@ -17,7 +18,7 @@ SPECS = [
     spec("arr_change_365d", F, "usd", "ARR added (upgrades) minus removed (downgrades) in the last 365 days", "ARR changed by ${n} in the last year"),
     spec("seats", F, "count", "seats under contract", "{n} seats"),
     spec("tenure_days", F, "days", "days since contract start", "customer for {n} days"),
-    spec("days_to_renewal", F, "days", "days until the next renewal (contract start + k terms)", "renewal in {n} days"),
+    spec("days_to_renewal", F, "days", "days until the next renewal (every term from the contract's renewal date, or from its start)", "renewal in {n} days"),
     spec("exec_sponsor_present", F, "flag", "an executive sponsor at contract who has not left", "executive sponsor in place: {value}"),
     spec("segment", F, "category", "segment", "{value} segment", kind="categorical"),
     spec("billing", F, "category", "contract term", "{value} billing", kind="categorical"),
@@ -25,7 +26,6 @@ SPECS = [
     spec("industry", F, "category", "industry", "{value} industry", kind="categorical"),
     spec("region", F, "category", "region", "{value} region", kind="categorical"),
 ]
-TERM_MONTHS = {"annual": 12, "monthly": 1}
 
 
 def add_months(start: np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -39,18 +39,22 @@ def add_months(start: np.ndarray, months: np.ndarray) -> np.ndarray:
     return (target.astype("datetime64[D]") + np.minimum(dom, length - 1).astype("timedelta64[D]")).astype(start.dtype) + time
 
 
-def next_renewal(start: pd.Series, billing: pd.Series, cutoff: pd.Series) -> np.ndarray:
-    """First renewal (contract_start + k terms, k >= 1) on or after the cutoff, as datetime64[s]."""
+def next_renewal(start: pd.Series, billing: pd.Series, cutoff: pd.Series, renewal: pd.Series | None = None) -> np.ndarray:
+    """First renewal on or after the cutoff, as datetime64[s]. Renewals fall every term from
+    `renewal` (a renewal date agreed in the contract) where it is given, else from the contract's
+    start; only dates after the start count."""
     s = start.dt.tz_convert(None).to_numpy().astype("datetime64[s]")
+    anchor = s if renewal is None else renewal.fillna(start).dt.tz_convert(None).to_numpy().astype("datetime64[s]")
     c = cutoff.dt.tz_convert(None).to_numpy().astype("datetime64[s]")
     term = billing.map(TERM_MONTHS).to_numpy(dtype=np.int64)
-    elapsed = (c.astype("datetime64[M]") - s.astype("datetime64[M]")).astype(np.int64)
-    k = np.maximum(elapsed // term - 1, 1)
-    best = add_months(s, k * term)
+    elapsed = (c.astype("datetime64[M]") - anchor.astype("datetime64[M]")).astype(np.int64)
+    k = elapsed // term - 1  # one term early: the loop below steps forward (an anchor after the cutoff gives k < 0)
+    k = np.where(anchor == s, np.maximum(k, 1), k)
+    best = add_months(anchor, k * term)
     for _ in range(3):  # at most a couple of steps past the estimate
-        behind = best < c
+        behind = (best < c) | (best <= s)
         k = np.where(behind, k + 1, k)
-        best = np.where(behind, add_months(s, k * term), best)
+        best = np.where(behind, add_months(anchor, k * term), best)
     return best
 
 
@@ -86,7 +90,7 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     sponsor_left = ctx.account_events("sponsor_left")
     cutoff = ctx.snapshots["cutoff"]
     start = acc["contract_start"].iloc[a].reset_index(drop=True)
-    renewal = next_renewal(start, acc["billing"].iloc[a].reset_index(drop=True), cutoff)
+    renewal = next_renewal(start, acc["billing"].iloc[a].reset_index(drop=True), cutoff, acc["renewal_date"].iloc[a].reset_index(drop=True))
     cut64 = cutoff.dt.tz_convert(None).to_numpy().astype("datetime64[s]")
     out = pd.DataFrame(
         {

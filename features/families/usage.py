@@ -1,13 +1,19 @@
 """Usage: activity levels and their change against the account's own baseline, login cadence,
-silence, breadth of key features, seat utilisation and trend. From `usage_daily`."""
+silence, breadth of key features, seat utilisation and trend. From `usage_daily`.
+
+A measure absent from the table makes the features that need it null; every extra numeric column
+becomes two features of its own (`usage_<column>_30d`, `usage_<column>_change_30d`)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 
+from core.contracts import CONTRACTS, USAGE_METRICS
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, FeatureSpec, register, spec
 from features.timeline import DAY, DailyGrid, to_seconds
 
 F = "usage"
@@ -31,7 +37,42 @@ SPECS = [
     spec("seat_utilisation_30d", F, "ratio", "share of seats active on an average day, last 30 days", "{pct}% of seats active on an average day", NO_ROWS),
     spec("active_users_trend_90d", F, "pct_per_week", "trend of daily active users over 90 days, per week, relative to their mean", "active users trending {direction} {pct}% a week", "fewer than 14 usage days in the last 90, or no active users"),
 ]
-COLUMNS = ["active_users", "logins", "session_minutes", "key_feature_events", "distinct_features_used", "api_calls"]
+COLUMNS = list(USAGE_METRICS)
+#: The measures each feature needs (the rest need active_users or api_calls: any activity).
+NEEDS = {
+    "active_users_7d": ("active_users",), "active_users_change_7d": ("active_users",), "seat_utilisation_30d": ("active_users",),
+    "active_users_trend_90d": ("active_users",), "logins_30d": ("logins",), "logins_change_30d": ("logins",),
+    "days_since_last_login": ("logins",), "login_days_30d": ("logins",), "login_interval_days_90d": ("logins",),
+    "login_interval_vs_healthy": ("logins",), "session_minutes_per_user_30d": ("session_minutes", "active_users"),
+    "key_feature_events_change_30d": ("key_feature_events",), "api_calls_change_30d": ("api_calls",),
+    "distinct_features_30d": ("distinct_features_used", "active_users"),
+    "distinct_features_change_30d": ("distinct_features_used", "active_users"),
+}
+_CONTRACT_COLUMNS = set(CONTRACTS["usage_daily"].column_names)
+_EXTRA = re.compile(r"usage_(?P<column>.+?)_(?P<which>30d|change_30d)")
+
+
+def extra_name(column: str) -> str:
+    """An extra usage column's name as a feature name part: lowercase letters, digits and underscores."""
+    return re.sub(r"[^0-9a-z]+", "_", column.lower()).strip("_")
+
+
+def extra_measures(usage: pd.DataFrame) -> list[str]:
+    """The extra numeric columns of a (validated) usage table, in file order."""
+    return [c for c in usage.columns if c not in _CONTRACT_COLUMNS and not str(c).startswith("_") and extra_name(str(c))]
+
+
+def extra_spec(name: str) -> FeatureSpec | None:
+    """The spec of an extra measure's feature (`usage_<column>_30d` or `usage_<column>_change_30d`)."""
+    match = _EXTRA.fullmatch(name)
+    if match is None:
+        return None
+    label = match["column"].replace("_", " ")
+    if match["which"] == "30d":
+        return spec(name, F, "count", f"{label} per day, mean of the last 30 days (a measure of the account's own)",
+                    f"{{value}} {label} a day over the last 30 days", NO_ROWS)
+    return spec(name, F, "pct_change", f"{label} per day, last 30 days against the 90 days before",
+                f"{label} {{direction}} {{pct}}% against the previous 90 days", f"no {label} in the 90 days before the last 30")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -41,30 +82,58 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def build_usage(ctx: FeatureContext) -> pd.DataFrame:
     u = ctx.tables["usage_daily"]
+    extras = extra_measures(u)
     out = {s.name: np.full(len(ctx), np.nan) for s in SPECS}
+    out.update({f"usage_{extra_name(c)}_{w}": np.full(len(ctx), np.nan) for c in extras for w in ("30d", "change_30d")})
     if u.empty or not len(ctx):
         return pd.DataFrame(out)
-    usage = pd.DataFrame({c: u[c].to_numpy(dtype="float64", na_value=np.nan) for c in COLUMNS})
+    # a measure absent from the file is null in every row (present ones are never null)
+    present = [c for c in COLUMNS if u[c].notna().any()]
+    usage = pd.DataFrame({c: u[c].to_numpy(dtype="float64", na_value=np.nan) for c in present})
+    for c in extras:
+        values = u[c].to_numpy(dtype="float64", na_value=np.nan)
+        usage[f"x:{c}"] = np.nan_to_num(values)
+        usage[f"n:{c}"] = (~np.isnan(values)).astype(np.float64)  # a blank value is unknown, not zero
     usage["_acc"] = ctx.code(u["account_id"])
     usage["_day"] = to_seconds(u["date"]) // DAY
     seats = ctx.accounts["seats"].to_numpy(dtype="float64")
     chunk = ctx.params.account_block
     usage_block = usage["_acc"].to_numpy() // chunk
     snap_block = ctx.acc // chunk
+    measures = [c for c in usage.columns if not c.startswith("_")]
     for block in np.unique(snap_block):
         rows = np.flatnonzero(snap_block == block)
         block_usage = usage[usage_block == block]
         if block_usage.empty:
             continue
         first, last = int(block_usage["_day"].min()), int(block_usage["_day"].max())
-        grid = DailyGrid(block_usage.assign(_acc=block_usage["_acc"] - block * chunk), chunk, first, last - first + 1, COLUMNS)
-        _block_features(grid, ctx.acc[rows] - block * chunk, ctx.cut_day[rows], seats[ctx.acc[rows]], ctx.params.healthy_login_interval_days, out, rows)
+        grid = DailyGrid(block_usage.assign(_acc=block_usage["_acc"] - block * chunk), chunk, first, last - first + 1, measures)
+        a, e = ctx.acc[rows] - block * chunk, ctx.cut_day[rows]
+        _block_features(grid, a, e, seats[ctx.acc[rows]], ctx.params.healthy_login_interval_days, out, rows, set(present))
+        for c in extras:
+            _extra_features(grid, c, a, e, out, rows)
     return pd.DataFrame(out)
 
 
-def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarray, healthy: float, out: dict, rows: np.ndarray) -> None:
+def _extra_features(g: DailyGrid, column: str, a: np.ndarray, e: np.ndarray, out: dict, rows: np.ndarray) -> None:
+    def mean(length: int, offset: int = 0) -> np.ndarray:
+        return _ratio(g.window_sum(f"x:{column}", a, e, length, offset), g.window_sum(f"n:{column}", a, e, length, offset))
+
+    recent = mean(30)
+    out[f"usage_{extra_name(column)}_30d"][rows] = recent
+    out[f"usage_{extra_name(column)}_change_30d"][rows] = _ratio(recent, mean(90, 30)) - 1
+
+
+def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarray, healthy: float, out: dict, rows: np.ndarray,
+                    present: set[str]) -> None:
+    zeros = np.zeros(g.present.shape, dtype=np.float64)
+    for c in COLUMNS:  # absent measures read as zeros here; the features that need them are nulled at the end
+        if c not in present:
+            g.add(c, zeros)
+    # an active day: any user or API activity; where neither is measured, any measure there is
+    signs = [c for c in ("active_users", "api_calls") if c in present] or [c for c in COLUMNS if c in present]
     g.add("login_day", (g.raw["logins"] > 0).astype(np.float64))
-    g.add("active_day", ((g.raw["active_users"] > 0) | (g.raw["api_calls"] > 0)).astype(np.float64))
+    g.add("active_day", np.logical_or.reduce([g.raw[c] > 0 for c in signs]).astype(np.float64))
     g.add("active_user_day", (g.raw["active_users"] > 0).astype(np.float64))
     t = np.arange(g.n_days, dtype=np.float64)[None, :] * g.present
     g.add("t", t)
@@ -108,6 +177,9 @@ def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarra
         mean = sy / n
         trend = np.where((n >= 14) & (mean > 0), slope * 7 / mean, np.nan)
     put("active_users_trend_90d", trend)
+    for name, needs in NEEDS.items():
+        if not present.issuperset(needs):
+            put(name, np.full(len(rows), np.nan))
 
 
-register(Family(F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily", "accounts")))
+register(Family(F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily",), dynamic=extra_spec))

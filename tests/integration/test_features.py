@@ -103,7 +103,11 @@ def test_cutting_every_table_at_the_cutoff_gives_identical_features(small, basel
 
 def _append(tables: dict[str, pd.DataFrame], table: str, row: dict) -> None:
     frame = tables[table]
-    new = pd.DataFrame({k: [v] for k, v in row.items()}).astype(frame.dtypes.to_dict())
+    new = pd.DataFrame({k: [v] for k, v in row.items()})
+    for column in new.columns:  # a lone NaT reads as a naive time, which astype cannot make UTC
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            new[column] = pd.to_datetime(new[column], utc=True)
+    new = new.astype(frame.dtypes.to_dict())
     tables[table] = pd.concat([frame, new], ignore_index=True)
 
 

@@ -77,9 +77,9 @@ def test_null_key_is_reported_by_row_number(tiny):
 
 
 def test_allowed_values(tiny):
-    exc = violation(broken(tiny, "accounts", "segment", 0, "startup"))
-    assert_names(exc, "accounts", "segment", "allowed_values", "A1")
-    assert "smb, mid_market, enterprise" in str(exc)
+    exc = violation(broken(tiny, "accounts", "billing", 0, "weekly"))
+    assert_names(exc, "accounts", "billing", "allowed_values", "A1")
+    assert "monthly, quarterly, semiannual, annual, biennial, triennial" in str(exc) and "months" in str(exc)
 
 
 def test_minimum(tiny):
@@ -180,7 +180,7 @@ def test_at_most_five_keys_and_a_count(tiny):
 
 
 def test_all_problems_reported_at_once(tiny):
-    broken(tiny, "accounts", "segment", 0, "startup")
+    broken(tiny, "accounts", "billing", 0, "weekly")
     broken(tiny, "tickets", "channel", 0, "fax")
     exc = violation(tiny)
     assert {(v.table, v.rule) for v in exc.violations} >= {("accounts", "allowed_values"), ("tickets", "allowed_values")}
@@ -223,3 +223,46 @@ def test_unreadable_file_names_the_file(tiny, tmp_path):
     (folder / "churn.parquet").write_bytes(b"not parquet")
     with pytest.raises(InputError, match="churn.parquet"):
         load_tables(folder)
+
+
+# --- extensions for real exports (issue 15): every file valid before stays valid ---------------
+
+
+def test_billing_accepts_term_names_and_months(tiny):
+    tiny["accounts"]["billing"] = ["12", "Quarterly"]
+    assert validate_tables(tiny)["accounts"]["billing"].tolist() == ["annual", "quarterly"]
+    for given, term in (("24", "biennial"), ("36.0", "triennial"), ("6", "semiannual"), ("semiannual", "semiannual"), ("1", "monthly")):
+        tiny["accounts"]["billing"] = [given, "annual"]
+        assert validate_tables(tiny)["accounts"].loc[0, "billing"] == term, given
+    exc = violation(broken(tiny, "accounts", "billing", 0, "5"))
+    assert_names(exc, "accounts", "billing", "allowed_values", "A1")
+
+
+def test_segment_is_free_text(tiny):
+    tiny["accounts"]["segment"] = ["Startup", "Public sector"]
+    assert validate_tables(tiny)["accounts"]["segment"].tolist() == ["Startup", "Public sector"]
+
+
+def test_renewal_date_is_optional_and_also_read_as_contract_end(tiny):
+    assert validate_tables(tiny)["accounts"]["renewal_date"].isna().all()
+    tiny["accounts"]["contract_end"] = ["2025-03-31", ""]
+    clean = validate_tables(tiny)["accounts"]
+    assert clean.loc[0, "renewal_date"] == pd.Timestamp("2025-03-31", tz="UTC") and pd.isna(clean.loc[1, "renewal_date"])
+    exc = violation(broken(tiny, "accounts", "contract_end", 1, "soon"))
+    assert_names(exc, "accounts", "renewal_date", "type", "A2")
+
+
+def test_usage_needs_one_activity_column_and_keeps_extra_measures(tiny):
+    usage = tiny["usage_daily"][["account_id", "date", "logins"]].assign(reports_exported=["2", "x", "7"])
+    clean = validate_tables({**tiny, "usage_daily": usage})["usage_daily"]
+    assert clean["active_users"].isna().all() and clean["logins"].tolist() == [4, 0, 300]
+    assert clean["reports_exported"].dtype == "float64" and clean["reports_exported"].isna().tolist() == [False, True, False]
+    exc = violation({**tiny, "usage_daily": usage.drop(columns="logins")})
+    assert_names(exc, "usage_daily", "active_users or logins or session_minutes or key_feature_events or distinct_features_used or api_calls",
+                 "column_present")
+
+
+def test_support_tables_may_all_be_absent(tiny, tmp_path):
+    folder = write_tables({k: tiny[k] for k in ("accounts", "usage_daily", "churn")}, tmp_path / "d")
+    loaded = load_tables(folder)
+    assert loaded["tickets"].empty and any("tickets" in note for note in loaded.notes)

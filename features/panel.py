@@ -128,21 +128,42 @@ def make_labels(keys: pd.DataFrame, churn: pd.DataFrame, data_end: pd.Timestamp)
     return pd.DataFrame(out)
 
 
+def families_without_data(counts: dict[str, int]) -> dict[str, str]:
+    """Families whose every input table is absent or empty (rows per table in `counts`), with a
+    note each: their features are null, not zero (no tickets in the data is not "no tickets")."""
+    out = {}
+    for family in families():
+        if family.tables and all(counts.get(table, 0) == 0 for table in family.tables):
+            tables = ("tables " if len(family.tables) > 1 else "table ") + " and ".join(f"'{t}'" for t in family.tables)
+            out[family.name] = (f"no data for the {family.name} features ({tables} absent or empty): "
+                                f"its {len(family.specs)} features are null and left out of training")
+    return out
+
+
 def build_features(
     tables: dict[str, pd.DataFrame],
     keys: pd.DataFrame,
     params: FeatureParams | None = None,
     *,
     only: Iterable[Family] | None = None,
+    without_data: Iterable[str] = (),
     progress: Callable[[str, float], None] | None = None,
 ) -> pd.DataFrame:
-    """Features for the given (account_id, cutoff) keys, one column per registered feature."""
+    """Features for the given (account_id, cutoff) keys, one column per registered feature.
+
+    `without_data`: families with no data in the whole base (`families_without_data`), left null;
+    a block of accounts cannot tell that on its own."""
     ctx = FeatureContext(tables, keys, params or FeatureParams())
     parts = [keys.reset_index(drop=True)]
+    without_data = set(without_data)
     for family in only or families():
         started = time.perf_counter()
+        if family.name in without_data:
+            parts.append(pd.DataFrame({s.name: np.full(len(keys), np.nan) for s in family.specs}))
+            continue
         frame = family.build(ctx)
         expected = [s.name for s in family.specs]
+        expected += [c for c in frame.columns[len(expected):] if family.makes(c) is not None]
         if list(frame.columns) != expected or len(frame) != len(keys):
             raise RuntimeError(f"family {family.name!r} returned columns {list(frame.columns)} x {len(frame)} rows; expected {expected} x {len(keys)}")
         parts.append(frame.reset_index(drop=True))
@@ -164,7 +185,8 @@ def build_panel(
     data_start, data_end = data_range(tables)
     cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
     keys = snapshot_keys(tables, cutoffs)
-    panel = build_features(tables, keys, params, progress=progress)
+    without_data = families_without_data({name: len(frame) for name, frame in tables.items()})
+    panel = build_features(tables, keys, params, without_data=without_data, progress=progress)
     panel = pd.concat([panel, make_labels(keys, tables["churn"], data_end)], axis=1)
     summary = {
         "data_start": data_start.isoformat(),
@@ -175,5 +197,6 @@ def build_panel(
         "features": len(panel.columns) - len(KEYS) - len(LABELS),
         "label_rates": {name: (None if panel[name].isna().all() else round(float(panel[name].mean()), 4)) for name in LABELS},
         "labelled": {name: int(panel[name].notna().sum()) for name in LABELS},
+        "notes": list(without_data.values()),
     }
     return panel, summary

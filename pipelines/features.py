@@ -25,7 +25,8 @@ from core.errors import ContractError, InputError, Violation, format_keys
 from core.io import atomic_dir, write_json
 from core.mapping import Mapper, serial_map
 from features.context import FeatureParams
-from features.panel import LABELS, TIME_COLUMNS, build_features, data_range_of, make_cutoffs, make_labels, parse_every, snapshot_keys
+from features.panel import (LABELS, TIME_COLUMNS, build_features, data_range_of, families_without_data, make_cutoffs, make_labels, parse_every,
+                            snapshot_keys)
 from features.registry import feature_dictionary
 from features.text.cache import TextCache
 from features.text.sentiment import SentimentModel, score_texts
@@ -133,7 +134,7 @@ def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: Text
     scores = pd.DataFrame({"label": pd.Series("neutral", index=messages.index, dtype="str"), "score": np.nan})
     scores.loc[customer, "label"] = scored["label"].to_numpy()
     scores.loc[customer, "score"] = scored["score"].to_numpy()
-    embeddings = np.zeros((len(messages), emb.shape[1] if emb.size else 384), dtype=np.float32)
+    embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)  # no customer message: no columns
     embeddings[customer] = emb
     return message_signals(messages, tables["tickets"], scores, embeddings, params)
 
@@ -158,6 +159,7 @@ class BlockJob:
     text: TextSource | None = None
     outcomes: pd.DataFrame | None = None
     build: bool = True  # False: validate and count only (another block already failed)
+    without_data: tuple[str, ...] = ()  # families with no data in the whole base (null features)
 
     @property
     def name(self) -> str:
@@ -213,10 +215,11 @@ def feature_block(job: BlockJob) -> dict:
             tables = tables | {"ticket_messages": pd.read_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet"),
                                "message_signals": pd.read_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet"),
                                "ticket_outcomes": job.outcomes}
-        panel = build_features(tables, job.keys, job.params)
+        panel = build_features(tables, job.keys, job.params, without_data=job.without_data)
         panel = pd.concat([panel, make_labels(job.keys, job.tables["churn"], job.data_end)], axis=1)
         panel.to_parquet(Path(job.parts) / f"part-{job.index:05d}.parquet", index=False)
         report["rows"] = len(panel)
+        report["columns"] = list(panel.columns)
         report["label_sums"] = {name: [int(panel[name].sum()), int(panel[name].notna().sum())] for name in LABELS}
     report["seconds"] = time.perf_counter() - started
     return report
@@ -260,6 +263,7 @@ def run_features(
     else:
         cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
     keys = snapshot_keys(small, cutoffs)
+    without_data = families_without_data({**{t: len(small[t]) for t in SMALL}, **{t: files.count(t) for t in BIG}})
     if progress:
         progress("load", time.perf_counter() - started)
 
@@ -285,7 +289,7 @@ def run_features(
             block_tickets = tickets[tickets["account_id"].isin(block)]
             tables = small | {"tickets": block_tickets, "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])]}
             jobs.append(BlockJob(b, block, files, tables, keys[keys["account_id"].isin(block)].reset_index(drop=True), scratch, str(tmp),
-                                 params, data_end, text))
+                                 params, data_end, text, without_data=tuple(without_data)))
         outcomes = None
         if text is not None:
             # pass 1: text signals per block, then predicted CSAT/CES fitted across every account
@@ -310,7 +314,9 @@ def run_features(
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     n_rows = sum(r["rows"] for r in reports)
     label_sums = {name: [sum(r["label_sums"][name][i] for r in reports) for i in (0, 1)] for name in LABELS}
-    write_json(feature_dictionary(), Path(out) / "feature_dictionary.json")
+    columns = next((r["columns"] for r in reports if r.get("columns")), [])
+    dictionary = feature_dictionary(columns, without_data)
+    write_json(dictionary, Path(out) / "feature_dictionary.json")
     summary = {
         "data": str(Path(data).resolve()),  # absolute: `churn evaluate` finds churn times and truth/ from here
         "out": str(out),
@@ -319,11 +325,12 @@ def run_features(
         "cutoffs": [c.date().isoformat() for c in cutoffs],
         "snapshots": n_rows,
         "accounts": int(keys["account_id"].nunique()),
-        "features": len(feature_dictionary()),
+        "features": len(dictionary),
         "blocks": len(blocks),
         "label_rates": {k: (round(s / n, 4) if n else None) for k, (s, n) in label_sums.items()},
         "labelled": {k: n for k, (_, n) in label_sums.items()},
-        "notes": notes + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
+        "notes": notes + list(without_data.values()) + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
+        "families_without_data": without_data,
         "text_model": text.get()[0].key if text is not None else None,
         "params": params.model_dump(),
         "seconds": round(time.perf_counter() - started, 2),

@@ -3,6 +3,7 @@ run, the store) and write one self-contained HTML file, also logged to the model
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,12 +53,14 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
     backtest = pd.DataFrame()
     calibration = None
     drift = pd.DataFrame()
+    data_notes: list[str] = []
     if run_id:
         path = registry.run_artifact(run_id, "backtest.csv")
         backtest = pd.read_csv(path) if path else backtest
         path = registry.run_artifact(run_id, "calibration.png")
         calibration = path.read_bytes() if path else None
         training = Path(info["tags"].get("features_dir", ""))
+        data_notes = _data_notes(training)
         if (training / "snapshots").is_dir():
             panel = read_snapshots(training)
             panel = panel[panel["cutoff"] >= panel["cutoff"].max() - pd.Timedelta(days=365)]
@@ -78,11 +81,19 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
         model={"version": info["version"] if info else settings.model_uri, "uri": settings.model_uri, "formulation": model.formulation,
                "trained_through": model.info.get("trained_through")},
         backtest=backtest, calibration_png=calibration, drift=drift, escalations=escalations, follow_ups=follow_ups, feedback=feedback,
-        policy_version=policy.version))
+        policy_version=policy.version, data_notes=data_notes))
     out = Path(out)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
     if run_id:
         registry.log_report(run_id, out)
     return {"report": str(out), "bytes": out.stat().st_size, "accounts": len(table), "model_version": info["version"] if info else None,
-            "logged_to_run": run_id, "escalations": len(escalations), "seconds": round(time.perf_counter() - started, 1)}
+            "logged_to_run": run_id, "escalations": len(escalations), "notes": data_notes, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _data_notes(features_dir: Path) -> list[str]:
+    """The notes of the training panel's families without data (panel_summary.json)."""
+    path = features_dir / "panel_summary.json"
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get("families_without_data", {}).values())

@@ -108,4 +108,4 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     return out
 
 
-register(Family(F, "the account's value, contract and relationship", build_business, SPECS, ("accounts", "account_events")))
+register(Family(F, "the account's value, contract and relationship", build_business, SPECS, ("accounts",)))

@@ -41,4 +41,4 @@ def build_experience(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family(F, "predicted satisfaction and effort of every ticket, not only the answered ones", build_experience, SPECS, ("ticket_outcomes",)))
+register(Family(F, "predicted satisfaction and effort of every ticket, not only the answered ones", build_experience, SPECS, ("ticket_events",)))

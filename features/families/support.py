@@ -167,6 +167,6 @@ def build_communication(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family("support", "ticket volume, backlog and repeated issues", build_support, SUPPORT, ("tickets", "ticket_events")))
-register(Family("effort", "customer effort: waits, breaches, reopens, transfers, channel switches, CES", build_effort, EFFORT, ("tickets", "ticket_events")))
-register(Family("communication", "conversations with support, and the customer going quiet", build_communication, COMMUNICATION, ("ticket_messages", "ticket_events")))
+register(Family("support", "ticket volume, backlog and repeated issues", build_support, SUPPORT, ("tickets",)))
+register(Family("effort", "customer effort: waits, breaches, reopens, transfers, channel switches, CES", build_effort, EFFORT, ("ticket_events",)))
+register(Family("communication", "conversations with support, and the customer going quiet", build_communication, COMMUNICATION, ("ticket_messages",)))

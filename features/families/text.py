@@ -77,4 +77,4 @@ def build_text(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family(F, "what customers write: tone, critical moments, repeated questions, frustration", build_text, SPECS, ("message_signals",)))
+register(Family(F, "what customers write: tone, critical moments, repeated questions, frustration", build_text, SPECS, ("ticket_messages",)))

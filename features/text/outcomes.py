@@ -38,8 +38,8 @@ class OutcomeParams(BaseModel):
 def ticket_outcome_inputs(tickets: pd.DataFrame, ticket_events: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """Per ticket with a resolution: inputs as of its first resolution, and its CSAT/CES answers (with their times)."""
     ev = ticket_events
-    resolved = ev[ev["kind"] == "resolved"].groupby("ticket_id")["at"].min().rename("at")
-    t = tickets[["ticket_id", "account_id", "created_at", "category", "priority", "channel"]].merge(resolved, left_on="ticket_id", right_index=True)
+    resolved = ev[ev["kind"] == "resolved"].groupby("ticket_id", as_index=False)["at"].min()
+    t = tickets[["ticket_id", "account_id", "created_at", "category", "priority", "channel"]].merge(resolved, on="ticket_id")
     before = ev.merge(t[["ticket_id", "at"]].rename(columns={"at": "resolved_at"}), on="ticket_id")
     before = before[before["at"] <= before["resolved_at"]]
     first = before[before["kind"] == "first_response"].groupby("ticket_id")["at"].min()

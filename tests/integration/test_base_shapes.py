@@ -1,0 +1,92 @@
+"""Every command works on bases shaped unlike the default simulated one (issue 15).
+
+For each shape of tests/shapes.py: validate, features, train, promote, evaluate, score, report and
+a /score call on the served model succeed, families without data are null (never cited as a
+reason), and the figures each step printed are kept in the test's output for the record.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+from tests.shapes import SHAPES
+
+pytestmark = pytest.mark.slow
+TOKEN = "shape-token"  # the service needs one to start
+
+
+def _json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
+    shape = SHAPES[name](tmp_path)
+    for key, value in {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+                       "CHURN_SCORES_DIR": str(tmp_path / "scores"), "CHURN_API_TOKENS": TOKEN, "CHURN_DATA_DIR": str(shape.data)}.items():
+        monkeypatch.setenv(key, value)
+
+    assert main(["validate", "--data", str(shape.data), "--json"]) == 0
+    assert _json(capsys)["valid"] is True
+
+    features = tmp_path / "features"
+    assert main([*shape.features_args(features), "--json"]) == 0
+    panel = _json(capsys)
+    without = panel["families_without_data"]
+    assert set(shape.expect_without_data) <= set(without), without
+    dictionary = json.loads((features / "feature_dictionary.json").read_text())
+    noted = {entry["family"] for entry in dictionary if "note" in entry}
+    assert noted == set(without) and all(note in panel["notes"] for note in without.values())
+    family_of = {entry["name"]: entry["family"] for entry in dictionary}
+    snapshots = pd.concat([pd.read_parquet(p) for p in (features / "snapshots").glob("*.parquet")])
+    for entry in dictionary:
+        if entry["family"] in without:
+            assert snapshots[entry["name"]].isna().all(), entry["name"]
+
+    assert main(["train", "--features", str(features), "--json"]) == 0
+    trained = _json(capsys)
+    assert trained["version"] and trained["alias"] == "challenger"
+    assert main(["promote", "--force", "--json"]) == 0
+    capsys.readouterr()
+
+    assert main(["evaluate", "--features", str(features), "--json"]) == 0
+    evaluated = _json(capsys)
+    rows = [r for r in evaluated["results"] if r["model"] == "lightgbm"]
+    assert rows, evaluated
+    shortest = min(rows, key=lambda r: r["horizon_days"])
+    assert shortest["roc_auc"] is None or 0 <= shortest["roc_auc"] <= 1
+    table = [{k: r.get(k) for k in ("model", "horizon_days", "roc_auc", "pr_auc", "ece", "rows")} for r in evaluated["results"]]
+
+    scores = tmp_path / "scores"
+    assert main(["score", "--data", str(shape.data), "--out", str(scores), "--json"] + ([] if shape.text else ["--no-text"])) == 0
+    scored = _json(capsys)
+    assert scored["accounts"] > 0
+
+    report = tmp_path / "report.html"
+    assert main(["report", "--out", str(report), "--json"]) == 0
+    capsys.readouterr()
+    html = report.read_text()
+    assert "<h1>Churn risk report</h1>" in html
+    for note in without.values():
+        assert note.replace("'", "&#x27;") in html
+
+    # the service class in-process (its HTTP layer is tested in test_serving; an ASGI app per shape
+    # would register BentoML's Prometheus metrics twice in one process)
+    from serving import schemas
+    from serving.service import ChurnService
+
+    ids = pd.read_parquet(scores / "features.parquet")["account_id"].head(5).tolist()
+    results = ChurnService().score([schemas.AccountQuery(account_id=a) for a in ids])
+    assert [r.account_id for r in results] == ids
+    for result in results:
+        curve = [getattr(result.curve, f"p_{h}d") for h in (30, 60, 90, 180)]
+        assert curve == sorted(curve)
+        for reason in result.top_reasons:
+            assert family_of.get(reason.feature, reason.family) not in without, reason
+    print(f"[{name}] panel: {panel['snapshots']} snapshots, {panel['accounts']} accounts, {len(panel['cutoffs'])} cutoffs, "
+          f"{panel['features']} features, without data: {sorted(without)}; scored {scored['accounts']} accounts")
+    print(f"[{name}] evaluate: " + json.dumps({"results": table, "not_evaluated": evaluated.get("not_evaluated")}, default=str))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 
+from core.contracts import SEGMENTS
 from escalation.policy import BANDS, EscalationPolicy
 
 #: severity of each rule's reason, for dedupe ("unless severity rises") and the primary reason
@@ -112,8 +113,19 @@ class Decision:
         return out
 
 
+def value_tier(facts: AccountFacts, policy: EscalationPolicy) -> str:
+    """The account's tier as the policy names them (SEGMENTS): its segment where it is one of them,
+    else derived from ARR against the average account, so a base with segments of its own
+    ("Strategic", "consumer") still routes and weighs accounts by value."""
+    segment = (facts.segment or "").lower()
+    if segment in SEGMENTS:
+        return segment
+    ratio = facts.arr / facts.average_arr if facts.arr and facts.average_arr else 0.0
+    return "enterprise" if ratio >= policy.value.high_value_ratio else "mid_market" if ratio >= policy.value.mid_market_ratio else "smb"
+
+
 def is_high_value(facts: AccountFacts, policy: EscalationPolicy) -> bool:
-    if policy.value.enterprise_is_high_value and (facts.segment or "").lower() == "enterprise":
+    if policy.value.enterprise_is_high_value and value_tier(facts, policy) == "enterprise":
         return True
     return bool(facts.arr and facts.average_arr and facts.arr >= policy.value.high_value_ratio * facts.average_arr)
 
@@ -162,11 +174,12 @@ def _bot_action(confidence: float | None, policy: EscalationPolicy) -> str | Non
 
 
 def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts, band: str, triggers: set[str], high_value: bool) -> str:
-    category, segment = (signals.category or "").lower(), (facts.segment or "").lower()
+    category = (signals.category or "").lower()
+    segments = {(facts.segment or "").lower(), value_tier(facts, policy)}  # a route may name the customer's own segment or a tier
     for route in policy.routes:
         if route.categories and category not in route.categories:
             continue
-        if route.segments and segment not in route.segments:
+        if route.segments and not segments & {s.lower() for s in route.segments}:
             continue
         if route.bands and band not in route.bands:
             continue

@@ -48,6 +48,8 @@ class Value(_Strict):
     """What makes an account high-value, and the renewal window."""
 
     high_value_ratio: float = Field(2.0, gt=0, description="ARR at least this multiple of the average ARR is high value")
+    mid_market_ratio: float = Field(0.5, gt=0, description="a segment of the customer's own names no tier: ARR at least this "
+                                                           "multiple of the average reads as mid_market (high_value_ratio: enterprise)")
     enterprise_is_high_value: bool = True
     renewal_window_days: int = Field(60, ge=0, le=365, description="a renewal within this many days is near")
     value_factor: float = Field(0.8, gt=0, le=1, description="risk thresholds are multiplied by this for a high-value account")

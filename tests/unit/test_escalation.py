@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import InputError
 from escalation.decision import AccountFacts, RiskView, TicketSignals, decide
-from escalation.policy import EscalationPolicy, load_policy
+from escalation.policy import EscalationPolicy, Route, load_policy
 
 NOW = dt.datetime(2025, 3, 3, 9, 30, tzinfo=dt.UTC)
 POLICY = EscalationPolicy()
@@ -141,3 +141,22 @@ def test_incident_language_is_found_the_same_way_in_one_ticket_and_in_a_batch():
     assert small["security"].tolist() == [True, False, False, False, False, True]
     assert small["privacy"].tolist() == [False, True, False, False, False, False]
     assert small["fraud"].tolist() == [False, False, True, False, False, False]
+
+
+def test_free_text_segments_read_as_tiers_by_arr():
+    """A base with segments of its own: value and routing follow ARR against the average account."""
+    from escalation.decision import is_high_value, value_tier
+
+    strategic = facts(segment="Strategic", arr=300_000.0)
+    assert value_tier(strategic, POLICY) == "enterprise" and is_high_value(strategic, POLICY)
+    assert value_tier(facts(segment="consumer", arr=15_000.0), POLICY) == "mid_market"
+    assert value_tier(facts(segment="consumer", arr=120.0), POLICY) == "smb"
+    assert value_tier(facts(segment="Enterprise", arr=120.0), POLICY) == "enterprise"  # a tier the policy names is kept
+    d = decide(facts(segment="Strategic", arr=300_000.0, recent_events=("billing_dispute",)), LOW_RISK,
+               TicketSignals(category="billing", critical=("chargeback",)), POLICY, NOW)
+    assert d.escalate and d.queue == "retention-l2"
+    # a route may also name the customer's own segment
+    own = POLICY.model_copy(update={"routes": (Route(queue="strategic-desk", segments=("strategic",)), *POLICY.routes)})
+    d = decide(facts(segment="Strategic", arr=5_000.0, recent_events=("billing_dispute",)), LOW_RISK,
+               TicketSignals(category="billing", critical=("chargeback",)), own, NOW)
+    assert d.queue == "strategic-desk"

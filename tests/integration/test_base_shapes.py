@@ -62,7 +62,7 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     table = [{k: r.get(k) for k in ("model", "horizon_days", "roc_auc", "pr_auc", "ece", "rows")} for r in evaluated["results"]]
 
     scores = tmp_path / "scores"
-    assert main(["score", "--data", str(shape.data), "--out", str(scores), "--json"] + ([] if shape.text else ["--no-text"])) == 0
+    assert main(["score", "--data", str(shape.data), "--out", str(scores), "--json"]) == 0  # text on: used only where the model reads it
     scored = _json(capsys)
     assert scored["accounts"] > 0
 
@@ -90,3 +90,21 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     print(f"[{name}] panel: {panel['snapshots']} snapshots, {panel['accounts']} accounts, {len(panel['cutoffs'])} cutoffs, "
           f"{panel['features']} features, without data: {sorted(without)}; scored {scored['accounts']} accounts")
     print(f"[{name}] evaluate: " + json.dumps({"results": table, "not_evaluated": evaluated.get("not_evaluated")}, default=str))
+
+
+def test_tickets_without_messages_surveys_or_account_events(tmp_path, capsys):
+    """Support tickets and their events but no messages, surveys or account events: the families
+    that read those are null with a note each; support and effort are built; text on."""
+    from simulation.config import SimulationConfig
+    from simulation.simulate import simulate
+
+    data = tmp_path / "data"
+    simulate(SimulationConfig(accounts=120, days=200, seed=15), data)
+    for name in ("ticket_messages", "surveys", "account_events"):
+        (data / f"{name}.parquet").unlink()
+    assert main(["features", "--data", str(data), "--out", str(tmp_path / "f"), "--every", "30d", "--json"]) == 0
+    panel = _json(capsys)
+    assert set(panel["families_without_data"]) == {"communication", "text", "risk_events"}
+    snapshots = pd.concat([pd.read_parquet(p) for p in (tmp_path / "f" / "snapshots").glob("*.parquet")])
+    assert snapshots["tickets_90d"].gt(0).any() and snapshots["customer_sentiment_90d"].isna().all()
+    assert snapshots["nps_last"].isna().all() and snapshots["csat_mean_180d"].notna().any()  # CSAT comes from ticket events

@@ -114,6 +114,23 @@ def simulate(accounts: int, days: int, seed: int, out: Path, start: str, churn_r
 
 
 @app.command()
+@click.option("--mapping", type=click.Path(path_type=Path), required=True,
+              help="YAML mapping file: where each table comes from (paths in it are relative to it).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write <table>.parquet into (written only if every table meets its contract; other files left alone).")
+@json_option
+def ingest(mapping: Path, out: Path, as_json: bool) -> None:
+    """Turn exports (CRM, billing, help desk, product events) into validated contract tables."""
+    from ingest.run import run_ingest
+
+    summary = run_ingest(mapping, out, progress=lambda line: err.print(f"  {line}"))
+    for note in summary["notes"]:
+        err.print(f"note: {note}")
+    rows = ", ".join(f"{table}={count:,}" for table, count in summary["tables"].items())
+    _emit(summary, as_json, f"ingested {len(summary['sources'])} source(s) into {out} in {summary['seconds']:.1f}s: {rows}")
+
+
+@app.command()
 @click.option("--data", type=click.Path(path_type=Path), default=Path("data/simulated"), show_default=True,
               help="Folder with the input tables (<table>.parquet or <table>.csv).")
 @json_option

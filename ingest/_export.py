@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,15 @@ class Options(BaseModel):
         return data
 
 
+class Section(Options):
+    """A connector's section of the mapping file (`zendesk:`, ...): its exports lie under `folder`."""
+
+    #: the section's key in the mapping file, which names its options in messages (`zendesk.tickets`)
+    section: ClassVar[str]
+    #: folder holding the exports, relative to the mapping file
+    folder: str = "."
+
+
 def check_values(mapping: Mapping[str, Any], allowed: Iterable[Any], where: str = "") -> None:
     """Raise ValueError (pydantic reports it under the option's key) for a value that is not allowed;
     `where` is the key inside the option (e.g. "map")."""
@@ -89,6 +98,15 @@ def export_files(base_dir: Path, folder: str, entries: list[str], *, option: str
             raise InputError(f"{option}: {path} not found; expected a JSON or JSON Lines file, or a folder of them")
         files.extend(found)
     return files
+
+
+def read_option(source: Section, option: str, base_dir: Path, keys: tuple[str, ...] | None = None, *,
+                required: bool = False) -> pd.DataFrame:
+    """The export a section's option names (`tickets`), read and flattened; `keys` are its envelope
+    keys (default: the option's name). It must exist when the connector needs it or the user named it."""
+    files = export_files(base_dir, source.folder, getattr(source, option), option=f"{source.section}.{option}",
+                         explicit=required or option in source.model_fields_set)
+    return read_export(files, base_dir, keys or (option,))
 
 
 def read_export(files: list[Path], base_dir: Path, keys: tuple[str, ...]) -> pd.DataFrame:
@@ -208,9 +226,12 @@ def explode(frame: pd.DataFrame, list_column: str, parent: Mapping[str, str]) ->
     return pd.concat([long.drop(columns="_child"), children.drop(columns=clash)], axis=1)
 
 
-def first_mapped(lists: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
-    """Per row, the mapped value of the first list element (tag, topic) that the map knows."""
+def first_mapped(lists: pd.Series, mapping: Mapping[str, str], *, key: str | None = None) -> pd.Series:
+    """Per row, the mapped value of the first list element (tag, topic) that the map knows; with
+    `key`, the elements are objects and their `key` field is mapped."""
     long = lists.explode()
+    if key is not None:
+        long = long.map(lambda element: element.get(key) if isinstance(element, dict) else None)
     mapped = long[long.notna()].astype("str").map(dict(mapping)).dropna()
     return mapped.groupby(level=0).first().reindex(lists.index)
 
@@ -300,6 +321,19 @@ def entity_key(spec: str, entity: str, frame: pd.DataFrame, option: str) -> pd.S
     ids = as_id(frame["id"])
     values = as_id(column(frame, field)) if field != "id" else ids
     return pd.Series(values.to_numpy(), index=ids.to_numpy()).dropna()
+
+
+def account_key(spec: str, entity: str, records: pd.DataFrame, option: str) -> pd.Series | None:
+    """entity id -> account id for the account key `spec`, read from the entity's latest records;
+    None when `spec` is the entity's own id (`organization.id`): that id is the account."""
+    if spec == f"{entity}.id":
+        return None
+    return entity_key(spec, entity, latest(records, "id"), option)
+
+
+def accounts_of(ids: pd.Series, key: pd.Series | None) -> pd.Series:
+    """The account of each entity id by an `account_key` (null where the key has none)."""
+    return ids if key is None else ids.map(key)
 
 
 def event_frame(key: str, ids: pd.Series, at: pd.Series, kind: str | np.ndarray, value: Any = np.nan) -> pd.DataFrame:

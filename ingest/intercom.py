@@ -39,25 +39,36 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from core.contracts import CHANNELS, PRIORITIES, TICKET_CATEGORIES
+from core.contracts import PRIORITIES
 from ingest._export import (
-    Options,
     Paths,
+    Section,
+    account_key,
+    accounts_of,
     as_id,
     check_values,
     column,
     entity_key,
     event_frame,
     explode,
-    export_files,
     fail,
     latest,
     numbers,
-    read_export,
+    read_option,
     require,
     strip_html,
     timestamps,
     warn_dropped,
+)
+from ingest._helpdesk import (
+    CategoryMap,
+    ChannelMap,
+    map_category,
+    map_channel,
+    map_priority,
+    map_tag_category,
+    resolution_events,
+    ticket_tables,
 )
 
 log = logging.getLogger(__name__)
@@ -70,28 +81,24 @@ ASSIGNMENT_PARTS = ("assignment", "assign_and_reopen", "assign_and_unassign", "a
 DEFAULT_CHANNELS = {"email": "email", "phone_call": "phone", "call": "phone", "phone": "phone"}
 
 
-class Category(Options):
+class Category(CategoryMap):
     """Where a conversation's category comes from: its tags (the first that maps wins) or a
     conversation attribute (`custom_attributes.<attribute>`)."""
 
     source: Literal["tags", "attribute"] = Field("tags", alias="from")
     attribute: str | None = None
-    map: dict[str, str] = {}
-    default: str = "technical"
 
     @model_validator(mode="after")
-    def _allowed(self) -> Category:
-        check_values(self.map, TICKET_CATEGORIES, "map")
-        check_values({"default": self.default}, TICKET_CATEGORIES)
+    def _attribute(self) -> Category:
         if self.source == "attribute" and not self.attribute:
             raise ValueError("from: attribute needs attribute (the conversation attribute's name)")
         return self
 
 
-class IntercomSource(Options):
+class IntercomSource(Section):
     """The `intercom:` section of the mapping file."""
 
-    folder: str = "."
+    section = "intercom"
     conversations: Paths = ["conversations"]
     contacts: Paths = ["contacts"]
     companies: Paths = ["companies"]
@@ -101,7 +108,7 @@ class IntercomSource(Options):
     #: Intercom's priority flag -> priority
     priority: dict[str, str] = {"priority": "high", "not_priority": "normal"}
     #: source.type -> channel, over DEFAULT_CHANNELS
-    channels: dict[str, str] = {}
+    channels: ChannelMap = {}
     bot_messages: bool = False
 
     @field_validator("account_id")
@@ -117,12 +124,6 @@ class IntercomSource(Options):
         check_values(value, PRIORITIES)
         return value
 
-    @field_validator("channels")
-    @classmethod
-    def _channels(cls, value: dict[str, str]) -> dict[str, str]:
-        check_values(value, CHANNELS)
-        return value
-
 
 @dataclass(frozen=True)
 class IntercomExport:
@@ -135,17 +136,10 @@ class IntercomExport:
 
 def read_intercom(source: IntercomSource, base_dir: Path) -> dict[str, pd.DataFrame]:
     """Read the Intercom exports named by `source` (paths relative to base_dir) and map them."""
-    given = source.model_fields_set
-
-    def read(name: str, keys: tuple[str, ...], required: bool = False) -> pd.DataFrame:
-        files = export_files(base_dir, source.folder, getattr(source, name), option=f"intercom.{name}",
-                             explicit=required or name in given)
-        return read_export(files, base_dir, keys)
-
     export = IntercomExport(
-        conversations=read("conversations", ("conversations",), required=True),
-        contacts=read("contacts", ("contacts",)),
-        companies=read("companies", ("companies",)),
+        conversations=read_option(source, "conversations", base_dir, required=True),
+        contacts=read_option(source, "contacts", base_dir),
+        companies=read_option(source, "companies", base_dir),
     )
     return map_intercom(export, source)
 
@@ -165,17 +159,13 @@ def map_intercom(export: IntercomExport, source: IntercomSource) -> dict[str, pd
         "ticket_id": conv["ticket_id"],
         "account_id": conv["account_id"],
         "created_at": conv["created"],
-        "priority": _priority(conv, source),
-        "category": _category(conv, source.category).astype("str"),
-        "channel": column(conv, "source.type").map({**DEFAULT_CHANNELS, **source.channels}).fillna("chat"),
-    }).sort_values(["created_at", "ticket_id"], kind="stable")
+        "priority": map_priority(conv, column(conv, "priority"), source.priority, default="normal", field="priority",
+                                 noun="conversation", problem="is not mapped; add it under intercom.priority"),
+        "category": _category(conv, source.category),
+        "channel": map_channel(column(conv, "source.type"), DEFAULT_CHANNELS, source.channels, "chat"),
+    })
     events = pd.concat([state_events(parts), transfers(parts), first_responses(conv, parts), csat_events(conv)], ignore_index=True)
-    events = events.drop_duplicates().sort_values(["ticket_id", "at", "kind"], kind="stable")
-    return {
-        "tickets": tickets.reset_index(drop=True),
-        "ticket_events": events.reset_index(drop=True),
-        "ticket_messages": messages(conv, parts, source.bot_messages),
-    }
+    return ticket_tables(tickets, events, messages(conv, parts, source.bot_messages))
 
 
 def conversation_accounts(conv: pd.DataFrame, contacts: pd.DataFrame, companies: pd.DataFrame, source: IntercomSource) -> pd.Series:
@@ -195,26 +185,13 @@ def conversation_accounts(conv: pd.DataFrame, contacts: pd.DataFrame, companies:
     owned = explode(contacts.assign(_companies=lists, _contact=as_id(contacts["id"])), "_companies", {"_contact": "_contact"})
     owned = owned.drop_duplicates("_contact")
     company = contact.map(pd.Series(as_id(column(owned, "id")).to_numpy(), index=column(owned, "_contact").to_numpy()))
-    if source.account_id == "company.id":
-        return company
-    return company.map(entity_key(source.account_id, "company", latest(companies, "id"), "intercom.account_id"))
+    return accounts_of(company, account_key(source.account_id, "company", companies, "intercom.account_id"))
 
 
 def _category(conv: pd.DataFrame, options: Category) -> pd.Series:
     if options.source == "attribute":
-        raw = column(conv, f"custom_attributes.{options.attribute}")
-        return raw.astype("str").map(options.map).where(raw.notna()).astype("object").fillna(options.default)
-    tags = explode(conv.assign(_row=np.arange(len(conv))), "tags.tags", {"_row": "_row"})
-    mapped = tags.assign(_category=column(tags, "name").map(options.map)).dropna(subset=["_category"]).drop_duplicates("_row")
-    first = pd.Series(mapped["_category"].to_numpy(), index=mapped["_row"].to_numpy(dtype="int64"))
-    return first.reindex(conv.index).astype("object").fillna(options.default)
-
-
-def _priority(conv: pd.DataFrame, source: IntercomSource) -> pd.Series:
-    raw = column(conv, "priority")
-    mapped = raw.map(source.priority)
-    fail(conv, raw.notna() & mapped.isna(), "priority", "conversation", "is not mapped; add it under intercom.priority")
-    return mapped.fillna("normal")
+        return map_category(column(conv, f"custom_attributes.{options.attribute}"), options)
+    return map_tag_category(column(conv, "tags.tags"), options, key="name")
 
 
 def conversation_parts(conv: pd.DataFrame) -> pd.DataFrame:
@@ -251,8 +228,7 @@ def state_events(parts: pd.DataFrame) -> pd.DataFrame:
     was_closed = moves.groupby("ticket_id")["closed"].shift(fill_value=False).astype(bool)
     resolved = moves[moves["closed"] & ~was_closed]
     reopened = moves[~moves["closed"] & was_closed]
-    return pd.concat([event_frame("ticket_id", resolved["ticket_id"], resolved["at"], "resolved"),
-                      event_frame("ticket_id", reopened["ticket_id"], reopened["at"], "reopened")], ignore_index=True)
+    return resolution_events(resolved, reopened)
 
 
 def transfers(parts: pd.DataFrame) -> pd.DataFrame:
@@ -286,8 +262,8 @@ def csat_events(conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def messages(conv: pd.DataFrame, parts: pd.DataFrame, bot_messages: bool) -> pd.DataFrame:
-    """The opening message and every part with a body, except notes (internal) and, unless asked
-    for, bots' messages."""
+    """The opening message and every part, except notes (internal); bots' messages are the agent's
+    when asked for, else no one's (ticket_tables keeps the customer's and agents' with a body)."""
     opening = pd.DataFrame({
         "message_id": conv["ticket_id"] + ":source",
         "ticket_id": conv["ticket_id"],
@@ -304,7 +280,5 @@ def messages(conv: pd.DataFrame, parts: pd.DataFrame, bot_messages: bool) -> pd.
         "body": written["body"],
     })
     out = pd.concat([opening, replies], ignore_index=True)
-    out["author"] = out["author"].replace({"bot": "agent" if bot_messages else "other"})
-    out = out[out["author"].isin(["customer", "agent"]).to_numpy() & out["body"].notna().to_numpy() & out["body"].ne("").to_numpy()]
-    return out.astype({"author": "str", "body": "str"}).sort_values(["ticket_id", "sent_at"], kind="stable").reset_index(drop=True)
+    return out.assign(author=out["author"].replace({"bot": "agent" if bot_messages else "other"})).astype({"author": "str", "body": "str"})
 

@@ -25,6 +25,9 @@ What each table holds, and why:
   subscription (the new price is dated at the first period billed at it), between subscriptions
   that overlap, or when one subscription replaces another within `switch_gap_days`. value is the
   ARR change in USD (negative for a downgrade).
+
+The ARR timeline behind accounts.arr, churn and upgrade / downgrade lives in ingest/_revenue.py;
+this module reads Stripe's objects into the subscriptions and invoiced periods it takes.
 """
 
 from __future__ import annotations
@@ -42,21 +45,23 @@ from ingest._export import (
     FILE,
     Options,
     Paths,
+    Section,
+    account_key,
+    accounts_of,
     as_id,
     column,
-    entity_key,
     event_frame,
     explode,
-    export_files,
     expandable,
     fail,
     flag,
     latest,
     numbers,
-    read_export,
+    read_option,
     timestamps,
     warn_dropped,
 )
+from ingest._revenue import arr_changes, arr_events, arr_points, churn, contract_starts
 
 #: months of a price's interval; week and day prices are annualised but are no contract term
 INTERVAL_MONTHS = {"month": 1.0, "year": 12.0, "week": 12 / 52, "day": 12 / 365}
@@ -83,10 +88,10 @@ class AccountField(Options):
         return data if isinstance(data, dict) else {"default": data}
 
 
-class StripeSource(Options):
+class StripeSource(Section):
     """The `stripe:` section of the mapping file."""
 
-    folder: str = "."
+    section = "stripe"
     customers: Paths = ["customers"]
     subscriptions: Paths = ["subscriptions"]
     invoices: Paths = ["invoices"]
@@ -136,28 +141,21 @@ class StripeExport:
 
 def read_stripe(source: StripeSource, base_dir: Path) -> dict[str, pd.DataFrame]:
     """Read the Stripe exports named by `source` (paths relative to base_dir) and map them."""
-    given = source.model_fields_set
-
-    def read(name: str, required: bool = False) -> pd.DataFrame:
-        files = export_files(base_dir, source.folder, getattr(source, name), option=f"stripe.{name}", explicit=required or name in given)
-        return read_export(files, base_dir, (name,))
-
-    export = StripeExport(read("customers"), read("subscriptions", required=True), read("invoices"), read("disputes"), read("charges"))
+    export = StripeExport(*(read_option(source, name, base_dir, required=name == "subscriptions")
+                            for name in ("customers", "subscriptions", "invoices", "disputes", "charges")))
     return map_stripe(export, source)
 
 
 def map_stripe(export: StripeExport, source: StripeSource) -> dict[str, pd.DataFrame]:
     """The contract tables from the flattened exports (pure: frames in, frames out)."""
     customers = latest(export.customers, "id").reset_index(drop=True)
-    account_of = _account_map(customers, source)
+    account_of = account_key(source.account_id, "customer", customers, "stripe.account_id")
     subs = subscriptions(export.subscriptions, source, account_of)
     invoices = latest(export.invoices, "id").reset_index(drop=True)
     periods = period_arr(invoices, source)
     changes = arr_changes(arr_points(subs, periods), source.switch_gap_days)
     accounts = map_accounts(changes, subs, periods, customers, source)
     starts = accounts.set_index("account_id")["contract_start"]
-    last = changes.drop_duplicates("account_id", keep="last")
-    churned = last[last["end"]]
     events = pd.concat([
         arr_events(changes),
         payment_failures(invoices, account_of),
@@ -169,24 +167,15 @@ def map_stripe(export: StripeExport, source: StripeSource) -> dict[str, pd.DataF
                  events["account_id"][~known])
     return {
         "accounts": accounts,
-        "churn": pd.DataFrame({"account_id": churned["account_id"].astype("str"), "churned_at": churned["at"]}).reset_index(drop=True),
+        "churn": churn(changes),
         "account_events": events[known].sort_values(["account_id", "at", "kind"], kind="stable").reset_index(drop=True),
     }
-
-
-def _account_map(customers: pd.DataFrame, source: StripeSource) -> pd.Series | None:
-    """customer id -> account id (None: the account is the customer id)."""
-    if source.account_id == "customer.id":
-        return None
-    return entity_key(source.account_id, "customer", customers, "stripe.account_id")
 
 
 def _accounts_for(customer: pd.Series, account_of: pd.Series | None, what: str) -> pd.Series:
     """The account of each customer; a customer without one (deleted, or the field blank) is left
     out with a warning rather than stopping the run."""
-    if account_of is None:
-        return customer
-    account = customer.map(account_of)
+    account = accounts_of(customer, account_of)
     lost = customer.notna() & account.isna()
     warn_dropped(what, int(lost.sum()), "customer without an account id (deleted, or the field is blank)", customer[lost].unique())
     return account
@@ -303,55 +292,11 @@ def period_arr(invoices: pd.DataFrame, source: StripeSource) -> pd.DataFrame:
     return out.assign(seats=out["invoice_id"].map(seats))[["subscription_id", "at", "arr", "seats"]]
 
 
-def arr_points(subs: pd.DataFrame, periods: pd.DataFrame) -> pd.DataFrame:
-    """Per subscription, its ARR from each point in time: the invoiced periods inside its paid life
-    (the first one moved to the paid start), else its items' ARR from the paid start; 0 at its end."""
-    p = periods.merge(subs[["subscription_id", "paid_start", "end"]], on="subscription_id")
-    p = p[(p["at"] >= p["paid_start"]) & (p["end"].isna() | (p["at"] < p["end"]))]
-    p = p.sort_values(["subscription_id", "at"], kind="stable")
-    first = ~p["subscription_id"].duplicated()
-    p = p.assign(at=p["at"].where(~first, p["paid_start"]))
-    invoiced = subs["subscription_id"].isin(p["subscription_id"]).to_numpy()
-    from_items = subs.loc[~invoiced, ["subscription_id", "paid_start", "arr"]].rename(columns={"paid_start": "at"})
-    ends = subs.loc[subs["end"].notna(), ["subscription_id", "end"]].rename(columns={"end": "at"}).assign(arr=0.0, live=-1)
-    points = pd.concat([p[["subscription_id", "at", "arr"]].assign(live=0), from_items.assign(live=0), ends], ignore_index=True)
-    points = points.sort_values(["subscription_id", "at", "live"], kind="stable")
-    starts = ~points["subscription_id"].duplicated()
-    points = points.assign(
-        live=points["live"].where(~starts, 1),
-        d_arr=points["arr"] - points.groupby("subscription_id")["arr"].shift(fill_value=0.0),
-    )
-    return points.merge(subs[["subscription_id", "account_id"]], on="subscription_id")[["account_id", "at", "live", "d_arr"]]
-
-
-def arr_changes(points: pd.DataFrame, switch_gap_days: float) -> pd.DataFrame:
-    """The account's timeline: per (account, at) the ARR change, whether it starts, ends or changes a
-    live contract. An end followed by a start within the gap is one change (a plan switch)."""
-    rows = _timeline(points)
-    gap = pd.Timedelta(days=switch_gap_days)
-    following = rows.groupby("account_id")["at"].shift(-1)
-    starts_next = rows.groupby("account_id")["start"].shift(-1, fill_value=False).astype(bool)
-    switch = rows["end"] & starts_next & ((following - rows["at"]) <= gap)
-    merged = points.merge(rows.loc[switch, ["account_id", "at"]].assign(_to=following[switch]), on=["account_id", "at"], how="left")
-    return _timeline(merged.assign(at=merged["_to"].fillna(merged["at"])).drop(columns="_to"))
-
-
-def _timeline(points: pd.DataFrame) -> pd.DataFrame:
-    rows = points.groupby(["account_id", "at"], as_index=False)[["live", "d_arr"]].sum()
-    live = rows.groupby("account_id")["live"].cumsum()
-    arr = rows.groupby("account_id")["d_arr"].cumsum()
-    before = live - rows["live"]
-    return rows.assign(
-        live_after=live, arr_after=arr, start=(before == 0) & (live > 0), end=(before > 0) & (live == 0),
-        change=(before > 0) & (live > 0) & (rows["d_arr"].abs() >= 0.005),
-    )
-
-
 def map_accounts(
     changes: pd.DataFrame, subs: pd.DataFrame, periods: pd.DataFrame, customers: pd.DataFrame, source: StripeSource
 ) -> pd.DataFrame:
     """One row per account that ever paid, with what was true at its first paid start."""
-    first_start = changes[changes["start"]].drop_duplicates("account_id")
+    first_start = contract_starts(changes)
     first_sub = subs.sort_values(["paid_start", "arr"], ascending=[True, False], kind="stable").drop_duplicates("account_id")
     a = first_start.merge(first_sub, on="account_id", how="left")
     # seats at contract: the first invoiced period's quantity (the items hold today's)
@@ -400,13 +345,6 @@ def _option(options: AccountField, customers: pd.DataFrame, customer: pd.Series,
     if derived is not None:
         value = value.fillna(derived)
     return value.astype("object").fillna(options.default) if options.default is not None else value
-
-
-def arr_events(changes: pd.DataFrame) -> pd.DataFrame:
-    """upgrade / downgrade for every ARR change of a live contract, valued in USD (signed)."""
-    moved = changes[changes["change"]]
-    kind = np.where(moved["d_arr"] > 0, "upgrade", "downgrade")
-    return event_frame("account_id", moved["account_id"], moved["at"], kind, moved["d_arr"].round(2))
 
 
 def payment_failures(invoices: pd.DataFrame, account_of: pd.Series | None) -> pd.DataFrame:

@@ -38,26 +38,36 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from core.contracts import CHANNELS, PRIORITIES, TICKET_CATEGORIES
+from core.contracts import PRIORITIES
 from ingest._export import (
     FILE,
     Options,
     Paths,
+    Section,
+    account_key,
+    accounts_of,
     as_id,
     check_values,
     column,
-    entity_key,
     event_frame,
     explode,
-    export_files,
-    fail,
-    first_mapped,
     latest,
-    read_export,
+    read_option,
     require,
     strip_html,
     timestamps,
     warn_dropped,
+)
+from ingest._helpdesk import (
+    CategoryMap,
+    ChannelMap,
+    ValueMap,
+    map_category,
+    map_channel,
+    map_priority,
+    map_tag_category,
+    resolution_events,
+    ticket_tables,
 )
 
 SOLVED = ("solved", "closed")
@@ -67,7 +77,7 @@ AGENT_ROLES = ("agent", "admin")
 DEFAULT_CHANNELS = {"email": "email", "chat": "chat", "native_messaging": "chat", "sms": "chat", "voice": "phone"}
 
 
-class Category(Options):
+class Category(CategoryMap):
     """Where a ticket's category comes from and how its values map to the contract's categories."""
 
     source: Literal["type", "tags", "field"] = Field("type", alias="from")
@@ -75,30 +85,21 @@ class Category(Options):
     field_id: int | None = None
     #: source value (ticket type, tag, field value) -> category; for tags the first listed tag that maps wins
     map: dict[str, str] = {"question": "how_to", "incident": "technical", "problem": "bug", "task": "technical"}
-    default: str = "technical"
 
     @model_validator(mode="after")
-    def _allowed(self) -> Category:
-        check_values(self.map, TICKET_CATEGORIES, "map")
-        check_values({"default": self.default}, TICKET_CATEGORIES)
+    def _field_id(self) -> Category:
         if self.source == "field" and self.field_id is None:
             raise ValueError("from: field needs field_id (the custom field's id)")
         return self
 
 
-class Priority(Options):
+class Priority(ValueMap):
     """Zendesk's own priority field (low/normal/high/urgent), or a custom field with a value map."""
 
+    allowed = PRIORITIES
     field_id: int | None = None
-    map: dict[str, str] = {}
     #: for tickets without a priority (Zendesk leaves it null unless an agent sets it)
     default: str = "normal"
-
-    @model_validator(mode="after")
-    def _allowed(self) -> Priority:
-        check_values(self.map, PRIORITIES, "map")
-        check_values({"default": self.default}, PRIORITIES)
-        return self
 
 
 class Agents(Options):
@@ -113,11 +114,10 @@ class Agents(Options):
         return [str(v) for v in value] if isinstance(value, list) else value
 
 
-class ZendeskSource(Options):
+class ZendeskSource(Section):
     """The `zendesk:` section of the mapping file."""
 
-    #: folder holding the exports, relative to the mapping file
-    folder: str = "."
+    section = "zendesk"
     tickets: Paths = ["tickets"]
     ticket_events: Paths = ["ticket_events"]
     comments: Paths = ["comments"]
@@ -129,7 +129,7 @@ class ZendeskSource(Options):
     category: Category = Category()
     priority: Priority = Priority()
     #: via.channel -> channel, over DEFAULT_CHANNELS
-    channels: dict[str, str] = {}
+    channels: ChannelMap = {}
     agents: Agents = Agents()
     #: satisfaction score -> CSAT 1-5
     csat: dict[str, int] = {"good": 5, "bad": 1}
@@ -142,12 +142,6 @@ class ZendeskSource(Options):
     def _organization_field(cls, value: str) -> str:
         if not value.startswith("organization.") or value == "organization.":
             raise ValueError("expected organization.id, organization.external_id or organization.organization_fields.<key>")
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _channels(cls, value: dict[str, str]) -> dict[str, str]:
-        check_values(value, CHANNELS)
         return value
 
     @field_validator("csat")
@@ -171,20 +165,13 @@ class ZendeskExport:
 
 def read_zendesk(source: ZendeskSource, base_dir: Path) -> dict[str, pd.DataFrame]:
     """Read the Zendesk exports named by `source` (paths relative to base_dir) and map them."""
-    given = source.model_fields_set
-
-    def read(name: str, keys: tuple[str, ...], required: bool = False) -> pd.DataFrame:
-        files = export_files(base_dir, source.folder, getattr(source, name), option=f"zendesk.{name}",
-                             explicit=required or name in given)
-        return read_export(files, base_dir, keys)
-
     export = ZendeskExport(
-        tickets=read("tickets", ("tickets",), required=True),
-        ticket_events=read("ticket_events", ("ticket_events", "audits")),
-        comments=read("comments", ("comments",)),
-        users=read("users", ("users",)),
-        organizations=read("organizations", ("organizations",)),
-        satisfaction_ratings=read("satisfaction_ratings", ("satisfaction_ratings",)),
+        tickets=read_option(source, "tickets", base_dir, required=True),
+        ticket_events=read_option(source, "ticket_events", base_dir, ("ticket_events", "audits")),
+        comments=read_option(source, "comments", base_dir),
+        users=read_option(source, "users", base_dir),
+        organizations=read_option(source, "organizations", base_dir),
+        satisfaction_ratings=read_option(source, "satisfaction_ratings", base_dir),
     )
     return map_zendesk(export, source)
 
@@ -200,17 +187,9 @@ def map_zendesk(export: ZendeskExport, source: ZendeskSource) -> dict[str, pd.Da
         first_responses(comments, tickets),
         csat_events(export.satisfaction_ratings, children, source),
     ], ignore_index=True)
-    kept = tickets["ticket_id"]
-    events = events[events["ticket_id"].isin(kept)].drop_duplicates().sort_values(["ticket_id", "at", "kind"], kind="stable")
     public = comments["public"] | source.private_comments
-    messages = comments[comments["ticket_id"].isin(kept) & public & comments["body"].notna() & (comments["body"] != "")]
-    messages = messages.rename(columns={"comment_id": "message_id", "at": "sent_at"}).sort_values(["ticket_id", "sent_at"], kind="stable")
-    tickets = tickets.sort_values(["created_at", "ticket_id"], kind="stable")
-    return {
-        "tickets": tickets[["ticket_id", "account_id", "created_at", "priority", "category", "channel"]].reset_index(drop=True),
-        "ticket_events": events.reset_index(drop=True),
-        "ticket_messages": messages[["message_id", "ticket_id", "sent_at", "author", "body"]].reset_index(drop=True),
-    }
+    messages = comments[public.to_numpy()].rename(columns={"comment_id": "message_id", "at": "sent_at"})
+    return ticket_tables(tickets, events, messages)
 
 
 def map_tickets(raw: pd.DataFrame, organizations: pd.DataFrame, source: ZendeskSource) -> pd.DataFrame:
@@ -234,18 +213,15 @@ def map_tickets(raw: pd.DataFrame, organizations: pd.DataFrame, source: ZendeskS
             "created_at": timestamps(t, "created_at", "ticket"),
             "priority": _priority(t, source.priority),
             "category": _category(t, source.category),
-            "channel": column(t, "via.channel").map({**DEFAULT_CHANNELS, **source.channels}).fillna("web"),
+            "channel": map_channel(column(t, "via.channel"), DEFAULT_CHANNELS, source.channels, "web"),
             "requester_id": as_id(column(t, "requester_id")),
         }
     )
 
 
 def _accounts(t: pd.DataFrame, organizations: pd.DataFrame, source: ZendeskSource) -> pd.Series:
-    org = as_id(column(t, "organization_id"))
-    if source.account_id == "organization.id":
-        return org
-    key = entity_key(source.account_id, "organization", latest(organizations, "id"), "zendesk.account_id")
-    return org.map(key)
+    key = account_key(source.account_id, "organization", organizations, "zendesk.account_id")
+    return accounts_of(as_id(column(t, "organization_id")), key)
 
 
 def _custom_field(t: pd.DataFrame, field_id: int) -> pd.Series:
@@ -258,22 +234,15 @@ def _custom_field(t: pd.DataFrame, field_id: int) -> pd.Series:
 
 def _category(t: pd.DataFrame, options: Category) -> pd.Series:
     if options.source == "tags":
-        mapped = first_mapped(column(t, "tags"), options.map)
-    else:
-        raw = column(t, "type") if options.source == "type" else _custom_field(t, options.field_id)
-        mapped = raw.astype("str").map(options.map).where(raw.notna())
-    return mapped.astype("object").fillna(options.default).astype("str")
+        return map_tag_category(column(t, "tags"), options)
+    return map_category(column(t, "type") if options.source == "type" else _custom_field(t, options.field_id), options)
 
 
 def _priority(t: pd.DataFrame, options: Priority) -> pd.Series:
     raw = column(t, "priority") if options.field_id is None else _custom_field(t, options.field_id)
-    known = {**{p: p for p in PRIORITIES}, **options.map}
-    text = raw.astype("str").where(raw.notna())
-    mapped = text.map(known)
     field = "priority" if options.field_id is None else f"custom_fields[{options.field_id}]"
-    fail(t.assign(**{field: raw}), (text.notna() & mapped.isna()).to_numpy(), field, "ticket",
-         f"is not a priority; map it under zendesk.priority.map to one of {', '.join(PRIORITIES)}")
-    return mapped.astype("object").fillna(options.default).astype("str")
+    return map_priority(t, raw, {**{p: p for p in PRIORITIES}, **options.map}, default=options.default, field=field, noun="ticket",
+                        problem=f"is not a priority; map it under zendesk.priority.map to one of {', '.join(PRIORITIES)}")
 
 
 def audit_children(raw: pd.DataFrame) -> pd.DataFrame:
@@ -306,8 +275,7 @@ def status_events(children: pd.DataFrame) -> pd.DataFrame:
     was_solved = status["previous"].isin(SOLVED)
     resolved = status[status["new"].isin(SOLVED) & ~was_solved]
     reopened = status[was_solved & status["new"].isin(UNSOLVED)]
-    return pd.concat([event_frame("ticket_id", resolved["ticket_id"], resolved["at"], "resolved"),
-                      event_frame("ticket_id", reopened["ticket_id"], reopened["at"], "reopened")], ignore_index=True)
+    return resolution_events(resolved, reopened)
 
 
 def transfers(children: pd.DataFrame) -> pd.DataFrame:

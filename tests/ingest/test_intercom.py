@@ -10,38 +10,20 @@ companies.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from core.contracts import validate_tables
-from core.errors import InputError
 from ingest.intercom import IntercomSource, read_intercom
+from tests.ingest._helpers import FIXTURES, copy_fixtures, events_of, one_line_error_of, ticket_table_counts, utc
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TICKET_TABLES = ("accounts", "tickets", "ticket_events", "ticket_messages")
 ACME, GLOBEX = "65a1f0c0e4b0a1b2c3d4e5f1", "65a1f0c0e4b0a1b2c3d4e5f2"
 
 
-def utc(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
-
-
-def accounts_for(ids) -> pd.DataFrame:
-    """A minimal valid accounts table, so that the ticket tables' references can be checked."""
-    ids = sorted(set(ids))
-    return pd.DataFrame({
-        "account_id": ids, "name": [f"account {i}" for i in ids], "segment": "smb", "industry": "software", "region": "emea",
-        "plan": "pro", "seats": 10, "arr": 12000.0, "contract_start": utc("2020-01-01"), "billing": "annual",
-        "csm_owner": None, "exec_sponsor": False,
-    })
-
-
-def read(**options) -> dict[str, pd.DataFrame]:
-    return read_intercom(IntercomSource(folder="intercom", **options), FIXTURES)
+def read(base: Path = FIXTURES, **options) -> dict[str, pd.DataFrame]:
+    return read_intercom(IntercomSource(folder="intercom", **options), base)
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +31,8 @@ def tables() -> dict[str, pd.DataFrame]:
     return read()
 
 
-def events_of(tables: dict[str, pd.DataFrame], ticket_id: str) -> list[tuple]:
-    rows = tables["ticket_events"][tables["ticket_events"]["ticket_id"] == ticket_id]
-    return [(r.kind, r.at, None if pd.isna(r.value) else r.value) for r in rows.itertuples()]
-
-
 def test_the_tables_meet_the_contracts(tables):
-    raw = {"accounts": accounts_for(tables["tickets"]["account_id"]), **tables}
-    clean = validate_tables(raw, tables=TICKET_TABLES)
-    assert {t: len(clean[t]) for t in TICKET_TABLES[1:]} == {"tickets": 3, "ticket_events": 12, "ticket_messages": 11}
+    assert ticket_table_counts(tables) == {"tickets": 3, "ticket_events": 12, "ticket_messages": 11}
 
 
 def test_conversations_become_tickets(tables):
@@ -134,8 +109,7 @@ def test_category_from_tags_or_an_attribute():
 
 @pytest.fixture
 def copy(tmp_path) -> Path:
-    shutil.copytree(FIXTURES / "intercom", tmp_path / "intercom")
-    return tmp_path
+    return copy_fixtures("intercom", tmp_path)
 
 
 def _edit_conversation(base: Path, conversation_id: str, change) -> None:
@@ -148,10 +122,7 @@ def _edit_conversation(base: Path, conversation_id: str, change) -> None:
 
 
 def one_line_error(base: Path, **options) -> str:
-    with pytest.raises(InputError) as caught:
-        read_intercom(IntercomSource(folder="intercom", **options), base)
-    assert "\n" not in str(caught.value)
-    return str(caught.value)
+    return one_line_error_of(lambda: read(base, **options))
 
 
 def test_a_bad_part_time_names_the_part(copy):

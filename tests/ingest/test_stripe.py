@@ -11,7 +11,6 @@ customer is found three ways and one that is not found.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -19,21 +18,24 @@ import pytest
 from pydantic import ValidationError
 
 from core.contracts import BILLING, validate_tables
-from core.errors import InputError
-from ingest._export import export_files, read_export
-from ingest.stripe import TERMS, StripeExport, StripeSource, arr_changes, map_stripe, read_stripe
+from ingest._revenue import arr_changes
+from ingest.stripe import TERMS, StripeExport, StripeSource, map_stripe, read_stripe
+from tests.ingest._helpers import (
+    FIXTURES,
+    assert_leaves_inputs_alone,
+    copy_fixtures,
+    events_of,
+    fixture_export,
+    one_line_error_of,
+    utc,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures"
 FX = {"eur": 1.08, "jpy": 0.0067}
 BILLING_TABLES = ("accounts", "churn", "account_events")
 
 
-def utc(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
-
-
-def read(**options) -> dict[str, pd.DataFrame]:
-    return read_stripe(StripeSource(folder="stripe", **{"fx_to_usd": FX, **options}), FIXTURES)
+def read(base: Path = FIXTURES, **options) -> dict[str, pd.DataFrame]:
+    return read_stripe(StripeSource(folder="stripe", **{"fx_to_usd": FX, **options}), base)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +46,6 @@ def tables() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def accounts(tables) -> pd.DataFrame:
     return tables["accounts"].set_index("account_id")
-
-
-def events_of(tables: dict[str, pd.DataFrame], account_id: str) -> list[tuple]:
-    rows = tables["account_events"][tables["account_events"]["account_id"] == account_id]
-    return [(r.kind, r.at, None if pd.isna(r.value) else r.value) for r in rows.itertuples()]
 
 
 def test_the_tables_meet_the_contracts(tables):
@@ -143,14 +140,9 @@ def test_the_timeline_on_its_own():
 
 
 def test_the_mapper_leaves_its_inputs_alone():
-    def frame(name: str) -> pd.DataFrame:
-        return read_export(export_files(FIXTURES, "stripe", [name], option=name, explicit=True), FIXTURES, (name,))
-
-    export = StripeExport(*(frame(n) for n in ("customers", "subscriptions", "invoices", "disputes", "charges")))
-    before = {name: f.copy() for name, f in export.__dict__.items()}
-    map_stripe(export, StripeSource(fx_to_usd=FX))
-    for name, f in export.__dict__.items():
-        pd.testing.assert_frame_equal(f, before[name])
+    names = ("customers", "subscriptions", "invoices", "disputes", "charges")
+    export = StripeExport(*(fixture_export("stripe", name, (name,)) for name in names))
+    assert_leaves_inputs_alone(export, lambda e: map_stripe(e, StripeSource(fx_to_usd=FX)))
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -158,15 +150,11 @@ def test_the_mapper_leaves_its_inputs_alone():
 
 @pytest.fixture
 def copy(tmp_path) -> Path:
-    shutil.copytree(FIXTURES / "stripe", tmp_path / "stripe")
-    return tmp_path
+    return copy_fixtures("stripe", tmp_path)
 
 
 def one_line_error(base: Path, **options) -> str:
-    with pytest.raises(InputError) as caught:
-        read_stripe(StripeSource(folder="stripe", **{"fx_to_usd": FX, **options}), base)
-    assert "\n" not in str(caught.value)
-    return str(caught.value)
+    return one_line_error_of(lambda: read(base, **options))
 
 
 def _edit_subscription(base: Path, subscription_id: str, change) -> None:

@@ -16,31 +16,22 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from core.contracts import validate_tables
 from core.errors import InputError
-from ingest._export import export_files, read_export
 from ingest.zendesk import ZendeskExport, ZendeskSource, map_zendesk, read_zendesk
-
-FIXTURES = Path(__file__).parent / "fixtures"
-TICKET_TABLES = ("accounts", "tickets", "ticket_events", "ticket_messages")
-
-
-def utc(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
-
-
-def accounts_for(ids) -> pd.DataFrame:
-    """A minimal valid accounts table, so that the ticket tables' references can be checked."""
-    ids = sorted(set(ids))
-    return pd.DataFrame({
-        "account_id": ids, "name": [f"account {i}" for i in ids], "segment": "smb", "industry": "software", "region": "emea",
-        "plan": "pro", "seats": 10, "arr": 12000.0, "contract_start": utc("2020-01-01"), "billing": "annual",
-        "csm_owner": None, "exec_sponsor": False,
-    })
+from tests.ingest._helpers import (
+    FIXTURES,
+    assert_leaves_inputs_alone,
+    copy_fixtures,
+    events_of,
+    fixture_export,
+    one_line_error_of,
+    ticket_table_counts,
+    utc,
+)
 
 
-def read(**options) -> dict[str, pd.DataFrame]:
-    return read_zendesk(ZendeskSource(folder="zendesk", **options), FIXTURES)
+def read(base: Path = FIXTURES, **options) -> dict[str, pd.DataFrame]:
+    return read_zendesk(ZendeskSource(folder="zendesk", **options), base)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +39,8 @@ def tables() -> dict[str, pd.DataFrame]:
     return read()
 
 
-def events_of(tables: dict[str, pd.DataFrame], ticket_id: str) -> list[tuple]:
-    rows = tables["ticket_events"][tables["ticket_events"]["ticket_id"] == ticket_id]
-    return [(r.kind, r.at, None if pd.isna(r.value) else r.value) for r in rows.itertuples()]
-
-
 def test_the_tables_meet_the_contracts(tables):
-    raw = {"accounts": accounts_for(tables["tickets"]["account_id"]), **tables}
-    clean = validate_tables(raw, tables=TICKET_TABLES)
-    assert {t: len(clean[t]) for t in TICKET_TABLES[1:]} == {"tickets": 5, "ticket_events": 12, "ticket_messages": 12}
+    assert ticket_table_counts(tables) == {"tickets": 5, "ticket_events": 12, "ticket_messages": 12}
 
 
 def test_merged_deleted_and_unmapped_tickets_are_left_out(tables, caplog):
@@ -140,11 +124,7 @@ def test_without_a_users_export_the_requester_is_the_customer():
 
 
 def test_the_mapper_leaves_its_inputs_alone():
-    export = _export()
-    before = {name: frame.copy() for name, frame in export.__dict__.items()}
-    map_zendesk(export, ZendeskSource())
-    for name, frame in export.__dict__.items():
-        pd.testing.assert_frame_equal(frame, before[name])
+    assert_leaves_inputs_alone(_export(), lambda export: map_zendesk(export, ZendeskSource()))
 
 
 def test_category_from_tags_or_a_custom_field():
@@ -175,18 +155,13 @@ def test_account_from_an_organisation_field():
 
 
 def _export() -> ZendeskExport:
-    def frame(name: str, keys: tuple[str, ...]) -> pd.DataFrame:
-        return read_export(export_files(FIXTURES, "zendesk", [name], option=name, explicit=True), FIXTURES, keys)
-
-    return ZendeskExport(frame("tickets", ("tickets",)), frame("ticket_events", ("ticket_events",)), frame("comments", ("comments",)),
-                         frame("users", ("users",)), frame("organizations", ("organizations",)),
-                         frame("satisfaction_ratings", ("satisfaction_ratings",)))
+    names = ("tickets", "ticket_events", "comments", "users", "organizations", "satisfaction_ratings")
+    return ZendeskExport(*(fixture_export("zendesk", name, (name,)) for name in names))
 
 
 @pytest.fixture
 def copy(tmp_path) -> Path:
-    shutil.copytree(FIXTURES / "zendesk", tmp_path / "zendesk")
-    return tmp_path
+    return copy_fixtures("zendesk", tmp_path)
 
 
 def _edit(path: Path, key: str, record_id: int, field: str, value) -> None:
@@ -198,11 +173,7 @@ def _edit(path: Path, key: str, record_id: int, field: str, value) -> None:
 
 
 def one_line_error(base: Path, **options) -> str:
-    with pytest.raises(InputError) as caught:
-        read_zendesk(ZendeskSource(folder="zendesk", **options), base)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
+    return one_line_error_of(lambda: read(base, **options))
 
 
 def test_a_bad_timestamp_names_the_file_the_record_and_the_field(copy):

@@ -361,8 +361,9 @@ def _author_kinds(comments: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataF
 
 def first_responses(comments: pd.DataFrame, tickets: pd.DataFrame) -> pd.DataFrame:
     """The first public agent comment after the ticket was created, per ticket."""
-    created = comments["ticket_id"].map(tickets.set_index("ticket_id")["created_at"])
-    replies = comments[(comments["author"] == "agent").to_numpy() & comments["public"].to_numpy() & (comments["at"] > created).to_numpy()]
+    # a join, not a map: with no ticket left, pandas cannot map onto an empty time column
+    c = comments.merge(tickets[["ticket_id", "created_at"]], on="ticket_id")
+    replies = c[(c["author"] == "agent").to_numpy() & c["public"].to_numpy() & (c["at"] > c["created_at"]).to_numpy()]
     first = replies.sort_values("at", kind="stable").drop_duplicates("ticket_id")
     return event_frame("ticket_id", first["ticket_id"], first["at"], "first_response")
 

@@ -223,3 +223,11 @@ def test_options_are_checked():
         ZendeskSource.model_validate({"channels": {"voice": "call"}})
     with pytest.raises(ValidationError, match="expected organization.id"):
         ZendeskSource.model_validate({"account_id": "external_id"})
+
+
+def test_no_ticket_with_an_account_gives_empty_tables_not_a_crash(tmp_path):
+    """Organisations missing from the export: no ticket can be given an account."""
+    base = copy_fixtures("zendesk", tmp_path)
+    (base / "zendesk" / "organizations.json").write_text("[]")
+    tables = read(base, account_id="organization.external_id")
+    assert ticket_table_counts(tables) == {"tickets": 0, "ticket_events": 0, "ticket_messages": 0}

@@ -443,7 +443,8 @@ def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFr
     if missing:
         return raw, [Violation(contract.name, col, "column_present", f"a column named '{col}' (found: {found})") for col in missing]
     raw = raw.reset_index(drop=True)
-    absent = {c.name for c in contract.columns if c.name not in raw.columns}
+    # an optional column written with no value at all (an export's empty measure) is absent too
+    absent = {c.name for c in contract.columns if c.name not in raw.columns or (c.optional and len(raw) and raw[c.name].isna().all())}
     columns: dict[str, pd.Series] = {}
     unparseable: dict[str, np.ndarray] = {}
     for col in contract.columns:

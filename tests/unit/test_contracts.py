@@ -266,3 +266,11 @@ def test_support_tables_may_all_be_absent(tiny, tmp_path):
     folder = write_tables({k: tiny[k] for k in ("accounts", "usage_daily", "churn")}, tmp_path / "d")
     loaded = load_tables(folder)
     assert loaded["tickets"].empty and any("tickets" in note for note in loaded.notes)
+
+
+def test_an_optional_column_with_no_value_at_all_is_absent(tiny):
+    usage = tiny["usage_daily"].assign(api_calls=None)
+    clean = validate_tables({**tiny, "usage_daily": usage})["usage_daily"]
+    assert clean["api_calls"].isna().all()
+    exc = violation(broken(tiny, "usage_daily", "api_calls", 0, None))  # some values but not all: still a violation
+    assert_names(exc, "usage_daily", "api_calls", "not_null")

@@ -5,6 +5,7 @@ tables:            # any contract table from a source through a column map
   accounts: {source: crm/accounts.csv, columns: {account_id: Account.Id, ...}, values: {...}}
 events: {...}      # product analytics events -> usage_daily
 zendesk: {...}     # help desk / billing connectors; their options live in ingest/<name>.py
+outside_contract: drop   # rows of unknown accounts or before contract start: drop (noted) or error
 ```
 
 Every key is checked: an unknown key, a table or column the contracts do not know, a bad time
@@ -163,6 +164,10 @@ class MappingFile(_Strict):
     zendesk: dict[str, Any] | None = None
     intercom: dict[str, Any] | None = None
     stripe: dict[str, Any] | None = None
+    #: rows of every table that fall outside a contract (unknown account, before contract start,
+    #: usage after churn, children of such tickets): dropped with a note, or left for the contract
+    #: check to refuse; `events.outside_contract`, where given, overrides it for the events
+    outside_contract: Literal["drop", "error"] = "drop"
 
     @field_validator("tables", mode="before")
     @classmethod

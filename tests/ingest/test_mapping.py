@@ -42,6 +42,8 @@ def test_bad_values_of_known_keys(tmp_path):
         "tables.accounts.unit: Input should be 'dollars' or 'cents'")
     assert "url 'sqlite:///crm.db' needs a query" in problem(tmp_path, "tables:\n  churn:\n    source: {url: 'sqlite:///crm.db'}\n")
     assert problem(tmp_path, "events:\n  source: e.csv\n  quiet_days: maybe\n").startswith("events.quiet_days: Input should be")
+    assert problem(tmp_path, "tables:\n  accounts:\n" + GOOD_TABLE + "outside_contract: keep\n").startswith(
+        "outside_contract: Input should be 'drop' or 'error'")
     assert "events.counts: 'logins': expected a new column name" in problem(tmp_path, "events:\n  source: e.csv\n  counts: {logins: [x]}\n")
 
 
@@ -64,6 +66,7 @@ def test_yes_and_no_stay_text_in_value_maps(tmp_path):
     mapping = load_mapping(path)
     assert mapping.tables["accounts"].values["exec_sponsor"] == {"Yes": True, "No": False, "1": True}
     assert mapping.tables["accounts"].source.path == "accounts.csv"
+    assert mapping.outside_contract == "drop"  # the default: trial tickets and prospects' rows are noted, not fatal
 
 
 def test_the_documented_example_is_a_valid_mapping():
@@ -71,7 +74,7 @@ def test_the_documented_example_is_a_valid_mapping():
     mapping = load_mapping(example)
     assert set(mapping.tables) == {"accounts", "churn"} and mapping.events.counts == {"exports": ["Export Run", "CSV Downloaded"]}
     assert mapping.tables["accounts"].values["exec_sponsor"] == {"Yes": True, "No": False}
-    assert mapping.zendesk == {"folder": "zendesk"}
+    assert mapping.zendesk == {"folder": "zendesk"} and mapping.outside_contract == "drop"
     from ingest.stripe import StripeSource
     from ingest.zendesk import ZendeskSource
 

@@ -88,14 +88,20 @@ class LogisticBaseline:
         return X
 
     def fit(self, panel: pd.DataFrame) -> LogisticBaseline:
+        """One regression per horizon; a horizon whose known outcomes are all one class predicts
+        that rate, and one without any known outcome (a short training history) predicts NaN."""
         X = self._x(panel)
         self.models_ = []
         for label in LABELS:
             y = panel[label].to_numpy(dtype="float64", na_value=np.nan)
             known = ~np.isnan(y)
-            self.models_.append(self._pipeline().fit(X[known], y[known].astype(int)))
+            if 0 < y[known].sum() < known.sum():
+                self.models_.append(self._pipeline().fit(X[known], y[known].astype(int)))
+            else:  # nothing to regress on: the one class's rate, or NaN without any known outcome
+                self.models_.append(float(np.mean(y[known])) if known.any() else np.nan)
         return self
 
     def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
         X = self._x(panel)
-        return np.maximum.accumulate(np.column_stack([m.predict_proba(X)[:, 1] for m in self.models_]), axis=1)
+        cols = [m.predict_proba(X)[:, 1] if hasattr(m, "predict_proba") else np.full(len(X), m) for m in self.models_]
+        return np.maximum.accumulate(np.column_stack(cols), axis=1)

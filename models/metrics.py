@@ -32,11 +32,31 @@ def _flags(frame: pd.DataFrame, budget: float) -> np.ndarray:
     return (rank <= np.maximum(1, np.floor(size * budget))).to_numpy()
 
 
+def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
+    """Why some metrics of a test set are null (they are never a crash): rows without a score, a
+    single class (rankings, lift and recall mean nothing), no churner caught (no lead time)."""
+    notes = [f"{dropped:,} row{'s' if dropped > 1 else ''} without a score left out"] if dropped else []
+    if len(y) == 0:
+        notes.append("no test row to score: every metric is undefined")
+    elif y.sum() == 0:
+        notes.append(f"only one class among the {len(y):,} test rows (no churner): ROC-AUC, PR-AUC, lift, recall and lead time are undefined")
+    elif y.sum() == len(y):
+        notes.append(f"only one class among the {len(y):,} test rows (all churned): ROC-AUC and PR-AUC are undefined")
+    if caught == 0 and y.sum() > 0:
+        notes.append("no churner was among the accounts flagged within the budget: the lead time is undefined")
+    return "; ".join(notes) or None
+
+
 def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.Series | None = None) -> dict:
     """Metrics for one horizon. `frame`: account_id, cutoff, y (0/1, no nulls), score, and
-    optionally arr; `churned_at`: churn time by account_id (for lead times)."""
+    optionally arr; `churned_at`: churn time by account_id (UTC datetimes, as the churn table's
+    contract types them; for lead times). A metric the rows cannot define (one class, no rows) is
+    NaN and `note` says why; rows without a score are left out and counted in `note`."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    scored = frame["score"].notna().to_numpy()
+    dropped = int((~scored).sum())
+    frame = frame[scored]
     y = frame["y"].to_numpy(dtype=float)
     p = frame["score"].to_numpy(dtype=float)
     out: dict = {"rows": len(frame), "positives": int(y.sum()), "base_rate": float(y.mean()) if len(y) else float("nan")}
@@ -60,4 +80,5 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         lead = (churned_at.reindex(first.index) - first).dt.total_seconds() / 86400
         out["median_lead_days"] = float(lead.median()) if len(lead) else float("nan")
         out["caught_accounts"] = int(len(first))
+    out["note"] = _undefined(y, dropped, out.get("caught_accounts"))
     return out

@@ -4,6 +4,11 @@ The challenger wins when, on the same backtest (same snapshots, same test cutoff
 the chosen metric at every horizon is no worse than the champion's minus a tolerance, and its
 expected calibration error stays within the bound at every horizon. Without a champion only the
 calibration bound applies. The decision lists every reason, so a refusal says what to fix.
+
+A short history leaves some horizons without a backtest figure (models/backtest.py), and a test
+set of one class leaves a metric undefined: those horizons are compared on what both sides have,
+and the notes say which were left out and why. Only when no horizon at all can be judged is that a
+reason to refuse.
 """
 
 from __future__ import annotations
@@ -29,27 +34,41 @@ def metric_key(metric: str, horizon: int, model: str = "lightgbm") -> str:
     return f"backtest.{model}.{metric}_{horizon}d"
 
 
+def _missing(side: str, metric: str, h: int) -> str:
+    return f"{h} days: not compared: the {side}'s backtest has no {metric} at this horizon (not evaluated, or undefined on its test set)"
+
+
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, policy: PromotionPolicy) -> dict:
-    """{"promote": bool, "reasons": [...], "comparison": [...]} from two runs' backtest metrics."""
+    """{"promote": bool, "reasons": [...], "notes": [...], "comparison": [...]} from two runs'
+    backtest metrics. Horizons the challenger's backtest did not evaluate are left out with a
+    note; against a champion, the metric is compared on the horizons both have."""
     reasons: list[str] = []
     notes: list[str] = []
     comparison = []
     for h in policy.horizons:
         ece = challenger.get(metric_key("ece", h))
-        if ece is None and (champion is None or metric_key(policy.metric, h) not in champion):
-            notes.append(f"{h} days: not evaluated (the backtest's test cutoffs have no known {h}-day outcomes)")
+        new = challenger.get(metric_key(policy.metric, h))
+        if ece is None and new is None:
+            notes.append(f"{h} days: not evaluated by the challenger's backtest (its test cutoffs have no known {h}-day outcomes)")
             continue
         if ece is None:
-            reasons.append(f"challenger has no backtest ECE at {h} days")
+            notes.append(_missing("challenger", "ECE", h))
         elif ece > policy.max_ece:
             reasons.append(f"challenger's {h}-day ECE {ece:.4f} exceeds the calibration bound {policy.max_ece}")
-        new = challenger.get(metric_key(policy.metric, h))
         old = champion.get(metric_key(policy.metric, h)) if champion else None
         comparison.append({"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": old, "challenger_ece": ece})
         if champion is None:
             continue
         if new is None or old is None:
-            reasons.append(f"{policy.metric} at {h} days is missing for the {'challenger' if new is None else 'champion'}")
+            notes.append(_missing("challenger" if new is None else "champion", policy.metric, h))
         elif new < old - policy.tolerance:
             reasons.append(f"challenger's {h}-day {policy.metric} {new:.4f} is below the champion's {old:.4f} by more than the tolerance {policy.tolerance}")
+    compared = [c["horizon_days"] for c in comparison if c["challenger"] is not None and c["champion"] is not None]
+    if not comparison:
+        reasons.append("the challenger's backtest has no figures at any horizon of the policy "
+                       f"({', '.join(map(str, policy.horizons))} days): nothing to judge it on")
+    elif champion is not None and not compared:
+        reasons.append(f"no horizon has {policy.metric} for both the challenger and the champion: they cannot be compared")
+    elif champion is not None and len(compared) < len(policy.horizons):
+        notes.append(f"{policy.metric} compared at {', '.join(map(str, compared))} days only (the horizons both backtests have)")
     return {"promote": not reasons, "reasons": reasons, "notes": notes, "comparison": comparison}

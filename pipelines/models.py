@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.errors import ChurnError, InputError
-from models.backtest import run_backtest
+from models.backtest import MIN_TRAIN_DAYS, BacktestPlan, NotEvaluated, infer_data_end, plan_backtest, run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
 from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
 from models.promotion import PromotionPolicy, decide, metric_key
@@ -59,15 +59,41 @@ def feature_names(panel: pd.DataFrame) -> list[str]:
     return [c for c in panel.columns if c not in KEYS and not c.startswith("churned_within_") and panel[c].notna().any()]
 
 
+def _panel_summary(features_dir: Path) -> dict:
+    """panel_summary.json of a features folder (empty when a panel was written without one)."""
+    path = Path(features_dir) / "panel_summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _data_dir(features_dir: Path) -> Path | None:
-    summary_path = Path(features_dir) / "panel_summary.json"
-    return Path(json.loads(summary_path.read_text())["data"]) if summary_path.is_file() else None
+    """The data folder the panel was built from."""
+    data = _panel_summary(features_dir).get("data")
+    return Path(data) if data else None
 
 
 def _churned_at(data_dir: Path | None) -> pd.Series | None:
-    if data_dir is not None and (data_dir / "churn.parquet").is_file():
-        return pd.read_parquet(data_dir / "churn.parquet").set_index("account_id")["churned_at"]
-    return None
+    """Churn times by account (for lead times), read through the churn table's contract: Parquet or
+    CSV, timestamps as text or typed, all UTC. None when the data folder or its churn table is gone."""
+    from core.contracts import find_table_file, load_tables
+
+    if data_dir is None or not data_dir.is_dir() or find_table_file(data_dir, "churn") is None:
+        return None
+    try:
+        churn = load_tables(data_dir, tables=("accounts", "churn"))["churn"]
+    except InputError as exc:
+        raise InputError(f"{data_dir} (the data the panel was built from; its churn table gives the lead times): {exc}") from None
+    return churn.set_index("account_id")["churned_at"]
+
+
+def backtest_plan(panel: pd.DataFrame, features_dir: Path, folds: int, min_train_days: int = MIN_TRAIN_DAYS) -> BacktestPlan:
+    """Which cutoffs test which horizon (models.backtest.plan_backtest), with the data's range from
+    the panel summary; InputError naming --features when the history allows no fold at all."""
+    summary = _panel_summary(features_dir)
+    when = {k: pd.Timestamp(summary[k]) for k in ("data_start", "data_end") if summary.get(k)}
+    plan = plan_backtest(panel, folds, min_train_days=min_train_days, **when)
+    if plan.shortfall:
+        raise InputError(f"--features {features_dir}: {plan.shortfall}")
+    return plan
 
 
 def _oracle(data_dir: Path | None) -> Callable[[pd.DataFrame], np.ndarray] | None:
@@ -95,20 +121,33 @@ def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
 def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget: float, progress: Callable[[str], None] | None = None,
                  model_uri: str | None = None, tracking_uri: str | None = None, map_folds=None) -> dict:
     """Backtest the model and the baselines (and the oracle where the data has truth/); with
-    `model_uri`, score that trained model on the snapshots after its training outcomes instead."""
+    `model_uri`, score that trained model on the snapshots after its training outcomes instead.
+    Each horizon is tested where the history allows (models.backtest); the others are listed in
+    `not_evaluated` with the days of data they lack."""
+    say = progress or (lambda _line: None)
     started = time.perf_counter()
     panel = read_snapshots(features_dir)
     data_dir = _data_dir(features_dir)
     if model_uri:
         return _evaluate_model(panel, model_uri, tracking_uri, budget, _churned_at(data_dir), features_dir, started)
+    plan = backtest_plan(panel, features_dir, folds)
+    for line in plan.lines():
+        say(line)
     oracle = _oracle(data_dir)
     names = feature_names(panel)
     table, _ = run_backtest(
         panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(data_dir), progress=progress, oracle=oracle,
-        baselines=baselines(names), map_folds=map_folds,
+        baselines=baselines(names), map_folds=map_folds, plan=plan,
     )
     return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": _json_rows(table),
-            "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
+            **_plan_fields(plan), "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _plan_fields(plan: BacktestPlan) -> dict:
+    """What a backtest's JSON says about its plan: horizons left out (with why), notes, the folds."""
+    doc = plan.to_dict()
+    return {"not_evaluated": doc["not_evaluated"], "notes": doc["notes"], "test_cutoffs_by_horizon": doc["test_cutoffs"],
+            "backtest_plan": {k: doc[k] for k in ("step_days", "min_train_days", "min_train_cutoffs", "data_end", "history")}}
 
 
 def _evaluate_model(panel: pd.DataFrame, model_uri: str, tracking_uri: str | None, budget: float, churned_at, features_dir: Path,
@@ -129,16 +168,28 @@ def _evaluate_model(panel: pd.DataFrame, model_uri: str, tracking_uri: str | Non
         raise InputError(f"--model {model_uri}: its training saw outcomes up to {through.date()} and no snapshot of {features_dir} from then on "
                          "has a known outcome yet; evaluate it on snapshots built from newer data")
     curve = model.predict_curve(test)
-    rows = []
+    end = pd.Timestamp(_panel_summary(features_dir).get("data_end") or infer_data_end(panel))
+    rows, skipped = [], []
     for k, (h, label) in enumerate(zip(HORIZONS, LABELS, strict=True)):
         known = test[label].notna().to_numpy()
         if not known.any():
+            skipped.append(_not_yet_known(h, test["cutoff"].min(), end))
             continue
         frame = pd.DataFrame({"account_id": test["account_id"], "cutoff": test["cutoff"], "y": test[label].astype("float"),
                               "score": curve[:, k], "arr": test.get("arr_current", pd.Series(np.nan, index=test.index))})[known]
         rows.append({"model": "registered", "horizon_days": h, **score_metrics(frame.assign(y=frame["y"].astype(int)), budget=budget, churned_at=churned_at)})
     return {"features": str(features_dir), "model": model_uri, "out_of_time_from": str(through.date()), "budget": budget,
-            "results": _json_rows(pd.DataFrame(rows)) if rows else [], "seconds": round(time.perf_counter() - started, 1)}
+            "results": _json_rows(pd.DataFrame(rows)) if rows else [], "not_evaluated": [asdict(n) for n in skipped],
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _not_yet_known(horizon: int, first: pd.Timestamp, data_end: pd.Timestamp) -> NotEvaluated:
+    """A horizon a registered model cannot be scored at: no snapshot after its training outcomes
+    has a known outcome at that horizon yet."""
+    lacking = (first + pd.Timedelta(days=horizon) - data_end).days
+    wait = f"not enough history: needs {lacking} more days (" if lacking > 0 else "("
+    return NotEvaluated(horizon, f"{wait}the first snapshot after the outcomes its training saw, on {first.date()}, has no known {horizon}-day "
+                                 f"outcome; the data end on {data_end.date()})", lacking if lacking > 0 else None)
 
 
 def fingerprint(features_dir: Path) -> str:
@@ -166,10 +217,18 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, churned_at, progress, params: CurveParams | None = None,
+def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, plan: BacktestPlan, churned_at, progress,
               trainer: BoosterTrainer | None = None, map_folds=None):
-    return run_backtest(panel, names, folds=config.folds, params=params or config.curve, budget=config.budget, churned_at=churned_at,
-                        progress=progress, baselines=baselines(names), trainer=trainer, map_folds=map_folds)
+    return run_backtest(panel, names, folds=config.folds, params=config.curve, budget=config.budget, churned_at=churned_at,
+                        progress=progress, baselines=baselines(names), trainer=trainer, map_folds=map_folds, plan=plan)
+
+
+def _unseen_horizons(panel: pd.DataFrame) -> list[str]:
+    """Notes for horizons whose outcome no snapshot of the panel knows: the final model's curve
+    there extends the shorter intervals and is not calibrated."""
+    unseen = [h for h, label in zip(HORIZONS, LABELS, strict=True) if not panel[label].notna().any()]
+    return [f"{h} days: no snapshot of the panel has a known {h}-day outcome, so the final model's {h}-day probability extends "
+            "the shorter horizons' hazards and is not calibrated" for h in unseen]
 
 
 @contextlib.contextmanager
@@ -210,11 +269,17 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
     data_dir = _data_dir(features_dir)
-    say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds")
+    plan = backtest_plan(panel, features_dir, config.folds)
+    say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds per horizon")
+    for line in plan.lines():
+        say(line)
     with _trainer(dask_address, len(panel), config, say) as trainer:
-        table, pooled = _backtest(panel, names, config, _churned_at(data_dir), say, trainer=trainer, map_folds=map_folds)
+        table, pooled = _backtest(panel, names, config, plan, _churned_at(data_dir), say, trainer=trainer, map_folds=map_folds)
         say("fitting the final model on every snapshot")
         model = fit_curve(panel, names, config.curve, trainer)
+    unseen = _unseen_horizons(panel)
+    for note in unseen:
+        say(f"note: {note}")
     latest = panel[panel["cutoff"] == panel["cutoff"].max()]
     sample = latest.sample(min(len(latest), 2000), random_state=0)
     contrib = contributions(model, sample, 90)
@@ -224,10 +289,13 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     dictionary_path = features_dir / "feature_dictionary.json"
     test_cutoffs = sorted(str(pd.Timestamp(c).date()) for c in pooled["cutoff"].unique())
     tags = {"features_dir": str(features_dir.resolve()), "data.fingerprint": fingerprint(features_dir), "formulation": config.curve.formulation,
-            "backtest.test_cutoffs": json.dumps(test_cutoffs), "backtest.folds": str(config.folds), "backtest.budget": str(config.budget)}
+            "backtest.test_cutoffs": json.dumps(test_cutoffs), "backtest.folds": str(config.folds), "backtest.budget": str(config.budget),
+            "backtest.min_train_days": str(plan.min_train_days),
+            "backtest.not_evaluated": json.dumps([n["horizon_days"] for n in plan.to_dict()["not_evaluated"]])}
     data_doc = {"snapshots": len(panel), "accounts": int(panel["account_id"].nunique()), "features": names,
                 "cutoffs": [str(pd.Timestamp(c).date()) for c in np.sort(panel["cutoff"].unique())], "fingerprint": tags["data.fingerprint"],
-                "label_rates": {label: float(panel[label].mean()) for label in LABELS}, "source": str(data_dir) if data_dir else None}
+                "label_rates": {label: float(panel[label].mean()) if panel[label].notna().any() else None for label in LABELS},
+                "source": str(data_dir) if data_dir else None, "backtest_plan": plan.to_dict()}
     say("logging to MLflow")
     registry.connect(tracking_uri)
     logged = registry.log_training(
@@ -241,9 +309,11 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
         tags=tags,
     )
     lightgbm = {r["horizon_days"]: r for r in _json_rows(table) if r["model"] == "lightgbm"}
+    plan_fields = _plan_fields(plan)
     return {**logged, "features": str(features_dir), "snapshots": len(panel), "feature_count": len(names), "test_cutoffs": test_cutoffs,
             "backtest": _json_rows(table), "roc_auc": {str(h): r["roc_auc"] for h, r in lightgbm.items()},
-            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, "seconds": round(time.perf_counter() - started, 1)}
+            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, **plan_fields, "notes": plan_fields["notes"] + unseen,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def run_promote(*, tracking_uri: str, config: ModelConfig, force: bool = False, progress: Callable[[str], None] | None = None) -> dict:
@@ -293,7 +363,10 @@ def _rebacktest_champion(champion: dict, challenger: dict, config: ModelConfig, 
     names = feature_names(panel)
     folds = int(challenger["tags"].get("backtest.folds", config.folds))
     budget = float(challenger["tags"].get("backtest.budget", config.budget))
-    table, _ = run_backtest(panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(_data_dir(features_dir)), progress=say)
+    # the challenger's plan: the same folds and history rule give the same test cutoffs
+    plan = backtest_plan(panel, features_dir, folds, int(challenger["tags"].get("backtest.min_train_days", MIN_TRAIN_DAYS)))
+    table, _ = run_backtest(panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(_data_dir(features_dir)),
+                            progress=say, plan=plan)
     return backtest_metrics(table), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"
 
 

@@ -208,16 +208,29 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
         return
     from rich.table import Table
 
-    title = (f"{model_uri} on snapshots from {result['out_of_time_from']}" if model_uri else f"backtest: {folds} folds") + \
+    title = (f"{model_uri} on snapshots from {result['out_of_time_from']}" if model_uri else f"backtest: up to {folds} folds per horizon") + \
         f", CS budget {budget:.0%} of accounts per cutoff"
     table = Table(title=title)
-    for col in ("model", "horizon", "ROC-AUC", "PR-AUC", "Brier", "ECE", "lift@10%", "recall@budget", "ARR recall", "lead days"):
+    for col in ("model", "horizon", "folds", "ROC-AUC", "PR-AUC", "Brier", "ECE", "lift@10%", "recall@budget", "ARR recall", "lead days"):
         table.add_column(col)
     fmt = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     for r in result["results"]:
-        table.add_row(r["model"], f"{r['horizon_days']}d", fmt(r["roc_auc"]), fmt(r["pr_auc"]), fmt(r["brier"], 4), fmt(r["ece"], 4),
-                      fmt(r["lift_top_decile"], 2), fmt(r["recall_at_budget"]), fmt(r.get("arr_recall_at_budget")), fmt(r.get("median_lead_days"), 0))
+        table.add_row(r["model"], f"{r['horizon_days']}d", str(r.get("folds", "-")), fmt(r["roc_auc"]), fmt(r["pr_auc"]), fmt(r["brier"], 4),
+                      fmt(r["ece"], 4), fmt(r["lift_top_decile"], 2), fmt(r["recall_at_budget"]), fmt(r.get("arr_recall_at_budget")),
+                      fmt(r.get("median_lead_days"), 0))
     Console(stderr=True, width=max(err.width, 150)).print(table)
+    _print_backtest_notes(result)
+
+
+def _print_backtest_notes(result: dict) -> None:
+    """What the backtest could not evaluate, and why (the same lines as the JSON's)."""
+    for n in result.get("not_evaluated", []):
+        err.print(f"{n['horizon_days']} days not evaluated: {n['reason']}")
+    for note in result.get("notes", []):
+        err.print(f"note: {note}")
+    for r in result["results"]:
+        if r.get("note"):
+            err.print(f"note: {r['model']} {r['horizon_days']}d: {r['note']}")
 
 
 @app.command()
@@ -235,8 +248,10 @@ def train(features_dir: Path, as_json: bool) -> None:
     _require_features(features_dir)
     result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
     auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
+    skipped = ", ".join(f"{n['horizon_days']}d" for n in result.get("not_evaluated", []))
     _emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
-                           f"backtest ROC-AUC {auc}; `churn promote` makes it the champion if it wins")
+                           f"backtest ROC-AUC {auc}" + (f"; not evaluated: {skipped} (not enough history)" if skipped else "")
+                           + "; `churn promote` makes it the champion if it wins")
 
 
 @app.command()

@@ -514,6 +514,13 @@ def coerce_column(table: str, column: str, values: pd.Series) -> pd.Series:
     return _coerce_column(values, spec)[0]
 
 
+def coerce_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A slice of an input table read again after validation, its contract columns coerced to their
+    contract types (ids as text, times as UTC), so a second reader sees what the first validated."""
+    known = {c.name for c in CONTRACTS[table].columns}
+    return frame.assign(**{c: coerce_column(table, c, frame[c]) for c in frame.columns if c in known})
+
+
 def _coerce_column(values: pd.Series, col: Column) -> tuple[pd.Series, np.ndarray]:
     """Convert one column to its contract dtype; return it and a mask of unparseable values."""
     if values.dtype == object or pd.api.types.is_string_dtype(values):

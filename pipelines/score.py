@@ -35,7 +35,7 @@ def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizo
 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
               progress: Callable[[str], None] | None = None, map_blocks: Mapper | None = None) -> dict:
-    from core.contracts import TableFiles
+    from core.contracts import TableFiles, coerce_columns
     from escalation.batch import apply_policy
     from escalation.policy import load_policy
     from features.registry import feature_specs
@@ -67,7 +67,7 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     curve = model.predict_curve(panel)
     specs = feature_specs()
     say(f"scored {len(panel):,} accounts at {cutoff.date()}")
-    accounts = TableFiles(data).read("accounts", ["account_id", "name", "csm_owner"])
+    accounts = coerce_columns("accounts", TableFiles(data).read("accounts", ["account_id", "name", "csm_owner"]))
     owners = accounts.set_index("account_id")["csm_owner"].replace("", np.nan).dropna()
     names = accounts.set_index("account_id")["name"]
     now = cutoff.to_pydatetime()
@@ -108,14 +108,14 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
 def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -> dict:
     """A handoff package per escalated account from its latest ticket before the cutoff (only
     messages sent before the cutoff: the package knows what the decision knew)."""
-    from core.contracts import TableFiles
+    from core.contracts import TableFiles, coerce_columns
     from escalation.handoff import build_handoff
 
     files = TableFiles(data)  # validated by the feature pass of this run: only the times need reading
     accounts = np.array([d.account_id for d in decisions], dtype=object)
     tickets = files.read_where("tickets", "account_id", accounts)
     if tickets is not None:
-        tickets = tickets.assign(created_at=pd.to_datetime(tickets["created_at"], utc=True, format="ISO8601"))
+        tickets = coerce_columns("tickets", tickets)
     latest: dict = {}
     if tickets is not None and len(tickets):
         before = tickets[tickets["created_at"] < cutoff].sort_values("created_at")
@@ -123,8 +123,7 @@ def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -
     ids = np.array([t["ticket_id"] for t in latest.values()], dtype=object)
     messages = None
     if len(ids) and files.path("ticket_messages") is not None:
-        messages = files.read_where("ticket_messages", "ticket_id", ids)
-        messages = messages.assign(sent_at=pd.to_datetime(messages["sent_at"], utc=True, format="ISO8601"))
+        messages = coerce_columns("ticket_messages", files.read_where("ticket_messages", "ticket_id", ids))
         messages = messages[messages["sent_at"] < cutoff]
     out = {}
     for decision in decisions:

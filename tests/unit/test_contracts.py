@@ -274,3 +274,12 @@ def test_an_optional_column_with_no_value_at_all_is_absent(tiny):
     assert clean["api_calls"].isna().all()
     exc = violation(broken(tiny, "usage_daily", "api_calls", 0, None))  # some values but not all: still a violation
     assert_names(exc, "usage_daily", "api_calls", "not_null")
+
+
+def test_a_slice_read_again_gets_the_contract_types():
+    from core.contracts import coerce_columns
+
+    raw = pd.DataFrame({"ticket_id": [101, 102], "created_at": ["2024-01-05T10:00:00+01:00", "2024-01-06"], "note": ["x", "y"]})
+    out = coerce_columns("tickets", raw)
+    assert out["ticket_id"].tolist() == ["101", "102"] and out["note"].tolist() == ["x", "y"]
+    assert out["created_at"].tolist() == [pd.Timestamp("2024-01-05T09:00:00Z"), pd.Timestamp("2024-01-06T00:00:00Z")]

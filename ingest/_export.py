@@ -41,7 +41,8 @@ Paths = Annotated[list[str], BeforeValidator(_as_list)]
 
 
 class Options(BaseModel):
-    """A connector's options: an unknown key is refused with the keys that are allowed."""
+    """Options from the mapping file (a connector's or any section's): an unknown key is refused
+    with the keys that are allowed, in the order they are declared."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -50,10 +51,10 @@ class Options(BaseModel):
     def _known_keys(cls, data: Any) -> Any:
         # pydantic's "extra inputs are not permitted" does not say what was meant instead
         if isinstance(data, dict):
-            known = {name for name, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+            known = [*cls.model_fields, *(f.alias for f in cls.model_fields.values() if f.alias)]
             unknown = [str(k) for k in data if k not in known]
             if unknown:
-                raise ValueError(f"unknown key '{unknown[0]}'; expected one of {', '.join(sorted(known))}")
+                raise ValueError(f"unknown key '{unknown[0]}'; expected one of {', '.join(known)}")
         return data
 
 

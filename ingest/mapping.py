@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from core.contracts import CONTRACTS
 from core.errors import InputError
+from ingest._export import Options
 
 #: Sections read by a connector module of this package: section -> (module, options model, reader).
 CONNECTORS: dict[str, tuple[str, str, str]] = {
@@ -33,23 +34,7 @@ CONNECTORS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class _Strict(BaseModel):
-    """A section of the mapping file: unknown keys are refused with the keys that are allowed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # pydantic's own "extra inputs are not permitted" does not say what was meant instead
-        if isinstance(data, dict):
-            unknown = [str(k) for k in data if k not in cls.model_fields]
-            if unknown:
-                raise ValueError(f"unknown key '{unknown[0]}'; expected one of {', '.join(cls.model_fields)}")
-        return data
-
-
-class Source(_Strict):
+class Source(Options):
     """A CSV file, a Parquet file or folder (`path`), or a SQL query on a SQLAlchemy URL."""
 
     path: str | None = None
@@ -72,7 +57,7 @@ class Source(_Strict):
         return self
 
 
-class _TimeOptions(_Strict):
+class _TimeOptions(Options):
     """How a section's timestamps are written."""
 
     #: strptime format of the timestamps; default ISO 8601 (numbers are epoch seconds or milliseconds)
@@ -116,7 +101,7 @@ class TableSpec(_TimeOptions):
         return value
 
 
-class EventColumns(_Strict):
+class EventColumns(Options):
     """Where each field of an event is in the source (Segment, Amplitude, Mixpanel, a warehouse)."""
 
     timestamp: str = "timestamp"
@@ -156,7 +141,7 @@ class EventsSpec(_TimeOptions):
         return value
 
 
-class MappingFile(_Strict):
+class MappingFile(Options):
     """The whole mapping file."""
 
     tables: dict[str, TableSpec] = {}

@@ -74,6 +74,8 @@ class Column:
     also: tuple[str, ...] = ()
     #: other spellings of allowed values (compared lowercased), mapped to the allowed value
     aliases: Mapping[str, str] | None = None
+    #: what else is accepted, said after the allowed values in an error
+    also_accepted: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ CONTRACTS: dict[str, TableContract] = {
                 Column("arr", "float", min=0, description="annual recurring revenue in USD at contract"),
                 Column("contract_start", "timestamp"),
                 Column("billing", "category", allowed=BILLING, aliases=_BILLING_ALIASES,
+                       also_accepted="or the months " + ", ".join(map(str, TERM_MONTHS.values())),
                        description="contract term (a name or months: 1, 3, 6, 12, 24, 36); renewals every term"),
                 Column("csm_owner", "text", nullable=True),
                 Column("exec_sponsor", "bool", description="an executive sponsor existed at contract"),
@@ -465,7 +468,7 @@ def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFr
             violations += _violation(contract, frame, col.name, "not_null", "a value in every row", null)
         if col.allowed is not None:
             bad = ~null & ~values.isin(col.allowed).to_numpy()
-            expected = f"one of {', '.join(col.allowed)}" + (" (or months: 1, 3, 6, 12, 24, 36)" if col.aliases else "")
+            expected = f"one of {', '.join(col.allowed)}" + (f" ({col.also_accepted})" if col.also_accepted else "")
             violations += _violation(contract, frame, col.name, "allowed_values", expected, bad)
         if col.min is not None:
             bad = ~null & (values.to_numpy(dtype="float64", na_value=np.nan) < col.min)

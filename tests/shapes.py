@@ -37,6 +37,8 @@ class Shape:
     start: str | None = None
     text: bool = False
     expect_without_data: tuple[str, ...] = ()
+    #: features made from the base's own usage measures, which must be built and explained
+    expect_features: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
 
     def features_args(self, out: Path) -> list[str]:
@@ -72,7 +74,7 @@ def usage_only(root: Path) -> Shape:
     usage.to_parquet(data / "usage_daily.parquet", index=False)
     churn = pd.read_parquet(data / "churn.parquet")
     churn.assign(churned_at=churn["churned_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_parquet(data / "churn.parquet", index=False)
-    return Shape("usage_only", data, every="14d",
+    return Shape("usage_only", data, every="14d", expect_features=("usage_reports_exported_30d", "usage_reports_exported_change_30d"),
                  expect_without_data=("support", "effort", "communication", "surveys", "risk_events", "text", "experience"))
 
 
@@ -146,7 +148,7 @@ def consumer_monthly(root: Path, accounts: int = 600, days: int = 240, seed: int
     data.mkdir(parents=True)
     for name, frame in (("accounts", accounts_frame), ("usage_daily", usage), ("churn", churn)):
         frame.to_csv(data / f"{name}.csv", index=False)
-    return Shape("consumer_monthly", data, every="7d", start="2023-06-01",
+    return Shape("consumer_monthly", data, every="7d", start="2023-06-01", expect_features=("usage_tracks_played_30d",),
                  expect_without_data=("support", "effort", "communication", "surveys", "risk_events", "text", "experience"))
 
 

@@ -57,6 +57,12 @@ def extra_name(column: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", column.lower()).strip("_")
 
 
+def extra_features(column: str) -> tuple[str, str]:
+    """The two features of an extra measure: its 30-day mean and that mean's change."""
+    stem = f"usage_{extra_name(column)}"
+    return f"{stem}_30d", f"{stem}_change_30d"
+
+
 def extra_measures(usage: pd.DataFrame) -> list[str]:
     """The extra numeric columns of a (validated) usage table, in file order."""
     return [c for c in usage.columns if c not in _CONTRACT_COLUMNS and not str(c).startswith("_") and extra_name(str(c))]
@@ -84,7 +90,7 @@ def build_usage(ctx: FeatureContext) -> pd.DataFrame:
     u = ctx.tables["usage_daily"]
     extras = extra_measures(u)
     out = {s.name: np.full(len(ctx), np.nan) for s in SPECS}
-    out.update({f"usage_{extra_name(c)}_{w}": np.full(len(ctx), np.nan) for c in extras for w in ("30d", "change_30d")})
+    out.update({name: np.full(len(ctx), np.nan) for c in extras for name in extra_features(c)})
     if u.empty or not len(ctx):
         return pd.DataFrame(out)
     # a measure absent from the file is null in every row (present ones are never null)
@@ -119,9 +125,10 @@ def _extra_features(g: DailyGrid, column: str, a: np.ndarray, e: np.ndarray, out
     def mean(length: int, offset: int = 0) -> np.ndarray:
         return _ratio(g.window_sum(f"x:{column}", a, e, length, offset), g.window_sum(f"n:{column}", a, e, length, offset))
 
+    level, change = extra_features(column)
     recent = mean(30)
-    out[f"usage_{extra_name(column)}_30d"][rows] = recent
-    out[f"usage_{extra_name(column)}_change_30d"][rows] = _ratio(recent, mean(90, 30)) - 1
+    out[level][rows] = recent
+    out[change][rows] = _ratio(recent, mean(90, 30)) - 1
 
 
 def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarray, healthy: float, out: dict, rows: np.ndarray,

@@ -12,6 +12,7 @@ import json
 import pandas as pd
 import pytest
 
+from features.registry import feature_specs
 from pipelines.cli import main
 from tests.shapes import SHAPES
 
@@ -46,6 +47,10 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     for entry in dictionary:
         if entry["family"] in without:
             assert snapshots[entry["name"]].isna().all(), entry["name"]
+    for name in shape.expect_features:
+        assert family_of[name] == "usage" and snapshots[name].notna().any(), name
+        sentence = feature_specs()[name].sentence(float(snapshots[name].dropna().iloc[0]))  # what a reason about it reads
+        assert "{" not in sentence and name.removeprefix("usage_").split("_")[0] in sentence, sentence
 
     assert main(["train", "--features", str(features), "--json"]) == 0
     trained = _json(capsys)

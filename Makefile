@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sentiment.py
 	$(BIN)/python benchmarks/text_signals.py
 	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/holiday.py
+	$(BIN)/python benchmarks/table.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/dask_path.py
 

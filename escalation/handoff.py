@@ -590,7 +590,8 @@ def _form(decision, facts, risk, signals, msgs, now, subject, timeline, effort, 
             days_to_renewal = None
     arr, average = _number(facts.arr), _number(facts.average_arr)
     curve = {int(h): _number(p) for h, p in sorted((risk.curve if risk else {}).items())}
-    reasons = sorted(risk.reasons, key=lambda r: -(_number(r.get("contribution")) or 0.0)) if risk else []
+    # strongest first: by effect in points where the reasons carry it (models/reasons.py), else by log-odds
+    reasons = sorted(risk.reasons, key=lambda r: -(_number(r.get("points", r.get("contribution"))) or 0.0)) if risk else []
     customer_rows = msgs[msgs["author"] == "customer"]
     waiting = None
     if len(msgs) and msgs["author"].iloc[-1] == "customer":
@@ -631,7 +632,7 @@ def _form(decision, facts, risk, signals, msgs, now, subject, timeline, effort, 
             "days_to_renewal": int(round(days_to_renewal)) if days_to_renewal is not None else None, "renewal_near": decision.renewal_near,
             "risk_curve_pct": {str(h): round(p * 100, 1) for h, p in curve.items() if p is not None},
             "expected_arr_loss_90d": round(arr * horizon_90) if arr is not None and horizon_90 is not None else None,
-            "top_reasons": [mask_pii(str(r.get("sentence", ""))) for r in reasons[:3] if r.get("sentence")],
+            "top_reasons": [mask_pii(str(r["sentence"]) + (f" ({r['effect']})" if r.get("effect") else "")) for r in reasons[:3] if r.get("sentence")],
             "model_version": risk.model_version if risk else None,
         },
         "what_is_needed": {

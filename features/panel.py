@@ -95,11 +95,45 @@ def make_cutoffs(
     return pd.date_range(first, last, freq=step, name="cutoff").astype("datetime64[us, UTC]")
 
 
+def calendar_cutoffs(cutoffs: pd.DatetimeIndex, usage_days: pd.DataFrame, data_end: pd.Timestamp) -> dict[pd.Timestamp, str]:
+    """Cutoffs added to a regular calendar (with the reason for each) so that the backtest also
+    tests the calendar's hard cases (models/backtest.py): the latest month end, and the day after
+    the deepest week in which the whole base was below BASE_DIP of its usual activity (a holiday
+    week), each between the first and the last regular cutoff and early enough for its 30-day
+    outcome to be known. `usage_days`: the base's daily usage totals (usage.daily_totals)."""
+    from features.families.usage import BASE_DIP, base_activity
+
+    if len(cutoffs) < 2:
+        return {}
+    last = min(cutoffs[-1], data_end - pd.Timedelta(days=HORIZONS[0]))
+    days = pd.date_range(cutoffs[0] + pd.Timedelta(days=1), last, freq="D")
+    out: dict[pd.Timestamp, list[str]] = {}
+    month_ends = days[days.day == 1]
+    if len(month_ends):
+        out.setdefault(month_ends[-1], []).append("a month end")
+    level = base_activity(usage_days, days)
+    if np.isfinite(level).any() and np.nanmin(level) < BASE_DIP:
+        deepest = len(level) - 1 - int(np.nanargmin(level[::-1]))  # the latest of equally deep weeks
+        out.setdefault(days[deepest], []).append(f"the base's quietest week ({level[deepest]:.0%} of its usual activity)")
+    return {c: " and ".join(why) for c, why in out.items()}
+
+
+def with_calendar(cutoffs: pd.DatetimeIndex, calendar: dict[pd.Timestamp, str]) -> pd.DatetimeIndex:
+    """The regular cutoffs and the calendar's, in time order."""
+    return cutoffs.union(pd.DatetimeIndex(list(calendar), name="cutoff")).astype(cutoffs.dtype)
+
+
+def churned_at(ids: pd.Series, churn: pd.DataFrame) -> pd.Series:
+    """Each id's churn time, NaT where it has not churned: a time column even when nobody churned."""
+    when = churn.set_index("account_id")["churned_at"].astype("datetime64[us, UTC]").reindex(ids.to_numpy())
+    return pd.Series(when.to_numpy(), index=ids.index, dtype="datetime64[us, UTC]")
+
+
 def snapshot_keys(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestamp]) -> pd.DataFrame:
     """Accounts live at each cutoff: started before it and not churned at or before it."""
     accounts = tables["accounts"]
     cuts = pd.DatetimeIndex(cutoffs).astype("datetime64[us, UTC]")
-    churned = accounts["account_id"].map(tables["churn"].set_index("account_id")["churned_at"])
+    churned = churned_at(accounts["account_id"], tables["churn"])
     start = accounts["contract_start"].to_numpy()
     end = churned.to_numpy()
     cut = cuts.to_numpy()
@@ -118,11 +152,11 @@ def make_labels(keys: pd.DataFrame, churn: pd.DataFrame, data_end: pd.Timestamp)
     Censoring is strict: even a churn seen inside a horizon that runs past the data is null, because
     keeping only the positives of the censored rows would bias every rate learned from them.
     """
-    churned_at = keys["account_id"].map(churn.set_index("account_id")["churned_at"])
+    churned = churned_at(keys["account_id"], churn)
     out = {}
     for h, name in zip(HORIZONS, LABELS, strict=True):
         horizon_end = keys["cutoff"] + pd.Timedelta(days=h)
-        hit = (churned_at > keys["cutoff"]) & (churned_at <= horizon_end)
+        hit = (churned > keys["cutoff"]) & (churned <= horizon_end)
         label = pd.Series(hit.fillna(False).astype("int8"), dtype="Int8")
         out[name] = label.mask((horizon_end > data_end).to_numpy())
     return pd.DataFrame(out)
@@ -182,16 +216,22 @@ def build_panel(
     progress: Callable[[str, float], None] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """The snapshot panel and a summary (data range, cutoffs, label rates) for the given tables."""
+    from features.families.usage import daily_totals
+
     data_start, data_end = data_range(tables)
+    usage_days = daily_totals(tables["usage_daily"])
     cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
+    calendar = calendar_cutoffs(cutoffs, usage_days, data_end)
+    cutoffs = with_calendar(cutoffs, calendar)
     keys = snapshot_keys(tables, cutoffs)
     without_data = families_without_data({name: len(frame) for name, frame in tables.items()})
-    panel = build_features(tables, keys, params, without_data=without_data, progress=progress)
+    panel = build_features(tables | {"usage_days": usage_days}, keys, params, without_data=without_data, progress=progress)
     panel = pd.concat([panel, make_labels(keys, tables["churn"], data_end)], axis=1)
     summary = {
         "data_start": data_start.isoformat(),
         "data_end": data_end.isoformat(),
         "cutoffs": [c.date().isoformat() for c in cutoffs],
+        "calendar_cutoffs": {c.date().isoformat(): why for c, why in sorted(calendar.items())},
         "snapshots": len(panel),
         "accounts": int(panel["account_id"].nunique()),
         "features": len(panel.columns) - len(KEYS) - len(LABELS),

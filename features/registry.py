@@ -18,6 +18,10 @@ import pandas as pd
 if TYPE_CHECKING:
     from features.context import FeatureContext
 
+#: What CS can act on. A driver is behaviour that can change (usage, support, effort, sentiment,
+#: surveys, recent events); context is who the account is (segment, industry, plan, billing, ARR
+#: level, tenure, renewal date, the age of past events): shown beside the reasons, never as one.
+Role = Literal["driver", "context"]
 Unit = Literal["count", "days", "hours", "users", "minutes", "ratio", "pct_change", "pct_per_week", "usd", "score", "flag", "category", "features"]
 
 
@@ -27,7 +31,8 @@ class FeatureSpec:
 
     `template` is a sentence with the account's own value; placeholders: {value} (as stored),
     {pct} (abs(value) x 100, rounded), {direction} ("up"/"down"), {n} (rounded value).
-    `missing` says what NaN means for this feature.
+    `missing` says what NaN means for this feature. `baseline` names the feature holding this
+    one's change against the account's own prior 90 days (a reason then says what it was before).
     """
 
     name: str
@@ -37,6 +42,8 @@ class FeatureSpec:
     template: str
     missing: str = ""
     kind: Literal["numeric", "categorical"] = "numeric"
+    role: Role = "driver"
+    baseline: str | None = None
 
     def sentence(self, value: object) -> str:
         """The template filled with a value (used by explanations)."""
@@ -126,5 +133,6 @@ def feature_dictionary(columns: Iterable[str] = (), notes: dict[str, str] | None
     return [asdict(specs[name]) | ({"note": notes[specs[name].family]} if specs[name].family in notes else {}) for name in names]
 
 
-def spec(name: str, family: str, unit: Unit, description: str, template: str, missing: str = "", kind: str = "numeric") -> FeatureSpec:
-    return FeatureSpec(name, family, unit, description, template, missing, kind)  # type: ignore[arg-type]
+def spec(name: str, family: str, unit: Unit, description: str, template: str, missing: str = "", kind: str = "numeric", *,
+         role: Role = "driver", baseline: str | None = None) -> FeatureSpec:
+    return FeatureSpec(name, family, unit, description, template, missing, kind, role, baseline)  # type: ignore[arg-type]

@@ -121,9 +121,21 @@ class DailyGrid:
         np.cumsum(grid, axis=1, out=out[:, 1:])
         return out
 
-    def add(self, name: str, grid: np.ndarray) -> None:
-        self.raw[name] = grid
+    def add(self, name: str, grid: np.ndarray, keep: bool = True) -> None:
+        """A derived grid; `keep=False` keeps only its cumulative sums (enough for window sums)."""
+        if keep:
+            self.raw[name] = grid
         self.cum[name] = self._cumsum(grid)
+
+    def values(self, name: str) -> np.ndarray:
+        """The [account, day] grid of `name` ("observed": 1 where a day has a row)."""
+        return self.present.astype(np.float64) if name == "observed" else self.raw[name]
+
+    def trailing_sum(self, name: str, length: int) -> np.ndarray:
+        """Per account and day, the sum of `name` over the `length` days ending on that day (included)."""
+        hi = np.arange(1, self.n_days + 1)
+        c = self.cum[name]
+        return c[:, hi] - c[:, np.maximum(hi - length, 0)]
 
     def _clip(self, day: np.ndarray) -> np.ndarray:
         return np.clip(day - self.first_day, 0, self.n_days)

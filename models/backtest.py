@@ -18,13 +18,20 @@ model is fitted once per fold and scored, per horizon, on the folds planned for 
 `folds` means the same number of test cutoffs for every horizon that has them (fewer, and said,
 when the history is short). A horizon without any such cutoff is reported as not evaluated, with
 the days of data it lacks.
+
+Besides the latest cutoffs, every horizon is also tested at the panel's calendar cutoffs where
+they are eligible (the rule above): `churn features` adds to its regular calendar the latest month
+end and the day after the deepest week in which the whole base dipped (a holiday week;
+features/panel.py `calendar_cutoffs`, listed in panel_summary.json), so the figures include the
+days when a calendar effect, not churn, moves usage. Each adds one fit, unless it is among the
+latest cutoffs already; its training rows are re-censored at it like any fold's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -84,6 +91,8 @@ class BacktestPlan:
     history: str
     #: the sentence explaining why nothing can be evaluated (None when something can)
     shortfall: str | None
+    #: the calendar cutoffs tested (a month end, a base-wide dip), with why each was added
+    calendar: dict[pd.Timestamp, str] = field(default_factory=dict)
 
     @property
     def fold_cutoffs(self) -> list[pd.Timestamp]:
@@ -99,14 +108,16 @@ class BacktestPlan:
         return {"folds": self.folds, "step_days": self.step_days, "min_train_days": self.min_train_days,
                 "min_train_cutoffs": self.min_train_cutoffs, "data_end": self.data_end.isoformat(), "history": self.history,
                 "test_cutoffs": {str(h): [str(c.date()) for c in cutoffs] for h, cutoffs in self.test_cutoffs.items()},
+                "calendar_cutoffs": {str(c.date()): why for c, why in self.calendar.items()},
                 "not_evaluated": [asdict(n) for n in self.not_evaluated], "notes": list(self.notes)}
 
     def lines(self) -> list[str]:
         """The plan for people: one line for the folds, one per horizon left out, the notes."""
         tested = ", ".join(f"{h} days at {len(c)}" for h, c in self.test_cutoffs.items())
-        head = [f"backtest: {len(self.fold_cutoffs)} test cutoffs ({tested}); each fold trains on at least "
-                f"{self.min_train_cutoffs} cutoffs whose outcome at the tested horizon is known at the test cutoff"] if self.test_cutoffs else []
-        return head + [f"{n.horizon_days} days not evaluated: {n.reason}" for n in self.not_evaluated] + list(self.notes)
+        head = [(f"backtest: {len(self.fold_cutoffs)} test cutoffs ({tested}); each fold trains on at least "
+                 f"{self.min_train_cutoffs} cutoffs whose outcome at the tested horizon is known at the test cutoff")] if self.test_cutoffs else []
+        calendar = [f"also tested at {c.date()} ({', '.join(str(h) for h in self.horizons_at(c))} days): {why}" for c, why in self.calendar.items()]
+        return head + calendar + [f"{n.horizon_days} days not evaluated: {n.reason}" for n in self.not_evaluated] + list(self.notes)
 
 
 def cadence_days(cutoffs: pd.DatetimeIndex) -> int:
@@ -200,18 +211,25 @@ def _shortfall(history: str, cutoffs: pd.DatetimeIndex, step_days: int, min_trai
             f"{shortest.needs_days} more than it has. {_advice(cutoffs, step_days, min_train_days, data_end, data_start, shortest.needs_days)}")
 
 
+def _utc(day: str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(day)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+
+
 def plan_backtest(panel: pd.DataFrame, folds: int, *, min_train_days: int = MIN_TRAIN_DAYS, data_end: pd.Timestamp | None = None,
-                  data_start: pd.Timestamp | None = None) -> BacktestPlan:
+                  data_start: pd.Timestamp | None = None, calendar: Mapping[str, str] | None = None) -> BacktestPlan:
     """The test cutoffs of each horizon (module docstring), what cannot be evaluated and why.
 
     `data_end` is the end of the data (panel_summary.json); without it, the labels show a lower
-    bound. `data_start` only makes the advice more precise."""
+    bound. `data_start` only makes the advice more precise. `calendar`: the panel's calendar
+    cutoffs (date -> why it was added, panel_summary.json), tested where eligible."""
     cutoffs = pd.DatetimeIndex(panel["cutoff"].unique()).sort_values()
     if len(cutoffs) == 0:
         raise InputError("the snapshot panel has no rows: there is nothing to backtest")
     step = cadence_days(cutoffs)
     train_cutoffs = min_train_cutoffs(step, min_train_days)
     end = pd.Timestamp(data_end) if data_end is not None else infer_data_end(panel)
+    extra = {_utc(day): why for day, why in (calendar or {}).items()}
     tested: dict[int, tuple[pd.Timestamp, ...]] = {}
     skipped: list[NotEvaluated] = []
     notes: list[str] = []
@@ -220,7 +238,7 @@ def plan_backtest(panel: pd.DataFrame, folds: int, *, min_train_days: int = MIN_
         if not eligible:
             skipped.append(_not_evaluated(h, cutoffs, step, train_cutoffs, end))
             continue
-        tested[h] = tuple(eligible[-folds:])
+        tested[h] = tuple(sorted(set(eligible[-folds:]) | (set(extra) & set(eligible))))
         if len(eligible) < folds:
             notes.append(f"{h} days: {len(eligible)} fold{'s' if len(eligible) > 1 else ''} instead of the {folds} asked (the history holds "
                          f"{len(eligible)} cutoff{'s' if len(eligible) > 1 else ''} with a known {h}-day outcome after {train_cutoffs} "
@@ -229,7 +247,8 @@ def plan_backtest(panel: pd.DataFrame, folds: int, *, min_train_days: int = MIN_
     shortfall = None
     if not tested:
         shortfall = _shortfall(history, cutoffs, step, min_train_days, end, data_start, skipped[0])
-    return BacktestPlan(folds, step, min_train_days, train_cutoffs, end, tested, tuple(skipped), tuple(notes), history, shortfall)
+    calendar_tested = {c: why for c, why in sorted(extra.items()) if any(c in cutoffs for cutoffs in tested.values())}
+    return BacktestPlan(folds, step, min_train_days, train_cutoffs, end, tested, tuple(skipped), tuple(notes), history, shortfall, calendar_tested)
 
 
 # -- the folds ------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ contribution is the mean of its exact contributions to the log-odds of the inter
 make up the horizon (0-30 days for 30 days, ..., all four for 180 days); per interval they sum
 exactly to the hazard's raw score. Contributions are grouped by feature family and turned into
 sentences with the account's own values from the feature dictionary.
+
+`explanation` and `baseline_explanation` return `shap.Explanation` objects (TreeExplainer on the
+curve's boosters, LinearExplainer on the logistic baseline) for notebooks, plots and reports. The
+curve's values equal `contributions_matrix`, the numpy path the API serves from; shap is imported
+only inside these two functions (it is slow to import).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
 from features.registry import FeatureSpec
-from models.curve import RiskCurveModel
+from models.curve import HORIZONS, RiskCurveModel
 
 
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:
@@ -35,45 +41,6 @@ def by_family(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFr
     return contrib.drop(columns="bias").T.groupby(pd.Series(families)).sum().T
 
 
-def top_reasons(contrib_row: pd.Series, values, specs: dict[str, FeatureSpec], n: int = 3) -> dict[str, list[dict]]:
-    """The features pushing risk up and down the most, as sentences with the account's values."""
-    c = contrib_row.drop("bias")
-    return reasons(c.to_numpy(dtype=float), list(c.index), values, specs, n)
-
-
-def reasons(contrib: np.ndarray, features: list[str], values, specs: dict[str, FeatureSpec], n: int = 3) -> dict[str, list[dict]]:
-    """`top_reasons` on arrays (the single-account path): contrib[i] belongs to features[i];
-    `values` is anything with .get(name) (a dict or a Series)."""
-    order = np.argsort(contrib)
-
-    def describe(indices) -> list[dict]:
-        out = []
-        for i in indices:
-            name = features[i]
-            spec = specs.get(name)
-            value = values.get(name)
-            missing = value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-            sentence = spec.sentence(None if missing else value) if spec else f"{name} = {value}"
-            out.append({"feature": name, "family": spec.family if spec else "other", "value": None if missing else value,
-                        "contribution": round(float(contrib[i]), 4), "sentence": sentence})
-        return out
-
-    up = [i for i in order[::-1][:n] if contrib[i] > 0]
-    down = [i for i in order[:n] if contrib[i] < 0]
-    return {"raising": describe(up), "lowering": describe(down)}
-
-
-def raising_reasons(contrib: np.ndarray, features: list[str], records: list, specs: dict[str, FeatureSpec], n: int = 3) -> list[tuple[dict, ...]]:
-    """The top `n` reasons raising risk for every row of a contribution matrix [rows, features]:
-    the ranking is one argsort over the matrix; only the chosen features become sentences."""
-    top = np.argsort(-contrib, axis=1)[:, :n]
-    out = []
-    for i, record in enumerate(records):
-        picked = [j for j in top[i] if contrib[i, j] > 0]
-        out.append(tuple(reasons(contrib[i, picked], [features[j] for j in picked], record, specs, n)["raising"]))
-    return out
-
-
 def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFrame:
     """Mean |contribution| per feature and family, for reports."""
     mean_abs = contrib.drop(columns="bias").abs().mean().sort_values(ascending=False)
@@ -84,3 +51,104 @@ def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> p
 def raw_hazard_scores(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> np.ndarray:
     """The interval hazard's raw log-odds (what its contributions sum to)."""
     return model.boosters[0].predict(model.design(model.encode(panel), interval), raw_score=True)
+
+
+# -- shap.Explanation objects -------------------------------------------------------------------
+
+
+def _horizon(horizon_days: int) -> int:
+    if horizon_days not in HORIZONS:
+        raise InputError(f"horizon_days {horizon_days}: must be one of {', '.join(map(str, HORIZONS))}")
+    return HORIZONS.index(horizon_days)
+
+
+def _display(X: np.ndarray, features: list[str], categories: dict[str, list[str]]) -> np.ndarray:
+    """An encoded matrix as plots print it: each category code as its level's name."""
+    shown = X.astype(object)
+    for j, name in enumerate(features):
+        if name in categories:
+            shown[:, j] = pd.Series(X[:, j]).map(dict(enumerate(categories[name]))).to_numpy(dtype=object)
+    return shown
+
+
+def explanation(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 90):
+    """`shap.Explanation` of the curve at a horizon for every row of `panel`, in log-odds.
+
+    Exact TreeSHAP (shap.TreeExplainer on the boosters, tree-path-dependent). Per horizon: that
+    horizon's classifier; values plus base value sum to its log-odds. Hazard: each interval's design
+    matrix is explained and the values are averaged over the intervals making up the horizon, with
+    the interval terms (index, length, renewal inside) folded into `base_values`, which therefore
+    differ a little between accounts; values plus base value sum to the mean log-odds of those
+    interval hazards. Either way the values equal `contributions_matrix`, the API's fast path.
+    `data` is what the model saw (category codes), `display_data` the same with category names.
+    """
+    import shap
+
+    k = _horizon(horizon_days)
+    if not len(panel):
+        raise InputError("panel: no rows to explain")
+    X = model.encode(panel)
+    if model.formulation == "per_horizon":
+        explained = shap.TreeExplainer(model.boosters[k])(X)
+        values, base = explained.values, explained.base_values
+    else:
+        explainer = shap.TreeExplainer(model.boosters[0])
+        parts = [explainer(model.design(X, j)) for j in range(k + 1)]
+        full = np.mean([part.values for part in parts], axis=0)
+        F = len(model.features)
+        values = full[:, :F]
+        base = np.mean([part.base_values for part in parts], axis=0) + full[:, F:].sum(axis=1)
+    return shap.Explanation(values, base_values=base, data=X, display_data=_display(X, model.features, model.categories),
+                            feature_names=list(model.features))
+
+
+def _dense(matrix) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix, dtype=float)
+
+
+def _owners(prep, features: list[str]) -> np.ndarray:
+    """[transformed columns, features] 0/1: the original feature each column of the baseline's
+    ColumnTransformer output came from (a number and its missing indicator; a category's levels)."""
+    owner: list[str] = []
+    for name, transformer, columns in prep.transformers_:
+        width = prep.output_indices_.get(name, slice(0, 0))
+        if width.stop == width.start:
+            continue
+        if hasattr(transformer, "categories_"):
+            owner += [c for c, levels in zip(columns, transformer.categories_, strict=True) for _ in levels]
+        else:
+            owner += [n.removeprefix("missingindicator_") for n in transformer.get_feature_names_out(columns)]
+    position = {f: j for j, f in enumerate(features)}
+    M = np.zeros((len(owner), len(features)))
+    M[np.arange(len(owner)), [position[o] for o in owner]] = 1.0
+    return M
+
+
+def baseline_explanation(baseline, panel: pd.DataFrame, horizon_days: int = 90, reference: pd.DataFrame | None = None):
+    """`shap.Explanation` of a fitted `LogisticBaseline` at a horizon, in log-odds, per original feature.
+
+    shap.LinearExplainer on the pipeline's transformed inputs (imputed, scaled numbers with their
+    missing indicators; one-hot levels) against the mean transformed input of `reference` (default:
+    the rows explained); each feature's value is the sum over the columns it became, so values plus
+    base value still sum to the regression's log-odds. Same `feature_names` and `data` as
+    `explanation`, so the two can be set side by side.
+    """
+    import shap
+
+    k = _horizon(horizon_days)
+    pipeline = baseline.models_[k]
+    if not hasattr(pipeline, "predict_proba"):
+        raise InputError(f"logistic baseline: no regression at {horizon_days} days (the training outcomes there were all one class "
+                         "or unknown); nothing to explain")
+    if not len(panel):
+        raise InputError("panel: no rows to explain")
+    prep, regression = pipeline[0], pipeline[-1]
+    Z = _dense(prep.transform(baseline._x(panel)))  # the baseline's own input preparation (log-compressed numbers)
+    background = Z if reference is None else _dense(prep.transform(baseline._x(reference)))
+    explainer = shap.LinearExplainer(regression, shap.maskers.Independent(background.mean(axis=0, keepdims=True)))
+    values = explainer.shap_values(Z) @ _owners(prep, baseline.features)
+    cat = next((t for _, t, _ in prep.transformers_ if hasattr(t, "categories_")), None)
+    levels = {c: [str(v) for v in lv] for c, lv in zip(cat.feature_names_in_, cat.categories_, strict=True)} if cat is not None else {}
+    X = RiskCurveModel([], list(baseline.features), levels).encode(panel)  # the curve's encoding, with the baseline's levels
+    return shap.Explanation(values, base_values=np.full(len(Z), float(explainer.expected_value)), data=X,
+                            display_data=_display(X, baseline.features, levels), feature_names=list(baseline.features))

@@ -1,10 +1,15 @@
-"""Figures logged with every model and used by reports: calibration by horizon and SHAP importance.
+"""Figures logged with every model and used by reports: calibration by horizon, SHAP importance,
+and shap's own beeswarm (the base) and waterfall (one account) plots.
 
 Matplotlib with the Agg backend (no display needed); each function returns a Figure the caller
-saves or logs.
+saves or logs. SHAP values are in log-odds: +0.69 doubles an account's odds of churning.
 """
 
 from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -62,3 +67,55 @@ def importance_figure(importance: pd.DataFrame, top: int = 20):
     ax.set_xlabel("mean |contribution| to the 90-day risk (log-odds)")
     ax.set_title("What drives the risk (exact TreeSHAP)")
     return fig
+
+
+def readable(explanation, specs: Mapping):
+    """The same explanation named as the feature dictionary describes each feature (without its
+    parenthetical remarks, shortened to fit a plot's margin)."""
+    import shap
+
+    def name(feature: str) -> str:
+        spec = specs.get(feature)
+        return textwrap.shorten(re.sub(r" \([^)]*\)", "", spec.description), 60, placeholder="...") if spec else feature
+
+    return shap.Explanation(explanation.values, base_values=explanation.base_values, data=explanation.data,
+                            display_data=explanation.display_data, feature_names=[name(f) for f in explanation.feature_names])
+
+
+def beeswarm_figure(explanation, horizon_days: int = 90, max_display: int = 12, title: str | None = None):
+    """shap's beeswarm of many accounts: one dot per account and signal, placed by how far it moves
+    that account's risk score (log-odds), coloured by the signal's value."""
+    import shap
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 0.45 * max_display + 1.8))
+    shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None,
+                        color_bar_label="the signal's value (red high, blue low)")
+    ax.set_xlabel(f"effect on the {horizon_days}-day churn risk, in log-odds (left lowers it, right raises it)")
+    ax.set_title(title or f"How each signal moves the {horizon_days}-day churn risk, account by account")
+    return fig
+
+
+def waterfall_figure(row, horizon_days: int = 90, max_display: int = 10, title: str = ""):
+    """shap's waterfall of one account: from the base's average score E[f(X)] (bottom), each
+    signal's push up (red) or down (blue), to the account's own score f(x) (top), in log-odds."""
+    import shap
+
+    plt = _pyplot()
+    plt.figure()
+    shap.plots.waterfall(row, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.axes[0].set_xlabel(f"{horizon_days}-day churn risk score, in log-odds (+0.69 doubles the odds)", labelpad=22)
+    if title:
+        fig.suptitle(title, y=1.03)
+    return fig
+
+
+def explanation_figures(model, panel: pd.DataFrame, specs: Mapping | None = None, horizons: tuple[int, ...] = HORIZONS) -> dict:
+    """{name: Figure} to log with a model: the beeswarm of `panel` (a sample of the latest cutoff)
+    at each horizon, as `shap_beeswarm_<h>d`."""
+    from features.registry import feature_specs
+    from models.explain import explanation
+
+    specs = feature_specs() if specs is None else specs
+    return {f"shap_beeswarm_{h}d": beeswarm_figure(readable(explanation(model, panel, h), specs), h) for h in horizons}

@@ -77,7 +77,10 @@ print(model.formulation, len(model.features), "features; trained on outcomes up 
 pd.Series(model.boosters[0].feature_importance("gain"), index=model.boosters[0].feature_name()).sort_values(ascending=False).head(10)"""),
     ],
     "03_explain_account.ipynb": [
-        ("markdown", "# 03 Explain one account\nThe riskiest account of the latest scoring run: its risk curve, why, and what the policy decides."),
+        ("markdown", """\
+# 03 Explain one account
+The riskiest account of the latest scoring run: its risk curve, why (shap's waterfall), how the logistic baseline explains it, the reasons
+CS reads, and what the policy decides."""),
         ("code", SETUP),
         ("code", """\
 from pathlib import Path
@@ -87,23 +90,77 @@ scores = pd.read_parquet(scores_dir / "scores.parquet")
 snapshot = pd.read_parquet(scores_dir / "features.parquet")
 account = scores.sort_values("p_90d", ascending=False).iloc[0]
 print(account["account_id"], account[["p_30d", "p_60d", "p_90d", "p_180d"]].round(3).to_dict(), account["tier"])"""),
+        ("markdown", """\
+## Why: shap's waterfall
+`models.explain.explanation(model, rows, horizon_days)` returns a `shap.Explanation` (exact TreeSHAP on the model's boosters), in
+log-odds: from the base's average score E[f(X)] at the bottom, each feature pushes the account's score up (red) or down (blue) to f(x)
+at the top. +0.69 doubles the odds of churning. The names are the feature dictionary's descriptions (`models.plots.readable`)."""),
         ("code", """\
+import shap
+
 from features.registry import feature_specs
 from models import registry
-from models.explain import by_family, contributions, top_reasons
+from models.explain import explanation
+from models.plots import readable
 
 registry.connect(settings.mlflow_tracking_uri)
 model = registry.load_curve(settings.model_uri)
-row = snapshot[snapshot["account_id"] == account["account_id"]]
-contrib = contributions(model, row, 90)
 specs = feature_specs()
-reasons = top_reasons(contrib.iloc[0], row.iloc[0], specs, n=5)
-for direction, items in reasons.items():
-    print(direction)
-    for item in items:
-        print(f"  {item['sentence']}  ({item['contribution']:+.3f})")"""),
+row = snapshot[snapshot["account_id"] == account["account_id"]]
+explained = explanation(model, row, 90)
+shap.plots.waterfall(readable(explained, specs)[0], max_display=12)"""),
+        ("markdown", """\
+## The logistic baseline's view of the same account
+The backtest's logistic baseline, fitted on the model's last year of training snapshots, explained with `shap.LinearExplainer`
+(`models.explain.baseline_explanation`: a number and its missing indicator, or a category's one-hot levels, summed back into one
+feature), against the same snapshots. Where the two agree on the top features, the reason is not an accident of one model."""),
         ("code", """\
-by_family(contrib, specs).T.rename(columns={contrib.index[0]: "log-odds"}).sort_values("log-odds").plot.barh(legend=False, title="risk by family of signals")"""),
+from models.baselines import LogisticBaseline
+from models.explain import baseline_explanation
+from pipelines.features import read_snapshots
+
+panel = read_snapshots(registry.describe(settings.model_uri)["tags"]["features_dir"])
+recent = panel[panel["cutoff"] >= panel["cutoff"].max() - pd.Timedelta(days=365)]
+baseline = LogisticBaseline(model.features).fit(recent)
+linear = baseline_explanation(baseline, row, 90, reference=recent)
+shap.plots.waterfall(readable(linear, specs)[0], max_display=12)"""),
+        ("code", """\
+def top_features(e, n=8):
+    first = readable(e, specs)[0]
+    order = abs(first.values).argsort()[::-1][:n]
+    return pd.DataFrame({"feature": [first.feature_names[i] for i in order], "log-odds": first.values[order].round(3)})
+
+
+pd.set_option("display.max_colwidth", 70)
+side = pd.concat({"risk model (LightGBM, TreeExplainer)": top_features(explained),
+                  "logistic baseline (LinearExplainer)": top_features(linear)}, axis=1)
+shared = set(side.iloc[:, 0]) & set(side.iloc[:, 2])
+print(f"{len(shared)} of the top {len(side)} features are shared")
+side"""),
+        ("markdown", """\
+## The reasons CS reads
+Drivers (behaviour that can change) apart from context (who the account is), each with the account's own number against its prior
+90 days and the typical account of its segment, and its effect in points of the 90-day risk measured from the base's average
+(`models.reasons`): the base rate plus every feature's points add up to the account's risk."""),
+        ("code", """\
+import numpy as np
+
+from models.reasons import Reference, account_reasons, points
+
+X = model.encode(snapshot)
+risk = model.curve_matrix(X)[:, 2]
+contrib = model.contributions_matrix(X, 90)[:, :-1]
+reference = Reference.of(90, risk, contrib, snapshot, model.features, specs)
+pts, rest = points(contrib, risk, reference)
+i = int(np.flatnonzero(snapshot["account_id"].to_numpy() == account["account_id"])[-1])
+reasons = account_reasons(contrib[i], pts[i], float(rest[i]), model.features, snapshot.iloc[i].to_dict(), specs, reference, n=5)
+print(f"90-day risk {risk[i]:.1%} = base rate {reasons['base_rate']:.1%} + the points below (+ {reasons['rest_points']:.2f} not carried by one feature)")
+for key in ("raising", "lowering", "context"):
+    print(key)
+    for item in reasons[key]:
+        print(f"  {item['sentence']}: {item['effect']}")"""),
+        ("code", """\
+pd.Series(reasons["points_by_family"]).sort_values().plot.barh(title="90-day risk by family of signals, in points")"""),
         ("code", """\
 import datetime as dt
 

@@ -280,15 +280,26 @@ def promote(force: bool, as_json: bool) -> None:
 @click.option("--id", "id_column", default=None, help="An identifier column to leave out of the features.")
 @json_option
 def train_table(table: Path, label: str, id_column: str | None, as_json: bool) -> None:
-    """Bring your own snapshot table: stratified 5-fold CV metrics, then the final model, logged to MLflow."""
+    """Bring your own snapshot table: the model chosen by inner CV, stratified 5-fold CV of the choice, the final model logged to MLflow."""
     from core.settings import load_settings
     from pipelines.models import run_train_table
 
     result = run_train_table(table, label=label, id_column=id_column, tracking_uri=load_settings().mlflow_tracking_uri,
                              progress=lambda line: err.print(f"  {line}"))
-    _emit(result, as_json, f"{result['folds']}-fold ROC-AUC {result['roc_auc_mean']:.4f} +- {result['roc_auc_std']:.4f} "
-                           f"(logistic baseline {result['baseline_logistic_roc_auc_mean']:.4f}) on {result['rows']:,} rows; "
-                           f"run {result['run_id']}, model {result['model_uri']}")
+    _emit(result, as_json, _train_table_summary(result))
+
+
+def _train_table_summary(result: dict[str, Any]) -> str:
+    """The headline, each candidate alone on the same folds and how often the inner CV chose it, the final model."""
+    folds, chosen = result["folds"], result["chosen"]
+    headline = (f"{folds}-fold ROC-AUC {result['roc_auc_mean']:.4f} +- {result['roc_auc_std']:.4f} "
+                f"(logistic baseline {result['baseline_logistic_roc_auc_mean']:.4f}) on {result['rows']:,} rows")
+    lines = [headline, f"each fold chose its model by a {result['inner_folds']}-fold inner CV of its training rows:",
+             f"  {'candidate':<18} {folds}-fold ROC-AUC    chosen in"]
+    for c in result["candidates"]:
+        lines.append(f"  {c:<18} {result[f'{c}_roc_auc_mean']:.4f} +- {result[f'{c}_roc_auc_std']:.4f}  "
+                     f"{result['wins'][c]} of {folds} folds" + ("  <- final model" if c == chosen else ""))
+    return "\n".join([*lines, f"final model: {chosen}: {result['model']}", f"run {result['run_id']}, model {result['model_uri']}"])
 
 
 @app.command()

@@ -20,13 +20,14 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from core.contracts import CONTRACTS, TableFiles, coerce_column, validate_tables
+from core.contracts import CONTRACTS, TableFiles, coerce_column, coerce_columns, validate_tables
 from core.errors import ContractError, InputError, Violation, format_keys
 from core.io import atomic_dir, write_json
 from core.mapping import Mapper, serial_map
 from features.context import FeatureParams
-from features.panel import (LABELS, TIME_COLUMNS, build_features, data_range_of, families_without_data, make_cutoffs, make_labels, parse_every,
-                            snapshot_keys)
+from features.families.usage import add_totals, daily_totals
+from features.panel import (LABELS, TIME_COLUMNS, build_features, calendar_cutoffs, data_range_of, families_without_data, make_cutoffs,
+                            make_labels, parse_every, snapshot_keys, with_calendar)
 from features.registry import feature_dictionary
 from features.text.cache import TextCache
 from features.text.sentiment import SentimentModel, score_texts
@@ -98,6 +99,23 @@ def _time_column(files: TableFiles, table: str) -> pd.Series:
     if frame is None or column not in frame.columns:
         return pd.Series(dtype="datetime64[us, UTC]")
     return coerce_column(table, column, frame[column])
+
+
+def base_usage_days(files: TableFiles, blocks: list[np.ndarray]) -> pd.DataFrame:
+    """Every account's usage summed per day (features/families/usage.py `daily_totals`), read one
+    block of accounts at a time: the base's calendar, which every block's usage changes are weighed
+    against. Values are coerced as validation coerces them; the feature pass reports violations."""
+    known = set(CONTRACTS["usage_daily"].column_names)
+    parts = []
+    for ids in blocks:
+        raw = files.read_where("usage_daily", "account_id", ids)
+        if raw is None or raw.empty:
+            continue
+        rows = coerce_columns("usage_daily", raw.drop(columns="account_id"))
+        rows = rows.assign(**{c: pd.to_numeric(rows[c], errors="coerce") for c in rows.columns if c not in known},
+                           **{c: np.nan for c in known if c not in rows.columns})
+        parts.append(daily_totals(rows))
+    return add_totals(parts)
 
 
 def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict[str, int], message_hashes: list[np.ndarray], found: _Violations) -> None:
@@ -262,13 +280,16 @@ def run_features(
         cutoffs = make_cutoffs(data_start, data_end, start=day, end=day, every=every)
     else:
         cutoffs = make_cutoffs(data_start, data_end, start=start, end=end, every=every)
+    ids = np.sort(small["accounts"]["account_id"].to_numpy(dtype=object))
+    blocks = [ids[lo : lo + params.account_block] for lo in range(0, len(ids), params.account_block)]
+    usage_days = base_usage_days(files, blocks)
+    calendar = calendar_cutoffs(cutoffs, usage_days, data_end) if as_of is None else {}  # scoring: its one cutoff only
+    cutoffs = with_calendar(cutoffs, calendar)
     keys = snapshot_keys(small, cutoffs)
     without_data = families_without_data({**{t: len(small[t]) for t in SMALL}, **{t: files.count(t) for t in BIG}})
     if progress:
         progress("load", time.perf_counter() - started)
 
-    ids = np.sort(small["accounts"]["account_id"].to_numpy(dtype=object))
-    blocks = [ids[lo : lo + params.account_block] for lo in range(0, len(ids), params.account_block)]
     tickets, events = small["tickets"], small["ticket_events"]
     found, seen, hashes = _Violations(), {}, []
 
@@ -287,7 +308,8 @@ def run_features(
         jobs = []
         for b, block in enumerate(blocks):
             block_tickets = tickets[tickets["account_id"].isin(block)]
-            tables = small | {"tickets": block_tickets, "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])]}
+            tables = small | {"tickets": block_tickets, "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])],
+                              "usage_days": usage_days}
             jobs.append(BlockJob(b, block, files, tables, keys[keys["account_id"].isin(block)].reset_index(drop=True), scratch, str(tmp),
                                  params, data_end, text, without_data=tuple(without_data)))
         outcomes = None
@@ -323,6 +345,7 @@ def run_features(
         "data_start": data_start.isoformat(),
         "data_end": data_end.isoformat(),
         "cutoffs": [c.date().isoformat() for c in cutoffs],
+        "calendar_cutoffs": {c.date().isoformat(): why for c, why in sorted(calendar.items())},
         "snapshots": n_rows,
         "accounts": int(keys["account_id"].nunique()),
         "features": len(dictionary),

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from core.errors import ChurnError, InputError
 from models.backtest import MIN_TRAIN_DAYS, BacktestPlan, NotEvaluated, infer_data_end, plan_backtest, run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
-from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
+from models.curve import HORIZONS, LABELS, SEARCHABLE, BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
 from models.promotion import PromotionPolicy, decide, metric_key
 from pipelines.features import read_snapshots
 
@@ -90,7 +90,7 @@ def backtest_plan(panel: pd.DataFrame, features_dir: Path, folds: int, min_train
     the panel summary; InputError naming --features when the history allows no fold at all."""
     summary = _panel_summary(features_dir)
     when = {k: pd.Timestamp(summary[k]) for k in ("data_start", "data_end") if summary.get(k)}
-    plan = plan_backtest(panel, folds, min_train_days=min_train_days, **when)
+    plan = plan_backtest(panel, folds, min_train_days=min_train_days, calendar=summary.get("calendar_cutoffs"), **when)
     if plan.shortfall:
         raise InputError(f"--features {features_dir}: {plan.shortfall}")
     return plan
@@ -223,6 +223,39 @@ def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, plan: 
                         progress=progress, baselines=baselines(names), trainer=trainer, map_folds=map_folds, plan=plan)
 
 
+def search_params(model: RiskCurveModel) -> dict:
+    """MLflow parameters of the capacity search: how many candidates, which won, and its settings."""
+    chosen = {f"chosen.{k}": model.params[k] for k in SEARCHABLE if k in model.params}
+    return {"search_candidates": len(model.info["search"]), "chosen_candidate": model.info["chosen"], **chosen}
+
+
+def search_metrics(model: RiskCurveModel) -> dict[str, float]:
+    """Each search candidate's held-out log loss and trees kept (search.<i>.<metric>, i from 0)."""
+    out = {}
+    for i, candidate in enumerate(model.info["search"]):
+        out[f"search.{i}.held_out_loss"] = candidate["held_out_loss"]
+        out[f"search.{i}.best_iteration"] = float(np.mean(candidate["best_iteration"]))
+    return out
+
+
+def baseline_better(table: pd.DataFrame, tolerance: float) -> dict[str, dict[str, float]]:
+    """Horizons where a baseline's backtest ROC-AUC beats the LightGBM curve's by more than
+    `tolerance` (the promotion policy's): {"30": {"lightgbm": 0.756, "logistic": 0.779}}."""
+    auc = table.pivot_table(index="horizon_days", columns="model", values="roc_auc")
+    better: dict[str, dict[str, float]] = {}
+    for h, row in auc.iterrows():
+        for name in ("rules", "logistic"):
+            if name in row and np.isfinite(row[name]) and np.isfinite(row.get("lightgbm", np.nan)) and row[name] > row["lightgbm"] + tolerance:
+                better.setdefault(str(h), {"lightgbm": round(float(row["lightgbm"]), 4)})[name] = round(float(row[name]), 4)
+    return better
+
+
+def baseline_better_lines(better: dict[str, dict[str, float]]) -> list[str]:
+    return [f"{h} days: the {name} baseline's backtest ROC-AUC {auc:.3f} beats the LightGBM curve's {rows['lightgbm']:.3f}; "
+            "the curve is the model that is registered and served"
+            for h, rows in better.items() for name, auc in rows.items() if name != "lightgbm"]
+
+
 def _unseen_horizons(panel: pd.DataFrame) -> list[str]:
     """Notes for horizons whose outcome no snapshot of the panel knows: the final model's curve
     there extends the shorter intervals and is not calibrated."""
@@ -261,7 +294,7 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     from features.registry import feature_specs
     from models import registry
     from models.explain import by_family, contributions, global_importance
-    from models.plots import calibration_figure, importance_figure
+    from models.plots import calibration_figure, explanation_figures, importance_figure
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
@@ -296,23 +329,28 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
                 "cutoffs": [str(pd.Timestamp(c).date()) for c in np.sort(panel["cutoff"].unique())], "fingerprint": tags["data.fingerprint"],
                 "label_rates": {label: float(panel[label].mean()) if panel[label].notna().any() else None for label in LABELS},
                 "source": str(data_dir) if data_dir else None, "backtest_plan": plan.to_dict()}
+    better = baseline_better(table, config.promotion.tolerance)
+    for line in baseline_better_lines(better):
+        say(f"warning: {line}")
     say("logging to MLflow")
     registry.connect(tracking_uri)
     logged = registry.log_training(
-        model, panel=panel, params={"curve_params": config.curve.model_dump(), **{k: v for k, v in config.curve.model_dump().items() if k != "monotone"},
-                                    "features": len(names), "backtest_folds": config.folds, "budget": config.budget},
-        metrics={**backtest_metrics(table), **{f"best_iteration_{i}": b for i, b in enumerate(model.info["best_iteration"])}},
-        tables={"backtest": table, "importance": importance, "family_importance": families},
+        model, panel=panel, params={"curve_params": config.curve.model_dump(), **{k: v for k, v in config.curve.model_dump().items() if k not in ("monotone", "search")},
+                                    **search_params(model), "features": len(names), "backtest_folds": config.folds, "budget": config.budget},
+        metrics={**backtest_metrics(table), **{f"best_iteration_{i}": b for i, b in enumerate(model.info["best_iteration"])}, **search_metrics(model)},
+        tables={"backtest": table, "importance": importance, "family_importance": families, "search": pd.DataFrame(model.info["search"])},
         documents={"feature_dictionary": json.loads(dictionary_path.read_text()) if dictionary_path.is_file() else {},
                    "data_fingerprint": data_doc, "model_info": model.info},
-        figures={"calibration": calibration_figure(pooled), "shap_importance": importance_figure(importance)},
+        figures={"calibration": calibration_figure(pooled), "shap_importance": importance_figure(importance),
+                 **explanation_figures(model, sample, specs)},  # shap's beeswarm at every horizon
         tags=tags,
     )
     lightgbm = {r["horizon_days"]: r for r in _json_rows(table) if r["model"] == "lightgbm"}
     plan_fields = _plan_fields(plan)
     return {**logged, "features": str(features_dir), "snapshots": len(panel), "feature_count": len(names), "test_cutoffs": test_cutoffs,
             "backtest": _json_rows(table), "roc_auc": {str(h): r["roc_auc"] for h, r in lightgbm.items()},
-            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, **plan_fields, "notes": plan_fields["notes"] + unseen,
+            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, "search": model.info["search"], "chosen_candidate": model.info["chosen"],
+            "baseline_better": better, **plan_fields, "notes": plan_fields["notes"] + unseen,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -371,10 +409,16 @@ def _rebacktest_champion(champion: dict, challenger: dict, config: ModelConfig, 
 
 
 def run_train_table(table: Path, *, label: str, id_column: str | None, tracking_uri: str, progress: Callable[[str], None] | None = None) -> dict:
-    """Stratified 5-fold CV on a user's own snapshot table, then the final model, logged to MLflow."""
+    """Stratified 5-fold CV of the choosing procedure on a user's own snapshot table (each fold picks
+    its model by an inner CV), then the final model (the candidate `chosen` over the folds), logged to MLflow."""
     from core.io import read_user_table
     from models import registry
-    from models.table import TableParams, cross_validate_table, fit_table_model, prepare_table
+    from models.table import (
+        TableParams,
+        cross_validate_table,
+        fit_table_model,
+        prepare_table,
+    )
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
@@ -384,17 +428,21 @@ def run_train_table(table: Path, *, label: str, id_column: str | None, tracking_
     for note in prepared.notes:
         say(f"note: {note}")
     result = cross_validate_table(prepared, params, progress=say)
-    say("fitting the final model on every row")
-    model = fit_table_model(prepared, params)
+    say(f"fitting the final model on every row: {result['chosen']}")
+    model = fit_table_model(prepared, params, result["chosen"])
     raw_columns = [c for c in frame.columns if c in prepared.columns]
     example = frame[raw_columns].head(5).reset_index(drop=True)
     registry.connect(tracking_uri, experiment="churn-train-table")
     digest = hashlib.sha256(Path(table).read_bytes()).hexdigest()
     metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    candidates = pd.DataFrame([{"candidate": c, "model": model_text, "roc_auc_mean": result[f"{c}_roc_auc_mean"],
+                                "roc_auc_std": result[f"{c}_roc_auc_std"], "wins": result["wins"][c]}
+                               for c, model_text in result["candidates"].items()])
     logged = registry.log_table_run(
-        model, example=example, params={**params.model_dump(), "label": label, "id_column": id_column or ""},
-        metrics=metrics, tables={"per_fold": pd.DataFrame(result["per_fold"]), "importance": model.feature_importance()},
+        model, example=example, params={**params.model_dump(mode="json"), "label": label, "id_column": id_column or ""},
+        metrics={**metrics, **{f"wins_{c}": n for c, n in result["wins"].items()}},
+        tables={"per_fold": pd.DataFrame(result["per_fold"]), "importance": model.feature_importance(), "candidates": candidates},
         documents={"notes": {"notes": result.get("notes", prepared.notes)}, "cv": result},
-        tags={"table": str(Path(table).resolve()), "data.fingerprint": digest, "label": label},
+        tags={"table": str(Path(table).resolve()), "data.fingerprint": digest, "label": label, "chosen": result["chosen"]},
     )
     return {**result, **logged, "table": str(table), "seconds": round(time.perf_counter() - started, 1)}

@@ -22,7 +22,7 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
     from escalation.store import Store
     from features.registry import feature_specs
     from models import registry
-    from models.explain import by_family, contributions, global_importance
+    from models.reasons import base_points, family_importance, feature_importance
     from pipelines.features import read_snapshots
     from reports.leadership import ReportInputs, psi, render_report
 
@@ -45,10 +45,9 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
 
     specs = feature_specs()
     sample = snapshot.sample(min(len(snapshot), 3000), random_state=0)
-    contrib = contributions(model, sample, 90)
-    importance = global_importance(contrib, specs)
-    importance["description"] = importance["feature"].map(lambda f: specs[f].description if f in specs else f)
-    families = by_family(contrib, specs).abs().mean()
+    pts, _ = base_points(model, sample, specs, 90)
+    importance, families = feature_importance(pts, model.features, specs), family_importance(pts, model.features, specs)
+    shap_values, explained = _shap_explanation(model, snapshot, table["account_id"], specs)
 
     backtest = pd.DataFrame()
     calibration = None
@@ -70,8 +69,10 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
                     train_values = panel[feature].to_numpy(dtype=float, na_value=np.nan)
                     latest = snapshot[feature].to_numpy(dtype=float, na_value=np.nan)
                     rows.append({"signal": specs[feature].description if feature in specs else feature, "psi": psi(train_values, latest),
-                                 "training mean": f"{np.nanmean(train_values):.2f}", "latest mean": f"{np.nanmean(latest):.2f}"})
+                                 "training mean": f"{np.nanmean(train_values):.2f}", "latest mean": f"{np.nanmean(latest):.2f}",
+                                 "family": specs[feature].family if feature in specs else ""})
             drift = pd.DataFrame(rows)
+    base_dip = _base_dip(folder, pd.Timestamp(scores["cutoff"].max()), settings)
     policy = load_policy(settings.config_dir)
     with Store(settings.store_url, policy) as store:
         read = lambda name: pd.read_sql_table(name, store.engine)  # noqa: E731
@@ -80,8 +81,8 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
         as_of=str(pd.Timestamp(scores["cutoff"].max()).date()), scores=table, family_importance=families, feature_importance=importance,
         model={"version": info["version"] if info else settings.model_uri, "uri": settings.model_uri, "formulation": model.formulation,
                "trained_through": model.info.get("trained_through")},
-        backtest=backtest, calibration_png=calibration, drift=drift, escalations=escalations, follow_ups=follow_ups, feedback=feedback,
-        policy_version=policy.version, data_notes=data_notes))
+        backtest=backtest, calibration_png=calibration, drift=drift, base_dip=base_dip, escalations=escalations, follow_ups=follow_ups, feedback=feedback,
+        policy_version=policy.version, data_notes=data_notes, explanation=shap_values, explained=explained))
     out = Path(out)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
@@ -89,6 +90,39 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
         registry.log_report(run_id, out)
     return {"report": str(out), "bytes": out.stat().st_size, "accounts": len(table), "model_version": info["version"] if info else None,
             "logged_to_run": run_id, "escalations": len(escalations), "notes": data_notes, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _shap_explanation(model, snapshot: pd.DataFrame, accounts: pd.Series, specs) -> tuple[object, list[str]]:
+    """The 90-day shap.Explanation of the scored accounts with readable names (the report's beeswarm
+    and waterfalls), and the account id of each of its rows."""
+    from models.explain import explanation
+    from models.plots import readable
+
+    rows = snapshot[snapshot["account_id"].isin(accounts)].drop_duplicates("account_id", keep="last")
+    if not len(rows):
+        return None, []
+    return readable(explanation(model, rows, 90), specs), rows["account_id"].astype(str).tolist()
+
+
+def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings) -> float | None:
+    """The whole base's activity in the 7 days before the scoring cutoff against its usual level,
+    when it was below usage.BASE_DIP (a holiday week, an outage), from the scored data's usage."""
+    from core.contracts import TableFiles
+    from features.families.usage import BASE_DIP, base_activity
+    from pipelines.features import base_usage_days, load_feature_params
+
+    summary = scores_dir / "score_summary.json"
+    data = Path(json.loads(summary.read_text()).get("data") or settings.data_dir) if summary.is_file() else Path(settings.data_dir)
+    if not data.is_dir():
+        return None
+    files = TableFiles(data)
+    accounts = files.read("accounts", columns=["account_id"])
+    if accounts is None or files.path("usage_daily") is None:
+        return None
+    ids = np.sort(accounts["account_id"].astype("str").to_numpy(dtype=object))
+    block = load_feature_params(settings.config_dir).account_block
+    level = base_activity(base_usage_days(files, [ids[lo : lo + block] for lo in range(0, len(ids), block)]), pd.DatetimeIndex([cutoff]))[0]
+    return float(level) if level < BASE_DIP else None
 
 
 def _data_notes(features_dir: Path) -> list[str]:

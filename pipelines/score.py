@@ -25,12 +25,17 @@ if TYPE_CHECKING:
 TOP_REASONS = 3
 
 
-def reason_table(model: RiskCurveModel, panel: pd.DataFrame, specs: dict, horizon_days: int = 90, n: int = TOP_REASONS) -> list[tuple[dict, ...]]:
-    """Top `n` reasons raising the `horizon_days` risk for every row of the panel."""
-    from models.explain import raising_reasons
+def reason_table(model: RiskCurveModel, panel: pd.DataFrame, curve: np.ndarray, specs: dict, horizon_days: int = 90,
+                 n: int = TOP_REASONS) -> list[dict]:
+    """For every row of the panel: the top `n` drivers raising its `horizon_days` risk and its top
+    context, with points measured against the panel itself (the base scored at this cutoff)."""
+    from models.reasons import Reference, top_reasons
 
     contrib = model.contributions_matrix(model.encode(panel), horizon_days)[:, :-1]
-    return raising_reasons(contrib, model.features, panel[model.features].to_dict("records"), specs, n)
+    risk = curve[:, HORIZONS.index(horizon_days)]
+    reference = Reference.of(horizon_days, risk, contrib, panel, model.features, specs)
+    shown = [c for c in dict.fromkeys([*model.features, "segment"]) if c in panel.columns]  # the segment names the typical account
+    return top_reasons(contrib, risk, model.features, panel[shown].to_dict("records"), specs, reference, n)
 
 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
@@ -72,15 +77,19 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     names = accounts.set_index("account_id")["name"]
     now = cutoff.to_pydatetime()
     inputs: dict = {}
+    top = reason_table(model, panel, curve, specs)
+    position = pd.Series(np.arange(len(panel)), index=panel.index)
     decisions, queue = apply_policy(panel, curve, policy, now, model_version=str(version), owners=owners, names=names,
-                                    reasons=lambda rows: reason_table(model, rows, specs), inputs=inputs)
-    top = reason_table(model, panel, specs)
+                                    reasons=lambda rows: [top[i]["raising"] for i in position[rows.index]], inputs=inputs)
     scores = panel[["account_id", "cutoff"]].copy()
     scores[list(CURVE_COLUMNS)] = curve
     bands = {d.account_id: d.band for d in decisions}
     scores["tier"] = scores["account_id"].map(bands).fillna("none")
     for k in range(TOP_REASONS):
-        scores[f"reason_{k + 1}"] = [r[k]["sentence"] if len(r) > k else None for r in top]
+        scores[f"reason_{k + 1}"] = [r["raising"][k]["sentence"] if len(r["raising"]) > k else None for r in top]
+        scores[f"reason_{k + 1}_points"] = [r["raising"][k]["points"] if len(r["raising"]) > k else np.nan for r in top]
+    scores["context"] = ["; ".join(f"{c['sentence']} ({c['points']:+.1f} points)" for c in r["context"]) or None for r in top]
+    scores["base_rate_90d"] = [r["base_rate"] for r in top]
     escalated = [d for d in decisions if d.escalate]
     packages = _handoffs(escalated, inputs, data, cutoff) if escalated else {}
     recorded = _record(escalated, packages, settings, policy, now, say) if escalated else {"recorded": 0, "opened": 0, "updated": 0}

@@ -25,18 +25,21 @@ HORIZONS = (30, 60, 90, 180)
 class ReportInputs:
     as_of: str
     scores: pd.DataFrame  # account_id, p_30d..p_180d, tier, reason_1..3, segment, arr_current, days_to_renewal, account_name, csm_owner
-    family_importance: pd.Series  # family -> mean |contribution|
-    feature_importance: pd.DataFrame  # feature, family, mean_abs_contribution, description
+    family_importance: pd.Series  # driver family (and "context") -> mean |points| on the 90-day risk
+    feature_importance: pd.DataFrame  # feature, family, role, description, mean_abs_points
     model: dict  # version, uri, trained_through, formulation
     backtest: pd.DataFrame  # model, horizon_days, roc_auc, pr_auc, brier, ece, recall_at_budget, ...
     calibration_png: bytes | None = None
-    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi, train_mean, latest_mean
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # signal, psi, training mean, latest mean, family
+    base_dip: float | None = None  # the whole base's activity in the 7 days before as_of against usual, when it dipped
     escalations: pd.DataFrame = field(default_factory=pd.DataFrame)
     follow_ups: pd.DataFrame = field(default_factory=pd.DataFrame)
     feedback: pd.DataFrame = field(default_factory=pd.DataFrame)
     policy_version: str = ""
     top_n: int = 20
     data_notes: list[str] = field(default_factory=list)  # what the model could not see (families without data)
+    explanation: object | None = None  # shap.Explanation of the 90-day risk (readable names), one row per account of `explained`
+    explained: list[str] = field(default_factory=list)  # account ids of the explanation's rows
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -114,6 +117,92 @@ def at_risk(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: waterfalls shown under the top-risk table (the first accounts of the table)
+WATERFALLS = 10
+#: most dots a beeswarm shows (a sample of the base beyond that: the picture does not change)
+BEESWARM_DOTS = 2000
+
+
+def _shap_figures(inputs: ReportInputs, top: pd.DataFrame) -> tuple[str, str]:
+    """HTML for shap's beeswarm of the base and a waterfall per top account ("" without an explanation)."""
+    e = inputs.explanation
+    if e is None or not len(inputs.explained):
+        return "", ""
+    from models.plots import beeswarm_figure, waterfall_figure
+
+    row = {a: i for i, a in enumerate(inputs.explained)}
+    dots = np.sort(np.random.default_rng(0).permutation(len(row))[:BEESWARM_DOTS])
+    sampled = f" ({len(dots):,} of {len(row):,} accounts shown)" if len(dots) < len(row) else ""
+    beeswarm = ("<p>How each signal moves each account: one dot per account and signal. A dot right of the centre line means that signal "
+                "raises the account's 90-day risk, left means it lowers it; the further out, the stronger. The colour is the signal's value "
+                "for that account, red high and blue low (red dots on the right: high values raise the risk). Signals are ordered by how "
+                f"much they matter across the base{sampled}. The scale is log-odds: +0.7 about doubles the odds of churning, -0.7 halves "
+                f'them.</p>\n<img alt="SHAP beeswarm of the 90-day risk" src="{_palette_png(beeswarm_figure(e[dots], 90))}">')
+    shown = top[top["account_id"].astype(str).isin(row)].head(WATERFALLS)
+    if not len(shown):
+        return beeswarm, ""
+    charts = "".join(f'<details{" open" if i == 0 else ""}><summary>{html.escape(title)}</summary><img alt="why {html.escape(str(a))} is at '
+                     f'risk" src="{_palette_png(waterfall_figure(e[row[str(a)]], 90, title=title))}"></details>'
+                     for i, (a, title) in enumerate(zip(shown["account_id"], _waterfall_titles(shown), strict=True)))
+    which = f"the first {len(shown)} of the {len(top)} accounts above" if len(shown) < len(top) else f"the {len(shown)} accounts above"
+    waterfalls = (f"<p>Why, account by account ({which}; click an account to open its chart): each chart starts at the bottom from the "
+                  "average account's score, E[f(X)], and adds the account's signals one by one: red bars push its 90-day risk up, blue bars "
+                  "pull it down, and the top, f(x), is the account's own score. The grey numbers are the account's values. Same scale as "
+                  f"above (log-odds).</p>\n{charts}")
+    return beeswarm, waterfalls
+
+
+def _palette_png(fig, colours: int = 64) -> str:
+    """`_png` in a palette of `colours`: shap's plots shrink to about a third, the same to the eye."""
+    from PIL import Image
+
+    raw, out = io.BytesIO(), io.BytesIO()
+    fig.savefig(raw, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    Image.open(raw).convert("RGB").quantize(colours).save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def _waterfall_titles(accounts: pd.DataFrame) -> list[str]:
+    names = accounts["account_name"].fillna(accounts["account_id"]).astype(str)
+    return [f"{n} ({a}): 90-day risk {p:.0%}" for n, a, p in zip(names, accounts["account_id"], accounts["p_90d"], strict=True)]
+
+
+def _drift_section(inputs: ReportInputs) -> str:
+    """Drift of the top signals between training and the latest snapshot, and, when the whole base
+    dipped before the latest cutoff, that this is the calendar: usage rows that moved say so."""
+    drift = inputs.drift
+    shifted = drift[drift["psi"] > 0.25] if len(drift) else drift
+    drift_table = drift.head(10).assign(psi=lambda d: d["psi"].map(lambda v: f"{v:.2f}"),
+                                        state=lambda d: d["psi"].astype(float).map(lambda v: "shifted" if v > 0.25 else "shifting" if v > 0.1 else "stable")) \
+        if len(drift) else drift
+    if len(drift_table) and "family" in drift_table:
+        if inputs.base_dip is not None:  # a usage level that moved with the whole base: the calendar, not churn
+            dipped = (drift_table["family"] == "usage") & (drift_table["state"] != "stable")
+            drift_table.loc[dipped, "state"] += " (the whole base dipped)"
+        drift_table = drift_table.drop(columns="family")
+    calendar_line = (f"In the 7 days before {inputs.as_of} the whole base was {inputs.base_dip:.0%} as active as usual: a holiday or a "
+                     "company-wide dip, a fact about the calendar, not about churn. The usage changes the model reads compare each day with "
+                     "the rest of the base that day, so the dip does not read as decline; usage levels, such as active users in the last "
+                     "7 days, do fall with it." if inputs.base_dip is not None else "")
+    return f"""<p>Drift: how much the latest data differs from the data the model learned from, for the signals that matter most (population stability index; above 0.25 means retraining is due).
+{f'{len(shifted)} of them have shifted.' if len(drift) else ''} {html.escape(calendar_line)}</p>
+{_table(drift_table) if len(drift) else "<p>No training data available to compare with.</p>"}"""
+
+
+def _why(top: pd.DataFrame) -> pd.Series:
+    """The top reasons of each account with their points: "logins down 60% ... (+12)"."""
+    def line(row: pd.Series) -> str:
+        parts = []
+        for k in (1, 2, 3):
+            text, pts = row.get(f"reason_{k}"), row.get(f"reason_{k}_points")
+            if isinstance(text, str):
+                parts.append(text + (f" (+{pts:.0f})" if pd.notna(pts) and pts >= 0.5 else ""))
+        return "; ".join(parts)
+
+    return top.apply(line, axis=1) if len(top) else pd.Series(dtype=str)
+
+
 def render_report(inputs: ReportInputs) -> str:
     plt = _plt()
     s = inputs.scores.copy()
@@ -138,9 +227,11 @@ def render_report(inputs: ReportInputs) -> str:
 
     # drivers across the base
     fam = inputs.family_importance.sort_values()
+    imp = inputs.feature_importance
+    drivers, context = imp[imp["role"] == "driver"], imp[imp["role"] == "context"]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(fam) + 1))
-    ax.barh(fam.index.astype(str), fam.to_numpy(), color="#4c72b0")
-    ax.set_xlabel("average influence on the 90-day risk")
+    ax.barh(fam.index.astype(str), fam.to_numpy(), color=["#999999" if f == "context" else "#4c72b0" for f in fam.index])
+    ax.set_xlabel("average effect on the 90-day risk, percentage points (up or down)")
     ax.set_title("What drives churn risk across the customer base")
     drivers_png = _png(fig)
 
@@ -152,10 +243,12 @@ def render_report(inputs: ReportInputs) -> str:
         "90-day risk": top["p_90d"].map(lambda p: f"{p:.0%}"),
         "renewal in": top["days_to_renewal"].map(lambda d: "-" if pd.isna(d) else f"{d:.0f} days"),
         "owner": top["csm_owner"].fillna("unassigned").astype(str),
-        "why": top[[c for c in ("reason_1", "reason_2", "reason_3") if c in top]].apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)), axis=1),
+        "why (points added to the 90-day risk)": _why(top),
     })
-    features_table = inputs.feature_importance.head(10).assign(
-        influence=lambda f: f["mean_abs_contribution"].map(lambda v: f"{v:.3f}"))[["description", "family", "influence"]]
+    beeswarm_html, waterfalls_html = _shap_figures(inputs, top)
+    features_table, context_table = (part.head(n).assign(effect=lambda f: f["mean_abs_points"].map(lambda v: f"{v:.1f} points"))
+                                     [["description", "family", "effect"]].rename(columns={"effect": "average effect"})
+                                     for part, n in ((drivers, 10), (context, 5)))
 
     # escalation funnel
     esc, fol, fb = inputs.escalations, inputs.follow_ups, inputs.feedback
@@ -180,11 +273,6 @@ def render_report(inputs: ReportInputs) -> str:
                                "ranks churners above others (ROC-AUC)": health["roc_auc"].map(lambda v: f"{v:.2f}"),
                                "calibration error (ECE)": health["ece"].map(lambda v: f"{v:.3f}"),
                                "churners caught with 5% of accounts": health["recall_at_budget"].map(lambda v: f"{v:.0%}")})
-    drift = inputs.drift
-    shifted = drift[drift["psi"] > 0.25] if len(drift) else drift
-    drift_table = drift.head(10).assign(psi=lambda d: d["psi"].map(lambda v: f"{v:.2f}"),
-                                        state=lambda d: d["psi"].astype(float).map(lambda v: "shifted" if v > 0.25 else "shifting" if v > 0.1 else "stable")) \
-        if len(drift) else drift
     calibration = f'<img alt="calibration curve" src="data:image/png;base64,{base64.b64encode(inputs.calibration_png).decode()}">' \
         if inputs.calibration_png else "<p>No calibration figure was logged with this model.</p>"
 
@@ -214,14 +302,20 @@ th {{ background: #f4f6f8; }} .lead {{ font-size: 1.1em; background: #f4f8fb; pa
 <img alt="ARR at risk by horizon and segment" src="{risk_png}">
 
 <h2>2. What drives the risk</h2>
-<p>How much each kind of signal moves the 90-day risk, on average over all accounts (exact SHAP values from the model). Longer bars matter more.</p>
+<p>How much each kind of signal moves an account's 90-day risk away from the average account's, in percentage points, up or down, averaged
+over all accounts (exact SHAP values from the model, turned into points). Blue bars are drivers: behaviour that can change, which is what
+CS can act on. The grey bar is context: who the account is (segment, industry, plan, billing, ARR, tenure, renewal date).</p>
 <img alt="drivers of risk by family" src="{drivers_png}">
-<p>The ten signals that matter most:</p>
+<p>The ten drivers that matter most:</p>
 {_table(features_table)}
+<p>Context that moves risk most (shown beside an account's reasons, never as one):</p>
+{_table(context_table)}
+{beeswarm_html}
 
 <h2>3. The accounts most at risk</h2>
-<p>Ranked by ARR expected to churn within 90 days (probability &times; ARR). "Why" lists the strongest reasons, in the account's own numbers.</p>
+<p>Ranked by ARR expected to churn within 90 days (probability &times; ARR). "Why" lists the strongest drivers in the account's own numbers against its past and the typical account of its segment, with the points each adds to the 90-day risk.</p>
 {_table(top_table)}
+{waterfalls_html}
 
 <h2>4. Escalations: from flag to outcome</h2>
 <p>{html.escape(esc_line)}</p>
@@ -233,9 +327,7 @@ th {{ background: #f4f6f8; }} .lead {{ font-size: 1.1em; background: #f4f8fb; pa
 {_table(health) if len(health) else "<p>No backtest was logged with this model.</p>"}
 <p>Calibration: when the model says 20%, about 20% of such accounts should churn. Points on the diagonal are right.</p>
 {calibration}
-<p>Drift: how much the latest data differs from the data the model learned from, for the signals that matter most (population stability index; above 0.25 means retraining is due).
-{f'{len(shifted)} of them have shifted.' if len(drift) else ''}</p>
-{_table(drift_table) if len(drift) else "<p>No training data available to compare with.</p>"}
+{_drift_section(inputs)}
 {_blind_spots(inputs.data_notes)}
 <p class="note">Generated by churn-platform. Model {html.escape(str(m.get('uri')))}, formulation {html.escape(str(m.get('formulation')))}.</p>
 </body></html>

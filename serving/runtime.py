@@ -21,6 +21,8 @@ from escalation.policy import HORIZONS
 from serving import schemas
 
 TOP_REASONS = 3
+#: the horizon whose risk the top reasons explain (what CS reads first)
+REASONS_HORIZON = 90
 FACT_COLUMNS = ("account_name", "csm_owner")
 
 
@@ -80,6 +82,8 @@ class ServingRuntime:
         self.snapshot = str(pd.Timestamp(self.frame["cutoff"].max()).date()) if len(self.frame) else None
         self.average_arr = float(self.frame["arr_current"].mean()) if "arr_current" in self.frame and len(self.frame) else None
         self.specs = feature_specs()
+        self._lock = threading.Lock()
+        self._references: dict = {}
         self._stored = self._precompute()
         self.policy = load_policy(settings.config_dir)
         self.store = Store(settings.store_url, self.policy)
@@ -87,7 +91,6 @@ class ServingRuntime:
         self._text = text
         self._text_threads = text_threads
         self._sentiment = None
-        self._lock = threading.Lock()
         self.cache = None
         if text:  # load and warm the text models now: the first ticket must not wait for them
             from features.text.sentiment import score_texts
@@ -106,34 +109,49 @@ class ServingRuntime:
             raise NotFound(f"account_id {query.account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
         return self.X[i : i + 1], self.records[i], self.snapshot
 
-    def _reasons(self, contrib: np.ndarray, values: dict, n: int = TOP_REASONS) -> dict[str, list[dict]]:
-        from models.explain import reasons
-
-        return reasons(contrib, self.model.features, values, self.specs, n)
-
     def _facts(self, account_id: str, values: dict) -> AccountFacts:
         from escalation.signals import account_facts
 
         return account_facts(account_id, values, self.policy, average_arr=self.average_arr, csm_owner=values.get("csm_owner"),
                              name=values.get("account_name"))
 
-    def _curves_and_reasons(self, X: np.ndarray, values: list[dict]) -> tuple[np.ndarray, list]:
-        """One LightGBM call for the curves and one for the contributions of all rows."""
-        from models.explain import raising_reasons
+    def _curves_and_reasons(self, X: np.ndarray, values: list[dict]) -> tuple[np.ndarray, list[dict]]:
+        """One LightGBM call for the curves and one for the contributions of all rows; the points are
+        measured against the stored base (against these rows when nothing is stored)."""
+        from models.reasons import Reference, top_reasons
 
         threads = 1 if len(X) < 16 else 0  # one account: one thread is fastest; a batch: every core
         curves = self.model.curve_matrix(X, num_threads=threads)
-        contrib = self.model.contributions_matrix(X, 90, num_threads=threads)[:, :-1]
-        return curves, raising_reasons(contrib, self.model.features, values, self.specs, TOP_REASONS)
+        contrib = self.model.contributions_matrix(X, REASONS_HORIZON, num_threads=threads)[:, :-1]
+        risk = curves[:, HORIZONS.index(REASONS_HORIZON)]
+        reference = self._references.get(REASONS_HORIZON)
+        if reference is None:
+            stored = values is self.records
+            reference = Reference.of(REASONS_HORIZON, risk, contrib, self.frame if stored else pd.DataFrame(values), self.model.features, self.specs)
+            if stored:
+                self._references[REASONS_HORIZON] = reference
+        return curves, top_reasons(contrib, risk, self.model.features, values, self.specs, reference, TOP_REASONS)
 
     def _precompute(self) -> tuple[np.ndarray, list]:
         """Curves and top reasons of every stored account, once: the snapshot and the model are fixed
         for the life of the server, and support systems ask about the same accounts on every ticket
-        update, so a lookup by id is a read (about 4,000 accounts a second at start-up)."""
+        update, so a lookup by id is a read. The stored accounts are the base the points are measured
+        from (computed on the first pass: it has every stored account's curve and contributions)."""
         if not len(self.X):
             return np.zeros((0, len(HORIZONS))), []
-        parts = [self._curves_and_reasons(self.X[lo : lo + 5000], self.records[lo : lo + 5000]) for lo in range(0, len(self.X), 5000)]
-        return np.vstack([c for c, _ in parts]), [t for _, tops in parts for t in tops]
+        return self._curves_and_reasons(self.X, self.records)
+
+    def reference(self, horizon_days: int):
+        """The stored base's reference for a horizon (base rate, mean contributions, typical values), once."""
+        from models.reasons import Reference
+
+        with self._lock:
+            if horizon_days not in self._references:
+                curves = self.model.curve_matrix(self.X)
+                contrib = self.model.contributions_matrix(self.X, horizon_days)[:, :-1]
+                k = HORIZONS.index(horizon_days)
+                self._references[horizon_days] = Reference.of(horizon_days, curves[:, k], contrib, self.frame, self.model.features, self.specs)
+            return self._references[horizon_days]
 
     def _score_many(self, queries: list[schemas.AccountQuery]) -> list[tuple[schemas.AccountScore, RiskView, dict]]:
         """Stored accounts asked by id come from the precomputed curves and reasons; accounts given
@@ -153,10 +171,12 @@ class ServingRuntime:
         now = dt.datetime.now(dt.UTC)
         out = []
         for query, (_, values, snapshot), top, curve in zip(queries, rows, tops, curves, strict=True):
-            risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top), self.model_version)
+            risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), self.model_version)
             tier = decide(self._facts(query.account_id, values), risk, None, self.policy, now).band
             score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
-                                         tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top], snapshot=snapshot,
+                                         tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
+                                         context=[schemas.Reason(**_reason(r)) for r in top["context"]], base_rate=float(top["base_rate"]),
+                                         rest_points=top["rest_points"], reasons_horizon_days=REASONS_HORIZON, snapshot=snapshot,
                                          model_version=self.model_version)
             out.append((score, risk, values))
         return out
@@ -169,20 +189,28 @@ class ServingRuntime:
         return [score for score, _, _ in self._score_many(accounts)] if accounts else []
 
     def explain(self, request: schemas.ExplainRequest) -> schemas.ExplainResponse:
+        from models.reasons import account_reasons, points
+
         x, values, _ = self._row(schemas.AccountQuery(account_id=request.account_id))
         k = HORIZONS.index(request.horizon_days)
         curve = self._stored[0][self.position[request.account_id]]
-        contrib = self.model.contributions_matrix(x, request.horizon_days, num_threads=1)[0, :-1]
-        found = self._reasons(contrib, values, n=len(self.model.features))
+        contrib = self.model.contributions_matrix(x, request.horizon_days, num_threads=1)[:, :-1]
+        reference = self.reference(request.horizon_days)
+        pts, rest = points(contrib, curve[k : k + 1], reference)
+        found = account_reasons(contrib[0], pts[0], float(rest[0]), self.model.features, values, self.specs, reference, n=len(self.model.features))
         families: dict[str, float] = {}
-        for name, c in zip(self.model.features, contrib, strict=True):
+        for name, c in zip(self.model.features, contrib[0], strict=True):
             family = self.specs[name].family if name in self.specs else "other"
             families[family] = families.get(family, 0.0) + float(c)
+
+        def reason(key: str) -> list[schemas.Reason]:
+            return [schemas.Reason(**_reason(r)) for r in found[key]]
+
         return schemas.ExplainResponse(account_id=request.account_id, horizon_days=request.horizon_days, probability=float(curve[k]),
-                                       raising=[schemas.Reason(**_reason(r)) for r in found["raising"]],
-                                       lowering=[schemas.Reason(**_reason(r)) for r in found["lowering"]],
+                                       raising=reason("raising"), lowering=reason("lowering"), context=reason("context"),
+                                       base_rate=found["base_rate"], rest_points=found["rest_points"],
                                        by_family={f: round(v, 6) for f, v in sorted(families.items(), key=lambda kv: -abs(kv[1]))},
-                                       model_version=self.model_version)
+                                       points_by_family=found["points_by_family"], model_version=self.model_version)
 
     def sentiment_model(self):
         with self._lock:
@@ -315,7 +343,8 @@ def _reason(r: dict) -> dict:
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         value = None
-    return {"feature": r["feature"], "family": r["family"], "sentence": r["sentence"], "value": value, "contribution": float(r["contribution"])}
+    return {"feature": r["feature"], "family": r["family"], "role": r["role"], "sentence": r["sentence"], "value": value,
+            "contribution": float(r["contribution"]), "points": float(r["points"]), "effect": r["effect"]}
 
 
 def _jsonable(value):

@@ -36,9 +36,12 @@ class AccountQuery(_Model):
 class Reason(_Model):
     feature: str
     family: str
-    sentence: str = Field(description="The reason in words, with the account's own value.")
+    role: Literal["driver", "context"] = Field("driver", description="driver: behaviour that can change; context: who the account is (segment, plan, ARR, tenure...).")
+    sentence: str = Field(description="The reason in words: the account's own value, what it was in the prior 90 days where known, and the typical account of its segment.")
     value: FeatureValue = None
     contribution: float = Field(description="Exact TreeSHAP contribution to the risk (log-odds).")
+    points: float | None = Field(None, description="Effect on the risk of the horizon explained, in percentage points (base rate + every feature's points + rest = the risk).")
+    effect: str | None = Field(None, description="The points in words, e.g. 'adds 12 points to the 90-day risk'.")
 
 
 class Curve(_Model):
@@ -52,7 +55,11 @@ class AccountScore(_Model):
     account_id: str
     curve: Curve
     tier: Literal["critical", "high", "watch", "none"] = Field(description="The escalation policy's band for the risk alone (no ticket).")
-    top_reasons: list[Reason]
+    top_reasons: list[Reason] = Field(description="The drivers raising the risk most (never context), with their points on the reasons' horizon.")
+    context: list[Reason] = Field(default_factory=list, description="Context features with the largest effect (segment, plan, ARR level...): shown as context, not as reasons.")
+    base_rate: float | None = Field(None, description="Risk of the scored base's average account (on the log-odds scale) at the reasons' horizon: the points are measured from it.")
+    rest_points: float | None = Field(None, description="Points no single feature carries (interactions), so base rate + points + rest = the risk.")
+    reasons_horizon_days: int = 90
     snapshot: str | None = Field(None, description="Cutoff of the stored features used (null when features were given).")
     model_version: str
 
@@ -135,9 +142,13 @@ class ExplainResponse(_Model):
     account_id: str
     horizon_days: int
     probability: float
-    raising: list[Reason]
-    lowering: list[Reason]
+    raising: list[Reason] = Field(description="Drivers raising the risk, largest first.")
+    lowering: list[Reason] = Field(description="Drivers lowering the risk, largest first.")
+    context: list[Reason] = Field(default_factory=list, description="Context features, by the size of their effect.")
+    base_rate: float | None = Field(None, description="Risk of the base's average account (on the log-odds scale) at this horizon.")
+    rest_points: float | None = None
     by_family: dict[str, float] = Field(description="Contributions summed per feature family (log-odds).")
+    points_by_family: dict[str, float] = Field(default_factory=dict, description="Points summed per feature family (percentage points of this horizon's risk).")
     model_version: str
 
 

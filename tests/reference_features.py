@@ -1,8 +1,9 @@
 """A slow, obviously correct reference for the snapshot features: plain loops over one account.
 
-Written independently of features/ (it shares only the parameters and the feature names), from the
-definitions in the feature dictionary. Timestamps are compared exactly as the fast path does:
-rows strictly before the cutoff; a usage day counts once it is complete (date + 1 day <= cutoff).
+Written independently of features/ (it shares only the parameters, the feature names and the usage
+calendar's three constants), from the definitions in the feature dictionary. Timestamps are
+compared exactly as the fast path does: rows strictly before the cutoff; a usage day counts once it
+is complete (date + 1 day <= cutoff).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pandas as pd
 
 from core.contracts import TERM_MONTHS, TICKET_CATEGORIES
 from features.context import FeatureParams
+from features.families.usage import FULL_BASE, LEVEL_DAYS, MIN_WEIGHT
 
 DAY = pd.Timedelta(days=1)
 NAN = float("nan")
+MEASURES = ("active_users", "logins", "key_feature_events", "api_calls", "distinct_features_used")
 
 
 def _mean(values) -> float:
@@ -39,6 +42,8 @@ class Reference:
         self.ticket_account = dict(zip(tickets["ticket_id"], tickets["account_id"], strict=True))
         self.events_by_ticket = dict(tuple(tables["ticket_events"].groupby("ticket_id")))
         self.messages_by_ticket = dict(tuple(tables["ticket_messages"].groupby("ticket_id")))
+        self.weights: dict[str, pd.DataFrame] = {}
+        self.base = self._daily(tables["usage_daily"])  # every account's usage summed per day
 
     def rows(self, table: str, account: str) -> pd.DataFrame:
         return self.by_account[table].get(account, self.t[table].iloc[0:0])
@@ -102,24 +107,65 @@ class Reference:
         }
 
     # --- usage ---------------------------------------------------------------------------------
+    # --- usage: each day weighed against the rest of the base that day ------------------------------
+    @staticmethod
+    def _daily(usage: pd.DataFrame) -> pd.DataFrame:
+        """Per day: the measures, the rows and the rows with active users (one day per row, no gaps)."""
+        frame = usage[["date", *MEASURES]].assign(rows=1.0, active_user_days=(usage["active_users"] > 0).astype(float))
+        daily = frame.groupby("date").sum()
+        days = pd.date_range(daily.index.min(), daily.index.max(), freq="D")
+        return daily.reindex(days, fill_value=0.0) if len(daily) else daily
+
+    def day_weights(self, account: str) -> pd.DataFrame:
+        """Per day of the account's rows and measure: the rest of the base's measure per row (the
+        breadth of features: per row with active users) that day, against the same over the 364
+        days ending that day; with n < FULL_BASE other accounts reporting, only n / FULL_BASE of the way from 1."""
+        if account not in self.weights:
+            own = self._daily(self.rows("usage_daily", account)).reindex(self.base.index, fill_value=0.0)
+            others = self.base - own
+            level = others.rolling(LEVEL_DAYS, min_periods=1).sum()
+            out = {}
+            for measure in MEASURES:
+                per = "active_user_days" if measure == "distinct_features_used" else "rows"
+                weights = []
+                for day in self.base.index:
+                    n, rate_level = others.at[day, per], _ratio(level.at[day, measure], level.at[day, per])
+                    if n > 0 and rate_level > 0:
+                        weight = 1 + min(n / FULL_BASE, 1) * (others.at[day, measure] / n / rate_level - 1)
+                        weights.append(max(weight, MIN_WEIGHT))
+                    else:
+                        weights.append(1.0)
+                out[measure] = weights
+            self.weights[account] = pd.DataFrame(out, index=self.base.index)
+        return self.weights[account]
+
     def usage(self, account: str, c: pd.Timestamp) -> dict:
         seats = float(self.t["accounts"].set_index("account_id").loc[account, "seats"])
         days = [r for r in self.rows("usage_daily", account).itertuples() if r.date + DAY <= c]
+        weights = self.day_weights(account) if days else None
 
         def window(offset: int, length: int):
             return [r for r in days if c - (offset + length) * DAY <= r.date < c - offset * DAY]
+
+        def level(rows, col: str) -> float:
+            """The measure's sum over the sum of its days' weights (days with active users for the breadth)."""
+            counted = [r for r in rows if col != "distinct_features_used" or r.active_users > 0]
+            return _ratio(sum(getattr(r, col) for r in rows), sum(weights.at[r.date, col] for r in counted))
+
+        def change(recent, before, col: str) -> float:
+            return _ratio(level(recent, col), level(before, col)) - 1
 
         w7, w30, w90 = window(0, 7), window(0, 30), window(0, 90)
         before7, before30 = window(7, 90), window(30, 90)
         mean = lambda rows, col: _mean(getattr(r, col) for r in rows)  # noqa: E731
         out = {
             "active_users_7d": mean(w7, "active_users"),
-            "active_users_change_7d": _ratio(mean(w7, "active_users"), mean(before7, "active_users")) - 1,
+            "active_users_change_7d": change(w7, before7, "active_users"),
             "logins_30d": float(sum(r.logins for r in w30)) if w30 else NAN,
-            "logins_change_30d": _ratio(mean(w30, "logins"), mean(before30, "logins")) - 1,
+            "logins_change_30d": change(w30, before30, "logins"),
             "session_minutes_per_user_30d": _ratio(sum(r.session_minutes for r in w30), sum(r.active_users for r in w30)),
-            "key_feature_events_change_30d": _ratio(mean(w30, "key_feature_events"), mean(before30, "key_feature_events")) - 1,
-            "api_calls_change_30d": _ratio(mean(w30, "api_calls"), mean(before30, "api_calls")) - 1,
+            "key_feature_events_change_30d": change(w30, before30, "key_feature_events"),
+            "api_calls_change_30d": change(w30, before30, "api_calls"),
         }
         login_days = [r.date for r in days if r.logins > 0]
         out["days_since_last_login"] = float((c - max(login_days)) / DAY) if login_days else NAN
@@ -137,12 +183,15 @@ class Reference:
         out["zero_usage_days_30d"] = float(sum(not (r.active_users > 0 or r.api_calls > 0) for r in w30)) if w30 else NAN
         breadth = lambda rows: _ratio(sum(r.distinct_features_used for r in rows), sum(r.active_users > 0 for r in rows))  # noqa: E731
         out["distinct_features_30d"] = breadth(w30)
-        out["distinct_features_change_30d"] = _ratio(breadth(w30), breadth(before30)) - 1
-        out["seat_utilisation_30d"] = mean(w30, "active_users") / seats
+        out["distinct_features_change_30d"] = change(w30, before30, "distinct_features_used")
+        out["seat_utilisation_30d"] = level(w30, "active_users") / seats
         y = np.array([r.active_users for r in w90], dtype=float)
-        if len(w90) >= 14 and y.mean() > 0:
+        if len(w90) >= 14 and y.sum() > 0:
+            # active users = weight x (a + b t): least squares on the weighted intercept and time
+            f = np.array([weights.at[r.date, "active_users"] for r in w90])
             t = np.array([(r.date - c) / DAY for r in w90])
-            out["active_users_trend_90d"] = float(np.polyfit(t, y, 1)[0] * 7 / y.mean())
+            (_, slope), *_ = np.linalg.lstsq(np.column_stack([f, f * t]), y, rcond=None)
+            out["active_users_trend_90d"] = float(slope * 7 / level(w90, "active_users"))
         else:
             out["active_users_trend_90d"] = NAN
         return out

@@ -13,18 +13,18 @@ from features.timeline import DAY, EventIndex, to_seconds
 
 F = "business"
 SPECS = [
-    spec("arr_current", F, "usd", "ARR at the cutoff: contract ARR plus upgrades and downgrades so far", "ARR of ${n}"),
-    spec("arr_vs_average", F, "ratio", "current ARR against the average live account at the cutoff", "worth {value}x the average account"),
-    spec("arr_change_365d", F, "usd", "ARR added (upgrades) minus removed (downgrades) in the last 365 days", "ARR changed by ${n} in the last year"),
-    spec("seats", F, "count", "seats under contract", "{n} seats"),
-    spec("tenure_days", F, "days", "days since contract start", "customer for {n} days"),
-    spec("days_to_renewal", F, "days", "days until the next renewal (every term from the contract's renewal date, or from its start)", "renewal in {n} days"),
+    spec("arr_current", F, "usd", "ARR at the cutoff: contract ARR plus upgrades and downgrades so far", "ARR of ${n}", role="context"),
+    spec("arr_vs_average", F, "ratio", "current ARR against the average live account at the cutoff", "worth {value}x the average account", role="context"),
+    spec("arr_change_365d", F, "usd", "ARR added (upgrades) minus removed (downgrades) in the last 365 days", "ARR changed by ${n} in the last year", role="context"),
+    spec("seats", F, "count", "seats under contract", "{n} seats", role="context"),
+    spec("tenure_days", F, "days", "days since contract start", "customer for {n} days", role="context"),
+    spec("days_to_renewal", F, "days", "days until the next renewal (every term from the contract's renewal date, or from its start)", "renewal in {n} days", role="context"),
     spec("exec_sponsor_present", F, "flag", "an executive sponsor at contract who has not left", "executive sponsor in place: {value}"),
-    spec("segment", F, "category", "segment", "{value} segment", kind="categorical"),
-    spec("billing", F, "category", "contract term", "{value} billing", kind="categorical"),
-    spec("plan", F, "category", "plan", "{value} plan", kind="categorical"),
-    spec("industry", F, "category", "industry", "{value} industry", kind="categorical"),
-    spec("region", F, "category", "region", "{value} region", kind="categorical"),
+    spec("segment", F, "category", "segment", "{value} segment", kind="categorical", role="context"),
+    spec("billing", F, "category", "contract term", "{value} billing", kind="categorical", role="context"),
+    spec("plan", F, "category", "plan", "{value} plan", kind="categorical", role="context"),
+    spec("industry", F, "category", "industry", "{value} industry", kind="categorical", role="context"),
+    spec("region", F, "category", "region", "{value} region", kind="categorical", role="context"),
 ]
 
 

@@ -15,7 +15,8 @@ SPECS = []
 for kind in KINDS:
     words = kind.replace("_", " ")
     SPECS.append(spec(f"{kind}_180d", F, "count", f"{words} events in the last 180 days", f"{{n}} {words} event(s) in the last 180 days"))
-    SPECS.append(spec(f"days_since_{kind}", F, "days", f"days since the latest {words} event", f"{words} {{n}} days ago", f"no {words} event on record"))
+    SPECS.append(spec(f"days_since_{kind}", F, "days", f"days since the latest {words} event", f"{words} {{n}} days ago", f"no {words} event on record",
+                      role="context"))  # how long ago is history; whether it happened lately is the count above
 
 
 def build_risk_events(ctx: FeatureContext) -> pd.DataFrame:

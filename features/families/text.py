@@ -17,7 +17,8 @@ from features.timeline import DAY, EventIndex, to_seconds
 F = "text"
 NOT_COMPUTED = "no customer message in the window, or text signals not computed"
 SPECS = [
-    spec("customer_sentiment_30d", F, "score", "mean sentiment of customer messages, last 30 days (-1 to 1)", "customer tone {value} on a -1 to 1 scale over the last 30 days", NOT_COMPUTED),
+    spec("customer_sentiment_30d", F, "score", "mean sentiment of customer messages, last 30 days (-1 to 1)", "customer tone {value} on a -1 to 1 scale over the last 30 days", NOT_COMPUTED,
+         baseline="sentiment_change_30d"),
     spec("customer_sentiment_90d", F, "score", "mean sentiment of customer messages, last 90 days (-1 to 1)", "customer tone {value} over the last 90 days", NOT_COMPUTED),
     spec("sentiment_change_30d", F, "score", "customer sentiment, last 30 days minus the 90 days before", "customer tone {direction} {value} against the previous 90 days", NOT_COMPUTED),
     spec("negative_messages_30d", F, "count", "negative customer messages in the last 30 days", "{n} negative messages from the customer in 30 days"),

@@ -80,7 +80,8 @@ def test_weekly_five_months_evaluates_the_horizons_it_can(weekly, capsys):
         assert n["needs_days"] == needs_days(weekly, h) > 0
         assert n["reason"].startswith(f"not enough history: needs {needs_days(weekly, h)} more days")
     rows = {(r["model"], r["horizon_days"]): r for r in payload["results"]}
-    assert rows[("lightgbm", 30)]["folds"] == 4 and rows[("lightgbm", 30)]["roc_auc"] > 0.5 and rows[("lightgbm", 30)]["rows"] > 0
+    # the latest 4, and the panel's calendar cutoff 2024-04-01 (a month end)
+    assert rows[("lightgbm", 30)]["folds"] == 5 and rows[("lightgbm", 30)]["roc_auc"] > 0.5 and rows[("lightgbm", 30)]["rows"] > 0
     assert rows[("lightgbm", 60)]["folds"] < 4 and any("60 days" in note for note in payload["notes"])  # fewer folds than asked, said
     for key in ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "recall_at_budget", "median_lead_days"):
         assert key in rows[("oracle", 30)]
@@ -92,7 +93,7 @@ def test_weekly_five_months_with_two_folds_in_the_human_table(weekly, capsys):
     err = capsys.readouterr().err
     assert "lightgbm" in err and "30d" in err and "60d" in err
     assert "not evaluated" in err and "180 days" in err and f"needs {needs_days(weekly, 180)} more days" in err
-    assert "30 days at 2" in err  # two folds for 30 days, as asked
+    assert "30 days at 3" in err and "also tested at 2024-04-01 (30 days): a month end" in err  # two as asked, and the month end
 
 
 def test_train_on_weekly_five_months_registers_a_challenger(weekly, capsys):

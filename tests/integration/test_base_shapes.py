@@ -55,6 +55,15 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     assert main(["train", "--features", str(features), "--json"]) == 0
     trained = _json(capsys)
     assert trained["version"] and trained["alias"] == "challenger"
+    # the capacity search ran in every fit, and where a baseline still beats the curve, train says so
+    assert len(trained["search"]) == 3 and trained["chosen_candidate"] in (0, 1, 2)
+    auc = {(r["model"], r["horizon_days"]): r["roc_auc"] for r in trained["backtest"]}
+    beaten = {str(h) for (m, h), v in auc.items() if m in ("rules", "logistic") and v is not None
+              and auc.get(("lightgbm", h)) is not None and v > auc[("lightgbm", h)] + 0.005}
+    assert set(trained["baseline_better"]) == beaten, trained["baseline_better"]
+    print(f"[{shape.name}] train: search chose candidate {trained['chosen_candidate']}; ROC-AUC lightgbm vs logistic: "
+          + ", ".join(f"{h}d {auc[('lightgbm', h)]:.3f} vs {auc[('logistic', h)]:.3f}" for m, h in auc if m == "lightgbm"
+                      if auc[("lightgbm", h)] is not None and auc.get(("logistic", h)) is not None))
     assert main(["promote", "--force", "--json"]) == 0
     capsys.readouterr()
 

@@ -241,4 +241,4 @@ def test_every_feature_is_in_the_dictionary_with_a_template(small):
         assert s.description and s.template and s.unit
         value = panel[s.name].dropna().iloc[0] if panel[s.name].notna().any() else 1.0
         assert "{" not in s.sentence(value)
-    assert specs["active_users_change_7d"].sentence(-0.58) == "weekly active users down 58% against the prior 90 days"
+    assert specs["active_users_change_7d"].sentence(-0.58) == "weekly active users down 58% against the prior 90 days, adjusted for the base's calendar"

@@ -32,3 +32,7 @@ def test_notebook_runs(path, environment, tmp_path):
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
+    if path.stem == "03_explain_account":  # shap's waterfall for the model and the baseline, and their top features side by side
+        outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+        assert any("features are shared" in o.get("text", "") for o in outputs)

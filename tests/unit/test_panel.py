@@ -1,0 +1,28 @@
+"""Snapshot keys and labels on a base where nobody has churned yet (an empty churn table)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.panel import make_labels, snapshot_keys
+
+UTC = "datetime64[us, UTC]"
+
+
+def _accounts() -> pd.DataFrame:
+    return pd.DataFrame({"account_id": ["a", "b"], "contract_start": pd.to_datetime(["2024-01-01", "2024-02-01"], utc=True).astype(UTC)})
+
+
+def test_a_base_without_churn_has_live_accounts_and_zero_labels():
+    churn = pd.DataFrame({"account_id": pd.Series([], dtype="str"), "churned_at": pd.Series([], dtype=UTC)})
+    keys = snapshot_keys({"accounts": _accounts(), "churn": churn}, [pd.Timestamp("2024-06-01", tz="UTC")])
+    assert keys["account_id"].tolist() == ["a", "b"]
+    labels = make_labels(keys, churn, pd.Timestamp("2024-12-31", tz="UTC"))
+    assert labels.to_numpy().sum() == 0 and labels.notna().all().all()
+
+
+def test_labels_count_a_churn_inside_the_horizon_only():
+    churn = pd.DataFrame({"account_id": ["a"], "churned_at": pd.to_datetime(["2024-07-20"], utc=True).astype(UTC)})
+    keys = snapshot_keys({"accounts": _accounts(), "churn": churn}, [pd.Timestamp("2024-06-01", tz="UTC")])
+    labels = make_labels(keys, churn, pd.Timestamp("2024-12-31", tz="UTC"))
+    assert labels.loc[0].tolist() == [0, 1, 1, 1] and labels.loc[1].tolist() == [0, 0, 0, 0]

@@ -68,8 +68,9 @@ class CurveParams(BaseModel):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
     early_stopping_rounds: int = Field(50, ge=0, description="0: no early stopping (grow n_estimators trees)")
-    valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping and calibration")
-    valid_gap_days: int = Field(0, ge=0, description="days between the last fitting cutoff and the first held-out cutoff")
+    valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping, the search and calibration")
+    valid_gap_days: int = Field(0, ge=0, description="days between the last fitting cutoff and the first held-out cutoff (the fitting "
+                                "labels are censored at the first held-out cutoff: no gap is needed to keep outcomes apart)")
     calibrate: bool = True
     #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
     #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
@@ -82,9 +83,10 @@ class CurveParams(BaseModel):
     )
     seed: int = 42
     num_threads: int = 0
-    #: Candidates for the capacity and regularisation (each sets some of SEARCHABLE; the keys above
-    #: fill the rest). fit_curve grows each on the fitting rows and keeps the lowest held-out log
-    #: loss, so every backtest fold chooses inside its own training window. Empty: the keys above.
+    #: Candidates for the capacity and regularisation, from the most to the least regularised (each
+    #: sets some of SEARCHABLE; the keys above fill the rest). fit_curve grows each on the fitting
+    #: rows and keeps one by held-out log loss (choose_candidate), so every backtest fold chooses
+    #: inside its own training window. Empty: the keys above.
     search: tuple[dict[str, int | float], ...] = ()
 
     @field_validator("search")
@@ -134,8 +136,7 @@ class Calibrator:
     where their raw risks are equal; the shifts never decrease with the horizon (`fit_calibration`),
     so the calibrated curve rises wherever the raw one does. The hazard model is trained on log loss
     and is calibrated on its own period already: what the held-out snapshots correct is the drift
-    of the churn rate since then (a fitted slope as well moved the backtest's ROC-AUC and ECE more
-    than it corrected them, README "Calibration")."""
+    of the churn rate since then (why not a fitted slope or isotonic steps: README "Risk curve")."""
 
     shift: float = 0.0
 
@@ -416,9 +417,9 @@ def choose_candidate(losses: list[np.ndarray], events: float) -> int:
     """The search's choice from each candidate's held-out log loss, row by row (candidates listed
     from the most to the least regularised): the first whose mean loss exceeds the lowest by no
     more than SEARCH_MARGIN standard errors of their row-by-row difference, so a more flexible
-    candidate has to beat a simpler one by more than the noise of the held-out rows. The held-out
-    rows are mostly 30-day outcomes, where capacity helps most; with one standard error the
-    15-leaf candidate won folds of the 2,000-account backtest and cost 0.006 of 90-day ROC-AUC.
+    candidate has to beat a simpler one by more than the noise of the held-out rows. (The held-out
+    rows are mostly 30-day outcomes, where capacity helps most and the longer horizons least: a
+    margin of one standard error let capacity win folds it lost at 90 days; README "Risk curve".)
     With fewer than MIN_SEARCH_EVENTS churn events held out, nothing can be told apart: the first."""
     if events < MIN_SEARCH_EVENTS:
         return 0

@@ -25,7 +25,8 @@ def main() -> None:
     from features.registry import feature_specs
     from models.backtest import censor_at
     from models.curve import CurveParams, fit_curve
-    from models.explain import contributions, reasons
+    from models.explain import contributions
+    from models.reasons import Reference, top_reasons
     from pipelines.features import read_snapshots, run_features
     from pipelines.models import feature_names, load_model_config
     from sklearn.metrics import roc_auc_score
@@ -62,14 +63,16 @@ def main() -> None:
         t0 = time.perf_counter()
         contributions(model, batch, 90)
         explain_rate = len(batch) / (time.perf_counter() - t0)
+        X = model.encode(test)  # the base the API measures points from (computed once at its start)
+        reference = Reference.of(90, model.curve_matrix(X)[:, 2], model.contributions_matrix(X, 90)[:, :-1], test, model.features, specs)
         times = []
         for i in range(500):
             values = rows[i % len(rows)]
             t0 = time.perf_counter()
             x = model.row(values)  # the API's path: one account's values -> curve + reasons, one thread
-            model.curve_matrix(x, num_threads=1)
+            curve = model.curve_matrix(x, num_threads=1)
             contrib = model.contributions_matrix(x, 90, num_threads=1)
-            reasons(contrib[0, :-1], model.features, values, specs)
+            top_reasons(contrib[:, :-1], curve[:, 2], model.features, [values], specs, reference)
             times.append(time.perf_counter() - t0)
         trees = sum(b.num_trees() for b in model.boosters)
         r = {"model": label, "formulation": params.formulation, "trees": trees, "leaves": params.num_leaves, "fit_s": round(fit_s, 1),

@@ -83,10 +83,10 @@ class CurveParams(BaseModel):
     )
     seed: int = 42
     num_threads: int = 0
-    #: Candidates for the capacity and regularisation, from the most to the least regularised (each
-    #: sets some of SEARCHABLE; the keys above fill the rest). fit_curve grows each on the fitting
-    #: rows and keeps one by held-out log loss (choose_candidate), so every backtest fold chooses
-    #: inside its own training window. Empty: the keys above.
+    #: Candidates for the capacity and regularisation, in order of preference (each sets some of
+    #: SEARCHABLE; the keys above fill the rest). fit_curve grows each on the fitting rows and keeps
+    #: one by held-out log loss (choose_candidate), so every backtest fold chooses inside its own
+    #: training window. Empty: the keys above.
     search: tuple[dict[str, int | float], ...] = ()
 
     @field_validator("search")
@@ -413,16 +413,16 @@ def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def choose_candidate(losses: list[np.ndarray], events: float) -> int:
-    """The search's choice from each candidate's held-out log loss, row by row (candidates listed
-    from the most to the least regularised): the first whose mean loss exceeds the lowest by no
-    more than SEARCH_MARGIN standard errors of their row-by-row difference, so a more flexible
-    candidate has to beat a simpler one by more than the noise of the held-out rows. (The held-out
-    rows are mostly 30-day outcomes, where capacity helps most and the longer horizons least: a
-    margin of one standard error let capacity win folds it lost at 90 days; README "Risk curve".)
-    With fewer than MIN_SEARCH_EVENTS churn events held out, nothing can be told apart: the first."""
+def choose_candidate(losses: list[np.ndarray], events: float, leaves: list[int]) -> int:
+    """The search's choice from each candidate's held-out log loss, row by row, candidates in order
+    of preference: the first whose mean loss exceeds the lowest by no more than SEARCH_MARGIN
+    standard errors of their row-by-row difference, so a later candidate has to beat an earlier one
+    by more than the noise of the held-out rows. (The held-out rows are mostly 30-day outcomes,
+    where capacity helps most and the longer horizons least: a margin of one standard error let
+    capacity win folds it lost at 90 days; README "Risk curve".) With fewer than MIN_SEARCH_EVENTS
+    churn events held out, nothing can be told apart: the candidate with the fewest `leaves`."""
     if events < MIN_SEARCH_EVENTS:
-        return 0
+        return int(np.argmin(leaves))
     best = losses[int(np.argmin([loss.mean() for loss in losses]))]
     for i, loss in enumerate(losses):
         difference = loss - best
@@ -489,7 +489,7 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
 
     candidates = params.candidates()
     grown = [grow(candidate) for candidate in candidates]
-    chosen = choose_candidate([g["losses"] for g in grown], sum(valid[1].sum() for _, valid in data))
+    chosen = choose_candidate([g["losses"] for g in grown], sum(valid[1].sum() for _, valid in data), [c.num_leaves for c in candidates])
     model.boosters = grown[chosen]["boosters"]
     model.params = candidates[chosen].model_dump()
     model.info = {"fit_rows": [int(s.fit.sum()) for s in splits], "valid_rows": [int(s.valid.sum()) for s in splits],

@@ -203,10 +203,11 @@ def test_search_prefers_the_earlier_candidate_within_the_noise_of_the_held_out_r
     noise -= noise.mean()
     slightly_better = simple - 0.0005 + noise  # 0.0005 lower on average, under one standard error (0.0007)
     clearly_better = simple - 0.01 + noise
-    assert choose_candidate([simple, slightly_better], events=500) == 0
-    assert choose_candidate([simple, slightly_better, clearly_better], events=500) == 2  # 0.01 is about 14 standard errors
-    assert choose_candidate([clearly_better, simple], events=500) == 0
-    assert choose_candidate([simple, clearly_better], events=MIN_SEARCH_EVENTS - 1) == 0  # too few churners held out to tell
+    assert choose_candidate([simple, slightly_better], events=500, leaves=[4, 15]) == 0
+    assert choose_candidate([simple, slightly_better, clearly_better], events=500, leaves=[4, 2, 15]) == 2  # 0.01: 14 standard errors
+    assert choose_candidate([clearly_better, simple], events=500, leaves=[4, 2]) == 0
+    # too few churners held out to tell: the smallest trees
+    assert choose_candidate([simple, clearly_better, simple], events=MIN_SEARCH_EVENTS - 1, leaves=[4, 2, 15]) == 1
 
 
 def test_search_candidates_are_checked():

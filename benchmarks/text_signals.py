@@ -7,7 +7,7 @@ monthly-refitted regressors of `features.text.outcomes`, then
   - against the naive fill-in (the mean of answers so far), which inherits the submission bias.
 Also: how well rephrasings detected in text match the simulator's count.
 
-    python benchmarks/text_signals.py [--accounts 600]
+    python benchmarks/text_signals.py [--accounts 600] [--encoder cascade|transformer|static]
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import pandas as pd  # noqa: E402
 def main() -> None:
     from core.contracts import load_tables
     from features.text.encoder import TextEncoder
-    from features.text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
+    from features.text.sentiment import ENCODERS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel
+    from features.text.static import StaticEncoder
     from pipelines.features import add_message_signals
     from features.text.outcomes import ticket_outcome_inputs
     from simulation.config import SimulationConfig
@@ -37,13 +38,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=600)
+    parser.add_argument("--encoder", choices=ENCODERS, default="cascade", help="CHURN_TEXT_ENCODER's choices")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         simulate(SimulationConfig(accounts=args.accounts, days=730, seed=21), Path(tmp) / "sim")
         tables = load_tables(Path(tmp) / "sim").tables
         truth = pd.read_parquet(Path(tmp) / "sim" / "truth" / "tickets.parquet")
     started = time.perf_counter()
-    model = SentimentModel(TextEncoder(), SentimentHead.load(SHIPPED_HEAD))
+    encoder, head = TextEncoder(), SentimentHead.load(SHIPPED_HEAD)
+    static = None if args.encoder == "transformer" else StaticEncoder(encoder)
+    model = SentimentModel(encoder, head, static=static, route_below=0.0 if args.encoder == "static" else ROUTE_BELOW)
     tables = add_message_signals(tables, model, None)
     seconds = time.perf_counter() - started
     n_messages = len(tables["ticket_messages"])
@@ -51,7 +55,7 @@ def main() -> None:
     outcomes = tables["ticket_outcomes"]
     inputs = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], tables["message_signals"])
     frame = inputs.merge(outcomes[["ticket_id", "predicted_csat", "predicted_ces"]], on="ticket_id").merge(truth, on="ticket_id")
-    results = {"accounts": args.accounts, "messages": n_messages, "signal_seconds": round(seconds, 1)}
+    results = {"encoder": args.encoder, "accounts": args.accounts, "messages": n_messages, "signal_seconds": round(seconds, 1)}
     for score in ("csat", "ces"):
         pred = frame[f"predicted_{score}"]
         has = pred.notna()
@@ -86,7 +90,7 @@ def main() -> None:
                               "three_plus_agreement": round(float(((per >= 2) == (true_r >= 2)).mean()), 3)}
     print(f"rephrasings per ticket vs the simulator's count: correlation {results['rephrasings']['correlation']}, exact {results['rephrasings']['exact']}, "
           f"agreement on 'asked three times' {results['rephrasings']['three_plus_agreement']}")
-    save("text_signals", results)
+    save(f"text_signals_{args.encoder}", results)
 
 
 if __name__ == "__main__":

@@ -47,13 +47,20 @@ class Settings(BaseSettings):
     sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
     text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
     text_runtime: Literal["auto", "openvino", "onnx", "torch"] = Field(
-        "auto", description="What runs the sentence encoder: 'auto' (ONNX Runtime in float32, else PyTorch; the API takes OpenVINO in bfloat16 first "
-        "on a CPU with bfloat16 instructions), 'openvino', 'onnx' (an error if they cannot), 'torch'."
+        "auto", description="What runs the transformer encoder: 'auto' (ONNX Runtime in float32, else PyTorch), 'openvino' (bfloat16 where the CPU "
+        "has the instructions), 'onnx' (an error if they cannot), 'torch'."
     )
-    encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export is kept [default: ~/.cache/churn-platform/encoders].")
+    text_encoder: Literal["cascade", "transformer", "static"] = Field(
+        "cascade", description="How sentences are embedded and scored: 'cascade' (static embeddings distilled from the transformer; the transformer "
+        "scores only the sentences the static head is unsure of), 'transformer' (every sentence), 'static' (none)."
+    )
+    encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export and static table are kept [default: ~/.cache/churn-platform/encoders].")
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")
     score_cron: str = Field("0 6 * * *", description="When `churn schedule` runs the daily scoring flow (cron, UTC).")
     retrain_cron: str = Field("0 3 * * 1", description="When `churn schedule` runs the retraining flow (cron, UTC).")
+    prefect_dir: Path | None = Field(None, description="Database, log and state of the local Prefect server the pipeline commands share "
+                                     "(unless PREFECT_API_URL names one) [default: ~/.cache/churn-platform/prefect].")
+    prefect_idle_minutes: int = Field(60, ge=0, description="The local Prefect server stops after this many minutes without a request (0: never).")
     scores_dir: Path | None = Field(None, description="Output folder of the latest `churn score` run, whose features.parquet the API looks accounts up in [default: DATA_DIR/scores].")
 
     @field_validator("api_tokens", mode="before")

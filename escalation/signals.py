@@ -49,10 +49,11 @@ def ticket_signals(
     scores: np.ndarray,
     labels: Sequence[str],
     embeddings: np.ndarray,
-    rephrase_similarity: float = 0.4,
+    rephrase_similarity: float,
 ) -> tuple[TicketSignals, np.ndarray]:
     """Signals of one ticket from its message bodies in time order, which of them the customer
-    wrote, their sentiment (score and label) and embeddings (unit length), all aligned. Returns
+    wrote, their sentiment (score and label) and embeddings (unit length), all aligned, and the
+    embedding space's threshold for asking again (SignalParams). Returns
     the signals and, per message, whether it asks an earlier customer question again (for the
     handoff's timeline). One ticket holds a handful of messages: plain Python and numpy, no
     pandas, since the support system waits on this call."""

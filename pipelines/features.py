@@ -154,7 +154,7 @@ def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: Text
     scores.loc[customer, "score"] = scored["score"].to_numpy()
     embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)  # no customer message: no columns
     embeddings[customer] = emb
-    return message_signals(messages, tables["tickets"], scores, embeddings, params)
+    return message_signals(messages, tables["tickets"], scores, embeddings, (params or SignalParams()).within(model.embedder))
 
 
 @dataclass

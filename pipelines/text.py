@@ -16,7 +16,8 @@ from core.io import atomic_path, read_user_table
 from core.settings import Settings, load_settings
 from features.text.cache import TextCache
 from features.text.encoder import TextEncoder
-from features.text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
+from features.text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, STATIC_C, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
+from features.text.static import StaticEncoder
 
 
 def head_path(settings: Settings) -> Path:
@@ -24,21 +25,28 @@ def head_path(settings: Settings) -> Path:
     return settings.sentiment_head or settings.data_dir / "models" / "sentiment_head.json"
 
 
-def text_encoder(settings: Settings, *, threads: int | None = None, fast: bool = False) -> TextEncoder:
-    """The sentence encoder as configured (runtime, export folder); `threads` bounds it (default: every
-    core); `fast` (the API) lets `auto` take bfloat16 where the CPU has it."""
-    return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache, fast=fast)
+def text_encoder(settings: Settings, *, threads: int | None = None) -> TextEncoder:
+    """The transformer encoder as configured (runtime, export folder); `threads` bounds it (default: every core)."""
+    return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache)
 
 
-def load_sentiment_model(settings: Settings, *, threads: int | None = None, fast: bool = False) -> SentimentModel:
-    """The configured sentiment model; `threads` bounds the encoder's (default: every core); `fast`: see text_encoder."""
-    encoder = text_encoder(settings, threads=threads, fast=fast)
+def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> SentimentModel:
+    """The configured sentiment model (CHURN_TEXT_ENCODER); `threads` bounds the transformer's (default: every core)."""
+    encoder = text_encoder(settings, threads=threads)
     if settings.sentiment_model != "default":
         return SentimentModel(encoder, classifier=settings.sentiment_model)
     path = head_path(settings)
     if settings.sentiment_head is not None and not path.is_file():
         raise InputError(f"CHURN_SENTIMENT_HEAD {path}: no such file; expected a head written by `churn sentiment-train`")
-    return SentimentModel(encoder, SentimentHead.load(path if path.is_file() else SHIPPED_HEAD))
+    head = SentimentHead.load(path if path.is_file() else SHIPPED_HEAD)
+    if settings.text_encoder == "transformer":
+        return SentimentModel(encoder, head)
+    return SentimentModel(encoder, head, static=StaticEncoder(encoder), route_below=_route_below(settings))
+
+
+def _route_below(settings: Settings) -> float:
+    """The cascade's threshold for CHURN_TEXT_ENCODER: `static` never sends a sentence on to the transformer."""
+    return 0.0 if settings.text_encoder == "static" else ROUTE_BELOW
 
 
 def open_cache(settings: Settings) -> TextCache:
@@ -73,7 +81,7 @@ class TextSource:
         with _OPENING:
             if self.model_key not in _MODELS:
                 model = load_sentiment_model(self.settings)
-                model.encoder.dimension  # noqa: B018 - load (and export) now, under the lock, not in each thread's first call
+                model.load()  # now, under the lock, not in each thread's first call
                 _MODELS[self.model_key] = model
             if self.cache_key not in _CACHES:
                 _CACHES[self.cache_key] = open_cache(self.settings)
@@ -113,11 +121,15 @@ def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label
     counts = y.value_counts()
     if len(counts) < 3 or counts.min() < folds:
         raise InputError(f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}")
-    encoder = text_encoder(settings or load_settings())
-    embeddings = encoder.embed(text.tolist())
-    metrics = cross_validate_head(embeddings, text.tolist(), y, encoder.key, folds=folds)
+    settings = settings or load_settings()
+    encoder = text_encoder(settings)
+    static = StaticEncoder(encoder)
+    embeddings, fixed = encoder.embed(text.tolist()), static.embed(text.tolist())
+    metrics = cross_validate_head(embeddings, text.tolist(), y, encoder.key, folds=folds,
+                                  **({} if settings.text_encoder == "transformer" else {"static": fixed, "route_below": _route_below(settings)}))
     head = fit_head(embeddings, text.tolist(), y, encoder.key)
-    head.info = {"trained_on": labels.name, "messages": len(y), "labels": counts.to_dict(), "cv": metrics}
+    head.static = fit_head(fixed, text.tolist(), y, static.key, c=STATIC_C)  # both heads always: CHURN_TEXT_ENCODER can change later
+    head.info = {"trained_on": labels.name, "messages": len(y), "labels": counts.to_dict(), "cv": metrics, "text_encoder": settings.text_encoder}
     head.save(out)
     return {"head": str(out), "messages": len(y), "labels": counts.to_dict(), **{f"cv_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - started, 2)}
 

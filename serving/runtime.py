@@ -217,9 +217,14 @@ class ServingRuntime:
             if self._sentiment is None:
                 from pipelines.text import load_sentiment_model
 
-                # fast: bfloat16 where the CPU has it (the caller waits on each update's new message)
-                self._sentiment = load_sentiment_model(self.settings, threads=self._text_threads, fast=True)
+                # the same model as batch work (a message's sentiment here and in the features agree)
+                self._sentiment = load_sentiment_model(self.settings, threads=self._text_threads)
             return self._sentiment
+
+    def rephrase_similarity(self) -> float:
+        """The cosine above which a customer message asks an earlier one again, in the sentiment
+        model's embedding space (with text off there are no embeddings: never)."""
+        return self.sentiment_model().embedder.rephrase_similarity if self._text else 1.0
 
     def assess_ticket(self, request: schemas.AssessTicketRequest) -> schemas.AssessTicketResponse:
         [result] = self.assess_tickets([request])
@@ -285,7 +290,7 @@ class ServingRuntime:
         request, ticket, timeline, bodies, customer = update.request, update.request.ticket, update.timeline, update.bodies, update.customer
         scores = np.full(len(timeline), np.nan)
         labels = ["neutral"] * len(timeline)
-        embeddings = np.zeros((len(timeline), emb.shape[1] if len(emb) else 384), dtype=np.float32)
+        embeddings = np.zeros((len(timeline), emb.shape[1] if len(emb) else 1), dtype=np.float32)
         if len(probabilities):
             theirs = np.flatnonzero(customer)
             scores[theirs] = probabilities[:, 2] - probabilities[:, 0]
@@ -293,7 +298,8 @@ class ServingRuntime:
                 labels[i] = label
             embeddings[customer] = emb
         signals, rephrase = ticket_signals(bodies, customer, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
-                                           bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings)
+                                           bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings,
+                                           rephrase_similarity=self.rephrase_similarity())
         now = dt.datetime.now(dt.UTC)
         facts = self._facts(request.account_id, update.values)
         decision = decide(facts, update.risk, signals, self.policy, now)

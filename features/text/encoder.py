@@ -8,19 +8,17 @@ loaded with `local_files_only`, so nothing is fetched, with or without HF_HUB_OF
 Runtime (the setting CHURN_TEXT_RUNTIME). The encoder is exported from PyTorch to ONNX once,
 checked against PyTorch on probe sentences, and kept in a cache folder keyed by the weights and the
 exporter. The forward pass then runs in:
-- ONNX Runtime in float32: the same embeddings as PyTorch (largest difference about 2e-7; the text
-  cache stores float16) about 1.6-2x faster. Batch work uses it: a text's embedding does not
-  depend on the batch it was padded in (to 1e-7), so features agree however the work is split.
-- OpenVINO with bfloat16 matrix products, on a CPU with bfloat16 instructions (AMX, AVX512-BF16),
-  for the API (`fast=True`), which encodes each ticket update's new message while the caller
-  waits: about 2.5x faster for one message, with the same sentiment labels (every one of 2,300
-  corpus and simulated sentences; scores within 0.006, embeddings' cosine to float32 above
-  0.9999). Each load checks that cosine on probe sentences before using it. In bfloat16 an
-  embedding moves by up to 1e-3 with the batch it is padded in, which is why batch work keeps
-  float32.
-`auto` (the default) takes ONNX Runtime, or for the API OpenVINO first; `openvino`, `onnx` and
-`torch` ask for one everywhere (`torch` is the reference). Scores computed in bfloat16 are cached
-apart from float32 ones (SentimentModel.key), so a run never mixes the two.
+- ONNX Runtime in float32 (`auto`, `onnx`): the same embeddings as PyTorch (largest difference about
+  2e-7; the text cache stores float16), about 1.6-2x faster. A text's embedding does not depend on
+  the batch it was padded in (to 1e-7), so the API's few messages and a batch job agree. Its threads
+  do not spin while they wait for work: on a CPU shared with another job, spinning threads took the
+  cores from the threads doing the work.
+- OpenVINO (`openvino`), in bfloat16 where the CPU has the instructions (checked against float32 on
+  probe sentences, cosine above 0.999); an embedding then moves by up to 1e-3 with its batch, so
+  it is never chosen by itself.
+- PyTorch (`torch`), the reference.
+`auto` falls back to PyTorch with a warning when the export cannot be made; a runtime asked for by
+name fails instead. Most sentences never reach this encoder: see features/text/static.py.
 """
 
 from __future__ import annotations
@@ -100,7 +98,7 @@ def default_export_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "churn-platform" / "encoders"
 
 
-def _weights_digest(folder: Path) -> str:
+def weights_digest(folder: Path) -> str:
     """Names a local model's weights and configuration (the export is reused only for the same ones)."""
     h = hashlib.blake2b(digest_size=12)
     for path in sorted(folder.iterdir()):
@@ -115,8 +113,12 @@ def _weights_digest(folder: Path) -> str:
 class TextEncoder:
     """Mean-pooled, L2-normalised sentence embeddings; `embed` is the only entry point."""
 
+    #: cosine thresholds in this embedding space (features/text/signals.py): see SignalParams
+    rephrase_similarity = 0.4
+    repeat_similarity = 0.65
+
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, max_length: int = 128, batch_size: int = 64, threads: int | None = None,
-                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None, fast: bool = False):
+                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None):
         self.model_name = str(model)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -124,7 +126,6 @@ class TextEncoder:
         if runtime not in RUNTIMES:
             raise ChurnError(f"text runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
-        self.fast = fast  # auto mode: bfloat16 first (the API), else float32 only (batch work, reproducible)
         self.export_dir = Path(export_dir).expanduser() if export_dir is not None else None
         self._tokenizer = None
         self._model = None  # PyTorch, when it runs the forward pass
@@ -153,6 +154,10 @@ class TextEncoder:
         self._load()
         return self._precision
 
+    def export_folder(self) -> Path:
+        """Where exports made from this encoder are kept (CHURN_ENCODER_CACHE, else the user's cache folder)."""
+        return self.export_dir or default_export_dir()
+
     def _load(self) -> None:
         if self._loaded:
             return
@@ -164,8 +169,7 @@ class TextEncoder:
     def _load_once(self) -> None:
         path, local = resolve_model(self.model_name)
         if self.runtime != "torch" and local:
-            auto = ("openvino", "onnx") if self.fast else ("onnx",)
-            if self._open_exported(Path(path), auto if self.runtime == "auto" else (self.runtime,)):
+            if self._open_exported(Path(path), ("onnx",) if self.runtime == "auto" else (self.runtime,)):
                 return
         if self.threads:
             _torch().set_num_threads(self.threads)
@@ -186,9 +190,6 @@ class TextEncoder:
                     self._compiled, self._precision = self._open_openvino(target, tokenizer, inputs)
                 else:
                     self._session = self._ort_session(target, self.threads)
-            except _NotChosen as exc:  # auto mode: OpenVINO works but is not the fastest here
-                log.debug("text encoder %s: %s", self.model_name, exc)
-                continue
             except Exception as exc:  # noqa: BLE001 - the next one (PyTorch last) computes the same embeddings
                 self._not_used(_BACKEND_NAMES[backend], exc)
                 continue
@@ -212,7 +213,7 @@ class TextEncoder:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         inputs = list(tokenizer.model_input_names)
         name = self.key.split(":")[0]
-        target = (self.export_dir or default_export_dir()) / f"{name}-{_weights_digest(folder)}-v{_EXPORTER_VERSION}.onnx"
+        target = self.export_folder() / f"{name}-{weights_digest(folder)}-v{_EXPORTER_VERSION}.onnx"
         if not target.is_file():
             self._export(folder, tokenizer, inputs, target)
         return target, tokenizer, inputs, int(config.hidden_size)
@@ -226,6 +227,8 @@ class TextEncoder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # idle threads sleep instead of spinning: on a shared CPU spinning ones starve the busy ones
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
 
     def _open_openvino(self, target: Path, tokenizer, inputs: list[str]):
@@ -234,8 +237,6 @@ class TextEncoder:
 
         core = ov.Core()
         bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if not bf16 and self.runtime == "auto":
-            raise _NotChosen("no bfloat16 instructions on this CPU, and in float32 ONNX Runtime is faster than OpenVINO")
         compiled = core.compile_model(str(target), "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": self.threads or 0,
             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
@@ -299,7 +300,14 @@ class TextEncoder:
         self._load()
         return self._dimension
 
-    def _hidden(self, batch: dict) -> np.ndarray:
+    def tokenizer(self):
+        """The model's tokenizer (loads the model)."""
+        self._load()
+        return self._tokenizer
+
+    def hidden(self, batch: dict) -> np.ndarray:
+        """The last hidden state [batch, tokens, dimension] of tokenised inputs (numpy arrays)."""
+        self._load()
         if self._compiled is not None:
             request = getattr(self._requests, "request", None)
             if request is None:
@@ -324,7 +332,7 @@ class TextEncoder:
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-            out[idx] = _pool(self._hidden(batch), batch["attention_mask"])
+            out[idx] = _pool(self.hidden(batch), batch["attention_mask"])
         return out
 
 
@@ -333,10 +341,6 @@ def _pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     mask = attention_mask[..., None].astype(np.float32)
     pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-
-
-class _NotChosen(Exception):
-    """A runtime that works but is not the best choice here (auto mode moves on to the next)."""
 
 
 _BACKEND_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime"}

@@ -1,9 +1,13 @@
 """Message sentiment: negative / neutral / positive with a continuous score in [-1, 1].
 
-Default: the shipped MiniLM encoder plus a multinomial logistic-regression head trained on the
-project's labelled support corpus (`features/text/corpus/sentiment.csv`). Any Hugging Face
-sequence-classification model (local path or hub id) can replace it. score = P(positive) -
-P(negative). Scoring goes through a cache keyed by text hash, so known texts are never rescored.
+Default: a cascade of two logistic-regression heads trained on the project's labelled support
+corpus (`features/text/corpus/sentiment.csv`): one on static embeddings distilled from the shipped
+MiniLM (features/text/static.py, a table lookup), and one on MiniLM itself, which scores only the
+sentences the first is unsure of (its most likely label below ROUTE_BELOW). The setting
+CHURN_TEXT_ENCODER picks `cascade`, `transformer` (every sentence through MiniLM) or `static`.
+Any Hugging Face sequence-classification model (local path or hub id) can replace the heads.
+score = P(positive) - P(negative). Scoring goes through a cache keyed by text hash and by what
+scored it, so known texts are never rescored.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import pandas as pd
 from core.errors import ChurnError, InputError
 from features.text.cache import TextCache, text_hash
 from features.text.encoder import TextEncoder, load_pretrained
+from features.text.static import StaticEncoder
 
 LABELS = ("negative", "neutral", "positive")
 CORPUS = Path(__file__).parent / "corpus" / "sentiment.csv"
 SHIPPED_HEAD = Path(__file__).parent / "corpus" / "sentiment_head.json"
+ENCODERS = ("cascade", "transformer", "static")
+#: The cascade sends a sentence to the transformer when the static head gives its most likely label
+#: less than this. The static head's regularisation (STATIC_C, looser than the transformer head's)
+#: makes it confident where it can be. Both chosen by 5-fold cross-validation on the corpus (3
+#: seeds): macro-F1 0.859 with 16% of sentences sent on; at 0.6, 0.859 with 23%; at 0.5, 0.850.
+ROUTE_BELOW = 0.55
+STATIC_C = 4.0
 _ALIASES = {
     "negative": "negative", "neg": "negative", "-1": "negative", "bad": "negative",
     "neutral": "neutral", "neu": "neutral", "0": "neutral",
@@ -67,6 +79,8 @@ class SentimentHead:
     vocabulary: dict[str, int] = field(default_factory=dict)
     idf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     info: dict = field(default_factory=dict)
+    #: the cascade's first head, on static embeddings (None: a head written before the cascade)
+    static: SentimentHead | None = None
 
     @cached_property
     def _ngrams(self):
@@ -110,23 +124,27 @@ class SentimentHead:
         digest = text_hash(json.dumps([self.coef.round(6).tolist(), self.intercept.round(6).tolist()]))[:12]
         return f"{self.encoder}+head-{digest}"
 
+    def to_dict(self) -> dict:
+        out = {"labels": list(LABELS), "coef": self.coef.round(7).tolist(), "intercept": self.intercept.tolist(), "encoder": self.encoder,
+               "vocabulary": self.vocabulary, "idf": self.idf.round(7).tolist(), "info": self.info}
+        return out | ({"static": self.static.to_dict()} if self.static is not None else {})
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> SentimentHead:
+        if raw["labels"] != list(LABELS):
+            raise ValueError(f"labels {raw['labels']}, expected {list(LABELS)}")
+        return cls(np.asarray(raw["coef"]), np.asarray(raw["intercept"]), raw["encoder"], raw.get("vocabulary", {}),
+                   np.asarray(raw.get("idf", [])), raw.get("info", {}), cls.from_dict(raw["static"]) if raw.get("static") else None)
+
     def save(self, path: str | Path) -> Path:
         from core.io import write_json
 
-        return write_json(
-            {"labels": list(LABELS), "coef": self.coef.round(7).tolist(), "intercept": self.intercept.tolist(), "encoder": self.encoder,
-             "vocabulary": self.vocabulary, "idf": self.idf.round(7).tolist(), "info": self.info},
-            path,
-        )
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> SentimentHead:
         try:
-            raw = json.loads(Path(path).read_text())
-            if raw["labels"] != list(LABELS):
-                raise ValueError(f"labels {raw['labels']}, expected {list(LABELS)}")
-            return cls(np.asarray(raw["coef"]), np.asarray(raw["intercept"]), raw["encoder"], raw.get("vocabulary", {}),
-                       np.asarray(raw.get("idf", [])), raw.get("info", {}))
+            return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"sentiment head {path}: {exc}") from None
 
@@ -144,40 +162,76 @@ def fit_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, en
     return SentimentHead(clf.coef_[order], clf.intercept_[order], encoder, vocabulary, vec.idf_)
 
 
-def cross_validate_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, folds: int = 5, seed: int = 0) -> dict:
-    """Stratified k-fold accuracy and macro-F1 of the head (the encoder is fixed)."""
+def cross_validate_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, folds: int = 5, seed: int = 0,
+                        static: np.ndarray | None = None, route_below: float = ROUTE_BELOW) -> dict:
+    """Stratified k-fold accuracy and macro-F1 of the head (the encoders are fixed); with `static`
+    embeddings, of the cascade (`routed`: the share of held-out texts the transformer scored)."""
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold
 
     texts = np.asarray(list(texts), dtype=object)
     y = labels.to_numpy()
-    pred = np.empty(len(y), dtype=object)
+    p = np.zeros((len(y), len(LABELS)))
+    routed = np.zeros(len(y), dtype=bool)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(embeddings, y):
-        head = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder)
-        pred[test] = np.asarray(LABELS, dtype=object)[head.predict_proba(embeddings[test], texts[test]).argmax(axis=1)]
-    return {"folds": folds, "accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
+        p[test] = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder).predict_proba(embeddings[test], texts[test])
+        if static is not None:
+            first = fit_head(static[train], texts[train], labels.iloc[train], encoder, c=STATIC_C).predict_proba(static[test], texts[test])
+            routed[test] = first.max(axis=1) < route_below
+            p[test] = np.where(routed[test, None], p[test], first)
+    pred = labels_of(p)
+    out = {"folds": folds, "accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
+    return out | ({"routed": float(routed.mean())} if static is not None else {})
 
 
 class SentimentModel:
-    """Encoder + head (default), or a Hugging Face sequence-classification model."""
+    """Encoder + head, optionally behind a static first stage (the cascade, see the module's
+    docstring), or a Hugging Face sequence-classification model."""
 
-    def __init__(self, encoder: TextEncoder, head: SentimentHead | None = None, classifier: str | None = None):
+    def __init__(self, encoder: TextEncoder, head: SentimentHead | None = None, classifier: str | None = None, *,
+                 static: StaticEncoder | None = None, route_below: float = ROUTE_BELOW):
         if head is None and classifier is None:
             raise ValueError("a SentimentModel needs a head or a classifier")
+        if static is not None and (head is None or head.static is None):
+            raise ChurnError("the sentiment head has no static head for the cascade: retrain it with `churn sentiment-train`, "
+                             "or set CHURN_TEXT_ENCODER=transformer")
         self.encoder = encoder
         self.head = head
         self.classifier = classifier
+        self.static = static
+        self.route_below = route_below  # 0: the static head alone
         self._clf = None
+
+    @property
+    def embedder(self) -> TextEncoder | StaticEncoder:
+        """Whose embeddings `predict` returns (the rephrasing thresholds belong to its space)."""
+        return self.static or self.encoder
 
     @property
     def key(self) -> str:
         """Names what scores a text (the cache is keyed on it). Scores from a bfloat16 encoder are kept
         apart from float32 ones: nearly the same (labels agree), but a run never mixes the two."""
         key = self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
+        if self.static is not None:
+            key = f"{key}|{self.head.static.key}|{self.static.key}@{self.route_below:g}"
         return key if self.encoder.precision == "fp32" else f"{key}|{self.encoder.precision}"
 
+    def load(self) -> None:
+        """Load (and make, the first time) what scoring needs, now rather than on the first text."""
+        self.encoder.dimension  # noqa: B018
+        if self.static is not None:
+            self.static.table()
+
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities [n, 3] in LABELS order, embeddings [n, d])."""
+        """(probabilities [n, 3] in LABELS order, embeddings [n, d] of `embedder`)."""
+        if self.static is not None:
+            embeddings = self.static.embed(texts)
+            p = self.head.static.predict_proba(embeddings, texts)
+            unsure = np.flatnonzero(p.max(axis=1) < self.route_below)
+            if len(unsure):
+                subset = [texts[i] for i in unsure]
+                p[unsure] = self.head.predict_proba(self.encoder.embed(subset), subset)
+            return p, embeddings
         embeddings = self.encoder.embed(texts)
         if self.head is not None:
             return self.head.predict_proba(embeddings, texts), embeddings

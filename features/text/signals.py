@@ -28,12 +28,19 @@ COLUMNS = ["message_id", "ticket_id", "account_id", "sent_at", "author", "sentim
 class SignalParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # calibrated on simulated tickets against the simulator's own count of rephrasings: at 0.4 the
-    # per-ticket count correlates 0.77 with the truth (0.69 at 0.5, 0.58 at 0.6)
-    rephrase_similarity: float = Field(0.4, gt=0, lt=1, description="cosine similarity above which a message asks an earlier question again")
-    repeat_similarity: float = Field(0.65, gt=0, lt=1, description="cosine similarity above which a new ticket repeats an earlier one")
+    # Cosines mean different things in different embedding spaces, so by default each encoder brings
+    # its own thresholds (`rephrase_similarity`, `repeat_similarity` on TextEncoder and StaticEncoder),
+    # calibrated on simulated tickets against the simulator's own count of rephrasings, and for
+    # repeats at the same share of tickets flagged (about 3%). Figures: benchmarks/text_signals.py.
+    rephrase_similarity: float | None = Field(None, gt=0, lt=1, description="cosine similarity above which a message asks an earlier question again")
+    repeat_similarity: float | None = Field(None, gt=0, lt=1, description="cosine similarity above which a new ticket repeats an earlier one")
     repeat_window_days: int = Field(30, gt=0, description="how far back a repeated ticket is looked for")
     lookback: int = Field(8, gt=0, description="earlier messages (or tickets) compared with each one")
+
+    def within(self, space) -> SignalParams:
+        """These parameters with the thresholds left unset taken from the embedding space `space` (an encoder)."""
+        return self.model_copy(update={"rephrase_similarity": self.rephrase_similarity or space.rephrase_similarity,
+                                       "repeat_similarity": self.repeat_similarity or space.repeat_similarity})
 
 
 def _max_similarity_to_earlier(emb: np.ndarray, group: np.ndarray, lookback: int, times: np.ndarray | None = None, window: float | None = None) -> np.ndarray:
@@ -51,10 +58,9 @@ def _max_similarity_to_earlier(emb: np.ndarray, group: np.ndarray, lookback: int
 
 
 def message_signals(
-    messages: pd.DataFrame, tickets: pd.DataFrame, scores: pd.DataFrame, embeddings: np.ndarray, params: SignalParams | None = None
+    messages: pd.DataFrame, tickets: pd.DataFrame, scores: pd.DataFrame, embeddings: np.ndarray, params: SignalParams
 ) -> pd.DataFrame:
-    """Signals per message; `scores` and `embeddings` are aligned with `messages` rows."""
-    params = params or SignalParams()
+    """Signals per message; `scores` and `embeddings` are aligned with `messages` rows; `params` has its thresholds set (`within`)."""
     m = messages[["message_id", "ticket_id", "sent_at", "author", "body"]].reset_index(drop=True)
     m = m.assign(sentiment=scores["score"].to_numpy(), label=scores["label"].to_numpy(), _row=np.arange(len(m)))
     m = m.merge(tickets[["ticket_id", "account_id"]], on="ticket_id", how="left")

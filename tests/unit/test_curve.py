@@ -42,7 +42,7 @@ def fitted():
 
 
 def test_risk_raises_the_curve(fitted):
-    model, panel = fitted
+    model, _ = fitted
     probe = pd.DataFrame({"risk": [-2.0, 0.0, 2.0], "noise": 0.0, "segment": "smb"})
     curve = model.predict_curve(probe)
     assert (np.diff(curve[:, 2]) > 0).all()  # 90-day risk rises with the latent risk

@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churn demo
 
+# after `make demo`: the demo's model and scores (recorded in data/last_demo.json); CHURN_API_TOKENS=... make serve [PORT=3000]
+PORT ?= 3000
 serve: $(STAMP)
-	$(BIN)/churn serve
+	$(BIN)/churn serve --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

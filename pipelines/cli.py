@@ -11,7 +11,10 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +42,13 @@ def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[None]:
     """A progress bar per fanned-out step of the flows run inside (blocks of accounts, ...)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from pipelines.flows import progress_to
 
@@ -54,6 +63,17 @@ def _progress_bar() -> Iterator[None]:
 
         with progress_to(hook):
             yield
+
+
+@contextlib.contextmanager
+def _prefect(settings=None) -> Iterator[str]:
+    """Flows inside this block record their runs in the user's Prefect server (PREFECT_API_URL) or
+    the local one all commands share, started by the first (pipelines/prefect_server.py)."""
+    from core.settings import load_settings
+    from pipelines.prefect_server import prefect_api
+
+    with prefect_api(settings or load_settings(), say=err.print) as url:
+        yield url
 
 
 def _require_features(features_dir: Path) -> None:
@@ -167,7 +187,7 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
     settings = load_settings()
     data = data or settings.data_dir
     parse_every(every)  # bad flags fail before the flow starts
-    with _progress_bar():
+    with _prefect(settings), _progress_bar():
         summary = build_features.with_options(task_runner=task_runner(settings))(str(data), str(out), every, text, start, end)
     rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
     _emit(
@@ -202,7 +222,8 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
     _require_features(features_dir)
     from pipelines.flows import task_runner
 
-    result = evaluate_flow.with_options(task_runner=task_runner(settings))(str(features_dir), folds, budget, model_uri)
+    with _prefect(settings):
+        result = evaluate_flow.with_options(task_runner=task_runner(settings))(str(features_dir), folds, budget, model_uri)
     if as_json:
         _emit(result, True, "")
         return
@@ -246,7 +267,8 @@ def train(features_dir: Path, as_json: bool) -> None:
     settings = load_settings()
     load_model_config(settings.config_dir)  # a bad configuration fails before the flow starts
     _require_features(features_dir)
-    result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
+    with _prefect(settings):
+        result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
     auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
     skipped = ", ".join(f"{n['horizon_days']}d" for n in result.get("not_evaluated", []))
     _emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
@@ -321,7 +343,8 @@ def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None
             dt.date.fromisoformat(as_of)
         except ValueError:
             raise InputError(f"--as-of {as_of!r}: expected a date as YYYY-MM-DD") from None
-    result = score_accounts(str(data or settings.data_dir), str(out), model_uri, text, as_of, send_alerts)
+    with _prefect(settings):
+        result = score_accounts(str(data or settings.data_dir), str(out), model_uri, text, as_of, send_alerts)
     bands = ", ".join(f"{k} {v:,}" for k, v in result["bands"].items())
     sent = f"; alerts {result['alerts']['sent']} sent, {result['alerts']['pending']} pending" if "alerts" in result else ""
     _emit(result, as_json, f"scored {result['accounts']:,} accounts as of {result['as_of']} with {result['model']} ({bands}); "
@@ -349,43 +372,75 @@ def alerts_flush(as_json: bool) -> None:
     _emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
 
 
+@app.group("prefect")
+def prefect_group() -> None:
+    """The local Prefect server the pipeline commands share (unless PREFECT_API_URL names one)."""
+
+
+@prefect_group.command("status")
+@json_option
+def prefect_status(as_json: bool) -> None:
+    """Whether the local server runs: its address, process, database and log."""
+    from core.settings import load_settings
+    from pipelines.prefect_server import server_dir, status
+
+    state = status(server_dir(load_settings()))
+    user = os.environ.get("PREFECT_API_URL")
+    if user:
+        state["prefect_api_url"] = user
+    human = (f"local Prefect server running at {state['url'].removesuffix('/api')} (pid {state['pid']}, since {state['started_at']}, "
+             f"stops after {state['idle_minutes']} idle minutes); database {state['database']}; log {state['log']}") if state["running"] \
+        else f"no local Prefect server running (state in {state['folder']}); the next pipeline command starts one"
+    _emit(state, as_json, human + (f"\nnote: PREFECT_API_URL is set ({user}): pipeline commands use that server" if user else ""))
+
+
+@prefect_group.command("start")
+def prefect_start() -> None:
+    """Start the local server now (the first pipeline command would), or say where it runs."""
+    from core.settings import load_settings
+    from pipelines.prefect_server import ensure, server_dir
+
+    settings = load_settings()
+    url = ensure(server_dir(settings), settings.prefect_idle_minutes, say=err.print)
+    err.print(f"local Prefect server at {url.removesuffix('/api')} (UI and API)")
+
+
+@prefect_group.command("stop")
+def prefect_stop() -> None:
+    """Stop the local server (the next pipeline command starts it again; its runs are kept)."""
+    from core.settings import load_settings
+    from pipelines.prefect_server import server_dir, stop
+
+    stopped = stop(server_dir(load_settings()))
+    err.print(f"stopped the local Prefect server at {stopped['url'].removesuffix('/api')} (pid {stopped['pid']})" if stopped
+              else "no local Prefect server was running")
+
+
 @app.command()
 @click.option("--port", type=int, default=3000, show_default=True, help="Port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 for every interface).")
 def serve(port: int, host: str) -> None:
-    """Run the scoring API (BentoML) with the champion model and the latest `churn score` snapshot."""
-    import os
-    import subprocess
+    """Run the scoring API (BentoML) with the champion model and the latest `churn score` snapshot (or the last demo's).
 
+    The model, the scores and the store are checked before BentoML starts (exit 2 naming the setting)."""
     from core.settings import load_settings
 
-    settings = load_settings()
-    if not settings.api_tokens:
-        err.print("warning: CHURN_API_TOKENS is empty: every API request will be refused (401) until tokens are set")
     if not 0 < port < 65536:
         raise InputError(f"--port {port}: expected a port number from 1 to 65535")
+    from core import processes
+    from serving import launch
+
+    settings = launch.resolve(load_settings(), say=err.print)
+    if not settings.api_tokens:
+        err.print("warning: CHURN_API_TOKENS is empty: every API request will be refused (401) until tokens are set")
+    serving = launch.check(settings)
     bentoml = Path(sys.executable).with_name("bentoml")
     root = Path(__file__).resolve().parent.parent
     command = [str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", host]
-    err.print(f"serving {settings.model_uri} on http://{host}:{port} (docs at /docs, health at /livez and /readyz)")
+    err.print(f"serving {serving} on http://{host}:{port} (docs at /docs, health at /livez and /readyz; Ctrl-C stops)")
     # the server runs from the project folder: relative paths and sqlite URLs are pinned to where the user is
-    env = {**os.environ, **_absolute_locations(settings)}
-    raise click.exceptions.Exit(subprocess.call(command, cwd=root, env=env))
-
-
-def _absolute_locations(settings) -> dict[str, str]:
-    """CHURN_* locations of `settings` as absolute paths (relative ones are read from the current folder)."""
-    out = {"CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()), "CHURN_CONFIG_DIR": str(Path(settings.config_dir).resolve())}
-    for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head),
-                       ("CHURN_ENCODER_CACHE", settings.encoder_cache)):
-        if value is not None:
-            out[key] = str(Path(value).expanduser().resolve())
-    from core.settings import absolute_url
-
-    for key, url in (("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("CHURN_STORE_URL", settings.store_url)):
-        if (absolute := absolute_url(url)) != url:
-            out[key] = absolute
-    return out
+    env = {**os.environ, **launch.absolute_locations(settings)}
+    raise click.exceptions.Exit(processes.run_child(command, cwd=root, env=env))
 
 
 @app.command()
@@ -397,7 +452,8 @@ def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: b
     """The explainability report for CS leadership (HTML), also logged to the model's MLflow run."""
     from pipelines.flows import report as report_flow
 
-    result = report_flow(str(out), str(scores_dir) if scores_dir else None, model_uri)
+    with _prefect():
+        result = report_flow(str(out), str(scores_dir) if scores_dir else None, model_uri)
     _emit(result, as_json, f"report written to {result['report']} ({result['bytes'] / 1e3:,.0f} kB, {result['accounts']:,} accounts)"
                            + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""))
 
@@ -416,7 +472,7 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
     data = data or load_settings().data_dir
     if not Path(data).is_dir():
         raise InputError(f"--data {data}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
-    with _progress_bar():
+    with _prefect(), _progress_bar():
         result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
     _emit(result, as_json, f"retrained: {result['model']} (90-day ROC-AUC {result['roc_auc_90d']:.3f}), "
                            f"{'promoted' if result['promoted'] else 'not promoted'}; champion {result['champion']}; report {result['report']}")
@@ -427,16 +483,36 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
 @click.option("--work", type=click.Path(path_type=Path), default=Path("data/work"), show_default=True, help="Folder for scores and the report.")
 def schedule(data: Path | None, work: Path) -> None:
     """Serve the deployments: daily scoring (CHURN_SCORE_CRON) and retraining (CHURN_RETRAIN_CRON). Runs until stopped."""
-    from prefect import serve as prefect_serve
+    import asyncio
 
     from core.settings import load_settings
-    from pipelines.flows import daily, retrain as retrain_flow
 
     settings = load_settings()
     parameters = {"data": str(data or settings.data_dir), "workdir": str(work)}
-    err.print(f"serving deployments: daily scoring '{settings.score_cron}', retraining '{settings.retrain_cron}' (Ctrl-C stops)")
-    prefect_serve(daily.to_deployment(name="daily-scoring", cron=settings.score_cron, parameters=parameters),
-                  retrain_flow.to_deployment(name="weekly-retraining", cron=settings.retrain_cron, parameters=parameters))
+    with _prefect(settings) as url:
+        from prefect.runner import Runner
+
+        from core import processes
+        from pipelines.flows import daily
+        from pipelines.flows import retrain as retrain_flow
+
+        runner = Runner(pause_on_shutdown=True)
+        runner.add_deployment(daily.to_deployment(name="daily-scoring", cron=settings.score_cron, parameters=parameters))
+        runner.add_deployment(retrain_flow.to_deployment(name="weekly-retraining", cron=settings.retrain_cron, parameters=parameters))
+        err.print(f"serving deployments on {url}: daily scoring '{settings.score_cron}', retraining '{settings.retrain_cron}' (Ctrl-C stops)")
+        # the runner's loop on a thread: this (main) thread keeps the signals, and stops the runner
+        # (its flow runs' processes included) when one comes
+        thread = threading.Thread(target=asyncio.run, args=(runner.start(),), name="prefect-runner", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            if runner.started and not runner.stopping:
+                runner.stopping = True
+                runner.execute_in_background(runner.astop)
+            thread.join(processes.CHILD_GRACE_SECONDS)
+            raise
 
 
 @app.command("sentiment-train")
@@ -485,41 +561,45 @@ def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) ->
 def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     """Run the platform end to end on a simulated customer base."""
     started = time.perf_counter()
-    from pipelines.flows import retrain as retrain_flow, simulate as simulate_flow
+    from core.settings import load_settings
+    from pipelines.flows import retrain as retrain_flow
+    from pipelines.flows import simulate as simulate_flow
 
     if accounts < 50:
         raise InputError(f"--accounts {accounts}: expected at least 50 (the demo trains and backtests a model)")
-    err.print("[bold]1/3 simulate (Prefect flow)[/bold]")
-    stage = time.perf_counter()
-    with _progress_bar():
-        simulated = simulate_flow(str(out), accounts=accounts, days=730, seed=seed)
-    err.print(f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
-              f"simulate took {time.perf_counter() - stage:.1f}s")
-    err.print("[bold]2/3 validate[/bold]")
-    stage = time.perf_counter()
-    ctx.invoke(validate, data=out, as_json=False)
-    err.print(f"    validate took {time.perf_counter() - stage:.1f}s")
-    err.print("[bold]3/3 retrain flow (Prefect): features -> train -> evaluate -> promote -> score -> report[/bold]")
-    stage = time.perf_counter()
-    with _progress_bar():
-        result = retrain_flow(data=str(out), workdir=str(out), text=True)
+    settings = load_settings()
+    with _prefect(settings):
+        err.print("[bold]1/3 simulate (Prefect flow)[/bold]")
+        stage = time.perf_counter()
+        with _progress_bar():
+            simulated = simulate_flow(str(out), accounts=accounts, days=730, seed=seed)
+        err.print(f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
+                  f"simulate took {time.perf_counter() - stage:.1f}s")
+        err.print("[bold]2/3 validate[/bold]")
+        stage = time.perf_counter()
+        ctx.invoke(validate, data=out, as_json=False)
+        err.print(f"    validate took {time.perf_counter() - stage:.1f}s")
+        err.print("[bold]3/3 retrain flow (Prefect): features -> train -> evaluate -> promote -> score -> report[/bold]")
+        stage = time.perf_counter()
+        with _progress_bar():
+            result = retrain_flow(data=str(out), workdir=str(out), text=True)
     for name, seconds in result["stage_seconds"].items():
         err.print(f"    {name} took {seconds:.1f}s")
-    err.print(f"    retrain flow took {time.perf_counter() - stage:.1f}s (Prefect start-up included)")
+    err.print(f"    retrain flow took {time.perf_counter() - stage:.1f}s")
     aucs = ", ".join(f"{m} {v:.3f}" for m, v in result["roc_auc_90d_by_model"].items() if v is not None)
     err.print(f"  backtest 90-day ROC-AUC: {aucs}")
     err.print(f"  {result['model']}: " + ("promoted to champion" if result["promoted"] else "not promoted (" + "; ".join(result["promotion_reasons"]) + ")"))
     err.print(f"  {result['accounts_scored']:,} accounts scored, {result['escalations']} escalations")
-    from core.settings import load_settings
+    from serving.launch import record_demo
 
-    settings = load_settings()
+    pointer = record_demo(settings, out, result)
     err.print(
         f"\ndemo finished in {time.perf_counter() - started:.1f}s\n"
         f"  report for CS leadership: {out / 'churn_report.html'}\n"
         f"  input tables: {out}/ (ground truth in {out}/truth/); snapshot panel: {out}/features/\n"
-        f"  scores, escalation queue and handoff packages: {out}/scores/\n"
+        f"  scores, escalation queue and handoff packages: {out}/scores/ (recorded in {pointer} for `churn serve`)\n"
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}\n"
-        f"  API: CHURN_API_TOKENS=demo-token CHURN_SCORES_DIR={out / 'scores'} churn serve --port 3000\n"
+        f"  API: CHURN_API_TOKENS=demo-token churn serve --port 3000   (or: CHURN_API_TOKENS=demo-token make serve)\n"
         f"  then: curl -s -X POST localhost:3000/score -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' "
         f"-d '{{\"accounts\": [{{\"account_id\": \"A000001\"}}]}}'"
     )
@@ -555,9 +635,16 @@ def prefect_console_to(stream) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: map failures to exit codes and one-line messages."""
-    import os
+    """Console entry point: map failures to exit codes and one-line messages.
 
+    Called with no arguments it runs the process's own command line and owns the process: SIGTERM
+    and SIGINT raise `Stopped` in the main thread, and the process ends once that has unwound,
+    without waiting for worker threads (core/processes.py)."""
+    from core import processes
+
+    owner = argv is None
+    if owner:
+        processes.stop_on_signals()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     # no phoning home from the embedded Prefect server (a user's own setting wins)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -574,9 +661,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show(file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Abort:
-        sys.stderr.write("aborted\n")
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns KeyboardInterrupt into Abort
+        signum = getattr(exc.__cause__, "signum", getattr(exc, "signum", signal.SIGINT))
+        if owner:
+            processes.end_now(signum)
+        sys.stderr.write(f"stopped by {signal.Signals(signum).name}\n")
+        return 128 + signum
     except ChurnError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code

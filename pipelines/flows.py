@@ -17,7 +17,12 @@ cutoff each) run as one task each on the flow's task runner: threads here, or th
 Dask cluster when CHURN_DASK_ADDRESS is set (then large training also runs on the cluster,
 through lightgbm's Dask estimator).
 
-Prefect runs ephemeral by default (no server); PREFECT_API_URL set = that server.
+The CLI points the flows at a Prefect API first (pipelines/prefect_server.py): the user's
+PREFECT_API_URL, else a local server shared by every command.
+
+Stopping: a flow interrupted by a signal does not wait for the tasks still running on its threads
+(a text block can take a minute); their outputs go to temporary paths that the interrupted run
+removes, and the CLI ends the process (pipelines/cli.py).
 
     build-features -> train -> evaluate -> promote -> score-accounts -> report   (retrain)
     score-accounts (scores, escalations, store, alerts) -> report                 (daily-scoring)
@@ -64,7 +69,19 @@ def task_runner(settings: Settings):
             raise InputError(f"CHURN_DASK_ADDRESS is set ({settings.dask_address}) but prefect-dask is not installed; "
                              "install the extra: pip install 'churn-platform[dask]'") from None
         return DaskTaskRunner(address=settings.dask_address)
-    return ThreadPoolTaskRunner(max_workers=settings.workers)
+    return _ThreadsLetGo(max_workers=settings.workers)
+
+
+class _ThreadsLetGo(ThreadPoolTaskRunner):
+    """Threads whose runner, when the flow is cancelled or crashes (a signal), drops the queued tasks
+    and returns at once instead of waiting for the running ones (Prefect's waits)."""
+
+    def cancel_all(self) -> None:
+        for event in self._cancel_events.values():
+            event.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:

@@ -1,18 +1,21 @@
 """`bentoml serve` as a child process: started on a free port, waited for until ready, stopped on
-exit. Used by the over-HTTP tests and the serving benchmark."""
+exit with its workers (they lead their own sessions). Used by the over-HTTP tests and the serving
+benchmark."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
+
+from core import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,8 +31,8 @@ def running_server(env: dict[str, str], *, timeout: float = 180) -> Iterator[str
     """Yield the base URL of a ready server with `env` added to this process's environment."""
     port = free_port()
     bentoml = Path(sys.executable).with_name("bentoml")
-    server = subprocess.Popen([str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
-                              cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = processes.start([str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
+                             cwd=ROOT, env={**os.environ, **env}, stdout=DEVNULL, stderr=PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -46,8 +49,4 @@ def running_server(env: dict[str, str], *, timeout: float = 180) -> Iterator[str
             time.sleep(0.5)
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        processes.stop([server], 30)

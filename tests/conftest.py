@@ -36,13 +36,22 @@ def prefect_backend(tmp_path_factory):
     from pipelines.cli import prefect_console_to
 
     home = tmp_path_factory.mktemp("prefect")
+    # a local server a test starts (pipelines/prefect_server.py) lives here, and is stopped below
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "CHURN_PREFECT_DIR": str(home / "local-server")})
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
+    from pipelines.prefect_server import stop
+
     with prefect_test_harness(server_startup_timeout=120):
-        yield
-        prefect_console_to(sys.__stderr__)  # the last test's captured stderr is closed by now
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # commands the tests run as processes use it too
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+            stop(home / "local-server")
+            prefect_console_to(sys.__stderr__)  # the last test's captured stderr is closed by now
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -75,6 +76,7 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))  # the demo's record goes there
     from prefect.testing.utilities import prefect_test_harness
 
     out = tmp_path / "demo"
@@ -88,19 +90,78 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     assert "churn serve" in err and "mlflow ui" in err
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))
+    assert json.loads((tmp_path / "data" / "last_demo.json").read_text())["scores_dir"] == str((out / "scores").resolve())
 
 
 def test_serve_pins_relative_locations_to_the_current_folder(tmp_path, monkeypatch):
     """`churn serve` starts the server from the project folder: relative paths must not move with it."""
     from core.settings import load_settings
-    from pipelines.cli import _absolute_locations
+    from serving.launch import absolute_locations
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHURN_DATA_DIR", "mydata")
     monkeypatch.setenv("CHURN_SCORES_DIR", "out/scores")
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     monkeypatch.setenv("CHURN_STORE_URL", "postgresql+psycopg://db/churn")
-    pinned = _absolute_locations(load_settings())
+    pinned = absolute_locations(load_settings())
     assert pinned["CHURN_DATA_DIR"] == str(tmp_path / "mydata") and pinned["CHURN_SCORES_DIR"] == str(tmp_path / "out" / "scores")
     assert pinned["CHURN_MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert "CHURN_STORE_URL" not in pinned  # not a file: left as it is
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "--data", "{data}"]], ids=["help", "validate"])
+def test_commands_without_pipeline_work_import_no_heavy_stack(args, tiny, tmp_path):
+    """`churn --help` and `churn validate` stay fast: no Prefect (never started), MLflow, BentoML or torch."""
+    import subprocess
+    import sys
+    import time
+
+    folder = write_tables(tiny, tmp_path / "d")
+    probe = ("import sys; from pipelines.cli import main; code = main(%r); "
+             "print(sorted(m for m in ('prefect', 'mlflow', 'bentoml', 'torch') if m in sys.modules)); sys.exit(code)")
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", probe % [a.format(data=folder) for a in args]], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "CHURN_PREFECT_DIR": str(tmp_path / "prefect")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+    assert not (tmp_path / "prefect").exists()
+    print(f"churn {args[0]}: {time.monotonic() - started:.2f}s")
+
+
+def _scores(folder):
+    folder.mkdir(parents=True)
+    pd.DataFrame({"account_id": ["A1"], "cutoff": [pd.Timestamp("2025-01-01", tz="UTC")]}).to_parquet(folder / "features.parquet")
+    return folder
+
+
+def test_serve_fails_fast_with_one_line_naming_the_setting(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHURN_SCORES_DIR", raising=False)
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    assert main(["serve", "--port", "3999"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: CHURN_SCORES_DIR {tmp_path / 'data' / 'scores'}: no features.parquet")
+    monkeypatch.setenv("CHURN_SCORES_DIR", str(_scores(tmp_path / "scores")))
+    assert main(["serve", "--port", "3999"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: CHURN_MLFLOW_TRACKING_URI") and "churn demo" in errors[0]
+    assert not (tmp_path / "none").exists()  # the check creates no database
+
+
+def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
+    """`make demo` then `make serve`: the demo's scores without a setting; an explicit setting, or a
+    snapshot in the default place, wins."""
+    from core.settings import load_settings
+    from serving.launch import resolve
+
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CHURN_SCORES_DIR", raising=False)
+    demo_scores = _scores(tmp_path / "data" / "demo" / "scores")
+    assert resolve(load_settings()).scores_dir is None  # no demo recorded yet
+    (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(demo_scores)}))
+    assert resolve(load_settings()).scores_dir == demo_scores
+    assert "last demo" in capsys.readouterr().err
+    assert resolve(load_settings(scores_dir=tmp_path / "mine")).scores_dir == tmp_path / "mine"
+    _scores(tmp_path / "data" / "scores")
+    assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default

@@ -75,7 +75,9 @@ class LogisticBaseline:
             [("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), nums),
              ("cat", OneHotEncoder(handle_unknown="ignore"), cats)]
         )
-        return make_pipeline(prep, LogisticRegression(C=self.c, max_iter=2000))
+        # Newton steps with a Cholesky solve: the same penalised likelihood as lbfgs, found in a few
+        # iterations where rows far outnumber columns (a backtest fold: 25,000 x 144), about 2x faster
+        return make_pipeline(prep, LogisticRegression(C=self.c, max_iter=2000, solver="newton-cholesky"))
 
     def _x(self, panel: pd.DataFrame) -> pd.DataFrame:
         X = panel[self.features].copy()

@@ -24,7 +24,7 @@ Stopping: a flow interrupted by a signal does not wait for the tasks still runni
 (a text block can take a minute); their outputs go to temporary paths that the interrupted run
 removes, and the CLI ends the process (pipelines/cli.py).
 
-    build-features -> train -> evaluate -> promote -> score-accounts -> report   (retrain)
+    build-features -> train (its backtest is the evaluation) -> promote -> score-accounts -> report   (retrain)
     score-accounts (scores, escalations, store, alerts) -> report                 (daily-scoring)
 """
 
@@ -311,23 +311,23 @@ def simulate(out: str, accounts: int = 2000, days: int = 730, seed: int = 42, st
 
 @flow(name="retrain", log_prints=True)
 def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, force_promote: bool = False) -> dict:
-    """features -> train -> evaluate -> promote -> score -> report, under `workdir`; a rerun resumes."""
+    """features -> train -> promote -> score -> report, under `workdir`; a rerun resumes. The
+    training backtest is the evaluation (the curve, the baselines and the oracle on the same folds):
+    a separate evaluate stage would train every fold again."""
     work = Path(workdir)
     settings = load_settings()
     runner = task_runner(settings)
     features = build_features.with_options(task_runner=runner)(data, str(work / "features"), every, text, resume=True)
     trained = train.with_options(task_runner=runner)(str(work / "features"), resume=True)
-    evaluated = evaluate.with_options(task_runner=runner)(str(work / "features"), resume=True)
     promoted = promote(force_promote)
     served = None if promoted["promoted"] or promoted["champion"] else trained["model_uri"]
     scored = score_accounts(data, str(work / "scores"), served, text, send_alerts=False)
     written = report(str(work / "churn_report.html"), str(work / "scores"), served)
-    auc = {r["model"]: r["roc_auc"] for r in evaluated["results"] if r["horizon_days"] == 90}
+    auc = {r["model"]: r["roc_auc"] for r in trained["backtest"] if r["horizon_days"] == 90}
     return {"features": features["snapshots"], "model": trained["model_uri"], "version": trained["version"], "roc_auc_90d": auc.get("lightgbm"),
             "roc_auc_90d_by_model": auc, "promoted": promoted["promoted"], "champion": promoted["champion"], "promotion_reasons": promoted["reasons"],
             "accounts_scored": scored["accounts"], "escalations": scored["escalations"], "report": written["report"],
-            "stage_seconds": {"features": features["seconds"], "train": trained["seconds"], "evaluate": evaluated["seconds"],
-                              "score": scored["seconds"], "report": written["seconds"]}}
+            "stage_seconds": {"features": features["seconds"], "train": trained["seconds"], "score": scored["seconds"], "report": written["seconds"]}}
 
 
 @flow(name="daily-scoring", log_prints=True)

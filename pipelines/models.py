@@ -217,10 +217,10 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, plan: BacktestPlan, churned_at, progress,
+def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, plan: BacktestPlan, data_dir: Path | None, progress,
               trainer: BoosterTrainer | None = None, map_folds=None):
-    return run_backtest(panel, names, folds=config.folds, params=config.curve, budget=config.budget, churned_at=churned_at,
-                        progress=progress, baselines=baselines(names), trainer=trainer, map_folds=map_folds, plan=plan)
+    return run_backtest(panel, names, folds=config.folds, params=config.curve, budget=config.budget, churned_at=_churned_at(data_dir),
+                        progress=progress, baselines=baselines(names), oracle=_oracle(data_dir), trainer=trainer, map_folds=map_folds, plan=plan)
 
 
 def search_params(model: RiskCurveModel) -> dict:
@@ -288,7 +288,8 @@ def _trainer(dask_address: str | None, snapshots: int, config: ModelConfig, say:
 
 def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None,
               dask_address: str | None = None, map_folds=None) -> dict:
-    """Backtest, fit the final curve on every snapshot, log it all to MLflow, register a challenger.
+    """Backtest (the curve, the baselines and, on simulated data, the oracle: what `churn evaluate`
+    reports), fit the final curve on every snapshot, log it all to MLflow, register a challenger.
     With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster.
     `map_folds` runs the backtest folds (models.backtest.run_backtest)."""
     from features.registry import feature_specs
@@ -307,7 +308,7 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     for line in plan.lines():
         say(line)
     with _trainer(dask_address, len(panel), config, say) as trainer:
-        table, pooled = _backtest(panel, names, config, plan, _churned_at(data_dir), say, trainer=trainer, map_folds=map_folds)
+        table, pooled = _backtest(panel, names, config, plan, data_dir, say, trainer=trainer, map_folds=map_folds)
         say("fitting the final model on every snapshot")
         model = fit_curve(panel, names, config.curve, trainer)
     unseen = _unseen_horizons(panel)

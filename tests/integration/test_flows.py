@@ -33,6 +33,7 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     import mlflow
 
     import pipelines.features
+    from core.errors import ChurnError
     import pipelines.models
     from pipelines.flows import retrain
     from simulation.config import SimulationConfig
@@ -40,28 +41,29 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
 
     data = prefect_env / "data"
     simulate(SimulationConfig(accounts=400, days=450, seed=21), data)
-    calls = {"features": 0, "train": 0, "evaluate": 0}
-    real = {"features": pipelines.features.run_features, "train": pipelines.models.run_train, "evaluate": pipelines.models.run_evaluate}
+    calls = {"features": 0, "train": 0, "promote": 0}
+    real = {"features": pipelines.features.run_features, "train": pipelines.models.run_train, "promote": pipelines.models.run_promote}
 
     def counting(name, fail=False):
         def wrapper(*args, **kwargs):
             calls[name] += kwargs.get("as_of") is None  # scoring builds one cutoff with run_features too: not the features task
-            if fail:
-                raise RuntimeError(f"forced failure in {name}")
+            if fail:  # bad input: failed at once, not retried
+                raise ChurnError(f"forced failure in {name}")
             return real[name](*args, **kwargs)
 
         return wrapper
 
     monkeypatch.setattr(pipelines.features, "run_features", counting("features"))
     monkeypatch.setattr(pipelines.models, "run_train", counting("train"))
-    monkeypatch.setattr(pipelines.models, "run_evaluate", counting("evaluate", fail=True))
-    with pytest.raises(RuntimeError, match="forced failure in evaluate"):
+    monkeypatch.setattr(pipelines.models, "run_promote", counting("promote", fail=True))
+    with pytest.raises(ChurnError, match="forced failure in promote"):
         retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
-    assert calls == {"features": 1, "train": 1, "evaluate": 1}
+    assert calls == {"features": 1, "train": 1, "promote": 1}
 
-    monkeypatch.setattr(pipelines.models, "run_evaluate", counting("evaluate"))
+    monkeypatch.setattr(pipelines.models, "run_promote", counting("promote"))
     result = retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
-    assert calls == {"features": 1, "train": 1, "evaluate": 2}  # features and training came from the first run's results
+    assert calls == {"features": 1, "train": 1, "promote": 2}  # features and training came from the first run's results
+    assert set(result["roc_auc_90d_by_model"]) >= {"lightgbm", "rules", "logistic", "oracle"}  # the training backtest is the evaluation
     assert result["version"] == "1" and result["promoted"] is True and result["champion"] == "1"
     client = mlflow.MlflowClient(f"sqlite:///{prefect_env / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"

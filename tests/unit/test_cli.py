@@ -83,7 +83,7 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     with prefect_test_harness(server_startup_timeout=120):
         assert main(["demo", "--out", str(out), "--accounts", "150"]) == 0
     err = capsys.readouterr().err
-    for stage in ("simulate", "validate", "features", "train", "evaluate", "score", "report", "retrain flow"):
+    for stage in ("simulate", "validate", "features", "train", "score", "report", "retrain flow"):
         assert f"{stage} took" in err
     assert (out / "scores" / "scores.parquet").is_file() and (tmp_path / "mlflow.db").is_file()
     assert "<h1>Churn risk report</h1>" in (out / "churn_report.html").read_text()

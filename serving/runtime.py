@@ -37,7 +37,7 @@ class _Update:
     request: schemas.AssessTicketRequest
     score: schemas.AccountScore
     risk: RiskView
-    values: dict
+    facts: AccountFacts
     timeline: list[tuple[dt.datetime, str, str]]
     bodies: list[str]
     customer: np.ndarray
@@ -84,8 +84,9 @@ class ServingRuntime:
         self.specs = feature_specs()
         self._lock = threading.Lock()
         self._references: dict = {}
-        self._stored = self._precompute()
         self.policy = load_policy(settings.config_dir)
+        self._stored = self._precompute()
+        self._answers = self._answer_stored()
         self.store = Store(settings.store_url, self.policy)
         self.settings = settings
         self._text = text
@@ -101,12 +102,16 @@ class ServingRuntime:
             score_texts(["warming up the sentiment model."], self.sentiment_model())
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _lookup(self, account_id: str) -> int:
+        i = self.position.get(account_id)
+        if i is None:
+            raise NotFound(f"account_id {account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
+        return i
+
     def _row(self, query: schemas.AccountQuery) -> tuple[np.ndarray, dict, str | None]:
         if query.features is not None:
             return self.model.row(query.features), dict(query.features), None
-        i = self.position.get(query.account_id)
-        if i is None:
-            raise NotFound(f"account_id {query.account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
+        i = self._lookup(query.account_id)
         return self.X[i : i + 1], self.records[i], self.snapshot
 
     def _facts(self, account_id: str, values: dict) -> AccountFacts:
@@ -141,6 +146,28 @@ class ServingRuntime:
             return np.zeros((0, len(HORIZONS))), []
         return self._curves_and_reasons(self.X, self.records)
 
+    def _answer_stored(self) -> list[tuple[schemas.AccountScore, RiskView, AccountFacts]]:
+        """Every stored account's whole answer, once: its score (tier included) and the risk and facts
+        a ticket update decides on, so a lookup by id is a read. Nothing in them depends on the
+        request; the objects are shared, never changed."""
+        return [self._account_score(a, values, curve, top, self.snapshot)
+                for a, values, curve, top in zip(self.position, self.records, self._stored[0], self._stored[1], strict=True)]
+
+    def _account_score(self, account_id: str, values: dict, curve: np.ndarray, top: dict,
+                       snapshot: str | None) -> tuple[schemas.AccountScore, RiskView, AccountFacts]:
+        """One account's score from its curve and reasons. The tier is the policy's band for the risk
+        alone, which `decide` works out without the time (`now` only dates a decision and its
+        follow-up): a stored account's tier holds for the server's life."""
+        risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), self.model_version)
+        facts = self._facts(account_id, values)
+        tier = decide(facts, risk, None, self.policy, dt.datetime.now(dt.UTC)).band
+        score = schemas.AccountScore(account_id=account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
+                                     tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
+                                     context=[schemas.Reason(**_reason(r)) for r in top["context"]], base_rate=float(top["base_rate"]),
+                                     rest_points=top["rest_points"], reasons_horizon_days=REASONS_HORIZON, snapshot=snapshot,
+                                     model_version=self.model_version)
+        return score, risk, facts
+
     def reference(self, horizon_days: int):
         """The stored base's reference for a horizon (base rate, mean contributions, typical values), once."""
         from models.reasons import Reference
@@ -153,40 +180,21 @@ class ServingRuntime:
                 self._references[horizon_days] = Reference.of(horizon_days, curves[:, k], contrib, self.frame, self.model.features, self.specs)
             return self._references[horizon_days]
 
-    def _score_many(self, queries: list[schemas.AccountQuery]) -> list[tuple[schemas.AccountScore, RiskView, dict]]:
-        """Stored accounts asked by id come from the precomputed curves and reasons; accounts given
-        with their features are scored together, in one call per model output."""
-        rows = [self._row(q) for q in queries]
+    def _score_many(self, queries: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
+        """Stored accounts asked by id are their precomputed answers; accounts given with their
+        features are scored together, in one call per model output."""
+        out: list = [self._answers[self._lookup(q.account_id)][0] if q.features is None else None for q in queries]
         live = [i for i, q in enumerate(queries) if q.features is not None]
-        curves: list = [None] * len(rows)
-        tops: list = [None] * len(rows)
-        for i, q in enumerate(queries):
-            if q.features is None:
-                k = self.position[q.account_id]
-                curves[i], tops[i] = self._stored[0][k], self._stored[1][k]
         if live:
-            fresh_curves, fresh_tops = self._curves_and_reasons(np.vstack([rows[i][0] for i in live]), [rows[i][1] for i in live])
-            for j, i in enumerate(live):
-                curves[i], tops[i] = fresh_curves[j], fresh_tops[j]
-        now = dt.datetime.now(dt.UTC)
-        out = []
-        for query, (_, values, snapshot), top, curve in zip(queries, rows, tops, curves, strict=True):
-            risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), self.model_version)
-            tier = decide(self._facts(query.account_id, values), risk, None, self.policy, now).band
-            score = schemas.AccountScore(account_id=query.account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
-                                         tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
-                                         context=[schemas.Reason(**_reason(r)) for r in top["context"]], base_rate=float(top["base_rate"]),
-                                         rest_points=top["rest_points"], reasons_horizon_days=REASONS_HORIZON, snapshot=snapshot,
-                                         model_version=self.model_version)
-            out.append((score, risk, values))
+            rows = [self._row(queries[i]) for i in live]
+            curves, tops = self._curves_and_reasons(np.vstack([x for x, _, _ in rows]), [values for _, values, _ in rows])
+            for i, (_, values, snapshot), curve, top in zip(live, rows, curves, tops, strict=True):
+                out[i] = self._account_score(queries[i].account_id, values, curve, top, snapshot)[0]
         return out
-
-    def _score_one(self, query: schemas.AccountQuery) -> tuple[schemas.AccountScore, RiskView, dict]:
-        return self._score_many([query])[0]
 
     # -- endpoints -------------------------------------------------------------------------------
     def score(self, accounts: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
-        return [score for score, _, _ in self._score_many(accounts)] if accounts else []
+        return self._score_many(accounts) if accounts else []
 
     def explain(self, request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         from models.reasons import account_reasons, points
@@ -273,13 +281,13 @@ class ServingRuntime:
         return out
 
     def _prepare(self, request: schemas.AssessTicketRequest) -> _Update:
-        score, risk, values = self._score_one(schemas.AccountQuery(account_id=request.account_id))
+        score, risk, facts = self._answers[self._lookup(request.account_id)]
         # a handful of messages: lists and numpy, not pandas (whose per-call overhead would be most of the request)
         timeline = sorted(((m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), m.author, m.body) for m in request.ticket.messages),
                           key=lambda m: m[0])
         bodies = [body for _, _, body in timeline]
         customer = np.array([author == "customer" for _, author, _ in timeline], dtype=bool)
-        return _Update(request, score, risk, values, timeline, bodies, customer, [bodies[i] for i in np.flatnonzero(customer)])
+        return _Update(request, score, risk, facts, timeline, bodies, customer, [bodies[i] for i in np.flatnonzero(customer)])
 
     def _decide(self, update: _Update, probabilities: np.ndarray, emb: np.ndarray) -> _Decided:
         """Signals, decision and (when it escalates) handoff package of one update, its sentiment given."""
@@ -287,7 +295,7 @@ class ServingRuntime:
         from escalation.signals import ticket_signals
         from features.text.sentiment import labels_of
 
-        request, ticket, timeline, bodies, customer = update.request, update.request.ticket, update.timeline, update.bodies, update.customer
+        ticket, timeline, bodies, customer = update.request.ticket, update.timeline, update.bodies, update.customer
         scores = np.full(len(timeline), np.nan)
         labels = ["neutral"] * len(timeline)
         embeddings = np.zeros((len(timeline), emb.shape[1] if len(emb) else 1), dtype=np.float32)
@@ -301,7 +309,7 @@ class ServingRuntime:
                                            bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings,
                                            rephrase_similarity=self.rephrase_similarity())
         now = dt.datetime.now(dt.UTC)
-        facts = self._facts(request.account_id, update.values)
+        facts = update.facts
         decision = decide(facts, update.risk, signals, self.policy, now)
         package = None
         if decision.escalate:

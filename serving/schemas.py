@@ -14,6 +14,7 @@ MAX_ACCOUNTS = 1000
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 10_000
 MAX_FEATURES = 500
+ACCOUNT_ID_CHARS = 128
 
 Category = Literal["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -27,7 +28,7 @@ class _Model(BaseModel):
 class AccountQuery(_Model):
     """One account: by id (its stored features) or with its features given (then no lookup)."""
 
-    account_id: str = Field(min_length=1, max_length=128, examples=["A000042"])
+    account_id: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS, examples=["A000042"])
     features: dict[str, FeatureValue] | None = Field(
         None, max_length=MAX_FEATURES, description="Feature values by name; missing features are unknown. Omit to use the stored snapshot.",
         examples=[{"days_since_last_login": 12, "nps_last": 4, "segment": "enterprise"}])
@@ -88,7 +89,7 @@ class Ticket(_Model):
 
 
 class AssessTicketRequest(_Model):
-    account_id: str = Field(min_length=1, max_length=128, examples=["A000042"])
+    account_id: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS, examples=["A000042"])
     ticket: Ticket
 
 
@@ -134,7 +135,7 @@ class AssessTicketResponse(_Model):
 
 
 class ExplainRequest(_Model):
-    account_id: str = Field(min_length=1, max_length=128)
+    account_id: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS)
     horizon_days: Literal[30, 60, 90, 180] = 90
 
 

@@ -197,6 +197,30 @@ def test_stored_accounts_score_as_if_sent_with_their_features(environment, snaps
         assert [r.sentence for r in by_id.top_reasons] == [r.sentence for r in given.top_reasons]
 
 
+def test_stored_answers_are_the_ones_computed_on_request(environment, snapshot):
+    """A stored account's answer is made once at start-up (tier included): it must be the score
+    computed on the request, now or a year later."""
+    import datetime as dt
+
+    from escalation.decision import decide
+    from serving import schemas
+    from serving.service import ChurnService
+
+    runtime = ChurnService().runtime
+    ids = snapshot["account_id"].sample(25, random_state=3).tolist()
+    fresh = []
+    for a in ids:
+        k = runtime.position[a]
+        score, risk, facts = runtime._account_score(a, runtime.records[k], runtime._stored[0][k], runtime._stored[1][k], runtime.snapshot)
+        # the tier does not depend on when it is asked: a year from now the band is the same
+        later = decide(facts, risk, None, runtime.policy, dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).band
+        assert later == score.tier
+        fresh.append(score)
+    served = runtime.score([schemas.AccountQuery(account_id=a) for a in ids])
+    assert [s.model_dump() for s in served] == [s.model_dump() for s in fresh]
+    assert {s.tier for s in fresh} <= {"critical", "high", "watch", "none"}
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 ENDPOINTS = ["/score", "/assess_ticket", "/explain", "/feedback", "/model"]

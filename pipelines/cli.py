@@ -465,7 +465,7 @@ def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: b
 @click.option("--force-promote", is_flag=True, help="Promote the new model even if it does not win (recorded).")
 @json_option
 def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_json: bool) -> None:
-    """The retraining flow (Prefect): features -> train -> evaluate -> promote -> score -> report; a rerun resumes."""
+    """The retraining flow (Prefect): features -> train (its backtest is the evaluation) -> promote -> score -> report; a rerun resumes."""
     from core.settings import load_settings
     from pipelines.flows import retrain as retrain_flow
 
@@ -579,7 +579,7 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         stage = time.perf_counter()
         ctx.invoke(validate, data=out, as_json=False)
         err.print(f"    validate took {time.perf_counter() - stage:.1f}s")
-        err.print("[bold]3/3 retrain flow (Prefect): features -> train -> evaluate -> promote -> score -> report[/bold]")
+        err.print("[bold]3/3 retrain flow (Prefect): features -> train (backtest) -> promote -> score -> report[/bold]")
         stage = time.perf_counter()
         with _progress_bar():
             result = retrain_flow(data=str(out), workdir=str(out), text=True)

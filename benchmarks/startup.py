@@ -40,7 +40,7 @@ feat.run_features(Path(sys.argv[1]), Path(sys.argv[2]), every="30d", params=feat
 
 def timed(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -68,7 +68,7 @@ def main() -> None:
                 print(f"round {r + 1}{' (starts the local Prefect server)' if r == 0 else ''}: churn features --no-text {command:.1f} s, "
                       f"the same work without Prefect {floor:.1f} s: overhead {command - floor:.1f} s")
         finally:
-            subprocess.run([*CHURN, "prefect", "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run([*CHURN, "prefect", "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         results["features_rounds"] = rounds
     save("startup", results)
 

@@ -42,31 +42,45 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from core.errors import InputError
 from escalation.decision import Decision
 from escalation.policy import BANDS, EscalationPolicy
 
 UTC = dt.timezone.utc
-STATUSES = ("open", "acknowledged", "resolved")
+#: the lifecycle: open -> acknowledged -> resolved, or expired when nobody worked it to an outcome
+STATUSES = ("open", "acknowledged", "resolved", "expired")
 #: statuses a repeat merges into: an acknowledged escalation has a human on it, so a repeat must
 #: not page anyone again
 ACTIVE = ("open", "acknowledged")
+#: where each status may go; resolved and expired are final (a repeat opens a new escalation)
+TRANSITIONS = {"open": ("acknowledged", "resolved", "expired"), "acknowledged": ("resolved", "expired"), "resolved": (), "expired": ()}
+#: what CS found when resolving an escalation (feedback's OUTCOMES are the customer's fate as rated later)
+RESOLUTION_OUTCOMES = ("saved", "churned", "not_at_risk")
 ALERT_STATUSES = ("pending", "sent", "failed")
 OUTCOMES = ("saved", "churned", "unknown")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
 MAX_BACKOFF_SECONDS = 3600.0
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK clause from one of the tuples above, so the database and the code share one list."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def utc(value: dt.datetime | str | None) -> dt.datetime | None:
@@ -157,9 +171,13 @@ class EscalationRow(Base):
     last_decision_id: Mapped[int] = mapped_column(ID, ForeignKey("decisions.id"))
     package: Mapped[dict | None]
     ticket_id: Mapped[str | None] = mapped_column(String(128))
+    #: when the response window ends (opening or raising time + the decision's window); None: no window
+    respond_by: Mapped[dt.datetime | None]
+    #: one of RESOLUTION_OUTCOMES once resolved
+    outcome: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="ck_escalations_status"),
+        CheckConstraint(_one_of("status", STATUSES), name="ck_escalations_status"),
         CheckConstraint("occurrences >= 1", name="ck_escalations_occurrences"),
         Index("ix_escalations_dedupe", "dedupe_key", "status", "updated_at"),
         Index("ix_escalations_status", "status", "severity"),
@@ -198,8 +216,30 @@ class FollowUpRow(Base):
     escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
     due_at: Mapped[dt.datetime]
     done_at: Mapped[dt.datetime | None]
+    done_by: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (Index("ix_follow_ups_due", "done_at", "due_at"),)
+
+
+class StatusChangeRow(Base):
+    """The lifecycle's audit trail: who moved an escalation from one status to another, when, and
+    why (from_status is None for the opening, by the policy)."""
+
+    __tablename__ = "escalation_status_changes"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(256))
+    at: Mapped[dt.datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("to_status", STATUSES), name="ck_status_changes_to"),
+        CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', RESOLUTION_OUTCOMES)}", name="ck_status_changes_outcome"),
+        Index("ix_status_changes_escalation", "escalation_id", "at"),
+    )
 
 
 class FeedbackRow(Base):
@@ -274,6 +314,88 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
+#: columns added after the first release: nullable, so an older database gains them by ADD COLUMN
+ADDED_COLUMNS = {"escalations": ("respond_by", "outcome"), "follow_ups": ("done_by",)}
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring a database made by an earlier version up to this one, keeping every row: new tables
+    (create_all), the nullable ADDED_COLUMNS, the respond_by of active escalations (from their
+    last decision's window) and the status CHECK that now admits every STATUSES."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, so two processes never upgrade at once
+        inspector = inspect(connection)
+        added = False
+        for table_name, names in ADDED_COLUMNS.items():
+            have = {column["name"] for column in inspector.get_columns(table_name)}
+            for name in (n for n in names if n not in have):
+                kind = Base.metadata.tables[table_name].c[name].type.compile(engine.dialect)
+                guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+                connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}")
+                added = True
+        if added:
+            _backfill_respond_by(connection)
+        if engine.dialect.name == "postgresql":
+            definition = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_escalations_status'"))
+            if definition is not None and any(f"'{s}'" not in definition for s in STATUSES):
+                connection.exec_driver_sql(f"ALTER TABLE escalations DROP CONSTRAINT ck_escalations_status, "
+                                           f"ADD CONSTRAINT ck_escalations_status CHECK ({_one_of('status', STATUSES)})")
+    if engine.dialect.name == "sqlite":
+        _rebuild_sqlite_escalations(engine)
+
+
+def _backfill_respond_by(connection: Any) -> None:
+    """Active escalations recorded before respond_by existed: opened_at + their last decision's
+    window, in one statement (only active ones can be overdue)."""
+    window = DecisionRow.payload["response_window_minutes"].as_integer()
+    rows = connection.execute(select(EscalationRow.id, EscalationRow.opened_at, window)
+                              .join(DecisionRow, DecisionRow.id == EscalationRow.last_decision_id)
+                              .where(EscalationRow.status.in_(ACTIVE), EscalationRow.respond_by.is_(None), window.is_not(None))).all()
+    if rows:
+        connection.execute(update(EscalationRow.__table__).where(EscalationRow.__table__.c.id == bindparam("key"))
+                           .values(respond_by=bindparam("due", type_=UTCDateTime())),
+                           [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows])
+
+
+def _rebuild_sqlite_escalations(engine: Engine) -> None:
+    """SQLite cannot alter a CHECK: an escalations table whose status CHECK misses a status is
+    rebuilt (SQLite's documented 12-step procedure: new table, copy, drop, rename, indexes), with
+    foreign keys off and under the write lock, in one transaction."""
+    table = EscalationRow.__table__
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        current = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'escalations'"
+        if all(f"'{s}'" in cursor.execute(current).fetchone()[0] for s in STATUSES):
+            return  # up to date: no write lock taken
+        cursor.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            if all(f"'{s}'" in cursor.execute(current).fetchone()[0] for s in STATUSES):
+                cursor.execute("ROLLBACK")  # another process rebuilt it meanwhile
+                return
+            create = str(CreateTable(table).compile(dialect=engine.dialect)).replace("CREATE TABLE escalations ", "CREATE TABLE escalations_new ", 1)
+            columns = ", ".join(column.name for column in table.columns)
+            cursor.execute(create)
+            cursor.execute(f"INSERT INTO escalations_new ({columns}) SELECT {columns} FROM escalations")
+            cursor.execute("DROP TABLE escalations")
+            cursor.execute("ALTER TABLE escalations_new RENAME TO escalations")
+            for index in table.indexes:
+                cursor.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
+            broken = cursor.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"rebuilding the escalations table would break {len(broken)} foreign key(s): {broken[:3]}")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    finally:
+        raw.close()
+
+
 def _row_dict(row: Base) -> dict:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
@@ -281,6 +403,12 @@ def _row_dict(row: Base) -> dict:
 def _when(decision: Decision, now: dt.datetime | None) -> dt.datetime:
     """When a decision is recorded: `now` if given, else the decision's own time, else the clock."""
     return utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
+
+
+def _respond_by(decision: Decision, now: dt.datetime) -> dt.datetime | None:
+    """The end of the decision's response window, counted from when it was recorded."""
+    minutes = decision.response_window_minutes
+    return None if minutes is None else now + dt.timedelta(minutes=minutes)
 
 
 def _audit_row(decision: Decision, now: dt.datetime) -> dict:
@@ -300,7 +428,7 @@ class Store:
         self.url = _database_url(url)
         self.policy = policy or EscalationPolicy()
         self.engine = _create_engine(self.url)
-        Base.metadata.create_all(self.engine)
+        _upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -368,6 +496,7 @@ class Store:
                 current.band = max(current.band, decision.band, key=BANDS.index)
                 current.queue = decision.queue or current.queue
                 current.owner = decision.owner or current.owner
+                current.respond_by = min(filter(None, (current.respond_by, _respond_by(decision, now))), default=None)
                 alerts = self._enqueue_alerts(session, current, decision, package if package is not None else current.package, now, policy)
                 return RecordResult(audit.id, "raised", current.id, current.occurrences, alerts)
 
@@ -375,9 +504,12 @@ class Store:
                 account_id=decision.account_id, reason=decision.primary_reason or "unknown", dedupe_key=decision.dedupe_key,
                 severity=decision.severity, band=decision.band, queue=decision.queue, owner=decision.owner, status="open",
                 opened_at=now, updated_at=now, occurrences=1, last_decision_id=audit.id, package=package, ticket_id=decision.ticket_id,
+                respond_by=_respond_by(decision, now),
             )
             session.add(escalation)
             session.flush()
+            session.add(StatusChangeRow(escalation_id=escalation.id, from_status=None, to_status="open", actor="policy", at=now,
+                                        note=f"{escalation.reason} (policy {decision.policy_version})"))
             due = utc(decision.follow_up_due) or now + dt.timedelta(hours=policy.windows.follow_up_hours)
             session.add(FollowUpRow(escalation_id=escalation.id, due_at=due))
             alerts = self._enqueue_alerts(session, escalation, decision, package, now, policy)
@@ -424,64 +556,138 @@ class Store:
         session.execute(insert(AlertRow), rows)
         return len(rows)
 
-    def open_escalations(self) -> list[dict]:
-        """Active escalations (open or acknowledged), most severe first, with their next follow-up due."""
+    def list_escalations(self, *, queue: str | None = None, owner: str | None = None, status: str | None = None,
+                         overdue: bool = False, now: dt.datetime | None = None, package: bool = False) -> list[dict]:
+        """Escalations by queue, owner and status (default: the active ones, open or acknowledged),
+        most severe first, each with its next follow-up due and whether it is overdue: open, with
+        its response window (respond_by) passed at `now` (default: the clock). `overdue=True` keeps
+        only those. The handoff package is left out unless `package`: it is large and `show` has it."""
+        if status is not None and status not in STATUSES:
+            raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
+        now = utc(now) or dt.datetime.now(UTC)
         next_due = (select(FollowUpRow.escalation_id, func.min(FollowUpRow.due_at).label("follow_up_due"))
                     .where(FollowUpRow.done_at.is_(None)).group_by(FollowUpRow.escalation_id).subquery())
-        query = (select(EscalationRow, next_due.c.follow_up_due)
+        columns = [c for c in EscalationRow.__table__.columns if package or c.key != "package"]
+        query = (select(*columns, next_due.c.follow_up_due)
                  .outerjoin(next_due, next_due.c.escalation_id == EscalationRow.id)
-                 .where(EscalationRow.status.in_(ACTIVE))
+                 .where(EscalationRow.status.in_(ACTIVE) if status is None else EscalationRow.status == status)
                  .order_by(EscalationRow.severity.desc(), EscalationRow.opened_at, EscalationRow.id))
+        if queue is not None:
+            query = query.where(EscalationRow.queue == queue)
+        if owner is not None:
+            query = query.where(EscalationRow.owner == owner)
+        if overdue:
+            query = query.where(EscalationRow.status == "open", EscalationRow.respond_by <= now)
         with self._transaction() as session:
-            return [{**_row_dict(row), "follow_up_due": utc(due)} for row, due in session.execute(query)]
+            rows = [dict(row._mapping) for row in session.execute(query)]
+        for row in rows:
+            row["follow_up_due"] = utc(row["follow_up_due"])  # a MIN() comes back untyped
+            row["overdue"] = row["status"] == "open" and row["respond_by"] is not None and row["respond_by"] <= now
+        return rows
+
+    def open_escalations(self) -> list[dict]:
+        """Active escalations (open or acknowledged), most severe first, with their next follow-up due."""
+        return self.list_escalations(package=True)
 
     def get_escalation(self, escalation_id: int) -> dict:
         with self._transaction() as session:
             return _row_dict(self._escalation(session, escalation_id))
 
+    def escalation_detail(self, escalation_id: int, now: dt.datetime | None = None) -> dict:
+        """One escalation for `churn escalations show`: its row, whether it is overdue, its
+        follow-ups and its audit trail (oldest change first)."""
+        now = utc(now) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            out = _row_dict(self._escalation(session, escalation_id))
+            out["follow_ups"] = [_row_dict(row) for row in session.scalars(
+                select(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id).order_by(FollowUpRow.due_at, FollowUpRow.id))]
+            out["history"] = [_row_dict(row) for row in session.scalars(
+                select(StatusChangeRow).where(StatusChangeRow.escalation_id == escalation_id).order_by(StatusChangeRow.at, StatusChangeRow.id))]
+        out["overdue"] = out["status"] == "open" and out["respond_by"] is not None and out["respond_by"] <= now
+        return out
+
+    def history(self, escalation_id: int) -> list[dict]:
+        """The escalation's status changes, oldest first: who, when, from -> to, outcome, note."""
+        return self.escalation_detail(escalation_id)["history"]
+
     @staticmethod
-    def _escalation(session: Session, escalation_id: int) -> EscalationRow:
-        row = session.get(EscalationRow, escalation_id)
+    def _escalation(session: Session, escalation_id: int, *, lock: bool = False) -> EscalationRow:
+        row = session.get(EscalationRow, escalation_id, with_for_update=lock)
         if row is None:
             raise InputError(f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation")
         return row
 
-    def set_status(self, escalation_id: int, status: str, now: dt.datetime | None = None, *, owner: str | None = None) -> dict:
-        """Move an escalation to open, acknowledged or resolved (optionally reassigning it).
-        Resolving it closes its pending follow-ups: nobody should be chased for a closed case."""
+    def set_status(self, escalation_id: int, status: str, now: dt.datetime | None = None, *, owner: str | None = None,
+                   actor: str | None = None, outcome: str | None = None, note: str | None = None) -> dict:
+        """Move an escalation along its lifecycle (TRANSITIONS: resolved and expired are final) and
+        record the change, who made it and why in the audit trail; optionally reassign it.
+        `outcome` (one of RESOLUTION_OUTCOMES) goes with resolving only. Resolving or expiring it
+        closes its pending follow-ups: nobody should be chased for a closed case."""
         if status not in STATUSES:
             raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
+        if outcome is not None and outcome not in RESOLUTION_OUTCOMES:
+            raise InputError(f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}")
+        if outcome is not None and status != "resolved":
+            raise InputError(f"escalation {escalation_id}: an outcome goes with status 'resolved', not {status!r}")
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
-            row = self._escalation(session, escalation_id)
+            row = self._escalation(session, escalation_id, lock=True)
+            allowed = TRANSITIONS[row.status]
+            if status not in allowed:
+                was = f"already {row.status}" if row.status == status else row.status
+                if allowed:
+                    raise InputError(f"escalation {escalation_id} is {was}: expected a move to {' or '.join(allowed)}, not to {status}")
+                raise InputError(f"escalation {escalation_id} is {was}, which is final: expected an {' or '.join(ACTIVE)} escalation "
+                                 f"to become {status}")
+            session.add(StatusChangeRow(escalation_id=escalation_id, from_status=row.status, to_status=status, actor=actor, at=now,
+                                        outcome=outcome, note=note))
             row.status, row.updated_at = status, now
+            if outcome is not None:
+                row.outcome = outcome
             if owner is not None:
                 row.owner = owner
-            if status == "resolved":
+            if not TRANSITIONS[status]:
                 session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
                                 .values(done_at=now))
             return _row_dict(row)
 
+    def acknowledge(self, escalation_id: int, by: str, now: dt.datetime | None = None, *, note: str | None = None) -> dict:
+        """Someone has the escalation in hand: it stops counting as overdue and is not paged again."""
+        return self.set_status(escalation_id, "acknowledged", now, actor=_actor(escalation_id, by), note=note)
+
+    def resolve(self, escalation_id: int, outcome: str, by: str, note: str | None = None, now: dt.datetime | None = None) -> dict:
+        """Close the escalation with what CS found (RESOLUTION_OUTCOMES), which evaluation learns from."""
+        if outcome not in RESOLUTION_OUTCOMES:
+            raise InputError(f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}")
+        return self.set_status(escalation_id, "resolved", now, actor=_actor(escalation_id, by), outcome=outcome, note=note)
+
     # ------------------------------------------------------------------ follow-ups and feedback
 
-    def due_follow_ups(self, now: dt.datetime) -> list[dict]:
-        """Follow-ups not done, due at or before `now`, of escalations not resolved; oldest first."""
-        now = utc(now)
+    def follow_ups(self, due_by: dt.datetime | None = None) -> list[dict]:
+        """Follow-ups not done, of escalations not closed, oldest due first; only those due at or
+        before `due_by` when it is given."""
         query = (select(FollowUpRow.id, FollowUpRow.escalation_id, FollowUpRow.due_at, EscalationRow.account_id,
                         EscalationRow.owner, EscalationRow.queue, EscalationRow.band, EscalationRow.reason, EscalationRow.status)
                  .join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
-                 .where(FollowUpRow.done_at.is_(None), FollowUpRow.due_at <= now, EscalationRow.status.in_(ACTIVE))
+                 .where(FollowUpRow.done_at.is_(None), EscalationRow.status.in_(ACTIVE))
                  .order_by(FollowUpRow.due_at, FollowUpRow.id))
+        if due_by is not None:
+            query = query.where(FollowUpRow.due_at <= utc(due_by))
         with self._transaction() as session:
             return [dict(row._mapping) for row in session.execute(query)]
 
-    def complete_follow_up(self, escalation_id: int, now: dt.datetime | None = None) -> int:
-        """Mark the escalation's pending follow-ups done; returns how many were."""
+    def due_follow_ups(self, now: dt.datetime) -> list[dict]:
+        """Follow-ups not done, due at or before `now`, of escalations not resolved; oldest first."""
+        return self.follow_ups(due_by=now)
+
+    def complete_follow_up(self, escalation_id: int, now: dt.datetime | None = None, *, by: str | None = None) -> int:
+        """Mark the escalation's pending follow-ups done (by whom, when); returns how many were."""
+        by = None if by is None else _actor(escalation_id, by)
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             self._escalation(session, escalation_id)
             result = session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
-                                     .values(done_at=now))
+                                     .values(done_at=now, done_by=by))
             return result.rowcount
 
     def add_feedback(self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown",
@@ -574,7 +780,7 @@ class Store:
         """Rows per table and alerts per status: for tests and the health check."""
         with self._transaction() as session:
             out = {table.__tablename__: session.scalar(select(func.count()).select_from(table)) or 0
-                   for table in (DecisionRow, EscalationRow, AlertRow, FollowUpRow, FeedbackRow)}
+                   for table in (DecisionRow, EscalationRow, AlertRow, FollowUpRow, FeedbackRow, StatusChangeRow)}
             by_status = dict(session.execute(select(AlertRow.status, func.count()).group_by(AlertRow.status)).all())
             open_count = session.scalar(select(func.count()).select_from(EscalationRow).where(EscalationRow.status.in_(ACTIVE)))
         out.update({f"alerts_{status}": by_status.get(status, 0) for status in ALERT_STATUSES})
@@ -582,12 +788,19 @@ class Store:
         return out
 
 
+def _actor(escalation_id: int, by: str | None) -> str:
+    """Who acted, required for a human step of the lifecycle: the audit trail must say."""
+    if not by or not str(by).strip():
+        raise InputError(f"escalation {escalation_id}: --by {by!r}: expected the name of the person acting")
+    return str(by).strip()
+
+
 def alert_view(escalation: EscalationRow | dict, decision: Decision | None = None) -> dict:
     """The escalation as the alert payloads see it: its row plus the decision's window, follow-up
     and the primary rule's sentence (kept out of the escalations table, which holds state only)."""
     view = _row_dict(escalation) if isinstance(escalation, Base) else dict(escalation)
     view.pop("package", None)
-    for key in ("opened_at", "updated_at"):
+    for key in ("opened_at", "updated_at", "respond_by"):
         if isinstance(view.get(key), dt.datetime):
             view[key] = view[key].isoformat()
     if decision is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import signal
@@ -25,18 +24,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from core.errors import ChurnError, InputError
+from pipelines.escalations_cli import escalations, follow_ups
+from pipelines.output import emit as _emit
+from pipelines.output import err, json_option
 
-err = Console(stderr=True)
 log = logging.getLogger("churn")
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr).")
-
-
-def _emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
-    else:
-        err.print(human)
 
 
 @contextlib.contextmanager
@@ -370,6 +362,10 @@ def alerts_flush(as_json: bool) -> None:
     with Store(settings.store_url, policy) as store:
         result = deliver(store, policy)
     _emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
+
+
+app.add_command(escalations)
+app.add_command(follow_ups)
 
 
 @app.group("prefect")

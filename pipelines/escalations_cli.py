@@ -1,0 +1,135 @@
+"""`churn escalations` and `churn follow-ups`: CS works an escalation to an outcome from the shell.
+
+Statuses, outcomes and transitions are checked by the store (escalation/store.py holds their one
+list), which names the escalation and what was expected. pipelines/cli.py adds the two groups to
+`churn`. Nothing runs at import time: the store (SQLAlchemy) is
+imported by each command, on the database named by CHURN_STORE_URL, as `churn alerts flush` does,
+and no command starts Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from core.errors import InputError
+from pipelines.output import emit, json_option
+
+#: the listing's columns in human output, in order
+LIST_COLUMNS = ("id", "status", "band", "account_id", "reason", "queue", "owner", "respond_by", "follow_up_due")
+
+
+@contextmanager
+def _store() -> Iterator[Any]:
+    """The operational store of the settings (CHURN_STORE_URL) under the deployment's policy."""
+    from core.settings import load_settings
+    from escalation.policy import load_policy
+    from escalation.store import Store
+
+    settings = load_settings()
+    with Store(settings.store_url, load_policy(settings.config_dir)) as store:
+        yield store
+
+
+def _line(row: dict) -> str:
+    late = " OVERDUE" if row.get("overdue") else ""
+    return "  ".join(f"{row.get(key)}" for key in LIST_COLUMNS) + late
+
+
+def _changed(action: str, row: dict, as_json: bool) -> None:
+    outcome = f" ({row['outcome']})" if row.get("outcome") else ""
+    emit({"escalation": row}, as_json, f"escalation {row['id']} {action}: now {row['status']}{outcome}")
+
+
+@click.group("escalations")
+def escalations() -> None:
+    """The escalation queue: list, show, acknowledge and resolve escalations (open -> acknowledged -> resolved or expired)."""
+
+
+@escalations.command("list")
+@click.option("--queue", help="Only this queue (e.g. security-response).")
+@click.option("--owner", help="Only escalations owned by this person.")
+@click.option("--status", help="Only this status: open, acknowledged, resolved or expired (default: open and acknowledged).")
+@click.option("--overdue", is_flag=True, help="Only open escalations whose response window has passed without acknowledgement.")
+@json_option
+def escalations_list(queue: str | None, owner: str | None, status: str | None, overdue: bool, as_json: bool) -> None:
+    """List escalations, most severe first, with their next follow-up and whether they are overdue."""
+    with _store() as store:
+        rows = store.list_escalations(queue=queue, owner=owner, status=status, overdue=overdue)
+    human = "\n".join(["  ".join(LIST_COLUMNS), *map(_line, rows)]) if rows else "no escalations match"
+    emit({"escalations": rows, "count": len(rows)}, as_json, human)
+
+
+@escalations.command("show")
+@click.argument("escalation_id", type=int)
+@json_option
+def escalations_show(escalation_id: int, as_json: bool) -> None:
+    """One escalation: its state, handoff package, follow-ups and audit trail."""
+    with _store() as store:
+        detail = store.escalation_detail(escalation_id)
+    trail = [f"  {c['at']}  {c['from_status'] or '-'} -> {c['to_status']}  by {c['actor'] or '?'}"
+             + (f"  outcome {c['outcome']}" if c["outcome"] else "") + (f"  note: {c['note']}" if c["note"] else "")
+             for c in detail["history"]]
+    follow = [f"  due {f['due_at']}  " + (f"done {f['done_at']} by {f['done_by'] or '?'}" if f["done_at"] else "pending")
+              for f in detail["follow_ups"]]
+    human = "\n".join([_line(detail), "history:", *trail, "follow-ups:", *(follow or ["  none"])])
+    emit({"escalation": detail}, as_json, human)
+
+
+@escalations.command("ack")
+@click.argument("escalation_id", type=int)
+@click.option("--by", "by", required=True, help="Who acknowledges it (recorded in the audit trail).")
+@json_option
+def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
+    """Acknowledge an open escalation: someone has it in hand, it is no longer overdue."""
+    with _store() as store:
+        row = store.acknowledge(escalation_id, by)
+    _changed("acknowledged", row, as_json)
+
+
+@escalations.command("resolve")
+@click.argument("escalation_id", type=int)
+@click.option("--outcome", required=True, help="What CS found: saved, churned or not_at_risk.")
+@click.option("--note", help="Why, in a sentence (recorded in the audit trail).")
+@click.option("--by", "by", required=True, help="Who resolves it (recorded in the audit trail).")
+@json_option
+def escalations_resolve(escalation_id: int, outcome: str, note: str | None, by: str, as_json: bool) -> None:
+    """Resolve an open or acknowledged escalation with its outcome; closes its pending follow-ups."""
+    with _store() as store:
+        row = store.resolve(escalation_id, outcome, by, note)
+    _changed("resolved", row, as_json)
+
+
+@click.group("follow-ups")
+def follow_ups() -> None:
+    """The follow-ups due within 24 hours of every handoff."""
+
+
+@follow_ups.command("list")
+@click.option("--due", is_flag=True, help="Only those due now or earlier.")
+@json_option
+def follow_ups_list(due: bool, as_json: bool) -> None:
+    """Pending follow-ups of active escalations, oldest due first."""
+    import datetime as dt
+
+    with _store() as store:
+        rows = store.follow_ups(due_by=dt.datetime.now(dt.UTC) if due else None)
+    human = "\n".join(f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
+                      for r in rows) or "no follow-ups pending"
+    emit({"follow_ups": rows, "count": len(rows)}, as_json, human)
+
+
+@follow_ups.command("done")
+@click.argument("escalation_id", type=int)
+@click.option("--by", "by", required=True, help="Who followed up (recorded with the follow-up).")
+@json_option
+def follow_ups_done(escalation_id: int, by: str, as_json: bool) -> None:
+    """Mark the pending follow-up of escalation ESCALATION_ID done (the id `churn escalations list` shows)."""
+    with _store() as store:
+        done = store.complete_follow_up(escalation_id, by=by)
+    if not done:
+        raise InputError(f"escalation {escalation_id}: no pending follow-up; expected an escalation listed by `churn follow-ups list`")
+    emit({"escalation_id": escalation_id, "done": done, "by": by}, as_json, f"escalation {escalation_id}: {done} follow-up(s) done by {by}")

@@ -22,18 +22,7 @@ from features.text.sentiment import (
 )
 from features.text.signals import SignalParams
 from features.text.static import DIMENSION, StaticEncoder
-
-
-class CountingEncoder(TextEncoder):
-    """The transformer, counting the sentences that reach it."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: list[str] = []
-
-    def embed(self, texts):
-        self.seen.extend(texts)
-        return super().embed(texts)
+from tests.integration.test_sentiment import CountingEncoder
 
 
 @pytest.fixture(scope="module")

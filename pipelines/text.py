@@ -4,6 +4,7 @@ from a user's labelled messages, score a file. (File and settings access lives h
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from features.text.cache import TextCache
 from features.text.encoder import TextEncoder
 from features.text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, STATIC_C, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
 from features.text.static import StaticEncoder
+
+log = logging.getLogger("churn.text")
 
 
 def head_path(settings: Settings) -> Path:
@@ -40,6 +43,10 @@ def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> S
         raise InputError(f"CHURN_SENTIMENT_HEAD {path}: no such file; expected a head written by `churn sentiment-train`")
     head = SentimentHead.load(path if path.is_file() else SHIPPED_HEAD)
     if settings.text_encoder == "transformer":
+        return SentimentModel(encoder, head)
+    if head.static is None:  # trained before the cascade: it still scores, with the transformer for every sentence
+        log.warning("sentiment head %s has no static head for CHURN_TEXT_ENCODER=%s: every sentence goes through the transformer; "
+                    "retrain it with `churn sentiment-train` for the cascade's speed", path, settings.text_encoder)
         return SentimentModel(encoder, head)
     return SentimentModel(encoder, head, static=StaticEncoder(encoder), route_below=_route_below(settings))
 

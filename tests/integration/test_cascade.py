@@ -134,6 +134,23 @@ def test_a_head_without_a_static_partner_names_the_fix(encoder, static):
         SentimentModel(encoder, head, static=static)
 
 
+def test_a_head_trained_before_the_cascade_still_scores(tmp_path, monkeypatch, caplog):
+    """A user's own head from before the cascade keeps working (every sentence through the
+    transformer), with a warning that says how to get the cascade's speed."""
+    from core.settings import load_settings
+    from pipelines.text import load_sentiment_model
+
+    head = SentimentHead.load(SHIPPED_HEAD)
+    head.static = None
+    head.save(tmp_path / "old_head.json")
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHURN_SENTIMENT_HEAD", str(tmp_path / "old_head.json"))
+    with caplog.at_level("WARNING", logger="churn.text"):
+        model = load_sentiment_model(load_settings())
+    assert model.static is None and "churn sentiment-train" in caplog.text
+    assert score_texts(["This is unacceptable, we will cancel."], model)[0]["label"].iloc[0] == "negative"
+
+
 def test_the_setting_picks_the_encoder(tmp_path, monkeypatch):
     from core.settings import load_settings
     from pipelines.text import load_sentiment_model

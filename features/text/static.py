@@ -40,7 +40,7 @@ _MAKING = threading.Lock()  # threads that ask at once make the table once (proc
 
 
 class StaticEncoder:
-    """Mean of distilled token vectors, L2-normalised; the same interface as TextEncoder (`embed`, `key`)."""
+    """Mean of distilled token vectors, L2-normalised; `embed` and `key` as TextEncoder has them."""
 
     #: cosine thresholds in this embedding space (features/text/signals.py), calibrated as the
     #: transformer's were, on simulated tickets against the simulator's count of rephrasings
@@ -55,18 +55,6 @@ class StaticEncoder:
     @property
     def key(self) -> str:
         return f"{self.teacher.key}:static{DIMENSION}-v{_VERSION}"
-
-    @property
-    def backend(self) -> str:
-        return "static"
-
-    @property
-    def precision(self) -> str:
-        return "fp32"
-
-    @property
-    def dimension(self) -> int:
-        return DIMENSION
 
     def table(self) -> np.ndarray:
         """The token table [vocabulary, DIMENSION] float32, made now if it is not kept yet."""

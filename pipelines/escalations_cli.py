@@ -22,6 +22,11 @@ from pipelines.output import emit, json_option
 LIST_COLUMNS = ("id", "status", "band", "account_id", "reason", "queue", "owner", "respond_by", "follow_up_due")
 
 
+def _by(help: str):
+    """The --by option: who made a change, as the store records it."""
+    return click.option("--by", "by", required=True, help=help)
+
+
 @contextmanager
 def _store() -> Iterator[Any]:
     """The operational store of the settings (CHURN_STORE_URL) under the deployment's policy."""
@@ -81,7 +86,7 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
 
 @escalations.command("ack")
 @click.argument("escalation_id", type=int)
-@click.option("--by", "by", required=True, help="Who acknowledges it (recorded in the audit trail).")
+@_by("Who acknowledges it (recorded in the audit trail).")
 @json_option
 def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
     """Acknowledge an open escalation: someone has it in hand, it is no longer overdue."""
@@ -94,7 +99,7 @@ def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
 @click.argument("escalation_id", type=int)
 @click.option("--outcome", required=True, help="What CS found: saved, churned or not_at_risk.")
 @click.option("--note", help="Why, in a sentence (recorded in the audit trail).")
-@click.option("--by", "by", required=True, help="Who resolves it (recorded in the audit trail).")
+@_by("Who resolves it (recorded in the audit trail).")
 @json_option
 def escalations_resolve(escalation_id: int, outcome: str, note: str | None, by: str, as_json: bool) -> None:
     """Resolve an open or acknowledged escalation with its outcome; closes its pending follow-ups."""
@@ -124,7 +129,7 @@ def follow_ups_list(due: bool, as_json: bool) -> None:
 
 @follow_ups.command("done")
 @click.argument("escalation_id", type=int)
-@click.option("--by", "by", required=True, help="Who followed up (recorded with the follow-up).")
+@_by("Who followed up (recorded with the follow-up).")
 @json_option
 def follow_ups_done(escalation_id: int, by: str, as_json: bool) -> None:
     """Mark the pending follow-up of escalation ESCALATION_ID done (the id `churn escalations list` shows)."""

@@ -56,12 +56,16 @@ class Settings(BaseSettings):
     )
     encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export and static table are kept [default: ~/.cache/churn-platform/encoders].")
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")
+    model_poll_seconds: float = Field(30, ge=0, description="How often the API looks for a new version behind CHURN_MODEL_URI's alias and "
+                                      "swaps to it without a restart (0: never).")
     score_cron: str = Field("0 6 * * *", description="When `churn schedule` runs the daily scoring flow (cron, UTC).")
     retrain_cron: str = Field("0 3 * * 1", description="When `churn schedule` runs the retraining flow (cron, UTC).")
     prefect_dir: Path | None = Field(None, description="Database, log and state of the local Prefect server the pipeline commands share "
                                      "(unless PREFECT_API_URL names one) [default: ~/.cache/churn-platform/prefect].")
     prefect_idle_minutes: int = Field(60, ge=0, description="The local Prefect server stops after this many minutes without a request (0: never).")
     scores_dir: Path | None = Field(None, description="Output folder of the latest `churn score` run, whose features.parquet the API looks accounts up in [default: DATA_DIR/scores].")
+    relay_interval_seconds: float = Field(1.0, ge=0, description="How often the API's background relay sends the alert outbox and checks "
+                                          "response windows, follow-ups and expiry (seconds; 0: no relay in the API, run `churn alerts relay`).")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

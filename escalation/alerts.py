@@ -126,6 +126,35 @@ def build_payload(kind: str, escalation: dict, package: dict | None, *, idempote
     return builders[kind](escalation, package, idempotency_key=idempotency_key)
 
 
+TOPIC_MARK = {"re_alert": ":alarm_clock:", "reminder": ":memo:", "monitor": ":chart_with_downwards_trend:"}
+
+
+def notice_payload(kind: str, topic: str, message: dict, *, idempotency_key: str, escalation_id: int | None = None) -> dict:
+    """A notice (a re-alert, a reminder, a monitor's breach) from `message` = {title, text, facts}:
+    for Slack `text` and `blocks` (header, text, the facts as fields, a context line with the key);
+    for a webhook {"type": "churn.<topic>", version, idempotency_key, title, text, facts} (and
+    escalation_id when it is about one)."""
+    title, body, facts = message["title"], message["text"], message["facts"]
+    if kind == "webhook":
+        out = {"type": f"churn.{topic}", "version": PAYLOAD_VERSION, "idempotency_key": idempotency_key,
+               "title": title, "text": body, "facts": facts}
+        return out if escalation_id is None else {**out, "escalation_id": escalation_id}
+    if kind != "slack":
+        raise ValueError(f"destination kind {kind!r}: expected one of ['slack', 'webhook']")
+    mark = TOPIC_MARK.get(topic, "")
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": str(title)[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(body)[:SLACK_SECTION_LIMIT]}},
+    ]
+    if facts:  # Slack allows at most 10 fields in a section
+        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_escape(k)}*\n{_escape(v)}"[:2000]}
+                                                     for k, v in list(facts.items())[:10]]})
+    context = [topic.replace("_", "-")] + ([f"escalation #{escalation_id}"] if escalation_id is not None else [])
+    context.append(f"ref {idempotency_key[:16]}")  # Slack does not dedupe: lets a reader spot a repeat
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(" · ".join(context))}]})
+    return {"text": _escape(f"{mark} {title}: {body}".strip()), "blocks": blocks}
+
+
 def http_post(url: str, body: bytes, headers: dict, timeout: float) -> int:
     """POST with the standard library; an HTTP error status is returned, a timeout or a
     connection failure raises (the caller counts either as a failed attempt)."""
@@ -139,14 +168,16 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float) -> int:
 
 
 def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.datetime | None = None, *,
-            send: Send | None = None, batch_size: int = 50) -> dict[str, int]:
+            send: Send | None = None, batch_size: int = 50, stopping: Callable[[], bool] | None = None) -> dict[str, int]:
     """Flush the outbox once: send every pending alert due at `now`, a claimed batch at a time.
 
     2xx marks an alert sent; anything else (an error status, a timeout, a refused connection) is a
-    failed attempt, retried after backoff_seconds * 2**(attempts - 1) (capped) until
+    failed attempt, retried after backoff_seconds * 2**(attempts - 1) (at most max_backoff_seconds) until
     `max_attempts`, then marked failed. Returns {sent, retried, failed, pending}, pending being
     what is left in the outbox (due later). Exceptions that are not errors (KeyboardInterrupt,
-    SystemExit) propagate: what was sent stays marked, the rest is retried later.
+    SystemExit) propagate: what was sent stays marked, the rest is retried later. `stopping` (the
+    relay's shutdown) is asked before each send: once it says yes, the batch's unsent rows are
+    handed back at once rather than left leased, so a restart resends them in seconds.
     """
     settings = (policy or store.policy).alerts
     now = utc(now) or dt.datetime.now(UTC)
@@ -155,7 +186,11 @@ def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.dateti
     lease = settings.timeout_seconds * (batch_size + 1) + LEASE_MARGIN_SECONDS
     while batch := store.claim_alerts(now, limit=batch_size, lease_seconds=lease):
         # a claimed row is leased or rescheduled past `now`, so this loop ends
-        for alert in batch:
+        for k, alert in enumerate(batch):
+            if stopping is not None and stopping():
+                store.release_alerts([a["id"] for a in batch[k:]], now)
+                counts["pending"] = store.counts()["alerts_pending"]
+                return counts
             body = json.dumps(alert["payload"], sort_keys=True).encode()
             headers = {"Content-Type": "application/json", "Idempotency-Key": alert["idempotency_key"],
                        "User-Agent": "churn-platform-alerts"}
@@ -169,7 +204,7 @@ def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.dateti
                 counts["sent"] += 1
             else:
                 outcome = store.mark_attempt_failed(alert["id"], now, error, max_attempts=settings.max_attempts,
-                                                    backoff_seconds=settings.backoff_seconds)
+                                                    backoff_seconds=settings.backoff_seconds, max_backoff_seconds=settings.max_backoff_seconds)
                 if outcome in counts:
                     counts[outcome] += 1
     counts["pending"] = store.counts()["alerts_pending"]

@@ -19,7 +19,7 @@ from escalation.policy import BANDS, HORIZONS, EscalationPolicy
 from escalation.signals import batch_inputs, candidates
 
 QUEUE_COLUMNS = ["account_id", "cutoff", "escalate", "band", "queue", "priority", "owner", "primary_reason", "severity", "rules",
-                 "response_window_minutes", "follow_up_due", *[f"p_{h}d" for h in HORIZONS], "policy_version", "model_version"]
+                 "response_window_minutes", "follow_up_due", *[f"p_{h}d" for h in HORIZONS], "policy_version", "model_version", "held_out"]
 
 
 def apply_policy(
@@ -36,8 +36,10 @@ def apply_policy(
 ) -> tuple[list[Decision], pd.DataFrame]:
     """Decisions for every candidate row (band watch or above) and the queue as a table.
     `owners` / `names`: CSM owner and account name by account_id; `reasons(rows)` gives the top
-    reasons of the escalated rows (computed only for them); `inputs`, when given, receives each
-    kept decision's (facts, risk, signals) by account_id (for handoff packages)."""
+    reasons of the escalated and held-out rows (computed only for them); `inputs`, when given,
+    receives each kept decision's (facts, risk, signals) by account_id (for handoff packages).
+    Held-out rows (the policy's holdout) are in the table with `held_out` true and escalate false,
+    after every other row, so a queue read from the top never reaches them."""
     panel = panel.reset_index(drop=True)
     rows = np.flatnonzero(candidates(panel, curve, policy))
     average = panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy() if "arr_current" in panel else np.full(len(panel), np.nan)
@@ -55,19 +57,20 @@ def apply_policy(
             if inputs is not None:
                 inputs[account] = (facts, risk, signals)
     if reasons is not None and decisions:
-        escalated = [j for j, d in enumerate(decisions) if d.escalate]
+        escalated = [j for j, d in enumerate(decisions) if d.escalate or d.held_out]
         if escalated:
             found = reasons(panel.iloc[[kept[j] for j in escalated]])
             for j, top in zip(escalated, found, strict=True):
                 decisions[j].reasons = list(top)
     queue = pd.DataFrame([_row(d, panel.loc[i, "cutoff"], curve[i]) for d, i in zip(decisions, kept, strict=True)], columns=QUEUE_COLUMNS)
     order = queue["band"].map({b: k for k, b in enumerate(BANDS)})
-    queue = queue.assign(_order=order).sort_values(["_order", "severity", "p_90d"], ascending=False, kind="stable").drop(columns="_order")
+    queue = queue.assign(_order=order, _sent=~queue["held_out"].astype(bool))
+    queue = queue.sort_values(["_sent", "_order", "severity", "p_90d"], ascending=False, kind="stable").drop(columns=["_order", "_sent"])
     return decisions, queue.reset_index(drop=True)
 
 
 def _row(d: Decision, cutoff, curve: np.ndarray) -> dict:
-    return {"account_id": d.account_id, "cutoff": cutoff, "escalate": d.escalate, "band": d.band, "queue": d.queue, "priority": d.priority,
+    return {"account_id": d.account_id, "cutoff": cutoff, "escalate": d.escalate, "held_out": d.held_out, "band": d.band, "queue": d.queue, "priority": d.priority,
             "owner": d.owner, "primary_reason": d.primary_reason, "severity": d.severity, "rules": "; ".join(r.detail for r in d.rules),
             "response_window_minutes": d.response_window_minutes, "follow_up_due": d.follow_up_due,
             **{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}, "policy_version": d.policy_version, "model_version": d.model_version}
@@ -101,7 +104,9 @@ def evaluate_at_capacity(
         position = pd.Series(np.arange(len(index)), index=panel["account_id"].iloc[index].to_numpy())
         chosen = position[escalated.to_numpy()].to_numpy()
         flagged[index[chosen]] = True
-        rest = np.setdiff1d(np.arange(len(index)), chosen)
+        # held-out accounts are never worked: filling the capacity with them would treat the comparison group
+        held = position[queue.loc[queue["held_out"].astype(bool), "account_id"].to_numpy()].to_numpy()
+        rest = np.setdiff1d(np.arange(len(index)), np.concatenate([chosen, held]).astype(int))
         rest = rest[np.argsort(-p90[index[rest]], kind="stable")][: budget - len(chosen)]
         worked[index[np.concatenate([chosen, rest]).astype(int)]] = True
     y = panel[label].to_numpy(dtype=float) == 1

@@ -9,8 +9,12 @@ Rules, in the order DOMAIN.md gives them:
    sentiment alone never escalates;
 3. effort: the same question asked `asks_threshold` times with a frustrated tone on a high-value
    (or near-renewal) account escalates (band high);
-4. watch thresholds put the account on the CS radar without interrupting anyone (band watch).
-An automated agent's confidence decides separately whether a human takes over the conversation.
+4. an automated agent's confidence below `bot_confidence.escalate_below`, or an offer to escalate
+   (the middle band) that the customer accepted, hands the conversation to a human (band high,
+   the queue a route names or else `bot_confidence.queue`), whether or not a risk rule fired;
+5. watch thresholds put the account on the CS radar without interrupting anyone (band watch).
+Last, an escalation that only crossed a risk threshold may fall in the holdout (escalation/holdout.py):
+it is then recorded as held out, with the band, queue and reason it would have had, and not sent.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from core.contracts import SEGMENTS
+from escalation.holdout import eligible, in_holdout
 from escalation.policy import BANDS, EscalationPolicy
 
 #: severity of each rule's reason, for dedupe ("unless severity rises") and the primary reason
 SEVERITY = {"security": 5, "privacy": 5, "fraud": 5, "legal_threat": 5, "billing_dispute_high_value": 4, "critical_moment": 4,
-            "risk": 3, "effort_frustration_value": 3, "watch": 1}
+            "risk": 3, "effort_frustration_value": 3, "bot_handoff": 3, "watch": 1}
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TicketSignals:
     fraud: bool = False  # fraud language in the messages
     security: bool = False  # security incident language in the messages
     bot_confidence: float | None = None
+    escalation_offer_accepted: bool | None = None  # the customer took the bot's offer to talk to a human (None: not asked or unknown)
 
     @property
     def drift(self) -> float | None:
@@ -93,6 +99,7 @@ class Decision:
     primary_reason: str | None = None
     severity: int = 0
     bot_action: str | None = None  # escalate_to_human | offer_escalation | continue | None (no bot)
+    held_out: bool = False  # in the holdout: escalate is False; band, queue and reason say what it would have been
     frustrated: bool = False
     high_value: bool = False
     renewal_near: bool = False
@@ -173,6 +180,17 @@ def _bot_action(confidence: float | None, policy: EscalationPolicy) -> str | Non
     return "continue"
 
 
+def _bot_handoff(action: str | None, signals: TicketSignals, policy: EscalationPolicy) -> FiredRule | None:
+    accepted = action == "offer_escalation" and signals.escalation_offer_accepted is True
+    if action != "escalate_to_human" and not accepted:
+        return None
+    b = policy.bot_confidence
+    detail = (f"bot confidence {signals.bot_confidence:.0%} below {b.escalate_below:.0%}: handed to a human" if not accepted
+              else f"bot confidence {signals.bot_confidence:.0%}: the customer accepted the offer of a human")
+    return FiredRule("bot_handoff", detail, {"bot_confidence": signals.bot_confidence, "escalate_below": b.escalate_below,
+                                             "offer_below": b.offer_below, "offer_accepted": accepted})
+
+
 def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts, band: str, triggers: set[str], high_value: bool) -> str:
     category = (signals.category or "").lower()
     segments = {(facts.segment or "").lower(), value_tier(facts, policy)}  # a route may name the customer's own segment or a tier
@@ -188,7 +206,8 @@ def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts
         if route.high_value is not None and route.high_value != high_value:
             continue
         return route.queue
-    return policy.default_queue
+    # a bot handing over a live conversation needs a human now, not the default CS queue
+    return policy.bot_confidence.queue if "bot_handoff" in triggers else policy.default_queue
 
 
 def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | None, policy: EscalationPolicy, now: dt.datetime) -> Decision:
@@ -214,6 +233,10 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
         rules.append(FiredRule("effort_frustration_value", f"question asked {signals.asks} times, frustrated tone, "
                                + ("high-value account" if high_value else "renewal near"),
                                {"asks": signals.asks, "sentiment": signals.sentiment, "high_value": high_value, "renewal_near": renewal_near}))
+    action = _bot_action(signals.bot_confidence, policy)
+    handoff = _bot_handoff(action, signals, policy)
+    if handoff is not None:
+        rules.append(handoff)
     if not rules:
         watch = {h: curve[h] for h, t in policy.watch_thresholds.items() if curve.get(h) is not None and curve[h] >= t * factor}
         if watch:
@@ -225,20 +248,24 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
     severity = SEVERITY[primary] if primary else 0
     band = "critical" if severity >= 4 else "high" if severity >= 3 else "watch" if severity >= 1 else "none"
     escalate = BANDS.index(band) >= BANDS.index("high")
+    triggers = {r.rule for r in rules}
+    # only a bare risk crossing is held out: a trigger, a handoff or an effort case always reaches a human
+    held_out = (escalate and policy.holdout.share > 0 and eligible(triggers)
+                and in_holdout(facts.account_id, policy.holdout.share, policy.holdout.salt))
+    queue = _route(policy, signals, facts, band, triggers, high_value) if escalate else None
+    escalate = escalate and not held_out
     window = None
     if escalate:
         window = getattr(policy.windows, band)
         if frustrated:
             window = min(window, policy.windows.frustrated)
-    triggers = {r.rule for r in rules}
-    queue = _route(policy, signals, facts, band, triggers, high_value) if escalate else None
     priority = {"critical": "urgent", "high": "high", "watch": "normal"}.get(band)
     owner = facts.csm_owner or (f"{queue} on-call" if queue else None)
     follow_up = (now + dt.timedelta(hours=policy.windows.follow_up_hours)).isoformat() if escalate else None
     return Decision(
         account_id=facts.account_id, ticket_id=signals.ticket_id, escalate=escalate, band=band, queue=queue, priority=priority,
         response_window_minutes=window, follow_up_due=follow_up, owner=owner if escalate else facts.csm_owner, rules=rules,
-        primary_reason=primary, severity=severity, bot_action=_bot_action(signals.bot_confidence, policy), frustrated=frustrated,
+        primary_reason=primary, severity=severity, bot_action=action, held_out=held_out, frustrated=frustrated,
         high_value=high_value, renewal_near=renewal_near, thresholds=thresholds, reasons=list(risk.reasons) if risk else [],
         policy_version=policy.version,
         model_version=risk.model_version if risk else None, decided_at=now.isoformat(),

@@ -444,7 +444,7 @@ _THEMES = {
                       "issue resolved and confirmed by the customer", "no new ticket on the same issue"),
 }
 _RULE_THEME = {"security": "security", "privacy": "security", "fraud": "security", "legal_threat": "legal", "billing_dispute_high_value": "billing",
-               "effort_frustration_value": "effort", "risk": "risk", "watch": "watch"}
+               "effort_frustration_value": "effort", "bot_handoff": "effort", "risk": "risk", "watch": "watch"}
 _CRITICAL_THEME = {"legal": "legal", "chargeback": "billing", "cancel": "cancel", "supervisor": "effort", "disappointed": "effort"}
 _CATEGORY_THEME = {"billing": "billing", "security": "security", "legal": "legal"}
 

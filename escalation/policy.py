@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import InputError
+from escalation.holdout import MAX_SHARE
 
 HORIZONS = (30, 60, 90, 180)
 BANDS = ("none", "watch", "high", "critical")
@@ -77,12 +78,45 @@ class Effort(_Strict):
 class BotConfidence(_Strict):
     escalate_below: float = Field(0.40, ge=0, le=1, description="below: hand to a human automatically")
     offer_below: float = Field(0.60, ge=0, le=1, description="below (and not under escalate_below): offer the customer the option")
+    queue: str = Field("human-review", min_length=1, description="the human queue of a bot handoff when no route names a more specific one")
 
     @model_validator(mode="after")
     def _ordered(self) -> BotConfidence:
         if self.offer_below < self.escalate_below:
             raise ValueError(f"offer_below ({self.offer_below}) must be at least escalate_below ({self.escalate_below})")
         return self
+
+
+class Holdout(_Strict):
+    """A share of the escalations that only crossed a risk threshold is recorded as held out
+    instead of sent (escalation/holdout.py), so the effect of escalating can be measured."""
+
+    share: float = Field(0.0, description="share of eligible accounts held out, by a stable hash of salt|account_id; 0 = off")
+    salt: str = Field("", max_length=200, description="a new salt draws a new holdout group")
+
+    @field_validator("share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 <= value <= MAX_SHARE:
+            raise ValueError(f"expected a share of eligible escalations in [0, {MAX_SHARE}] (0 = off)")
+        return value
+
+
+class Monitoring(_Strict):
+    """The monitors run after each daily scoring (pipelines/monitor.py): a breach alerts through
+    the outbox, at most once per day per monitor."""
+
+    destinations: list[str] | None = Field(None, description="names of alerts.destinations; unset: alerts.default")
+    top_features: int = Field(10, ge=1, le=200, description="drift is measured on the model's this many most important features")
+    drift_psi: float = Field(0.25, gt=0, description="feature drift: a breach when any top feature's PSI exceeds this")
+    score_psi: float = Field(0.25, gt=0, description="score distribution: a breach when the PSI of p_90d exceeds this ...")
+    score_mean_shift: float = Field(0.5, gt=0, description="... or the mean p_90d moved by more than this share of the reference mean")
+    reference_days: int = Field(365, ge=1, le=3650, description="the training cutoffs of this many last days are the reference")
+    calibration_z: float = Field(3.0, gt=0, description="calibration: a breach when observed churns differ from the predicted sum by more "
+                                                        "than this many binomial standard deviations ...")
+    calibration_tolerance: float = Field(0.25, ge=0, description="... and by more than this share of the predicted sum")
+    min_expected_churns: float = Field(10.0, gt=0, description="fewer predicted churns than this in the matured run: not enough data yet")
+    history_days: int = Field(400, ge=181, le=3650, description="daily score history kept (scores/history/) for the calibration monitor")
 
 
 class Route(_Strict):
@@ -112,6 +146,8 @@ class Windows(_Strict):
     watch: int = Field(1440, gt=0)
     frustrated: int = Field(15, gt=0, description="an actively frustrated customer: 15-30 minutes whatever the band")
     follow_up_hours: int = Field(24, gt=0)
+    expire_after_hours: int = Field(336, gt=0, description="an active escalation nobody updated (no repeat, no status change) for this long "
+                                                           "is expired by the relay: 14 days by default")
 
 
 class Alerts(_Strict):
@@ -120,9 +156,13 @@ class Alerts(_Strict):
     destinations: dict[str, dict] = Field(default_factory=dict, description="name -> {kind: slack|webhook, url: ...}")
     by_queue: dict[str, list[str]] = Field(default_factory=dict)
     default: list[str] = Field(default_factory=list)
+    by_owner: dict[str, list[str]] = Field(default_factory=dict, description="owner -> destinations for that owner's follow-up reminders "
+                                                                              "(else the queue's destinations, the owner named in the message)")
     min_band: str = "high"
     max_attempts: int = Field(8, ge=1, le=100)
     backoff_seconds: float = Field(2.0, gt=0)
+    max_backoff_seconds: float = Field(3600.0, gt=0, description="the longest wait between two attempts of one alert, "
+                                                                 "whatever backoff_seconds * 2**n says")
     timeout_seconds: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
@@ -131,6 +171,10 @@ class Alerts(_Strict):
             missing = [n for n in names if n not in self.destinations]
             if missing:
                 raise ValueError(f"queue {queue!r} sends to unknown destination(s) {missing}; define them under alerts.destinations")
+        for owner, names in self.by_owner.items():
+            missing = [n for n in names if n not in self.destinations]
+            if missing:
+                raise ValueError(f"by_owner {owner!r} sends to unknown destination(s) {missing}; define them under alerts.destinations")
         for name, spec in self.destinations.items():
             if spec.get("kind") not in ("slack", "webhook") or not str(spec.get("url", "")).startswith(("http://", "https://")):
                 raise ValueError(f"destination {name!r}: expected {{kind: slack|webhook, url: http(s)://...}}, got {spec}")
@@ -163,6 +207,8 @@ class EscalationPolicy(_Strict):
     windows: Windows = Windows()
     cooldown_hours: int = Field(72, ge=0, le=24 * 90, description="a repeat for the same account and reason within this updates the open escalation")
     alerts: Alerts = Alerts()
+    holdout: Holdout = Holdout()
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("risk_thresholds", "watch_thresholds")
     @classmethod
@@ -173,6 +219,13 @@ class EscalationPolicy(_Strict):
             if not 0 < p <= 1:
                 raise ValueError(f"threshold {p} at {h} days: expected a probability in (0, 1]")
         return value
+
+    @model_validator(mode="after")
+    def _monitoring_destinations(self) -> EscalationPolicy:
+        missing = [n for n in self.monitoring.destinations or () if n not in self.alerts.destinations]
+        if missing:
+            raise ValueError(f"monitoring.destinations names unknown destination(s) {missing}; define them under alerts.destinations")
+        return self
 
     @cached_property
     def version(self) -> str:

@@ -16,6 +16,11 @@ Every public method is one transaction. `record()` commits the escalation and it
 together, before anything is sent (`escalation.alerts.deliver` reads the outbox afterwards): a
 crash after the commit loses no alert, a crash before it loses the whole decision, never half.
 
+The outbox also holds notices that belong to no escalation (`enqueue_notice`: a monitor's
+breach) and the relay's re-alerts and reminders (escalation/relay.py drives them: `realert_overdue`,
+`remind_follow_ups`, `expire_stale`, each marking what it did in the same transaction, so each
+happens once). `take_lease` lets one process at a time do a job such as the relay's polling.
+
 Times are UTC. Naive datetimes are read as UTC (as everywhere in the platform); values are stored
 as naive UTC in both backends and come back timezone-aware.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +49,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     bindparam,
+    case,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -54,12 +62,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from core.errors import InputError
 from escalation.decision import Decision
-from escalation.policy import BANDS, EscalationPolicy
+from escalation.policy import BANDS, Alerts, EscalationPolicy
 
 UTC = dt.timezone.utc
 #: the lifecycle: open -> acknowledged -> resolved, or expired when nobody worked it to an outcome
@@ -72,10 +81,17 @@ TRANSITIONS = {"open": ("acknowledged", "resolved", "expired"), "acknowledged": 
 #: what CS found when resolving an escalation (feedback's OUTCOMES are the customer's fate as rated later)
 RESOLUTION_OUTCOMES = ("saved", "churned", "not_at_risk")
 ALERT_STATUSES = ("pending", "sent", "failed")
+#: what an outbox row is about: an escalation's alert (opened or raised), its re-alert once its
+#: response window passed unacknowledged, a due follow-up's reminder, a monitor's breach (no escalation)
+TOPICS = ("escalation", "re_alert", "reminder", "monitor")
 OUTCOMES = ("saved", "churned", "unknown")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
-MAX_BACKOFF_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = Alerts.model_fields["max_backoff_seconds"].default
+
+
+class UnknownEscalation(InputError):
+    """An escalation id the store does not hold (the API answers 404; the command line, bad input)."""
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -175,6 +191,8 @@ class EscalationRow(Base):
     respond_by: Mapped[dt.datetime | None]
     #: one of RESOLUTION_OUTCOMES once resolved
     outcome: Mapped[str | None] = mapped_column(String(16))
+    #: when the relay re-alerted it for its passed response window (once: None until then)
+    realerted_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         CheckConstraint(_one_of("status", STATUSES), name="ck_escalations_status"),
@@ -189,7 +207,9 @@ class AlertRow(Base):
 
     __tablename__ = "alert_outbox"
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
+    #: None for a notice about no escalation (a monitor's breach)
+    escalation_id: Mapped[int | None] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
+    topic: Mapped[str] = mapped_column(String(16), default="escalation", server_default="escalation")
     destination: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(Text)
@@ -204,6 +224,7 @@ class AlertRow(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_alert_outbox_status"),
+        CheckConstraint(_one_of("topic", TOPICS), name="ck_alert_outbox_topic"),
         Index("ix_alert_outbox_due", "status", "next_attempt_at"),
     )
 
@@ -217,6 +238,8 @@ class FollowUpRow(Base):
     due_at: Mapped[dt.datetime]
     done_at: Mapped[dt.datetime | None]
     done_by: Mapped[str | None] = mapped_column(String(256))
+    #: when the relay reminded the owner that it fell due (once: None until then)
+    reminded_at: Mapped[dt.datetime | None]
 
     __table_args__ = (Index("ix_follow_ups_due", "done_at", "due_at"),)
 
@@ -257,6 +280,15 @@ class FeedbackRow(Base):
         CheckConstraint("rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
         CheckConstraint("outcome IN ('saved', 'churned', 'unknown')", name="ck_feedback_outcome"),
     )
+
+
+class LeaseRow(Base):
+    """Who does a job that one process at a time should do (the relay's polling), until when."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[dt.datetime]
 
 
 @dataclass(frozen=True)
@@ -314,34 +346,54 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
-#: columns added after the first release: nullable, so an older database gains them by ADD COLUMN
-ADDED_COLUMNS = {"escalations": ("respond_by", "outcome"), "follow_ups": ("done_by",)}
+#: columns added after the first release: nullable or with a server default, so an older database
+#: gains them by ADD COLUMN
+ADDED_COLUMNS = {"escalations": ("respond_by", "outcome", "realerted_at"), "follow_ups": ("done_by", "reminded_at"),
+                 "alert_outbox": ("topic",)}
 
 
 def _upgrade(engine: Engine) -> None:
     """Bring a database made by an earlier version up to this one, keeping every row: new tables
-    (create_all), the nullable ADDED_COLUMNS, the respond_by of active escalations (from their
-    last decision's window) and the status CHECK that now admits every STATUSES."""
+    (create_all), the ADDED_COLUMNS, the respond_by of active escalations (from their last
+    decision's window), and the definitions that changed: CHECKs that admit more values (every
+    STATUSES, TOPICS), alert_outbox.escalation_id now nullable (notices without an escalation).
+    PostgreSQL alters them in place; SQLite cannot, and rebuilds each table that differs."""
     Base.metadata.create_all(engine)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, so two processes never upgrade at once
         inspector = inspect(connection)
-        added = False
+        added: set[str] = set()
         for table_name, names in ADDED_COLUMNS.items():
             have = {column["name"] for column in inspector.get_columns(table_name)}
             for name in (n for n in names if n not in have):
-                kind = Base.metadata.tables[table_name].c[name].type.compile(engine.dialect)
+                column = Base.metadata.tables[table_name].c[name]
+                kind = column.type.compile(engine.dialect)
+                if column.server_default is not None:  # fills the rows there are
+                    kind += f" NOT NULL DEFAULT '{column.server_default.arg}'"
                 guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
                 connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}")
-                added = True
-        if added:
+                added.add(name)
+        if "respond_by" in added:
             _backfill_respond_by(connection)
         if engine.dialect.name == "postgresql":
-            definition = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_escalations_status'"))
-            if definition is not None and any(f"'{s}'" not in definition for s in STATUSES):
-                connection.exec_driver_sql(f"ALTER TABLE escalations DROP CONSTRAINT ck_escalations_status, "
-                                           f"ADD CONSTRAINT ck_escalations_status CHECK ({_one_of('status', STATUSES)})")
+            _alter_postgresql(connection)
     if engine.dialect.name == "sqlite":
-        _rebuild_sqlite_escalations(engine)
+        _rebuild_sqlite_tables(engine)
+
+
+def _alter_postgresql(connection: Any) -> None:
+    """PostgreSQL alters in place what SQLite rebuilds: each CHECK whose definition misses a value
+    the model now admits is replaced, and alert_outbox.escalation_id drops NOT NULL."""
+    for table in Base.metadata.sorted_tables:
+        for check in (c for c in table.constraints if isinstance(c, CheckConstraint)):
+            definition = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"),
+                                           {"name": check.name})
+            if definition is None or any(v not in definition for v in re.findall(r"'[^']*'", str(check.sqltext))):
+                drop = f"DROP CONSTRAINT {check.name}, " if definition is not None else ""
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} {drop}ADD CONSTRAINT {check.name} CHECK ({check.sqltext})")
+    nullable = connection.scalar(text("SELECT is_nullable FROM information_schema.columns "
+                                      "WHERE table_name = 'alert_outbox' AND column_name = 'escalation_id' AND table_schema = current_schema()"))
+    if nullable == "NO":
+        connection.exec_driver_sql("ALTER TABLE alert_outbox ALTER COLUMN escalation_id DROP NOT NULL")
 
 
 def _backfill_respond_by(connection: Any) -> None:
@@ -357,34 +409,42 @@ def _backfill_respond_by(connection: Any) -> None:
                            [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows])
 
 
-def _rebuild_sqlite_escalations(engine: Engine) -> None:
-    """SQLite cannot alter a CHECK: an escalations table whose status CHECK misses a status is
-    rebuilt (SQLite's documented 12-step procedure: new table, copy, drop, rename, indexes), with
-    foreign keys off and under the write lock, in one transaction."""
-    table = EscalationRow.__table__
+def _sqlite_stale(cursor: Any, table: Any) -> bool:
+    """The table's stored definition differs from the model's where ALTER cannot follow: a CHECK
+    whose text is not the model's (a status or topic added), or a column whose nullability changed."""
+    stored = cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)).fetchone()[0]
+    if any(f"CHECK ({c.sqltext})" not in stored for c in table.constraints if isinstance(c, CheckConstraint)):
+        return True
+    not_null = {row[1]: bool(row[3]) for row in cursor.execute(f"PRAGMA table_info({table.name})")}
+    return any(not_null.get(c.name, not c.nullable) != (not c.nullable) for c in table.columns if not c.primary_key)
+
+
+def _rebuild_sqlite_tables(engine: Engine) -> None:
+    """SQLite cannot alter a CHECK or a NOT NULL: each table whose definition differs from the
+    model's is rebuilt (SQLite's documented 12-step procedure: new table, copy, drop, rename,
+    indexes), with foreign keys off and under the write lock, all in one transaction."""
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        current = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'escalations'"
-        if all(f"'{s}'" in cursor.execute(current).fetchone()[0] for s in STATUSES):
+        if not any(_sqlite_stale(cursor, table) for table in Base.metadata.sorted_tables):
             return  # up to date: no write lock taken
         cursor.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            if all(f"'{s}'" in cursor.execute(current).fetchone()[0] for s in STATUSES):
-                cursor.execute("ROLLBACK")  # another process rebuilt it meanwhile
-                return
-            create = str(CreateTable(table).compile(dialect=engine.dialect)).replace("CREATE TABLE escalations ", "CREATE TABLE escalations_new ", 1)
-            columns = ", ".join(column.name for column in table.columns)
-            cursor.execute(create)
-            cursor.execute(f"INSERT INTO escalations_new ({columns}) SELECT {columns} FROM escalations")
-            cursor.execute("DROP TABLE escalations")
-            cursor.execute("ALTER TABLE escalations_new RENAME TO escalations")
-            for index in table.indexes:
-                cursor.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
+            stale = [table for table in Base.metadata.sorted_tables if _sqlite_stale(cursor, table)]  # none if another process rebuilt meanwhile
+            for table in stale:
+                name = table.name
+                create = str(CreateTable(table).compile(dialect=engine.dialect)).replace(f"CREATE TABLE {name} ", f"CREATE TABLE {name}_new ", 1)
+                columns = ", ".join(column.name for column in table.columns)
+                cursor.execute(create)
+                cursor.execute(f"INSERT INTO {name}_new ({columns}) SELECT {columns} FROM {name}")
+                cursor.execute(f"DROP TABLE {name}")
+                cursor.execute(f"ALTER TABLE {name}_new RENAME TO {name}")
+                for index in table.indexes:
+                    cursor.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
             broken = cursor.execute("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise RuntimeError(f"rebuilding the escalations table would break {len(broken)} foreign key(s): {broken[:3]}")
+                raise RuntimeError(f"rebuilding {[t.name for t in stale]} would break {len(broken)} foreign key(s): {broken[:3]}")
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
@@ -556,6 +616,151 @@ class Store:
         session.execute(insert(AlertRow), rows)
         return len(rows)
 
+    # ------------------------------------------------------------------ notices (no escalation or about one)
+
+    def enqueue_notice(self, topic: str, dedupe: str, message: dict, destinations: list[str], now: dt.datetime | None = None,
+                       *, policy: EscalationPolicy | None = None) -> int:
+        """Queue a notice in the outbox, one row per destination (names of `alerts.destinations`),
+        for the relay to send like any alert. `message` = {"title": str, "text": str, "facts":
+        {name: str | number}}. The idempotency key is sha256(topic|dedupe|destination) and a row
+        whose key is already in the outbox is skipped: `dedupe` = f"{monitor}|{date}" sends at most
+        one notice per monitor and day. Returns the rows enqueued."""
+        policy = policy or self.policy
+        if topic not in TOPICS:
+            raise InputError(f"topic {topic!r}: expected one of {list(TOPICS)}")
+        if not isinstance(dedupe, str) or not dedupe:
+            raise InputError(f"dedupe {dedupe!r}: expected a non-empty string (e.g. 'monitor|2026-03-02')")
+        _check_message(message)
+        if isinstance(destinations, str) or not isinstance(destinations, (list, tuple)):
+            raise InputError(f"destinations {destinations!r}: expected a list of destination names")
+        unknown = [name for name in destinations if name not in policy.alerts.destinations]
+        if unknown:
+            raise InputError(f"destinations {unknown}: not under alerts.destinations in escalation.yaml; "
+                             f"expected some of {sorted(policy.alerts.destinations)}")
+        now = utc(now) or dt.datetime.now(UTC)
+        with self._transaction() as session:
+            self._lock_key(session, f"notice|{topic}|{dedupe}")
+            return self._enqueue_notice(session, topic, dedupe, message, list(dict.fromkeys(destinations)), policy, now)
+
+    @staticmethod
+    def _enqueue_notice(session: Session, topic: str, dedupe: str, message: dict, names: list[str], policy: EscalationPolicy,
+                        now: dt.datetime, escalation_id: int | None = None) -> int:
+        """The outbox rows of one notice, skipping destinations whose key is already there (a
+        writer of the same dedupe is serialised by the caller's lock)."""
+        from escalation.alerts import notice_payload
+
+        keys = {name: hashlib.sha256(f"{topic}|{dedupe}|{name}".encode()).hexdigest() for name in names}
+        if not keys:
+            return 0
+        seen = set(session.scalars(select(AlertRow.idempotency_key).where(AlertRow.idempotency_key.in_(list(keys.values())))))
+        rows = []
+        for name, key in keys.items():
+            if key in seen:
+                continue
+            spec = policy.alerts.destinations[name]
+            rows.append({"escalation_id": escalation_id, "topic": topic, "destination": name, "kind": spec["kind"], "url": spec["url"],
+                         "payload": notice_payload(spec["kind"], topic, message, idempotency_key=key, escalation_id=escalation_id),
+                         "idempotency_key": key, "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+        if rows:
+            session.execute(insert(AlertRow), rows)
+        return len(rows)
+
+    # ------------------------------------------------------------------ the relay's clock
+
+    def realert_overdue(self, now: dt.datetime, *, policy: EscalationPolicy | None = None, limit: int = 500) -> int:
+        """Re-alert, once, each open escalation whose response window (respond_by) passed at `now`
+        without acknowledgement: to its queue's destinations (as its first alert, when its band
+        reached `alerts.min_band`), saying how long it is overdue. Returns the escalations re-alerted."""
+        policy = policy or self.policy
+        now = utc(now)
+        settings = policy.alerts
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(EscalationRow)
+                .where(EscalationRow.status == "open", EscalationRow.respond_by <= now, EscalationRow.realerted_at.is_(None))
+                .order_by(EscalationRow.respond_by, EscalationRow.id).limit(limit).with_for_update(skip_locked=True)).all()
+            for row in rows:
+                row.realerted_at = now
+                if BANDS.index(row.band) < BANDS.index(settings.min_band):
+                    continue
+                names = settings.by_queue.get(row.queue or "", settings.default)
+                self._enqueue_notice(session, "re_alert", f"{row.id}|{row.dedupe_key}|{utc(row.opened_at).isoformat()}",
+                                     _overdue_message(row, now), names, policy, now, escalation_id=row.id)
+            return len(rows)
+
+    def remind_follow_ups(self, now: dt.datetime, *, policy: EscalationPolicy | None = None, limit: int = 500) -> int:
+        """Remind the owner, once, of each follow-up that fell due at `now` (not done, its
+        escalation still active): to `alerts.by_owner[owner]`, else the queue's destinations with
+        the owner named. Returns the follow-ups reminded."""
+        policy = policy or self.policy
+        now = utc(now)
+        settings = policy.alerts
+        with self._transaction() as session:
+            pairs = session.execute(
+                select(FollowUpRow, EscalationRow).join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
+                .where(FollowUpRow.done_at.is_(None), FollowUpRow.reminded_at.is_(None), FollowUpRow.due_at <= now,
+                       EscalationRow.status.in_(ACTIVE))
+                .order_by(FollowUpRow.due_at, FollowUpRow.id).limit(limit).with_for_update(skip_locked=True, of=FollowUpRow)).all()
+            for follow_up, row in pairs:
+                follow_up.reminded_at = now
+                names = settings.by_owner.get(row.owner or "") or settings.by_queue.get(row.queue or "", settings.default)
+                self._enqueue_notice(session, "reminder", f"{follow_up.id}|{row.id}|{row.dedupe_key}|{utc(follow_up.due_at).isoformat()}",
+                                     _reminder_message(row, follow_up, now), names, policy, now, escalation_id=row.id)
+            return len(pairs)
+
+    def expire_stale(self, now: dt.datetime, *, policy: EscalationPolicy | None = None, limit: int = 500) -> int:
+        """Expire each active escalation nobody updated (no repeat, no status change) for
+        `windows.expire_after_hours` at `now`: status expired by actor "relay", in the audit trail,
+        its follow-ups closed. Returns how many expired."""
+        policy = policy or self.policy
+        now = utc(now)
+        hours = policy.windows.expire_after_hours
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(EscalationRow).where(EscalationRow.status.in_(ACTIVE), EscalationRow.updated_at <= now - dt.timedelta(hours=hours))
+                .order_by(EscalationRow.updated_at, EscalationRow.id).limit(limit).with_for_update(skip_locked=True)).all()
+            if not rows:
+                return 0
+            note = f"not resolved within {hours} hours of its last update (windows.expire_after_hours)"
+            session.add_all([StatusChangeRow(escalation_id=row.id, from_status=row.status, to_status="expired", actor="relay", at=now, note=note)
+                             for row in rows])
+            ids = [row.id for row in rows]
+            for row in rows:
+                row.status, row.updated_at = "expired", now
+            session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id.in_(ids), FollowUpRow.done_at.is_(None)).values(done_at=now))
+            return len(rows)
+
+    # ------------------------------------------------------------------ leases
+
+    def take_lease(self, name: str, holder: str, seconds: float, now: dt.datetime | None = None) -> bool:
+        """Hold the lease `name` for `seconds` from `now` if it is free, expired or already ours
+        (renewed); False while someone else holds it. One holder at a time across processes and
+        machines sharing the store (a job one of them should do, e.g. the relay's polling)."""
+        now = utc(now) or dt.datetime.now(UTC)
+        until = now + dt.timedelta(seconds=seconds)
+        try:
+            with self._transaction() as session:
+                row = session.get(LeaseRow, name, with_for_update=True)
+                if row is None:
+                    session.add(LeaseRow(name=name, holder=holder, expires_at=until))
+                    return True
+                if row.holder != holder and row.expires_at > now:
+                    return False
+                row.holder, row.expires_at = holder, until
+                return True
+        except IntegrityError:  # PostgreSQL: another process inserted the first row meanwhile
+            return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (at shutdown) so another process takes it at once, not when it expires."""
+        with self._transaction() as session:
+            session.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+    def lease(self, name: str) -> dict | None:
+        with self._transaction() as session:
+            row = session.get(LeaseRow, name)
+            return None if row is None else _row_dict(row)
+
     def list_escalations(self, *, queue: str | None = None, owner: str | None = None, status: str | None = None,
                          overdue: bool = False, now: dt.datetime | None = None, package: bool = False) -> list[dict]:
         """Escalations by queue, owner and status (default: the active ones, open or acknowledged),
@@ -614,7 +819,7 @@ class Store:
     def _escalation(session: Session, escalation_id: int, *, lock: bool = False) -> EscalationRow:
         row = session.get(EscalationRow, escalation_id, with_for_update=lock)
         if row is None:
-            raise InputError(f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation")
+            raise UnknownEscalation(f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation")
         return row
 
     def set_status(self, escalation_id: int, status: str, now: dt.datetime | None = None, *, owner: str | None = None,
@@ -753,14 +958,23 @@ class Store:
                 claimed.append(item)
             return claimed
 
+    def release_alerts(self, alert_ids: list[int], now: dt.datetime) -> None:
+        """Hand claimed alerts back unsent (a relay shutting down mid-batch): due at `now` again,
+        their claim's attempt not counted."""
+        if alert_ids:
+            with self._transaction() as session:
+                session.execute(update(AlertRow).where(AlertRow.id.in_(alert_ids), AlertRow.status == "pending")
+                                .values(next_attempt_at=utc(now), attempts=case((AlertRow.attempts > 0, AlertRow.attempts - 1), else_=0)))
+
     def mark_sent(self, alert_id: int, now: dt.datetime) -> None:
         with self._transaction() as session:
             session.execute(update(AlertRow).where(AlertRow.id == alert_id, AlertRow.status == "pending")
                             .values(status="sent", sent_at=utc(now), last_error=None))
 
-    def mark_attempt_failed(self, alert_id: int, now: dt.datetime, error: str, *, max_attempts: int, backoff_seconds: float) -> str:
+    def mark_attempt_failed(self, alert_id: int, now: dt.datetime, error: str, *, max_attempts: int, backoff_seconds: float,
+                            max_backoff_seconds: float = MAX_BACKOFF_SECONDS) -> str:
         """A failed attempt: 'failed' once `max_attempts` are used, else 'retried' after
-        backoff_seconds * 2**(attempts - 1), at most MAX_BACKOFF_SECONDS."""
+        backoff_seconds * 2**(attempts - 1), at most `max_backoff_seconds`."""
         now = utc(now)
         with self._transaction() as session:
             row = session.get(AlertRow, alert_id, with_for_update=True)
@@ -770,7 +984,7 @@ class Store:
             if row.attempts >= max_attempts:
                 row.status = "failed"
                 return "failed"
-            delay = min(MAX_BACKOFF_SECONDS, backoff_seconds * 2 ** max(row.attempts - 1, 0))
+            delay = min(max_backoff_seconds, backoff_seconds * 2 ** max(row.attempts - 1, 0))
             row.next_attempt_at = now + dt.timedelta(seconds=delay)
             return "retried"
 
@@ -793,6 +1007,55 @@ def _actor(escalation_id: int, by: str | None) -> str:
     if not by or not str(by).strip():
         raise InputError(f"escalation {escalation_id}: --by {by!r}: expected the name of the person acting")
     return str(by).strip()
+
+
+def _check_message(message: Any) -> None:
+    """A notice's message: {"title": str, "text": str, "facts": {name: str | number}}."""
+    expected = 'expected {"title": str, "text": str, "facts": {name: str | number}}'
+    if not isinstance(message, dict) or set(message) != {"title", "text", "facts"}:
+        raise InputError(f"message {message!r}: {expected}")
+    for field in ("title", "text"):
+        if not isinstance(message[field], str) or not message[field].strip():
+            raise InputError(f"message field {field!r}: got {message[field]!r}; {expected}")
+    facts = message["facts"]
+    if not isinstance(facts, dict) or any(not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (str, int, float))
+                                          for k, v in facts.items()):
+        raise InputError(f"message field 'facts': got {facts!r}; {expected}")
+
+
+def _duration(delta: dt.timedelta) -> str:
+    minutes = max(0, round(delta.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days {hours % 24} h"
+
+
+def _escalation_facts(row: EscalationRow) -> tuple[str, dict]:
+    # the account's name and the reason as the first alert read them
+    from escalation.alerts import _facts
+
+    facts = _facts(alert_view(row), row.package)
+    return facts["account"], {"escalation_id": row.id, "account": facts["account"], "band": row.band, "queue": row.queue or "none",
+                              "owner": row.owner or "unassigned", "reason": facts["reason"]}
+
+
+def _overdue_message(row: EscalationRow, now: dt.datetime) -> dict:
+    account, facts = _escalation_facts(row)
+    late = now - utc(row.respond_by)
+    text_ = (f"Not acknowledged: the response window ended {utc(row.respond_by):%Y-%m-%d %H:%M} UTC, {_duration(late)} ago. "
+             f"{facts['reason']}. Owner {facts['owner']}, queue {facts['queue']}.")
+    return {"title": f"OVERDUE {row.band.upper()} churn escalation #{row.id}: {account}"[:150], "text": text_,
+            "facts": {**facts, "respond_by": utc(row.respond_by).isoformat(), "overdue_minutes": round(late.total_seconds() / 60, 1)}}
+
+
+def _reminder_message(row: EscalationRow, follow_up: FollowUpRow, now: dt.datetime) -> dict:
+    account, facts = _escalation_facts(row)
+    owner = row.owner or "unassigned"
+    text_ = (f"{owner}: the follow-up on escalation #{row.id} ({account}) was due {utc(follow_up.due_at):%Y-%m-%d %H:%M} UTC "
+             f"({_duration(now - utc(follow_up.due_at))} ago). {facts['reason']}. Mark it done with `churn follow-ups done {row.id}`.")
+    return {"title": f"Follow-up due for {owner}: {account}"[:150], "text": text_,
+            "facts": {**facts, "follow_up_id": follow_up.id, "due_at": utc(follow_up.due_at).isoformat()}}
 
 
 def alert_view(escalation: EscalationRow | dict, decision: Decision | None = None) -> dict:

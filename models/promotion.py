@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.curve import HORIZONS
 
+#: model-version tags of the champion alias' history (models/registry.py writes them when the alias
+#: moves): the champion a version replaced, and since when it is the champion
+CHAMPION_PREVIOUS, CHAMPION_SINCE = "champion.previous", "champion.since"
+
 
 class PromotionPolicy(BaseModel):
     """config/model.yaml `promotion:`."""
@@ -72,3 +76,17 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, poli
     elif champion is not None and len(compared) < len(policy.horizons):
         notes.append(f"{policy.metric} compared at {', '.join(map(str, compared))} days only (the horizons both backtests have)")
     return {"promote": not reasons, "reasons": reasons, "notes": notes, "comparison": comparison}
+
+
+def rollback_target(current: str, versions: dict[str, dict[str, str]]) -> tuple[str | None, str]:
+    """The version `churn rollback` returns the champion to, and why that one: the champion the
+    current one replaced (its `champion.previous` tag, written at promotion), else the highest
+    version below it (a champion promoted before the history was kept). `versions`: every
+    registered version's tags by version number. (None, why) when there is none."""
+    previous = versions.get(current, {}).get(CHAMPION_PREVIOUS)
+    if previous is not None and previous in versions and previous != current:
+        return previous, f"the champion before version {current} (recorded when {current} was promoted)"
+    below = [int(v) for v in versions if v.isdigit() and int(v) < int(current)]
+    if not below:
+        return None, f"version {current} replaced no recorded champion and no lower version exists"
+    return str(max(below)), f"the highest version below {current} (no earlier champion recorded on it)"

@@ -5,7 +5,8 @@ that imports mlflow.
   backtest table, calibration and SHAP figures, the feature dictionary, data fingerprints and
   the model: a pyfunc that returns the whole curve (p_30d .. p_180d) with signature and input
   example. The model is saved as LightGBM text + JSON (models/curve.py), never pickled.
-- Each registered version gets the alias `challenger`; `champion` moves only through `promote`.
+- Each registered version gets the alias `challenger`; `champion` moves only through `promote`
+  and `rollback`, and each move is recorded in the versions' tags (the alias history).
 - With a `sqlite:///path/mlflow.db` tracking URI, artifacts go to `path/mlartifacts/` (next to the
   database, not the working directory).
 """
@@ -23,6 +24,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from models.curve import CURVE_COLUMNS, RiskCurveModel
+from models.promotion import CHAMPION_PREVIOUS, CHAMPION_SINCE
 
 MODEL_NAME = "churn-risk"
 EXPERIMENT = "churn-risk"
@@ -206,12 +208,71 @@ def describe(model_uri: str) -> dict | None:
     return None
 
 
+def alias_version(alias: str = CHAMPION) -> str | None:
+    """The version an alias points at (one registry query, no run lookup); None when it is unset.
+    What the API polls to notice a new champion."""
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def alias_of(model_uri: str) -> str | None:
+    """The alias a models:/churn-risk@alias URI follows; None for a fixed version, a run or a path
+    (which never move)."""
+    prefix = f"models:/{MODEL_NAME}@"
+    return model_uri.removeprefix(prefix) if model_uri.startswith(prefix) else None
+
+
+def version_uri(version: str) -> str:
+    return f"models:/{MODEL_NAME}/{version}"
+
+
+def _tag(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def move_champion(version: str, *, decision: dict) -> None:
-    """Point `champion` at `version` and record the decision on the version (forced or not)."""
+    """Point `champion` at `version` and record the decision on the version (forced or not), with
+    the alias history `churn rollback` follows: the champion it replaced (`champion.previous`) and
+    since when it is the champion (`champion.since`). The tags are written before the alias moves,
+    so a champion always carries its history."""
     client = mlflow.MlflowClient()
+    previous = alias_version(CHAMPION)
+    tags = {f"promotion.{key}": _tag(value) for key, value in decision.items()}
+    tags[CHAMPION_SINCE] = pd.Timestamp.now(tz="UTC").isoformat()
+    if previous is not None and previous != str(version):
+        tags[CHAMPION_PREVIOUS] = previous
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    for key, value in decision.items():
-        client.set_model_version_tag(MODEL_NAME, version, f"promotion.{key}", json.dumps(value) if not isinstance(value, str) else value)
+
+
+def rollback_champion(reason: str, by: str) -> dict:
+    """Move `champion` back to the version it replaced (models/promotion.rollback_target), recording
+    on both versions who rolled back, when and why. A ChurnError when there is no champion or
+    nothing earlier to go back to."""
+    from core.errors import ChurnError
+    from models.promotion import rollback_target
+
+    client = mlflow.MlflowClient()
+    current = alias_version(CHAMPION)
+    if current is None:
+        raise ChurnError(f"no model version has the alias '{CHAMPION}' in {mlflow.get_tracking_uri()}: nothing to roll back")
+    versions = {str(mv.version): dict(mv.tags) for mv in client.search_model_versions(f"name='{MODEL_NAME}'")}
+    target, basis = rollback_target(current, versions)
+    if target is None:
+        raise ChurnError(f"the champion is version {current} and no earlier version of {MODEL_NAME} exists to roll back to")
+    at = pd.Timestamp.now(tz="UTC").isoformat()
+    record = {"at": at, "by": by, "reason": reason}
+    for key, value in {**record, "to": target}.items():
+        client.set_model_version_tag(MODEL_NAME, current, f"rollback.{key}", value)
+    # the target keeps its own champion.previous: a second rollback goes on down the history
+    for key, value in {**record, "from": current}.items():
+        client.set_model_version_tag(MODEL_NAME, target, f"restored.{key}", value)
+    client.set_model_version_tag(MODEL_NAME, target, CHAMPION_SINCE, at)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, target)
+    return {"champion": target, "champion_before": current, "basis": basis, **record}
 
 
 def record_refusal(version: str, decision: dict) -> None:

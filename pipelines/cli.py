@@ -196,8 +196,10 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
 @click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: config/model.yaml].")
 @click.option("--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml].")
 @click.option("--model", "model_uri", default=None, help="Score this trained model (e.g. models:/churn-risk@champion) on the snapshots after its training outcomes.")
+@click.option("--escalations-horizon", "escalations_horizon", type=click.Choice(["30", "60", "90", "180"]), default="90", show_default=True,
+              help="Days after an escalation opened in which churn counts (the `escalations` block, from CHURN_STORE_URL).")
 @json_option
-def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_uri: str | None, as_json: bool) -> None:
+def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_uri: str | None, escalations_horizon: str, as_json: bool) -> None:
     """Backtest the risk curve against the rules and logistic baselines (and the oracle on simulated data)."""
     from core.settings import load_settings
     from pipelines.flows import evaluate as evaluate_flow
@@ -216,6 +218,7 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
 
     with _prefect(settings):
         result = evaluate_flow.with_options(task_runner=task_runner(settings))(str(features_dir), folds, budget, model_uri)
+    result["escalations"] = _escalations_outcomes(features_dir, settings, model_uri, int(escalations_horizon))
     if as_json:
         _emit(result, True, "")
         return
@@ -233,6 +236,21 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
                       fmt(r.get("median_lead_days"), 0))
     Console(stderr=True, width=max(err.width, 150)).print(table)
     _print_backtest_notes(result)
+    from pipelines.outcomes import human_lines
+
+    for line in human_lines(result["escalations"]):
+        err.print(line)
+
+
+def _escalations_outcomes(features_dir: Path, settings, model_uri: str | None, horizon: int) -> dict:
+    """The store's escalations joined to what happened next (pipelines/outcomes.py), logged to the
+    evaluated model's MLflow run (--model, else the served one) when it has one."""
+    from pipelines.outcomes import _missing_sqlite, evaluate_block, log_block
+
+    block = evaluate_block(features_dir, settings.store_url, horizon)
+    uri = model_uri or settings.model_uri
+    logged = None if _missing_sqlite(settings.mlflow_tracking_uri) else log_block(block, tracking_uri=settings.mlflow_tracking_uri, model_uri=uri)
+    return {**block, "mlflow_run": logged}
 
 
 def _print_backtest_notes(result: dict) -> None:
@@ -286,6 +304,28 @@ def promote(force: bool, as_json: bool) -> None:
     _emit(result, as_json, human)
     if not result["promoted"]:
         raise click.exceptions.Exit(1)
+
+
+@app.command()
+@click.option("--reason", required=True, help="Why the champion is rolled back (recorded on both model versions).")
+@click.option("--by", "by", default=None, help="Who rolls it back (recorded) [default: the login name].")
+@json_option
+def rollback(reason: str, by: str | None, as_json: bool) -> None:
+    """Move the `champion` alias back to the version it replaced (else the highest version below it); a running API swaps to it on its next poll."""
+    import getpass
+
+    from core.settings import load_settings
+    from models import registry
+
+    if not reason.strip():
+        raise InputError("--reason: expected a sentence saying why the champion is rolled back")
+    if by is not None and not by.strip():
+        raise InputError("--by: expected the name of the person rolling back")
+    settings = load_settings()
+    registry.connect(settings.mlflow_tracking_uri)
+    result = registry.rollback_champion(reason.strip(), (by or getpass.getuser()).strip())
+    _emit(result, as_json, f"version {result['champion']} is the champion again (was {result['champion_before']}; {result['basis']}); "
+                           f"reason recorded: {result['reason']}")
 
 
 @app.command("train-table")
@@ -343,6 +383,28 @@ def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None
                            f"{result['escalations']} escalations; written to {out}{sent}")
 
 
+@app.command()
+@click.option("--scores", "scores_dir", type=click.Path(path_type=Path), default=None, help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].")
+@click.option("--alerts/--no-alerts", "alert", default=True, show_default=True,
+              help="Queue an alert per breach in the outbox (at most one per monitor and day; sent by the relay or `churn alerts flush`).")
+@json_option
+def monitor(scores_dir: Path | None, alert: bool, as_json: bool) -> None:
+    """Run the monitors on a scoring run: feature drift, the score distribution, calibration against matured outcomes."""
+    from core.settings import load_settings
+    from pipelines.monitor import LABELS, run_monitors
+
+    settings = load_settings()
+    folder = Path(scores_dir or settings.scores_dir or Path(settings.data_dir) / "scores")
+    result = run_monitors(folder, settings=settings, alert=alert)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    lines = [f"monitors on {folder} (scores as of {result['as_of']}, model {result['model']}):"]
+    lines += [f"  {LABELS[m['monitor']]:<19} {m['state']:<16} value {fmt(m['value']):>7}  threshold {m['threshold']:g}  {m['summary']}"
+              for m in result["monitors"]]
+    if result["breaches"]:
+        lines.append(f"  {result['alerts_queued']} alert(s) queued" + ("" if alert else " (--no-alerts)"))
+    _emit(result, as_json, "\n".join(lines))
+
+
 @app.group()
 def alerts() -> None:
     """The alert outbox of the operational store."""
@@ -362,6 +424,66 @@ def alerts_flush(as_json: bool) -> None:
     with Store(settings.store_url, policy) as store:
         result = deliver(store, policy)
     _emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
+
+
+@alerts.command("relay")
+@click.option("--once", is_flag=True, help="One pass (re-alerts, reminders, expiry, delivery) and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=None,
+              help="Seconds between passes [default: CHURN_RELAY_INTERVAL_SECONDS, or 1.0 when that is 0].")
+@json_option
+def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
+    """Send the outbox continuously and drive the lifecycle's clock (re-alert missed response windows, remind due
+    follow-ups, expire stale escalations), for deployments without the API. Runs until SIGINT/SIGTERM."""
+    from core.settings import load_settings
+    from escalation.policy import load_policy
+    from escalation.relay import Relay
+    from escalation.store import Store
+
+    settings = load_settings()
+    policy = load_policy(settings.config_dir)
+    interval = interval or settings.relay_interval_seconds or 1.0
+    with Store(settings.store_url, policy) as store:
+        relay = Relay(store, policy)
+        if once:
+            result = relay.tick()
+        else:
+            err.print(f"relay on {store.url}: a pass every {interval:g} s while it holds the lease (Ctrl-C stops)")
+            # the relay on a thread: this (main) thread keeps the signals, and stops it between two
+            # sends, handing back what it had claimed, so nothing waits for a lease to run out
+            relay.start(interval)
+            try:
+                while not relay.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                relay.stop(timeout=policy.alerts.timeout_seconds + 1)
+            result = dict(relay.totals)
+    _emit(result, as_json, f"relay: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending; "
+                           f"{result['re_alerted']} re-alerted, {result['reminded']} reminded, {result['expired']} expired")
+
+
+@app.group("policy")
+def policy_group() -> None:
+    """The escalation policy (config/escalation.yaml) judged on past outcomes."""
+
+
+@policy_group.command("suggest")
+@click.option("--capacity", type=int, required=True, help="Risk-threshold escalations CS can work per period (one cutoff of the panel, 30 days by default).")
+@click.option("--horizon", "horizons", type=click.Choice(["30", "60", "90", "180"]), multiple=True,
+              help="Only these horizons' thresholds may move (repeatable) [default: every horizon in risk_thresholds].")
+@click.option("--features", "features_dir", type=click.Path(path_type=Path), default=None,
+              help="Snapshot panel with later churn (output of `churn features`) [default: the one the model was trained on].")
+@click.option("--model", "model_uri", default=None, help="Model that scores the panel [default: CHURN_MODEL_URI, the champion].")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the policy with the suggested thresholds to this YAML file (atomically; never the live config). Default: write nothing.")
+@json_option
+def policy_suggest(capacity: int, horizons: tuple[str, ...], features_dir: Path | None, model_uri: str | None, out: Path | None, as_json: bool) -> None:
+    """Risk thresholds that would have filled a CS capacity with the most precise escalations, as a diff against config/escalation.yaml (never applied)."""
+    from core.settings import load_settings
+    from pipelines.outcomes import run_policy_suggest, suggest_human
+
+    result = run_policy_suggest(settings=load_settings(), capacity=capacity, horizons=tuple(int(h) for h in horizons), features_dir=features_dir,
+                                model_uri=model_uri, out=out, progress=lambda line: err.print(f"  {line}"))
+    _emit(result, as_json, suggest_human(result))
 
 
 app.add_command(escalations)

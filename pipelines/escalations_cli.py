@@ -1,8 +1,9 @@
 """`churn escalations` and `churn follow-ups`: CS works an escalation to an outcome from the shell.
 
 Statuses, outcomes and transitions are checked by the store (escalation/store.py holds their one
-list), which names the escalation and what was expected. pipelines/cli.py adds the two groups to
-`churn`. Nothing runs at import time: the store (SQLAlchemy) is
+list), which names the escalation and what was expected. The --json documents are made by
+serving/lifecycle.py, which the API's lifecycle endpoints answer with too: the command line and the
+API give the same answers. pipelines/cli.py adds the two groups to `churn`. Nothing runs at import time: the store (SQLAlchemy) is
 imported by each command, on the database named by CHURN_STORE_URL, as `churn alerts flush` does,
 and no command starts Prefect.
 """
@@ -15,7 +16,6 @@ from typing import Any
 
 import click
 
-from core.errors import InputError
 from pipelines.output import emit, json_option
 
 #: the listing's columns in human output, in order
@@ -44,9 +44,10 @@ def _line(row: dict) -> str:
     return "  ".join(f"{row.get(key)}" for key in LIST_COLUMNS) + late
 
 
-def _changed(action: str, row: dict, as_json: bool) -> None:
+def _changed(action: str, changed: dict, as_json: bool) -> None:
+    row = changed["escalation"]
     outcome = f" ({row['outcome']})" if row.get("outcome") else ""
-    emit({"escalation": row}, as_json, f"escalation {row['id']} {action}: now {row['status']}{outcome}")
+    emit(changed, as_json, f"escalation {row['id']} {action}: now {row['status']}{outcome}")
 
 
 @click.group("escalations")
@@ -62,10 +63,13 @@ def escalations() -> None:
 @json_option
 def escalations_list(queue: str | None, owner: str | None, status: str | None, overdue: bool, as_json: bool) -> None:
     """List escalations, most severe first, with their next follow-up and whether they are overdue."""
+    from serving import lifecycle
+
     with _store() as store:
-        rows = store.list_escalations(queue=queue, owner=owner, status=status, overdue=overdue)
+        listed = lifecycle.list_escalations(store, queue=queue, owner=owner, status=status, overdue=overdue)
+    rows = listed["escalations"]
     human = "\n".join(["  ".join(LIST_COLUMNS), *map(_line, rows)]) if rows else "no escalations match"
-    emit({"escalations": rows, "count": len(rows)}, as_json, human)
+    emit(listed, as_json, human)
 
 
 @escalations.command("show")
@@ -73,26 +77,32 @@ def escalations_list(queue: str | None, owner: str | None, status: str | None, o
 @json_option
 def escalations_show(escalation_id: int, as_json: bool) -> None:
     """One escalation: its state, handoff package, follow-ups and audit trail."""
+    from serving import lifecycle
+
     with _store() as store:
-        detail = store.escalation_detail(escalation_id)
+        shown = lifecycle.show_escalation(store, escalation_id)
+    detail = shown["escalation"]
     trail = [f"  {c['at']}  {c['from_status'] or '-'} -> {c['to_status']}  by {c['actor'] or '?'}"
              + (f"  outcome {c['outcome']}" if c["outcome"] else "") + (f"  note: {c['note']}" if c["note"] else "")
              for c in detail["history"]]
     follow = [f"  due {f['due_at']}  " + (f"done {f['done_at']} by {f['done_by'] or '?'}" if f["done_at"] else "pending")
               for f in detail["follow_ups"]]
     human = "\n".join([_line(detail), "history:", *trail, "follow-ups:", *(follow or ["  none"])])
-    emit({"escalation": detail}, as_json, human)
+    emit(shown, as_json, human)
 
 
 @escalations.command("ack")
 @click.argument("escalation_id", type=int)
+@click.option("--note", help="A sentence for the audit trail (optional).")
 @_by("Who acknowledges it (recorded in the audit trail).")
 @json_option
-def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
+def escalations_ack(escalation_id: int, note: str | None, by: str, as_json: bool) -> None:
     """Acknowledge an open escalation: someone has it in hand, it is no longer overdue."""
+    from serving import lifecycle
+
     with _store() as store:
-        row = store.acknowledge(escalation_id, by)
-    _changed("acknowledged", row, as_json)
+        changed = lifecycle.acknowledge(store, escalation_id, by, note)
+    _changed("acknowledged", changed, as_json)
 
 
 @escalations.command("resolve")
@@ -103,9 +113,11 @@ def escalations_ack(escalation_id: int, by: str, as_json: bool) -> None:
 @json_option
 def escalations_resolve(escalation_id: int, outcome: str, note: str | None, by: str, as_json: bool) -> None:
     """Resolve an open or acknowledged escalation with its outcome; closes its pending follow-ups."""
+    from serving import lifecycle
+
     with _store() as store:
-        row = store.resolve(escalation_id, outcome, by, note)
-    _changed("resolved", row, as_json)
+        changed = lifecycle.resolve(store, escalation_id, outcome, by, note)
+    _changed("resolved", changed, as_json)
 
 
 @click.group("follow-ups")
@@ -115,16 +127,19 @@ def follow_ups() -> None:
 
 @follow_ups.command("list")
 @click.option("--due", is_flag=True, help="Only those due now or earlier.")
+@click.option("--due-by", "due_by", help="Only those due at or before this time (ISO 8601, e.g. 2026-03-11T09:00:00Z).")
 @json_option
-def follow_ups_list(due: bool, as_json: bool) -> None:
+def follow_ups_list(due: bool, due_by: str | None, as_json: bool) -> None:
     """Pending follow-ups of active escalations, oldest due first."""
     import datetime as dt
 
+    from serving import lifecycle
+
     with _store() as store:
-        rows = store.follow_ups(due_by=dt.datetime.now(dt.UTC) if due else None)
+        listed = lifecycle.follow_ups(store, due_by=dt.datetime.now(dt.UTC) if due and due_by is None else due_by)
     human = "\n".join(f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
-                      for r in rows) or "no follow-ups pending"
-    emit({"follow_ups": rows, "count": len(rows)}, as_json, human)
+                      for r in listed["follow_ups"]) or "no follow-ups pending"
+    emit(listed, as_json, human)
 
 
 @follow_ups.command("done")
@@ -133,8 +148,8 @@ def follow_ups_list(due: bool, as_json: bool) -> None:
 @json_option
 def follow_ups_done(escalation_id: int, by: str, as_json: bool) -> None:
     """Mark the pending follow-up of escalation ESCALATION_ID done (the id `churn escalations list` shows)."""
+    from serving import lifecycle
+
     with _store() as store:
-        done = store.complete_follow_up(escalation_id, by=by)
-    if not done:
-        raise InputError(f"escalation {escalation_id}: no pending follow-up; expected an escalation listed by `churn follow-ups list`")
-    emit({"escalation_id": escalation_id, "done": done, "by": by}, as_json, f"escalation {escalation_id}: {done} follow-up(s) done by {by}")
+        done = lifecycle.follow_up_done(store, escalation_id, by)
+    emit(done, as_json, f"escalation {escalation_id}: {done['done']} follow-up(s) done by {by}")

@@ -25,7 +25,7 @@ Stopping: a flow interrupted by a signal does not wait for the tasks still runni
 removes, and the CLI ends the process (pipelines/cli.py).
 
     build-features -> train (its backtest is the evaluation) -> promote -> score-accounts -> report   (retrain)
-    score-accounts (scores, escalations, store, alerts) -> report                 (daily-scoring)
+    score-accounts (scores, escalations, store, monitors, alerts) -> report       (daily-scoring)
 """
 
 from __future__ import annotations
@@ -269,10 +269,32 @@ def alerts_task() -> dict:
         return deliver(store, policy)
 
 
+@task(name="monitor", cache_policy=NO_CACHE)
+def monitor_task(out: str) -> dict:
+    from pipelines.monitor import run_monitors
+
+    return run_monitors(Path(out), settings=load_settings(), progress=get_run_logger().info)
+
+
+def _monitored(out: str) -> dict:
+    """The monitors on the run's output; a monitor that fails is reported in the result and does
+    not hold back the run's escalation alerts."""
+    state = monitor_task(out, return_state=True)
+    if state.is_completed():
+        return state.result()
+    error = state.result(raise_on_failure=False)
+    get_run_logger().warning(f"monitoring failed: {error}")
+    return {"error": str(error)}
+
+
 @flow(name="score-accounts", log_prints=True)
-def score_accounts(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None, send_alerts: bool = True) -> dict:
-    """The daily batch: risk curves, reasons, escalations into the store; then the alert outbox flushed."""
+def score_accounts(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None, send_alerts: bool = True,
+                   monitor: bool = True) -> dict:
+    """The daily batch: risk curves, reasons, escalations into the store; the monitors (drift,
+    scores, calibration; their breaches queued as alerts); then the alert outbox flushed."""
     scored = score_task(data, out, model_uri, text, as_of)
+    if monitor:
+        scored = scored | {"monitoring": _monitored(out)}
     if send_alerts:
         scored = scored | {"alerts": alerts_task()}
     return scored

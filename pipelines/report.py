@@ -75,21 +75,31 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
     base_dip = _base_dip(folder, pd.Timestamp(scores["cutoff"].max()), settings)
     policy = load_policy(settings.config_dir)
     with Store(settings.store_url, policy) as store:
-        read = lambda name: pd.read_sql_table(name, store.engine)  # noqa: E731
+        read = lambda name: pd.read_sql_table(name, store.engine)
         escalations, follow_ups, feedback = read("escalations"), read("follow_ups"), read("feedback")
+    outcomes = _outcomes(folder, settings)
     html = render_report(ReportInputs(
         as_of=str(pd.Timestamp(scores["cutoff"].max()).date()), scores=table, family_importance=families, feature_importance=importance,
         model={"version": info["version"] if info else settings.model_uri, "uri": settings.model_uri, "formulation": model.formulation,
                "trained_through": model.info.get("trained_through")},
         backtest=backtest, calibration_png=calibration, drift=drift, base_dip=base_dip, escalations=escalations, follow_ups=follow_ups, feedback=feedback,
-        policy_version=policy.version, data_notes=data_notes, explanation=shap_values, explained=explained))
+        policy_version=policy.version, data_notes=data_notes, explanation=shap_values, explained=explained, outcomes=outcomes))
     out = Path(out)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
     if run_id:
         registry.log_report(run_id, out)
     return {"report": str(out), "bytes": out.stat().st_size, "accounts": len(table), "model_version": info["version"] if info else None,
-            "logged_to_run": run_id, "escalations": len(escalations), "notes": data_notes, "seconds": round(time.perf_counter() - started, 1)}
+            "logged_to_run": run_id, "escalations": len(escalations), "outcomes_matured": (outcomes.get("overall") or {}).get("matured"), "notes": data_notes, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _outcomes(scores_dir: Path, settings: Settings) -> dict:
+    """The escalations joined to what happened next, with churn from the data the scores came from."""
+    from pipelines.outcomes import escalation_block
+
+    summary = scores_dir / "score_summary.json"
+    data = json.loads(summary.read_text()).get("data") if summary.is_file() else None
+    return escalation_block(settings.store_url, Path(data or settings.data_dir))
 
 
 def _shap_explanation(model, snapshot: pd.DataFrame, accounts: pd.Series, specs) -> tuple[object, list[str]]:

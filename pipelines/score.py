@@ -41,11 +41,11 @@ def reason_table(model: RiskCurveModel, panel: pd.DataFrame, curve: np.ndarray, 
 def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
               progress: Callable[[str], None] | None = None, map_blocks: Mapper | None = None) -> dict:
     from core.contracts import TableFiles, coerce_columns
+    from core.mapping import serial_map
     from escalation.batch import apply_policy
     from escalation.policy import load_policy
     from features.registry import feature_specs
     from models import registry
-    from core.mapping import serial_map
     from pipelines.features import load_feature_params, read_snapshots, run_features
     from pipelines.text import text_source
 
@@ -91,8 +91,11 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     scores["context"] = ["; ".join(f"{c['sentence']} ({c['points']:+.1f} points)" for c in r["context"]) or None for r in top]
     scores["base_rate_90d"] = [r["base_rate"] for r in top]
     escalated = [d for d in decisions if d.escalate]
+    held_out = [d for d in decisions if d.held_out]
     packages = _handoffs(escalated, inputs, data, cutoff) if escalated else {}
-    recorded = _record(escalated, packages, settings, policy, now, say) if escalated else {"recorded": 0, "opened": 0, "updated": 0}
+    recorded = _record(escalated, held_out, packages, settings, policy, now, say) if escalated or held_out else {"recorded": 0, "opened": 0, "updated": 0}
+    # the queue is what CS works from: a held-out account on it would be worked, and the holdout lost
+    queue = queue[~queue["held_out"].astype(bool)]
     with staged_output(Path(out)) as stage:
         write_parquet(scores, stage / "scores.parquet")
         lookup = panel.drop(columns=[c for c in panel.columns if c.startswith("churned_within_")])
@@ -101,7 +104,7 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
         write_parquet(queue, stage / "queue.parquet")
         queue.to_csv(stage / "queue.csv", index=False)
         result = {"data": str(data), "out": str(out), "as_of": str(cutoff.date()), "model": uri, "model_version": version,
-                  "policy_version": policy.version, "accounts": len(panel), "escalations": len(escalated),
+                  "policy_version": policy.version, "accounts": len(panel), "escalations": len(escalated), "held_out": len(held_out),
                   "bands": {b: int((scores["tier"] == b).sum()) for b in ("critical", "high", "watch", "none")},
                   "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
                   **recorded, "seconds": round(time.perf_counter() - started, 1)}
@@ -147,13 +150,17 @@ def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -
     return out
 
 
-def _record(decisions: list, packages: dict, settings: Settings, policy, now, say) -> dict:
+def _record(decisions: list, held_out: list, packages: dict, settings: Settings, policy, now, say) -> dict:
     """Escalations into the operational store (deduplicated within the cooldown) with their
-    handoff packages; alerts are queued in the outbox and sent by `churn alerts flush`."""
+    handoff packages; alerts are queued in the outbox and sent by `churn alerts flush`. Held-out
+    decisions are stored as audit rows: the held-out comparison reads them there."""
     from escalation.store import Store
 
     with Store(settings.store_url, policy) as store:
         actions = [store.record(d, packages[d.account_id].to_dict() if d.account_id in packages else None, now).action for d in decisions]
+        if held_out:
+            store.record_all([(d, None, now) for d in held_out])
+            say(f"store: {len(held_out)} eligible escalations held out (policy holdout share {policy.holdout.share:.0%}), not sent")
     created, updated = actions.count("created"), actions.count("merged") + actions.count("raised")
     say(f"store: {created} escalations opened, {updated} merged into open ones (cooldown {policy.cooldown_hours} h)")
     return {"recorded": created + updated, "opened": created, "updated": updated, "store": settings.store_url}

@@ -4,7 +4,8 @@ scientist. Pure: it takes the tables and numbers and returns the HTML; pipelines
 gathers them and writes the file.
 
 Sections: accounts and ARR at risk by horizon and segment; what drives risk across the base;
-the accounts most at risk with owner, renewal and reasons; the escalation funnel; model health
+the accounts most at risk with owner, renewal and reasons; the escalation funnel; escalations and
+their outcomes (precision, ARR saved, ratings, time to acknowledge, the holdout); model health
 (backtest, calibration, drift between training data and the latest snapshot).
 """
 
@@ -40,6 +41,7 @@ class ReportInputs:
     data_notes: list[str] = field(default_factory=list)  # what the model could not see (families without data)
     explanation: object | None = None  # shap.Explanation of the 90-day risk (readable names), one row per account of `explained`
     explained: list[str] = field(default_factory=list)  # account ids of the explanation's rows
+    outcomes: dict | None = None  # escalation/evaluation.py's block: escalations joined to what happened next
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -190,6 +192,60 @@ def _drift_section(inputs: ReportInputs) -> str:
 {_table(drift_table) if len(drift) else "<p>No training data available to compare with.</p>"}"""
 
 
+def _share(part: float | None, whole: float | None) -> str:
+    return "-" if not whole or part is None else f"{part:.0f} of {whole:.0f} ({part / whole:.0%})"
+
+
+def _minutes(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value / 60:.1f} h" if value >= 120 else f"{value:.0f} min"
+
+
+def _outcomes_section(block: dict | None) -> str:
+    """Escalations joined to what happened next, per queue, in words a CS leader reads without a
+    glossary; the holdout's verdict with its interval, or that there are too few to tell."""
+    if not block:
+        return "<p>No operational store was read, so nothing can be said yet about what happened after each escalation.</p>"
+    if not block.get("available"):
+        return f"<p>{html.escape(str(block.get('note') or 'No escalations to evaluate yet.'))}</p>"
+    h, o = block["horizon_days"], block["overall"]
+    end = str(block["data_end"])[:10]
+    lead = (f"Of {block['escalations']} escalations, {o['matured']} were opened more than {h} days before {end}, so we know what happened next. "
+            f"Of those, {_share(o['at_risk'], o['matured'])} were really at risk: the account churned within {h} days, or CS found it at risk "
+            f"and saved it or lost it. {_share(o['churned'], o['matured'])} churned. CS saved {_money(o['arr_saved'])} of ARR on accounts that "
+            f"were still customers {h} days later, out of {_money(o['arr_at_stake'])} of ARR escalated in all.")
+    if not o["matured"]:
+        lead = (f"{block['escalations']} escalations are recorded, all opened within the last {h} days before {end}: it is too early to "
+                "know whether those accounts stay, so the figures below show only ratings and response times.")
+    ratings = {r["queue"]: r for r in block.get("ratings_by_queue", [])}
+    ack = {r["queue"]: r for r in block.get("acknowledgement_by_queue", [])}
+    rows = []
+    for r in block["by_queue"]:
+        q, a, rating = r["queue"], ack.get(r["queue"], {}), ratings.get(r["queue"])
+        within = a.get("within_window_share")
+        rows.append({"queue": q, "escalations": r["escalations"], f"known after {h} days": r["matured"],
+                     "really at risk": _share(r["at_risk"], r["matured"]), "ARR saved": _money(r["arr_saved"]),
+                     "handoff rating": f"{rating['rating_mean']:.1f} of 5 ({rating['ratings']})" if rating else "not rated",
+                     "time to acknowledge (median)": _minutes(a.get("median_ack_minutes")),
+                     "response window": _minutes(a.get("median_window_minutes")),
+                     "acknowledged in time": "-" if within is None else f"{within:.0%} of {a['acknowledged']}"})
+    by_band = "; ".join(f"{r['band']} escalations {_share(r['at_risk'], r['matured'])} really at risk" for r in block["by_band"] if r["matured"])
+    holdout = block.get("holdout") or {}
+    if holdout.get("ci") and holdout.get("enough"):
+        lo, hi = holdout["ci"]
+        holdout_line = (f"{holdout['verdict']} The interval ({lo:+.1%} to {hi:+.1%}, {holdout.get('confidence', 0.95):.0%} confidence) rests on "
+                        f"{holdout['accounts']} accounts.")
+    else:
+        holdout_line = holdout.get("verdict") or "No escalations were held out, so their effect cannot be measured (holdout share 0)."
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in block.get("notes", []))
+    return (f"<p>{html.escape(lead)}</p>\n{_table(pd.DataFrame(rows))}\n"
+            + (f"<p>By urgency: {html.escape(by_band)}.</p>\n" if by_band else "")
+            + f"<p><b>Does escalating help?</b> A share of the accounts that only crossed a risk threshold can be held out: recorded, not "
+            f"sent to CS, chosen at random. Comparing how many of them churned with the escalated ones measures what CS's work changes. "
+            f"{html.escape(holdout_line)}</p>\n" + (f'<ul class="note">{notes}</ul>' if notes else ""))
+
+
 def _why(top: pd.DataFrame) -> pd.Series:
     """The top reasons of each account with their points: "logins down 60% ... (+12)"."""
     def line(row: pd.Series) -> str:
@@ -322,7 +378,10 @@ CS can act on. The grey bar is context: who the account is (segment, industry, p
 {_table(funnel)}
 {_table(queues) if len(queues) else ""}
 
-<h2>5. Can we trust the model?</h2>
+<h2>5. Escalations and outcomes</h2>
+{_outcomes_section(inputs.outcomes)}
+
+<h2>6. Can we trust the model?</h2>
 <p>Measured on past months the model had not seen (a backtest). ROC-AUC is the chance that a churner is ranked above a customer who stays (0.5 = coin flip, 1 = perfect). Calibration error is how far the stated probabilities are from what happened (0 = exact). The last column is the share of churners CS would reach by working the top 5% of accounts each month.</p>
 {_table(health) if len(health) else "<p>No backtest was logged with this model.</p>"}
 <p>Calibration: when the model says 20%, about 20% of such accounts should churn. Points on the diagonal are right.</p>

@@ -2,19 +2,27 @@
 the sentiment model, the escalation policy and the operational store, and one method per endpoint.
 The BentoML service (serving/service.py) is a thin shell around this, so the logic is tested and
 benchmarked in-process as well as over HTTP.
+
+Everything that depends on the model (the model, its version, the encoded snapshot, every stored
+account's precomputed answer) is one immutable `ModelState`. A new champion is loaded and its
+state built off the request path (`refresh`, called by serving/hot_swap.py), then swapped in with
+one assignment; each request reads `self.state` once, so it answers from the old model or the new
+one entirely, never a mix, and every answer names the version it came from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.errors import ChurnError, InputError
+from core.errors import ChurnError
 from core.settings import Settings
 from escalation.decision import AccountFacts, Decision, RiskView, TicketSignals, decide
 from escalation.policy import HORIZONS
@@ -28,6 +36,26 @@ FACT_COLUMNS = ("account_name", "csm_owner")
 
 class NotFound(ChurnError):
     """An account the snapshot does not hold (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What one model version answers, built whole before it is served and never changed after
+    (only `references`, a cache of the stored base's reference per horizon, fills on first use)."""
+
+    model: Any  # models.curve.RiskCurveModel (not imported here: nothing heavy at import time)
+    version: str
+    metrics: dict
+    #: the snapshot encoded for this model
+    X: np.ndarray
+    #: curves and top reasons of every stored account (positions as in ServingRuntime.position)
+    stored: tuple[np.ndarray, list]
+    #: every stored account's whole answer: its score, and the risk and facts a ticket decides on
+    answers: list
+    references: dict
+    #: when it was ready to serve, and how long loading it and making its answers took
+    loaded_at: str
+    load_seconds: float
 
 
 @dataclass
@@ -62,31 +90,25 @@ class ServingRuntime:
 
         registry.connect(settings.mlflow_tracking_uri)
         self.model_uri = settings.model_uri
-        try:
-            self.model = registry.load_curve(self.model_uri)
-        except Exception as exc:  # MLflow raises several types; the operator needs the URI and the fix
-            raise ChurnError(f"CHURN_MODEL_URI {self.model_uri}: could not load it ({exc}); train and promote a model first "
-                             "(`churn train`, `churn promote`)") from None
-        described = registry.describe(self.model_uri)
-        self.model_version = described["version"] if described else self.model_uri
-        self.metrics = described["metrics"] if described else {}
+        #: the alias the served URI follows (champion), polled by `refresh`; None for a fixed version or path
+        self.alias = registry.alias_of(self.model_uri)
+        started = time.perf_counter()
+        model, version, metrics = self._load(registry.alias_version(self.alias) if self.alias else None)
         folder = settings.scores_dir or Path(settings.data_dir) / "scores"
         path = Path(folder) / "features.parquet"
         if not path.is_file():
             raise ChurnError(f"CHURN_SCORES_DIR {folder}: no features.parquet; run `churn score --out {folder}` first")
         frame = pd.read_parquet(path)
         self.frame = frame.drop_duplicates("account_id", keep="last").reset_index(drop=True)
-        self.X = self.model.encode(self.frame)
         self.position = {a: i for i, a in enumerate(self.frame["account_id"].astype(str))}
         self.records = self.frame.to_dict("records")
         self.snapshot = str(pd.Timestamp(self.frame["cutoff"].max()).date()) if len(self.frame) else None
         self.average_arr = float(self.frame["arr_current"].mean()) if "arr_current" in self.frame and len(self.frame) else None
         self.specs = feature_specs()
         self._lock = threading.Lock()
-        self._references: dict = {}
         self.policy = load_policy(settings.config_dir)
-        self._stored = self._precompute()
-        self._answers = self._answer_stored()
+        #: the served model's state: replaced whole by `refresh`, read once per request
+        self.state = self._build_state(model, version, metrics, started)
         self.store = Store(settings.store_url, self.policy)
         self.settings = settings
         self._text = text
@@ -101,6 +123,63 @@ class ServingRuntime:
             self.cache = open_cache(settings)
             score_texts(["warming up the sentiment model."], self.sentiment_model())
 
+    # -- the model and its swap -------------------------------------------------------------------
+    def _load(self, version: str | None) -> tuple[Any, str, dict]:
+        """The model, its version and its run's metrics. Behind an alias, the version is resolved
+        first and loaded by number, so the version named is the one loaded even if the alias moves
+        meanwhile."""
+        from models import registry
+
+        uri = registry.version_uri(version) if version is not None else self.model_uri
+        try:
+            model = registry.load_curve(uri)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types; the operator needs the URI and the fix
+            raise ChurnError(f"CHURN_MODEL_URI {self.model_uri}: could not load {uri} ({exc}); train and promote a model first "
+                             "(`churn train`, `churn promote`)") from None
+        described = registry.describe(uri)
+        return model, described["version"] if described else uri, described["metrics"] if described else {}
+
+    def _build_state(self, model: Any, version: str, metrics: dict, started: float, threads: int = 0) -> ModelState:
+        """Curves, reasons and whole answers of every stored account under `model`, once: the
+        snapshot is fixed for the life of the server and support systems ask about the same accounts
+        on every ticket update, so a lookup by id is a read. The stored accounts are the base the
+        points are measured from (computed on this pass: it has every stored account's curve and
+        contributions). `threads`: LightGBM's (0: every core; a swap while serving takes one)."""
+        X = model.encode(self.frame)
+        references: dict = {}
+        stored = (self._curves_and_reasons(model, X, self.records, references, threads) if len(X)
+                  else (np.zeros((0, len(HORIZONS))), []))
+        answers = [self._account_score(a, values, curve, top, self.snapshot, version)
+                   for a, values, curve, top in zip(self.position, self.records, stored[0], stored[1], strict=True)]
+        return ModelState(model, version, metrics, X, stored, answers, references, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                          round(time.perf_counter() - started, 3))
+
+    def refresh(self) -> str | None:
+        """Serve the version now behind the alias if it changed: load it and build its state here
+        (the caller's thread, off the request path), then swap it in with one assignment. Returns
+        the new version, or None when there was nothing to do; raises ChurnError when the new
+        version cannot be loaded, and the old state keeps serving."""
+        from models import registry
+
+        if self.alias is None:
+            return None
+        version = registry.alias_version(self.alias)
+        if version is None or version == self.state.version:
+            return None
+        started = time.perf_counter()
+        model, version, metrics = self._load(version)
+        # one thread: the requests being served meanwhile keep the other core
+        self.state = self._build_state(model, version, metrics, started, threads=1)
+        return version
+
+    # what callers read before the state existed: always the state being served
+    model = property(lambda self: self.state.model)
+    model_version = property(lambda self: self.state.version)
+    metrics = property(lambda self: self.state.metrics)
+    X = property(lambda self: self.state.X)
+    _stored = property(lambda self: self.state.stored)
+    _answers = property(lambda self: self.state.answers)
+
     # -- helpers ---------------------------------------------------------------------------------
     def _lookup(self, account_id: str) -> int:
         i = self.position.get(account_id)
@@ -108,11 +187,11 @@ class ServingRuntime:
             raise NotFound(f"account_id {account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
         return i
 
-    def _row(self, query: schemas.AccountQuery) -> tuple[np.ndarray, dict, str | None]:
+    def _row(self, query: schemas.AccountQuery, state: ModelState) -> tuple[np.ndarray, dict, str | None]:
         if query.features is not None:
-            return self.model.row(query.features), dict(query.features), None
+            return state.model.row(query.features), dict(query.features), None
         i = self._lookup(query.account_id)
-        return self.X[i : i + 1], self.records[i], self.snapshot
+        return state.X[i : i + 1], self.records[i], self.snapshot
 
     def _facts(self, account_id: str, values: dict) -> AccountFacts:
         from escalation.signals import account_facts
@@ -120,76 +199,69 @@ class ServingRuntime:
         return account_facts(account_id, values, self.policy, average_arr=self.average_arr, csm_owner=values.get("csm_owner"),
                              name=values.get("account_name"))
 
-    def _curves_and_reasons(self, X: np.ndarray, values: list[dict]) -> tuple[np.ndarray, list[dict]]:
+    def _curves_and_reasons(self, model: Any, X: np.ndarray, values: list[dict], references: dict,
+                            threads: int | None = None) -> tuple[np.ndarray, list[dict]]:
         """One LightGBM call for the curves and one for the contributions of all rows; the points are
         measured against the stored base (against these rows when nothing is stored)."""
         from models.reasons import Reference, top_reasons
 
-        threads = 1 if len(X) < 16 else 0  # one account: one thread is fastest; a batch: every core
-        curves = self.model.curve_matrix(X, num_threads=threads)
-        contrib = self.model.contributions_matrix(X, REASONS_HORIZON, num_threads=threads)[:, :-1]
+        if threads is None:
+            threads = 1 if len(X) < 16 else 0  # one account: one thread is fastest; a batch: every core
+        curves = model.curve_matrix(X, num_threads=threads)
+        contrib = model.contributions_matrix(X, REASONS_HORIZON, num_threads=threads)[:, :-1]
         risk = curves[:, HORIZONS.index(REASONS_HORIZON)]
-        reference = self._references.get(REASONS_HORIZON)
+        reference = references.get(REASONS_HORIZON)
         if reference is None:
             stored = values is self.records
-            reference = Reference.of(REASONS_HORIZON, risk, contrib, self.frame if stored else pd.DataFrame(values), self.model.features, self.specs)
+            reference = Reference.of(REASONS_HORIZON, risk, contrib, self.frame if stored else pd.DataFrame(values), model.features, self.specs)
             if stored:
-                self._references[REASONS_HORIZON] = reference
-        return curves, top_reasons(contrib, risk, self.model.features, values, self.specs, reference, TOP_REASONS)
+                references[REASONS_HORIZON] = reference
+        return curves, top_reasons(contrib, risk, model.features, values, self.specs, reference, TOP_REASONS)
 
-    def _precompute(self) -> tuple[np.ndarray, list]:
-        """Curves and top reasons of every stored account, once: the snapshot and the model are fixed
-        for the life of the server, and support systems ask about the same accounts on every ticket
-        update, so a lookup by id is a read. The stored accounts are the base the points are measured
-        from (computed on the first pass: it has every stored account's curve and contributions)."""
-        if not len(self.X):
-            return np.zeros((0, len(HORIZONS))), []
-        return self._curves_and_reasons(self.X, self.records)
-
-    def _answer_stored(self) -> list[tuple[schemas.AccountScore, RiskView, AccountFacts]]:
-        """Every stored account's whole answer, once: its score (tier included) and the risk and facts
-        a ticket update decides on, so a lookup by id is a read. Nothing in them depends on the
-        request; the objects are shared, never changed."""
-        return [self._account_score(a, values, curve, top, self.snapshot)
-                for a, values, curve, top in zip(self.position, self.records, self._stored[0], self._stored[1], strict=True)]
-
-    def _account_score(self, account_id: str, values: dict, curve: np.ndarray, top: dict,
-                       snapshot: str | None) -> tuple[schemas.AccountScore, RiskView, AccountFacts]:
-        """One account's score from its curve and reasons. The tier is the policy's band for the risk
-        alone, which `decide` works out without the time (`now` only dates a decision and its
-        follow-up): a stored account's tier holds for the server's life."""
-        risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), self.model_version)
+    def _account_score(self, account_id: str, values: dict, curve: np.ndarray, top: dict, snapshot: str | None,
+                       version: str | None = None) -> tuple[schemas.AccountScore, RiskView, AccountFacts]:
+        """One account's score from its curve and reasons, by model `version` (default: the served
+        one). The tier is the policy's band for the risk alone, which `decide` works out without the
+        time (`now` only dates a decision and its follow-up): a stored account's tier holds for the
+        life of its model."""
+        version = self.state.version if version is None else version
+        risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), version)
         facts = self._facts(account_id, values)
         tier = decide(facts, risk, None, self.policy, dt.datetime.now(dt.UTC)).band
         score = schemas.AccountScore(account_id=account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
                                      tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
                                      context=[schemas.Reason(**_reason(r)) for r in top["context"]], base_rate=float(top["base_rate"]),
                                      rest_points=top["rest_points"], reasons_horizon_days=REASONS_HORIZON, snapshot=snapshot,
-                                     model_version=self.model_version)
+                                     model_version=version)
         return score, risk, facts
 
-    def reference(self, horizon_days: int):
-        """The stored base's reference for a horizon (base rate, mean contributions, typical values), once."""
+    def reference(self, horizon_days: int, state: ModelState | None = None):
+        """The stored base's reference for a horizon (base rate, mean contributions, typical values)
+        under a model state (default: the served one), once per state."""
         from models.reasons import Reference
 
+        state = self.state if state is None else state
         with self._lock:
-            if horizon_days not in self._references:
-                curves = self.model.curve_matrix(self.X)
-                contrib = self.model.contributions_matrix(self.X, horizon_days)[:, :-1]
+            if horizon_days not in state.references:
+                curves = state.model.curve_matrix(state.X)
+                contrib = state.model.contributions_matrix(state.X, horizon_days)[:, :-1]
                 k = HORIZONS.index(horizon_days)
-                self._references[horizon_days] = Reference.of(horizon_days, curves[:, k], contrib, self.frame, self.model.features, self.specs)
-            return self._references[horizon_days]
+                state.references[horizon_days] = Reference.of(horizon_days, curves[:, k], contrib, self.frame, state.model.features, self.specs)
+            return state.references[horizon_days]
 
     def _score_many(self, queries: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
         """Stored accounts asked by id are their precomputed answers; accounts given with their
-        features are scored together, in one call per model output."""
-        out: list = [self._answers[self._lookup(q.account_id)][0] if q.features is None else None for q in queries]
+        features are scored together, in one call per model output, all under one model state."""
+        state = self.state
+        answers = state.answers
+        out: list = [answers[self._lookup(q.account_id)][0] if q.features is None else None for q in queries]
         live = [i for i, q in enumerate(queries) if q.features is not None]
         if live:
-            rows = [self._row(queries[i]) for i in live]
-            curves, tops = self._curves_and_reasons(np.vstack([x for x, _, _ in rows]), [values for _, values, _ in rows])
+            rows = [self._row(queries[i], state) for i in live]
+            curves, tops = self._curves_and_reasons(state.model, np.vstack([x for x, _, _ in rows]), [values for _, values, _ in rows],
+                                                    state.references)
             for i, (_, values, snapshot), curve, top in zip(live, rows, curves, tops, strict=True):
-                out[i] = self._account_score(queries[i].account_id, values, curve, top, snapshot)[0]
+                out[i] = self._account_score(queries[i].account_id, values, curve, top, snapshot, state.version)[0]
         return out
 
     # -- endpoints -------------------------------------------------------------------------------
@@ -199,15 +271,17 @@ class ServingRuntime:
     def explain(self, request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         from models.reasons import account_reasons, points
 
-        x, values, _ = self._row(schemas.AccountQuery(account_id=request.account_id))
+        state = self.state
+        model = state.model
+        x, values, _ = self._row(schemas.AccountQuery(account_id=request.account_id), state)
         k = HORIZONS.index(request.horizon_days)
-        curve = self._stored[0][self.position[request.account_id]]
-        contrib = self.model.contributions_matrix(x, request.horizon_days, num_threads=1)[:, :-1]
-        reference = self.reference(request.horizon_days)
+        curve = state.stored[0][self.position[request.account_id]]
+        contrib = model.contributions_matrix(x, request.horizon_days, num_threads=1)[:, :-1]
+        reference = self.reference(request.horizon_days, state)
         pts, rest = points(contrib, curve[k : k + 1], reference)
-        found = account_reasons(contrib[0], pts[0], float(rest[0]), self.model.features, values, self.specs, reference, n=len(self.model.features))
+        found = account_reasons(contrib[0], pts[0], float(rest[0]), model.features, values, self.specs, reference, n=len(model.features))
         families: dict[str, float] = {}
-        for name, c in zip(self.model.features, contrib[0], strict=True):
+        for name, c in zip(model.features, contrib[0], strict=True):
             family = self.specs[name].family if name in self.specs else "other"
             families[family] = families.get(family, 0.0) + float(c)
 
@@ -218,7 +292,7 @@ class ServingRuntime:
                                        raising=reason("raising"), lowering=reason("lowering"), context=reason("context"),
                                        base_rate=found["base_rate"], rest_points=found["rest_points"],
                                        by_family={f: round(v, 6) for f, v in sorted(families.items(), key=lambda kv: -abs(kv[1]))},
-                                       points_by_family=found["points_by_family"], model_version=self.model_version)
+                                       points_by_family=found["points_by_family"], model_version=state.version)
 
     def sentiment_model(self):
         with self._lock:
@@ -249,9 +323,10 @@ class ServingRuntime:
 
         out: list = [None] * len(requests)
         ready: list[tuple[int, _Update]] = []
+        answers = self.state.answers  # one model for the whole batch
         for k, request in enumerate(requests):
             try:
-                ready.append((k, self._prepare(request)))
+                ready.append((k, self._prepare(request, answers)))
             except Exception as exc:  # noqa: BLE001 - this update's answer; the batch goes on
                 out[k] = exc
         bodies = [body for _, update in ready for body in update.customer_bodies]
@@ -280,8 +355,8 @@ class ServingRuntime:
                 out[k] = exc
         return out
 
-    def _prepare(self, request: schemas.AssessTicketRequest) -> _Update:
-        score, risk, facts = self._answers[self._lookup(request.account_id)]
+    def _prepare(self, request: schemas.AssessTicketRequest, answers: list) -> _Update:
+        score, risk, facts = answers[self._lookup(request.account_id)]
         # a handful of messages: lists and numpy, not pandas (whose per-call overhead would be most of the request)
         timeline = sorted(((m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), m.author, m.body) for m in request.ticket.messages),
                           key=lambda m: m[0])
@@ -291,6 +366,8 @@ class ServingRuntime:
 
     def _decide(self, update: _Update, probabilities: np.ndarray, emb: np.ndarray) -> _Decided:
         """Signals, decision and (when it escalates) handoff package of one update, its sentiment given."""
+        import dataclasses
+
         from escalation.handoff import build_handoff
         from escalation.signals import ticket_signals
         from features.text.sentiment import labels_of
@@ -308,6 +385,8 @@ class ServingRuntime:
         signals, rephrase = ticket_signals(bodies, customer, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
                                            bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings,
                                            rephrase_similarity=self.rephrase_similarity())
+        # the customer's answer to the bot's offer of a human comes with the ticket, not from its messages
+        signals = dataclasses.replace(signals, escalation_offer_accepted=ticket.escalation_offer_accepted)
         now = dt.datetime.now(dt.UTC)
         facts = update.facts
         decision = decide(facts, update.risk, signals, self.policy, now)
@@ -329,25 +408,23 @@ class ServingRuntime:
         out_decision = schemas.DecisionOut(
             escalate=decision.escalate, band=decision.band, queue=decision.queue, priority=decision.priority, owner=decision.owner,
             response_window_minutes=decision.response_window_minutes, follow_up_due=decision.follow_up_due, bot_action=decision.bot_action,
-            rules=[schemas.RuleOut(rule=r.rule, detail=r.detail, inputs=_jsonable(r.inputs)) for r in decision.rules],
+            held_out=decision.held_out, rules=[schemas.RuleOut(rule=r.rule, detail=r.detail, inputs=_jsonable(r.inputs)) for r in decision.rules],
             policy_version=decision.policy_version, model_version=decision.model_version)
         return schemas.AssessTicketResponse(account_id=request.account_id, ticket_id=ticket.ticket_id, signals=out_signals, risk=update.score,
-                                            decision=out_decision, escalation_id=escalation_id, handoff=package)
+                                            decision=out_decision, escalation_id=escalation_id, handoff=package,
+                                            model_version=update.score.model_version)
 
     def feedback(self, request: schemas.FeedbackRequest) -> schemas.FeedbackResponse:
-        try:
-            feedback_id = self.store.add_feedback(request.escalation_id, request.rating, request.comment, request.outcome)
-        except InputError as exc:
-            if "no such escalation" in str(exc):
-                raise NotFound(str(exc)) from None
-            raise
+        feedback_id = self.store.add_feedback(request.escalation_id, request.rating, request.comment, request.outcome)
         return schemas.FeedbackResponse(feedback_id=feedback_id, escalation_id=request.escalation_id)
 
     def info(self) -> schemas.ModelInfo:
-        return schemas.ModelInfo(model_uri=self.model_uri, model_version=self.model_version, formulation=self.model.formulation,
-                                 features=len(self.model.features), trained_through=self.model.info.get("trained_through") or None,
+        state = self.state
+        return schemas.ModelInfo(model_uri=self.model_uri, model_version=state.version, formulation=state.model.formulation,
+                                 features=len(state.model.features), trained_through=state.model.info.get("trained_through") or None,
                                  snapshot=self.snapshot, accounts=len(self.frame),
-                                 backtest={k: v for k, v in self.metrics.items() if k.startswith("backtest.lightgbm.")},
+                                 backtest={k: v for k, v in state.metrics.items() if k.startswith("backtest.lightgbm.")},
+                                 loaded_at=state.loaded_at, load_seconds=state.load_seconds,
                                  policy_version=self.policy.version)
 
 

@@ -86,6 +86,8 @@ class Ticket(_Model):
     subject: str | None = Field(None, max_length=500)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     bot_confidence: float | None = Field(None, ge=0, le=1, description="The support bot's own confidence, if a bot handles the case.")
+    escalation_offer_accepted: bool | None = Field(None, description="The customer accepted the bot's offer of a human (asked when bot_confidence is in the "
+                                                     "policy's middle band): the ticket is then handed to a human queue like a low-confidence one.")
 
 
 class AssessTicketRequest(_Model):
@@ -119,6 +121,7 @@ class DecisionOut(_Model):
     response_window_minutes: int | None
     follow_up_due: str | None
     bot_action: str | None = Field(description="escalate_to_human | offer_escalation | continue, when bot_confidence was given.")
+    held_out: bool = Field(False, description="In the policy's holdout: not escalated; band, queue and rules say what it would have been.")
     rules: list[RuleOut]
     policy_version: str
     model_version: str | None
@@ -132,6 +135,7 @@ class AssessTicketResponse(_Model):
     decision: DecisionOut
     escalation_id: int | None = Field(description="The escalation in the store (new or merged), when it escalates.")
     handoff: dict | None = Field(description="The handoff package (form, summary of at most 200 words, warm handoff, markdown) when it escalates.")
+    model_version: str = Field(description="The model version the risk and the decision came from (the same as risk.model_version).")
 
 
 class ExplainRequest(_Model):
@@ -175,3 +179,5 @@ class ModelInfo(_Model):
     accounts: int
     backtest: dict[str, float] = Field(description="The model's logged backtest metrics.")
     policy_version: str
+    loaded_at: str | None = Field(None, description="When this worker started serving this version (a new champion is swapped in without a restart).")
+    load_seconds: float | None = Field(None, description="How long loading the version and precomputing the stored accounts' answers took.")

@@ -2,10 +2,13 @@
 
     bentoml serve serving.service:ChurnService --port 3000      (or `churn serve`, `make serve`)
 
-Endpoints (POST, JSON): /score (batchable), /assess_ticket, /explain, /feedback, /model; BentoML
+Endpoints (POST, JSON): /score (batchable), /assess_ticket, /explain, /feedback, /model; the
+escalation lifecycle: /escalations, /escalation, /acknowledge, /resolve, /follow_ups,
+/follow_up_done (the documents `churn escalations|follow-ups ... --json` prints); BentoML
 adds /livez, /readyz and /metrics. Every route but those three needs `Authorization: Bearer
-<token>` with a token from CHURN_API_TOKENS. An unknown account is a 404 naming it; input that
-breaks the schema is a 400 naming the field.
+<token>` with a token from CHURN_API_TOKENS. An unknown account or escalation is a 404 naming it;
+input that breaks the schema is a 400 naming the field. A new champion is swapped in without a
+restart (serving/hot_swap.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bentoml.exceptions import InvalidArgument, NotFound
 from pydantic import Field
 
 from core.errors import InputError
+from escalation.store import UnknownEscalation
 from serving import schemas
 from serving.auth import BearerAuth
 from serving.batching import MicroBatcher
@@ -32,8 +36,8 @@ _PLATFORM_ERRORS = (UnknownAccount, InputError)
 
 
 def _http_error(exc: UnknownAccount | InputError) -> Exception:
-    """Platform errors as HTTP errors: unknown account 404, bad input 400."""
-    return NotFound(str(exc)) if isinstance(exc, UnknownAccount) else InvalidArgument(str(exc))
+    """Platform errors as HTTP errors: unknown account or escalation 404, bad input (an illegal status change too) 400."""
+    return NotFound(str(exc)) if isinstance(exc, UnknownAccount | UnknownEscalation) else InvalidArgument(str(exc))
 
 
 def _mapped(call):
@@ -78,6 +82,36 @@ class ChurnService:
         gc.freeze()
         log.info("serving %s (version %s), %d accounts as of %s", self.runtime.model_uri, self.runtime.model_version,
                  len(self.runtime.frame), self.runtime.snapshot)
+        from serving.hot_swap import ModelWatcher
+
+        # a new champion is loaded and its answers made on the watcher's thread; the new state is frozen like the first
+        self.watcher = ModelWatcher(self.runtime, self.runtime.settings.model_poll_seconds, on_swap=gc.freeze).start()
+        self.relay = self._start_relay()
+
+    def _start_relay(self):
+        """The outbox relay on a thread of this worker (escalation/relay.py): every worker of every
+        replica runs one, the store's lease lets one at a time poll, the row claims keep any two off
+        one alert. CHURN_RELAY_INTERVAL_SECONDS=0 leaves sending to `churn alerts relay`."""
+        from escalation.relay import Relay
+
+        interval = self.runtime.settings.relay_interval_seconds
+        if not interval:
+            return None
+        relay = Relay(self.runtime.store, self.runtime.policy)
+        relay.start(interval)
+        return relay
+
+    @bentoml.on_shutdown
+    def stop_watcher(self) -> None:
+        if getattr(self, "watcher", None) is not None:
+            self.watcher.stop()
+
+    @bentoml.on_shutdown
+    def stop_relay(self) -> None:
+        """Stop the relay between two sends: what it claimed goes back to the outbox, the lease is
+        given up, so the next worker or replica sends it at once."""
+        if getattr(self, "relay", None) is not None:
+            self.relay.stop(timeout=self.runtime.policy.alerts.timeout_seconds + 1)
 
     # max_latency_ms bounds the queueing wait before BentoML answers 503; a 1,000-account request
     # takes about a second, so the bound is generous and the batch can hold the largest request
@@ -90,9 +124,12 @@ class ChurnService:
     async def assess_ticket(self, account_id: str, ticket: schemas.Ticket) -> schemas.AssessTicketResponse:
         """A ticket update: live text signals, risk, the escalation decision and, when it escalates, the handoff package."""
         try:
-            return await self.tickets.submit(schemas.AssessTicketRequest(account_id=account_id, ticket=ticket))
+            result = await self.tickets.submit(schemas.AssessTicketRequest(account_id=account_id, ticket=ticket))
         except _PLATFORM_ERRORS as exc:
             raise _http_error(exc) from None
+        if result.escalation_id is not None and self.relay is not None:
+            self.relay.wake()  # its alerts go out now, not at the next interval
+        return result
 
     @bentoml.api
     def explain(self, account_id: str, horizon_days: int = 90) -> schemas.ExplainResponse:
@@ -116,6 +153,49 @@ class ChurnService:
     def model(self) -> schemas.ModelInfo:
         """The served model: version, training window, backtest metrics; and the snapshot and policy versions."""
         return self.runtime.info()
+
+    # -- the escalation lifecycle: the documents `churn escalations ... --json` prints (serving/lifecycle.py)
+    @bentoml.api
+    def escalations(self, queue: str | None = None, owner: str | None = None, status: str | None = None, overdue: bool = False) -> dict:
+        """Escalations by queue, owner and status (default: open and acknowledged), most severe first; `overdue`: only open ones past their response window."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.list_escalations(self.runtime.store, queue=queue, owner=owner, status=status, overdue=overdue))
+
+    @bentoml.api
+    def escalation(self, escalation_id: int) -> dict:
+        """One escalation: its state, handoff package, follow-ups and audit trail."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.show_escalation(self.runtime.store, escalation_id))
+
+    @bentoml.api
+    def acknowledge(self, escalation_id: int, by: str, note: str | None = None) -> dict:
+        """Acknowledge an open escalation (recorded with who and when): it stops counting as overdue."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.acknowledge(self.runtime.store, escalation_id, by, note))
+
+    @bentoml.api
+    def resolve(self, escalation_id: int, outcome: str, by: str, note: str | None = None) -> dict:
+        """Resolve an open or acknowledged escalation with its outcome (saved, churned, not_at_risk); closes its follow-ups."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.resolve(self.runtime.store, escalation_id, outcome, by, note))
+
+    @bentoml.api
+    def follow_ups(self, due_by: str | None = None) -> dict:
+        """Pending follow-ups of active escalations, oldest due first; only those due at or before `due_by` (ISO 8601) when given."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.follow_ups(self.runtime.store, due_by))
+
+    @bentoml.api
+    def follow_up_done(self, escalation_id: int, by: str) -> dict:
+        """Mark the escalation's pending follow-up done by `by`."""
+        from serving import lifecycle
+
+        return _mapped(lambda: lifecycle.follow_up_done(self.runtime.store, escalation_id, by))
 
 
 ChurnService.add_asgi_middleware(BearerAuth)

@@ -354,6 +354,35 @@ def test_a_dead_receiver_fails_alerts_after_max_attempts(open_store):
     assert (alert["status"], alert["attempts"]) == ("failed", 3) and alert["last_error"]
 
 
+def test_backoff_is_capped_and_a_stopping_sender_hands_its_claims_back(open_store):
+    """max_backoff_seconds caps the doubling; a sender told to stop mid-batch releases the rows it
+    claimed but did not try (due again at once, that claim's attempt not counted), the rest stay leased."""
+    policy = make_policy("http://127.0.0.1:9", backoff_seconds=1.0, max_backoff_seconds=3.0, max_attempts=10)
+    store = open_store(policy)
+    store.record(make_decision("A0"), None, T0)
+    now = T0
+    waits = []
+    for _ in range(4):  # refused each time: waits 1, 2, 3 (capped), 3
+        deliver(store, policy, now)
+        due = store.next_alert_due()
+        waits.append((due - now).total_seconds())
+        now = due
+    assert waits == [1.0, 2.0, 3.0, 3.0]
+
+    for i in range(1, 6):
+        store.record(make_decision(f"A{i}"), None, T0)
+    tried = []
+
+    def send(url: str, body: bytes, headers: dict, timeout: float) -> int:
+        tried.append(headers["Idempotency-Key"])
+        return 200
+
+    counts = deliver(store, policy, T0, send=send, batch_size=10, stopping=lambda: len(tried) >= 2)
+    assert counts["sent"] == 2 and counts["pending"] == 4
+    pending = store.pending_alerts(T0)
+    assert len(pending) == 3 and all(a["attempts"] == 0 for a in pending)  # handed back untried: due now, no attempt counted
+
+
 class Crash(BaseException):
     """The process dies: not an error deliver() may catch."""
 

@@ -17,9 +17,8 @@ LOW_RISK = RiskView({30: 0.01, 60: 0.02, 90: 0.03, 180: 0.06}, model_version="7"
 
 
 def facts(**kw) -> AccountFacts:
-    base = dict(account_id="A1", name="Acme", segment="mid_market", arr=20_000.0, average_arr=20_000.0, days_to_renewal=200.0,
-                csm_owner="Laura Chen")
-    return AccountFacts(**{**base, **kw})
+    return AccountFacts(**{"account_id": "A1", "name": "Acme", "segment": "mid_market", "arr": 20_000.0, "average_arr": 20_000.0,
+                           "days_to_renewal": 200.0, "csm_owner": "Laura Chen", **kw})
 
 
 def test_domain_example_rephrased_three_times_frustrated_and_twice_the_average_escalates():
@@ -101,6 +100,36 @@ def test_bot_confidence_bands(confidence, action):
     assert decide(facts(), LOW_RISK, TicketSignals(bot_confidence=confidence), POLICY, NOW).bot_action == action
 
 
+def test_low_bot_confidence_hands_the_ticket_to_a_human_queue_with_no_risk_rule():
+    d = decide(facts(arr=5_000.0), LOW_RISK, TicketSignals(ticket_id="T9", category="how_to", bot_confidence=0.25), POLICY, NOW)
+    assert d.escalate and d.band == "high" and d.bot_action == "escalate_to_human" and d.primary_reason == "bot_handoff"
+    assert d.queue == POLICY.bot_confidence.queue == "human-review" and d.response_window_minutes == POLICY.windows.high
+    assert d.follow_up_due is not None and d.owner == "Laura Chen" and not d.held_out
+    [rule] = d.rules
+    assert rule.inputs == {"bot_confidence": 0.25, "escalate_below": 0.4, "offer_below": 0.6, "offer_accepted": False}
+    assert "25%" in rule.detail and "40%" in rule.detail
+    # a route may still name a more specific queue; the policy names the bot's own
+    enterprise = decide(facts(segment="enterprise"), LOW_RISK, TicketSignals(category="billing", bot_confidence=0.1), POLICY, NOW)
+    assert enterprise.escalate and enterprise.queue == "retention-l2"
+    own = EscalationPolicy(bot_confidence={"queue": "bot-rescue"})
+    assert decide(facts(), LOW_RISK, TicketSignals(bot_confidence=0.1), own, NOW).queue == "bot-rescue"
+    # with a risk rule too, the risk reason stays primary and the bot's queue is kept
+    both = decide(facts(), RiskView({30: 0.3, 60: 0.4, 90: 0.5, 180: 0.7}), TicketSignals(bot_confidence=0.1), POLICY, NOW)
+    assert both.primary_reason == "risk" and {r.rule for r in both.rules} == {"risk", "bot_handoff"} and both.queue == "human-review"
+
+
+@pytest.mark.parametrize(("confidence", "accepted", "escalates"), [(0.5, None, False), (0.5, False, False), (0.5, True, True),
+                                                                   (0.4, True, True), (0.6, True, False), (0.9, True, False),
+                                                                   (0.2, False, True), (None, True, False)])
+def test_an_accepted_offer_in_the_middle_band_hands_over_like_low_confidence(confidence, accepted, escalates):
+    signals = TicketSignals(bot_confidence=confidence, escalation_offer_accepted=accepted)
+    d = decide(facts(), LOW_RISK, signals, POLICY, NOW)
+    assert d.escalate == escalates and (d.queue == "human-review") == escalates
+    assert (d.primary_reason == "bot_handoff") == escalates
+    if escalates and confidence >= POLICY.bot_confidence.escalate_below:
+        assert d.bot_action == "offer_escalation" and d.rules[0].inputs["offer_accepted"] is True and "accepted" in d.rules[0].detail
+
+
 def test_watch_band_does_not_interrupt_anyone():
     d = decide(facts(), RiskView({30: 0.05, 60: 0.1, 90: 0.22, 180: 0.3}), None, POLICY, NOW)
     assert d.band == "watch" and not d.escalate and d.queue is None and d.response_window_minutes is None
@@ -125,6 +154,7 @@ def test_shipped_policy_file_is_the_default_policy():
 
     shipped = load_policy(DEFAULT_CONFIG_DIR)
     assert shipped.risk_thresholds == POLICY.risk_thresholds and shipped.bot_confidence == POLICY.bot_confidence
+    assert shipped.holdout == POLICY.holdout
     assert shipped.version == load_policy(DEFAULT_CONFIG_DIR).version  # content hash: stable
 
 

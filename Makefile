@@ -39,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/holiday.py
 	$(BIN)/python benchmarks/table.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/relay.py
+	$(BIN)/python benchmarks/holdout.py
+	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/dask_path.py
 
 clean:

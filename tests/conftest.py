@@ -179,10 +179,29 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
+#: the champion base, built once per session and copied for each use (see champion_environment)
+_CHAMPION_TEMPLATE: list[Path] = []
+
+
+def _environment_variables(root: Path, tokens: str) -> dict[str, str]:
+    return {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+            "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": tokens, "CHURN_CONFIG_DIR": str(root / "config"),
+            "CHURN_DATA_DIR": str(root / "data")}
+
+
 @contextlib.contextmanager
-def champion_environment(root: Path, tokens: str = "test-token"):
-    """A small simulated base with a champion in MLflow, a scored snapshot, a policy with an alert
-    destination and a store, all under `root`, with the CHURN_* variables pointing at them."""
+def _environment(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _build_champion(root: Path) -> None:
+    """Simulate, build the panel, train and register a champion, score: what every copy starts from."""
     import yaml
 
     from models import registry
@@ -194,16 +213,11 @@ def champion_environment(root: Path, tokens: str = "test-token"):
     from simulation.simulate import simulate
 
     simulate(SimulationConfig(accounts=400, days=450, seed=21), root / "data")
-    config = root / "config"
-    config.mkdir()
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
-                                                                       "default": ["hook"]}}))
-    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
-           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": tokens, "CHURN_CONFIG_DIR": str(config),
-           "CHURN_DATA_DIR": str(root / "data")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    (root / "config").mkdir()
+    (root / "config" / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                                                                                "default": ["hook"]}}))
+    env = _environment_variables(root, "template")
+    with _environment(env):
         assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
         panel = read_snapshots(root / "f")
         model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1))
@@ -212,7 +226,45 @@ def champion_environment(root: Path, tokens: str = "test-token"):
                                        figures={}, tags={"features_dir": str(root / "f")})
         registry.move_champion(logged["version"], decision={"forced": True})
         assert main(["score", "--data", str(root / "data"), "--out", str(root / "scores"), "--no-text", "--json"]) == 0
-        yield {"root": root, "env": env, "features": panel}
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _relocate(template: Path, root: Path) -> None:
+    """A copy of the template that knows itself as `root`: the MLflow database's paths (artifact
+    locations, the features_dir tag) and the JSON outputs' are rewritten, so nothing a test writes
+    reaches the template or another test's copy."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    old, new = str(template), str(root)
+    with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as connection, connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for column in [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")') if "CHAR" in row[2].upper() or "TEXT" in row[2].upper()]:
+                connection.execute(f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", ?, ?) WHERE instr("{column}", ?) > 0', (old, new, old))
+    for path in root.rglob("*.json"):
+        text = path.read_text()
+        if old in text:
+            path.write_text(text.replace(old, new))
+
+
+@contextlib.contextmanager
+def champion_environment(root: Path, tokens: str = "test-token"):
+    """A small simulated base with a champion in MLflow, a scored snapshot, a policy with an alert
+    destination and a store, all under `root`, with the CHURN_* variables pointing at them.
+    Built once per session (about 12 s) and copied into `root` for each caller."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from pipelines.features import read_snapshots
+
+    if not _CHAMPION_TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="churn-champion-")) / "base"
+        atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+        _build_champion(template)
+        _CHAMPION_TEMPLATE.append(template)
+    _relocate(_CHAMPION_TEMPLATE[0], root)
+    env = _environment_variables(root, tokens)
+    with _environment(env):
+        yield {"root": root, "env": env, "features": read_snapshots(root / "f")}

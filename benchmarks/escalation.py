@@ -1,6 +1,6 @@
 """The escalation policy on simulated data: precision and recall of escalations at a fixed monthly
 CS capacity, and median lead time, for the policy fed by the LightGBM risk curve against the same
-policy fed by the rules-only baseline (the DOMAIN.md triggers turned into a rate). Out of sample:
+policy fed by the rules-only baseline (the warning signs of docs/escalation-practice.md as a rate). Out of sample:
 the curves are the rolling-origin backtest's test predictions.
 
     python benchmarks/escalation.py --features DIR [--capacity 0.05 ...] [--folds 4]
@@ -19,11 +19,11 @@ import time  # noqa: E402
 
 
 def main() -> None:
+    from core.vocabulary import CURVE_COLUMNS, LABELS
     from escalation.batch import evaluate_at_capacity
     from escalation.policy import load_policy
     from models.backtest import run_backtest
     from models.baselines import RulesBaseline
-    from models.curve import CURVE_COLUMNS, LABELS
     from pipelines.features import read_snapshots
     from pipelines.models import _churned_at, _data_dir, feature_names, load_model_config
 

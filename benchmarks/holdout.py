@@ -38,7 +38,7 @@ def truth_at_cutoff(data: Path, cutoff: str | pd.Timestamp = CUTOFF, *, horizon_
     panel the policy can read (account_id, cutoff, arr_current, segment), the oracle's risk curve
     (rows x HORIZONS) and whether each account churns within `horizon_days` after the cutoff
     with no escalation at all."""
-    from escalation.policy import HORIZONS
+    from core.vocabulary import HORIZONS
     from simulation.oracle import churn_probability
 
     cutoff = pd.Timestamp(cutoff)

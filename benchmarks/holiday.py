@@ -74,7 +74,7 @@ def main() -> None:
     text = None
     if args.text:
         from core.settings import load_settings
-        from pipelines.text import text_source
+        from text.loading import text_source
 
         text_cm = text_source(load_settings(), data, True)
         text = text_cm.__enter__()

@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
+    from core.vocabulary import HORIZONS
     from escalation.policy import Monitoring
     from features.registry import feature_specs
     from models.backtest import censor_at
-    from models.curve import HORIZONS, fit_curve
+    from models.curve import fit_curve
     from pipelines.features import read_snapshots
     from pipelines.models import feature_names, load_model_config
     from pipelines.monitor import (

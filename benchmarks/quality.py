@@ -49,8 +49,9 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     """The backtest of `churn evaluate`, fold by fold, keeping the raw curve and each fold's choice."""
     from sklearn.metrics import roc_auc_score
 
+    from core.vocabulary import CURVE_COLUMNS, HORIZONS, LABELS
     from models.backtest import censor_at, score_backtest
-    from models.curve import CURVE_COLUMNS, HORIZONS, LABELS, fit_curve
+    from models.curve import fit_curve
     from pipelines.features import read_snapshots
     from pipelines.models import _data_dir, _oracle, backtest_plan, baselines, feature_names
 
@@ -101,7 +102,7 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
 
 
 def main() -> None:
-    from models.curve import HORIZONS
+    from core.vocabulary import HORIZONS
     from pipelines.models import load_model_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

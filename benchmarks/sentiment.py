@@ -69,22 +69,13 @@ def rate(texts: list[str], model) -> float:
 
 
 def main() -> None:
-    from features.text.cache import TextCache
-    from features.text.encoder import TextEncoder
-    from features.text.sentiment import (
-        CORPUS,
-        ROUTE_BELOW,
-        SHIPPED_HEAD,
-        SentimentHead,
-        SentimentModel,
-        cross_validate_head,
-        normalise_labels,
-        score_texts,
-        sentiment_arrays,
-    )
-    from features.text.static import StaticEncoder
+    from features.text.sentiment import score_texts, sentiment_arrays
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
+    from text.cache import TextCache
+    from text.encoder import TextEncoder
+    from text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, normalise_labels
+    from text.static import StaticEncoder
 
     print(f"sentiment benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     results: dict = {"route_below": ROUTE_BELOW}

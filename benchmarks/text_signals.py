@@ -1,7 +1,7 @@
 """Predicted CSAT and CES: how well do they recover the scores customers did not give?
 
 On a simulated base (the simulator knows every ticket's true CSAT and CES): text signals and the
-monthly-refitted regressors of `features.text.outcomes`, then
+monthly-refitted regressors of `models.outcomes`, then
   - error on answered tickets (each predicted by a regressor that never saw its answer);
   - error on unanswered tickets against their true scores, the case survey bias hides;
   - against the naive fill-in (the mean of answers so far), which inherits the submission bias.
@@ -28,13 +28,13 @@ import pandas as pd  # noqa: E402
 
 def main() -> None:
     from core.contracts import load_tables
-    from features.text.encoder import TextEncoder
-    from features.text.sentiment import ENCODERS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel
-    from features.text.static import StaticEncoder
+    from models.outcomes import ticket_outcome_inputs
     from pipelines.features import add_message_signals
-    from features.text.outcomes import ticket_outcome_inputs
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
+    from text.encoder import TextEncoder
+    from text.sentiment import ENCODERS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel
+    from text.static import StaticEncoder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=600)

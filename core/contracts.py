@@ -1,4 +1,4 @@
-"""Input table contracts: the shape a customer's own data must have (DESIGN.md, "Input tables").
+"""Input table contracts: the shape a customer's own data must have (docs/data.md, "Input tables").
 
 Each table is described once, as data: its columns (type, nullability, allowed values, range), its
 key, and the cross-table rules (references, time order). `load_tables` reads a data folder,
@@ -21,42 +21,31 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ContractError, InputError, Violation
+from core.vocabulary import (
+    ACCOUNT_EVENT_KINDS,
+    AUTHORS,
+    BILLING,
+    CHANNELS,
+    PRIORITIES,
+    SCORED_EVENT_RANGES,
+    SURVEY_KINDS,
+    TERM_MONTHS,
+    TICKET_CATEGORIES,
+    TICKET_EVENT_KINDS,
+    USAGE_METRICS,
+)
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["id", "category", "text", "int", "float", "bool", "timestamp", "date"]
 TIME_DTYPE = "datetime64[us, UTC]"
 
-#: The segments the default escalation policy names; `accounts.segment` itself is free text.
-SEGMENTS = ("smb", "mid_market", "enterprise")
-#: Contract terms by name, in months. `accounts.billing` also accepts the number of months.
-TERM_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12, "biennial": 24, "triennial": 36}
-BILLING = tuple(TERM_MONTHS)
 _BILLING_ALIASES = {
     **{str(m): name for name, m in TERM_MONTHS.items()},
     **{f"{m}.0": name for name, m in TERM_MONTHS.items()},
     "yearly": "annual", "year": "annual", "month": "monthly", "quarter": "quarterly", "semi-annual": "semiannual",
     "semi_annual": "semiannual", "half-yearly": "semiannual", "2-year": "biennial", "3-year": "triennial",
 }
-#: The activity columns of usage_daily; a table needs at least one, an absent one is null.
-USAGE_METRICS = ("active_users", "logins", "session_minutes", "key_feature_events", "distinct_features_used", "api_calls")
-PRIORITIES = ("low", "normal", "high", "urgent")
-TICKET_CATEGORIES = ("technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account")
-CHANNELS = ("email", "chat", "phone", "web")
-TICKET_EVENT_KINDS = ("first_response", "reopened", "transferred", "resolved", "csat", "ces")
-AUTHORS = ("customer", "agent")
-SURVEY_KINDS = ("nps",)
-ACCOUNT_EVENT_KINDS = (
-    "payment_failed",
-    "billing_dispute",
-    "security_incident",
-    "legal_threat",
-    "sponsor_left",
-    "downgrade",
-    "upgrade",
-)
-#: The range of the score an event of this kind carries in ticket_events.value.
-SCORED_EVENT_RANGES = {"csat": (1, 5), "ces": (1, 7)}
 
 
 @dataclass(frozen=True)

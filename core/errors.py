@@ -7,8 +7,12 @@ for the person who has to fix the problem, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ChurnError(Exception):
@@ -59,3 +63,28 @@ def format_keys(values: Iterable[object], limit: int = 5) -> tuple[str, ...]:
         if len(out) >= limit:
             break
     return tuple(out)
+
+
+def describe_validation(exc: ValidationError, template: str = "{key}: {message}", *, prefix: tuple[str | int, ...] = (),
+                        depth: int | None = None, empty: str | None = "", names: Mapping[str, str] | None = None,
+                        got: bool = False, plain_value_errors: bool = False) -> str:
+    """A pydantic `ValidationError` as one line, its problems joined by "; ".
+
+    Each problem is `template` filled with {key} (the error's location dotted after `prefix`, its
+    first `depth` parts only when given, renamed by `names`, `empty` when there is none), {KEY}
+    (the key upper-cased, for environment variable names) and {message} (pydantic's message, then
+    " (got <value>)" with `got`, unless the value is a mapping). With `empty=None` a problem
+    without a location is its message alone. `plain_value_errors`: a message of the platform's
+    own validators loses pydantic's "Value error, " prefix and, like a missing value, shows no value.
+    """
+    problems = []
+    for e in exc.errors():
+        key = ".".join(str(part) for part in (*prefix, *e["loc"][:depth]))
+        key = (names or {}).get(key, key) if key else (empty or "")
+        message = e["msg"].removeprefix("Value error, ") if plain_value_errors else e["msg"]
+        shown = "input" in e and not isinstance(e["input"], dict)
+        if plain_value_errors:
+            shown = shown and e["type"] != "value_error" and e["input"] is not None
+        message += f" (got {e['input']!r})" if got and shown else ""
+        problems.append(message if not key and empty is None else template.format(key=key, KEY=key.upper(), message=message))
+    return "; ".join(problems)

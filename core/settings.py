@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from core.errors import InputError
+from core.errors import InputError, describe_validation
 
 #: The repository's config/ folder: shipped defaults (settings, policy, model parameters).
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -96,11 +96,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(part) for part in err["loc"]) or "settings"
-            problems.append(f"setting '{name}' (env CHURN_{name.upper()}): {err['msg']}")
-        raise InputError("invalid settings: " + "; ".join(problems)) from None
+        problems = describe_validation(exc, "setting '{key}' (env CHURN_{KEY}): {message}", empty="settings")
+        raise InputError("invalid settings: " + problems) from None
 
 
 def absolute_url(url: str) -> str:

@@ -1,1 +1,1 @@
-"""escalation layer (see DESIGN.md)."""
+"""escalation layer (see docs/design.md)."""

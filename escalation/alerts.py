@@ -1,4 +1,5 @@
-"""Alert payloads (Slack incoming webhook, generic JSON webhook) and the outbox flusher.
+"""Alert delivery: the outbox flusher. The payloads themselves are built by `escalation.payloads`
+(pure) when the store queues an alert.
 
 Delivery guarantees. `Store.record()` commits an escalation and its outbox rows in one
 transaction before anything is sent; `deliver()` runs afterwards, from the outbox only. So an
@@ -22,7 +23,6 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
 
 from escalation.policy import EscalationPolicy
 from escalation.store import Store, utc
@@ -32,127 +32,6 @@ UTC = dt.timezone.utc
 Send = Callable[[str, bytes, dict, float], int]
 #: margin added to a claimed batch's lease, beyond the worst case of every send timing out
 LEASE_MARGIN_SECONDS = 60.0
-BAND_MARK = {"critical": ":rotating_light:", "high": ":warning:", "watch": ":eyes:"}
-SLACK_SECTION_LIMIT = 2900  # Slack rejects a section text over 3000 characters
-PAYLOAD_VERSION = 1
-
-
-def _find(data: Any, *keys: str, depth: int = 3) -> Any:
-    """The first non-empty value under any of `keys`, at the top level of a handoff package or a
-    few levels down: alerts must not break when the package's layout moves a field."""
-    if not isinstance(data, dict) or depth < 0:
-        return None
-    for key in keys:
-        if data.get(key) not in (None, "", [], {}):
-            return data[key]
-    for value in data.values():
-        found = _find(value, *keys, depth=depth - 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _escape(text: Any) -> str:
-    # Slack mrkdwn: these three are control characters (links, mentions)
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _money(value: Any) -> str:
-    try:
-        return f"${float(value):,.0f}"
-    except (TypeError, ValueError):
-        return "unknown"
-
-
-def _facts(escalation: dict, package: dict | None) -> dict:
-    """The few facts every alert shows, from the escalation and (when there is one) its package."""
-    package = package or {}
-    name = _find(package, "account_name", "name")
-    window = escalation.get("response_window_minutes") or _find(package, "response_window_minutes")
-    return {
-        "account": f"{name} ({escalation['account_id']})" if name else str(escalation["account_id"]),
-        "band": str(escalation.get("band") or "none"),
-        "arr": _find(package, "arr"),
-        "reason": escalation.get("detail") or str(escalation.get("reason", "")).replace("_", " "),
-        "owner": escalation.get("owner") or "unassigned",
-        "window": f"{window} min" if window else "not set",
-        "summary": _find(package, "summary") or "",
-    }
-
-
-def slack_payload(escalation: dict, package: dict | None = None, *, idempotency_key: str | None = None) -> dict:
-    """A Slack incoming-webhook message: `text` (notifications, clients without blocks) and `blocks`
-    with band, account, ARR, reason, owner, response window and the handoff summary."""
-    f = _facts(escalation, package)
-    band = f["band"].upper()
-    mark = BAND_MARK.get(f["band"], "")
-    text = f"{mark} {band} churn escalation: {f['account']}: {f['reason']}. Owner {f['owner']}, respond within {f['window']}."
-    fields = [("Band", band), ("Account", f["account"]), ("ARR", _money(f["arr"])), ("Reason", f["reason"]),
-              ("Owner", f["owner"]), ("Respond within", f["window"])]
-    blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{band} churn escalation: {f['account']}"[:150]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"[:2000]} for label, value in fields]},
-    ]
-    if f["summary"]:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(f["summary"])[:SLACK_SECTION_LIMIT]}})
-    context = [f"escalation #{escalation.get('id')}", f"queue {escalation.get('queue')}",
-               f"{escalation.get('occurrences', 1)} occurrence(s)"]
-    if escalation.get("follow_up_due"):
-        context.append(f"follow-up due {escalation['follow_up_due']}")
-    if idempotency_key:
-        context.append(f"ref {idempotency_key[:16]}")  # Slack does not dedupe: lets a reader spot a repeat
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(" · ".join(context))}]})
-    return {"text": _escape(text), "blocks": blocks}
-
-
-def webhook_payload(escalation: dict, package: dict | None = None, *, idempotency_key: str | None = None) -> dict:
-    """A generic JSON event: the escalation, the headline facts and the whole handoff package."""
-    f = _facts(escalation, package)
-    return {
-        "type": "churn.escalation",
-        "version": PAYLOAD_VERSION,
-        "idempotency_key": idempotency_key,
-        "escalation": escalation,
-        "headline": {key: f[key] for key in ("account", "band", "arr", "reason", "owner", "window")},
-        "summary": f["summary"],
-        "package": package,
-    }
-
-
-def build_payload(kind: str, escalation: dict, package: dict | None, *, idempotency_key: str | None = None) -> dict:
-    builders = {"slack": slack_payload, "webhook": webhook_payload}
-    if kind not in builders:
-        raise ValueError(f"destination kind {kind!r}: expected one of {sorted(builders)}")
-    return builders[kind](escalation, package, idempotency_key=idempotency_key)
-
-
-TOPIC_MARK = {"re_alert": ":alarm_clock:", "reminder": ":memo:", "monitor": ":chart_with_downwards_trend:"}
-
-
-def notice_payload(kind: str, topic: str, message: dict, *, idempotency_key: str, escalation_id: int | None = None) -> dict:
-    """A notice (a re-alert, a reminder, a monitor's breach) from `message` = {title, text, facts}:
-    for Slack `text` and `blocks` (header, text, the facts as fields, a context line with the key);
-    for a webhook {"type": "churn.<topic>", version, idempotency_key, title, text, facts} (and
-    escalation_id when it is about one)."""
-    title, body, facts = message["title"], message["text"], message["facts"]
-    if kind == "webhook":
-        out = {"type": f"churn.{topic}", "version": PAYLOAD_VERSION, "idempotency_key": idempotency_key,
-               "title": title, "text": body, "facts": facts}
-        return out if escalation_id is None else {**out, "escalation_id": escalation_id}
-    if kind != "slack":
-        raise ValueError(f"destination kind {kind!r}: expected one of ['slack', 'webhook']")
-    mark = TOPIC_MARK.get(topic, "")
-    blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": str(title)[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(body)[:SLACK_SECTION_LIMIT]}},
-    ]
-    if facts:  # Slack allows at most 10 fields in a section
-        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_escape(k)}*\n{_escape(v)}"[:2000]}
-                                                     for k, v in list(facts.items())[:10]]})
-    context = [topic.replace("_", "-")] + ([f"escalation #{escalation_id}"] if escalation_id is not None else [])
-    context.append(f"ref {idempotency_key[:16]}")  # Slack does not dedupe: lets a reader spot a repeat
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(" · ".join(context))}]})
-    return {"text": _escape(f"{mark} {title}: {body}".strip()), "blocks": blocks}
 
 
 def http_post(url: str, body: bytes, headers: dict, timeout: float) -> int:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from core.vocabulary import BANDS, HORIZONS
 from escalation.decision import Decision, decide
-from escalation.policy import BANDS, HORIZONS, EscalationPolicy
+from escalation.policy import EscalationPolicy
 from escalation.signals import batch_inputs, candidates
 
 QUEUE_COLUMNS = ["account_id", "cutoff", "escalate", "band", "queue", "priority", "owner", "primary_reason", "severity", "rules",

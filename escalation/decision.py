@@ -2,7 +2,7 @@
 to escalate, how urgently, to whom, and why out. A pure function: no I/O, no clock (the caller
 passes `now`), so every decision can be replayed from its inputs.
 
-Rules, in the order DOMAIN.md gives them:
+Rules, in the order docs/escalation-practice.md gives them:
 1. hard triggers escalate regardless of the model (band critical);
 2. the risk curve against per-horizon thresholds, lowered by the value and renewal factors and,
    only together with high value or a near renewal, by the sentiment multiplier (band high);
@@ -22,9 +22,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 
-from core.contracts import SEGMENTS
+from core.vocabulary import BANDS, SEGMENTS
 from escalation.holdout import eligible, in_holdout
-from escalation.policy import BANDS, EscalationPolicy
+from escalation.policy import EscalationPolicy
 
 #: severity of each rule's reason, for dedupe ("unless severity rises") and the primary reason
 SEVERITY = {"security": 5, "privacy": 5, "fraud": 5, "legal_threat": 5, "billing_dispute_high_value": 4, "critical_moment": 4,

@@ -1,6 +1,6 @@
-"""The escalation policy shared by support and CS (DOMAIN.md), as validated configuration.
+"""The escalation policy shared by support and CS (docs/escalation-practice.md), as validated configuration.
 
-Every number of DOMAIN.md is a default here and a key in `config/escalation.yaml`; an unknown key
+Every number of docs/escalation-practice.md is a default here and a key in `config/escalation.yaml`; an unknown key
 or an out-of-range value is an error naming the key. The policy's version is a hash of its
 content, recorded with every decision, so an audit can tell which rules were in force.
 """
@@ -15,11 +15,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.errors import InputError
+from core.errors import InputError, describe_validation
+from core.vocabulary import BANDS, HORIZONS
 from escalation.holdout import MAX_SHARE
-
-HORIZONS = (30, 60, 90, 180)
-BANDS = ("none", "watch", "high", "critical")
 
 
 class _Strict(BaseModel):
@@ -27,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class HardTriggers(_Strict):
-    """Escalate regardless of the model (DOMAIN.md: security, privacy, fraud, legal threats,
+    """Escalate regardless of the model (docs/escalation-practice.md: security, privacy, fraud, legal threats,
     billing disputes on high-value accounts, critical-moment phrases)."""
 
     security: bool = True
@@ -67,10 +65,10 @@ class Sentiment(_Strict):
 
 
 class Effort(_Strict):
-    """Repeated contacts on one issue (DOMAIN.md: 3 contacts = first-contact-resolution failure)."""
+    """Repeated contacts on one issue (docs/escalation-practice.md: 3 contacts = first-contact-resolution failure)."""
 
     asks_threshold: int = Field(3, ge=2, le=20, description="times the same question has been asked in the ticket")
-    #: the DOMAIN.md case that must escalate: the question asked again `asks_threshold` times,
+    #: the case that must escalate (docs/escalation-practice.md): the question asked again `asks_threshold` times,
     #: a frustrated tone, and a high-value account (or a near renewal)
     escalate_with_frustration_and_value: bool = True
 
@@ -245,9 +243,4 @@ def load_policy(config_dir: Path) -> EscalationPolicy:
     try:
         return EscalationPolicy(**(raw or {}))
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            key = ".".join(str(part) for part in e["loc"])
-            got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
-            problems.append(f"key '{key}': {e['msg']}{got}")
-        raise InputError(f"{path}: " + "; ".join(problems)) from None
+        raise InputError(f"{path}: " + describe_validation(exc, "key '{key}': {message}", got=True)) from None

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from core.vocabulary import HORIZONS
 from escalation.decision import AccountFacts, RiskView, TicketSignals
-from escalation.policy import HORIZONS, EscalationPolicy
+from escalation.policy import EscalationPolicy
 
-#: Incident language in customer messages (hard triggers of DOMAIN.md that no table records live).
+#: Incident language in customer messages (hard triggers of docs/escalation-practice.md that no table records live).
 INCIDENTS: dict[str, re.Pattern] = {
     "security": re.compile(r"\b(?:security (?:incident|breach|issue|vulnerability)|hacked|compromised account|unauthori[sz]ed (?:access|login)"
                            r"|ransomware|phishing|malware|account takeover)\b", re.IGNORECASE),

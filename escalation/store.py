@@ -1,7 +1,7 @@
 """The operational store: every decision (the audit trail), the escalations they open or merge
 into, the alert outbox, follow-ups and CS feedback.
 
-One SQLAlchemy 2 model, two backends (DESIGN.md, storage): a SQLite file by default (zero set-up,
+One SQLAlchemy 2 model, two backends (docs/design.md, storage): a SQLite file by default (zero set-up,
 one machine) and PostgreSQL by URL when several workers share it. The only backend-specific code
 is how a writer serialises itself: SQLite takes the database write lock at BEGIN (`BEGIN
 IMMEDIATE`), PostgreSQL takes a transaction-scoped advisory lock per dedupe key and claims outbox
@@ -67,24 +67,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from core.errors import InputError
+from core.vocabulary import BANDS, OUTCOMES, RESOLUTION_OUTCOMES, STATUSES
 from escalation.decision import Decision
-from escalation.policy import BANDS, Alerts, EscalationPolicy
+from escalation.payloads import alert_facts, build_payload, notice_payload
+from escalation.policy import Alerts, EscalationPolicy
 
 UTC = dt.timezone.utc
-#: the lifecycle: open -> acknowledged -> resolved, or expired when nobody worked it to an outcome
-STATUSES = ("open", "acknowledged", "resolved", "expired")
 #: statuses a repeat merges into: an acknowledged escalation has a human on it, so a repeat must
 #: not page anyone again
 ACTIVE = ("open", "acknowledged")
 #: where each status may go; resolved and expired are final (a repeat opens a new escalation)
 TRANSITIONS = {"open": ("acknowledged", "resolved", "expired"), "acknowledged": ("resolved", "expired"), "resolved": (), "expired": ()}
-#: what CS found when resolving an escalation (feedback's OUTCOMES are the customer's fate as rated later)
-RESOLUTION_OUTCOMES = ("saved", "churned", "not_at_risk")
 ALERT_STATUSES = ("pending", "sent", "failed")
 #: what an outbox row is about: an escalation's alert (opened or raised), its re-alert once its
 #: response window passed unacknowledged, a due follow-up's reminder, a monitor's breach (no escalation)
 TOPICS = ("escalation", "re_alert", "reminder", "monitor")
-OUTCOMES = ("saved", "churned", "unknown")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
 MAX_BACKOFF_SECONDS = Alerts.model_fields["max_backoff_seconds"].default
@@ -230,7 +227,7 @@ class AlertRow(Base):
 
 
 class FollowUpRow(Base):
-    """DOMAIN.md: a follow-up within 24 hours of every handoff; 41% of failed handoffs lack one."""
+    """docs/escalation-practice.md: a follow-up within 24 hours of every handoff (a missing one often fails it)."""
 
     __tablename__ = "follow_ups"
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
@@ -595,8 +592,6 @@ class Store:
                         now: dt.datetime, policy: EscalationPolicy) -> int:
         """One outbox row per destination of the escalation's queue; the payload is built now, so
         a later flush sends exactly what was decided, whatever the policy has become."""
-        from escalation.alerts import build_payload  # alerts imports this module for deliver()
-
         settings = policy.alerts
         if BANDS.index(escalation.band) < BANDS.index(settings.min_band):
             return 0
@@ -647,8 +642,6 @@ class Store:
                         now: dt.datetime, escalation_id: int | None = None) -> int:
         """The outbox rows of one notice, skipping destinations whose key is already there (a
         writer of the same dedupe is serialised by the caller's lock)."""
-        from escalation.alerts import notice_payload
-
         keys = {name: hashlib.sha256(f"{topic}|{dedupe}|{name}".encode()).hexdigest() for name in names}
         if not keys:
             return 0
@@ -1033,9 +1026,7 @@ def _duration(delta: dt.timedelta) -> str:
 
 def _escalation_facts(row: EscalationRow) -> tuple[str, dict]:
     # the account's name and the reason as the first alert read them
-    from escalation.alerts import _facts
-
-    facts = _facts(alert_view(row), row.package)
+    facts = alert_facts(alert_view(row), row.package)
     return facts["account"], {"escalation_id": row.id, "account": facts["account"], "band": row.band, "queue": row.queue or "none",
                               "owner": row.owner or "unassigned", "reason": facts["reason"]}
 

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from escalation.policy import HORIZONS, EscalationPolicy
+from core.vocabulary import HORIZONS
+from escalation.policy import EscalationPolicy
 
 #: thresholds are suggested on this grid, rounded up so the volume stays within the capacity
 STEP = 0.001
@@ -41,7 +42,7 @@ def threshold_factor(panel: pd.DataFrame, policy: EscalationPolicy) -> np.ndarra
     account, renewal_factor for a renewal within the window, and the sentiment multiplier when the
     customer is frustrated and either holds. Mirrors escalation/decision.py and
     escalation/signals.py `batch_inputs` (tested against them on a simulated panel)."""
-    from core.contracts import SEGMENTS
+    from core.vocabulary import SEGMENTS
 
     v, s = policy.value, policy.sentiment
     n = len(panel)

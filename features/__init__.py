@@ -1,1 +1,1 @@
-"""features layer (see DESIGN.md)."""
+"""features layer (see docs/design.md)."""

@@ -16,12 +16,10 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.vocabulary import HORIZONS, KEYS, LABELS
 from features.context import FeatureContext, FeatureParams
 from features.registry import Family, families
 
-HORIZONS = (30, 60, 90, 180)
-LABELS = tuple(f"churned_within_{h}d" for h in HORIZONS)
-KEYS = ("account_id", "cutoff")
 #: Days of history a default first cutoff leaves for baselines (the 90-day windows before the last 30).
 DEFAULT_WARMUP_DAYS = 120
 

@@ -1,8 +1,8 @@
 """Feature families and the feature dictionary.
 
 A family is a builder `(context) -> DataFrame` (one row per snapshot, in snapshot order) plus the
-specs of the columns it makes. Families register themselves here, so a new family (the text
-signals, say) plugs in without touching the panel builder. The dictionary (name, family, unit,
+specs of the columns it makes. The families are listed in one place, features/families/__init__.py
+(`FAMILIES`), so a new family (the text signals, say) plugs in without touching the panel builder. The dictionary (name, family, unit,
 description, sentence template) is what explanations and reports use to speak plain language.
 """
 
@@ -73,27 +73,21 @@ class Family:
     #: measures), by name; None for a name it does not make
     dynamic: Callable[[str], FeatureSpec | None] | None = None
 
+    def __post_init__(self) -> None:
+        bad = [s.name for s in self.specs if s.family != self.name]
+        if bad:
+            raise ValueError(f"family {self.name!r}: specs {bad} name another family")
+
     def makes(self, name: str) -> FeatureSpec | None:
         return self.dynamic(name) if self.dynamic is not None else None
 
 
-_FAMILIES: dict[str, Family] = {}
-
-
-def register(family: Family) -> Family:
-    """Add (or replace) a family; its specs must carry its name."""
-    bad = [s.name for s in family.specs if s.family != family.name]
-    if bad:
-        raise ValueError(f"family {family.name!r}: specs {bad} name another family")
-    _FAMILIES[family.name] = family
-    return family
-
-
 def families() -> list[Family]:
-    """Registered families, built-in ones first (importing `features.families` registers them)."""
-    import features.families  # noqa: F401  (registration happens on first use, not at package import)
+    """The built-in families in panel order (`FAMILIES` of features/families/__init__.py)."""
+    # imported here, not at the top: each family module imports this one for Family and spec
+    from features.families import FAMILIES
 
-    return list(_FAMILIES.values())
+    return list(FAMILIES)
 
 
 class FeatureSpecs(dict):
@@ -115,7 +109,7 @@ class FeatureSpecs(dict):
         return dict.__contains__(self, name) or self._dynamic(name) is not None
 
     def get(self, name: str, default: FeatureSpec | None = None) -> FeatureSpec | None:  # type: ignore[override]
-        return self[name] if name in self else default
+        return self[name] if name in self else default  # noqa: SIM401  (this is get(): self.get would recurse)
 
 
 def feature_specs() -> FeatureSpecs:

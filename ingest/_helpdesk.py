@@ -17,7 +17,8 @@ from typing import Annotated, ClassVar
 import pandas as pd
 from pydantic import AfterValidator, model_validator
 
-from core.contracts import AUTHORS, CHANNELS, CONTRACTS, TICKET_CATEGORIES
+from core.contracts import CONTRACTS
+from core.vocabulary import AUTHORS, CHANNELS, TICKET_CATEGORIES
 from ingest._export import Options, check_values, event_frame, fail, first_mapped
 
 TICKET_COLUMNS = CONTRACTS["tickets"].column_names

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from core.contracts import PRIORITIES
+from core.vocabulary import PRIORITIES
 from ingest._export import (
     Paths,
     Section,

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
 from core.contracts import CONTRACTS
-from core.errors import InputError
+from core.errors import InputError, describe_validation
 from ingest._export import Options
 
 #: Sections read by a connector module of this package: section -> (module, options model, reader).
@@ -216,15 +216,9 @@ def load_mapping(path: str | Path) -> MappingFile:
     try:
         return MappingFile.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(f"{path}: " + "; ".join(describe_errors(exc))) from None
+        raise InputError(f"{path}: " + describe_errors(exc)) from None
 
 
-def describe_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
-    """pydantic errors as `key: problem (got value)` lines, the key dotted from the file's top."""
-    problems = []
-    for e in exc.errors():
-        key = ".".join(str(part) for part in (*prefix, *e["loc"]))
-        message = e["msg"].removeprefix("Value error, ")
-        got = f" (got {e['input']!r})" if e["type"] != "value_error" and not isinstance(e.get("input"), dict | type(None)) else ""
-        problems.append(f"{key}: {message}{got}" if key else f"{message}{got}")
-    return problems
+def describe_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """pydantic errors as `key: problem (got value)`, the key dotted from the file's top."""
+    return describe_validation(exc, prefix=prefix, empty=None, got=True, plain_value_errors=True)

@@ -300,7 +300,7 @@ def _read_connectors(mapping: MappingFile, mapping_path: Path, base: Path):
         try:
             source = getattr(module, model_name).model_validate(options)
         except ValidationError as exc:
-            raise InputError(f"{mapping_path}: " + "; ".join(describe_errors(exc, prefix=(section,)))) from None
+            raise InputError(f"{mapping_path}: " + describe_errors(exc, prefix=(section,))) from None
         tables = getattr(module, reader_name)(source, base)
         unknown = [t for t in tables if t not in CONTRACTS]
         if unknown:

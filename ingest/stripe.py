@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator, model_validator
 
-from core.contracts import TERM_MONTHS
+from core.vocabulary import TERM_MONTHS
 from ingest._export import (
     FILE,
     Options,

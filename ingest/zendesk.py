@@ -6,7 +6,7 @@ ticket events export (audits with `child_events`, optionally with the `comment_e
 ticket comments (records with `ticket_id`, or one file per ticket named by its id, as
 /api/v2/tickets/{id}/comments returns them), users, organizations and satisfaction ratings.
 
-Every fact keeps its own time (DESIGN.md, "Input tables"): a ticket's status changes become
+Every fact keeps its own time (docs/data.md): a ticket's status changes become
 resolved / reopened events when they happened, CSAT is dated when the customer answered, and
 the ticket's final state (status, satisfaction_rating) is never used as a fact.
 
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from core.contracts import PRIORITIES
+from core.vocabulary import PRIORITIES
 from ingest._export import (
     FILE,
     Options,

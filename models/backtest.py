@@ -38,7 +38,8 @@ import pandas as pd
 
 from core.errors import InputError
 from core.mapping import Mapper, serial_map
-from models.curve import HORIZONS, LABELS, BoosterTrainer, CurveParams, fit_curve
+from core.vocabulary import HORIZONS, LABELS
+from models.curve import BoosterTrainer, CurveParams, fit_curve
 from models.metrics import score_metrics
 
 #: The least history a fold trains on, in days of cutoffs whose outcome is known at the test cutoff.

@@ -1,6 +1,6 @@
 """Baselines that sit in the same backtest table as the model.
 
-- rules: the triggers of DOMAIN.md counted per snapshot (critical moments, detractor NPS, silence,
+- rules: the warning signs (docs/escalation-practice.md) counted per snapshot (critical moments, detractor NPS, silence,
   usage collapse, risk events, repeated contacts, a near renewal); the count is turned into a
   probability by the churn rate each count had in the training rows.
 - logistic: logistic regression per horizon on the same features (median imputation with missing
@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from models.curve import CATEGORICAL, LABELS
+from core.vocabulary import CATEGORICAL, LABELS
 
 TRIGGERS: dict[str, str] = {
     "critical moment in 90 days": "critical_moments_90d >= 1",

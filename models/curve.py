@@ -36,12 +36,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InputError
+from core.errors import InputError, describe_validation
+from core.vocabulary import CATEGORICAL, HORIZONS, LABELS
 
-HORIZONS = (30, 60, 90, 180)
-LABELS = tuple(f"churned_within_{h}d" for h in HORIZONS)
-CURVE_COLUMNS = tuple(f"p_{h}d" for h in HORIZONS)
-CATEGORICAL = ("segment", "billing", "plan", "industry", "region")
 #: Columns the hazard model adds to the features: the interval's index and length, and whether the
 #: account's renewal date falls inside the interval (annual contracts churn mostly at renewal).
 INTERNAL = ("_interval", "_length", "_renewal_in_interval")
@@ -99,7 +96,7 @@ class CurveParams(BaseModel):
             try:
                 CurveParams(**candidate)
             except ValidationError as exc:
-                raise ValueError(f"candidate {i}: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+                raise ValueError(f"candidate {i}: " + describe_validation(exc, depth=1)) from None
         return search
 
     def candidates(self) -> list[CurveParams]:

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.vocabulary import HORIZONS
 from features.registry import FeatureSpec
-from models.curve import HORIZONS, RiskCurveModel
+from models.curve import RiskCurveModel
 
 
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from models.curve import HORIZONS, LABELS
+from core.vocabulary import HORIZONS, LABELS
 
 
 def _pyplot():

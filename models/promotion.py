@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.curve import HORIZONS
+from core.vocabulary import HORIZONS
 
 #: model-version tags of the champion alias' history (models/registry.py writes them when the alias
 #: moves): the champion a version replaced, and since when it is the champion

@@ -212,7 +212,7 @@ def top_reasons(contrib: np.ndarray, risk: np.ndarray, features: Sequence[str], 
 def base_points(model, frame: pd.DataFrame, specs: Mapping[str, FeatureSpec], horizon_days: int = 90) -> tuple[np.ndarray, Reference]:
     """Every account's points [n, features] at a horizon, measured against `frame` itself (a base
     scored at one cutoff), and that reference."""
-    from models.curve import HORIZONS
+    from core.vocabulary import HORIZONS
 
     X = model.encode(frame)
     risk = model.curve_matrix(X)[:, HORIZONS.index(horizon_days)]

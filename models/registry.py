@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from models.curve import CURVE_COLUMNS, RiskCurveModel
+from core.vocabulary import CURVE_COLUMNS
+from models.curve import RiskCurveModel
 from models.promotion import CHAMPION_PREVIOUS, CHAMPION_SINCE
 
 MODEL_NAME = "churn-risk"

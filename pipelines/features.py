@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.contracts import CONTRACTS, TableFiles, coerce_column, coerce_columns, validate_tables
-from core.errors import ContractError, InputError, Violation, format_keys
+from core.errors import ContractError, InputError, Violation, describe_validation, format_keys
 from core.io import atomic_dir, write_json
 from core.mapping import Mapper, serial_map
 from features.context import FeatureParams
@@ -29,13 +29,14 @@ from features.families.usage import add_totals, daily_totals
 from features.panel import (LABELS, TIME_COLUMNS, build_features, calendar_cutoffs, data_range_of, families_without_data, make_cutoffs,
                             make_labels, parse_every, snapshot_keys, with_calendar)
 from features.registry import feature_dictionary
-from features.text.cache import TextCache
-from features.text.sentiment import SentimentModel, score_texts
-from features.text.outcomes import predict_outcomes, ticket_outcome_inputs
+from features.text.sentiment import score_texts
 from features.text.signals import SignalParams, message_signals
+from models.outcomes import predict_outcomes, ticket_outcome_inputs
+from text.cache import TextCache
+from text.sentiment import SentimentModel
 
 if TYPE_CHECKING:
-    from pipelines.text import TextSource
+    from text.loading import TextSource
 
 SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_events")
 BIG = ("usage_daily", "ticket_messages")
@@ -49,7 +50,7 @@ def load_feature_params(config_dir: Path) -> FeatureParams:
     try:
         return FeatureParams(**(yaml.safe_load(path.read_text()) or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        problems = describe_validation(exc, "key '{key}': {message}")
         raise InputError(f"{path}: {problems}") from None
 
 
@@ -258,7 +259,7 @@ def run_features(
 ) -> dict:
     """Validate `data`, build the panel block by block, write snapshots/ and feature_dictionary.json.
 
-    `text`: None (no text signals) or a pipelines.text.TextSource (the sentiment model and cache,
+    `text`: None (no text signals) or a text.loading.TextSource (the sentiment model and cache,
     which another process loads for itself).
     `as_of`: one cutoff only, that date ("latest": the end of the data), for scoring.
     `map_blocks`: how the blocks run (here in turn, or as tasks of a Prefect task runner); every

@@ -166,7 +166,7 @@ def _map_jobs(fn: Callable[[Any], dict], jobs: list) -> list:
 
 
 def _features_key(data: Path, every: str, text: bool, start: str | None, end: str | None, settings: Settings) -> str:
-    from pipelines.text import head_path
+    from text.loading import head_path
 
     head = head_path(settings.model_copy(update={"data_dir": data}))
     model = f"{settings.sentiment_model}:{head}:{head.stat().st_mtime_ns if head.is_file() else 'shipped'}" if text else "none"
@@ -180,7 +180,7 @@ def build_features(data: str, out: str, every: str = "30d", text: bool = True, s
     already built from the same data, parameters and text model is reused."""
     from core.io import write_json
     from pipelines import features as feat
-    from pipelines.text import text_source
+    from text.loading import text_source
 
     settings = load_settings()
     key = _features_key(Path(data), every, text, start, end, settings)

@@ -15,14 +15,13 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from core.errors import ChurnError, InputError
+from core.errors import ChurnError, InputError, describe_validation
+from core.vocabulary import HORIZONS, KEYS, LABELS
 from models.backtest import MIN_TRAIN_DAYS, BacktestPlan, NotEvaluated, infer_data_end, plan_backtest, run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
-from models.curve import HORIZONS, LABELS, SEARCHABLE, BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
+from models.curve import SEARCHABLE, BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
 from models.promotion import PromotionPolicy, decide, metric_key
 from pipelines.features import read_snapshots
-
-KEYS = ("account_id", "cutoff")
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,7 @@ def load_model_config(config_dir: Path) -> ModelConfig:
         section = "promotion"
         promotion = PromotionPolicy(**(raw.get("promotion") or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"key '{section}.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise InputError(f"{path}: {problems}") from None
+        raise InputError(f"{path}: " + describe_validation(exc, f"key '{section}.{{key}}': {{message}}")) from None
     backtest = {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
     distributed = {"min_snapshots": 1_000_000, **(raw.get("dask") or {})}
     return ModelConfig(curve, int(backtest["folds"]), float(backtest["budget"]), promotion, int(distributed["min_snapshots"]))

@@ -38,11 +38,12 @@ import pandas as pd
 from core.errors import ChurnError
 from core.io import write_json, write_parquet
 from core.settings import Settings
-from models.curve import CURVE_COLUMNS, HORIZONS
+from core.vocabulary import CURVE_COLUMNS, HORIZONS
 from reports.leadership import psi
 
 MONITORS = ("feature_drift", "score_distribution", "calibration")
-LABELS = {"feature_drift": "feature drift", "score_distribution": "score distribution", "calibration": "calibration"}
+#: each monitor as a message names it ("feature drift")
+LABELS = {m: m.replace("_", " ") for m in MONITORS}
 STATES = ("ok", "breach", "not_enough_data", "unavailable")
 TOPIC = "monitor"
 HISTORY = "history"

@@ -17,7 +17,8 @@ import pandas as pd
 from core.errors import ChurnError
 from core.io import staged_output, write_json, write_parquet
 from core.settings import Settings
-from models.curve import CURVE_COLUMNS, HORIZONS, RiskCurveModel
+from core.vocabulary import BANDS, CURVE_COLUMNS, HORIZONS
+from models.curve import RiskCurveModel
 
 if TYPE_CHECKING:
     from core.mapping import Mapper
@@ -47,7 +48,7 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     from features.registry import feature_specs
     from models import registry
     from pipelines.features import load_feature_params, read_snapshots, run_features
-    from pipelines.text import text_source
+    from text.loading import text_source
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
@@ -105,7 +106,7 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
         queue.to_csv(stage / "queue.csv", index=False)
         result = {"data": str(data), "out": str(out), "as_of": str(cutoff.date()), "model": uri, "model_version": version,
                   "policy_version": policy.version, "accounts": len(panel), "escalations": len(escalated), "held_out": len(held_out),
-                  "bands": {b: int((scores["tier"] == b).sum()) for b in ("critical", "high", "watch", "none")},
+                  "bands": {b: int((scores["tier"] == b).sum()) for b in BANDS[::-1]},
                   "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
                   **recorded, "seconds": round(time.perf_counter() - started, 1)}
         write_json(result, stage / "score_summary.json")

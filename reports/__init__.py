@@ -1,1 +1,1 @@
-"""reports layer (see DESIGN.md)."""
+"""reports layer (see docs/design.md)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-HORIZONS = (30, 60, 90, 180)
+from core.vocabulary import BANDS, HORIZONS
 
 
 @dataclass
@@ -265,7 +265,7 @@ def render_report(inputs: ReportInputs) -> str:
     s["expected_arr_lost_90d"] = s["p_90d"] * s["arr_current"].fillna(0)
     total_arr = float(s["arr_current"].fillna(0).sum())
     arr_90 = float(s["expected_arr_lost_90d"].sum())
-    bands = s["tier"].value_counts().reindex(["critical", "high", "watch", "none"]).fillna(0).astype(int)
+    bands = s["tier"].value_counts().reindex(list(BANDS[::-1])).fillna(0).astype(int)
 
     # risk by horizon and segment
     fig, ax = plt.subplots(figsize=(7, 3.2))

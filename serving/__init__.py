@@ -1,1 +1,1 @@
-"""serving layer (see DESIGN.md)."""
+"""serving layer (see docs/design.md)."""

@@ -16,6 +16,18 @@ from core.settings import Settings, absolute_url
 #: where `churn demo` records its outputs, under DATA_DIR: `churn serve` serves them when not told otherwise
 DEMO_POINTER = "last_demo.json"
 
+#: the project folder: the server runs from it, so BentoML imports the service from this checkout
+ROOT = Path(__file__).resolve().parent.parent
+
+#: what `bentoml serve` loads: the service configured for serving (serving/server.py); bentofile.yaml names it too
+SERVICE = "serving.server:ChurnService"
+
+
+def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The `bentoml serve` command line (of this interpreter's environment) for the scoring API,
+    run with `cwd=ROOT` by `churn serve` and by serving/process.py."""
+    return [str(Path(sys.executable).with_name("bentoml")), "serve", SERVICE, "--port", str(port), "--host", host]
+
 
 def record_demo(settings: Settings, out: Path, result: dict) -> Path:
     """Write DATA_DIR/last_demo.json: the demo's scores, model and report, as absolute locations."""
@@ -66,7 +78,7 @@ def check(settings: Settings) -> str:
     try:
         registry.load_curve(uri)  # what each worker does first
         described = registry.describe(uri)
-    except Exception as exc:  # MLflow raises several types; the operator needs the URI and the fix
+    except Exception as exc:  # noqa: BLE001  (MLflow raises several types; the operator needs the URI and the fix)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"CHURN_MODEL_URI {uri}: cannot load it from {settings.mlflow_tracking_uri} ({reason}); train and promote a model "
                          "first (`churn train`, `churn promote`, or `churn demo`), or set CHURN_MODEL_URI") from None
@@ -77,7 +89,7 @@ def check(settings: Settings) -> str:
         Store(settings.store_url, load_policy(settings.config_dir)).close()
     except ChurnError:
         raise
-    except Exception as exc:  # SQLAlchemy's errors: the URL and the reason are what the operator needs
+    except Exception as exc:  # noqa: BLE001  (SQLAlchemy's errors: the URL and the reason are what the operator needs)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"CHURN_STORE_URL {settings.store_url}: cannot open it ({reason}); set CHURN_STORE_URL to a database this "
                          "machine can reach (default sqlite:///data/store.db)") from None

@@ -1,6 +1,6 @@
 """The escalation lifecycle as JSON documents: one function per action, answering what the API's
 lifecycle endpoints return (serving/service.py) and what `churn escalations` / `churn follow-ups`
-print with --json (pipelines/escalations_cli.py). Both call these, so they cannot drift apart.
+print with --json (pipelines/commands/escalations.py). Both call these, so they cannot drift apart.
 
 The store (escalation/store.py) checks statuses, outcomes and transitions and names what was
 expected, and raises UnknownEscalation (HTTP 404) for an id it does not hold; these functions add

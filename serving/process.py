@@ -7,17 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from subprocess import DEVNULL, PIPE
 
 from core import processes
-
-ROOT = Path(__file__).resolve().parent.parent
+from serving.launch import ROOT, serve_command
 
 
 def free_port() -> int:
@@ -30,9 +27,7 @@ def free_port() -> int:
 def running_server(env: dict[str, str], *, timeout: float = 180) -> Iterator[str]:
     """Yield the base URL of a ready server with `env` added to this process's environment."""
     port = free_port()
-    bentoml = Path(sys.executable).with_name("bentoml")
-    server = processes.start([str(bentoml), "serve", "serving.service:ChurnService", "--port", str(port), "--host", "127.0.0.1"],
-                             cwd=ROOT, env={**os.environ, **env}, stdout=DEVNULL, stderr=PIPE)
+    server = processes.start(serve_command(port), cwd=ROOT, env={**os.environ, **env}, stdout=DEVNULL, stderr=PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout

@@ -24,8 +24,8 @@ import pandas as pd
 
 from core.errors import ChurnError
 from core.settings import Settings
+from core.vocabulary import HORIZONS
 from escalation.decision import AccountFacts, Decision, RiskView, TicketSignals, decide
-from escalation.policy import HORIZONS
 from serving import schemas
 
 TOP_REASONS = 3
@@ -117,7 +117,7 @@ class ServingRuntime:
         self.cache = None
         if text:  # load and warm the text models now: the first ticket must not wait for them
             from features.text.sentiment import score_texts
-            from pipelines.text import open_cache
+            from text.loading import open_cache
 
             # every ticket update re-sends the ticket's earlier messages: only new sentences go through the encoder
             self.cache = open_cache(settings)
@@ -297,7 +297,7 @@ class ServingRuntime:
     def sentiment_model(self):
         with self._lock:
             if self._sentiment is None:
-                from pipelines.text import load_sentiment_model
+                from text.loading import load_sentiment_model
 
                 # the same model as batch work (a message's sentiment here and in the features agree)
                 self._sentiment = load_sentiment_model(self.settings, threads=self._text_threads)

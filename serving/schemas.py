@@ -10,14 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.vocabulary import Author, Band, Horizon, Outcome, Priority, TicketCategory
+
 MAX_ACCOUNTS = 1000
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 10_000
 MAX_FEATURES = 500
 ACCOUNT_ID_CHARS = 128
 
-Category = Literal["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"]
-Priority = Literal["low", "normal", "high", "urgent"]
 FeatureValue = float | int | str | bool | None
 
 
@@ -55,7 +55,7 @@ class Curve(_Model):
 class AccountScore(_Model):
     account_id: str
     curve: Curve
-    tier: Literal["critical", "high", "watch", "none"] = Field(description="The escalation policy's band for the risk alone (no ticket).")
+    tier: Band = Field(description="The escalation policy's band for the risk alone (no ticket).")
     top_reasons: list[Reason] = Field(description="The drivers raising the risk most (never context), with their points on the reasons' horizon.")
     context: list[Reason] = Field(default_factory=list, description="Context features with the largest effect (segment, plan, ARR level...): shown as context, not as reasons.")
     base_rate: float | None = Field(None, description="Risk of the scored base's average account (on the log-odds scale) at the reasons' horizon: the points are measured from it.")
@@ -74,14 +74,14 @@ class ScoreResponse(_Model):
 
 
 class Message(_Model):
-    author: Literal["customer", "agent"]
+    author: Author
     sent_at: dt.datetime = Field(description="ISO 8601; a time without an offset is read as UTC.", examples=["2025-03-11T09:02:00Z"])
     body: str = Field(max_length=MAX_MESSAGE_CHARS)
 
 
 class Ticket(_Model):
     ticket_id: str = Field(min_length=1, max_length=128, examples=["T-88213"])
-    category: Category = "technical"
+    category: TicketCategory = "technical"
     priority: Priority = "normal"
     subject: str | None = Field(None, max_length=500)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -114,7 +114,7 @@ class RuleOut(_Model):
 
 class DecisionOut(_Model):
     escalate: bool
-    band: Literal["critical", "high", "watch", "none"]
+    band: Band
     queue: str | None
     priority: str | None
     owner: str | None
@@ -140,7 +140,7 @@ class AssessTicketResponse(_Model):
 
 class ExplainRequest(_Model):
     account_id: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS)
-    horizon_days: Literal[30, 60, 90, 180] = 90
+    horizon_days: Horizon = 90
 
 
 class ExplainResponse(_Model):
@@ -161,7 +161,7 @@ class FeedbackRequest(_Model):
     escalation_id: int = Field(ge=1)
     rating: int = Field(ge=1, le=5, description="Quality of the handoff, 1 (poor) to 5 (excellent).")
     comment: str | None = Field(None, max_length=5000)
-    outcome: Literal["saved", "churned", "unknown"] = "unknown"
+    outcome: Outcome = "unknown"
 
 
 class FeedbackResponse(_Model):

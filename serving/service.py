@@ -1,6 +1,6 @@
-"""The scoring API: one BentoML service around serving/runtime.py.
-
-    bentoml serve serving.service:ChurnService --port 3000      (or `churn serve`, `make serve`)
+"""The scoring API's endpoints: a thin class around serving/runtime.py. serving/server.py makes it
+the BentoML service `bentoml serve` runs (its options, auth, request deadline); importing this
+module changes nothing in BentoML, so tests and tools can import the class alone.
 
 Endpoints (POST, JSON): /score (batchable), /assess_ticket, /explain, /feedback, /model; the
 escalation lifecycle: /escalations, /escalation, /acknowledge, /resolve, /follow_ups,
@@ -21,13 +21,12 @@ import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound
 from pydantic import Field
 
-from core.errors import InputError
+from core.errors import InputError, describe_validation
+from core.vocabulary import HORIZONS
 from escalation.store import UnknownEscalation
 from serving import schemas
-from serving.auth import BearerAuth
 from serving.batching import MicroBatcher
 from serving.runtime import NotFound as UnknownAccount
-from serving.traffic import install as install_request_timeout
 
 log = logging.getLogger("churn.serving")
 
@@ -62,10 +61,9 @@ def _batch_sizes():
     return _BATCH_SIZES
 
 
-# two worker processes: one per core of the reference machine (8 clients at once: 408 req/s
-# against 231 with one worker, same p50 at concurrency 1)
-@bentoml.service(name="churn", traffic={"timeout": 30}, workers=2)
-class ChurnService:
+class ChurnAPI:
+    """The endpoints; serving/server.py `configure()`s them into the `ChurnService` BentoML serves."""
+
     def __init__(self) -> None:
         from core.settings import load_settings
         from serving.runtime import ServingRuntime
@@ -134,8 +132,8 @@ class ChurnService:
     @bentoml.api
     def explain(self, account_id: str, horizon_days: int = 90) -> schemas.ExplainResponse:
         """Every reason raising and lowering one account's risk at a horizon, and the total per feature family."""
-        if horizon_days not in (30, 60, 90, 180):
-            raise InvalidArgument(f"horizon_days {horizon_days}: expected one of 30, 60, 90, 180")
+        if horizon_days not in HORIZONS:
+            raise InvalidArgument(f"horizon_days {horizon_days}: expected one of {', '.join(map(str, HORIZONS))}")
         return _mapped(lambda: self.runtime.explain(schemas.ExplainRequest(account_id=account_id, horizon_days=horizon_days)))
 
     @bentoml.api
@@ -146,7 +144,7 @@ class ChurnService:
         try:
             request = schemas.FeedbackRequest(escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome)
         except ValidationError as exc:
-            raise InvalidArgument("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise InvalidArgument(describe_validation(exc)) from None
         return _mapped(lambda: self.runtime.feedback(request))
 
     @bentoml.api
@@ -198,11 +196,12 @@ class ChurnService:
         return _mapped(lambda: lifecycle.follow_up_done(self.runtime.store, escalation_id, by))
 
 
-ChurnService.add_asgi_middleware(BearerAuth)
-install_request_timeout()  # BentoML's request timer is never cancelled: see serving/traffic.py
 
-# Every response here is JSON. BentoML works out a response's media type from the output model's
-# JSON schema unless the model names it, and for a list output it builds that schema again on
-# every request: 13% of a worker's time under load. Naming it saves the work.
-for _api in ChurnService.apis.values():
-    _api.output_spec.media_type = "application/json"
+def __getattr__(name: str):
+    # `bentoml serve serving.service:ChurnService`, the target of earlier releases, keeps working:
+    # the configured service is built on first request for it (serving/server.py), not at import
+    if name == "ChurnService":
+        from serving.server import ChurnService
+
+        return ChurnService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

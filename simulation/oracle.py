@@ -26,11 +26,10 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from core.errors import InputError
+from core.vocabulary import HORIZONS
 from simulation.accounts import renewal_days
 from simulation.config import Dynamics, SimulationConfig
 from simulation.latent import SHOCK_ORDER
-
-HORIZONS = (30, 60, 90, 180)
 
 
 def load_truth(truth_dir: str | Path) -> dict:

@@ -237,7 +237,7 @@ REPHRASE_OPENERS = (
     "Let me rephrase.", "Still waiting on this.", "Like I mentioned,", "To be clear,", "",
 )
 
-#: Critical moments (DOMAIN.md): category -> sentences. Negated look-alikes come separately.
+#: Critical moments (docs/escalation-practice.md): category -> sentences. Negated look-alikes come separately.
 CRITICAL_SENTENCES: dict[str, tuple[str, ...]] = {
     "cancel": (
         "We are seriously considering cancelling our subscription.",

@@ -6,11 +6,40 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 # Tests must never pick up a developer's own settings file or environment.
 os.environ.setdefault("CHURN_SETTINGS_FILE", "/nonexistent/settings.yaml")
+
+#: CHURN_TEST_SHUFFLE=<seed> runs the tests in a shuffled order, to show that none depends on another
+SHUFFLE = "CHURN_TEST_SHUFFLE"
+
+
+def pytest_report_header(config) -> str | None:
+    seed = os.environ.get(SHUFFLE)
+    return f"{SHUFFLE}={seed}: modules, and the tests within each, in a shuffled order" if seed else None
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own ordering by fixture
+def pytest_collection_modifyitems(config, items) -> None:
+    """With CHURN_TEST_SHUFFLE=<seed>, shuffle the modules and the tests within each module (a module
+    stays together, so its module-scoped fixtures are built once); the same seed, the same order."""
+    import random
+
+    seed = os.environ.get(SHUFFLE)
+    if not seed:
+        return
+    rng = random.Random(seed)
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    rng.shuffle(groups)
+    for group in groups:
+        rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,7 +47,7 @@ def encoder_exports(tmp_path_factory):
     """The sentence encoder's ONNX export, made once per session in its own folder (not the user's
     ~/.cache): the setting for the CLI runs, flows and servers the session starts, and the default
     for encoders the tests build themselves."""
-    from features.text import encoder
+    from text import encoder
 
     folder = tmp_path_factory.mktemp("encoders")
     os.environ["CHURN_ENCODER_CACHE"] = str(folder)
@@ -33,7 +62,7 @@ def prefect_backend(tmp_path_factory):
     flows), with Prefect's home, results and logs kept out of the user's ~/.prefect."""
     import sys
 
-    from pipelines.cli import prefect_console_to
+    from pipelines.console import prefect_console_to
 
     home = tmp_path_factory.mktemp("prefect")
     # a local server a test starts (pipelines/prefect_server.py) lives here, and is stopped below
@@ -60,7 +89,7 @@ def prefect_logs_to_this_tests_stderr():
     own captured stderr and closes it afterwards."""
     import sys
 
-    from pipelines.cli import prefect_console_to
+    from pipelines.console import prefect_console_to
 
     prefect_console_to(sys.stderr)
     yield
@@ -268,3 +297,50 @@ def champion_environment(root: Path, tokens: str = "test-token"):
     env = _environment_variables(root, tokens)
     with _environment(env):
         yield {"root": root, "env": env, "features": read_snapshots(root / "f")}
+
+
+class StubSentimentModel:
+    """A tiny, deterministic stand-in for text.sentiment.SentimentModel (the same interface:
+    `key`, `predict`, `embedder` with its similarity thresholds), for unit tests of the text
+    features without the encoder. Label by word lists: a message with a word of NEGATIVE is
+    negative (p = 0.8), else one with a word of POSITIVE positive, else neutral; so its score
+    (P(positive) - P(negative)) is -0.7, 0.7 or 0. Embedding: a hashed bag of words, normalised,
+    so the same words give the same vector (cosine 1) and texts sharing no word are orthogonal (but
+    for hash collisions)."""
+
+    NEGATIVE = frozenset({"charged", "cancel", "broken", "fails", "angry"})
+    POSITIVE = frozenset({"thanks", "great"})
+    DIMENSION = 256
+    key = "stub-sentiment"
+    rephrase_similarity = 0.9
+    repeat_similarity = 0.9
+
+    @property
+    def embedder(self) -> StubSentimentModel:
+        return self
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        import re
+
+        return re.findall(r"[a-z']+", text.lower())
+
+    def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        import zlib
+
+        probabilities = np.zeros((len(texts), 3))
+        embeddings = np.zeros((len(texts), self.DIMENSION), dtype=np.float32)
+        for i, text in enumerate(texts):
+            words = set(self.words(text))
+            label = 0 if words & self.NEGATIVE else 2 if words & self.POSITIVE else 1
+            probabilities[i] = 0.1
+            probabilities[i, label] = 0.8
+            for word in words:
+                embeddings[i, zlib.crc32(word.encode()) % self.DIMENSION] += 1.0
+            embeddings[i] /= max(float(np.linalg.norm(embeddings[i])), 1e-12)
+        return probabilities, embeddings
+
+
+@pytest.fixture
+def stub_text_model() -> StubSentimentModel:
+    return StubSentimentModel()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.contracts import TERM_MONTHS
+from core.vocabulary import TERM_MONTHS
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY, EventIndex, to_seconds
 
 F = "business"
@@ -108,4 +108,4 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     return out
 
 
-register(Family(F, "the account's value, contract and relationship", build_business, SPECS, ("accounts",)))
+FAMILY = Family(F, "the account's value, contract and relationship", build_business, SPECS, ("accounts",))

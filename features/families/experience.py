@@ -1,5 +1,5 @@
 """Experience: predicted CSAT and CES for every resolved ticket, answered or not (see
-`features.text.outcomes`), aggregated at each cutoff over tickets resolved before it."""
+`models.outcomes`), aggregated at each cutoff over tickets resolved before it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY, EventIndex, to_seconds
 
 F = "experience"
@@ -41,4 +41,4 @@ def build_experience(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family(F, "predicted satisfaction and effort of every ticket, not only the answered ones", build_experience, SPECS, ("ticket_events",)))
+FAMILY = Family(F, "predicted satisfaction and effort of every ticket, not only the answered ones", build_experience, SPECS, ("ticket_events",))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY
 
 F = "risk_events"
@@ -29,4 +29,4 @@ def build_risk_events(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-register(Family(F, "risk events: disputes, failed payments, incidents, legal threats, sponsor changes, downgrades", build_risk_events, SPECS, ("account_events",)))
+FAMILY = Family(F, "risk events: disputes, failed payments, incidents, legal threats, sponsor changes, downgrades", build_risk_events, SPECS, ("account_events",))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.contracts import TICKET_CATEGORIES
+from core.vocabulary import TICKET_CATEGORIES
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY, EventIndex, open_at
 
 NONE_90 = "no such event in the last 90 days"
@@ -167,6 +167,8 @@ def build_communication(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family("support", "ticket volume, backlog and repeated issues", build_support, SUPPORT, ("tickets",)))
-register(Family("effort", "customer effort: waits, breaches, reopens, transfers, channel switches, CES", build_effort, EFFORT, ("ticket_events",)))
-register(Family("communication", "conversations with support, and the customer going quiet", build_communication, COMMUNICATION, ("ticket_messages",)))
+FAMILIES = (
+    Family("support", "ticket volume, backlog and repeated issues", build_support, SUPPORT, ("tickets",)),
+    Family("effort", "customer effort: waits, breaches, reopens, transfers, channel switches, CES", build_effort, EFFORT, ("ticket_events",)),
+    Family("communication", "conversations with support, and the customer going quiet", build_communication, COMMUNICATION, ("ticket_messages",)),
+)

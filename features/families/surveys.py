@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY, EventIndex, to_seconds
 
 F = "surveys"
@@ -47,4 +47,4 @@ def build_surveys(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family(F, "what customers say in surveys (NPS, CSAT)", build_surveys, SPECS, ("surveys", "ticket_events")))
+FAMILY = Family(F, "what customers say in surveys (NPS, CSAT)", build_surveys, SPECS, ("surveys", "ticket_events"))

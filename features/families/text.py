@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import FeatureContext
-from features.registry import Family, register, spec
+from features.registry import Family, spec
 from features.timeline import DAY, EventIndex, to_seconds
 
 F = "text"
@@ -78,4 +78,4 @@ def build_text(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-register(Family(F, "what customers write: tone, critical moments, repeated questions, frustration", build_text, SPECS, ("ticket_messages",)))
+FAMILY = Family(F, "what customers write: tone, critical moments, repeated questions, frustration", build_text, SPECS, ("ticket_messages",))

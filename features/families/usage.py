@@ -22,9 +22,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.contracts import CONTRACTS, USAGE_METRICS
+from core.contracts import CONTRACTS
+from core.vocabulary import USAGE_METRICS
 from features.context import FeatureContext
-from features.registry import Family, FeatureSpec, register, spec
+from features.registry import Family, FeatureSpec, spec
 from features.timeline import DAY, DailyGrid, to_seconds
 
 F = "usage"
@@ -317,4 +318,4 @@ def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarra
             put(name, np.full(len(rows), np.nan))
 
 
-register(Family(F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily",), dynamic=extra_spec))
+FAMILY = Family(F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily",), dynamic=extra_spec)

@@ -1,3 +1,3 @@
-"""Text and effort signals from support conversations: transformer sentiment, critical moments,
-repeated questions, frustration trajectory. Heavy libraries (torch, transformers) are imported
-only when a model is first used, never at import time."""
+"""Text and effort signals from support conversations: sentence-level sentiment of messages,
+critical moments, repeated questions, frustration trajectory. The models that score the text (the
+encoder, the sentiment heads, the cache) are the text runtime, in `text/`."""

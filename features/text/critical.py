@@ -1,4 +1,4 @@
-"""Critical moments in customer messages (DOMAIN.md: escalate immediately): wanting to cancel or
+"""Critical moments in customer messages (docs/escalation-practice.md: escalate immediately): wanting to cancel or
 close the account, asking for a manager, "very disappointed", legal language, chargebacks.
 
 Negation-aware: a phrase preceded within three words by a negator ("I don't want to cancel",

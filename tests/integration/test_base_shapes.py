@@ -91,7 +91,7 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     # the service class in-process (its HTTP layer is tested in test_serving; an ASGI app per shape
     # would register BentoML's Prometheus metrics twice in one process)
     from serving import schemas
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     ids = pd.read_parquet(scores / "features.parquet")["account_id"].head(5).tolist()
     results = ChurnService().score([schemas.AccountQuery(account_id=a) for a in ids])

@@ -8,21 +8,12 @@ import pandas as pd
 import pytest
 
 from core.errors import ChurnError
-from features.text.encoder import TextEncoder
-from features.text.sentiment import (
-    CORPUS,
-    ROUTE_BELOW,
-    SHIPPED_HEAD,
-    SentimentHead,
-    SentimentModel,
-    cross_validate_head,
-    normalise_labels,
-    score_texts,
-    sentiment_arrays,
-)
+from features.text.sentiment import score_texts, sentiment_arrays
 from features.text.signals import SignalParams
-from features.text.static import DIMENSION, StaticEncoder
 from tests.integration.test_sentiment import CountingEncoder
+from text.encoder import TextEncoder
+from text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, normalise_labels
+from text.static import DIMENSION, StaticEncoder
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,7 @@ def test_static_embeddings_are_unit_length_and_do_not_depend_on_the_batch(static
 
 
 def test_the_table_is_made_once_and_kept(static, encoder, monkeypatch):
-    import features.text.static as module
+    import text.static as module
 
     static.table()
     monkeypatch.setattr(module, "distil", lambda teacher: pytest.fail("the kept table should be read, not made again"))
@@ -138,7 +129,7 @@ def test_a_head_trained_before_the_cascade_still_scores(tmp_path, monkeypatch, c
     """A user's own head from before the cascade keeps working (every sentence through the
     transformer), with a warning that says how to get the cascade's speed."""
     from core.settings import load_settings
-    from pipelines.text import load_sentiment_model
+    from text.loading import load_sentiment_model
 
     head = SentimentHead.load(SHIPPED_HEAD)
     head.static = None
@@ -153,7 +144,7 @@ def test_a_head_trained_before_the_cascade_still_scores(tmp_path, monkeypatch, c
 
 def test_the_setting_picks_the_encoder(tmp_path, monkeypatch):
     from core.settings import load_settings
-    from pipelines.text import load_sentiment_model
+    from text.loading import load_sentiment_model
 
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path))
     assert load_sentiment_model(load_settings()).static is not None  # the default: the cascade

@@ -54,7 +54,7 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     assert summary["blocks"] == 3
 
     with distributed.Client(cluster.scheduler_address) as client:
-        loaded = client.run(lambda: sorted(__import__("pipelines.text", fromlist=["_MODELS"])._MODELS))
+        loaded = client.run(lambda: sorted(__import__("text.loading", fromlist=["_MODELS"])._MODELS))
     assert any(loaded.values()), "no worker loaded the sentiment model: the text blocks did not run on the cluster"
 
     default, dask = read_snapshots(tmp_path / "default"), read_snapshots(tmp_path / "dask")
@@ -90,8 +90,8 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     model = registry.load_curve(trained["model_uri"])
     assert model.info["trainer"] == "lightgbm.dask"
     assert 1 <= model.info["best_iteration"][0] <= QUICK["n_estimators"]
-    # 240 accounts and two folds: one horizon's AUC can fall to chance (seen on a clean clone;
-    # 30/60/90 days gave 0.93/0.64/0.71 here); together they must show a working model
+    # 240 accounts and two folds: one horizon's AUC is noisy; together they must show a working model
+    # (models/dask_training.py says why each worker must hold a sample of all the rows)
     aucs = [v for v in trained["roc_auc"].values() if v is not None]
     assert aucs and all(0 <= v <= 1 for v in aucs) and np.mean(aucs) > 0.55
 
@@ -101,7 +101,7 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     monkeypatch.setenv("CHURN_MODEL_URI", trained["model_uri"])
     monkeypatch.setenv("CHURN_SCORES_DIR", str(tmp_path / "scores"))
     from serving import schemas
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     service = ChurnService()
     account = pd.read_parquet(tmp_path / "scores" / "scores.parquet")["account_id"].iloc[0]

@@ -16,11 +16,11 @@ from features.panel import LABELS, build_features, build_panel, snapshot_keys
 from features.registry import feature_specs
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
-from features.text.cache import TextCache
-from features.text.encoder import TextEncoder
-from features.text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
 from pipelines.features import add_message_signals
 from tests.reference_features import Reference
+from text.cache import TextCache
+from text.encoder import TextEncoder
+from text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
 
 TIME_COLUMNS = {
     "accounts": "contract_start", "usage_daily": "date", "tickets": "created_at", "ticket_events": "at",

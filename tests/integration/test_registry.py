@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.vocabulary import CURVE_COLUMNS
 from models import registry
-from models.curve import CURVE_COLUMNS, CurveParams, fit_curve
+from models.curve import CurveParams, fit_curve
 from models.promotion import PromotionPolicy, decide, metric_key
 from pipelines.cli import main
 from pipelines.features import read_snapshots

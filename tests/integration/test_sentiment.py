@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.text.cache import TextCache
-from features.text.encoder import TextEncoder
-from features.text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels, score_texts
+from features.text.sentiment import score_texts
 from pipelines.cli import main
+from text.cache import TextCache
+from text.encoder import TextEncoder
+from text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +130,8 @@ def test_a_hugging_face_classifier_given_by_path_replaces_the_default(tmp_path, 
     from transformers import BertConfig, BertForSequenceClassification
 
     from core.settings import load_settings
-    from features.text.encoder import default_model_dir
-    from pipelines.text import load_sentiment_model
+    from text.encoder import default_model_dir
+    from text.loading import load_sentiment_model
 
     folder = tmp_path / "my-sentiment-model"
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
@@ -171,7 +172,7 @@ def test_onnx_runtime_computes_the_same_embeddings_as_pytorch(tmp_path, corpus):
 
 
 def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, caplog):
-    import features.text.encoder as encoder_module
+    import text.encoder as encoder_module
     from core.errors import ChurnError
 
     monkeypatch.setattr(encoder_module, "EXPORT_TOLERANCE", -1.0)  # no export can pass: as if it computed something else
@@ -254,7 +255,7 @@ def test_openvino_gives_the_same_sentiment_as_float32(corpus):
 
 @pytest.mark.skipif(not _has_bf16(), reason="this CPU has no bfloat16 instructions: OpenVINO runs float32 and there is no bfloat16 check")
 def test_bfloat16_that_drifts_from_float32_is_not_used(monkeypatch):
-    import features.text.encoder as encoder_module
+    import text.encoder as encoder_module
     from core.errors import ChurnError
 
     monkeypatch.setattr(encoder_module, "BF16_MIN_COSINE", 1.5)  # no cosine can pass: as if bfloat16 broke the model
@@ -264,7 +265,7 @@ def test_bfloat16_that_drifts_from_float32_is_not_used(monkeypatch):
 
 def test_the_head_scores_a_few_texts_as_the_vectoriser_does(corpus):
     """A live ticket's few messages skip scikit-learn's vectoriser (its per-call checks cost 0.4 ms): the same logits."""
-    from features.text.sentiment import SMALL
+    from text.sentiment import SMALL
 
     frame, embedded = corpus
     head = SentimentHead.load(SHIPPED_HEAD)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,7 @@ def environment(tmp_path_factory):
 def client(environment):
     from starlette.testclient import TestClient
 
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     with TestClient(ChurnService.to_asgi(), raise_server_exceptions=False) as c:
         yield c
@@ -148,7 +149,7 @@ def test_domain_example_escalates_end_to_end(client, snapshot, environment):
 
 def test_service_class_in_process(environment, snapshot):
     from serving import schemas
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     service = ChurnService()
     assert service.runtime.sentiment_model().static is not None  # the cascade, as batch work uses
@@ -185,7 +186,7 @@ def test_stored_accounts_score_as_if_sent_with_their_features(environment, snaps
     import pandas as pd
 
     from serving import schemas
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     service = ChurnService()
     for _, row in snapshot.sample(5, random_state=1).iterrows():
@@ -204,7 +205,7 @@ def test_stored_answers_are_the_ones_computed_on_request(environment, snapshot):
 
     from escalation.decision import decide
     from serving import schemas
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     runtime = ChurnService().runtime
     ids = snapshot["account_id"].sample(25, random_state=3).tolist()
@@ -245,29 +246,61 @@ def _plausible():
     )
 
 
-FUZZED: list[int] = []
+@dataclass
+class Fuzzed:
+    """What one hypothesis run sent: each request's status, and the failure it found (if any)."""
+
+    statuses: list[int] = field(default_factory=list)
+    failure: BaseException | None = None
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.sampled_from(ENDPOINTS), JSON)
-def test_fuzz_arbitrary_json_never_5xx(client, endpoint, body):
-    response = client.post(endpoint, content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
-    FUZZED.append(response.status_code)
-    assert response.status_code < 500, (endpoint, body, response.text)
+def _fuzz(client, requests: st.SearchStrategy, *, raw: bool) -> Fuzzed:
+    """Send 300 requests drawn from `requests` ((endpoint, body) pairs); no answer may be a 5xx.
+    `raw`: the body is sent as its JSON text (any JSON value, not only an object)."""
+    run = Fuzzed()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(requests)
+    def send(request_):
+        endpoint, body = request_
+        if raw:
+            response = client.post(endpoint, content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
+        else:
+            response = client.post(endpoint, json=body, headers=AUTH)
+        run.statuses.append(response.status_code)
+        assert response.status_code < 500, (endpoint, body, response.text)
+
+    try:
+        send()
+    except Exception as failure:  # noqa: BLE001 - hypothesis's shrunk example, raised by the test that owns it
+        run.failure = failure
+    return run
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(_plausible())
-def test_fuzz_plausible_requests_never_5xx(client, request_):
-    endpoint, body = request_
-    response = client.post(endpoint, json=body, headers=AUTH)
-    FUZZED.append(response.status_code)
-    assert response.status_code < 500, (endpoint, body, response.text)
+@pytest.fixture(scope="module")
+def fuzzed(client) -> dict[str, Fuzzed]:
+    """Both fuzzing runs, made once for the module by whichever test asks first: each test below
+    stands alone (run alone, or in any order) and none reads another's leftovers."""
+    return {"arbitrary": _fuzz(client, st.tuples(st.sampled_from(ENDPOINTS), JSON), raw=True),
+            "plausible": _fuzz(client, _plausible(), raw=False)}
 
 
-def test_fuzzing_sent_enough_requests():
-    assert len(FUZZED) >= 500, f"only {len(FUZZED)} fuzzed requests"
-    print(f"fuzzed requests: {len(FUZZED)}, status codes {sorted(set(FUZZED))}")
+def test_fuzz_arbitrary_json_never_5xx(fuzzed):
+    fuzzed["arbitrary"].raise_failure()
+
+
+def test_fuzz_plausible_requests_never_5xx(fuzzed):
+    fuzzed["plausible"].raise_failure()
+
+
+def test_fuzzing_sent_enough_requests(fuzzed):
+    statuses = fuzzed["arbitrary"].statuses + fuzzed["plausible"].statuses
+    assert len(statuses) >= 500, f"only {len(statuses)} fuzzed requests"
+    print(f"fuzzed requests: {len(statuses)}, status codes {sorted(set(statuses))}")
 
 
 def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):

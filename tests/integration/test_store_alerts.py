@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,12 +15,20 @@ from sqlalchemy import create_engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import InputError
-from escalation.alerts import deliver, flush_until_done, http_post, slack_payload, webhook_payload
-from escalation.decision import AccountFacts, Decision, FiredRule, RiskView, TicketSignals, decide
+from escalation.alerts import deliver, flush_until_done, http_post
+from escalation.decision import (
+    AccountFacts,
+    Decision,
+    FiredRule,
+    RiskView,
+    TicketSignals,
+    decide,
+)
+from escalation.payloads import slack_payload, webhook_payload
 from escalation.policy import Alerts, EscalationPolicy
 from escalation.store import Base, FeedbackRow, Store
 
-T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 POSTGRES_URL = os.environ.get("CHURN_TEST_POSTGRES_URL")
 PACKAGE = {"customer": {"account_id": "A1", "name": "Acme Inc", "arr": 250000.0}, "summary": "Acme's admins cannot log in since Monday."}
@@ -61,12 +68,14 @@ class Receiver:
     """A webhook receiver on 127.0.0.1 that dedupes by Idempotency-Key, as ours are asked to.
 
     flaky: keys whose hash is even get a 500 on their first two requests (about half of all
-    requests fail); keys whose hash is a multiple of 3 are processed on their first accepted
-    request but answered only after `slow_seconds`, past the client's timeout, so the sender
-    retries something already delivered."""
+    requests fail); the first `slow_keys` keys accepted are processed but not answered until
+    `release` is set (when the receiver closes), so the client's timeout always fires, however
+    fast or loaded the machine, and the sender retries something already delivered. Every other
+    request is answered at once, well within the client's timeout."""
 
-    def __init__(self, flaky: bool, slow_seconds: float = 0.4):
-        self.flaky, self.slow_seconds = flaky, slow_seconds
+    def __init__(self, flaky: bool, slow_keys: int = 2):
+        self.flaky, self.slow_keys = flaky, slow_keys
+        self.release = threading.Event()
         self.lock = threading.Lock()
         self.attempts: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
@@ -92,10 +101,10 @@ class Receiver:
                     else:
                         receiver.seen.add(key)
                         receiver.delivered.append((key, self.path, body))
-                    slow = receiver.flaky and bucket % 3 == 0 and key not in receiver.slowed
+                    slow = receiver.flaky and len(receiver.slowed) < receiver.slow_keys and key not in receiver.slowed
                     receiver.slowed.add(key) if slow else None
                 if slow:
-                    time.sleep(receiver.slow_seconds)
+                    receiver.release.wait()  # held until the test is done: the client has given up by then
                 self._reply(200)
 
             def _reply(self, status: int) -> None:
@@ -106,7 +115,7 @@ class Receiver:
                     self.send_header("Content-Length", "2")
                     self.end_headers()
                     self.wfile.write(b"ok")
-                except OSError:  # the client gave up waiting (the slow case)
+                except OSError:  # the client gave up waiting (a held reply)
                     pass
 
             def log_message(self, *args: object) -> None:
@@ -119,6 +128,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -142,7 +152,9 @@ def make_policy(base_url: str = "http://127.0.0.1:9", **alerts: object) -> Escal
         "destinations": {"cs-slack": {"kind": "slack", "url": f"{base_url}/slack"},
                          "ops-hook": {"kind": "webhook", "url": f"{base_url}/hook"}},
         "by_queue": {"security-response": ["cs-slack", "ops-hook"], "cs-priority": ["cs-slack"]},
-        "default": ["ops-hook"], "max_attempts": 6, "backoff_seconds": 1.0, "timeout_seconds": 0.15,
+        "default": ["ops-hook"], "max_attempts": 6, "backoff_seconds": 1.0,
+        # generous against a local reply however loaded the machine; only a held reply times out
+        "timeout_seconds": 5.0,
     }
     return EscalationPolicy(cooldown_hours=72, alerts=Alerts(**{**settings, **alerts}))
 
@@ -318,7 +330,9 @@ def test_concurrent_repeats_open_one_escalation(open_store):
 
 
 def test_every_alert_is_delivered_exactly_once_through_failures(open_store, flaky_receiver):
-    policy = make_policy(flaky_receiver.url)
+    # two held replies, each waited out for timeout_seconds: 2 s keeps the test short and is still
+    # generous against a local reply (milliseconds)
+    policy = make_policy(flaky_receiver.url, timeout_seconds=2.0)
     store = open_store(policy)
     for i in range(30):
         store.record(make_decision(f"A{i:02d}", queue="cs-priority" if i % 2 else "cs-standard"), PACKAGE, T0)

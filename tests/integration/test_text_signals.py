@@ -9,9 +9,9 @@ import pytest
 
 from core.contracts import CONTRACTS
 from features.panel import build_features
-from features.text.encoder import TextEncoder
-from features.text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
 from pipelines.features import add_message_signals
+from text.encoder import TextEncoder
+from text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
 
 T0 = pd.Timestamp("2024-03-01 09:00", tz="UTC")
 

@@ -121,7 +121,7 @@ def test_commands_without_pipeline_work_import_no_heavy_stack(args, tiny, tmp_pa
              "print(sorted(m for m in ('prefect', 'mlflow', 'bentoml', 'torch') if m in sys.modules)); sys.exit(code)")
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-c", probe % [a.format(data=folder) for a in args]], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "CHURN_PREFECT_DIR": str(tmp_path / "prefect")})
+                         env={**os.environ, "CHURN_PREFECT_DIR": str(tmp_path / "prefect")}, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]"
     assert not (tmp_path / "prefect").exists()

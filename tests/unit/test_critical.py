@@ -1,4 +1,4 @@
-"""Critical moments: the categories of DOMAIN.md, negation-aware, with the matched words."""
+"""Critical moments: the categories of docs/escalation-practice.md, negation-aware, with the matched words."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_missing_text_and_alignment():
 def test_live_path_and_batch_path_agree():
     """One ticket (a few messages) goes through plain `re`, a batch through pandas: same answers."""
     from features.text.critical import SMALL
-    from features.text.sentiment import CORPUS
+    from text.sentiment import CORPUS
 
     corpus = pd.read_csv(CORPUS)["text"].tolist()  # 615 hand-written support messages
     texts = pd.Series(corpus + ["We don't want to cancel", "not disappointed at all", None, "", "I want to speak to a manager. Very disappointed.",

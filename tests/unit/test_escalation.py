@@ -1,4 +1,4 @@
-"""The escalation policy of DOMAIN.md as tests: the cases that must and must not escalate, hard
+"""The escalation policy of docs/escalation-practice.md as tests: the cases that must and must not escalate, hard
 triggers, routing, response windows and the bot-confidence bands; policy validation."""
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def test_cross_validation_measures_the_choice_beside_every_candidate(prepared):
     assert any(note.startswith(f"model: {result['chosen']}: ") for note in result["notes"])
     assert any(note.startswith("selection: chosen in each fold by a stratified 3-fold CV") for note in result["notes"])
 
-    from pipelines.cli import _train_table_summary
+    from pipelines.commands.models import _train_table_summary
 
     summary = _train_table_summary({**result, "run_id": "RUN", "model_uri": "models:/m-1"}).splitlines()
     assert summary[0].startswith(f"5-fold ROC-AUC {result['roc_auc_mean']:.4f} +- ") and summary[-1] == "run RUN, model models:/m-1"

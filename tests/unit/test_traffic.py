@@ -69,7 +69,22 @@ def test_an_app_that_fails_before_responding_fails_at_once():
 
 
 def test_the_service_uses_it():
-    from serving.service import ChurnService
+    from serving.server import ChurnService
 
     app = ChurnService.to_asgi()
     assert any(m.cls is RequestTimeout for m in app.user_middleware)
+
+
+def test_importing_the_endpoints_changes_nothing_in_bentoml():
+    """serving/service.py is the endpoints alone: BentoML is set up only by serving/server.py, the module it serves,
+    or when the earlier target `serving.service:ChurnService` is asked for."""
+    import subprocess
+    import sys
+
+    probe = ("import serving.service; from bentoml._internal.server.http import traffic; "
+             "print(traffic.TimeoutMiddleware.__module__, 'ChurnService' in vars(serving.service)); "
+             "from serving.service import ChurnService; from serving.server import ChurnService as served; "
+             "print(ChurnService is served, traffic.TimeoutMiddleware.__module__ == 'serving.traffic')")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["bentoml._internal.server.http.traffic", "False", "True", "True"]

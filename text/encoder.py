@@ -18,7 +18,7 @@ exporter. The forward pass then runs in:
   it is never chosen by itself.
 - PyTorch (`torch`), the reference.
 `auto` falls back to PyTorch with a warning when the export cannot be made; a runtime asked for by
-name fails instead. Most sentences never reach this encoder: see features/text/static.py.
+name fails instead. Most sentences never reach this encoder: see text/static.py.
 """
 
 from __future__ import annotations
@@ -168,9 +168,8 @@ class TextEncoder:
 
     def _load_once(self) -> None:
         path, local = resolve_model(self.model_name)
-        if self.runtime != "torch" and local:
-            if self._open_exported(Path(path), ("onnx",) if self.runtime == "auto" else (self.runtime,)):
-                return
+        if self.runtime != "torch" and local and self._open_exported(Path(path), ("onnx",) if self.runtime == "auto" else (self.runtime,)):
+            return
         if self.threads:
             _torch().set_num_threads(self.threads)
         self._tokenizer, self._model = load_pretrained(self.model_name)

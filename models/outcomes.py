@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.contracts import CHANNELS, PRIORITIES, TICKET_CATEGORIES
+from core.vocabulary import CHANNELS, PRIORITIES, SCORED_EVENT_RANGES, TICKET_CATEGORIES
 
 INPUTS = [
     "first_response_hours", "resolution_hours", "transfers", "customer_messages", "agent_messages", "sentiment_mean", "sentiment_min",
     "sentiment_last", "drift_last", "critical_moments", "rephrasings", "awaited_unanswered", "category", "priority", "channel",
 ]
-SCORES = {"csat": (1, 5), "ces": (1, 7)}
+SCORES = SCORED_EVENT_RANGES
 
 
 class OutcomeParams(BaseModel):

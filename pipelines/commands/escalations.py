@@ -1,22 +1,24 @@
-"""`churn escalations` and `churn follow-ups`: CS works an escalation to an outcome from the shell.
+"""`churn escalations`, `churn follow-ups` and `churn policy suggest`: CS works an escalation to an
+outcome from the shell, and sees which risk thresholds would have filled its capacity best.
 
 Statuses, outcomes and transitions are checked by the store (escalation/store.py holds their one
 list), which names the escalation and what was expected. The --json documents are made by
 serving/lifecycle.py, which the API's lifecycle endpoints answer with too: the command line and the
-API give the same answers. pipelines/cli.py adds the two groups to `churn`. Nothing runs at import time: the store (SQLAlchemy) is
-imported by each command, on the database named by CHURN_STORE_URL, as `churn alerts flush` does,
-and no command starts Prefect.
+API give the same answers. Nothing runs at import time: the store (SQLAlchemy) is imported by each
+command, on the database named by CHURN_STORE_URL, as `churn alerts flush` does, and no command
+starts Prefect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
-from pipelines.output import emit, json_option
+from pipelines.console import emit, err, json_option
 
 #: the listing's columns in human output, in order
 LIST_COLUMNS = ("id", "status", "band", "account_id", "reason", "queue", "owner", "respond_by", "follow_up_due")
@@ -153,3 +155,31 @@ def follow_ups_done(escalation_id: int, by: str, as_json: bool) -> None:
     with _store() as store:
         done = lifecycle.follow_up_done(store, escalation_id, by)
     emit(done, as_json, f"escalation {escalation_id}: {done['done']} follow-up(s) done by {by}")
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """The escalation policy (config/escalation.yaml) judged on past outcomes."""
+
+
+@policy_group.command("suggest")
+@click.option("--capacity", type=int, required=True, help="Risk-threshold escalations CS can work per period (one cutoff of the panel, 30 days by default).")
+@click.option("--horizon", "horizons", type=click.Choice(["30", "60", "90", "180"]), multiple=True,
+              help="Only these horizons' thresholds may move (repeatable) [default: every horizon in risk_thresholds].")
+@click.option("--features", "features_dir", type=click.Path(path_type=Path), default=None,
+              help="Snapshot panel with later churn (output of `churn features`) [default: the one the model was trained on].")
+@click.option("--model", "model_uri", default=None, help="Model that scores the panel [default: CHURN_MODEL_URI, the champion].")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the policy with the suggested thresholds to this YAML file (atomically; never the live config). Default: write nothing.")
+@json_option
+def policy_suggest(capacity: int, horizons: tuple[str, ...], features_dir: Path | None, model_uri: str | None, out: Path | None, as_json: bool) -> None:
+    """Risk thresholds that would have filled a CS capacity with the most precise escalations, as a diff against config/escalation.yaml (never applied)."""
+    from core.settings import load_settings
+    from pipelines.outcomes import run_policy_suggest, suggest_human
+
+    result = run_policy_suggest(settings=load_settings(), capacity=capacity, horizons=tuple(int(h) for h in horizons), features_dir=features_dir,
+                                model_uri=model_uri, out=out, progress=lambda line: err.print(f"  {line}"))
+    emit(result, as_json, suggest_human(result))
+
+
+COMMANDS = (escalations, follow_ups, policy_group)

@@ -13,7 +13,7 @@ A token's row does not depend on the sentence it is in, so a sentence's embeddin
 however texts are batched (the API's few messages and a batch job's millions agree exactly).
 What is lost is word order and context: on the shipped corpus a sentiment head on these
 embeddings reaches macro-F1 0.83 against the transformer's 0.87, which is why sentiment runs as a
-cascade (features/text/sentiment.py) and the transformer sees only the sentences this one is
+cascade (text/sentiment.py) and the transformer sees only the sentences this one is
 unsure of.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.text.encoder import TextEncoder, resolve_model, weights_digest
+from text.encoder import TextEncoder, resolve_model, weights_digest
 
 DIMENSION = 256
 #: SIF weight a / (a + p(token)); 1e-4 was best for the sentiment head on the corpus among 1e-3..1e-5

@@ -1,0 +1,99 @@
+"""The console every `churn` command shares: how it answers, its progress bars, and Prefect's logs.
+
+`--json` prints one JSON document on stdout; everything else (the human line, logs, progress) goes
+to stderr, so a script's stdout is only ever JSON. Nothing here runs at import time: `main()`
+(pipelines/cli.py) calls `quiet_bad_input()` and `prefect_console_to()` once per invocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+
+from core.errors import ChurnError
+
+err = Console(stderr=True)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr).")
+
+
+def emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
+    """The command's answer: `payload` as JSON on stdout with --json, else `human` on stderr."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
+    else:
+        err.print(human)
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[None]:
+    """A progress bar per fanned-out step of the flows run inside (blocks of accounts, ...)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from pipelines.flows import progress_to
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:
+        steps: dict[str, Any] = {}
+
+        def hook(step: str, done: int, total: int) -> None:
+            if step not in steps:
+                steps[step] = bar.add_task(step, total=total)
+            bar.update(steps[step], completed=done)
+
+        with progress_to(hook):
+            yield
+
+
+@contextlib.contextmanager
+def prefect_session(settings=None) -> Iterator[str]:
+    """Flows inside this block record their runs in the user's Prefect server (PREFECT_API_URL) or
+    the local one all commands share, started by the first (pipelines/prefect_server.py)."""
+    from core.settings import load_settings
+    from pipelines.prefect_server import prefect_api
+
+    with prefect_api(settings or load_settings(), say=err.print) as url:
+        yield url
+
+
+class _BadInputFilter(logging.Filter):
+    """Prefect logs a failed task's or flow's traceback; for bad input (ChurnError) the one line
+    that names the problem is the whole story, so the traceback is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ChurnError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_bad_input() -> None:
+    """Prefect's run loggers log bad input as one line, without its traceback (idempotent)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _BadInputFilter) for f in logger.filters):
+            logger.addFilter(_BadInputFilter())
+
+
+def prefect_console_to(stream) -> None:
+    """Prefect's console log handlers keep the stderr of the moment Prefect was imported; a later
+    `main()` in the same process (a notebook, a test) may have another: follow it."""
+    if "prefect" not in sys.modules:
+        return
+    for name in ["", *(n for n in logging.Logger.manager.loggerDict if n.startswith("prefect"))]:
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.stream = stream  # not setStream(): it flushes the old stream, which may be closed
+                handler.console.file = stream

@@ -1,0 +1,37 @@
+"""What `bentoml serve` loads: the scoring API (serving/service.py) made a BentoML service.
+
+    bentoml serve serving.server:ChurnService --port 3000      (or `churn serve`, `make serve`)
+
+BentoML imports the module it is pointed at in every worker and expects the service ready there,
+so the set-up a decorator cannot express runs here, once, in `configure()`: the bearer-token
+middleware, BentoML's request deadline replaced, the responses' media type. Nothing else in
+serving/ changes BentoML or the service when imported. The command line above is built in one
+place, serving/launch.py (`serve_command`); bentofile.yaml names the same target.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from serving import traffic
+from serving.auth import BearerAuth
+from serving.service import ChurnAPI
+
+
+def configure(api: type) -> bentoml.Service:
+    """`api`'s endpoints as the service BentoML runs, with the set-up serving needs."""
+    # two worker processes: one per core of the reference machine (benchmarks/serving.py compares one and two)
+    service = bentoml.service(name="churn", traffic={"timeout": 30}, workers=2)(api)
+    # BentoML's open-source server has no auth of its own (serving/auth.py: health and metrics exempt)
+    service.add_asgi_middleware(BearerAuth)
+    # BentoML's request timer is never cancelled: it builds its timeout middleware from ours (serving/traffic.py)
+    traffic.install()
+    # Every response here is JSON. BentoML works out a response's media type from the output model's
+    # JSON schema unless the model names it, and for a list output it builds that schema again on
+    # every request, a large share of a worker's time under load. Naming it saves the work.
+    for method in service.apis.values():
+        method.output_spec.media_type = "application/json"
+    return service
+
+
+ChurnService = configure(ChurnAPI)

@@ -32,12 +32,17 @@ EXPERIMENT = "churn-risk"
 CHALLENGER, CHAMPION = "challenger", "champion"
 
 
-def connect(tracking_uri: str, experiment: str = EXPERIMENT):
-    """Point MLflow at the tracking URI (registry on the same URI); create the experiment if new."""
+def point_at(tracking_uri: str) -> None:
+    """Point MLflow at the tracking URI (registry on the same URI), writing nothing there."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+
+
+def connect(tracking_uri: str, experiment: str = EXPERIMENT):
+    """Point MLflow at the tracking URI (registry on the same URI); create the experiment if new."""
+    point_at(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         location = None
         if tracking_uri.startswith("sqlite:///"):

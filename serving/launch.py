@@ -68,12 +68,9 @@ def check(settings: Settings) -> str:
     if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
         raise InputError(f"CHURN_MLFLOW_TRACKING_URI {settings.mlflow_tracking_uri}: no such database ({tracking}); run `churn demo` "
                          "(or `churn train` and `churn promote`) from this folder, or set CHURN_MLFLOW_TRACKING_URI")
-    import mlflow
-
     from models import registry
 
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(tracking)
+    registry.point_at(tracking)
     uri = settings.model_uri
     try:
         registry.load_curve(uri)  # what each worker does first

@@ -291,10 +291,6 @@ def load_curve(model_uri: str) -> RiskCurveModel:
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
 
 
-def load_pyfunc(model_uri: str):
-    return mlflow.pyfunc.load_model(model_uri)
-
-
 def run_artifact(run_id: str, path: str) -> Path | None:
     """A logged artifact of a run as a local file, or None when the run has no such artifact."""
     try:

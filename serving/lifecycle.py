@@ -2,7 +2,7 @@
 lifecycle endpoints return (serving/service.py) and what `churn escalations` / `churn follow-ups`
 print with --json (pipelines/commands/escalations.py). Both call these, so they cannot drift apart.
 
-The store (escalation/store.py) checks statuses, outcomes and transitions and names what was
+The store (escalation/store/) checks statuses, outcomes and transitions and names what was
 expected, and raises UnknownEscalation (HTTP 404) for an id it does not hold; these functions add
 only the JSON form (times as ISO 8601). Nothing here imports BentoML or click.
 """

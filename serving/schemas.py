@@ -65,14 +65,6 @@ class AccountScore(_Model):
     model_version: str
 
 
-class ScoreRequest(_Model):
-    accounts: list[AccountQuery] = Field(min_length=1, max_length=MAX_ACCOUNTS)
-
-
-class ScoreResponse(_Model):
-    results: list[AccountScore]
-
-
 class Message(_Model):
     author: Author
     sent_at: dt.datetime = Field(description="ISO 8601; a time without an offset is read as UTC.", examples=["2025-03-11T09:02:00Z"])

@@ -1,7 +1,7 @@
 """`churn escalations`, `churn follow-ups` and `churn policy suggest`: CS works an escalation to an
 outcome from the shell, and sees which risk thresholds would have filled its capacity best.
 
-Statuses, outcomes and transitions are checked by the store (escalation/store.py holds their one
+Statuses, outcomes and transitions are checked by the store (core/vocabulary.py holds their one
 list), which names the escalation and what was expected. The --json documents are made by
 serving/lifecycle.py, which the API's lifecycle endpoints answer with too: the command line and the
 API give the same answers. Nothing runs at import time: the store (SQLAlchemy) is imported by each

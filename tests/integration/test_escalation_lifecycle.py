@@ -28,7 +28,7 @@ store_url, open_store = store_tests.store_url, store_tests.open_store
 
 MINUTE = dt.timedelta(minutes=1)
 
-#: the schema escalation/store.py created before the lifecycle (no status-change table, no
+#: the schema escalation/store.py (now escalation/store/) created before the lifecycle (no status-change table, no
 #: respond_by/outcome/done_by, a status CHECK without 'expired'), as SQLite printed it
 OLD_SQLITE_SCHEMA = """CREATE TABLE decisions (
 	id INTEGER NOT NULL, 

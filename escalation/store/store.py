@@ -1,291 +1,50 @@
-"""The operational store: every decision (the audit trail), the escalations they open or merge
-into, the alert outbox, follow-ups and CS feedback.
-
-One SQLAlchemy 2 model, two backends (docs/design.md, storage): a SQLite file by default (zero set-up,
-one machine) and PostgreSQL by URL when several workers share it. The only backend-specific code
-is how a writer serialises itself: SQLite takes the database write lock at BEGIN (`BEGIN
-IMMEDIATE`), PostgreSQL takes a transaction-scoped advisory lock per dedupe key and claims outbox
-rows with `FOR UPDATE SKIP LOCKED`; both make "look for an open escalation, else create one" safe
-against a concurrent writer.
-
-The policy is given at construction (`Store(url, policy)`): the cooldown and the alert routing are
-properties of the deployment, and one store serves one policy at a time. `record()` also accepts
-`policy=` to replay history under another policy.
-
-Every public method is one transaction. `record()` commits the escalation and its outbox rows
-together, before anything is sent (`escalation.alerts.deliver` reads the outbox afterwards): a
-crash after the commit loses no alert, a crash before it loses the whole decision, never half.
-
-The outbox also holds notices that belong to no escalation (`enqueue_notice`: a monitor's
-breach) and the relay's re-alerts and reminders (escalation/relay.py drives them: `realert_overdue`,
-`remind_follow_ups`, `expire_stale`, each marking what it did in the same transaction, so each
-happens once). `take_lease` lets one process at a time do a job such as the relay's polling.
-
-Times are UTC. Naive datetimes are read as UTC (as everywhere in the platform); values are stored
-as naive UTC in both backends and come back timezone-aware.
-"""
+"""The Store: one transaction per public method (see escalation/store/__init__.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    bindparam,
     case,
-    create_engine,
     delete,
-    event,
     func,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import InputError
 from core.vocabulary import BANDS, OUTCOMES, RESOLUTION_OUTCOMES, STATUSES
 from escalation.decision import Decision
-from escalation.payloads import alert_facts, build_payload, notice_payload
-from escalation.policy import Alerts, EscalationPolicy
-
-UTC = dt.timezone.utc
-#: statuses a repeat merges into: an acknowledged escalation has a human on it, so a repeat must
-#: not page anyone again
-ACTIVE = ("open", "acknowledged")
-#: where each status may go; resolved and expired are final (a repeat opens a new escalation)
-TRANSITIONS = {"open": ("acknowledged", "resolved", "expired"), "acknowledged": ("resolved", "expired"), "resolved": (), "expired": ()}
-ALERT_STATUSES = ("pending", "sent", "failed")
-#: what an outbox row is about: an escalation's alert (opened or raised), its re-alert once its
-#: response window passed unacknowledged, a due follow-up's reminder, a monitor's breach (no escalation)
-TOPICS = ("escalation", "re_alert", "reminder", "monitor")
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-#: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
-MAX_BACKOFF_SECONDS = Alerts.model_fields["max_backoff_seconds"].default
-
-
-class UnknownEscalation(InputError):
-    """An escalation id the store does not hold (the API answers 404; the command line, bad input)."""
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    """A CHECK clause from one of the tuples above, so the database and the code share one list."""
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-def utc(value: dt.datetime | str | None) -> dt.datetime | None:
-    """An aware UTC datetime from a datetime or an ISO string; naive means UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if not isinstance(value, dt.datetime):
-        raise InputError(f"expected a datetime or an ISO 8601 string, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars (rule inputs, probabilities) and datetimes reach the payloads
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-class UTCDateTime(TypeDecorator):
-    """Naive UTC in the database (SQLite has no time zones; one meaning in both backends), aware
-    UTC in Python."""
-
-    impl = DateTime(timezone=False)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> dt.datetime | None:
-        value = utc(value)
-        return None if value is None else value.replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-#: 64-bit keys on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY
-ID = BigInteger().with_variant(Integer(), "sqlite")
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSONType, dt.datetime: UTCDateTime()}
-
-
-class DecisionRow(Base):
-    """Every decision, escalating or not: the audit trail replays from `payload`."""
-
-    __tablename__ = "decisions"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(String(128))
-    ticket_id: Mapped[str | None] = mapped_column(String(128))
-    band: Mapped[str] = mapped_column(String(16))
-    escalate: Mapped[bool]
-    dedupe_key: Mapped[str] = mapped_column(String(256))
-    policy_version: Mapped[str] = mapped_column(String(64))
-    model_version: Mapped[str | None] = mapped_column(String(128))
-    decided_at: Mapped[dt.datetime]
-    recorded_at: Mapped[dt.datetime]
-    payload: Mapped[dict]
-
-    __table_args__ = (Index("ix_decisions_account_decided", "account_id", "decided_at"),)
-
-
-class EscalationRow(Base):
-    """One escalation per (account, primary reason) while it keeps recurring within the cooldown."""
-
-    __tablename__ = "escalations"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(String(128))
-    reason: Mapped[str] = mapped_column(String(64))
-    dedupe_key: Mapped[str] = mapped_column(String(256))
-    severity: Mapped[int]
-    band: Mapped[str] = mapped_column(String(16))
-    queue: Mapped[str | None] = mapped_column(String(128))
-    owner: Mapped[str | None] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(16), default="open")
-    opened_at: Mapped[dt.datetime]
-    updated_at: Mapped[dt.datetime]
-    occurrences: Mapped[int] = mapped_column(default=1)
-    last_decision_id: Mapped[int] = mapped_column(ID, ForeignKey("decisions.id"))
-    package: Mapped[dict | None]
-    ticket_id: Mapped[str | None] = mapped_column(String(128))
-    #: when the response window ends (opening or raising time + the decision's window); None: no window
-    respond_by: Mapped[dt.datetime | None]
-    #: one of RESOLUTION_OUTCOMES once resolved
-    outcome: Mapped[str | None] = mapped_column(String(16))
-    #: when the relay re-alerted it for its passed response window (once: None until then)
-    realerted_at: Mapped[dt.datetime | None]
-
-    __table_args__ = (
-        CheckConstraint(_one_of("status", STATUSES), name="ck_escalations_status"),
-        CheckConstraint("occurrences >= 1", name="ck_escalations_occurrences"),
-        Index("ix_escalations_dedupe", "dedupe_key", "status", "updated_at"),
-        Index("ix_escalations_status", "status", "severity"),
-    )
-
-
-class AlertRow(Base):
-    """The transactional outbox: an alert exists here before anyone tries to send it."""
-
-    __tablename__ = "alert_outbox"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    #: None for a notice about no escalation (a monitor's breach)
-    escalation_id: Mapped[int | None] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
-    topic: Mapped[str] = mapped_column(String(16), default="escalation", server_default="escalation")
-    destination: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(16))
-    url: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict]
-    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[dt.datetime]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime]
-    sent_at: Mapped[dt.datetime | None]
-
-    __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_alert_outbox_status"),
-        CheckConstraint(_one_of("topic", TOPICS), name="ck_alert_outbox_topic"),
-        Index("ix_alert_outbox_due", "status", "next_attempt_at"),
-    )
-
-
-class FollowUpRow(Base):
-    """docs/escalation-practice.md: a follow-up within 24 hours of every handoff (a missing one often fails it)."""
-
-    __tablename__ = "follow_ups"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
-    due_at: Mapped[dt.datetime]
-    done_at: Mapped[dt.datetime | None]
-    done_by: Mapped[str | None] = mapped_column(String(256))
-    #: when the relay reminded the owner that it fell due (once: None until then)
-    reminded_at: Mapped[dt.datetime | None]
-
-    __table_args__ = (Index("ix_follow_ups_due", "done_at", "due_at"),)
-
-
-class StatusChangeRow(Base):
-    """The lifecycle's audit trail: who moved an escalation from one status to another, when, and
-    why (from_status is None for the opening, by the policy)."""
-
-    __tablename__ = "escalation_status_changes"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"))
-    from_status: Mapped[str | None] = mapped_column(String(16))
-    to_status: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str | None] = mapped_column(String(256))
-    at: Mapped[dt.datetime]
-    outcome: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (
-        CheckConstraint(_one_of("to_status", STATUSES), name="ck_status_changes_to"),
-        CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', RESOLUTION_OUTCOMES)}", name="ck_status_changes_outcome"),
-        Index("ix_status_changes_escalation", "escalation_id", "at"),
-    )
-
-
-class FeedbackRow(Base):
-    """CS rates each handoff and records the outcome; both flow back into evaluation."""
-
-    __tablename__ = "feedback"
-    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    escalation_id: Mapped[int] = mapped_column(ID, ForeignKey("escalations.id"), index=True)
-    rating: Mapped[int]
-    comment: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16), default="unknown")
-    created_at: Mapped[dt.datetime]
-
-    __table_args__ = (
-        CheckConstraint("rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
-        CheckConstraint("outcome IN ('saved', 'churned', 'unknown')", name="ck_feedback_outcome"),
-    )
-
-
-class LeaseRow(Base):
-    """Who does a job that one process at a time should do (the relay's polling), until when."""
-
-    __tablename__ = "leases"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(256))
-    expires_at: Mapped[dt.datetime]
+from escalation.payloads import build_payload, notice_payload
+from escalation.policy import EscalationPolicy
+from escalation.store.database import _create_engine, _database_url, _upgrade
+from escalation.store.messages import _check_message, _overdue_message, _reminder_message, alert_view, idempotency_key
+from escalation.store.schema import (
+    ACTIVE,
+    ALERT_STATUSES,
+    MAX_BACKOFF_SECONDS,
+    TOPICS,
+    TRANSITIONS,
+    UTC,
+    AlertRow,
+    DecisionRow,
+    EscalationRow,
+    FeedbackRow,
+    FollowUpRow,
+    LeaseRow,
+    StatusChangeRow,
+    UnknownEscalation,
+    row_dict,
+    utc,
+)
 
 
 @dataclass(frozen=True)
@@ -298,163 +57,6 @@ class RecordResult:
     escalation_id: int | None = None
     occurrences: int = 0
     alerts_enqueued: int = 0
-
-
-def idempotency_key(escalation_id: int, dedupe_key: str, opened_at: dt.datetime, destination: str, severity: int) -> str:
-    """Deterministic: the same alert always has the same key, so a receiver can drop a retry.
-    The dedupe key and opening time are in it so that two databases (a test run, a restored
-    backup) that both reach escalation #1 never share a key at the same receiver."""
-    raw = f"{escalation_id}|{dedupe_key}|{utc(opened_at).isoformat()}|{destination}|{severity}"
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def _database_url(url: str | Path) -> str:
-    """A URL as given; a bare path means a SQLite file (its folder is created)."""
-    text = str(url)
-    if "://" not in text:
-        Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{Path(text).expanduser()}"
-    if text.startswith("sqlite:///") and not text.startswith("sqlite:///:memory:") and len(text) > len("sqlite:///"):
-        Path(text[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return text
-
-
-def _create_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, json_serializer=dumps, pool_pre_ping=True)
-    engine = create_engine(url, json_serializer=dumps, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite's own implicit BEGIN would defeat BEGIN IMMEDIATE below
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # a second writer waits instead of failing
-        cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # take the write lock up front: a read-then-write (dedupe, outbox claim) cannot interleave
-        # with another process's, and there is no lock upgrade to deadlock on
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-#: columns added after the first release: nullable or with a server default, so an older database
-#: gains them by ADD COLUMN
-ADDED_COLUMNS = {"escalations": ("respond_by", "outcome", "realerted_at"), "follow_ups": ("done_by", "reminded_at"),
-                 "alert_outbox": ("topic",)}
-
-
-def _upgrade(engine: Engine) -> None:
-    """Bring a database made by an earlier version up to this one, keeping every row: new tables
-    (create_all), the ADDED_COLUMNS, the respond_by of active escalations (from their last
-    decision's window), and the definitions that changed: CHECKs that admit more values (every
-    STATUSES, TOPICS), alert_outbox.escalation_id now nullable (notices without an escalation).
-    PostgreSQL alters them in place; SQLite cannot, and rebuilds each table that differs."""
-    Base.metadata.create_all(engine)
-    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, so two processes never upgrade at once
-        inspector = inspect(connection)
-        added: set[str] = set()
-        for table_name, names in ADDED_COLUMNS.items():
-            have = {column["name"] for column in inspector.get_columns(table_name)}
-            for name in (n for n in names if n not in have):
-                column = Base.metadata.tables[table_name].c[name]
-                kind = column.type.compile(engine.dialect)
-                if column.server_default is not None:  # fills the rows there are
-                    kind += f" NOT NULL DEFAULT '{column.server_default.arg}'"
-                guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
-                connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}")
-                added.add(name)
-        if "respond_by" in added:
-            _backfill_respond_by(connection)
-        if engine.dialect.name == "postgresql":
-            _alter_postgresql(connection)
-    if engine.dialect.name == "sqlite":
-        _rebuild_sqlite_tables(engine)
-
-
-def _alter_postgresql(connection: Any) -> None:
-    """PostgreSQL alters in place what SQLite rebuilds: each CHECK whose definition misses a value
-    the model now admits is replaced, and alert_outbox.escalation_id drops NOT NULL."""
-    for table in Base.metadata.sorted_tables:
-        for check in (c for c in table.constraints if isinstance(c, CheckConstraint)):
-            definition = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"),
-                                           {"name": check.name})
-            if definition is None or any(v not in definition for v in re.findall(r"'[^']*'", str(check.sqltext))):
-                drop = f"DROP CONSTRAINT {check.name}, " if definition is not None else ""
-                connection.exec_driver_sql(f"ALTER TABLE {table.name} {drop}ADD CONSTRAINT {check.name} CHECK ({check.sqltext})")
-    nullable = connection.scalar(text("SELECT is_nullable FROM information_schema.columns "
-                                      "WHERE table_name = 'alert_outbox' AND column_name = 'escalation_id' AND table_schema = current_schema()"))
-    if nullable == "NO":
-        connection.exec_driver_sql("ALTER TABLE alert_outbox ALTER COLUMN escalation_id DROP NOT NULL")
-
-
-def _backfill_respond_by(connection: Any) -> None:
-    """Active escalations recorded before respond_by existed: opened_at + their last decision's
-    window, in one statement (only active ones can be overdue)."""
-    window = DecisionRow.payload["response_window_minutes"].as_integer()
-    rows = connection.execute(select(EscalationRow.id, EscalationRow.opened_at, window)
-                              .join(DecisionRow, DecisionRow.id == EscalationRow.last_decision_id)
-                              .where(EscalationRow.status.in_(ACTIVE), EscalationRow.respond_by.is_(None), window.is_not(None))).all()
-    if rows:
-        connection.execute(update(EscalationRow.__table__).where(EscalationRow.__table__.c.id == bindparam("key"))
-                           .values(respond_by=bindparam("due", type_=UTCDateTime())),
-                           [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows])
-
-
-def _sqlite_stale(cursor: Any, table: Any) -> bool:
-    """The table's stored definition differs from the model's where ALTER cannot follow: a CHECK
-    whose text is not the model's (a status or topic added), or a column whose nullability changed."""
-    stored = cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)).fetchone()[0]
-    if any(f"CHECK ({c.sqltext})" not in stored for c in table.constraints if isinstance(c, CheckConstraint)):
-        return True
-    not_null = {row[1]: bool(row[3]) for row in cursor.execute(f"PRAGMA table_info({table.name})")}
-    return any(not_null.get(c.name, not c.nullable) != (not c.nullable) for c in table.columns if not c.primary_key)
-
-
-def _rebuild_sqlite_tables(engine: Engine) -> None:
-    """SQLite cannot alter a CHECK or a NOT NULL: each table whose definition differs from the
-    model's is rebuilt (SQLite's documented 12-step procedure: new table, copy, drop, rename,
-    indexes), with foreign keys off and under the write lock, all in one transaction."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if not any(_sqlite_stale(cursor, table) for table in Base.metadata.sorted_tables):
-            return  # up to date: no write lock taken
-        cursor.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            stale = [table for table in Base.metadata.sorted_tables if _sqlite_stale(cursor, table)]  # none if another process rebuilt meanwhile
-            for table in stale:
-                name = table.name
-                create = str(CreateTable(table).compile(dialect=engine.dialect)).replace(f"CREATE TABLE {name} ", f"CREATE TABLE {name}_new ", 1)
-                columns = ", ".join(column.name for column in table.columns)
-                cursor.execute(create)
-                cursor.execute(f"INSERT INTO {name}_new ({columns}) SELECT {columns} FROM {name}")
-                cursor.execute(f"DROP TABLE {name}")
-                cursor.execute(f"ALTER TABLE {name}_new RENAME TO {name}")
-                for index in table.indexes:
-                    cursor.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
-            broken = cursor.execute("PRAGMA foreign_key_check").fetchall()
-            if broken:
-                raise RuntimeError(f"rebuilding {[t.name for t in stale]} would break {len(broken)} foreign key(s): {broken[:3]}")
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        finally:
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-    finally:
-        raw.close()
-
-
-def _row_dict(row: Base) -> dict:
-    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
 def _when(decision: Decision, now: dt.datetime | None) -> dt.datetime:
@@ -752,7 +354,7 @@ class Store:
     def lease(self, name: str) -> dict | None:
         with self._transaction() as session:
             row = session.get(LeaseRow, name)
-            return None if row is None else _row_dict(row)
+            return None if row is None else row_dict(row)
 
     def list_escalations(self, *, queue: str | None = None, owner: str | None = None, status: str | None = None,
                          overdue: bool = False, now: dt.datetime | None = None, package: bool = False) -> list[dict]:
@@ -789,17 +391,17 @@ class Store:
 
     def get_escalation(self, escalation_id: int) -> dict:
         with self._transaction() as session:
-            return _row_dict(self._escalation(session, escalation_id))
+            return row_dict(self._escalation(session, escalation_id))
 
     def escalation_detail(self, escalation_id: int, now: dt.datetime | None = None) -> dict:
         """One escalation for `churn escalations show`: its row, whether it is overdue, its
         follow-ups and its audit trail (oldest change first)."""
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
-            out = _row_dict(self._escalation(session, escalation_id))
-            out["follow_ups"] = [_row_dict(row) for row in session.scalars(
+            out = row_dict(self._escalation(session, escalation_id))
+            out["follow_ups"] = [row_dict(row) for row in session.scalars(
                 select(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id).order_by(FollowUpRow.due_at, FollowUpRow.id))]
-            out["history"] = [_row_dict(row) for row in session.scalars(
+            out["history"] = [row_dict(row) for row in session.scalars(
                 select(StatusChangeRow).where(StatusChangeRow.escalation_id == escalation_id).order_by(StatusChangeRow.at, StatusChangeRow.id))]
         out["overdue"] = out["status"] == "open" and out["respond_by"] is not None and out["respond_by"] <= now
         return out
@@ -847,7 +449,7 @@ class Store:
             if not TRANSITIONS[status]:
                 session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
                                 .values(done_at=now))
-            return _row_dict(row)
+            return row_dict(row)
 
     def acknowledge(self, escalation_id: int, by: str, now: dt.datetime | None = None, *, note: str | None = None) -> dict:
         """Someone has the escalation in hand: it stops counting as overdue and is not paged again."""
@@ -905,7 +507,7 @@ class Store:
 
     def feedback(self) -> list[dict]:
         with self._transaction() as session:
-            return [_row_dict(row) for row in session.scalars(select(FeedbackRow).order_by(FeedbackRow.id))]
+            return [row_dict(row) for row in session.scalars(select(FeedbackRow).order_by(FeedbackRow.id))]
 
     # ------------------------------------------------------------------ alert outbox
 
@@ -915,11 +517,11 @@ class Store:
         if now is not None:
             query = query.where(AlertRow.next_attempt_at <= utc(now))
         with self._transaction() as session:
-            return [_row_dict(row) for row in session.scalars(query.order_by(AlertRow.next_attempt_at, AlertRow.id))]
+            return [row_dict(row) for row in session.scalars(query.order_by(AlertRow.next_attempt_at, AlertRow.id))]
 
     def alerts(self) -> list[dict]:
         with self._transaction() as session:
-            return [_row_dict(row) for row in session.scalars(select(AlertRow).order_by(AlertRow.id))]
+            return [row_dict(row) for row in session.scalars(select(AlertRow).order_by(AlertRow.id))]
 
     def next_alert_due(self) -> dt.datetime | None:
         """When the earliest pending alert may be tried; None when nothing is pending."""
@@ -946,7 +548,7 @@ class Store:
                             .values(attempts=AlertRow.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=lease_seconds)))
             claimed = []
             for row in rows:
-                item = _row_dict(row)
+                item = row_dict(row)
                 item["attempts"] += 1
                 claimed.append(item)
             return claimed
@@ -1000,67 +602,3 @@ def _actor(escalation_id: int, by: str | None) -> str:
     if not by or not str(by).strip():
         raise InputError(f"escalation {escalation_id}: --by {by!r}: expected the name of the person acting")
     return str(by).strip()
-
-
-def _check_message(message: Any) -> None:
-    """A notice's message: {"title": str, "text": str, "facts": {name: str | number}}."""
-    expected = 'expected {"title": str, "text": str, "facts": {name: str | number}}'
-    if not isinstance(message, dict) or set(message) != {"title", "text", "facts"}:
-        raise InputError(f"message {message!r}: {expected}")
-    for field in ("title", "text"):
-        if not isinstance(message[field], str) or not message[field].strip():
-            raise InputError(f"message field {field!r}: got {message[field]!r}; {expected}")
-    facts = message["facts"]
-    if not isinstance(facts, dict) or any(not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (str, int, float))
-                                          for k, v in facts.items()):
-        raise InputError(f"message field 'facts': got {facts!r}; {expected}")
-
-
-def _duration(delta: dt.timedelta) -> str:
-    minutes = max(0, round(delta.total_seconds() / 60))
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days {hours % 24} h"
-
-
-def _escalation_facts(row: EscalationRow) -> tuple[str, dict]:
-    # the account's name and the reason as the first alert read them
-    facts = alert_facts(alert_view(row), row.package)
-    return facts["account"], {"escalation_id": row.id, "account": facts["account"], "band": row.band, "queue": row.queue or "none",
-                              "owner": row.owner or "unassigned", "reason": facts["reason"]}
-
-
-def _overdue_message(row: EscalationRow, now: dt.datetime) -> dict:
-    account, facts = _escalation_facts(row)
-    late = now - utc(row.respond_by)
-    text_ = (f"Not acknowledged: the response window ended {utc(row.respond_by):%Y-%m-%d %H:%M} UTC, {_duration(late)} ago. "
-             f"{facts['reason']}. Owner {facts['owner']}, queue {facts['queue']}.")
-    return {"title": f"OVERDUE {row.band.upper()} churn escalation #{row.id}: {account}"[:150], "text": text_,
-            "facts": {**facts, "respond_by": utc(row.respond_by).isoformat(), "overdue_minutes": round(late.total_seconds() / 60, 1)}}
-
-
-def _reminder_message(row: EscalationRow, follow_up: FollowUpRow, now: dt.datetime) -> dict:
-    account, facts = _escalation_facts(row)
-    owner = row.owner or "unassigned"
-    text_ = (f"{owner}: the follow-up on escalation #{row.id} ({account}) was due {utc(follow_up.due_at):%Y-%m-%d %H:%M} UTC "
-             f"({_duration(now - utc(follow_up.due_at))} ago). {facts['reason']}. Mark it done with `churn follow-ups done {row.id}`.")
-    return {"title": f"Follow-up due for {owner}: {account}"[:150], "text": text_,
-            "facts": {**facts, "follow_up_id": follow_up.id, "due_at": utc(follow_up.due_at).isoformat()}}
-
-
-def alert_view(escalation: EscalationRow | dict, decision: Decision | None = None) -> dict:
-    """The escalation as the alert payloads see it: its row plus the decision's window, follow-up
-    and the primary rule's sentence (kept out of the escalations table, which holds state only)."""
-    view = _row_dict(escalation) if isinstance(escalation, Base) else dict(escalation)
-    view.pop("package", None)
-    for key in ("opened_at", "updated_at", "respond_by"):
-        if isinstance(view.get(key), dt.datetime):
-            view[key] = view[key].isoformat()
-    if decision is not None:
-        detail = next((rule.detail for rule in decision.rules if rule.rule == decision.primary_reason), None)
-        view.update(detail=detail, priority=decision.priority, response_window_minutes=decision.response_window_minutes,
-                    follow_up_due=decision.follow_up_due, policy_version=decision.policy_version,
-                    model_version=decision.model_version, frustrated=decision.frustrated, high_value=decision.high_value,
-                    renewal_near=decision.renewal_near)
-    return view

@@ -27,13 +27,13 @@ def jsonable(value: Any) -> Any:
 
 
 def _time(value: dt.datetime | str | None, field: str) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """escalation.store.utc, with a bad time named by the field it came in."""
+    from escalation.store import utc
+
     try:
-        parsed = dt.datetime.fromisoformat(str(value))
+        return utc(value)
     except ValueError:
         raise InputError(f"{field} {value!r}: expected an ISO 8601 time, e.g. 2026-03-11T09:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def list_escalations(store: Any, *, queue: str | None = None, owner: str | None = None, status: str | None = None,

@@ -32,7 +32,13 @@ def main() -> None:
     parser.add_argument("--text", action="store_true", help="text signals too (each worker loads the sentiment model)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-dask-"))
-    os.environ.update({"PREFECT_HOME": str(root / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(root / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
     config = root / "config"
     config.mkdir()
     (config / "features.yaml").write_text(f"account_block: {args.block}\n")
@@ -56,22 +62,40 @@ def main() -> None:
         from core.settings import load_settings
 
         t = time.perf_counter()
-        build_features.with_options(task_runner=task_runner(load_settings()))(str(data), str(root / "threads"), "30d", args.text)
+        build_features.with_options(task_runner=task_runner(load_settings()))(
+            str(data), str(root / "threads"), "30d", args.text
+        )
         threads = time.perf_counter() - t
         t = time.perf_counter()
-        with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             started = time.perf_counter() - t
             os.environ["CHURN_DASK_ADDRESS"] = cluster.scheduler_address
             t = time.perf_counter()
-            summary = build_features.with_options(task_runner=task_runner(load_settings()))(str(data), str(root / "dask"), "30d", args.text)
+            summary = build_features.with_options(task_runner=task_runner(load_settings()))(
+                str(data), str(root / "dask"), "30d", args.text
+            )
             on_dask = time.perf_counter() - t
             equal = read_snapshots(root / "threads").equals(read_snapshots(root / "dask"))
-            results = {"accounts": summary["accounts"], "snapshots": summary["snapshots"], "blocks": summary["blocks"], "text": args.text,
-                       "features_threads_s": round(threads, 1), "features_dask_s": round(on_dask, 1), "cluster_start_s": round(started, 1),
-                       "panels_identical": equal, "fit": {}}
-            print(f"features, {summary['accounts']:,} accounts, {summary['snapshots']:,} snapshots, {summary['blocks']} blocks, text {args.text}: "
-                  f"threads ({load_settings().workers}) {threads:.1f} s; Dask, {args.workers} workers {on_dask:.1f} s "
-                  f"(+{started:.1f} s to start the cluster); panels identical: {equal}", flush=True)
+            results = {
+                "accounts": summary["accounts"],
+                "snapshots": summary["snapshots"],
+                "blocks": summary["blocks"],
+                "text": args.text,
+                "features_threads_s": round(threads, 1),
+                "features_dask_s": round(on_dask, 1),
+                "cluster_start_s": round(started, 1),
+                "panels_identical": equal,
+                "fit": {},
+            }
+            print(
+                f"features, {summary['accounts']:,} accounts, {summary['snapshots']:,} snapshots, "
+                f"{summary['blocks']} blocks, text {args.text}: "
+                f"threads ({load_settings().workers}) {threads:.1f} s; Dask, {args.workers} workers {on_dask:.1f} s "
+                f"(+{started:.1f} s to start the cluster); panels identical: {equal}",
+                flush=True,
+            )
 
             from models.curve import CurveParams, LocalTrainer, fit_curve
             from models.dask_training import DaskTrainer
@@ -87,9 +111,16 @@ def main() -> None:
                     seconds = time.perf_counter() - t
                     latest = panel[panel["cutoff"] == panel["cutoff"].max()]
                     p90 = pd.Series(model.predict_curve(latest)[:, 2])
-                    results["fit"][label] = {"seconds": round(seconds, 1), "trees": model.info["best_iteration"][0], "mean_p90d": round(float(p90.mean()), 4)}
-                    print(f"fit on {len(panel):,} snapshots with {label}: {seconds:.1f} s, kept {model.info['best_iteration'][0]} trees, "
-                          f"mean 90-day risk at the last cutoff {p90.mean():.4f}", flush=True)
+                    results["fit"][label] = {
+                        "seconds": round(seconds, 1),
+                        "trees": model.info["best_iteration"][0],
+                        "mean_p90d": round(float(p90.mean()), 4),
+                    }
+                    print(
+                        f"fit on {len(panel):,} snapshots with {label}: {seconds:.1f} s, kept {model.info['best_iteration'][0]} trees, "
+                        f"mean 90-day risk at the last cutoff {p90.mean():.4f}",
+                        flush=True,
+                    )
 
     save("dask_path", results)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import time  # noqa: E402
+
+from benchmarks._record import save  # noqa: E402
 
 
 def main() -> None:
@@ -31,8 +32,13 @@ def main() -> None:
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--capacity", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--event-lookback-days", type=int, nargs="+", default=None,
-                        help="also evaluate with hard triggers counted only this many days back (e.g. 1: since yesterday's run)")
+    parser.add_argument(
+        "--event-lookback-days",
+        type=int,
+        nargs="+",
+        default=None,
+        help="also evaluate with hard triggers counted only this many days back (e.g. 1: since yesterday's run)",
+    )
     args = parser.parse_args()
     root = Path(__file__).resolve().parent.parent
     config = load_model_config(root / "config")
@@ -44,21 +50,35 @@ def main() -> None:
     _, pooled = run_backtest(panel, names, folds=args.folds, params=config.curve, baselines={"rules": RulesBaseline})
     print(f"backtest: {args.folds} folds in {time.perf_counter() - started:.0f} s", flush=True)
     results = []
-    policies = [policy] + [policy.model_copy(update={"hard_triggers": policy.hard_triggers.model_copy(update={"event_lookback_days": d})})
-                           for d in args.event_lookback_days or []]
+    policies = [policy] + [
+        policy.model_copy(update={"hard_triggers": policy.hard_triggers.model_copy(update={"event_lookback_days": d})})
+        for d in args.event_lookback_days or []
+    ]
     for policy, (model, group) in [(p, g) for p in policies for g in pooled.groupby("model", sort=False)]:
-        rows = group[["account_id", "cutoff", *CURVE_COLUMNS]].merge(panel.drop(columns=list(LABELS)), on=["account_id", "cutoff"])
+        rows = group[["account_id", "cutoff", *CURVE_COLUMNS]].merge(
+            panel.drop(columns=list(LABELS)), on=["account_id", "cutoff"]
+        )
         rows = rows.merge(group[["account_id", "cutoff", *LABELS]], on=["account_id", "cutoff"])
         for capacity in args.capacity:
             t0 = time.perf_counter()
-            r = evaluate_at_capacity(rows, rows[list(CURVE_COLUMNS)].to_numpy(), policy, capacity=capacity, churned_at=churned_at)
-            r.update(model=model, event_lookback_days=policy.hard_triggers.event_lookback_days, seconds=round(time.perf_counter() - t0, 2))
+            r = evaluate_at_capacity(
+                rows, rows[list(CURVE_COLUMNS)].to_numpy(), policy, capacity=capacity, churned_at=churned_at
+            )
+            r.update(
+                model=model,
+                event_lookback_days=policy.hard_triggers.event_lookback_days,
+                seconds=round(time.perf_counter() - t0, 2),
+            )
             results.append(r)
             for kind in ("escalations", "capacity_filled"):
                 s = r[kind]
-                print(f"triggers {policy.hard_triggers.event_lookback_days:>2}d back, policy fed by {model:<9} capacity {capacity:.0%}/cutoff, {kind:<15}: {s['accounts']:,} flagged of {r['snapshots']:,} snapshots "
-                      f"at {r['cutoffs']} cutoffs; precision {s['precision']:.3f}, recall {s['recall']:.3f} of {r['churners']:,} churners "
-                      f"within {r['horizon_days']} days, median lead {s['median_lead_days']:.0f} days", flush=True)
+                print(
+                    f"triggers {policy.hard_triggers.event_lookback_days:>2}d back, policy fed by {model:<9} "
+                    f"capacity {capacity:.0%}/cutoff, {kind:<15}: {s['accounts']:,} flagged of {r['snapshots']:,} snapshots "
+                    f"at {r['cutoffs']} cutoffs; precision {s['precision']:.3f}, recall {s['recall']:.3f} of {r['churners']:,} churners "
+                    f"within {r['horizon_days']} days, median lead {s['median_lead_days']:.0f} days",
+                    flush=True,
+                )
     save("escalation", results)
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse
 import json
 import os
@@ -29,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks._record import save  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -40,8 +41,13 @@ start = "2024-01-31"  # 24 monthly cutoffs, 2024-01-31 .. 2025-12-21
 t0 = time.perf_counter()
 summary = run_features(data, out, start=start, every="30d")  # text off: the default CLI path adds the sentiment model
 import resource
-result = {"panel_s": time.perf_counter() - t0, "snapshots": summary["snapshots"], "cutoffs": len(summary["cutoffs"]), "features": summary["features"],
-          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # before the naive part
+result = {  # peak memory before the naive part
+    "panel_s": time.perf_counter() - t0,
+    "snapshots": summary["snapshots"],
+    "cutoffs": len(summary["cutoffs"]),
+    "features": summary["features"],
+    "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+}
 if naive:
     tables = load_tables(data).tables
     first, end = data_range(tables)
@@ -57,7 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--naive-up-to", type=int, default=10_000, help="also time the naive per-cutoff build up to this size")
+    parser.add_argument(
+        "--naive-up-to", type=int, default=10_000, help="also time the naive per-cutoff build up to this size"
+    )
     args = parser.parse_args()
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
@@ -68,14 +76,27 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(prefix="bench-feat-"))
         try:
             simulate(SimulationConfig(accounts=accounts, days=args.days, seed=42), root / "data")
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(root / "data"), str(root / "features"), "1" if accounts <= args.naive_up_to else "0"],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    str(root / "data"),
+                    str(root / "features"),
+                    "1" if accounts <= args.naive_up_to else "0",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(proc.stdout.strip().splitlines()[-1]) | {"accounts": accounts}
             peak = r["peak_rss_gib"]
             results.append(r)
-            line = (f"{accounts:>8,} accounts x {args.days} days x {r['cutoffs']} cutoffs: `churn features` {r['panel_s']:6.1f} s "
-                    f"(reading, validating, building, writing), {r['snapshots']:,} snapshots x {r['features']} features, "
-                    f"{r['snapshots'] / r['panel_s']:,.0f} snapshots/s, peak RSS {peak:.2f} GiB")
+            line = (
+                f"{accounts:>8,} accounts x {args.days} days x {r['cutoffs']} cutoffs: `churn features` {r['panel_s']:6.1f} s "
+                f"(reading, validating, building, writing), {r['snapshots']:,} snapshots x {r['features']} features, "
+                f"{r['snapshots'] / r['panel_s']:,.0f} snapshots/s, peak RSS {peak:.2f} GiB"
+            )
             if "naive_s" in r:
                 line += f"; naive per-cutoff rebuild {r['naive_s']:.1f} s ({r['naive_s'] / r['panel_s']:.1f}x slower)"
             print(line, flush=True)

@@ -32,8 +32,9 @@ import pandas as pd
 CUTOFF = "2025-06-01"
 
 
-def truth_at_cutoff(data: Path, cutoff: str | pd.Timestamp = CUTOFF, *, horizon_days: int = 90,
-                    n_paths: int = 64) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def truth_at_cutoff(
+    data: Path, cutoff: str | pd.Timestamp = CUTOFF, *, horizon_days: int = 90, n_paths: int = 64
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The accounts alive at `cutoff` of a simulated base in `data` (with its truth/ folder): a
     panel the policy can read (account_id, cutoff, arr_current, segment), the oracle's risk curve
     (rows x HORIZONS) and whether each account churns within `horizon_days` after the cutoff
@@ -44,18 +45,32 @@ def truth_at_cutoff(data: Path, cutoff: str | pd.Timestamp = CUTOFF, *, horizon_
     cutoff = pd.Timestamp(cutoff)
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
     accounts = pd.read_parquet(data / "accounts.parquet", columns=["account_id", "segment", "arr"])
-    oracle = churn_probability(data / "truth", pd.DataFrame({"account_id": accounts["account_id"], "cutoff": cutoff}),
-                               horizons=HORIZONS, n_paths=n_paths)
+    oracle = churn_probability(
+        data / "truth",
+        pd.DataFrame({"account_id": accounts["account_id"], "cutoff": cutoff}),
+        horizons=HORIZONS,
+        n_paths=n_paths,
+    )
     alive = oracle[f"oracle_{HORIZONS[0]}d"].notna().to_numpy()
-    panel = pd.DataFrame({"account_id": accounts["account_id"].to_numpy()[alive], "cutoff": cutoff,
-                          "arr_current": accounts["arr"].to_numpy(dtype=float)[alive], "segment": accounts["segment"].to_numpy()[alive]})
+    panel = pd.DataFrame(
+        {
+            "account_id": accounts["account_id"].to_numpy()[alive],
+            "cutoff": cutoff,
+            "arr_current": accounts["arr"].to_numpy(dtype=float)[alive],
+            "segment": accounts["segment"].to_numpy()[alive],
+        }
+    )
     curve = oracle.loc[alive, [f"oracle_{h}d" for h in HORIZONS]].to_numpy()
-    churned_at = pd.read_parquet(data / "churn.parquet").set_index("account_id")["churned_at"].reindex(panel["account_id"])
+    churned_at = (
+        pd.read_parquet(data / "churn.parquet").set_index("account_id")["churned_at"].reindex(panel["account_id"])
+    )
     would_churn = ((churned_at >= cutoff) & (churned_at < cutoff + pd.Timedelta(days=horizon_days))).to_numpy()
     return panel, curve, would_churn
 
 
-def run_holdout(panel: pd.DataFrame, curve: np.ndarray, would_churn: np.ndarray, policy, *, save_probability: float, seed: int) -> dict:
+def run_holdout(
+    panel: pd.DataFrame, curve: np.ndarray, would_churn: np.ndarray, policy, *, save_probability: float, seed: int
+) -> dict:
     """One experiment: decisions under `policy` (its holdout share and salt), the known effect
     applied to the treated, and `estimate_effect` on the outcome. Adds the true effect, whether
     the interval covers it, and how many accounts were eligible."""
@@ -75,8 +90,14 @@ def run_holdout(panel: pd.DataFrame, curve: np.ndarray, would_churn: np.ndarray,
     out = estimate_effect(churned[treated], churned[held])
     truth = save_probability * float(would_churn[treated | held].mean()) if (treated | held).any() else 0.0
     covered = out["ci"] is not None and out["ci"][0] <= truth <= out["ci"][1]
-    return {**out, "truth": truth, "covered": bool(covered), "eligible": int((treated | held).sum()), "saved_actual": int(saved.sum()),
-            "alive": len(panel)}
+    return {
+        **out,
+        "truth": truth,
+        "covered": bool(covered),
+        "eligible": int((treated | held).sum()),
+        "saved_actual": int(saved.sum()),
+        "alive": len(panel),
+    }
 
 
 def experiment_policy(share: float, salt: str, threshold: float, horizon_days: int = 90):
@@ -96,8 +117,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--share", type=float, default=0.2)
-    parser.add_argument("--save", type=float, default=0.3, help="probability that escalation saves a treated account that would churn")
-    parser.add_argument("--threshold", type=float, default=0.05, help="90-day risk threshold of the experiment's policy")
+    parser.add_argument(
+        "--save", type=float, default=0.3, help="probability that escalation saves a treated account that would churn"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.05, help="90-day risk threshold of the experiment's policy"
+    )
     parser.add_argument("--replicates", type=int, default=200, help="runs per base size (at least 1)")
     args = parser.parse_args()
     if args.replicates < 1:
@@ -110,26 +135,68 @@ def main() -> None:
             panel, curve, would_churn = truth_at_cutoff(Path(tmp) / "data")
             prepared = time.perf_counter() - started
         started = time.perf_counter()
-        reps = [run_holdout(panel, curve, would_churn, experiment_policy(args.share, f"rep-{k}", args.threshold), save_probability=args.save, seed=k)
-                for k in range(args.replicates)]
+        reps = [
+            run_holdout(
+                panel,
+                curve,
+                would_churn,
+                experiment_policy(args.share, f"rep-{k}", args.threshold),
+                save_probability=args.save,
+                seed=k,
+            )
+            for k in range(args.replicates)
+        ]
         one = reps[0]  # the example printed: the first replicate (salt rep-0, seed 0), not a chosen one
         coverage = float(np.mean([r["covered"] for r in reps]))
         enough = float(np.mean([r["enough"] for r in reps]))
         effects = np.array([r["effect"] for r in reps if r["effect"] is not None])
-        row = {"accounts": n, "alive_at_cutoff": one["alive"], "eligible": one["eligible"], "treated": one["treated"], "held_out": one["held_out"],
-               "truth": round(one["truth"], 4), "effect": one["effect"], "ci": one["ci"], "covered": one["covered"], "enough": one["enough"],
-               "reason": one["reason"], "saved": one["saved"], "saved_ci": one["saved_ci"], "saved_actual": one["saved_actual"],
-               "verdict": one["verdict"], "replicates": args.replicates, "coverage": coverage, "share_enough": enough,
-               "mean_effect": float(effects.mean()) if len(effects) else None, "prepare_seconds": round(prepared, 1),
-               "seconds_per_run": round((time.perf_counter() - started) / args.replicates, 3)}
+        row = {
+            "accounts": n,
+            "alive_at_cutoff": one["alive"],
+            "eligible": one["eligible"],
+            "treated": one["treated"],
+            "held_out": one["held_out"],
+            "truth": round(one["truth"], 4),
+            "effect": one["effect"],
+            "ci": one["ci"],
+            "covered": one["covered"],
+            "enough": one["enough"],
+            "reason": one["reason"],
+            "saved": one["saved"],
+            "saved_ci": one["saved_ci"],
+            "saved_actual": one["saved_actual"],
+            "verdict": one["verdict"],
+            "replicates": args.replicates,
+            "coverage": coverage,
+            "share_enough": enough,
+            "mean_effect": float(effects.mean()) if len(effects) else None,
+            "prepare_seconds": round(prepared, 1),
+            "seconds_per_run": round((time.perf_counter() - started) / args.replicates, 3),
+        }
         results.append(row)
-        print(f"{n:,} accounts ({row['alive_at_cutoff']:,} alive at {CUTOFF}, {row['eligible']} eligible: {row['treated']} escalated, "
-              f"{row['held_out']} held out): truth {row['truth']:+.2%}", flush=True)
+        print(
+            f"{n:,} accounts ({row['alive_at_cutoff']:,} alive at {CUTOFF}, {row['eligible']} eligible: {row['treated']} escalated, "
+            f"{row['held_out']} held out): truth {row['truth']:+.2%}",
+            flush=True,
+        )
         print(f"  replicate 0: {one['verdict']}", flush=True)
-        print(f"  replicate 0's interval covers the truth: {one['covered']}; over {args.replicates} replicates coverage {coverage:.1%}, "
-              f"'enough' in {enough:.1%}, mean estimate {row['mean_effect']:+.2%}", flush=True)
-    save("holdout", {"share": args.share, "save_probability": args.save, "threshold_90d": args.threshold, "cutoff": CUTOFF,
-                     "seed": args.seed, "days": args.days, "results": results})
+        print(
+            f"  replicate 0's interval covers the truth: {one['covered']}; over {args.replicates} replicates coverage {coverage:.1%}, "
+            f"'enough' in {enough:.1%}, mean estimate {row['mean_effect']:+.2%}",
+            flush=True,
+        )
+    save(
+        "holdout",
+        {
+            "share": args.share,
+            "save_probability": args.save,
+            "threshold_90d": args.threshold,
+            "cutoff": CUTOFF,
+            "seed": args.seed,
+            "days": args.days,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from benchmarks._record import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 P90 = 2  # column of p_90d in a curve (horizons 30, 60, 90, 180)
@@ -55,10 +56,14 @@ def main() -> None:
     from simulation.oracle import churn_probability
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, default=None, help="a simulated base (with truth/); default: simulate the demo base")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="a simulated base (with truth/); default: simulate the demo base"
+    )
     parser.add_argument("--holiday", default="2025-12-29", help="a cutoff in a holiday week")
     parser.add_argument("--weeks", type=int, default=2, help="weeks between the earlier cutoff and the holiday one")
-    parser.add_argument("--text", action="store_true", help="compute text signals (slow; they do not react to holidays)")
+    parser.add_argument(
+        "--text", action="store_true", help="compute text signals (slow; they do not react to holidays)"
+    )
     parser.add_argument("--name", default="holiday", help="benchmarks/results/<name>.json")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     args = parser.parse_args()
@@ -86,14 +91,23 @@ def main() -> None:
     panel = read_snapshots(work / "features")
     names = feature_names(panel)
     feature_s = time.perf_counter() - t0
-    print(f"panel: {len(panel):,} snapshots x {len(names)} features at {len(summary['cutoffs'])} cutoffs ({feature_s:.0f} s)", flush=True)
+    print(
+        f"panel: {len(panel):,} snapshots x {len(names)} features at {len(summary['cutoffs'])} cutoffs ({feature_s:.0f} s)",
+        flush=True,
+    )
     t0 = time.perf_counter()
     model = fit_curve(panel, names, load_model_config(ROOT / "config").curve)
     print(f"fitted the final curve in {time.perf_counter() - t0:.0f} s", flush=True)
 
     snaps = {c: snapshot(data, work, c, text) for c in (before, holiday)}
-    result: dict = {"data": str(data), "text": bool(args.text), "holiday": str(holiday.date()), "before": str(before.date()),
-                    "snapshots": len(panel), "cutoffs": summary["cutoffs"]}
+    result: dict = {
+        "data": str(data),
+        "text": bool(args.text),
+        "holiday": str(holiday.date()),
+        "before": str(before.date()),
+        "snapshots": len(panel),
+        "cutoffs": summary["cutoffs"],
+    }
     means = {}
     for c, snap in snaps.items():
         p90 = model.predict_curve(snap)[:, P90]
@@ -107,8 +121,11 @@ def main() -> None:
     result["model_change"], result["oracle_change"] = round(model_move, 4), round(oracle_move, 4)
     result["gap_share_of_oracle"] = round(gap, 4)
     result["mean_goal_met"] = bool(gap <= 0.10)
-    print(f"mean p_90d moved {model_move:+.4f}, the oracle's {oracle_move:+.4f}: a gap of {gap:.1%} of the oracle's mean p_90d "
-          f"({'within' if gap <= 0.10 else 'outside'} the 10% goal)", flush=True)
+    print(
+        f"mean p_90d moved {model_move:+.4f}, the oracle's {oracle_move:+.4f}: a gap of {gap:.1%} of the oracle's mean p_90d "
+        f"({'within' if gap <= 0.10 else 'outside'} the 10% goal)",
+        flush=True,
+    )
 
     specs = feature_specs()
     both = pd.concat(list(snaps.values()), ignore_index=True)
@@ -118,8 +135,13 @@ def main() -> None:
 
     def drift(feature: str) -> dict:
         x, y = a[feature].to_numpy(dtype=float, na_value=np.nan), b[feature].to_numpy(dtype=float, na_value=np.nan)
-        return {"feature": feature, "top_ten": feature in top, "psi": round(psi(x, y), 4),
-                "mean_before": round(float(np.nanmean(x)), 4), "mean_holiday": round(float(np.nanmean(y)), 4)}
+        return {
+            "feature": feature,
+            "top_ten": feature in top,
+            "psi": round(psi(x, y), 4),
+            "mean_before": round(float(np.nanmean(x)), 4),
+            "mean_holiday": round(float(np.nanmean(y)), 4),
+        }
 
     usage = [f for f in names if specs.get(f) is not None and specs[f].family == "usage"]
     rows = [drift(f) for f in usage]
@@ -130,8 +152,13 @@ def main() -> None:
     result["psi_goal_met"] = bool(not worst > 0.25)
     print("top ten by mean |TreeSHAP| (90 days): " + ", ".join(top))
     for r in rows:
-        print(f"  {'*' if r['top_ten'] else ' '} {r['feature']:<34} PSI {r['psi']:6.3f}  mean {r['mean_before']:9.3f} -> {r['mean_holiday']:9.3f}")
-    print(f"largest PSI of a top-ten usage feature: {worst:.3f} ({'within' if not worst > 0.25 else 'above'} the 0.25 goal)")
+        print(
+            f"  {'*' if r['top_ten'] else ' '} {r['feature']:<34} PSI {r['psi']:6.3f}  mean "
+            f"{r['mean_before']:9.3f} -> {r['mean_holiday']:9.3f}"
+        )
+    print(
+        f"largest PSI of a top-ten usage feature: {worst:.3f} ({'within' if not worst > 0.25 else 'above'} the 0.25 goal)"
+    )
     if args.text:
         text_cm.__exit__(None, None, None)
     print(f"written to {save(args.name, result)}")

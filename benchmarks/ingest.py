@@ -27,7 +27,6 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse
 import json
 import os
@@ -43,6 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks._record import save  # noqa: E402
+
 CHILD = r"""
 import json, resource, sys, time
 import numpy, pyarrow
@@ -57,8 +58,18 @@ print(json.dumps({"wall_s": wall_s, "peak_rss_kib": resource.getrusage(resource.
 """
 ROOT = Path(__file__).resolve().parent.parent
 
-EVENTS = ["Signed In", "Page Viewed", "Report Created", "Dashboard Shared", "Export Run", "Alert Configured", "Search",
-          "API Request", "Session End", "Invite Sent"]
+EVENTS = [
+    "Signed In",
+    "Page Viewed",
+    "Report Created",
+    "Dashboard Shared",
+    "Export Run",
+    "Alert Configured",
+    "Search",
+    "API Request",
+    "Session End",
+    "Invite Sent",
+]
 WEIGHTS = np.array([6, 40, 8, 3, 4, 1, 15, 15, 6, 2], dtype="float64")
 START = pd.Timestamp("2025-01-01", tz="UTC")
 MAPPING = """
@@ -84,16 +95,31 @@ def generate(folder: Path, events: int, accounts: int, days: int, seed: int = 7,
     ids = np.array([f"acc_{i:05d}" for i in range(accounts)])
     users_per = rng.integers(3, 60, accounts)
     activity = rng.lognormal(0, 1, accounts)
-    pd.DataFrame({"Id": ids, "Name": [f"Company {i}" for i in range(accounts)], "Type": rng.choice(["smb", "mid_market", "enterprise"], accounts),
-                  "Seats__c": users_per * 2, "AnnualRevenue": rng.integers(5_000, 500_000, accounts),
-                  "CreatedDate": (START - pd.to_timedelta(rng.integers(0, 700, accounts), unit="D")).strftime("%Y-%m-%d"),
-                  "Billing_Term__c": rng.choice(["annual", "monthly"], accounts)}).to_csv(folder / "accounts.csv", index=False)
+    pd.DataFrame(
+        {
+            "Id": ids,
+            "Name": [f"Company {i}" for i in range(accounts)],
+            "Type": rng.choice(["smb", "mid_market", "enterprise"], accounts),
+            "Seats__c": users_per * 2,
+            "AnnualRevenue": rng.integers(5_000, 500_000, accounts),
+            "CreatedDate": (START - pd.to_timedelta(rng.integers(0, 700, accounts), unit="D")).strftime("%Y-%m-%d"),
+            "Billing_Term__c": rng.choice(["annual", "monthly"], accounts),
+        }
+    ).to_csv(folder / "accounts.csv", index=False)
     user_names = pa.array([f"{a}-u{k:02d}" for a, n in zip(ids, users_per, strict=True) for k in range(n)])
     user_offset = np.concatenate([[0], np.cumsum(users_per)[:-1]])
     account_p = activity / activity.sum()
     names = pa.array(EVENTS)
-    schema = pa.schema([("timestamp", pa.int64()), ("group_id", pa.string()), ("user_id", pa.string()), ("event", pa.string()),
-                        ("message_id", pa.string()), ("session_seconds", pa.float64())])
+    schema = pa.schema(
+        [
+            ("timestamp", pa.int64()),
+            ("group_id", pa.string()),
+            ("user_id", pa.string()),
+            ("event", pa.string()),
+            ("message_id", pa.string()),
+            ("session_seconds", pa.float64()),
+        ]
+    )
     account_array = pa.array(ids)
     with pq.ParquetWriter(folder / "events.parquet", schema) as writer:
         for first in range(0, events, chunk):
@@ -108,11 +134,21 @@ def generate(folder: Path, events: int, accounts: int, days: int, seed: int = 7,
             user_ids = user_names.take(pa.array(user))
             user_ids = pc.if_else(pa.array(rng.random(n) < 0.01), pa.scalar(None, pa.string()), user_ids)
             session = np.where(event == EVENTS.index("Session End"), rng.exponential(900, n), np.nan)
-            table = pa.table({"timestamp": stamp, "group_id": account_array.take(pa.array(account)), "user_id": user_ids,
-                              "event": names.take(pa.array(event)), "message_id": message,
-                              "session_seconds": pa.array(session, from_pandas=True)}, schema=schema)
+            table = pa.table(
+                {
+                    "timestamp": stamp,
+                    "group_id": account_array.take(pa.array(account)),
+                    "user_id": user_ids,
+                    "event": names.take(pa.array(event)),
+                    "message_id": message,
+                    "session_seconds": pa.array(session, from_pandas=True),
+                },
+                schema=schema,
+            )
             resent = np.flatnonzero(rng.random(n) < 0.005)  # retries: the same message again
-            writer.write_table(pa.concat_tables([table, table.take(pa.array(resent))]), row_group_size=chunk + len(resent))
+            writer.write_table(
+                pa.concat_tables([table, table.take(pa.array(resent))]), row_group_size=chunk + len(resent)
+            )
     (folder / "mapping.yaml").write_text(MAPPING)
 
 
@@ -129,27 +165,44 @@ def avx512_targets() -> list[str]:
 
 def run_child(folder: Path, out: str, env: dict[str, str], args: argparse.Namespace) -> dict:
     """`run_ingest` in a fresh subprocess with `env` added; its figures."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(folder / "mapping.yaml"), str(folder / out)],
-                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder / "mapping.yaml"), str(folder / out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
     if proc.returncode:
         sys.exit(f"ingest failed ({out}):\n{proc.stderr}")
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = child["summary"]
     events_source = next(s for s in summary["sources"] if s["section"] == "events")
-    return {"events": events_source["rows_in"], "accounts": args.accounts, "days": args.days, "wall_s": round(child["wall_s"], 1),
-            "stream_s": events_source["seconds"], "events_per_s": round(events_source["rows_in"] / child["wall_s"]),
-            "peak_rss_gib": round(child["peak_rss_kib"] / 2**20, 2), "usage_rows": summary["tables"]["usage_daily"],
-            "duplicates": events_source["duplicates"], "quiet_days": events_source["quiet_days"], "tables": summary["tables"],
-            "numpy_simd": child["numpy_simd"], "arrow_simd": child["arrow_simd"]}
+    return {
+        "events": events_source["rows_in"],
+        "accounts": args.accounts,
+        "days": args.days,
+        "wall_s": round(child["wall_s"], 1),
+        "stream_s": events_source["seconds"],
+        "events_per_s": round(events_source["rows_in"] / child["wall_s"]),
+        "peak_rss_gib": round(child["peak_rss_kib"] / 2**20, 2),
+        "usage_rows": summary["tables"]["usage_daily"],
+        "duplicates": events_source["duplicates"],
+        "quiet_days": events_source["quiet_days"],
+        "tables": summary["tables"],
+        "numpy_simd": child["numpy_simd"],
+        "arrow_simd": child["arrow_simd"],
+    }
 
 
 def describe_run(label: str, result: dict) -> str:
     """One run's figures as one line, with the SIMD levels it ran at."""
-    return (f"{label}: {result['events']:>12,} events -> {result['usage_rows']:,} usage rows: {result['wall_s']:.1f} s wall end to end "
-            f"(stream and aggregate {result['stream_s']:.1f} s), {result['events_per_s']:,} events/s, "
-            f"peak RSS {result['peak_rss_gib']:.2f} GiB; {result['duplicates']:,} duplicates dropped, "
-            f"{result['quiet_days']:,} quiet days written as zeros "
-            f"[numpy {'/'.join(result['numpy_simd']) or 'baseline'}, pyarrow {result['arrow_simd']}]")
+    return (
+        f"{label}: {result['events']:>12,} events -> {result['usage_rows']:,} usage rows: {result['wall_s']:.1f} s wall end to end "
+        f"(stream and aggregate {result['stream_s']:.1f} s), {result['events_per_s']:,} events/s, "
+        f"peak RSS {result['peak_rss_gib']:.2f} GiB; {result['duplicates']:,} duplicates dropped, "
+        f"{result['quiet_days']:,} quiet days written as zeros "
+        f"[numpy {'/'.join(result['numpy_simd']) or 'baseline'}, pyarrow {result['arrow_simd']}]"
+    )
 
 
 def main() -> None:
@@ -157,25 +210,38 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000_000)
     parser.add_argument("--accounts", type=int, default=5_000)
     parser.add_argument("--days", type=int, default=180)
-    parser.add_argument("--no-avx2", dest="avx2", action="store_false",
-                        help="skip the second, AVX2-only run (it runs by default when the CPU has AVX-512)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="pairs of runs in alternating order (as is first, then AVX2 first, ...), compared by their "
-                             "median time: more rounds tame the noise of a busy machine")
+    parser.add_argument(
+        "--no-avx2",
+        dest="avx2",
+        action="store_false",
+        help="skip the second, AVX2-only run (it runs by default when the CPU has AVX-512)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="pairs of runs in alternating order (as is first, then AVX2 first, ...), compared by their "
+        "median time: more rounds tame the noise of a busy machine",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: expected 1 or more")
     avx512 = avx512_targets()
-    print(f"ingest benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__} "
-          f"(AVX-512 targets: {', '.join(avx512) or 'none'}), pyarrow {pa.__version__} (SIMD {pa.runtime_info().simd_level})")
+    print(
+        f"ingest benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__} "
+        f"(AVX-512 targets: {', '.join(avx512) or 'none'}), pyarrow {pa.__version__} (SIMD {pa.runtime_info().simd_level})"
+    )
     name = "ingest" if args.events == 20_000_000 else f"ingest_{args.events}"
     folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         started = time.perf_counter()
         generate(folder, args.events, args.accounts, args.days)
         size_mib = (folder / "events.parquet").stat().st_size / 2**20
-        print(f"generated {args.events:,} events (+0.5% re-sent) over {args.accounts:,} accounts x {args.days} days: "
-              f"{size_mib:,.0f} MiB of Parquet in {time.perf_counter() - started:.0f}s (not timed)", flush=True)
+        print(
+            f"generated {args.events:,} events (+0.5% re-sent) over {args.accounts:,} accounts x {args.days} days: "
+            f"{size_mib:,.0f} MiB of Parquet in {time.perf_counter() - started:.0f}s (not timed)",
+            flush=True,
+        )
         if not (args.avx2 and avx512):
             as_is = run_child(folder, "out", {}, args)
             print(describe_run("as is", as_is), flush=True)
@@ -189,20 +255,36 @@ def main() -> None:
             for mode in list(modes)[:: 1 if round_ % 2 == 0 else -1]:
                 result = run_child(folder, f"out-{round_}-{'avx2' if modes[mode] else 'as-is'}", modes[mode], args)
                 runs[mode].append(result)
-                print(describe_run(mode if args.rounds == 1 else f"{mode} (round {round_ + 1})", result) + f", load average "
-                      f"{os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    describe_run(mode if args.rounds == 1 else f"{mode} (round {round_ + 1})", result)
+                    + f", load average "
+                    f"{os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         tables = {json.dumps(r["tables"], sort_keys=True) for results in runs.values() for r in results}
         if len(tables) > 1:
             sys.exit(f"the runs wrote different tables: {' against '.join(sorted(tables))}")
         wall = {mode: statistics.median(r["wall_s"] for r in results) for mode, results in runs.items()}
         peak = {mode: max(r["peak_rss_gib"] for r in results) for mode, results in runs.items()}
         ratio = wall["AVX2 only"] / wall["as is"]
-        print(f"AVX2 only ({' '.join(f'{k}={v}' for k, v in env.items())}) against as is"
-              f"{f', medians of {args.rounds} rounds' if args.rounds > 1 else ''}: {wall['AVX2 only']:.1f} s vs {wall['as is']:.1f} s "
-              f"wall, ratio {ratio:.2f}x; peak RSS {peak['AVX2 only']:.2f} GiB vs {peak['as is']:.2f} GiB", flush=True)
+        print(
+            f"AVX2 only ({' '.join(f'{k}={v}' for k, v in env.items())}) against as is"
+            f"{f', medians of {args.rounds} rounds' if args.rounds > 1 else ''}: {wall['AVX2 only']:.1f} s vs {wall['as is']:.1f} s "
+            f"wall, ratio {ratio:.2f}x; peak RSS {peak['AVX2 only']:.2f} GiB vs {peak['as is']:.2f} GiB",
+            flush=True,
+        )
         save(name, runs["as is"][0])
-        save(f"{name}_avx2", {"env": env, "rounds": args.rounds, "as_is": runs["as is"], "avx2_only": runs["AVX2 only"],
-                              "ratio_of_medians": round(ratio, 3), "peak_rss_gib": peak})
+        save(
+            f"{name}_avx2",
+            {
+                "env": env,
+                "rounds": args.rounds,
+                "as_is": runs["as is"],
+                "avx2_only": runs["AVX2 only"],
+                "ratio_of_medians": round(ratio, 3),
+                "peak_rss_gib": peak,
+            },
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from benchmarks._record import save  # noqa: E402
 
 #: (accounts, seed) of the bases built when no --features is given
 DEFAULT_BASES = ((2000, 42), (3000, 31), (10_000, 42))
@@ -40,8 +41,26 @@ def build(root: Path, accounts: int, seed: int, text: bool) -> Path:
     from pipelines.cli import main
 
     data, features = root / f"d{accounts}_s{seed}", root / f"d{accounts}_s{seed}" / "features"
-    assert main(["simulate", "--accounts", str(accounts), "--seed", str(seed), "--days", "730", "--out", str(data), "--json"]) == 0
-    assert main(["features", "--data", str(data), "--out", str(features), *([] if text else ["--no-text"]), "--json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--accounts",
+                str(accounts),
+                "--seed",
+                str(seed),
+                "--days",
+                "730",
+                "--out",
+                str(data),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["features", "--data", str(data), "--out", str(features), *([] if text else ["--no-text"]), "--json"]) == 0
+    )
     return features
 
 
@@ -78,12 +97,20 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
             y = outcomes[label].to_numpy(dtype="float64", na_value=np.nan)
             known = ~np.isnan(y)
             if 0 < y[known].sum() < known.sum():
-                within[h].append(roc_auc_score(y[known], curves["lightgbm"][known, k]) - roc_auc_score(y[known], curves["lightgbm_raw"][known, k]))
+                within[h].append(
+                    roc_auc_score(y[known], curves["lightgbm"][known, k])
+                    - roc_auc_score(y[known], curves["lightgbm_raw"][known, k])
+                )
         for name, curve in curves.items():
             preds.append(outcomes.assign(model=name, **dict(zip(CURVE_COLUMNS, curve.T, strict=True))))
     table = score_backtest(pd.concat(preds, ignore_index=True), plan, budget=0.05, churned_at=None)
-    return {"table": table, "chosen": chosen, "within_fold_auc_change": {h: float(np.max(np.abs(v))) if v else None for h, v in within.items()},
-            "panel": panel, "names": names}
+    return {
+        "table": table,
+        "chosen": chosen,
+        "within_fold_auc_change": {h: float(np.max(np.abs(v))) if v else None for h, v in within.items()},
+        "panel": panel,
+        "names": names,
+    }
 
 
 def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
@@ -96,9 +123,15 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
     seconds = time.perf_counter() - started
     latest = panel[panel["cutoff"] == panel["cutoff"].max()]
     p90, raw90 = pd.Series(model.predict_curve(latest)[:, 2]), pd.Series(model.raw_curve(latest)[:, 2])
-    return {"accounts": len(p90), "distinct_p90d_share": float((~p90.duplicated(keep=False)).mean()), "largest_tie": int(p90.value_counts().max()),
-            "distinct_raw_p90d_share": float((~raw90.duplicated(keep=False)).mean()),
-            "final_fit_s": round(seconds, 1), "chosen": model.info["chosen"], "search": model.info["search"]}
+    return {
+        "accounts": len(p90),
+        "distinct_p90d_share": float((~p90.duplicated(keep=False)).mean()),
+        "largest_tie": int(p90.value_counts().max()),
+        "distinct_raw_p90d_share": float((~raw90.duplicated(keep=False)).mean()),
+        "final_fit_s": round(seconds, 1),
+        "chosen": model.info["chosen"],
+        "search": model.info["search"],
+    }
 
 
 def main() -> None:
@@ -106,11 +139,23 @@ def main() -> None:
     from pipelines.models import load_model_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--features", type=Path, nargs="*", default=None, help="`churn features` outputs [default: build the three bases]")
-    parser.add_argument("--no-text", action="store_true", help="build the default bases without text signals (faster, not the goals' setting)")
+    parser.add_argument(
+        "--features",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="`churn features` outputs [default: build the three bases]",
+    )
+    parser.add_argument(
+        "--no-text",
+        action="store_true",
+        help="build the default bases without text signals (faster, not the goals' setting)",
+    )
     args = parser.parse_args()
     config = load_model_config(Path(__file__).resolve().parent.parent / "config")
-    folders = args.features or [build(Path(tempfile.mkdtemp(prefix="bench-quality-")), n, seed, not args.no_text) for n, seed in DEFAULT_BASES]
+    folders = args.features or [
+        build(Path(tempfile.mkdtemp(prefix="bench-quality-")), n, seed, not args.no_text) for n, seed in DEFAULT_BASES
+    ]
     results = []
     for folder in folders:
         started = time.perf_counter()
@@ -120,25 +165,52 @@ def main() -> None:
         auc = table.pivot_table(index="model", columns="horizon_days", values="roc_auc")
         ece = table.pivot_table(index="model", columns="horizon_days", values="ece")
         final = distinct_p90(run["panel"], run["names"], config.curve)
-        row = {"features": str(folder), "snapshots": len(run["panel"]), "accounts": int(run["panel"]["account_id"].nunique()),
-               "backtest_s": round(seconds, 1), "roc_auc_90d": {m: round(float(auc.loc[m, 90]), 4) for m in auc.index if 90 in auc.columns},
-               "ece": {str(h): round(float(ece.loc["lightgbm", h]), 4) for h in ece.columns},
-               "calibration_auc_change_pooled": {str(h): round(float(auc.loc["lightgbm", h] - auc.loc["lightgbm_raw", h]), 4) for h in auc.columns},
-               "calibration_auc_change_within_fold": run["within_fold_auc_change"], "chosen_by_fold": run["chosen"], **final,
-               "roc_auc": {m: {str(h): round(float(v), 4) for h, v in auc.loc[m].items()} for m in auc.index}}
+        row = {
+            "features": str(folder),
+            "snapshots": len(run["panel"]),
+            "accounts": int(run["panel"]["account_id"].nunique()),
+            "backtest_s": round(seconds, 1),
+            "roc_auc_90d": {m: round(float(auc.loc[m, 90]), 4) for m in auc.index if 90 in auc.columns},
+            "ece": {str(h): round(float(ece.loc["lightgbm", h]), 4) for h in ece.columns},
+            "calibration_auc_change_pooled": {
+                str(h): round(float(auc.loc["lightgbm", h] - auc.loc["lightgbm_raw", h]), 4) for h in auc.columns
+            },
+            "calibration_auc_change_within_fold": run["within_fold_auc_change"],
+            "chosen_by_fold": run["chosen"],
+            **final,
+            "roc_auc": {m: {str(h): round(float(v), 4) for h, v in auc.loc[m].items()} for m in auc.index},
+        }
         lgb, rules, oracle = (row["roc_auc_90d"].get(m) for m in ("lightgbm", "rules", "oracle"))
-        row["goals"] = {"oracle_minus_0.02": None if oracle is None else lgb >= oracle - 0.02, "rules_plus_0.10": lgb >= rules + 0.10,
-                        "ece_0.02": all(v <= 0.02 for v in row["ece"].values()), "distinct_p90d_95pct": final["distinct_p90d_share"] >= 0.95,
-                        "calibration_auc_0.002": all(abs(v) < 0.002 for v in row["calibration_auc_change_pooled"].values())}
+        row["goals"] = {
+            "oracle_minus_0.02": None if oracle is None else lgb >= oracle - 0.02,
+            "rules_plus_0.10": lgb >= rules + 0.10,
+            "ece_0.02": all(v <= 0.02 for v in row["ece"].values()),
+            "distinct_p90d_95pct": final["distinct_p90d_share"] >= 0.95,
+            "calibration_auc_0.002": all(abs(v) < 0.002 for v in row["calibration_auc_change_pooled"].values()),
+        }
         results.append(row)
-        print(f"{folder}: {row['accounts']:,} accounts, {row['snapshots']:,} snapshots; backtest {seconds:.0f} s, final fit {final['final_fit_s']} s")
+        print(
+            f"{folder}: {row['accounts']:,} accounts, {row['snapshots']:,} snapshots; backtest {seconds:.0f} "
+            f"s, final fit {final['final_fit_s']} s"
+        )
         print("  90-day ROC-AUC " + ", ".join(f"{m} {v:.4f}" for m, v in row["roc_auc_90d"].items()))
         print("  ECE " + ", ".join(f"{h}d {v:.4f}" for h, v in row["ece"].items()))
-        print("  calibration's ROC-AUC change, pooled backtest " + ", ".join(f"{h}d {v:+.4f}" for h, v in row["calibration_auc_change_pooled"].items())
-              + "; within a fold at most " + ", ".join(f"{h}d {v:.1e}" for h, v in row["calibration_auc_change_within_fold"].items() if v is not None))
-        print(f"  search candidate chosen by fold {run['chosen']}, by the final fit {final['chosen']}; distinct p_90d at the latest cutoff "
-              f"{final['distinct_p90d_share']:.1%} of {final['accounts']:,} accounts (raw {final['distinct_raw_p90d_share']:.1%}, largest tie {final['largest_tie']})")
-        print("  goals: " + ", ".join(f"{k} {'met' if v else ('n/a' if v is None else 'NOT met')}" for k, v in row["goals"].items()), flush=True)
+        print(
+            "  calibration's ROC-AUC change, pooled backtest "
+            + ", ".join(f"{h}d {v:+.4f}" for h, v in row["calibration_auc_change_pooled"].items())
+            + "; within a fold at most "
+            + ", ".join(f"{h}d {v:.1e}" for h, v in row["calibration_auc_change_within_fold"].items() if v is not None)
+        )
+        print(
+            f"  search candidate chosen by fold {run['chosen']}, by the final fit {final['chosen']}; distinct p_90d at the latest cutoff "
+            f"{final['distinct_p90d_share']:.1%} of {final['accounts']:,} accounts (raw "
+            f"{final['distinct_raw_p90d_share']:.1%}, largest tie {final['largest_tie']})"
+        )
+        print(
+            "  goals: "
+            + ", ".join(f"{k} {'met' if v else ('n/a' if v is None else 'NOT met')}" for k, v in row["goals"].items()),
+            flush=True,
+        )
     save("quality", {"horizons": list(HORIZONS), "bases": results})
 
 

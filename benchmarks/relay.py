@@ -28,6 +28,7 @@ from pathlib import Path
 def main() -> None:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script from anywhere
     from benchmarks._record import save
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--escalations", type=int, default=100)
     parser.add_argument("--backoff", type=float, default=0.2, help="alerts.backoff_seconds")
@@ -39,23 +40,48 @@ def main() -> None:
     from tests.conftest import champion_environment
     from tests.integration.test_relay import deliver_over_http
 
-    with tempfile.TemporaryDirectory() as folder, champion_environment(Path(folder), tokens="bench-token") as environment:
-        result = deliver_over_http(Path(folder), environment, escalations=args.escalations,
-                                   restart_after=args.escalations // 2 if args.restart else None, backoff_seconds=args.backoff,
-                                   max_backoff_seconds=args.max_backoff, max_attempts=args.max_attempts)
-    print(f"{result['escalations']} escalations, {result['alerts']} alerts: {result['delivered']} delivered once, {result['unexpected']} unexpected, "
-          f"statuses {result['statuses']}, store failed {result['store']['alerts_failed']}")
-    print(f"receiver: {result['requests']} requests, {result['failed_requests']} failed on purpose, {result['repeats_dropped']} repeats dropped; "
-          f"most attempts of one alert {result['attempts_max']}")
-    print(f"decision -> delivery (request sent -> first accepted), backoff {args.backoff} s, max {args.max_backoff} s, "
-          f"{args.max_attempts} attempts: p50 {result['p50']:.3f} s, p99 {result['p99']:.3f} s, max {result['max']:.3f} s")
-    print(f"  of which the request (decision, store, answer): p50 {result['request_p50']:.3f} s, p99 {result['request_p99']:.3f} s; "
-          f"outbox row created -> the pass that sent it: p50 {result['outbox_p50']:.3f} s, p99 {result['outbox_p99']:.3f} s; "
-          f"sent at the first attempt: {result['first_try_share']:.0%}")
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        champion_environment(Path(folder), tokens="bench-token") as environment,
+    ):
+        result = deliver_over_http(
+            Path(folder),
+            environment,
+            escalations=args.escalations,
+            restart_after=args.escalations // 2 if args.restart else None,
+            backoff_seconds=args.backoff,
+            max_backoff_seconds=args.max_backoff,
+            max_attempts=args.max_attempts,
+        )
+    print(
+        f"{result['escalations']} escalations, {result['alerts']} alerts: {result['delivered']} delivered "
+        f"once, {result['unexpected']} unexpected, "
+        f"statuses {result['statuses']}, store failed {result['store']['alerts_failed']}"
+    )
+    print(
+        f"receiver: {result['requests']} requests, {result['failed_requests']} failed on purpose, "
+        f"{result['repeats_dropped']} repeats dropped; "
+        f"most attempts of one alert {result['attempts_max']}"
+    )
+    print(
+        f"decision -> delivery (request sent -> first accepted), backoff {args.backoff} s, max {args.max_backoff} s, "
+        f"{args.max_attempts} attempts: p50 {result['p50']:.3f} s, p99 {result['p99']:.3f} s, max {result['max']:.3f} s"
+    )
+    print(
+        f"  of which the request (decision, store, answer): p50 {result['request_p50']:.3f} s, p99 {result['request_p99']:.3f} s; "
+        f"outbox row created -> the pass that sent it: p50 {result['outbox_p50']:.3f} s, p99 {result['outbox_p99']:.3f} s; "
+        f"sent at the first attempt: {result['first_try_share']:.0%}"
+    )
     if args.restart:
-        print(f"across the restart: {result['across_restart']} alert(s) pending at the stop, delivered at most "
-              f"{result['across_restart_max']:.1f} s after their request")
-    name = "relay" + ("_restart" if args.restart else "") + ("" if (args.backoff, args.max_backoff) == (0.2, 1.0) else f"_backoff{args.backoff:g}")
+        print(
+            f"across the restart: {result['across_restart']} alert(s) pending at the stop, delivered at most "
+            f"{result['across_restart_max']:.1f} s after their request"
+        )
+    name = (
+        "relay"
+        + ("_restart" if args.restart else "")
+        + ("" if (args.backoff, args.max_backoff) == (0.2, 1.0) else f"_backoff{args.backoff:g}")
+    )
     print(f"saved {save(name, {k: v for k, v in result.items() if k != 'detail'})}")
     print(json.dumps({k: result[k] for k in ("p50", "p99", "max", "delivered", "alerts")}))
 

@@ -50,7 +50,10 @@ def vader_labels(texts: list[str]) -> list[str]:
 def quality(y: list[str], pred: list[str]) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    return {"accuracy": round(float(accuracy_score(y, pred)), 3), "macro_f1": round(float(f1_score(y, pred, average="macro")), 3)}
+    return {
+        "accuracy": round(float(accuracy_score(y, pred)), 3),
+        "macro_f1": round(float(f1_score(y, pred, average="macro")), 3),
+    }
 
 
 def busy_process():
@@ -74,7 +77,15 @@ def main() -> None:
     from simulation.simulate import simulate
     from text.cache import TextCache
     from text.encoder import TextEncoder
-    from text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, normalise_labels
+    from text.sentiment import (
+        CORPUS,
+        ROUTE_BELOW,
+        SHIPPED_HEAD,
+        SentimentHead,
+        SentimentModel,
+        cross_validate_head,
+        normalise_labels,
+    )
     from text.static import StaticEncoder
 
     print(f"sentiment benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -82,21 +93,29 @@ def main() -> None:
     encoder = TextEncoder()
     static = StaticEncoder(encoder)
     head = SentimentHead.load(SHIPPED_HEAD)
-    models = {"transformer": SentimentModel(encoder, head), "cascade": SentimentModel(encoder, head, static=static),
-              "static": SentimentModel(encoder, head, static=static, route_below=0.0)}
+    models = {
+        "transformer": SentimentModel(encoder, head),
+        "cascade": SentimentModel(encoder, head, static=static),
+        "static": SentimentModel(encoder, head, static=static, route_below=0.0),
+    }
     for model in models.values():
         model.load()
     corpus = pd.read_csv(CORPUS)
     y = normalise_labels(corpus["label"])
     emb, fixed = encoder.embed(corpus["text"].tolist()), static.embed(corpus["text"].tolist())
-    results["corpus"] = {"messages": len(corpus), "vader": quality(y.tolist(), vader_labels(corpus["text"].tolist())),
-                         "transformer": cross_validate_head(emb, corpus["text"], y, encoder.key),
-                         "cascade": cross_validate_head(emb, corpus["text"], y, encoder.key, static=fixed),
-                         "static": cross_validate_head(emb, corpus["text"], y, encoder.key, static=fixed, route_below=0.0)}
+    results["corpus"] = {
+        "messages": len(corpus),
+        "vader": quality(y.tolist(), vader_labels(corpus["text"].tolist())),
+        "transformer": cross_validate_head(emb, corpus["text"], y, encoder.key),
+        "cascade": cross_validate_head(emb, corpus["text"], y, encoder.key, static=fixed),
+        "static": cross_validate_head(emb, corpus["text"], y, encoder.key, static=fixed, route_below=0.0),
+    }
     for name in models:
         r = results["corpus"][name]
-        print(f"corpus ({len(corpus)} messages, 5-fold held out): {name:<11} accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}"
-              + (f" (transformer scored {r['routed']:.0%})" if "routed" in r else ""))
+        print(
+            f"corpus ({len(corpus)} messages, 5-fold held out): {name:<11} accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}"
+            + (f" (transformer scored {r['routed']:.0%})" if "routed" in r else "")
+        )
     r = results["corpus"]["vader"]
     print(f"corpus: VADER accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
 
@@ -111,7 +130,9 @@ def main() -> None:
     for name, model in models.items():
         ours, _ = score_texts(customer["body"].tolist(), model)
         r = results["simulated"][name] = quality(truth, ours["label"].tolist())
-        print(f"simulated customer messages ({len(customer)}): {name:<11} accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
+        print(
+            f"simulated customer messages ({len(customer)}): {name:<11} accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}"
+        )
     r = results["simulated"]["vader"]
     print(f"simulated customer messages: VADER accuracy {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f}")
 
@@ -119,21 +140,36 @@ def main() -> None:
     sample = customer["body"].head(400).tolist()
     batch, _ = score_texts(sample, models["cascade"])
     live = np.concatenate([sentiment_arrays(sample[i : i + 4], models["cascade"])[0] for i in range(0, len(sample), 4)])
-    results["live_vs_batch_max_difference"] = float(np.abs(live - batch[["p_negative", "p_neutral", "p_positive"]].to_numpy()).max())
-    print(f"live vs batch (cascade, {len(sample)} messages): largest difference in a probability {results['live_vs_batch_max_difference']:.1e}")
+    results["live_vs_batch_max_difference"] = float(
+        np.abs(live - batch[["p_negative", "p_neutral", "p_positive"]].to_numpy()).max()
+    )
+    print(
+        f"live vs batch (cascade, {len(sample)} messages): largest difference in a probability "
+        f"{results['live_vs_batch_max_difference']:.1e}"
+    )
 
     lengths = msgs["body"].str.len()
-    buckets = {"short (<60 chars)": msgs[lengths < 60], "typical (60-200)": msgs[(lengths >= 60) & (lengths <= 200)], "long (>200)": msgs[lengths > 200]}
+    buckets = {
+        "short (<60 chars)": msgs[lengths < 60],
+        "typical (60-200)": msgs[(lengths >= 60) & (lengths <= 200)],
+        "long (>200)": msgs[lengths > 200],
+    }
     results["throughput"] = {}
     for bucket, frame in buckets.items():
         texts = frame["body"].drop_duplicates().head(1500).tolist()
         if texts:
-            results["throughput"][bucket] = {"messages": len(texts), "mean_chars": round(float(np.mean([len(t) for t in texts])))}
+            results["throughput"][bucket] = {
+                "messages": len(texts),
+                "mean_chars": round(float(np.mean([len(t) for t in texts]))),
+            }
             for name, model in models.items():
                 results["throughput"][bucket][name] = round(rate(texts, model))
             r = results["throughput"][bucket]
-            print(f"throughput {bucket} ({len(texts)} distinct messages, mean {r['mean_chars']} chars): "
-                  + ", ".join(f"{name} {r[name]:,} messages/s" for name in models) + f"; cascade/transformer {r['cascade'] / r['transformer']:.1f}x")
+            print(
+                f"throughput {bucket} ({len(texts)} distinct messages, mean {r['mean_chars']} chars): "
+                + ", ".join(f"{name} {r[name]:,} messages/s" for name in models)
+                + f"; cascade/transformer {r['cascade'] / r['transformer']:.1f}x"
+            )
     texts = buckets["typical (60-200)"]["body"].drop_duplicates().head(1500).tolist()
     busy = busy_process()
     try:
@@ -142,11 +178,21 @@ def main() -> None:
     finally:
         busy.kill()
     results["throughput"]["typical, busy process beside"] = shared
-    print("throughput typical with a busy process beside: " + ", ".join(f"{name} {v:,} messages/s" for name, v in shared.items()))
+    print(
+        "throughput typical with a busy process beside: "
+        + ", ".join(f"{name} {v:,} messages/s" for name, v in shared.items())
+    )
     started = time.perf_counter()
-    score_texts(corpus["text"].tolist(), SentimentModel(TextEncoder(), head, static=StaticEncoder(TextEncoder())))  # a fresh process's first texts
-    results["throughput_corpus_cold"] = {"messages": len(corpus), "per_second": round(len(corpus) / (time.perf_counter() - started))}
-    print(f"throughput hand-written corpus, cascade, models loaded from the cache folder: {results['throughput_corpus_cold']['per_second']:,} messages/s")
+    # a fresh process's first texts
+    score_texts(corpus["text"].tolist(), SentimentModel(TextEncoder(), head, static=StaticEncoder(TextEncoder())))
+    results["throughput_corpus_cold"] = {
+        "messages": len(corpus),
+        "per_second": round(len(corpus) / (time.perf_counter() - started)),
+    }
+    print(
+        "throughput hand-written corpus, cascade, models loaded from the cache folder: "
+        f"{results['throughput_corpus_cold']['per_second']:,} messages/s"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cache = TextCache(Path(tmp) / "c.sqlite")
         texts = msgs["body"].drop_duplicates().head(5000).tolist()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -31,11 +30,25 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks._record import save  # noqa: E402
+
 TOKEN = "bench-token"
 MESSAGES = [
-    {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "How do I export the monthly usage report to CSV? It fails with ERR-5021."},
-    {"author": "agent", "sent_at": "2025-03-11T09:20:00Z", "body": "We tried resetting your export settings. We'll send a fix by Friday."},
-    {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "I asked already: how can I export the monthly usage report as a CSV file?"},
+    {
+        "author": "customer",
+        "sent_at": "2025-03-11T09:00:00Z",
+        "body": "How do I export the monthly usage report to CSV? It fails with ERR-5021.",
+    },
+    {
+        "author": "agent",
+        "sent_at": "2025-03-11T09:20:00Z",
+        "body": "We tried resetting your export settings. We'll send a fix by Friday.",
+    },
+    {
+        "author": "customer",
+        "sent_at": "2025-03-11T10:00:00Z",
+        "body": "I asked already: how can I export the monthly usage report as a CSV file?",
+    },
 ]
 
 
@@ -48,9 +61,14 @@ def prepare(root: Path, accounts: int) -> dict:
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
 
-    env = {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
-           "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": TOKEN, "CHURN_DATA_DIR": str(root / "data"),
-           "BENTOML_HOME": str(root / "bentoml")}
+    env = {
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+        "CHURN_SCORES_DIR": str(root / "scores"),
+        "CHURN_API_TOKENS": TOKEN,
+        "CHURN_DATA_DIR": str(root / "data"),
+        "BENTOML_HOME": str(root / "bentoml"),
+    }
     os.environ.update(env)
     simulate(SimulationConfig(accounts=accounts, days=730, seed=5), root / "data")
     run_features(root / "data", root / "features", start="2024-05-01")
@@ -58,7 +76,9 @@ def prepare(root: Path, accounts: int) -> dict:
     config = load_model_config(Path(__file__).resolve().parent.parent / "config")
     model = fit_curve(panel, feature_names(panel), config.curve)
     registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
-    logged = registry.log_training(model, panel=panel, params={}, metrics={}, tables={}, documents={}, figures={}, tags={})
+    logged = registry.log_training(
+        model, panel=panel, params={}, metrics={}, tables={}, documents={}, figures={}, tags={}
+    )
     registry.move_champion(logged["version"], decision={"benchmark": True})
     from core.settings import load_settings
     from pipelines.score import run_score
@@ -69,10 +89,26 @@ def prepare(root: Path, accounts: int) -> dict:
 
 def ticket_updates(ids: list[str], run: str, n: int = 20_000) -> list[dict]:
     """`n` ticket updates: the history re-sent, plus one new customer message, unique to `run`."""
-    return [{"account_id": ids[i % len(ids)], "ticket": {"ticket_id": f"B{i}", "messages": [*MESSAGES, {
-        "author": "customer", "sent_at": "2025-03-11T11:00:00Z",
-        "body": f"Update {run}-{i}: the export of report {i * 7 % 997} still fails for {ids[i % len(ids)]}, we need this before the board meeting."}]}}
-        for i in range(n)]
+    return [
+        {
+            "account_id": ids[i % len(ids)],
+            "ticket": {
+                "ticket_id": f"B{i}",
+                "messages": [
+                    *MESSAGES,
+                    {
+                        "author": "customer",
+                        "sent_at": "2025-03-11T11:00:00Z",
+                        "body": (
+                            f"Update {run}-{i}: the export of report {i * 7 % 997} still fails for "
+                            f"{ids[i % len(ids)]}, we need this before the board meeting."
+                        ),
+                    },
+                ],
+            },
+        }
+        for i in range(n)
+    ]
 
 
 WRK_SCRIPT = r"""
@@ -87,15 +123,17 @@ function request()
   if kind == "score" then
     body = string.format('{"accounts": [{"account_id": "%s"}]}', a)
   else
-    body = string.format(HISTORY .. '{"author": "customer", "sent_at": "2025-03-11T11:00:00Z", "body": "Update %s-%d-%d: the export of report %d still fails for %s, we need this before the board meeting."}]}}',
+    body = string.format(HISTORY .. '{"author": "customer", "sent_at": "2025-03-11T11:00:00Z", "body": '
+                         .. '"Update %s-%d-%d: the export of report %d still fails for %s, we need this before the board meeting."}]}}',
                          a, counter, run, tid, counter, (counter * 7) % 997, a)
   end
   return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. TOKEN}, body)
 end
 function done(summary, latency, requests)
   local e = summary.errors
+  local errors = e.connect + e.read + e.write + e.status + e.timeout
   io.write(string.format('WRK {"requests": %d, "p50_ms": %.2f, "p99_ms": %.2f, "seconds": %.1f, "errors": %d}\n', summary.requests,
-           latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout))
+           latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration / 1e6, errors))
 end
 """
 
@@ -107,18 +145,44 @@ def wrk(base: str, path: str, kind: str, ids: list[str], run: str, concurrency: 
 
     if not shutil.which("wrk"):
         return None
-    history = json.dumps({"account_id": "%s", "ticket": {"ticket_id": "W%d", "messages": MESSAGES}})[:-3] + ", "  # the messages list left open
+    # the messages list left open
+    history = json.dumps({"account_id": "%s", "ticket": {"ticket_id": "W%d", "messages": MESSAGES}})[:-3] + ", "
     script = Path(tempfile.mkdtemp()) / "load.lua"
     script.write_text(f"TOKEN = {json.dumps(TOKEN)}\nHISTORY = [==[{history}]==]\n" + WRK_SCRIPT)
     cpu = worker_cpu()
-    out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds:.0f}s", "-s", str(script), f"{base}{path}",
-                          "--", run, kind, ",".join(ids[:500])], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(min(concurrency, 2)),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds:.0f}s",
+            "-s",
+            str(script),
+            f"{base}{path}",
+            "--",
+            run,
+            kind,
+            ",".join(ids[:500]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
     line = next((line for line in out.stdout.splitlines() if line.startswith("WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
     r = json.loads(line[4:])
-    return {**r, "worker_cpu_s": [round(b - a, 1) for a, b in zip(cpu, worker_cpu(), strict=False)], "concurrency": concurrency,
-            "requests_per_s": round(r["requests"] / r["seconds"], 1), "client": "wrk"}
+    return {
+        **r,
+        "worker_cpu_s": [round(b - a, 1) for a, b in zip(cpu, worker_cpu(), strict=False)],
+        "concurrency": concurrency,
+        "requests_per_s": round(r["requests"] / r["seconds"], 1),
+        "client": "wrk",
+    }
 
 
 def worker_cpu() -> list[float]:
@@ -136,7 +200,11 @@ def batched(base: str) -> tuple[float, float]:
     import httpx
 
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("churn_ticket_batch_size_")}
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("churn_ticket_batch_size_")
+    }
     return values.get("churn_ticket_batch_size_sum", 0.0), values.get("churn_ticket_batch_size_count", 0.0)
 
 
@@ -147,7 +215,11 @@ def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float
 
 def percentiles(times: list[float]) -> dict:
     ms = np.array(times) * 1000
-    return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+    return {
+        "requests": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
 
 
 def load(base: str, path: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
@@ -198,8 +270,15 @@ def load(base: str, path: str, bodies: list[dict], concurrency: int, seconds: fl
         t.join()
     elapsed = time.perf_counter() - started
     cpu = [round(b - a, 1) for a, b in zip(cpu, worker_cpu(), strict=False)]
-    return {**percentiles(times), "worker_cpu_s": cpu, "concurrency": concurrency, "seconds": round(elapsed, 1), "requests_per_s": round(len(times) / elapsed, 1),
-            "errors": len(errors), "first_error": errors[0] if errors else None}
+    return {
+        **percentiles(times),
+        "worker_cpu_s": cpu,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 1),
+        "requests_per_s": round(len(times) / elapsed, 1),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
 
 
 def main() -> None:
@@ -211,7 +290,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     t0 = time.perf_counter()
     env = prepare(root, args.accounts)
-    print(f"prepared {args.accounts:,} accounts, a champion and a snapshot in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"prepared {args.accounts:,} accounts, a champion and a snapshot in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     import pandas as pd
 
     ids = pd.read_parquet(root / "scores" / "features.parquet")["account_id"].tolist()
@@ -230,24 +312,50 @@ def main() -> None:
         runtime.score(q)
         floor_score.append(time.perf_counter() - t)
     for i in range(100):
-        update = {"author": "customer", "sent_at": "2025-03-11T11:00:00Z", "body": f"Floor update {i}: report {i} still fails, please call us."}
-        request = schemas.AssessTicketRequest(account_id=ids[i % len(ids)], ticket=schemas.Ticket(ticket_id=f"F{i}", messages=[*MESSAGES, update]))
+        update = {
+            "author": "customer",
+            "sent_at": "2025-03-11T11:00:00Z",
+            "body": f"Floor update {i}: report {i} still fails, please call us.",
+        }
+        request = schemas.AssessTicketRequest(
+            account_id=ids[i % len(ids)], ticket=schemas.Ticket(ticket_id=f"F{i}", messages=[*MESSAGES, update])
+        )
         t = time.perf_counter()
         runtime.assess_ticket(request)
         floor_ticket.append(time.perf_counter() - t)
     # four updates decided together, as a busy worker batches them: the time per update
     floor_batch = []
     for i in range(50):
-        requests = [schemas.AssessTicketRequest(account_id=ids[(4 * i + j) % len(ids)], ticket=schemas.Ticket(ticket_id=f"G{i}-{j}", messages=[
-            *MESSAGES, {"author": "customer", "sent_at": "2025-03-11T11:00:00Z", "body": f"Batch update {i}-{j}: report {j} still fails, please call us."}]))
-            for j in range(4)]
+        requests = [
+            schemas.AssessTicketRequest(
+                account_id=ids[(4 * i + j) % len(ids)],
+                ticket=schemas.Ticket(
+                    ticket_id=f"G{i}-{j}",
+                    messages=[
+                        *MESSAGES,
+                        {
+                            "author": "customer",
+                            "sent_at": "2025-03-11T11:00:00Z",
+                            "body": f"Batch update {i}-{j}: report {j} still fails, please call us.",
+                        },
+                    ],
+                ),
+            )
+            for j in range(4)
+        ]
         t = time.perf_counter()
         runtime.assess_tickets(requests)
         floor_batch.append((time.perf_counter() - t) / 4)
-    results["in_process"] = {"score": percentiles(floor_score), "assess_ticket": percentiles(floor_ticket),
-                             "assess_ticket_per_update_in_batches_of_4": percentiles(floor_batch)}
-    print(f"in-process floor: score {results['in_process']['score']}, assess_ticket {results['in_process']['assess_ticket']}, "
-          f"per update in batches of 4 {results['in_process']['assess_ticket_per_update_in_batches_of_4']}", flush=True)
+    results["in_process"] = {
+        "score": percentiles(floor_score),
+        "assess_ticket": percentiles(floor_ticket),
+        "assess_ticket_per_update_in_batches_of_4": percentiles(floor_batch),
+    }
+    print(
+        f"in-process floor: score {results['in_process']['score']}, assess_ticket {results['in_process']['assess_ticket']}, "
+        f"per update in batches of 4 {results['in_process']['assess_ticket_per_update_in_batches_of_4']}",
+        flush=True,
+    )
     del runtime
     # the load generator's own pauses are not the server's latency: this process holds the simulated
     # data and the model, so leave them out of its garbage collections (as the server's workers do)
@@ -267,7 +375,13 @@ def main() -> None:
                 for concurrency in (1, 8) if name == "score" else (1, 4, 8):
                     before = batched(base)
                     if client == "python":
-                        r = load(base, path, one if name == "score" else ticket_updates(ids, f"py{concurrency}"), concurrency, args.seconds)
+                        r = load(
+                            base,
+                            path,
+                            one if name == "score" else ticket_updates(ids, f"py{concurrency}"),
+                            concurrency,
+                            args.seconds,
+                        )
                     else:
                         r = wrk(base, path, name, ids, f"wrk{concurrency}", concurrency, args.seconds)
                     if r is None:
@@ -275,15 +389,22 @@ def main() -> None:
                     if name == "assess_ticket":
                         r["mean_batch"] = mean_batch(before, batched(base))
                     results[f"{name}{'_wrk' if client == 'wrk' else ''}_c{concurrency}"] = r
-                    print(f"{name:<14} {'with wrk, ' if client == 'wrk' else ''}concurrency {concurrency}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
-                          f"{r['requests_per_s']} req/s, {r['errors']} errors over {r['requests']} requests; worker CPU {r['worker_cpu_s']} s"
-                          + (f"; {r['mean_batch']} updates per batch" if name == "assess_ticket" else ""), flush=True)
+                    print(
+                        f"{name:<14} {'with wrk, ' if client == 'wrk' else ''}concurrency {concurrency}: p50 "
+                        f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                        f"{r['requests_per_s']} req/s, {r['errors']} errors over {r['requests']} requests; worker CPU {r['worker_cpu_s']} s"
+                        + (f"; {r['mean_batch']} updates per batch" if name == "assess_ticket" else ""),
+                        flush=True,
+                    )
         batches = [{"accounts": [{"account_id": a} for a in ids[k : k + 500]]} for k in range(0, len(ids), 500)]
         r = load(base, "/score", batches, 2, args.seconds)
         rate = r["requests_per_s"] * np.mean([len(b["accounts"]) for b in batches])
         results["batch"] = {**r, "accounts_per_s": round(float(rate))}
-        print(f"batches of 500 stored accounts by id (precomputed at start-up): {r['requests_per_s']} req/s = {rate:,.0f} accounts/s "
-              f"(p50 {r['p50_ms']} ms per batch; worker CPU {r['worker_cpu_s']} s)", flush=True)
+        print(
+            f"batches of 500 stored accounts by id (precomputed at start-up): {r['requests_per_s']} req/s = {rate:,.0f} accounts/s "
+            f"(p50 {r['p50_ms']} ms per batch; worker CPU {r['worker_cpu_s']} s)",
+            flush=True,
+        )
         # accounts sent with their features: the model and the explanations run on every request
         snapshot = pd.read_parquet(root / "scores" / "features.parquet")
         from models import registry
@@ -291,16 +412,25 @@ def main() -> None:
         registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
         names = registry.load_curve("models:/churn-risk@champion").features
         rows = json.loads(snapshot[["account_id", *names]].to_json(orient="records", date_format="iso"))
-        live = [{"accounts": [{"account_id": r.pop("account_id"), "features": r} for r in rows[k : k + 500]]} for k in range(0, len(rows), 500)]
+        live = [
+            {"accounts": [{"account_id": r.pop("account_id"), "features": r} for r in rows[k : k + 500]]}
+            for k in range(0, len(rows), 500)
+        ]
         r = load(base, "/score", live, 2, args.seconds)
         rate = r["requests_per_s"] * np.mean([len(b["accounts"]) for b in live])
         results["batch_live"] = {**r, "accounts_per_s": round(float(rate))}
-        print(f"batches of 500 accounts with their features (scored and explained per request): {r['requests_per_s']} req/s = "
-              f"{rate:,.0f} accounts/s (p50 {r['p50_ms']} ms per batch; worker CPU {r['worker_cpu_s']} s)", flush=True)
+        print(
+            f"batches of 500 accounts with their features (scored and explained per request): {r['requests_per_s']} req/s = "
+            f"{rate:,.0f} accounts/s (p50 {r['p50_ms']} ms per batch; worker CPU {r['worker_cpu_s']} s)",
+            flush=True,
+        )
         r = load(base, "/score", one, 8, args.sustain)
         results["sustained"] = r
-        print(f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "
-              f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", flush=True)
+        print(
+            f"sustained: 8 clients for {r['seconds']} s on /score: {r['requests']:,} requests, {r['errors']} errors, "
+            f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms",
+            flush=True,
+        )
     save("serving", results)
 
 

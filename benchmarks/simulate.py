@@ -16,7 +16,6 @@ from pathlib import Path
 # packages of the same name (features, models, serving): import the project instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse
 import json
 import os
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks._record import save  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -42,16 +43,27 @@ def run(accounts: int, days: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     try:
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(accounts), str(days), str(out / "data")],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(accounts), str(days), str(out / "data")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - started
         # ru_maxrss of children is the largest peak among finished children (KiB on Linux);
         # sizes run in increasing order, so it is this run's peak.
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
         disk_mib = sum(p.stat().st_size for p in (out / "data").rglob("*") if p.is_file()) / 2**20
-        return {"accounts": accounts, "days": days, "wall_s": round(wall, 1), "peak_rss_gib": round(peak_gib, 2),
-                "disk_mib": round(disk_mib), "rows": summary["rows"], "yearly_churn_rate": summary["annual_churn_rate"]}
+        return {
+            "accounts": accounts,
+            "days": days,
+            "wall_s": round(wall, 1),
+            "peak_rss_gib": round(peak_gib, 2),
+            "disk_mib": round(disk_mib),
+            "rows": summary["rows"],
+            "yearly_churn_rate": summary["annual_churn_rate"],
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -67,9 +79,12 @@ def main() -> None:
         r = run(accounts, args.days)
         results.append(r)
         rows = sum(r["rows"].values())
-        print(f"{accounts:>8,} accounts x {args.days} days: {r['wall_s']:>7.1f} s wall, peak RSS {r['peak_rss_gib']:.2f} GiB, "
-              f"{rows:,} rows ({r['rows']['usage_daily']:,} usage, {r['rows']['ticket_messages']:,} messages), "
-              f"{r['disk_mib']:,} MiB on disk, yearly churn {r['yearly_churn_rate']:.1%}", flush=True)
+        print(
+            f"{accounts:>8,} accounts x {args.days} days: {r['wall_s']:>7.1f} s wall, peak RSS {r['peak_rss_gib']:.2f} GiB, "
+            f"{rows:,} rows ({r['rows']['usage_daily']:,} usage, {r['rows']['ticket_messages']:,} messages), "
+            f"{r['disk_mib']:,} MiB on disk, yearly churn {r['yearly_churn_rate']:.1%}",
+            flush=True,
+        )
     save("simulate", results)
 
 

@@ -40,7 +40,9 @@ feat.run_features(Path(sys.argv[1]), Path(sys.argv[2]), every="30d", params=feat
 
 def timed(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -53,22 +55,65 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "CHURN_SETTINGS_FILE": "/nonexistent", "CHURN_PREFECT_DIR": str(tmp / "prefect"),
-               "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "CHURN_STORE_URL": f"sqlite:///{tmp}/store.db"}
+        env = {
+            **os.environ,
+            "CHURN_SETTINGS_FILE": "/nonexistent",
+            "CHURN_PREFECT_DIR": str(tmp / "prefect"),
+            "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "CHURN_STORE_URL": f"sqlite:///{tmp}/store.db",
+        }
         env.pop("PREFECT_API_URL", None)
-        timed([*CHURN, "simulate", "--accounts", str(args.accounts), "--days", "400", "--seed", "3", "--out", str(tmp / "sim")], env)
-        results = {"accounts": args.accounts, "help": timed([*CHURN, "--help"], env), "validate": timed([*CHURN, "validate", "--data", str(tmp / "sim")], env)}
-        print(f"churn --help {results['help']:.2f} s; churn validate ({args.accounts} accounts x 400 days) {results['validate']:.2f} s")
+        timed(
+            [
+                *CHURN,
+                "simulate",
+                "--accounts",
+                str(args.accounts),
+                "--days",
+                "400",
+                "--seed",
+                "3",
+                "--out",
+                str(tmp / "sim"),
+            ],
+            env,
+        )
+        results = {
+            "accounts": args.accounts,
+            "help": timed([*CHURN, "--help"], env),
+            "validate": timed([*CHURN, "validate", "--data", str(tmp / "sim")], env),
+        }
+        print(
+            f"churn --help {results['help']:.2f} s; churn validate ({args.accounts} accounts x 400 days) {results['validate']:.2f} s"
+        )
         rounds = []
         try:
             for r in range(args.rounds):
                 floor = timed([sys.executable, "-c", FLOOR, str(tmp / "sim"), str(tmp / f"floor{r}")], env)
-                command = timed([*CHURN, "features", "--data", str(tmp / "sim"), "--out", str(tmp / f"features{r}"), "--no-text"], env)
-                rounds.append({"work_without_prefect": round(floor, 2), "command": round(command, 2), "overhead": round(command - floor, 2)})
-                print(f"round {r + 1}{' (starts the local Prefect server)' if r == 0 else ''}: churn features --no-text {command:.1f} s, "
-                      f"the same work without Prefect {floor:.1f} s: overhead {command - floor:.1f} s")
+                command = timed(
+                    [*CHURN, "features", "--data", str(tmp / "sim"), "--out", str(tmp / f"features{r}"), "--no-text"],
+                    env,
+                )
+                rounds.append(
+                    {
+                        "work_without_prefect": round(floor, 2),
+                        "command": round(command, 2),
+                        "overhead": round(command - floor, 2),
+                    }
+                )
+                print(
+                    f"round {r + 1}{' (starts the local Prefect server)' if r == 0 else ''}: churn features --no-text {command:.1f} s, "
+                    f"the same work without Prefect {floor:.1f} s: overhead {command - floor:.1f} s"
+                )
         finally:
-            subprocess.run([*CHURN, "prefect", "stop"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                [*CHURN, "prefect", "stop"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
         results["features_rounds"] = rounds
     save("startup", results)
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks._record import save  # noqa: E402
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from benchmarks._record import save  # noqa: E402
 
 
 def main() -> None:
@@ -51,11 +52,21 @@ def main() -> None:
     tables = add_message_signals(tables, model, None)
     seconds = time.perf_counter() - started
     n_messages = len(tables["ticket_messages"])
-    print(f"text signals for {n_messages:,} messages of {args.accounts} accounts x 730 days in {seconds:.0f} s ({n_messages / seconds:,.0f} messages/s)")
+    print(
+        f"text signals for {n_messages:,} messages of {args.accounts} accounts x 730 days in {seconds:.0f} s "
+        f"({n_messages / seconds:,.0f} messages/s)"
+    )
     outcomes = tables["ticket_outcomes"]
     inputs = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], tables["message_signals"])
-    frame = inputs.merge(outcomes[["ticket_id", "predicted_csat", "predicted_ces"]], on="ticket_id").merge(truth, on="ticket_id")
-    results = {"encoder": args.encoder, "accounts": args.accounts, "messages": n_messages, "signal_seconds": round(seconds, 1)}
+    frame = inputs.merge(outcomes[["ticket_id", "predicted_csat", "predicted_ces"]], on="ticket_id").merge(
+        truth, on="ticket_id"
+    )
+    results = {
+        "encoder": args.encoder,
+        "accounts": args.accounts,
+        "messages": n_messages,
+        "signal_seconds": round(seconds, 1),
+    }
     for score in ("csat", "ces"):
         pred = frame[f"predicted_{score}"]
         has = pred.notna()
@@ -80,16 +91,24 @@ def main() -> None:
             "corr_unanswered": round(float(np.corrcoef(pred[unanswered], true[unanswered])[0, 1]), 3),
         }
         results[score] = r
-        print(f"{score.upper()}: answered tickets MAE {r['mae_answered']} (naive mean-of-answers {r['mae_answered_naive']}); "
-              f"unanswered vs true score MAE {r['mae_unanswered_vs_truth']} (naive {r['mae_unanswered_naive']}), "
-              f"bias {r['bias_unanswered']:+} (naive {r['bias_unanswered_naive']:+}), correlation {r['corr_unanswered']}; "
-              f"{r['answered_tickets']:,} answered / {r['unanswered_tickets']:,} unanswered tickets with a prediction")
+        print(
+            f"{score.upper()}: answered tickets MAE {r['mae_answered']} (naive mean-of-answers {r['mae_answered_naive']}); "
+            f"unanswered vs true score MAE {r['mae_unanswered_vs_truth']} (naive {r['mae_unanswered_naive']}), "
+            f"bias {r['bias_unanswered']:+} (naive {r['bias_unanswered_naive']:+}), correlation {r['corr_unanswered']}; "
+            f"{r['answered_tickets']:,} answered / {r['unanswered_tickets']:,} unanswered tickets with a prediction"
+        )
     per = tables["message_signals"].groupby("ticket_id")["rephrase"].sum()
     true_r = truth.set_index("ticket_id")["rephrasings"].reindex(per.index)
-    results["rephrasings"] = {"correlation": round(float(np.corrcoef(per, true_r)[0, 1]), 3), "exact": round(float((per == true_r).mean()), 3),
-                              "three_plus_agreement": round(float(((per >= 2) == (true_r >= 2)).mean()), 3)}
-    print(f"rephrasings per ticket vs the simulator's count: correlation {results['rephrasings']['correlation']}, exact {results['rephrasings']['exact']}, "
-          f"agreement on 'asked three times' {results['rephrasings']['three_plus_agreement']}")
+    results["rephrasings"] = {
+        "correlation": round(float(np.corrcoef(per, true_r)[0, 1]), 3),
+        "exact": round(float((per == true_r).mean()), 3),
+        "three_plus_agreement": round(float(((per >= 2) == (true_r >= 2)).mean()), 3),
+    }
+    print(
+        "rephrasings per ticket vs the simulator's count: correlation "
+        f"{results['rephrasings']['correlation']}, exact {results['rephrasings']['exact']}, "
+        f"agreement on 'asked three times' {results['rephrasings']['three_plus_agreement']}"
+    )
     save(f"text_signals_{args.encoder}", results)
 
 

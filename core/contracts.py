@@ -43,8 +43,15 @@ TIME_DTYPE = "datetime64[us, UTC]"
 _BILLING_ALIASES = {
     **{str(m): name for name, m in TERM_MONTHS.items()},
     **{f"{m}.0": name for name, m in TERM_MONTHS.items()},
-    "yearly": "annual", "year": "annual", "month": "monthly", "quarter": "quarterly", "semi-annual": "semiannual",
-    "semi_annual": "semiannual", "half-yearly": "semiannual", "2-year": "biennial", "3-year": "triennial",
+    "yearly": "annual",
+    "year": "annual",
+    "month": "monthly",
+    "quarter": "quarterly",
+    "semi-annual": "semiannual",
+    "semi_annual": "semiannual",
+    "half-yearly": "semiannual",
+    "2-year": "biennial",
+    "3-year": "triennial",
 }
 
 
@@ -108,21 +115,36 @@ CONTRACTS: dict[str, TableContract] = {
             (
                 Column("account_id", "id"),
                 Column("name", "text"),
-                Column("segment", "category", description="free text; the policy derives a value tier from ARR where it is not smb, mid_market or enterprise"),
+                Column(
+                    "segment",
+                    "category",
+                    description="free text; the policy derives a value tier from ARR where it is not smb, mid_market or enterprise",
+                ),
                 Column("industry", "category"),
                 Column("region", "category"),
                 Column("plan", "category"),
                 Column("seats", "int", min=1),
                 Column("arr", "float", min=0, description="annual recurring revenue in USD at contract"),
                 Column("contract_start", "timestamp"),
-                Column("billing", "category", allowed=BILLING, aliases=_BILLING_ALIASES,
-                       also_accepted="or the months " + ", ".join(map(str, TERM_MONTHS.values())),
-                       description="contract term (a name or months: 1, 3, 6, 12, 24, 36); renewals every term"),
+                Column(
+                    "billing",
+                    "category",
+                    allowed=BILLING,
+                    aliases=_BILLING_ALIASES,
+                    also_accepted="or the months " + ", ".join(map(str, TERM_MONTHS.values())),
+                    description="contract term (a name or months: 1, 3, 6, 12, 24, 36); renewals every term",
+                ),
                 Column("csm_owner", "text", nullable=True),
                 Column("exec_sponsor", "bool", description="an executive sponsor existed at contract"),
-                Column("renewal_date", "timestamp", nullable=True, optional=True, also=("contract_end",),
-                       description="a renewal date agreed in the contract; renewals recur every term before and after it "
-                                   "(default: contract_start + k terms)"),
+                Column(
+                    "renewal_date",
+                    "timestamp",
+                    nullable=True,
+                    optional=True,
+                    also=("contract_end",),
+                    description="a renewal date agreed in the contract; renewals recur every term before and after it "
+                    "(default: contract_start + k terms)",
+                ),
             ),
             key=("account_id",),
             unique=True,
@@ -133,13 +155,16 @@ CONTRACTS: dict[str, TableContract] = {
             (
                 Column("account_id", "id"),
                 Column("date", "date"),
-                *(Column(name, "float" if name == "session_minutes" else "int", min=0, optional=True) for name in USAGE_METRICS),
+                *(
+                    Column(name, "float" if name == "session_minutes" else "int", min=0, optional=True)
+                    for name in USAGE_METRICS
+                ),
             ),
             key=("account_id", "date"),
             unique=True,
             required=True,
             description="one row per account and day; a row of zeros is a day without activity; extra numeric columns are "
-                        "activity measures too",
+            "activity measures too",
             one_of=USAGE_METRICS,
             numeric_extras=True,
         ),
@@ -268,7 +293,9 @@ class TableFiles:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         if not self.data_dir.is_dir():
-            raise InputError(f"--data {self.data_dir}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
+            raise InputError(
+                f"--data {self.data_dir}: no such folder; expected a folder holding <table>.parquet or <table>.csv"
+            )
         self._csv: dict[str, pd.DataFrame] = {}
 
     def __getstate__(self) -> dict:
@@ -290,7 +317,9 @@ class TableFiles:
         except Exception as exc:  # a missing column or a broken file: name the file
             raise InputError(f"could not read {path}: {exc}") from exc
 
-    def read_where(self, name: str, column: str, values: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame | None:
+    def read_where(
+        self, name: str, column: str, values: np.ndarray, columns: list[str] | None = None
+    ) -> pd.DataFrame | None:
         """Rows whose `column` is one of `values` (compared as text)."""
         path = self.path(name)
         if path is None:
@@ -417,7 +446,9 @@ def _row_keys(frame: pd.DataFrame, contract: TableContract, mask: np.ndarray | p
     return tuple(out)
 
 
-def _violation(contract: TableContract, frame: pd.DataFrame, column: str, rule: str, expected: str, mask) -> list[Violation]:
+def _violation(
+    contract: TableContract, frame: pd.DataFrame, column: str, rule: str, expected: str, mask
+) -> list[Violation]:
     mask = np.asarray(mask, dtype=bool)
     count = int(mask.sum())
     if count == 0:
@@ -433,10 +464,17 @@ def _coerce_table(contract: TableContract, raw: pd.DataFrame) -> tuple[pd.DataFr
     if contract.one_of and not any(c in raw.columns for c in contract.one_of):
         missing.append(" or ".join(contract.one_of))
     if missing:
-        return raw, [Violation(contract.name, col, "column_present", f"a column named '{col}' (found: {found})") for col in missing]
+        return raw, [
+            Violation(contract.name, col, "column_present", f"a column named '{col}' (found: {found})")
+            for col in missing
+        ]
     raw = raw.reset_index(drop=True)
     # an optional column written with no value at all (an export's empty measure) is absent too
-    absent = {c.name for c in contract.columns if c.name not in raw.columns or (c.optional and len(raw) and raw[c.name].isna().all())}
+    absent = {
+        c.name
+        for c in contract.columns
+        if c.name not in raw.columns or (c.optional and len(raw) and raw[c.name].isna().all())
+    }
     columns: dict[str, pd.Series] = {}
     unparseable: dict[str, np.ndarray] = {}
     for col in contract.columns:
@@ -562,7 +600,9 @@ def _references(child: str, column: str, parent: str, parent_column: str) -> Rul
     def rule(t: dict[str, pd.DataFrame]) -> list[Violation]:
         frame = t[child]
         bad = ~frame[column].isin(t[parent][parent_column]).to_numpy()
-        return _violation(CONTRACTS[child], frame, column, "references", f"every {column} to exist in {parent}.{parent_column}", bad)
+        return _violation(
+            CONTRACTS[child], frame, column, "references", f"every {column} to exist in {parent}.{parent_column}", bad
+        )
 
     return rule
 
@@ -604,7 +644,9 @@ def _event_values(t: dict[str, pd.DataFrame]) -> list[Violation]:
         is_kind = kind == name
         scored |= is_kind
         bad = is_kind & ~((value >= low) & (value <= high) & (value % 1 == 0))
-        out += _violation(contract, frame, "value", f"{name}_score", f"a whole number {low}-{high} for kind={name}", bad)
+        out += _violation(
+            contract, frame, "value", f"{name}_score", f"a whole number {low}-{high} for kind={name}", bad
+        )
     bad = ~scored & ~np.isnan(value)
     out += _violation(contract, frame, "value", "value_for_kind", "no value for kinds other than csat and ces", bad)
     return out
@@ -618,7 +660,10 @@ CROSS_TABLE_RULES: tuple[tuple[set[str], Rule], ...] = (
     ({"surveys", "accounts"}, _references("surveys", "account_id", "accounts", "account_id")),
     ({"account_events", "accounts"}, _references("account_events", "account_id", "accounts", "account_id")),
     ({"churn", "accounts"}, _references("churn", "account_id", "accounts", "account_id")),
-    ({"usage_daily", "accounts"}, _not_before("usage_daily", "date", "account_id", "accounts", "contract_start", by_day=True)),
+    (
+        {"usage_daily", "accounts"},
+        _not_before("usage_daily", "date", "account_id", "accounts", "contract_start", by_day=True),
+    ),
     ({"tickets", "accounts"}, _not_before("tickets", "created_at", "account_id", "accounts", "contract_start")),
     ({"surveys", "accounts"}, _not_before("surveys", "answered_at", "account_id", "accounts", "contract_start")),
     ({"account_events", "accounts"}, _not_before("account_events", "at", "account_id", "accounts", "contract_start")),

@@ -42,7 +42,9 @@ class Violation:
         shown = ", ".join(self.keys)
         more = f" (and {self.count - len(self.keys)} more)" if self.count > len(self.keys) else ""
         where = f" offending {self.count} row(s): {shown}{more}" if self.count else ""
-        return f"table '{self.table}', column '{self.column}': rule '{self.rule}' broken, expected {self.expected};{where}"
+        return (
+            f"table '{self.table}', column '{self.column}': rule '{self.rule}' broken, expected {self.expected};{where}"
+        )
 
 
 class ContractError(InputError):
@@ -65,9 +67,17 @@ def format_keys(values: Iterable[object], limit: int = 5) -> tuple[str, ...]:
     return tuple(out)
 
 
-def describe_validation(exc: ValidationError, template: str = "{key}: {message}", *, prefix: tuple[str | int, ...] = (),
-                        depth: int | None = None, empty: str | None = "", names: Mapping[str, str] | None = None,
-                        got: bool = False, plain_value_errors: bool = False) -> str:
+def describe_validation(
+    exc: ValidationError,
+    template: str = "{key}: {message}",
+    *,
+    prefix: tuple[str | int, ...] = (),
+    depth: int | None = None,
+    empty: str | None = "",
+    names: Mapping[str, str] | None = None,
+    got: bool = False,
+    plain_value_errors: bool = False,
+) -> str:
     """A pydantic `ValidationError` as one line, its problems joined by "; ".
 
     Each problem is `template` filled with {key} (the error's location dotted after `prefix`, its
@@ -86,5 +96,7 @@ def describe_validation(exc: ValidationError, template: str = "{key}: {message}"
         if plain_value_errors:
             shown = shown and e["type"] != "value_error" and e["input"] is not None
         message += f" (got {e['input']!r})" if got and shown else ""
-        problems.append(message if not key and empty is None else template.format(key=key, KEY=key.upper(), message=message))
+        problems.append(
+            message if not key and empty is None else template.format(key=key, KEY=key.upper(), message=message)
+        )
     return "; ".join(problems)

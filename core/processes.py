@@ -69,8 +69,12 @@ def _die_with_parent() -> None:
 
 def start(command: list[str], **kwargs) -> subprocess.Popen:
     """`command` as the leader of its own session, stopped with its parent."""
-    return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - a prctl call, no lock taken
-                            **kwargs)
+    return subprocess.Popen(
+        command,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - a prctl call, no lock taken
+        **kwargs,
+    )
 
 
 def stop(children: list[subprocess.Popen], grace: float) -> None:
@@ -132,7 +136,9 @@ def _on_stop_signal(signum: int, frame) -> None:
     if _stopping:  # a second signal: now
         end_now(signum)
     _stopping.append(signum)
-    threading.Thread(target=lambda: (time.sleep(STOP_DEADLINE_SECONDS), end_now(signum)), daemon=True, name="stop-deadline").start()
+    threading.Thread(
+        target=lambda: (time.sleep(STOP_DEADLINE_SECONDS), end_now(signum)), daemon=True, name="stop-deadline"
+    ).start()
     raise Stopped(signum)
 
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from core.errors import InputError, describe_validation
 
@@ -37,35 +43,71 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Bearer tokens accepted by the scoring API (comma-separated)."
     )
-    dask_address: str | None = Field(None, description="Dask scheduler address; unset runs on Prefect's default runner.")
-    workers: int = Field(2, ge=1, le=64, description="Feature blocks built at the same time (threads) when no Dask address is set.")
+    dask_address: str | None = Field(
+        None, description="Dask scheduler address; unset runs on Prefect's default runner."
+    )
+    workers: int = Field(
+        2, ge=1, le=64, description="Feature blocks built at the same time (threads) when no Dask address is set."
+    )
     seed: int = Field(42, description="Default random seed for simulation and training.")
     sentiment_model: str = Field(
         "default",
         description="'default' (shipped MiniLM encoder + head), or a Hugging Face sequence-classification model: local path or hub id.",
     )
-    sentiment_head: Path | None = Field(None, description="Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, else the shipped head].")
-    text_cache: Path | None = Field(None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite].")
+    sentiment_head: Path | None = Field(
+        None,
+        description=(
+            "Head trained by `churn sentiment-train` [default: DATA_DIR/models/sentiment_head.json if present, "
+            "else the shipped head]."
+        ),
+    )
+    text_cache: Path | None = Field(
+        None, description="SQLite cache of text scores [default: DATA_DIR/text_cache.sqlite]."
+    )
     text_runtime: Literal["auto", "openvino", "onnx", "torch"] = Field(
-        "auto", description="What runs the transformer encoder: 'auto' (ONNX Runtime in float32, else PyTorch), 'openvino' (bfloat16 where the CPU "
-        "has the instructions), 'onnx' (an error if they cannot), 'torch'."
+        "auto",
+        description="What runs the transformer encoder: 'auto' (ONNX Runtime in float32, else PyTorch), 'openvino' (bfloat16 where the CPU "
+        "has the instructions), 'onnx' (an error if they cannot), 'torch'.",
     )
     text_encoder: Literal["cascade", "transformer", "static"] = Field(
-        "cascade", description="How sentences are embedded and scored: 'cascade' (static embeddings distilled from the transformer; the transformer "
-        "scores only the sentences the static head is unsure of), 'transformer' (every sentence), 'static' (none)."
+        "cascade",
+        description="How sentences are embedded and scored: 'cascade' (static embeddings distilled from the transformer; the transformer "
+        "scores only the sentences the static head is unsure of), 'transformer' (every sentence), 'static' (none).",
     )
-    encoder_cache: Path | None = Field(None, description="Where the sentence encoder's ONNX export and static table are kept [default: ~/.cache/churn-platform/encoders].")
+    encoder_cache: Path | None = Field(
+        None,
+        description="Where the sentence encoder's ONNX export and static table are kept [default: ~/.cache/churn-platform/encoders].",
+    )
     model_uri: str = Field("models:/churn-risk@champion", description="The model the API serves (an MLflow model URI).")
-    model_poll_seconds: float = Field(30, ge=0, description="How often the API looks for a new version behind CHURN_MODEL_URI's alias and "
-                                      "swaps to it without a restart (0: never).")
+    model_poll_seconds: float = Field(
+        30,
+        ge=0,
+        description="How often the API looks for a new version behind CHURN_MODEL_URI's alias and "
+        "swaps to it without a restart (0: never).",
+    )
     score_cron: str = Field("0 6 * * *", description="When `churn schedule` runs the daily scoring flow (cron, UTC).")
     retrain_cron: str = Field("0 3 * * 1", description="When `churn schedule` runs the retraining flow (cron, UTC).")
-    prefect_dir: Path | None = Field(None, description="Database, log and state of the local Prefect server the pipeline commands share "
-                                     "(unless PREFECT_API_URL names one) [default: ~/.cache/churn-platform/prefect].")
-    prefect_idle_minutes: int = Field(60, ge=0, description="The local Prefect server stops after this many minutes without a request (0: never).")
-    scores_dir: Path | None = Field(None, description="Output folder of the latest `churn score` run, whose features.parquet the API looks accounts up in [default: DATA_DIR/scores].")
-    relay_interval_seconds: float = Field(1.0, ge=0, description="How often the API's background relay sends the alert outbox and checks "
-                                          "response windows, follow-ups and expiry (seconds; 0: no relay in the API, run `churn alerts relay`).")
+    prefect_dir: Path | None = Field(
+        None,
+        description="Database, log and state of the local Prefect server the pipeline commands share "
+        "(unless PREFECT_API_URL names one) [default: ~/.cache/churn-platform/prefect].",
+    )
+    prefect_idle_minutes: int = Field(
+        60, ge=0, description="The local Prefect server stops after this many minutes without a request (0: never)."
+    )
+    scores_dir: Path | None = Field(
+        None,
+        description=(
+            "Output folder of the latest `churn score` run, whose features.parquet the API looks accounts up "
+            "in [default: DATA_DIR/scores]."
+        ),
+    )
+    relay_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How often the API's background relay sends the alert outbox and checks "
+        "response windows, follow-ups and expiry (seconds; 0: no relay in the API, run `churn alerts relay`).",
+    )
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -37,7 +37,14 @@ SEGMENTS = ("smb", "mid_market", "enterprise")
 TERM_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12, "biennial": 24, "triennial": 36}
 BILLING = tuple(TERM_MONTHS)
 #: The activity columns of usage_daily; a table needs at least one, an absent one is null.
-USAGE_METRICS = ("active_users", "logins", "session_minutes", "key_feature_events", "distinct_features_used", "api_calls")
+USAGE_METRICS = (
+    "active_users",
+    "logins",
+    "session_minutes",
+    "key_feature_events",
+    "distinct_features_used",
+    "api_calls",
+)
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 TicketCategory = Literal["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"]

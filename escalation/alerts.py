@@ -27,7 +27,7 @@ from collections.abc import Callable
 from escalation.policy import EscalationPolicy
 from escalation.store import Store, utc
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: a send: (url, body, headers, timeout seconds) -> HTTP status; raises on timeouts and connection errors
 Send = Callable[[str, bytes, dict, float], int]
 #: margin added to a claimed batch's lease, beyond the worst case of every send timing out
@@ -46,8 +46,15 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float) -> int:
         return exc.code
 
 
-def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.datetime | None = None, *,
-            send: Send | None = None, batch_size: int = 50, stopping: Callable[[], bool] | None = None) -> dict[str, int]:
+def deliver(
+    store: Store,
+    policy: EscalationPolicy | None = None,
+    now: dt.datetime | None = None,
+    *,
+    send: Send | None = None,
+    batch_size: int = 50,
+    stopping: Callable[[], bool] | None = None,
+) -> dict[str, int]:
     """Flush the outbox once: send every pending alert due at `now`, a claimed batch at a time.
 
     2xx marks an alert sent; anything else (an error status, a timeout, a refused connection) is a
@@ -71,8 +78,11 @@ def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.dateti
                 counts["pending"] = store.counts()["alerts_pending"]
                 return counts
             body = json.dumps(alert["payload"], sort_keys=True).encode()
-            headers = {"Content-Type": "application/json", "Idempotency-Key": alert["idempotency_key"],
-                       "User-Agent": "churn-platform-alerts"}
+            headers = {
+                "Content-Type": "application/json",
+                "Idempotency-Key": alert["idempotency_key"],
+                "User-Agent": "churn-platform-alerts",
+            }
             try:
                 status = send(alert["url"], body, headers, settings.timeout_seconds)
                 error = None if 200 <= status < 300 else f"HTTP {status}"
@@ -82,16 +92,28 @@ def deliver(store: Store, policy: EscalationPolicy | None = None, now: dt.dateti
                 store.mark_sent(alert["id"], now)
                 counts["sent"] += 1
             else:
-                outcome = store.mark_attempt_failed(alert["id"], now, error, max_attempts=settings.max_attempts,
-                                                    backoff_seconds=settings.backoff_seconds, max_backoff_seconds=settings.max_backoff_seconds)
+                outcome = store.mark_attempt_failed(
+                    alert["id"],
+                    now,
+                    error,
+                    max_attempts=settings.max_attempts,
+                    backoff_seconds=settings.backoff_seconds,
+                    max_backoff_seconds=settings.max_backoff_seconds,
+                )
                 if outcome in counts:
                     counts[outcome] += 1
     counts["pending"] = store.counts()["alerts_pending"]
     return counts
 
 
-def flush_until_done(store: Store, policy: EscalationPolicy | None = None, start: dt.datetime | None = None, *,
-                     send: Send | None = None, max_rounds: int = 100) -> dict:
+def flush_until_done(
+    store: Store,
+    policy: EscalationPolicy | None = None,
+    start: dt.datetime | None = None,
+    *,
+    send: Send | None = None,
+    max_rounds: int = 100,
+) -> dict:
     """Run `deliver()` on a simulated clock, jumping to each next retry, until nothing is pending
     (or `max_rounds`): the whole retry schedule in seconds, for tests and a manual drain.
     Returns the summed counts, the rounds run and the clock at the end."""

@@ -19,8 +19,24 @@ from escalation.decision import Decision, decide
 from escalation.policy import EscalationPolicy
 from escalation.signals import batch_inputs, candidates
 
-QUEUE_COLUMNS = ["account_id", "cutoff", "escalate", "band", "queue", "priority", "owner", "primary_reason", "severity", "rules",
-                 "response_window_minutes", "follow_up_due", *[f"p_{h}d" for h in HORIZONS], "policy_version", "model_version", "held_out"]
+QUEUE_COLUMNS = [
+    "account_id",
+    "cutoff",
+    "escalate",
+    "band",
+    "queue",
+    "priority",
+    "owner",
+    "primary_reason",
+    "severity",
+    "rules",
+    "response_window_minutes",
+    "follow_up_due",
+    *[f"p_{h}d" for h in HORIZONS],
+    "policy_version",
+    "model_version",
+    "held_out",
+]
 
 
 def apply_policy(
@@ -43,14 +59,26 @@ def apply_policy(
     after every other row, so a queue read from the top never reaches them."""
     panel = panel.reset_index(drop=True)
     rows = np.flatnonzero(candidates(panel, curve, policy))
-    average = panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy() if "arr_current" in panel else np.full(len(panel), np.nan)
+    average = (
+        panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy()
+        if "arr_current" in panel
+        else np.full(len(panel), np.nan)
+    )
     records = panel.iloc[rows].to_dict("records")
     decisions: list[Decision] = []
     kept: list[int] = []
     for i, record in zip(rows, records, strict=True):
         account = record["account_id"]
-        facts, risk, signals = batch_inputs(record, curve[i], (), policy, average_arr=float(average[i]), model_version=model_version,
-                                            csm_owner=None if owners is None else owners.get(account), name=None if names is None else names.get(account))
+        facts, risk, signals = batch_inputs(
+            record,
+            curve[i],
+            (),
+            policy,
+            average_arr=float(average[i]),
+            model_version=model_version,
+            csm_owner=None if owners is None else owners.get(account),
+            name=None if names is None else names.get(account),
+        )
         decision = decide(facts, risk, signals, policy, now)
         if decision.band != "none":
             decisions.append(decision)
@@ -63,18 +91,36 @@ def apply_policy(
             found = reasons(panel.iloc[[kept[j] for j in escalated]])
             for j, top in zip(escalated, found, strict=True):
                 decisions[j].reasons = list(top)
-    queue = pd.DataFrame([_row(d, panel.loc[i, "cutoff"], curve[i]) for d, i in zip(decisions, kept, strict=True)], columns=QUEUE_COLUMNS)
+    queue = pd.DataFrame(
+        [_row(d, panel.loc[i, "cutoff"], curve[i]) for d, i in zip(decisions, kept, strict=True)], columns=QUEUE_COLUMNS
+    )
     order = queue["band"].map({b: k for k, b in enumerate(BANDS)})
     queue = queue.assign(_order=order, _sent=~queue["held_out"].astype(bool))
-    queue = queue.sort_values(["_sent", "_order", "severity", "p_90d"], ascending=False, kind="stable").drop(columns=["_order", "_sent"])
+    queue = queue.sort_values(["_sent", "_order", "severity", "p_90d"], ascending=False, kind="stable").drop(
+        columns=["_order", "_sent"]
+    )
     return decisions, queue.reset_index(drop=True)
 
 
 def _row(d: Decision, cutoff, curve: np.ndarray) -> dict:
-    return {"account_id": d.account_id, "cutoff": cutoff, "escalate": d.escalate, "held_out": d.held_out, "band": d.band, "queue": d.queue, "priority": d.priority,
-            "owner": d.owner, "primary_reason": d.primary_reason, "severity": d.severity, "rules": "; ".join(r.detail for r in d.rules),
-            "response_window_minutes": d.response_window_minutes, "follow_up_due": d.follow_up_due,
-            **{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}, "policy_version": d.policy_version, "model_version": d.model_version}
+    return {
+        "account_id": d.account_id,
+        "cutoff": cutoff,
+        "escalate": d.escalate,
+        "held_out": d.held_out,
+        "band": d.band,
+        "queue": d.queue,
+        "priority": d.priority,
+        "owner": d.owner,
+        "primary_reason": d.primary_reason,
+        "severity": d.severity,
+        "rules": "; ".join(r.detail for r in d.rules),
+        "response_window_minutes": d.response_window_minutes,
+        "follow_up_due": d.follow_up_due,
+        **{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)},
+        "policy_version": d.policy_version,
+        "model_version": d.model_version,
+    }
 
 
 def evaluate_at_capacity(
@@ -116,10 +162,20 @@ def evaluate_at_capacity(
         caught = mask & y
         first = panel.loc[caught, ["account_id", "cutoff"]].groupby("account_id")["cutoff"].min()
         lead = (churned_at.reindex(first.index) - first).dt.total_seconds() / 86400
-        return {"accounts": int(mask.sum()), "caught": int(caught.sum()),
-                "precision": float(caught.sum() / mask.sum()) if mask.any() else float("nan"),
-                "recall": float(caught.sum() / y.sum()) if y.any() else float("nan"),
-                "median_lead_days": float(lead.median()) if len(lead) else float("nan")}
+        return {
+            "accounts": int(mask.sum()),
+            "caught": int(caught.sum()),
+            "precision": float(caught.sum() / mask.sum()) if mask.any() else float("nan"),
+            "recall": float(caught.sum() / y.sum()) if y.any() else float("nan"),
+            "median_lead_days": float(lead.median()) if len(lead) else float("nan"),
+        }
 
-    return {"horizon_days": horizon_days, "capacity": capacity, "snapshots": int(len(panel)), "cutoffs": int(panel["cutoff"].nunique()),
-            "churners": int(y.sum()), "escalations": scores(flagged), "capacity_filled": scores(worked)}
+    return {
+        "horizon_days": horizon_days,
+        "capacity": capacity,
+        "snapshots": int(len(panel)),
+        "cutoffs": int(panel["cutoff"].nunique()),
+        "churners": int(y.sum()),
+        "escalations": scores(flagged),
+        "capacity_filled": scores(worked),
+    }

@@ -27,8 +27,18 @@ from escalation.holdout import eligible, in_holdout
 from escalation.policy import EscalationPolicy
 
 #: severity of each rule's reason, for dedupe ("unless severity rises") and the primary reason
-SEVERITY = {"security": 5, "privacy": 5, "fraud": 5, "legal_threat": 5, "billing_dispute_high_value": 4, "critical_moment": 4,
-            "risk": 3, "effort_frustration_value": 3, "bot_handoff": 3, "watch": 1}
+SEVERITY = {
+    "security": 5,
+    "privacy": 5,
+    "fraud": 5,
+    "legal_threat": 5,
+    "billing_dispute_high_value": 4,
+    "critical_moment": 4,
+    "risk": 3,
+    "effort_frustration_value": 3,
+    "bot_handoff": 3,
+    "watch": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,8 @@ class TicketSignals:
     fraud: bool = False  # fraud language in the messages
     security: bool = False  # security incident language in the messages
     bot_confidence: float | None = None
-    escalation_offer_accepted: bool | None = None  # the customer took the bot's offer to talk to a human (None: not asked or unknown)
+    # the customer took the bot's offer to talk to a human (None: not asked or unknown)
+    escalation_offer_accepted: bool | None = None
 
     @property
     def drift(self) -> float | None:
@@ -128,7 +139,13 @@ def value_tier(facts: AccountFacts, policy: EscalationPolicy) -> str:
     if segment in SEGMENTS:
         return segment
     ratio = facts.arr / facts.average_arr if facts.arr and facts.average_arr else 0.0
-    return "enterprise" if ratio >= policy.value.high_value_ratio else "mid_market" if ratio >= policy.value.mid_market_ratio else "smb"
+    return (
+        "enterprise"
+        if ratio >= policy.value.high_value_ratio
+        else "mid_market"
+        if ratio >= policy.value.mid_market_ratio
+        else "smb"
+    )
 
 
 def is_high_value(facts: AccountFacts, policy: EscalationPolicy) -> bool:
@@ -144,26 +161,48 @@ def is_frustrated(signals: TicketSignals, policy: EscalationPolicy) -> bool:
     return low or worse
 
 
-def _hard_triggers(facts: AccountFacts, signals: TicketSignals, policy: EscalationPolicy, high_value: bool) -> list[FiredRule]:
+def _hard_triggers(
+    facts: AccountFacts, signals: TicketSignals, policy: EscalationPolicy, high_value: bool
+) -> list[FiredRule]:
     h = policy.hard_triggers
     events = set(facts.recent_events)
     category = (signals.category or "").lower()
     fired = []
     if h.security and (signals.security or category == "security" or "security_incident" in events):
-        fired.append(FiredRule("security", "security incident", {"category": signals.category, "text": signals.security,
-                                                                 "event": "security_incident" in events}))
+        fired.append(
+            FiredRule(
+                "security",
+                "security incident",
+                {"category": signals.category, "text": signals.security, "event": "security_incident" in events},
+            )
+        )
     if h.privacy and signals.privacy:
         fired.append(FiredRule("privacy", "privacy incident in the messages", {"text": True}))
     if h.fraud and signals.fraud:
         fired.append(FiredRule("fraud", "fraud in the messages", {"text": True}))
     legal = "legal" in signals.critical or category == "legal" or "legal_threat" in events
     if h.legal_threat and legal:
-        fired.append(FiredRule("legal_threat", "legal language or a legal threat", {"category": signals.category, "critical": list(signals.critical),
-                                                                                   "event": "legal_threat" in events}))
+        fired.append(
+            FiredRule(
+                "legal_threat",
+                "legal language or a legal threat",
+                {"category": signals.category, "critical": list(signals.critical), "event": "legal_threat" in events},
+            )
+        )
     dispute = (category == "billing" and "chargeback" in signals.critical) or "billing_dispute" in events
     if h.billing_dispute_high_value and dispute and high_value:
-        fired.append(FiredRule("billing_dispute_high_value", "billing dispute on a high-value account",
-                               {"category": signals.category, "event": "billing_dispute" in events, "arr": facts.arr, "average_arr": facts.average_arr}))
+        fired.append(
+            FiredRule(
+                "billing_dispute_high_value",
+                "billing dispute on a high-value account",
+                {
+                    "category": signals.category,
+                    "event": "billing_dispute" in events,
+                    "arr": facts.arr,
+                    "average_arr": facts.average_arr,
+                },
+            )
+        )
     moments = [c for c in signals.critical if c in h.critical_categories]
     if h.critical_moment and moments:
         fired.append(FiredRule("critical_moment", "critical moment: " + ", ".join(moments), {"critical": moments}))
@@ -185,15 +224,34 @@ def _bot_handoff(action: str | None, signals: TicketSignals, policy: EscalationP
     if action != "escalate_to_human" and not accepted:
         return None
     b = policy.bot_confidence
-    detail = (f"bot confidence {signals.bot_confidence:.0%} below {b.escalate_below:.0%}: handed to a human" if not accepted
-              else f"bot confidence {signals.bot_confidence:.0%}: the customer accepted the offer of a human")
-    return FiredRule("bot_handoff", detail, {"bot_confidence": signals.bot_confidence, "escalate_below": b.escalate_below,
-                                             "offer_below": b.offer_below, "offer_accepted": accepted})
+    detail = (
+        f"bot confidence {signals.bot_confidence:.0%} below {b.escalate_below:.0%}: handed to a human"
+        if not accepted
+        else f"bot confidence {signals.bot_confidence:.0%}: the customer accepted the offer of a human"
+    )
+    return FiredRule(
+        "bot_handoff",
+        detail,
+        {
+            "bot_confidence": signals.bot_confidence,
+            "escalate_below": b.escalate_below,
+            "offer_below": b.offer_below,
+            "offer_accepted": accepted,
+        },
+    )
 
 
-def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts, band: str, triggers: set[str], high_value: bool) -> str:
+def _route(
+    policy: EscalationPolicy,
+    signals: TicketSignals,
+    facts: AccountFacts,
+    band: str,
+    triggers: set[str],
+    high_value: bool,
+) -> str:
     category = (signals.category or "").lower()
-    segments = {(facts.segment or "").lower(), value_tier(facts, policy)}  # a route may name the customer's own segment or a tier
+    # a route may name the customer's own segment or a tier
+    segments = {(facts.segment or "").lower(), value_tier(facts, policy)}
     for route in policy.routes:
         if route.categories and category not in route.categories:
             continue
@@ -210,7 +268,13 @@ def _route(policy: EscalationPolicy, signals: TicketSignals, facts: AccountFacts
     return policy.bot_confidence.queue if "bot_handoff" in triggers else policy.default_queue
 
 
-def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | None, policy: EscalationPolicy, now: dt.datetime) -> Decision:
+def decide(
+    facts: AccountFacts,
+    risk: RiskView | None,
+    signals: TicketSignals | None,
+    policy: EscalationPolicy,
+    now: dt.datetime,
+) -> Decision:
     """Apply the policy. `risk` may be None (no model) and `signals` None (a batch run without a ticket)."""
     signals = signals or TicketSignals()
     high_value = is_high_value(facts, policy)
@@ -226,23 +290,56 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
     over = {h: curve[h] for h, t in thresholds.items() if curve.get(h) is not None and curve[h] >= t}
     if over:
         h = min(over)
-        rules.append(FiredRule("risk", f"{h}-day churn risk {over[h]:.0%} at or above the threshold {thresholds[h]:.0%}",
-                               {"horizon_days": h, "probability": over[h], "threshold": thresholds[h], "factor": round(factor, 4)}))
+        rules.append(
+            FiredRule(
+                "risk",
+                f"{h}-day churn risk {over[h]:.0%} at or above the threshold {thresholds[h]:.0%}",
+                {"horizon_days": h, "probability": over[h], "threshold": thresholds[h], "factor": round(factor, 4)},
+            )
+        )
     effort = policy.effort
-    if effort.escalate_with_frustration_and_value and signals.asks >= effort.asks_threshold and frustrated and (high_value or renewal_near):
-        rules.append(FiredRule("effort_frustration_value", f"question asked {signals.asks} times, frustrated tone, "
-                               + ("high-value account" if high_value else "renewal near"),
-                               {"asks": signals.asks, "sentiment": signals.sentiment, "high_value": high_value, "renewal_near": renewal_near}))
+    if (
+        effort.escalate_with_frustration_and_value
+        and signals.asks >= effort.asks_threshold
+        and frustrated
+        and (high_value or renewal_near)
+    ):
+        rules.append(
+            FiredRule(
+                "effort_frustration_value",
+                f"question asked {signals.asks} times, frustrated tone, "
+                + ("high-value account" if high_value else "renewal near"),
+                {
+                    "asks": signals.asks,
+                    "sentiment": signals.sentiment,
+                    "high_value": high_value,
+                    "renewal_near": renewal_near,
+                },
+            )
+        )
     action = _bot_action(signals.bot_confidence, policy)
     handoff = _bot_handoff(action, signals, policy)
     if handoff is not None:
         rules.append(handoff)
     if not rules:
-        watch = {h: curve[h] for h, t in policy.watch_thresholds.items() if curve.get(h) is not None and curve[h] >= t * factor}
+        watch = {
+            h: curve[h]
+            for h, t in policy.watch_thresholds.items()
+            if curve.get(h) is not None and curve[h] >= t * factor
+        }
         if watch:
             h = min(watch)
-            rules.append(FiredRule("watch", f"{h}-day churn risk {watch[h]:.0%} on the watch list",
-                                   {"horizon_days": h, "probability": watch[h], "threshold": round(policy.watch_thresholds[h] * factor, 6)}))
+            rules.append(
+                FiredRule(
+                    "watch",
+                    f"{h}-day churn risk {watch[h]:.0%} on the watch list",
+                    {
+                        "horizon_days": h,
+                        "probability": watch[h],
+                        "threshold": round(policy.watch_thresholds[h] * factor, 6),
+                    },
+                )
+            )
 
     primary = max(rules, key=lambda r: SEVERITY[r.rule]).rule if rules else None
     severity = SEVERITY[primary] if primary else 0
@@ -250,8 +347,12 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
     escalate = BANDS.index(band) >= BANDS.index("high")
     triggers = {r.rule for r in rules}
     # only a bare risk crossing is held out: a trigger, a handoff or an effort case always reaches a human
-    held_out = (escalate and policy.holdout.share > 0 and eligible(triggers)
-                and in_holdout(facts.account_id, policy.holdout.share, policy.holdout.salt))
+    held_out = (
+        escalate
+        and policy.holdout.share > 0
+        and eligible(triggers)
+        and in_holdout(facts.account_id, policy.holdout.share, policy.holdout.salt)
+    )
     queue = _route(policy, signals, facts, band, triggers, high_value) if escalate else None
     escalate = escalate and not held_out
     window = None
@@ -263,10 +364,26 @@ def decide(facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | 
     owner = facts.csm_owner or (f"{queue} on-call" if queue else None)
     follow_up = (now + dt.timedelta(hours=policy.windows.follow_up_hours)).isoformat() if escalate else None
     return Decision(
-        account_id=facts.account_id, ticket_id=signals.ticket_id, escalate=escalate, band=band, queue=queue, priority=priority,
-        response_window_minutes=window, follow_up_due=follow_up, owner=owner if escalate else facts.csm_owner, rules=rules,
-        primary_reason=primary, severity=severity, bot_action=action, held_out=held_out, frustrated=frustrated,
-        high_value=high_value, renewal_near=renewal_near, thresholds=thresholds, reasons=list(risk.reasons) if risk else [],
+        account_id=facts.account_id,
+        ticket_id=signals.ticket_id,
+        escalate=escalate,
+        band=band,
+        queue=queue,
+        priority=priority,
+        response_window_minutes=window,
+        follow_up_due=follow_up,
+        owner=owner if escalate else facts.csm_owner,
+        rules=rules,
+        primary_reason=primary,
+        severity=severity,
+        bot_action=action,
+        held_out=held_out,
+        frustrated=frustrated,
+        high_value=high_value,
+        renewal_near=renewal_near,
+        thresholds=thresholds,
+        reasons=list(risk.reasons) if risk else [],
         policy_version=policy.version,
-        model_version=risk.model_version if risk else None, decided_at=now.isoformat(),
+        model_version=risk.model_version if risk else None,
+        decided_at=now.isoformat(),
     )

@@ -84,7 +84,9 @@ def _outcomes(values, name: str) -> np.ndarray:
     array = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float).ravel()
     bad = ~np.isin(array, (0.0, 1.0))  # NaN is not in the set either
     if bad.any():
-        raise InputError(f"{name}: expected churn outcomes 0/1 or False/True with no blanks, got {sorted(set(array[bad].tolist()))[:5]}")
+        raise InputError(
+            f"{name}: expected churn outcomes 0/1 or False/True with no blanks, got {sorted(set(array[bad].tolist()))[:5]}"
+        )
     return array
 
 
@@ -115,13 +117,29 @@ def estimate_effect(treated_churned, held_out_churned, *, confidence: float = 0.
     n_t, n_h = int(treated.size), int(held.size)
     c_t, c_h = int(treated.sum()), int(held.sum())
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    out = {"treated": n_t, "held_out": n_h, "churned_treated": c_t, "churned_held_out": c_h,
-           "churn_treated": c_t / n_t if n_t else None, "churn_held_out": c_h / n_h if n_h else None,
-           "effect": None, "ci": None, "confidence": confidence, "method": METHOD, "accounts": n_t + n_h,
-           "saved": None, "saved_ci": None, "min_per_group": int(min_per_group), "enough": False, "reason": "group_size"}
+    out = {
+        "treated": n_t,
+        "held_out": n_h,
+        "churned_treated": c_t,
+        "churned_held_out": c_h,
+        "churn_treated": c_t / n_t if n_t else None,
+        "churn_held_out": c_h / n_h if n_h else None,
+        "effect": None,
+        "ci": None,
+        "confidence": confidence,
+        "method": METHOD,
+        "accounts": n_t + n_h,
+        "saved": None,
+        "saved_ci": None,
+        "min_per_group": int(min_per_group),
+        "enough": False,
+        "reason": "group_size",
+    }
     if n_t == 0 or n_h == 0:
-        out["verdict"] = (f"Too few to tell: {n_t} escalated and {n_h} held-out accounts with a known outcome; "
-                          f"each group needs at least {min_per_group}.")
+        out["verdict"] = (
+            f"Too few to tell: {n_t} escalated and {n_h} held-out accounts with a known outcome; "
+            f"each group needs at least {min_per_group}."
+        )
         return out
     p_t, p_h = c_t / n_t, c_h / n_h
     lo_t, hi_t = _wilson(c_t, n_t, z)
@@ -132,18 +150,34 @@ def estimate_effect(treated_churned, held_out_churned, *, confidence: float = 0.
     hi = effect + math.sqrt((hi_h - p_h) ** 2 + (p_t - lo_t) ** 2)
     big = n_t >= min_per_group and n_h >= min_per_group
     spans = lo <= 0 <= hi
-    out.update(effect=effect, ci=[lo, hi], saved=effect * n_t, saved_ci=[lo * n_t, hi * n_t], enough=big and not spans,
-               reason=None if big and not spans else "group_size" if not big else "interval_spans_zero")
-    rates = (f"{p_h:.1%} of {n_h} held-out accounts churned against {p_t:.1%} of {n_t} escalated ones "
-             f"(difference {effect:+.1%}, {confidence:.0%} interval {lo:+.1%} to {hi:+.1%})")
+    out.update(
+        effect=effect,
+        ci=[lo, hi],
+        saved=effect * n_t,
+        saved_ci=[lo * n_t, hi * n_t],
+        enough=big and not spans,
+        reason=None if big and not spans else "group_size" if not big else "interval_spans_zero",
+    )
+    rates = (
+        f"{p_h:.1%} of {n_h} held-out accounts churned against {p_t:.1%} of {n_t} escalated ones "
+        f"(difference {effect:+.1%}, {confidence:.0%} interval {lo:+.1%} to {hi:+.1%})"
+    )
     if not big:
-        out["verdict"] = f"Too few to tell: {rates}; each group needs at least {min_per_group} accounts with a known outcome."
+        out["verdict"] = (
+            f"Too few to tell: {rates}; each group needs at least {min_per_group} accounts with a known outcome."
+        )
     elif spans:
-        out["verdict"] = f"Too few to tell: {rates}; the interval includes zero, so {n_t + n_h} accounts cannot tell an effect from chance."
+        out["verdict"] = (
+            f"Too few to tell: {rates}; the interval includes zero, so {n_t + n_h} accounts cannot tell an effect from chance."
+        )
     elif effect > 0:
-        out["verdict"] = (f"Escalating lowers churn: {rates}; about {effect * n_t:.0f} of the {n_t} escalated accounts saved, "
-                          f"between {lo * n_t:.0f} and {hi * n_t:.0f}.")
+        out["verdict"] = (
+            f"Escalating lowers churn: {rates}; about {effect * n_t:.0f} of the {n_t} escalated accounts saved, "
+            f"between {lo * n_t:.0f} and {hi * n_t:.0f}."
+        )
     else:
-        out["verdict"] = (f"Escalated accounts churned more than held-out ones: {rates}; about {-effect * n_t:.0f} more of the "
-                          f"{n_t} escalated accounts churned, between {-hi * n_t:.0f} and {-lo * n_t:.0f}.")
+        out["verdict"] = (
+            f"Escalated accounts churned more than held-out ones: {rates}; about {-effect * n_t:.0f} more of the "
+            f"{n_t} escalated accounts churned, between {-hi * n_t:.0f} and {-lo * n_t:.0f}."
+        )
     return out

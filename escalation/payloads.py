@@ -42,8 +42,9 @@ def alert_facts(escalation: dict, package: dict | None) -> dict:
     customer = form.get("customer") or {}
     needed = form.get("what_is_needed") or {}
     name = _present(package.get("account_name"), package.get("name"), customer.get("name"))
-    window = escalation.get("response_window_minutes") or _present(package.get("response_window_minutes"),
-                                                                     needed.get("response_window_minutes"))
+    window = escalation.get("response_window_minutes") or _present(
+        package.get("response_window_minutes"), needed.get("response_window_minutes")
+    )
     return {
         "account": f"{name} ({escalation['account_id']})" if name else str(escalation["account_id"]),
         "band": str(escalation.get("band") or "none"),
@@ -62,16 +63,30 @@ def slack_payload(escalation: dict, package: dict | None = None, *, idempotency_
     band = f["band"].upper()
     mark = BAND_MARK.get(f["band"], "")
     text = f"{mark} {band} churn escalation: {f['account']}: {f['reason']}. Owner {f['owner']}, respond within {f['window']}."
-    fields = [("Band", band), ("Account", f["account"]), ("ARR", _money(f["arr"])), ("Reason", f["reason"]),
-              ("Owner", f["owner"]), ("Respond within", f["window"])]
+    fields = [
+        ("Band", band),
+        ("Account", f["account"]),
+        ("ARR", _money(f["arr"])),
+        ("Reason", f["reason"]),
+        ("Owner", f["owner"]),
+        ("Respond within", f["window"]),
+    ]
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{band} churn escalation: {f['account']}"[:150]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"[:2000]} for label, value in fields]},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"[:2000]} for label, value in fields],
+        },
     ]
     if f["summary"]:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(f["summary"])[:SLACK_SECTION_LIMIT]}})
-    context = [f"escalation #{escalation.get('id')}", f"queue {escalation.get('queue')}",
-               f"{escalation.get('occurrences', 1)} occurrence(s)"]
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _escape(f["summary"])[:SLACK_SECTION_LIMIT]}}
+        )
+    context = [
+        f"escalation #{escalation.get('id')}",
+        f"queue {escalation.get('queue')}",
+        f"{escalation.get('occurrences', 1)} occurrence(s)",
+    ]
     if escalation.get("follow_up_due"):
         context.append(f"follow-up due {escalation['follow_up_due']}")
     if idempotency_key:
@@ -104,15 +119,23 @@ def build_payload(kind: str, escalation: dict, package: dict | None, *, idempote
 TOPIC_MARK = {"re_alert": ":alarm_clock:", "reminder": ":memo:", "monitor": ":chart_with_downwards_trend:"}
 
 
-def notice_payload(kind: str, topic: str, message: dict, *, idempotency_key: str, escalation_id: int | None = None) -> dict:
+def notice_payload(
+    kind: str, topic: str, message: dict, *, idempotency_key: str, escalation_id: int | None = None
+) -> dict:
     """A notice (a re-alert, a reminder, a monitor's breach) from `message` = {title, text, facts}:
     for Slack `text` and `blocks` (header, text, the facts as fields, a context line with the key);
     for a webhook {"type": "churn.<topic>", version, idempotency_key, title, text, facts} (and
     escalation_id when it is about one)."""
     title, body, facts = message["title"], message["text"], message["facts"]
     if kind == "webhook":
-        out = {"type": f"churn.{topic}", "version": PAYLOAD_VERSION, "idempotency_key": idempotency_key,
-               "title": title, "text": body, "facts": facts}
+        out = {
+            "type": f"churn.{topic}",
+            "version": PAYLOAD_VERSION,
+            "idempotency_key": idempotency_key,
+            "title": title,
+            "text": body,
+            "facts": facts,
+        }
         return out if escalation_id is None else {**out, "escalation_id": escalation_id}
     if kind != "slack":
         raise ValueError(f"destination kind {kind!r}: expected one of ['slack', 'webhook']")
@@ -122,8 +145,15 @@ def notice_payload(kind: str, topic: str, message: dict, *, idempotency_key: str
         {"type": "section", "text": {"type": "mrkdwn", "text": _escape(body)[:SLACK_SECTION_LIMIT]}},
     ]
     if facts:  # Slack allows at most 10 fields in a section
-        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{_escape(k)}*\n{_escape(v)}"[:2000]}
-                                                     for k, v in list(facts.items())[:10]]})
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{_escape(k)}*\n{_escape(v)}"[:2000]}
+                    for k, v in list(facts.items())[:10]
+                ],
+            }
+        )
     context = [topic.replace("_", "-")] + ([f"escalation #{escalation_id}"] if escalation_id is not None else [])
     context.append(f"ref {idempotency_key[:16]}")  # Slack does not dedupe: lets a reader spot a repeat
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(" · ".join(context))}]})

@@ -46,12 +46,20 @@ class HardTriggers(_Strict):
 class Value(_Strict):
     """What makes an account high-value, and the renewal window."""
 
-    high_value_ratio: float = Field(2.0, gt=0, description="ARR at least this multiple of the average ARR is high value")
-    mid_market_ratio: float = Field(0.5, gt=0, description="a segment of the customer's own names no tier: ARR at least this "
-                                                           "multiple of the average reads as mid_market (high_value_ratio: enterprise)")
+    high_value_ratio: float = Field(
+        2.0, gt=0, description="ARR at least this multiple of the average ARR is high value"
+    )
+    mid_market_ratio: float = Field(
+        0.5,
+        gt=0,
+        description="a segment of the customer's own names no tier: ARR at least this "
+        "multiple of the average reads as mid_market (high_value_ratio: enterprise)",
+    )
     enterprise_is_high_value: bool = True
     renewal_window_days: int = Field(60, ge=0, le=365, description="a renewal within this many days is near")
-    value_factor: float = Field(0.8, gt=0, le=1, description="risk thresholds are multiplied by this for a high-value account")
+    value_factor: float = Field(
+        0.8, gt=0, le=1, description="risk thresholds are multiplied by this for a high-value account"
+    )
     renewal_factor: float = Field(0.8, gt=0, le=1, description="... and by this when the renewal is near")
 
 
@@ -59,9 +67,21 @@ class Sentiment(_Strict):
     """Sentiment is a multiplier: alone it never escalates; with high value or a near renewal it
     lowers the risk thresholds."""
 
-    frustrated_below: float = Field(-0.3, ge=-1, le=1, description="latest customer sentiment at or below this is frustrated")
-    worsening_below: float = Field(-0.3, ge=-2, le=0, description="sentiment fallen this much since the ticket's first message is frustration building up")
-    multiplier: float = Field(0.6, gt=0, le=1, description="risk thresholds are multiplied by this for a frustrated high-value or near-renewal account")
+    frustrated_below: float = Field(
+        -0.3, ge=-1, le=1, description="latest customer sentiment at or below this is frustrated"
+    )
+    worsening_below: float = Field(
+        -0.3,
+        ge=-2,
+        le=0,
+        description="sentiment fallen this much since the ticket's first message is frustration building up",
+    )
+    multiplier: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="risk thresholds are multiplied by this for a frustrated high-value or near-renewal account",
+    )
 
 
 class Effort(_Strict):
@@ -75,13 +95,21 @@ class Effort(_Strict):
 
 class BotConfidence(_Strict):
     escalate_below: float = Field(0.40, ge=0, le=1, description="below: hand to a human automatically")
-    offer_below: float = Field(0.60, ge=0, le=1, description="below (and not under escalate_below): offer the customer the option")
-    queue: str = Field("human-review", min_length=1, description="the human queue of a bot handoff when no route names a more specific one")
+    offer_below: float = Field(
+        0.60, ge=0, le=1, description="below (and not under escalate_below): offer the customer the option"
+    )
+    queue: str = Field(
+        "human-review",
+        min_length=1,
+        description="the human queue of a bot handoff when no route names a more specific one",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BotConfidence:
         if self.offer_below < self.escalate_below:
-            raise ValueError(f"offer_below ({self.offer_below}) must be at least escalate_below ({self.escalate_below})")
+            raise ValueError(
+                f"offer_below ({self.offer_below}) must be at least escalate_below ({self.escalate_below})"
+            )
         return self
 
 
@@ -89,7 +117,9 @@ class Holdout(_Strict):
     """A share of the escalations that only crossed a risk threshold is recorded as held out
     instead of sent (escalation/holdout.py), so the effect of escalating can be measured."""
 
-    share: float = Field(0.0, description="share of eligible accounts held out, by a stable hash of salt|account_id; 0 = off")
+    share: float = Field(
+        0.0, description="share of eligible accounts held out, by a stable hash of salt|account_id; 0 = off"
+    )
     salt: str = Field("", max_length=200, description="a new salt draws a new holdout group")
 
     @field_validator("share")
@@ -105,16 +135,32 @@ class Monitoring(_Strict):
     the outbox, at most once per day per monitor."""
 
     destinations: list[str] | None = Field(None, description="names of alerts.destinations; unset: alerts.default")
-    top_features: int = Field(10, ge=1, le=200, description="drift is measured on the model's this many most important features")
+    top_features: int = Field(
+        10, ge=1, le=200, description="drift is measured on the model's this many most important features"
+    )
     drift_psi: float = Field(0.25, gt=0, description="feature drift: a breach when any top feature's PSI exceeds this")
-    score_psi: float = Field(0.25, gt=0, description="score distribution: a breach when the PSI of p_90d exceeds this ...")
-    score_mean_shift: float = Field(0.5, gt=0, description="... or the mean p_90d moved by more than this share of the reference mean")
-    reference_days: int = Field(365, ge=1, le=3650, description="the training cutoffs of this many last days are the reference")
-    calibration_z: float = Field(3.0, gt=0, description="calibration: a breach when observed churns differ from the predicted sum by more "
-                                                        "than this many binomial standard deviations ...")
+    score_psi: float = Field(
+        0.25, gt=0, description="score distribution: a breach when the PSI of p_90d exceeds this ..."
+    )
+    score_mean_shift: float = Field(
+        0.5, gt=0, description="... or the mean p_90d moved by more than this share of the reference mean"
+    )
+    reference_days: int = Field(
+        365, ge=1, le=3650, description="the training cutoffs of this many last days are the reference"
+    )
+    calibration_z: float = Field(
+        3.0,
+        gt=0,
+        description="calibration: a breach when observed churns differ from the predicted sum by more "
+        "than this many binomial standard deviations ...",
+    )
     calibration_tolerance: float = Field(0.25, ge=0, description="... and by more than this share of the predicted sum")
-    min_expected_churns: float = Field(10.0, gt=0, description="fewer predicted churns than this in the matured run: not enough data yet")
-    history_days: int = Field(400, ge=181, le=3650, description="daily score history kept (scores/history/) for the calibration monitor")
+    min_expected_churns: float = Field(
+        10.0, gt=0, description="fewer predicted churns than this in the matured run: not enough data yet"
+    )
+    history_days: int = Field(
+        400, ge=181, le=3650, description="daily score history kept (scores/history/) for the calibration monitor"
+    )
 
 
 class Route(_Strict):
@@ -144,8 +190,12 @@ class Windows(_Strict):
     watch: int = Field(1440, gt=0)
     frustrated: int = Field(15, gt=0, description="an actively frustrated customer: 15-30 minutes whatever the band")
     follow_up_hours: int = Field(24, gt=0)
-    expire_after_hours: int = Field(336, gt=0, description="an active escalation nobody updated (no repeat, no status change) for this long "
-                                                           "is expired by the relay: 14 days by default")
+    expire_after_hours: int = Field(
+        336,
+        gt=0,
+        description="an active escalation nobody updated (no repeat, no status change) for this long "
+        "is expired by the relay: 14 days by default",
+    )
 
 
 class Alerts(_Strict):
@@ -154,13 +204,19 @@ class Alerts(_Strict):
     destinations: dict[str, dict] = Field(default_factory=dict, description="name -> {kind: slack|webhook, url: ...}")
     by_queue: dict[str, list[str]] = Field(default_factory=dict)
     default: list[str] = Field(default_factory=list)
-    by_owner: dict[str, list[str]] = Field(default_factory=dict, description="owner -> destinations for that owner's follow-up reminders "
-                                                                              "(else the queue's destinations, the owner named in the message)")
+    by_owner: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="owner -> destinations for that owner's follow-up reminders "
+        "(else the queue's destinations, the owner named in the message)",
+    )
     min_band: str = "high"
     max_attempts: int = Field(8, ge=1, le=100)
     backoff_seconds: float = Field(2.0, gt=0)
-    max_backoff_seconds: float = Field(3600.0, gt=0, description="the longest wait between two attempts of one alert, "
-                                                                 "whatever backoff_seconds * 2**n says")
+    max_backoff_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says",
+    )
     timeout_seconds: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
@@ -168,14 +224,22 @@ class Alerts(_Strict):
         for queue, names in {**self.by_queue, "default": self.default}.items():
             missing = [n for n in names if n not in self.destinations]
             if missing:
-                raise ValueError(f"queue {queue!r} sends to unknown destination(s) {missing}; define them under alerts.destinations")
+                raise ValueError(
+                    f"queue {queue!r} sends to unknown destination(s) {missing}; define them under alerts.destinations"
+                )
         for owner, names in self.by_owner.items():
             missing = [n for n in names if n not in self.destinations]
             if missing:
-                raise ValueError(f"by_owner {owner!r} sends to unknown destination(s) {missing}; define them under alerts.destinations")
+                raise ValueError(
+                    f"by_owner {owner!r} sends to unknown destination(s) {missing}; define them under alerts.destinations"
+                )
         for name, spec in self.destinations.items():
-            if spec.get("kind") not in ("slack", "webhook") or not str(spec.get("url", "")).startswith(("http://", "https://")):
-                raise ValueError(f"destination {name!r}: expected {{kind: slack|webhook, url: http(s)://...}}, got {spec}")
+            if spec.get("kind") not in ("slack", "webhook") or not str(spec.get("url", "")).startswith(
+                ("http://", "https://")
+            ):
+                raise ValueError(
+                    f"destination {name!r}: expected {{kind: slack|webhook, url: http(s)://...}}, got {spec}"
+                )
         if self.min_band not in BANDS:
             raise ValueError(f"min_band {self.min_band!r}: expected one of {list(BANDS)}")
         return self
@@ -184,10 +248,13 @@ class Alerts(_Strict):
 class EscalationPolicy(_Strict):
     """config/escalation.yaml."""
 
-    risk_thresholds: dict[int, float] = Field(default_factory=lambda: {30: 0.20, 60: 0.30, 90: 0.40, 180: 0.60},
-                                              description="escalate (band high) when P(churn within h days) reaches the threshold")
-    watch_thresholds: dict[int, float] = Field(default_factory=lambda: {90: 0.20, 180: 0.35},
-                                               description="band watch: on the CS radar, no interruption")
+    risk_thresholds: dict[int, float] = Field(
+        default_factory=lambda: {30: 0.20, 60: 0.30, 90: 0.40, 180: 0.60},
+        description="escalate (band high) when P(churn within h days) reaches the threshold",
+    )
+    watch_thresholds: dict[int, float] = Field(
+        default_factory=lambda: {90: 0.20, 180: 0.35}, description="band watch: on the CS radar, no interruption"
+    )
     hard_triggers: HardTriggers = HardTriggers()
     value: Value = Value()
     sentiment: Sentiment = Sentiment()
@@ -203,7 +270,12 @@ class EscalationPolicy(_Strict):
     )
     default_queue: str = "cs-standard"
     windows: Windows = Windows()
-    cooldown_hours: int = Field(72, ge=0, le=24 * 90, description="a repeat for the same account and reason within this updates the open escalation")
+    cooldown_hours: int = Field(
+        72,
+        ge=0,
+        le=24 * 90,
+        description="a repeat for the same account and reason within this updates the open escalation",
+    )
     alerts: Alerts = Alerts()
     holdout: Holdout = Holdout()
     monitoring: Monitoring = Monitoring()
@@ -222,7 +294,9 @@ class EscalationPolicy(_Strict):
     def _monitoring_destinations(self) -> EscalationPolicy:
         missing = [n for n in self.monitoring.destinations or () if n not in self.alerts.destinations]
         if missing:
-            raise ValueError(f"monitoring.destinations names unknown destination(s) {missing}; define them under alerts.destinations")
+            raise ValueError(
+                f"monitoring.destinations names unknown destination(s) {missing}; define them under alerts.destinations"
+            )
         return self
 
     @cached_property

@@ -53,8 +53,16 @@ class Relay:
     """Sends the outbox of `store` under `policy` (default: the store's). `clock` gives the time
     each pass runs at (tests pass a controlled one); `send` is the HTTP POST (alerts.http_post)."""
 
-    def __init__(self, store: Store, policy: EscalationPolicy | None = None, *, clock: Callable[[], dt.datetime] = _now,
-                 send: Send | None = None, holder: str | None = None, batch_size: int = 50):
+    def __init__(
+        self,
+        store: Store,
+        policy: EscalationPolicy | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = _now,
+        send: Send | None = None,
+        holder: str | None = None,
+        batch_size: int = 50,
+    ):
         self.store = store
         self.policy = policy or store.policy
         self.clock = clock
@@ -84,8 +92,14 @@ class Relay:
 
     def deliver(self, now: dt.datetime | None = None) -> dict[str, int]:
         """Delivery alone (the pass after `wake()`): what is due in the outbox at `now`."""
-        counts = deliver(self.store, self.policy, utc(now) or utc(self.clock()), send=self.send, batch_size=self.batch_size,
-                         stopping=self._stopping)
+        counts = deliver(
+            self.store,
+            self.policy,
+            utc(now) or utc(self.clock()),
+            send=self.send,
+            batch_size=self.batch_size,
+            stopping=self._stopping,
+        )
         for key in ("sent", "retried", "failed"):
             self.totals[key] += counts[key]
         self.totals["pending"] = counts["pending"]

@@ -22,12 +22,21 @@ from escalation.policy import EscalationPolicy
 
 #: Incident language in customer messages (hard triggers of docs/escalation-practice.md that no table records live).
 INCIDENTS: dict[str, re.Pattern] = {
-    "security": re.compile(r"\b(?:security (?:incident|breach|issue|vulnerability)|hacked|compromised account|unauthori[sz]ed (?:access|login)"
-                           r"|ransomware|phishing|malware|account takeover)\b", re.IGNORECASE),
-    "privacy": re.compile(r"\b(?:data (?:breach|leak)|leaked (?:our |customer |personal )?data|personal data|gdpr|privacy (?:issue|incident|violation|breach)"
-                          r"|pii\b|exposed (?:our |customer )?(?:data|records)|wrong customer'?s data)", re.IGNORECASE),
-    "fraud": re.compile(r"\b(?:fraud\w*|unauthori[sz]ed (?:charge|transaction|payment)s?|stolen card|identity theft|charges? (?:we|I) (?:never|did not|didn't) make)",
-                        re.IGNORECASE),
+    "security": re.compile(
+        r"\b(?:security (?:incident|breach|issue|vulnerability)|hacked|compromised account|unauthori[sz]ed (?:access|login)"
+        r"|ransomware|phishing|malware|account takeover)\b",
+        re.IGNORECASE,
+    ),
+    "privacy": re.compile(
+        r"\b(?:data (?:breach|leak)|leaked (?:our |customer |personal )?data|personal data|gdpr|privacy (?:issue|incident|violation|breach)"
+        r"|pii\b|exposed (?:our |customer )?(?:data|records)|wrong customer'?s data)",
+        re.IGNORECASE,
+    ),
+    "fraud": re.compile(
+        r"\b(?:fraud\w*|unauthori[sz]ed (?:charge|transaction|payment)s?|stolen card|identity theft|charges? "
+        r"(?:we|I) (?:never|did not|didn't) make)",
+        re.IGNORECASE,
+    ),
 }
 
 
@@ -35,8 +44,14 @@ def incident_flags(texts: pd.Series) -> pd.DataFrame:
     """Per text: security / privacy / fraud language (vectorised over the column)."""
     texts = texts.fillna("").astype(str)
     if len(texts) < 32:  # one live ticket: plain `re` beats pandas' per-call overhead
-        return pd.DataFrame({name: [bool(pattern.search(t)) for t in texts] for name, pattern in INCIDENTS.items()}, index=texts.index, dtype=bool)
-    return pd.DataFrame({name: texts.str.contains(pattern, regex=True) for name, pattern in INCIDENTS.items()}, index=texts.index)
+        return pd.DataFrame(
+            {name: [bool(pattern.search(t)) for t in texts] for name, pattern in INCIDENTS.items()},
+            index=texts.index,
+            dtype=bool,
+        )
+    return pd.DataFrame(
+        {name: texts.str.contains(pattern, regex=True) for name, pattern in INCIDENTS.items()}, index=texts.index
+    )
 
 
 def ticket_signals(
@@ -73,17 +88,29 @@ def ticket_signals(
     incidents = {name: any(pattern.search(t) for t in mine) for name, pattern in INCIDENTS.items()}
     theirs = np.asarray(scores, dtype=np.float64)[customer]
     signals = TicketSignals(
-        ticket_id=ticket_id, category=category, priority=priority,
-        sentiment=float(theirs[-1]) if len(theirs) else None, sentiment_first=float(theirs[0]) if len(theirs) else None,
-        negative_messages=sum(1 for label, c in zip(labels, customer, strict=True) if c and label == "negative"), customer_messages=int(customer.sum()),
-        critical=tuple(dict.fromkeys(critical)), asks=1 + int(rephrase.sum()),
-        security=incidents["security"], privacy=incidents["privacy"], fraud=incidents["fraud"], bot_confidence=bot_confidence,
+        ticket_id=ticket_id,
+        category=category,
+        priority=priority,
+        sentiment=float(theirs[-1]) if len(theirs) else None,
+        sentiment_first=float(theirs[0]) if len(theirs) else None,
+        negative_messages=sum(1 for label, c in zip(labels, customer, strict=True) if c and label == "negative"),
+        customer_messages=int(customer.sum()),
+        critical=tuple(dict.fromkeys(critical)),
+        asks=1 + int(rephrase.sum()),
+        security=incidents["security"],
+        privacy=incidents["privacy"],
+        fraud=incidents["fraud"],
+        bot_confidence=bot_confidence,
     )
     return signals, rephrase
 
 
 EVENT_KINDS = ("security_incident", "legal_threat", "billing_dispute", "payment_failed", "sponsor_left", "downgrade")
-CRITICAL_COUNTS = {"cancel": "cancel_mentions_90d", "supervisor": "supervisor_requests_90d", "legal": "legal_mentions_90d"}
+CRITICAL_COUNTS = {
+    "cancel": "cancel_mentions_90d",
+    "supervisor": "supervisor_requests_90d",
+    "legal": "legal_mentions_90d",
+}
 
 
 def _column(panel: pd.DataFrame, name: str) -> np.ndarray:
@@ -122,26 +149,55 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def account_facts(account_id: str, values: dict, policy: EscalationPolicy, *, average_arr: float | None, csm_owner: str | None = None,
-                  name: str | None = None) -> AccountFacts:
+def account_facts(
+    account_id: str,
+    values: dict,
+    policy: EscalationPolicy,
+    *,
+    average_arr: float | None,
+    csm_owner: str | None = None,
+    name: str | None = None,
+) -> AccountFacts:
     """The account's facts from its feature values (the daily batch and the API alike): risk events
     within the policy's lookback count as live triggers."""
     lookback = policy.hard_triggers.event_lookback_days
-    events = tuple(kind for kind in EVENT_KINDS if (d := _number(values, f"days_since_{kind}")) is not None and d <= lookback)
-    return AccountFacts(account_id=str(account_id), name=_text(name), segment=_text(values.get("segment")), arr=_number(values, "arr_current"),
-                        average_arr=average_arr, days_to_renewal=_number(values, "days_to_renewal"), csm_owner=_text(csm_owner),
-                        exec_sponsor=bool(_number(values, "exec_sponsor_present") or 0), recent_events=events)
+    events = tuple(
+        kind for kind in EVENT_KINDS if (d := _number(values, f"days_since_{kind}")) is not None and d <= lookback
+    )
+    return AccountFacts(
+        account_id=str(account_id),
+        name=_text(name),
+        segment=_text(values.get("segment")),
+        arr=_number(values, "arr_current"),
+        average_arr=average_arr,
+        days_to_renewal=_number(values, "days_to_renewal"),
+        csm_owner=_text(csm_owner),
+        exec_sponsor=bool(_number(values, "exec_sponsor_present") or 0),
+        recent_events=events,
+    )
 
 
-def batch_inputs(row: dict, curve: np.ndarray, reasons: tuple[dict, ...], policy: EscalationPolicy, *, average_arr: float | None,
-                 model_version: str | None, csm_owner: str | None = None, name: str | None = None) -> tuple[AccountFacts, RiskView, TicketSignals]:
+def batch_inputs(
+    row: dict,
+    curve: np.ndarray,
+    reasons: tuple[dict, ...],
+    policy: EscalationPolicy,
+    *,
+    average_arr: float | None,
+    model_version: str | None,
+    csm_owner: str | None = None,
+    name: str | None = None,
+) -> tuple[AccountFacts, RiskView, TicketSignals]:
     """The decision's inputs for one account of a scored panel (one row of features as a dict)."""
+
     def value(key: str) -> float | None:
         return _number(row, key)
 
     lookback = policy.hard_triggers.event_lookback_days
     facts = account_facts(row["account_id"], row, policy, average_arr=average_arr, csm_owner=csm_owner, name=name)
-    recent_critical = value("days_since_critical_moment") is not None and value("days_since_critical_moment") <= lookback
+    recent_critical = (
+        value("days_since_critical_moment") is not None and value("days_since_critical_moment") <= lookback
+    )
     critical = tuple(kind for kind, col in CRITICAL_COUNTS.items() if recent_critical and (value(col) or 0) > 0)
     if recent_critical and not critical:
         critical = ("disappointed",)  # a recent critical moment of the remaining category
@@ -149,8 +205,17 @@ def batch_inputs(row: dict, curve: np.ndarray, reasons: tuple[dict, ...], policy
     drift = value("frustration_drift_90d")
     # the effort rule needs the customer to be writing now (since the last run), not a ticket from weeks ago
     writing = value("days_since_customer_message") is not None and value("days_since_customer_message") <= lookback
-    asks = 3 if writing and (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0 else 1
-    signals = TicketSignals(sentiment=sentiment, sentiment_first=(sentiment - drift) if sentiment is not None and drift is not None else None,
-                            negative_messages=int(value("negative_messages_30d") or 0), critical=critical, asks=asks)
+    asks = (
+        3
+        if writing and (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0
+        else 1
+    )
+    signals = TicketSignals(
+        sentiment=sentiment,
+        sentiment_first=(sentiment - drift) if sentiment is not None and drift is not None else None,
+        negative_messages=int(value("negative_messages_30d") or 0),
+        critical=critical,
+        asks=asks,
+    )
     risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, reasons, model_version)
     return facts, risk, signals

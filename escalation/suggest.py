@@ -51,10 +51,18 @@ def threshold_factor(panel: pd.DataFrame, policy: EscalationPolicy) -> np.ndarra
         return panel[name].to_numpy(dtype=float, na_value=np.nan) if name in panel.columns else np.full(n, np.nan)
 
     arr = column("arr_current")
-    average = panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy(dtype=float) if "arr_current" in panel else np.full(n, np.nan)
+    average = (
+        panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy(dtype=float)
+        if "arr_current" in panel
+        else np.full(n, np.nan)
+    )
     # the batch treats a zero or missing ARR (or average) as no ratio at all
     ratio = np.where((arr > 0) & (average > 0), arr / np.where(average > 0, average, 1.0), 0.0)
-    segment = panel["segment"].astype("string").str.lower().fillna("").to_numpy(dtype=object) if "segment" in panel else np.full(n, "", dtype=object)
+    segment = (
+        panel["segment"].astype("string").str.lower().fillna("").to_numpy(dtype=object)
+        if "segment" in panel
+        else np.full(n, "", dtype=object)
+    )
     own_tier = np.isin(segment, list(SEGMENTS))
     enterprise = np.where(own_tier, segment == "enterprise", ratio >= v.high_value_ratio)
     high_value = (v.enterprise_is_high_value & enterprise) | ((arr > 0) & (average > 0) & (ratio >= v.high_value_ratio))
@@ -77,7 +85,8 @@ class Outcome:
     known: int
     hits: int
     precision: float | None
-    by_horizon: dict[int, dict] = field(default_factory=dict)  # the horizon the rule names: flagged, known, hits, precision
+    # the horizon the rule names: flagged, known, hits, precision
+    by_horizon: dict[int, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,9 @@ def _fires(curve: np.ndarray, factor: np.ndarray, thresholds: dict[int, float]) 
     return named
 
 
-def outcome_of(curve: np.ndarray, factor: np.ndarray, labels: np.ndarray, periods: int, thresholds: dict[int, float]) -> Outcome:
+def outcome_of(
+    curve: np.ndarray, factor: np.ndarray, labels: np.ndarray, periods: int, thresholds: dict[int, float]
+) -> Outcome:
     """`labels`: per snapshot and horizon (HORIZONS order) 1/0 churned within it, NaN unknown."""
     named = _fires(curve, factor, thresholds)
     label = np.full(len(curve), np.nan)
@@ -123,11 +134,20 @@ def outcome_of(curve: np.ndarray, factor: np.ndarray, labels: np.ndarray, period
         k, hits = int((mine & known).sum()), int((mine & (label == 1)).sum())
         by[h] = {"flagged": int(mine.sum()), "known": k, "hits": hits, "precision": hits / k if k else None}
     k, hits = int(known.sum()), int((label == 1).sum())
-    return Outcome(dict(thresholds), float(flagged.sum()) / periods if periods else 0.0, int(flagged.sum()), k, hits,
-                   hits / k if k else None, by)
+    return Outcome(
+        dict(thresholds),
+        float(flagged.sum()) / periods if periods else 0.0,
+        int(flagged.sum()),
+        k,
+        hits,
+        hits / k if k else None,
+        by,
+    )
 
 
-def _scale_for(curve: np.ndarray, factor: np.ndarray, current: dict[int, float], moving: tuple[int, ...], allowed: int) -> float | None:
+def _scale_for(
+    curve: np.ndarray, factor: np.ndarray, current: dict[int, float], moving: tuple[int, ...], allowed: int
+) -> float | None:
     """The smallest common factor s on the moving thresholds whose snapshots firing (on top of the
     fixed horizons' ones) stay within `allowed`; None when the fixed horizons alone exceed it."""
     fixed = {h: t for h, t in current.items() if h not in moving}
@@ -135,10 +155,13 @@ def _scale_for(curve: np.ndarray, factor: np.ndarray, current: dict[int, float],
     room = allowed - int(fixed_fire.sum())
     if room < 0:
         return None
-    ratio = np.max(np.column_stack([curve[:, HORIZONS.index(h)] / (current[h] * factor) for h in moving]), axis=1)[~fixed_fire]
+    ratio = np.max(np.column_stack([curve[:, HORIZONS.index(h)] / (current[h] * factor) for h in moving]), axis=1)[
+        ~fixed_fire
+    ]
     ratio = np.sort(ratio[np.isfinite(ratio)])[::-1]
     if room >= len(ratio):
-        return float(ratio[-1]) if len(ratio) else 1.0  # every snapshot fits: the lowest thresholds that still mean something
+        # every snapshot fits: the lowest thresholds that still mean something
+        return float(ratio[-1]) if len(ratio) else 1.0
     return float(np.nextafter(ratio[room], np.inf))  # just above the first snapshot that no longer fits
 
 
@@ -150,8 +173,14 @@ def _thresholds(current: dict[int, float], moving: tuple[int, ...], scale: float
     return out
 
 
-def suggest_thresholds(panel: pd.DataFrame, curve: np.ndarray, policy: EscalationPolicy, *, capacity: int,
-                       horizons: tuple[int, ...] | None = None) -> Suggestion:
+def suggest_thresholds(
+    panel: pd.DataFrame,
+    curve: np.ndarray,
+    policy: EscalationPolicy,
+    *,
+    capacity: int,
+    horizons: tuple[int, ...] | None = None,
+) -> Suggestion:
     """Thresholds for `capacity` risk-rule escalations per cutoff of `panel` (account_id, cutoff,
     churned_within_{h}d labels and the features `threshold_factor` reads), scored by `curve`
     (one column per HORIZONS). `horizons`: which thresholds may move (default: all configured)."""
@@ -161,8 +190,10 @@ def suggest_thresholds(panel: pd.DataFrame, curve: np.ndarray, policy: Escalatio
     moving = tuple(sorted(horizons)) if horizons else tuple(sorted(current))
     missing = [h for h in moving if h not in current]
     if missing:
-        raise InputError(f"--horizon {missing[0]}: config/escalation.yaml risk_thresholds has no threshold at {missing[0]} days "
-                         f"(it has {sorted(current)}); expected one of those")
+        raise InputError(
+            f"--horizon {missing[0]}: config/escalation.yaml risk_thresholds has no threshold at {missing[0]} days "
+            f"(it has {sorted(current)}); expected one of those"
+        )
     if capacity < 1:
         raise InputError(f"--capacity {capacity}: expected at least 1 escalation per period")
     periods = int(panel["cutoff"].nunique())
@@ -179,31 +210,59 @@ def suggest_thresholds(panel: pd.DataFrame, curve: np.ndarray, policy: Escalatio
     for moved in dict.fromkeys([moving, *((h,) for h in moving)]):  # together first, then each alone
         scale = _scale_for(curve, factor, current, moved, allowed)
         if scale is None:
-            candidates.append({"moving": list(moved), "feasible": False, "reason": "the thresholds held fixed alone exceed the capacity"})
+            candidates.append(
+                {
+                    "moving": list(moved),
+                    "feasible": False,
+                    "reason": "the thresholds held fixed alone exceed the capacity",
+                }
+            )
             continue
         result = outcome_of(curve, factor, labels, periods, _thresholds(current, moved, scale))
         candidates.append({"moving": list(moved), "feasible": result.per_period <= capacity + 1e-9, "outcome": result})
     feasible = [c for c in candidates if c["feasible"]]
     now = outcome_of(curve, factor, labels, periods, current)
     if feasible:
-        best = max(feasible, key=lambda c: (c["outcome"].precision if c["outcome"].precision is not None else -1.0, c["outcome"].flagged))
+        best = max(
+            feasible,
+            key=lambda c: (
+                c["outcome"].precision if c["outcome"].precision is not None else -1.0,
+                c["outcome"].flagged,
+            ),
+        )
         chosen, ok = best["outcome"], True
     else:
         chosen, ok = now, False
-        notes.append("no thresholds of the horizons asked for fill the capacity: thresholds held fixed alone escalate more than "
-                     f"{capacity} per period; ask for more horizons with --horizon")
+        notes.append(
+            "no thresholds of the horizons asked for fill the capacity: thresholds held fixed alone escalate more than "
+            f"{capacity} per period; ask for more horizons with --horizon"
+        )
     if any(t >= 1.0 for h, t in chosen.thresholds.items() if h in moving):
         notes.append("a threshold reached 1.0: even the riskiest snapshots exceed the capacity at that horizon")
     if chosen.known < 30:
         notes.append(f"only {chosen.known} flagged snapshots have a known outcome: the precision is a rough guide")
-    rows = [{**{k: v for k, v in c.items() if k != "outcome"}, **({"thresholds": {str(h): t for h, t in c["outcome"].thresholds.items()},
-             "per_period": c["outcome"].per_period, "precision": c["outcome"].precision, "known": c["outcome"].known}
-            if "outcome" in c else {})} for c in candidates]
+    rows = [
+        {
+            **{k: v for k, v in c.items() if k != "outcome"},
+            **(
+                {
+                    "thresholds": {str(h): t for h, t in c["outcome"].thresholds.items()},
+                    "per_period": c["outcome"].per_period,
+                    "precision": c["outcome"].precision,
+                    "known": c["outcome"].known,
+                }
+                if "outcome" in c
+                else {}
+            ),
+        }
+        for c in candidates
+    ]
     return Suggestion(capacity, periods, period_days, len(panel), moving, now, chosen, rows, ok, notes)
 
 
 def diff_lines(s: Suggestion) -> list[str]:
     """`risk_thresholds.90: 0.40 -> 0.33 (precision 0.31 -> 0.42, 12.0 -> 9.8 escalations per period)` per moved horizon."""
+
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
@@ -214,7 +273,9 @@ def diff_lines(s: Suggestion) -> list[str]:
             continue
         a, b = s.current.by_horizon.get(h, {}), s.suggested.by_horizon.get(h, {})
         per = f"{a.get('flagged', 0) / s.periods:.1f} -> {b.get('flagged', 0) / s.periods:.1f} escalations per period"
-        out.append(f"risk_thresholds.{h}: {_fmt(old)} -> {_fmt(new)} (precision {pct(a.get('precision'))} -> {pct(b.get('precision'))}, {per})")
+        out.append(
+            f"risk_thresholds.{h}: {_fmt(old)} -> {_fmt(new)} (precision {pct(a.get('precision'))} -> {pct(b.get('precision'))}, {per})"
+        )
     return out
 
 

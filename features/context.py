@@ -18,11 +18,19 @@ class FeatureParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    response_target_hours: float = Field(24.0, gt=0, description="first-response target; a slower first response is a breach")
+    response_target_hours: float = Field(
+        24.0, gt=0, description="first-response target; a slower first response is a breach"
+    )
     healthy_login_interval_days: float = Field(3.5, gt=0, description="healthy accounts log in every 3-4 days")
-    repeat_window_days: int = Field(30, gt=0, description="a ticket repeats an issue if the same category came up this many days before")
-    unanswered_after_hours: float = Field(48.0, gt=0, description="an agent message unanswered this long on an open ticket counts as stalled")
-    account_block: int = Field(5000, gt=0, description="accounts per block: data read, validated and featurised together (memory vs speed)")
+    repeat_window_days: int = Field(
+        30, gt=0, description="a ticket repeats an issue if the same category came up this many days before"
+    )
+    unanswered_after_hours: float = Field(
+        48.0, gt=0, description="an agent message unanswered this long on an open ticket counts as stalled"
+    )
+    account_block: int = Field(
+        5000, gt=0, description="accounts per block: data read, validated and featurised together (memory vs speed)"
+    )
 
 
 class FeatureContext:
@@ -75,7 +83,14 @@ class FeatureContext:
         def build() -> pd.DataFrame:
             e = self.tables["ticket_events"]
             t = self.tickets()[["ticket_id", "acc", "created_s"]]
-            out = pd.DataFrame({"ticket_id": e["ticket_id"].to_numpy(), "at_s": to_seconds(e["at"]), "kind": e["kind"].to_numpy(), "value": e["value"].to_numpy(dtype="float64", na_value=np.nan)})
+            out = pd.DataFrame(
+                {
+                    "ticket_id": e["ticket_id"].to_numpy(),
+                    "at_s": to_seconds(e["at"]),
+                    "kind": e["kind"].to_numpy(),
+                    "value": e["value"].to_numpy(dtype="float64", na_value=np.nan),
+                }
+            )
             return out.merge(t, on="ticket_id", how="inner")
 
         return self.cached("ticket_events", build)
@@ -84,7 +99,13 @@ class FeatureContext:
         def build() -> pd.DataFrame:
             m = self.tables["ticket_messages"]
             t = self.tickets()[["ticket_id", "acc"]]
-            out = pd.DataFrame({"ticket_id": m["ticket_id"].to_numpy(), "sent_s": to_seconds(m["sent_at"]), "author": m["author"].to_numpy()})
+            out = pd.DataFrame(
+                {
+                    "ticket_id": m["ticket_id"].to_numpy(),
+                    "sent_s": to_seconds(m["sent_at"]),
+                    "author": m["author"].to_numpy(),
+                }
+            )
             return out.merge(t, on="ticket_id", how="inner")
 
         return self.cached("messages", build)

@@ -24,8 +24,13 @@ from features.registry import Family, families
 DEFAULT_WARMUP_DAYS = 120
 
 TIME_COLUMNS = {
-    "usage_daily": "date", "tickets": "created_at", "ticket_events": "at", "ticket_messages": "sent_at",
-    "surveys": "answered_at", "account_events": "at", "churn": "churned_at",
+    "usage_daily": "date",
+    "tickets": "created_at",
+    "ticket_events": "at",
+    "ticket_messages": "sent_at",
+    "surveys": "answered_at",
+    "account_events": "at",
+    "churn": "churned_at",
 }
 
 
@@ -85,15 +90,21 @@ def make_cutoffs(
     last = _as_cutoff(end, "--end") if end is not None else data_end
     span = f"the data runs from {data_start.date()} to {data_end.date()}"
     if first <= data_start:
-        raise InputError(f"--start {first.date()}: is on or before the first day of data; expected a cutoff after {data_start.date()} ({span})")
+        raise InputError(
+            f"--start {first.date()}: is on or before the first day of data; expected a cutoff after {data_start.date()} ({span})"
+        )
     if last > data_end:
-        raise InputError(f"--end {last.date()}: is after the end of the data; expected a cutoff on or before {data_end.date()} ({span})")
+        raise InputError(
+            f"--end {last.date()}: is after the end of the data; expected a cutoff on or before {data_end.date()} ({span})"
+        )
     if first > last:
         raise InputError(f"--start {first.date()} is after --end {last.date()}; expected start <= end ({span})")
     return pd.date_range(first, last, freq=step, name="cutoff").astype("datetime64[us, UTC]")
 
 
-def calendar_cutoffs(cutoffs: pd.DatetimeIndex, usage_days: pd.DataFrame, data_end: pd.Timestamp) -> dict[pd.Timestamp, str]:
+def calendar_cutoffs(
+    cutoffs: pd.DatetimeIndex, usage_days: pd.DataFrame, data_end: pd.Timestamp
+) -> dict[pd.Timestamp, str]:
     """Cutoffs added to a regular calendar (with the reason for each) so that the backtest also
     tests the calendar's hard cases (models/backtest.py): the latest month end, and the day after
     the deepest week in which the whole base was below BASE_DIP of its usual activity (a holiday
@@ -112,7 +123,9 @@ def calendar_cutoffs(cutoffs: pd.DatetimeIndex, usage_days: pd.DataFrame, data_e
     level = base_activity(usage_days, days)
     if np.isfinite(level).any() and np.nanmin(level) < BASE_DIP:
         deepest = len(level) - 1 - int(np.nanargmin(level[::-1]))  # the latest of equally deep weeks
-        out.setdefault(days[deepest], []).append(f"the base's quietest week ({level[deepest]:.0%} of its usual activity)")
+        out.setdefault(days[deepest], []).append(
+            f"the base's quietest week ({level[deepest]:.0%} of its usual activity)"
+        )
     return {c: " and ".join(why) for c, why in out.items()}
 
 
@@ -140,7 +153,10 @@ def snapshot_keys(tables: dict[str, pd.DataFrame], cutoffs: Iterable[pd.Timestam
     acc, k = np.nonzero(started & ~gone)
     order = np.lexsort((acc, k))  # by cutoff, then account
     return pd.DataFrame(
-        {"account_id": accounts["account_id"].to_numpy()[acc[order]], "cutoff": pd.Series(cuts[k[order]], dtype="datetime64[us, UTC]")}
+        {
+            "account_id": accounts["account_id"].to_numpy()[acc[order]],
+            "cutoff": pd.Series(cuts[k[order]], dtype="datetime64[us, UTC]"),
+        }
     ).astype({"account_id": "str"})
 
 
@@ -167,8 +183,10 @@ def families_without_data(counts: dict[str, int]) -> dict[str, str]:
     for family in families():
         if family.tables and all(counts.get(table, 0) == 0 for table in family.tables):
             tables = ("tables " if len(family.tables) > 1 else "table ") + " and ".join(f"'{t}'" for t in family.tables)
-            out[family.name] = (f"no data for the {family.name} features ({tables} absent or empty): "
-                                f"its {len(family.specs)} features are null and left out of training")
+            out[family.name] = (
+                f"no data for the {family.name} features ({tables} absent or empty): "
+                f"its {len(family.specs)} features are null and left out of training"
+            )
     return out
 
 
@@ -195,9 +213,11 @@ def build_features(
             continue
         frame = family.build(ctx)
         expected = [s.name for s in family.specs]
-        expected += [c for c in frame.columns[len(expected):] if family.makes(c) is not None]
+        expected += [c for c in frame.columns[len(expected) :] if family.makes(c) is not None]
         if list(frame.columns) != expected or len(frame) != len(keys):
-            raise RuntimeError(f"family {family.name!r} returned columns {list(frame.columns)} x {len(frame)} rows; expected {expected} x {len(keys)}")
+            raise RuntimeError(
+                f"family {family.name!r} returned columns {list(frame.columns)} x {len(frame)} rows; expected {expected} x {len(keys)}"
+            )
         parts.append(frame.reset_index(drop=True))
         if progress:
             progress(family.name, time.perf_counter() - started)
@@ -223,7 +243,9 @@ def build_panel(
     cutoffs = with_calendar(cutoffs, calendar)
     keys = snapshot_keys(tables, cutoffs)
     without_data = families_without_data({name: len(frame) for name, frame in tables.items()})
-    panel = build_features(tables | {"usage_days": usage_days}, keys, params, without_data=without_data, progress=progress)
+    panel = build_features(
+        tables | {"usage_days": usage_days}, keys, params, without_data=without_data, progress=progress
+    )
     panel = pd.concat([panel, make_labels(keys, tables["churn"], data_end)], axis=1)
     summary = {
         "data_start": data_start.isoformat(),
@@ -233,7 +255,9 @@ def build_panel(
         "snapshots": len(panel),
         "accounts": int(panel["account_id"].nunique()),
         "features": len(panel.columns) - len(KEYS) - len(LABELS),
-        "label_rates": {name: (None if panel[name].isna().all() else round(float(panel[name].mean()), 4)) for name in LABELS},
+        "label_rates": {
+            name: (None if panel[name].isna().all() else round(float(panel[name].mean()), 4)) for name in LABELS
+        },
         "labelled": {name: int(panel[name].notna().sum()) for name in LABELS},
         "notes": list(without_data.values()),
     }

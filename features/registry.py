@@ -22,7 +22,21 @@ if TYPE_CHECKING:
 #: surveys, recent events); context is who the account is (segment, industry, plan, billing, ARR
 #: level, tenure, renewal date, the age of past events): shown beside the reasons, never as one.
 Role = Literal["driver", "context"]
-Unit = Literal["count", "days", "hours", "users", "minutes", "ratio", "pct_change", "pct_per_week", "usd", "score", "flag", "category", "features"]
+Unit = Literal[
+    "count",
+    "days",
+    "hours",
+    "users",
+    "minutes",
+    "ratio",
+    "pct_change",
+    "pct_per_week",
+    "usd",
+    "score",
+    "flag",
+    "category",
+    "features",
+]
 
 
 @dataclass(frozen=True)
@@ -124,9 +138,22 @@ def feature_dictionary(columns: Iterable[str] = (), notes: dict[str, str] | None
     notes = notes or {}
     specs = feature_specs()
     names = list(specs) + [c for c in columns if c not in dict.keys(specs) and c in specs]
-    return [asdict(specs[name]) | ({"note": notes[specs[name].family]} if specs[name].family in notes else {}) for name in names]
+    return [
+        asdict(specs[name]) | ({"note": notes[specs[name].family]} if specs[name].family in notes else {})
+        for name in names
+    ]
 
 
-def spec(name: str, family: str, unit: Unit, description: str, template: str, missing: str = "", kind: str = "numeric", *,
-         role: Role = "driver", baseline: str | None = None) -> FeatureSpec:
+def spec(
+    name: str,
+    family: str,
+    unit: Unit,
+    description: str,
+    template: str,
+    missing: str = "",
+    kind: str = "numeric",
+    *,
+    role: Role = "driver",
+    baseline: str | None = None,
+) -> FeatureSpec:
     return FeatureSpec(name, family, unit, description, template, missing, kind, role, baseline)  # type: ignore[arg-type]

@@ -55,14 +55,18 @@ class EventIndex:
 
     def position(self, account: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """Number of events sorted before (account, seconds): the account's events at t < seconds."""
-        return np.searchsorted(self.key, (np.asarray(account, dtype=np.int64) << _SHIFT) | np.asarray(seconds, dtype=np.int64), side="left")
+        return np.searchsorted(
+            self.key, (np.asarray(account, dtype=np.int64) << _SHIFT) | np.asarray(seconds, dtype=np.int64), side="left"
+        )
 
     def count(self, account: np.ndarray, end: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         """Events with start <= t < end (start None: since the beginning)."""
         lo = self.position(account, np.zeros_like(end) if start is None else np.maximum(start, 0))
         return self.position(account, end) - lo
 
-    def total(self, name: str, account: np.ndarray, end: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def total(
+        self, name: str, account: np.ndarray, end: np.ndarray, start: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(sum, number of non-null values) of `name` over events with start <= t < end."""
         lo = self.position(account, np.zeros_like(end) if start is None else np.maximum(start, 0))
         hi = self.position(account, end)

@@ -101,12 +101,18 @@ def export_files(base_dir: Path, folder: str, entries: list[str], *, option: str
     return files
 
 
-def read_option(source: Section, option: str, base_dir: Path, keys: tuple[str, ...] | None = None, *,
-                required: bool = False) -> pd.DataFrame:
+def read_option(
+    source: Section, option: str, base_dir: Path, keys: tuple[str, ...] | None = None, *, required: bool = False
+) -> pd.DataFrame:
     """The export a section's option names (`tickets`), read and flattened; `keys` are its envelope
     keys (default: the option's name). It must exist when the connector needs it or the user named it."""
-    files = export_files(base_dir, source.folder, getattr(source, option), option=f"{source.section}.{option}",
-                         explicit=required or option in source.model_fields_set)
+    files = export_files(
+        base_dir,
+        source.folder,
+        getattr(source, option),
+        option=f"{source.section}.{option}",
+        explicit=required or option in source.model_fields_set,
+    )
     return read_export(files, base_dir, keys or (option,))
 
 
@@ -143,7 +149,9 @@ def _records(path: Path, shown: str, keys: tuple[str, ...]) -> list[dict]:
     except json.JSONDecodeError as whole:
         # JSON Lines stop a whole-file parse with "Extra data" after the first line; anything else is broken JSON
         if whole.msg != "Extra data":
-            raise InputError(f"{shown}: not valid JSON ({whole.msg} at line {whole.lineno} column {whole.colno})") from None
+            raise InputError(
+                f"{shown}: not valid JSON ({whole.msg} at line {whole.lineno} column {whole.colno})"
+            ) from None
     records: list[dict] = []  # JSON Lines: one record, or one page, per line
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -167,7 +175,9 @@ def _page_records(value: Any, shown: str, keys: tuple[str, ...], where: str) -> 
             else:
                 return [value]  # a single record
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise InputError(f"{shown}{where}: expected JSON objects (an array, JSON Lines or a page with {', '.join(keys)})")
+        raise InputError(
+            f"{shown}{where}: expected JSON objects (an array, JSON Lines or a page with {', '.join(keys)})"
+        )
     return value
 
 
@@ -252,7 +262,9 @@ def strip_html(values: pd.Series) -> pd.Series:
 # --- checked values --------------------------------------------------------------------------
 
 
-def fail(frame: pd.DataFrame, mask: pd.Series | np.ndarray, field: str, noun: str, problem: str, *, id_column: str = "id") -> None:
+def fail(
+    frame: pd.DataFrame, mask: pd.Series | np.ndarray, field: str, noun: str, problem: str, *, id_column: str = "id"
+) -> None:
     """Raise one InputError line for the first offending record (and say how many more there are)."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
@@ -262,7 +274,9 @@ def fail(frame: pd.DataFrame, mask: pd.Series | np.ndarray, field: str, noun: st
     record = row.get(id_column)
     name = f"{noun} {as_id(pd.Series([record])).iloc[0]}" if pd.notna(record) else f"{noun} (record {first + 1}, no id)"
     value = row.get(field) if field in frame.columns else None
-    shown = f" value {_shown(value)}" if value is not None and not (isinstance(value, float) and np.isnan(value)) else ""
+    shown = (
+        f" value {_shown(value)}" if value is not None and not (isinstance(value, float) and np.isnan(value)) else ""
+    )
     more = int(mask.sum()) - 1
     tail = f" (and {more} more record(s))" if more else ""
     raise InputError(f"{row.get(FILE, '?')} {name}: field '{field}'{shown} {problem}{tail}")
@@ -283,7 +297,9 @@ def require(frame: pd.DataFrame, field: str, noun: str, *, id_column: str = "id"
     return values
 
 
-def timestamps(frame: pd.DataFrame, field: str, noun: str, *, required: bool = True, id_column: str = "id") -> pd.Series:
+def timestamps(
+    frame: pd.DataFrame, field: str, noun: str, *, required: bool = True, id_column: str = "id"
+) -> pd.Series:
     """A time field as UTC: ISO 8601 text (offsets converted, naive read as UTC) or epoch seconds."""
     raw = require(frame, field, noun, id_column=id_column) if required else column(frame, field)
     numbers = pd.to_numeric(raw, errors="coerce")
@@ -295,7 +311,14 @@ def timestamps(frame: pd.DataFrame, field: str, noun: str, *, required: bool = T
         text = pd.to_datetime(raw.where(is_text).astype("str"), utc=True, errors="coerce", format="ISO8601")
         out = out.where(~is_text, text)
     out = out.astype(TIME_DTYPE)
-    fail(frame, raw.notna() & out.isna(), field, noun, "is not a timestamp (expected ISO 8601 or epoch seconds)", id_column=id_column)
+    fail(
+        frame,
+        raw.notna() & out.isna(),
+        field,
+        noun,
+        "is not a timestamp (expected ISO 8601 or epoch seconds)",
+        id_column=id_column,
+    )
     return out
 
 

@@ -72,8 +72,9 @@ def _or_default(mapped: pd.Series, default: str) -> pd.Series:
     return mapped.astype("object").fillna(default).astype("str")
 
 
-def map_priority(frame: pd.DataFrame, raw: pd.Series, known: Mapping[str, str], *, default: str, field: str, noun: str,
-                 problem: str) -> pd.Series:
+def map_priority(
+    frame: pd.DataFrame, raw: pd.Series, known: Mapping[str, str], *, default: str, field: str, noun: str, problem: str
+) -> pd.Series:
     """Vendor priorities (as text) -> the contract's by `known`; a value it lacks is an error on the
     record's `field` (`problem` says where to map it), a missing one is `default`."""
     text = raw.astype("str").where(raw.notna())
@@ -90,15 +91,22 @@ def map_channel(raw: pd.Series, defaults: Mapping[str, str], channels: Mapping[s
 
 def resolution_events(resolved: pd.DataFrame, reopened: pd.DataFrame) -> pd.DataFrame:
     """resolved and reopened events at the (ticket_id, at) of the rows where each happened."""
-    return pd.concat([event_frame("ticket_id", resolved["ticket_id"], resolved["at"], "resolved"),
-                      event_frame("ticket_id", reopened["ticket_id"], reopened["at"], "reopened")], ignore_index=True)
+    return pd.concat(
+        [
+            event_frame("ticket_id", resolved["ticket_id"], resolved["at"], "resolved"),
+            event_frame("ticket_id", reopened["ticket_id"], reopened["at"], "reopened"),
+        ],
+        ignore_index=True,
+    )
 
 
 def ticket_tables(tickets: pd.DataFrame, events: pd.DataFrame, messages: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """tickets, ticket_events and ticket_messages: events and messages of the tickets kept, each
     event once, messages by the contract's authors with a body; ordered by time within a ticket."""
     kept = tickets["ticket_id"]
-    events = events[events["ticket_id"].isin(kept)].drop_duplicates().sort_values(["ticket_id", "at", "kind"], kind="stable")
+    events = (
+        events[events["ticket_id"].isin(kept)].drop_duplicates().sort_values(["ticket_id", "at", "kind"], kind="stable")
+    )
     written = messages["author"].isin(AUTHORS) & messages["body"].notna() & messages["body"].ne("")
     messages = messages[messages["ticket_id"].isin(kept).to_numpy() & written.to_numpy()]
     messages = messages.sort_values(["ticket_id", "sent_at"], kind="stable")

@@ -33,15 +33,21 @@ def arr_points(subs: pd.DataFrame, periods: pd.DataFrame) -> pd.DataFrame:
     p = p.assign(at=p["at"].where(~first, p["paid_start"]))
     invoiced = subs["subscription_id"].isin(p["subscription_id"]).to_numpy()
     from_items = subs.loc[~invoiced, ["subscription_id", "paid_start", "arr"]].rename(columns={"paid_start": "at"})
-    ends = subs.loc[subs["end"].notna(), ["subscription_id", "end"]].rename(columns={"end": "at"}).assign(arr=0.0, live=-1)
-    points = pd.concat([p[["subscription_id", "at", "arr"]].assign(live=0), from_items.assign(live=0), ends], ignore_index=True)
+    ends = (
+        subs.loc[subs["end"].notna(), ["subscription_id", "end"]].rename(columns={"end": "at"}).assign(arr=0.0, live=-1)
+    )
+    points = pd.concat(
+        [p[["subscription_id", "at", "arr"]].assign(live=0), from_items.assign(live=0), ends], ignore_index=True
+    )
     points = points.sort_values(["subscription_id", "at", "live"], kind="stable")
     starts = ~points["subscription_id"].duplicated()
     points = points.assign(
         live=points["live"].where(~starts, 1),
         d_arr=points["arr"] - points.groupby("subscription_id")["arr"].shift(fill_value=0.0),
     )
-    return points.merge(subs[["subscription_id", "account_id"]], on="subscription_id")[["account_id", "at", "live", "d_arr"]]
+    return points.merge(subs[["subscription_id", "account_id"]], on="subscription_id")[
+        ["account_id", "at", "live", "d_arr"]
+    ]
 
 
 def arr_changes(points: pd.DataFrame, switch_gap_days: float) -> pd.DataFrame:
@@ -52,7 +58,9 @@ def arr_changes(points: pd.DataFrame, switch_gap_days: float) -> pd.DataFrame:
     following = rows.groupby("account_id")["at"].shift(-1)
     starts_next = rows.groupby("account_id")["start"].shift(-1, fill_value=False).astype(bool)
     switch = rows["end"] & starts_next & ((following - rows["at"]) <= gap)
-    merged = points.merge(rows.loc[switch, ["account_id", "at"]].assign(_to=following[switch]), on=["account_id", "at"], how="left")
+    merged = points.merge(
+        rows.loc[switch, ["account_id", "at"]].assign(_to=following[switch]), on=["account_id", "at"], how="left"
+    )
     return _timeline(merged.assign(at=merged["_to"].fillna(merged["at"])).drop(columns="_to"))
 
 
@@ -62,7 +70,10 @@ def _timeline(points: pd.DataFrame) -> pd.DataFrame:
     arr = rows.groupby("account_id")["d_arr"].cumsum()
     before = live - rows["live"]
     return rows.assign(
-        live_after=live, arr_after=arr, start=(before == 0) & (live > 0), end=(before > 0) & (live == 0),
+        live_after=live,
+        arr_after=arr,
+        start=(before == 0) & (live > 0),
+        end=(before > 0) & (live == 0),
         change=(before > 0) & (live > 0) & (rows["d_arr"].abs() >= 0.005),
     )
 
@@ -77,7 +88,9 @@ def churn(changes: pd.DataFrame) -> pd.DataFrame:
     back and is live at the export's end has not)."""
     last = changes.drop_duplicates("account_id", keep="last")
     churned = last[last["end"]]
-    return pd.DataFrame({"account_id": churned["account_id"].astype("str"), "churned_at": churned["at"]}).reset_index(drop=True)
+    return pd.DataFrame({"account_id": churned["account_id"].astype("str"), "churned_at": churned["at"]}).reset_index(
+        drop=True
+    )
 
 
 def arr_events(changes: pd.DataFrame) -> pd.DataFrame:

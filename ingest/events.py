@@ -76,7 +76,9 @@ def event_columns(spec: EventsSpec) -> list[str]:
     return list(dict.fromkeys(x for x in (c.timestamp, c.account_id, c.user_id, c.event, c.event_id, c.duration) if x))
 
 
-def normalise_block(block: pa.Table, spec: EventsSpec, measures: Measures, label: str, first_row: int) -> tuple[pa.Table, int]:
+def normalise_block(
+    block: pa.Table, spec: EventsSpec, measures: Measures, label: str, first_row: int
+) -> tuple[pa.Table, int]:
     """A block of source rows as compact events: account_id, day (days since 1970-01-01 UTC),
     user_id, [event_id], [duration in minutes], a flag per counted measure, [feature: index in
     key_features or -1]. Rows without an account id are dropped; their count is returned."""
@@ -99,8 +101,14 @@ def normalise_block(block: pa.Table, spec: EventsSpec, measures: Measures, label
         minutes, bad = parse_numbers(raw)
         bad |= (minutes < 0).to_numpy()
         if bad.any():
-            raise bad_value(label, bad, c.duration, raw.reset_index(drop=True), f"a duration in {spec.duration_unit} (>= 0)",
-                            first_row=first_row)
+            raise bad_value(
+                label,
+                bad,
+                c.duration,
+                raw.reset_index(drop=True),
+                f"a duration in {spec.duration_unit} (>= 0)",
+                first_row=first_row,
+            )
         columns["duration"] = pa.array((minutes * _MINUTES_PER[spec.duration_unit]).to_numpy(), pa.float64())
     names = _text(block.column(c.event))
     for measure, events in measures.counted.items():
@@ -142,9 +150,13 @@ def aggregate_events(events: pd.DataFrame, measures: Measures) -> tuple[pd.DataF
     out = {"account_id": names.take(pairs // span).astype("str"), "day": (pairs % span + first).astype("int32")}
     out["active_users"] = _distinct(group, pd.factorize(events["user_id"])[0], n)
     for measure in measures.counted:
-        out[measure] = np.bincount(group, weights=events[measure].to_numpy(dtype="float64"), minlength=n).astype("int64")
+        out[measure] = np.bincount(group, weights=events[measure].to_numpy(dtype="float64"), minlength=n).astype(
+            "int64"
+        )
     if measures.duration:
-        out["session_minutes"] = np.bincount(group, weights=np.nan_to_num(events["duration"].to_numpy(dtype="float64")), minlength=n)
+        out["session_minutes"] = np.bincount(
+            group, weights=np.nan_to_num(events["duration"].to_numpy(dtype="float64")), minlength=n
+        )
     if measures.key_features is not None:
         feature = events["feature"].to_numpy(dtype="int64")
         used = feature >= 0
@@ -181,8 +193,14 @@ class Fitted:
     silent_accounts: int
 
 
-def fit_to_contracts(usage: pd.DataFrame, accounts: pd.DataFrame, churn: pd.DataFrame, span: tuple[int, int] | None,
-                     spec: EventsSpec, label: str) -> Fitted:
+def fit_to_contracts(
+    usage: pd.DataFrame,
+    accounts: pd.DataFrame,
+    churn: pd.DataFrame,
+    span: tuple[int, int] | None,
+    spec: EventsSpec,
+    label: str,
+) -> Fitted:
     """Aggregated events (account_id, day, measures, events) -> usage_daily within each contract.
 
     `accounts` and `churn` are validated contract tables; `span` is the first and last day of the
@@ -193,20 +211,26 @@ def fit_to_contracts(usage: pd.DataFrame, accounts: pd.DataFrame, churn: pd.Data
     known = usage["account_id"].isin(accounts["account_id"]).to_numpy()
     unknown = usage[~known]
     if len(usage) and not known.any():
-        raise InputError(f"{label}: none of the events' account ids is in accounts.account_id (e.g. {unknown['account_id'].iloc[0]!r}); "
-                         f"is events.columns.account_id ({spec.columns.account_id!r}) the id the accounts table uses?")
+        raise InputError(
+            f"{label}: none of the events' account ids is in accounts.account_id (e.g. {unknown['account_id'].iloc[0]!r}); "
+            f"is events.columns.account_id ({spec.columns.account_id!r}) the id the accounts table uses?"
+        )
     if len(unknown) and spec.outside_contract == "error":
-        raise InputError(f"{label}: {unknown[EVENTS].sum():,} events of {unknown['account_id'].nunique():,} account(s) not in accounts, "
-                         f"e.g. {unknown['account_id'].iloc[0]!r} (set events.outside_contract: drop to leave them out)")
+        raise InputError(
+            f"{label}: {unknown[EVENTS].sum():,} events of {unknown['account_id'].nunique():,} account(s) not in accounts, "
+            f"e.g. {unknown['account_id'].iloc[0]!r} (set events.outside_contract: drop to leave them out)"
+        )
     usage = usage[known]
     first, last = _contract_days(usage["account_id"], accounts, churn)
-    outside = ((usage["day"].to_numpy() < first) | (usage["day"].to_numpy() > last))
+    outside = (usage["day"].to_numpy() < first) | (usage["day"].to_numpy() > last)
     if outside.any() and spec.outside_contract == "error":
         row = usage[outside].iloc[0]
         when = "before its contract started" if row["day"] < first[outside][0] else "after it churned"
-        raise InputError(f"{label}: account {row['account_id']!r} has {int(row[EVENTS]):,} events on "
-                         f"{_dates([row['day']])[0]:%Y-%m-%d}, {when} ({int(usage[EVENTS][outside].sum()):,} such events in all; "
-                         "set events.outside_contract: drop to leave them out)")
+        raise InputError(
+            f"{label}: account {row['account_id']!r} has {int(row[EVENTS]):,} events on "
+            f"{_dates([row['day']])[0]:%Y-%m-%d}, {when} ({int(usage[EVENTS][outside].sum()):,} such events in all; "
+            "set events.outside_contract: drop to leave them out)"
+        )
     dropped = usage[outside]
     usage = usage[~outside]
     quiet = silent = 0
@@ -219,9 +243,18 @@ def fit_to_contracts(usage: pd.DataFrame, accounts: pd.DataFrame, churn: pd.Data
         usage[measures] = usage[measures].fillna(0)
     usage = usage.sort_values(["account_id", "day"], kind="stable")
     out = usage.assign(date=_dates(usage["day"].to_numpy())).drop(columns=["day", EVENTS])
-    out = out[["account_id", "date", *(c for c in out.columns if c not in ("account_id", "date"))]].reset_index(drop=True)
-    return Fitted(out, sorted(unknown["account_id"].unique().tolist()), int(unknown[EVENTS].sum()), len(dropped),
-                  int(dropped[EVENTS].sum()), quiet, silent)
+    out = out[["account_id", "date", *(c for c in out.columns if c not in ("account_id", "date"))]].reset_index(
+        drop=True
+    )
+    return Fitted(
+        out,
+        sorted(unknown["account_id"].unique().tolist()),
+        int(unknown[EVENTS].sum()),
+        len(dropped),
+        int(dropped[EVENTS].sum()),
+        quiet,
+        silent,
+    )
 
 
 def _day(stamps: pd.Series) -> np.ndarray:
@@ -233,12 +266,18 @@ def _dates(days: np.ndarray) -> pd.DatetimeIndex:
     return pd.to_datetime(np.asarray(days, dtype="int64") * US_PER_DAY, unit="us", utc=True)
 
 
-def _contract_days(account_ids: pd.Series, accounts: pd.DataFrame, churn: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _contract_days(
+    account_ids: pd.Series, accounts: pd.DataFrame, churn: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row of `account_ids`, the first and last day usage may have under the contract: the
     day of contract_start (same day allowed) and the day of churned_at (a usage day dated at or
     before the churn moment)."""
     start = pd.Series(_day(accounts["contract_start"]), index=accounts["account_id"].to_numpy())
-    end = pd.Series(_day(churn["churned_at"]), index=churn["account_id"].to_numpy()) if len(churn) else pd.Series(dtype="int64")
+    end = (
+        pd.Series(_day(churn["churned_at"]), index=churn["account_id"].to_numpy())
+        if len(churn)
+        else pd.Series(dtype="int64")
+    )
     first = account_ids.map(start).to_numpy(dtype="int64")
     last = account_ids.map(end).to_numpy(dtype="float64", na_value=np.inf)
     return first, last
@@ -252,4 +291,6 @@ def _contract_grid(accounts: pd.DataFrame, churn: pd.DataFrame, span: tuple[int,
     length = np.clip(hi - lo + 1, 0, None)
     starts = np.repeat(lo, length)
     offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-    return pd.DataFrame({"account_id": np.repeat(accounts["account_id"].to_numpy(), length), "day": (starts + offset).astype("int32")})
+    return pd.DataFrame(
+        {"account_id": np.repeat(accounts["account_id"].to_numpy(), length), "day": (starts + offset).astype("int32")}
+    )

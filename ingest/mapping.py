@@ -71,7 +71,9 @@ class _TimeOptions(Options):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as UTC or Europe/Paris") from None
+            raise ValueError(
+                f"unknown time zone {value!r}; expected an IANA name such as UTC or Europe/Paris"
+            ) from None
         return value
 
 
@@ -97,7 +99,10 @@ class TableSpec(_TimeOptions):
     def _text_keys(cls, value: Any) -> Any:
         # source values are compared as text: YAML's 1 or true must match the cell "1" or "true"
         if isinstance(value, dict):
-            return {col: {_as_text(k): v for k, v in (m or {}).items()} if isinstance(m, dict) else m for col, m in value.items()}
+            return {
+                col: {_as_text(k): v for k, v in (m or {}).items()} if isinstance(m, dict) else m
+                for col, m in value.items()
+            }
         return value
 
 
@@ -137,7 +142,9 @@ class EventsSpec(_TimeOptions):
         taken = set(CONTRACTS["usage_daily"].column_names)
         for name in value:
             if name in taken or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ValueError(f"'{name}': expected a new column name in snake_case, not one of {', '.join(sorted(taken))}")
+                raise ValueError(
+                    f"'{name}': expected a new column name in snake_case, not one of {', '.join(sorted(taken))}"
+                )
         return value
 
 
@@ -170,13 +177,19 @@ class MappingFile(Options):
             for section in ("columns", "values", "constants", "defaults"):
                 for column in getattr(spec, section):
                     if column not in known:
-                        raise ValueError(f"tables.{table}.{section}.{column}: not a column of {table}; expected one of {', '.join(known)}")
+                        raise ValueError(
+                            f"tables.{table}.{section}.{column}: not a column of {table}; expected one of {', '.join(known)}"
+                        )
             for column in spec.constants:
                 if column in spec.columns:
-                    raise ValueError(f"tables.{table}.constants.{column}: the column is also mapped in columns; give one")
+                    raise ValueError(
+                        f"tables.{table}.constants.{column}: the column is also mapped in columns; give one"
+                    )
             for column in spec.keep:
                 if column in known:
-                    raise ValueError(f"tables.{table}.keep: '{column}' is a contract column; map it under columns instead")
+                    raise ValueError(
+                        f"tables.{table}.keep: '{column}' is a contract column; map it under columns instead"
+                    )
         if self.events is not None and "usage_daily" in self.tables:
             raise ValueError("usage_daily comes from both tables.usage_daily and events; give one")
         return self

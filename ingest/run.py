@@ -42,24 +42,39 @@ from ingest.tables import map_table
 Progress = Callable[[str], None]
 SUMMARY_FILE = "ingest_summary.json"
 #: why a table may be empty, in the words of the system that would give it
-_ABSENT = {"tickets": "no help desk given", "ticket_events": "no help desk given", "ticket_messages": "no help desk given",
-           "surveys": "no survey source given", "account_events": "no billing or CRM events given", "churn": "no churn source given"}
+_ABSENT = {
+    "tickets": "no help desk given",
+    "ticket_events": "no help desk given",
+    "ticket_messages": "no help desk given",
+    "surveys": "no survey source given",
+    "account_events": "no billing or CRM events given",
+    "churn": "no churn source given",
+}
 #: tables keyed by an account (each references accounts) and tables keyed by a ticket
 _BY_ACCOUNT = tuple(t for t in TABLES if t != "accounts" and "account_id" in CONTRACTS[t].column_names)
 _BY_TICKET = tuple(t for t in TABLES if t != "tickets" and "ticket_id" in CONTRACTS[t].column_names)
 #: the column that dates a row against its account's contract start (the contract's time-order rules)
 _DATED = {"usage_daily": "date", "tickets": "created_at", "surveys": "answered_at", "account_events": "at"}
 #: why rows are outside the contract -> how the note says it
-_REASONS = {"unknown_account": "of {accounts:,} account(s) not in accounts dropped (e.g. {examples})",
-            "before_contract_start": "before their account's contract start dropped (trial period)",
-            "after_churn": "dated after their account churned dropped",
-            "dropped_ticket": "of {tickets:,} dropped ticket(s) dropped"}
+_REASONS = {
+    "unknown_account": "of {accounts:,} account(s) not in accounts dropped (e.g. {examples})",
+    "before_contract_start": "before their account's contract start dropped (trial period)",
+    "after_churn": "dated after their account churned dropped",
+    "dropped_ticket": "of {tickets:,} dropped ticket(s) dropped",
+}
 #: the package logger: connectors log the records they leave out under it (ingest._export.warn_dropped)
 _CONNECTOR_LOG = "ingest"
 
 
-def run_ingest(mapping_path: str | Path, out_dir: str | Path, *, progress: Progress | None = None, block_rows: int = BLOCK_ROWS,
-               bucket_rows: int = BUCKET_ROWS, spill_dir: Path | None = None) -> dict[str, Any]:
+def run_ingest(
+    mapping_path: str | Path,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    block_rows: int = BLOCK_ROWS,
+    bucket_rows: int = BUCKET_ROWS,
+    spill_dir: Path | None = None,
+) -> dict[str, Any]:
     """Read every section of the mapping file, build and validate the contract tables, write them
     to `out_dir`. Returns the summary: rows in per source, rows out per table, notes.
 
@@ -96,7 +111,9 @@ def run_ingest(mapping_path: str | Path, out_dir: str | Path, *, progress: Progr
     notes += outside.notes
     streamed = None
     if mapping.events is not None:
-        streamed = stream_usage(mapping.events, base, block_rows=block_rows, bucket_rows=bucket_rows, spill_dir=spill_dir, progress=say)
+        streamed = stream_usage(
+            mapping.events, base, block_rows=block_rows, bucket_rows=bucket_rows, spill_dir=spill_dir, progress=say
+        )
         say(f"events: {streamed.events_in:,} events -> {len(streamed.usage):,} account-days in {streamed.seconds:.1f}s")
     clean, event_notes, event_source = _validate(outside.tables, mapping, streamed)
     notes += event_notes
@@ -104,8 +121,15 @@ def run_ingest(mapping_path: str | Path, out_dir: str | Path, *, progress: Progr
         summary_sources.append(event_source)
     notes += [f"{_ABSENT[t]}: {t} written empty" for t in TABLES if t not in raw and t in _ABSENT]
     rows = {table: len(frame) for table, frame in clean.items()}
-    summary = {"mapping": str(mapping_path), "out": str(out_dir), "sources": summary_sources, "tables": rows,
-               "outside_contract": outside.dropped, "notes": notes, "seconds": round(time.perf_counter() - started, 2)}
+    summary = {
+        "mapping": str(mapping_path),
+        "out": str(out_dir),
+        "sources": summary_sources,
+        "tables": rows,
+        "outside_contract": outside.dropped,
+        "notes": notes,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     with staged_output(out_dir) as stage:
         for table, frame in clean.items():
             frame.to_parquet(stage / f"{table}.parquet", index=False)
@@ -121,8 +145,10 @@ def _check_out(out_dir: Path) -> None:
         raise InputError(f"--out {out_dir}: is a file; expected a folder")
     clashes = [t for t in TABLES if (out_dir / f"{t}.csv").exists()]
     if clashes:
-        raise InputError(f"--out {out_dir}: already holds {clashes[0]}.csv; this run writes {clashes[0]}.parquet and a data folder "
-                         "holds each table once: choose another folder or move the CSV files")
+        raise InputError(
+            f"--out {out_dir}: already holds {clashes[0]}.csv; this run writes {clashes[0]}.parquet and a data folder "
+            "holds each table once: choose another folder or move the CSV files"
+        )
 
 
 def _combine(parts: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -139,7 +165,9 @@ def _combine(parts: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict[str, pd.Da
         explicit = f"tables.{table}"
         if CONTRACTS[table].unique and explicit in by_section and len(by_section) > 1:
             others = ", ".join(s for s in by_section if s != explicit)
-            notes.append(f"{table}: taken from {explicit}; the {table} of {others} left out (one row per key comes from one place)")
+            notes.append(
+                f"{table}: taken from {explicit}; the {table} of {others} left out (one row per key comes from one place)"
+            )
             by_section = {explicit: by_section[explicit]}
         frames = list(by_section.values())
         raw[table] = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -181,8 +209,10 @@ def drop_outside_contract(raw: dict[str, pd.DataFrame]) -> OutsideContract:
         reasons = _outside_rows(table, frame, account, starts, churned)
         unknown = account[reasons["unknown_account"]]
         if len(unknown) == len(frame):
-            raise InputError(f"{table}: none of its {len(frame):,} rows has an account id in accounts.account_id (e.g. "
-                             f"{unknown.iloc[0]!r}); is the account id mapped for {table} the one accounts uses?")
+            raise InputError(
+                f"{table}: none of its {len(frame):,} rows has an account id in accounts.account_id (e.g. "
+                f"{unknown.iloc[0]!r}); is the account id mapped for {table} the one accounts uses?"
+            )
         examples = ", ".join(repr(a) for a in unknown.unique()[:5])
         outside = _drop(out, table, reasons, accounts=unknown.nunique(), examples=examples)
         if table == "tickets":
@@ -209,8 +239,9 @@ def _by_account(table: str, frame: pd.DataFrame, column: str) -> pd.Series:
     return values[~values.index.duplicated() & values.index.notna()]
 
 
-def _outside_rows(table: str, frame: pd.DataFrame, account: pd.Series, starts: pd.Series,
-                  churned: pd.Series | None) -> dict[str, np.ndarray]:
+def _outside_rows(
+    table: str, frame: pd.DataFrame, account: pd.Series, starts: pd.Series, churned: pd.Series | None
+) -> dict[str, np.ndarray]:
     """Masks of `frame`'s rows outside their account's contract, one per reason, disjoint."""
     reasons = {"unknown_account": (account.notna() & ~account.isin(starts.index)).to_numpy()}
     column = _DATED.get(table)
@@ -234,7 +265,9 @@ def _drop(out: OutsideContract, table: str, reasons: dict[str, np.ndarray], **wo
     out.tables[table] = out.tables[table][~outside].reset_index(drop=True)
     counts = {reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()}
     out.dropped[table] = counts
-    out.notes += [f"{table}: {n:,} row{'' if n == 1 else 's'} " + _REASONS[reason].format(**words) for reason, n in counts.items()]
+    out.notes += [
+        f"{table}: {n:,} row{'' if n == 1 else 's'} " + _REASONS[reason].format(**words) for reason, n in counts.items()
+    ]
     return outside
 
 
@@ -296,7 +329,9 @@ def _read_connectors(mapping: MappingFile, mapping_path: Path, base: Path):
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            raise ChurnError(f"{mapping_path}: section '{section}': this installation has no {section} reader ({module_name})") from None
+            raise ChurnError(
+                f"{mapping_path}: section '{section}': this installation has no {section} reader ({module_name})"
+            ) from None
         try:
             source = getattr(module, model_name).model_validate(options)
         except ValidationError as exc:
@@ -308,15 +343,18 @@ def _read_connectors(mapping: MappingFile, mapping_path: Path, base: Path):
         yield section, tables
 
 
-def _validate(raw: dict[str, pd.DataFrame], mapping: MappingFile,
-              streamed: StreamedEvents | None) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, Any] | None]:
+def _validate(
+    raw: dict[str, pd.DataFrame], mapping: MappingFile, streamed: StreamedEvents | None
+) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, Any] | None]:
     """The contract tables, checked; with events, the notes and summary of how they became usage."""
     if streamed is None:
         return validate_tables(raw), [], None
     # usage from events is cut to each contract, so the accounts and churn must be read first
     others = tuple(t for t in TABLES if t != "usage_daily")
     clean = validate_tables(raw, tables=others)
-    fitted = fit_to_contracts(streamed.usage, clean["accounts"], clean["churn"], streamed.span, _events_spec(mapping), streamed.label)
+    fitted = fit_to_contracts(
+        streamed.usage, clean["accounts"], clean["churn"], streamed.span, _events_spec(mapping), streamed.label
+    )
     clean |= validate_tables({"usage_daily": fitted.usage}, tables=("usage_daily",), context=clean)
     clean = {t: clean[t] for t in TABLES}
     notes = []
@@ -326,16 +364,32 @@ def _validate(raw: dict[str, pd.DataFrame], mapping: MappingFile,
         notes.append(f"events: {streamed.without_account:,} events without an account id left out")
     if fitted.unknown_events:
         shown = ", ".join(fitted.unknown_accounts[:5])
-        notes.append(f"events: {fitted.unknown_events:,} events of {len(fitted.unknown_accounts):,} account(s) not in accounts "
-                     f"left out (e.g. {shown})")
+        notes.append(
+            f"events: {fitted.unknown_events:,} events of {len(fitted.unknown_accounts):,} account(s) not in accounts "
+            f"left out (e.g. {shown})"
+        )
     if fitted.outside_events:
-        notes.append(f"events: {fitted.outside_events:,} events on {fitted.outside_days:,} account-days before contract start "
-                     "or after churn left out")
+        notes.append(
+            f"events: {fitted.outside_events:,} events on {fitted.outside_days:,} account-days before contract start "
+            "or after churn left out"
+        )
     if fitted.quiet_days:
-        notes.append(f"events: {fitted.quiet_days:,} account-days without an event inside the stream's span written as zeros")
+        notes.append(
+            f"events: {fitted.quiet_days:,} account-days without an event inside the stream's span written as zeros"
+        )
     if fitted.silent_accounts:
-        notes.append(f"events: {fitted.silent_accounts:,} account(s) have no event at all: their days in the stream's span are zeros")
-    source = {"section": "events", "source": streamed.label, "rows_in": streamed.events_in, "duplicates": streamed.duplicates,
-              "without_account": streamed.without_account, "unknown_account_events": fitted.unknown_events,
-              "outside_contract_events": fitted.outside_events, "quiet_days": fitted.quiet_days, "seconds": round(streamed.seconds, 2)}
+        notes.append(
+            f"events: {fitted.silent_accounts:,} account(s) have no event at all: their days in the stream's span are zeros"
+        )
+    source = {
+        "section": "events",
+        "source": streamed.label,
+        "rows_in": streamed.events_in,
+        "duplicates": streamed.duplicates,
+        "without_account": streamed.without_account,
+        "unknown_account_events": fitted.unknown_events,
+        "outside_contract_events": fitted.outside_events,
+        "quiet_days": fitted.quiet_days,
+        "seconds": round(streamed.seconds, 2),
+    }
     return clean, notes, source

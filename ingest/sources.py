@@ -130,7 +130,10 @@ def source_columns(source: Source, base_dir: Path) -> list[str] | None:
     path = resolve(source, base_dir)
     if _kind(path) == "csv":
         # through pyarrow's stream, so a compressed CSV (.csv.gz, .csv.zst) is read the same way
-        with pa.input_stream(str(path), compression="detect") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        with (
+            pa.input_stream(str(path), compression="detect") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+        ):
             return next(csv.reader(text), [])
     import pyarrow.dataset as ds
 
@@ -159,7 +162,9 @@ def iter_blocks(source: Source, base_dir: Path, columns: list[str], block_rows: 
         for chunk in _sql_chunks(source, base_dir, label, block_rows):
             missing = [c for c in columns if c not in chunk.columns]
             if missing:
-                raise InputError(f"{label}: no column '{missing[0]}'; the query returns {', '.join(map(str, chunk.columns))}")
+                raise InputError(
+                    f"{label}: no column '{missing[0]}'; the query returns {', '.join(map(str, chunk.columns))}"
+                )
             yield Block(pa.Table.from_pandas(chunk[columns], preserve_index=False), label, first)
             first += len(chunk)
         return
@@ -180,8 +185,9 @@ def _csv_blocks(path: Path, label: str, columns: list[str], block_rows: int) -> 
         path,
         read_options=pacsv.ReadOptions(block_size=max(block_rows * _CSV_ROW_BYTES, 4096)),
         # every column as text: type inference on the first block would refuse a later one
-        convert_options=pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
-                                             strings_can_be_null=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=columns, column_types={c: pa.string() for c in columns}, strings_can_be_null=True
+        ),
     )
     first = 1
     for batch in reader:
@@ -197,6 +203,8 @@ def _parquet_blocks(path: Path, label: str, columns: list[str], block_rows: int)
         # rows are numbered per file, so the message names the file of a folder that holds the row
         name = label if path.is_file() else f"{label.rstrip('/')}/{Path(fragment.path).name}"
         first = 1
-        for batch in fragment.to_batches(columns=columns, batch_size=block_rows, batch_readahead=1, fragment_readahead=1):
+        for batch in fragment.to_batches(
+            columns=columns, batch_size=block_rows, batch_readahead=1, fragment_readahead=1
+        ):
             yield Block(pa.Table.from_batches([batch]), name, first)
             first += batch.num_rows

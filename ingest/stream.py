@@ -52,8 +52,15 @@ class StreamedEvents:
     seconds: float
 
 
-def stream_usage(spec: EventsSpec, base_dir: Path, *, block_rows: int = BLOCK_ROWS, bucket_rows: int = BUCKET_ROWS,
-                 spill_dir: Path | None = None, progress: Progress | None = None) -> StreamedEvents:
+def stream_usage(
+    spec: EventsSpec,
+    base_dir: Path,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    bucket_rows: int = BUCKET_ROWS,
+    spill_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> StreamedEvents:
     """Read the events section's source in blocks and aggregate it per account and UTC day."""
     started = time.perf_counter()
     say = _every(2.0, progress)
@@ -91,9 +98,13 @@ def stream_usage(spec: EventsSpec, base_dir: Path, *, block_rows: int = BLOCK_RO
     if events_in == 0:
         raise InputError(f"{label}: no events; expected one row per event")
     if not frames:
-        raise InputError(f"{label}: none of the {events_in:,} events has an account id in column '{spec.columns.account_id}'")
+        raise InputError(
+            f"{label}: none of the {events_in:,} events has an account id in column '{spec.columns.account_id}'"
+        )
     usage = pd.concat(frames, ignore_index=True).sort_values(["account_id", "day"], kind="stable", ignore_index=True)
-    return StreamedEvents(usage, label, events_in, without_account, duplicates, (low, high), time.perf_counter() - started)
+    return StreamedEvents(
+        usage, label, events_in, without_account, duplicates, (low, high), time.perf_counter() - started
+    )
 
 
 def _every(seconds: float, progress: Progress | None) -> Progress:
@@ -116,7 +127,9 @@ def _check_columns(spec: EventsSpec, base_dir: Path, label: str) -> None:
         return
     for field, column in spec.columns.model_dump().items():
         if column is not None and column not in found:
-            raise InputError(f"{label}: no column '{column}' (named in events.columns.{field}); found: {', '.join(found)}")
+            raise InputError(
+                f"{label}: no column '{column}' (named in events.columns.{field}); found: {', '.join(found)}"
+            )
 
 
 def _spill(compact: pa.Table, buckets: int, writers: dict[int, pa.ipc.RecordBatchStreamWriter], folder: Path) -> None:

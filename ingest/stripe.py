@@ -51,8 +51,8 @@ from ingest._export import (
     as_id,
     column,
     event_frame,
-    explode,
     expandable,
+    explode,
     fail,
     flag,
     latest,
@@ -68,7 +68,24 @@ INTERVAL_MONTHS = {"month": 1.0, "year": 12.0, "week": 12 / 52, "day": 12 / 365}
 #: contract term (accounts.billing) of a subscription billed every N months
 TERMS = {months: name for name, months in TERM_MONTHS.items()}
 #: currencies whose amounts Stripe gives in whole units (no cents)
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
 NEVER_PAID = ("incomplete", "incomplete_expired")
 CYCLE_REASONS = ("subscription_create", "subscription_cycle")
 BILLED = ("paid", "open", "uncollectible")
@@ -141,8 +158,12 @@ class StripeExport:
 
 def read_stripe(source: StripeSource, base_dir: Path) -> dict[str, pd.DataFrame]:
     """Read the Stripe exports named by `source` (paths relative to base_dir) and map them."""
-    export = StripeExport(*(read_option(source, name, base_dir, required=name == "subscriptions")
-                            for name in ("customers", "subscriptions", "invoices", "disputes", "charges")))
+    export = StripeExport(
+        *(
+            read_option(source, name, base_dir, required=name == "subscriptions")
+            for name in ("customers", "subscriptions", "invoices", "disputes", "charges")
+        )
+    )
     return map_stripe(export, source)
 
 
@@ -156,15 +177,25 @@ def map_stripe(export: StripeExport, source: StripeSource) -> dict[str, pd.DataF
     changes = arr_changes(arr_points(subs, periods), source.switch_gap_days)
     accounts = map_accounts(changes, subs, periods, customers, source)
     starts = accounts.set_index("account_id")["contract_start"]
-    events = pd.concat([
-        arr_events(changes),
-        payment_failures(invoices, account_of),
-        disputes(export.disputes, invoices, latest(export.charges, "id"), account_of),
-    ], ignore_index=True)
+    events = pd.concat(
+        [
+            arr_events(changes),
+            payment_failures(invoices, account_of),
+            disputes(export.disputes, invoices, latest(export.charges, "id"), account_of),
+        ],
+        ignore_index=True,
+    )
     # an event must fall inside a contract: a one-off invoice before the first subscription is not one
-    known = events["account_id"].isin(starts.index).to_numpy() & (events["at"] >= events["account_id"].map(starts)).to_numpy()
-    warn_dropped("stripe account events", int((~known).sum()), "not of a paying account, or before its contract started",
-                 events["account_id"][~known])
+    known = (
+        events["account_id"].isin(starts.index).to_numpy()
+        & (events["at"] >= events["account_id"].map(starts)).to_numpy()
+    )
+    warn_dropped(
+        "stripe account events",
+        int((~known).sum()),
+        "not of a paying account, or before its contract started",
+        events["account_id"][~known],
+    )
     return {
         "accounts": accounts,
         "churn": churn(changes),
@@ -177,7 +208,12 @@ def _accounts_for(customer: pd.Series, account_of: pd.Series | None, what: str) 
     out with a warning rather than stopping the run."""
     account = accounts_of(customer, account_of)
     lost = customer.notna() & account.isna()
-    warn_dropped(what, int(lost.sum()), "customer without an account id (deleted, or the field is blank)", customer[lost].unique())
+    warn_dropped(
+        what,
+        int(lost.sum()),
+        "customer without an account id (deleted, or the field is blank)",
+        customer[lost].unique(),
+    )
     return account
 
 
@@ -186,8 +222,13 @@ def _usd(frame: pd.DataFrame, amount: pd.Series, currency: pd.Series, source: St
     currency = currency.astype("str").str.lower()
     frame = frame.assign(currency=currency)
     fail(frame, currency.isna(), "currency", noun, "is missing")
-    fail(frame, currency.map(source.fx_to_usd).isna(), "currency", noun,
-         "has no rate in stripe.fx_to_usd; add its USD value per unit, e.g. fx_to_usd: {eur: 1.08}")
+    fail(
+        frame,
+        currency.map(source.fx_to_usd).isna(),
+        "currency",
+        noun,
+        "has no rate in stripe.fx_to_usd; add its USD value per unit, e.g. fx_to_usd: {eur: 1.08}",
+    )
     rate = currency.map(source.fx_to_usd)
     unit = np.where(currency.isin(ZERO_DECIMAL), 1.0, 100.0)
     return amount / unit * rate
@@ -196,13 +237,17 @@ def _usd(frame: pd.DataFrame, amount: pd.Series, currency: pd.Series, source: St
 def subscriptions(raw: pd.DataFrame, source: StripeSource, account_of: pd.Series | None) -> pd.DataFrame:
     """One row per subscription that was ever paid: account, paid start, end, ARR of its current
     items (USD), months per billing period, plan, seats, billing cycle anchor."""
-    s = raw.assign(_final=column(raw, "ended_at").notna().astype(int) * 2 + column(raw, "canceled_at").notna().astype(int))
+    s = raw.assign(
+        _final=column(raw, "ended_at").notna().astype(int) * 2 + column(raw, "canceled_at").notna().astype(int)
+    )
     s = latest(s, "id", "_final").reset_index(drop=True)  # of two copies of a subscription, the one that knows its end
     s = s[~column(s, "status").isin(NEVER_PAID).to_numpy()].reset_index(drop=True)
     customer = expandable(s, "customer")
     fail(s, customer.isna(), "customer", "subscription", "is missing")
     items = subscription_items(s, source)
-    start = timestamps(s, "start_date", "subscription", required=False).fillna(timestamps(s, "created", "subscription", required=False))
+    start = timestamps(s, "start_date", "subscription", required=False).fillna(
+        timestamps(s, "created", "subscription", required=False)
+    )
     fail(s, start.isna(), "start_date", "subscription", "is missing (and so is created)")
     paid = timestamps(s, "trial_end", "subscription", required=False).fillna(start)
     # current_period_end moved from the subscription to its items in API version 2025-03-31
@@ -210,49 +255,83 @@ def subscriptions(raw: pd.DataFrame, source: StripeSource, account_of: pd.Series
     canceled = column(s, "status").eq("canceled")
     end = timestamps(s, "ended_at", "subscription", required=False)
     end = end.fillna(timestamps(s, "cancel_at", "subscription", required=False).fillna(period_end).where(canceled))
-    out = pd.DataFrame({
-        "subscription_id": as_id(s["id"]),
-        "account_id": _accounts_for(customer, account_of, "stripe subscriptions"),
-        "customer_id": customer,
-        "paid_start": paid,
-        "end": end,
-        "arr": items["arr"],
-        "months": items["months"],
-        "plan": items["plan"],
-        "seats": items["quantity"],
-        "anchor": timestamps(s, "billing_cycle_anchor", "subscription", required=False),
-        "price.recurring": items["every"],
-        FILE: s[FILE],
-    })
+    out = pd.DataFrame(
+        {
+            "subscription_id": as_id(s["id"]),
+            "account_id": _accounts_for(customer, account_of, "stripe subscriptions"),
+            "customer_id": customer,
+            "paid_start": paid,
+            "end": end,
+            "arr": items["arr"],
+            "months": items["months"],
+            "plan": items["plan"],
+            "seats": items["quantity"],
+            "anchor": timestamps(s, "billing_cycle_anchor", "subscription", required=False),
+            "price.recurring": items["every"],
+            FILE: s[FILE],
+        }
+    )
     trial_only = out["end"].notna() & (out["end"] <= out["paid_start"])  # canceled before the trial ended: never paid
-    warn_dropped("stripe subscriptions", int(trial_only.sum()), "ended during the trial", out["subscription_id"][trial_only])
+    warn_dropped(
+        "stripe subscriptions", int(trial_only.sum()), "ended during the trial", out["subscription_id"][trial_only]
+    )
     return out[~trial_only.to_numpy() & out["account_id"].notna().to_numpy()].reset_index(drop=True)
 
 
 def subscription_items(s: pd.DataFrame, source: StripeSource) -> pd.DataFrame:
     """Per subscription (row of `s`): ARR of its items (USD), and of its largest item the months per
     period, plan (nickname, else product) and quantity; the latest item period end."""
-    items = explode(s.assign(_row=np.arange(len(s))), "items.data", {"_row": "_row", "id": "subscription_id", "currency": "sub_currency"})
+    items = explode(
+        s.assign(_row=np.arange(len(s))),
+        "items.data",
+        {"_row": "_row", "id": "subscription_id", "currency": "sub_currency"},
+    )
     fail(s, ~pd.Series(np.arange(len(s))).isin(column(items, "_row")), "items.data", "subscription", "has no items")
     items = items.assign(id=items["subscription_id"])  # errors about an item name its subscription
     # older API versions describe the price as a `plan` (amount, interval, ...)
-    price = {f: column(items, f"price.{f}").fillna(column(items, f"plan.{p}")) for f, p in (
-        ("unit_amount", "amount"), ("currency", "currency"), ("nickname", "nickname"), ("recurring.interval", "interval"),
-        ("recurring.interval_count", "interval_count"), ("recurring.usage_type", "usage_type"))}
-    items = items.assign(**{"price.unit_amount": price["unit_amount"].fillna(column(items, "price.unit_amount_decimal")),
-                            "price.recurring.interval": price["recurring.interval"]})
+    price = {
+        f: column(items, f"price.{f}").fillna(column(items, f"plan.{p}"))
+        for f, p in (
+            ("unit_amount", "amount"),
+            ("currency", "currency"),
+            ("nickname", "nickname"),
+            ("recurring.interval", "interval"),
+            ("recurring.interval_count", "interval_count"),
+            ("recurring.usage_type", "usage_type"),
+        )
+    }
+    items = items.assign(
+        **{
+            "price.unit_amount": price["unit_amount"].fillna(column(items, "price.unit_amount_decimal")),
+            "price.recurring.interval": price["recurring.interval"],
+        }
+    )
     unit = numbers(items, "price.unit_amount", "subscription")
     interval = price["recurring.interval"]
     count = pd.to_numeric(price["recurring.interval_count"], errors="coerce").fillna(1)
-    fail(items, ~interval.isin(list(INTERVAL_MONTHS)), "price.recurring.interval", "subscription",
-         f"is not a recurring interval ({', '.join(INTERVAL_MONTHS)})")
+    fail(
+        items,
+        ~interval.isin(list(INTERVAL_MONTHS)),
+        "price.recurring.interval",
+        "subscription",
+        f"is not a recurring interval ({', '.join(INTERVAL_MONTHS)})",
+    )
     months = interval.map(INTERVAL_MONTHS) * count
     quantity = pd.to_numeric(column(items, "quantity"), errors="coerce").fillna(1)
     metered = price["recurring.usage_type"].eq("metered") | unit.isna()
-    warn_dropped("stripe subscription items", int(metered.sum()), "metered or tiered prices count as 0 ARR", items["subscription_id"][metered])
-    usd = _usd(items, unit.fillna(0) * quantity, price["currency"].fillna(items["sub_currency"]), source, "subscription")
+    warn_dropped(
+        "stripe subscription items",
+        int(metered.sum()),
+        "metered or tiered prices count as 0 ARR",
+        items["subscription_id"][metered],
+    )
+    usd = _usd(
+        items, unit.fillna(0) * quantity, price["currency"].fillna(items["sub_currency"]), source, "subscription"
+    )
     items = items.assign(
-        arr=(usd * 12 / months).where(~metered, 0.0), months=months, quantity=quantity,
+        arr=(usd * 12 / months).where(~metered, 0.0),
+        months=months,
+        quantity=quantity,
         plan=price["nickname"].fillna(column(items, "price.product.name")).fillna(expandable(items, "price.product")),
         period_end=timestamps(items, "current_period_end", "subscription", required=False),
         every="every " + count.astype(int).astype(str) + " " + interval.astype("str"),
@@ -260,34 +339,65 @@ def subscription_items(s: pd.DataFrame, source: StripeSource) -> pd.DataFrame:
     rows = pd.RangeIndex(len(s))
     main = items.sort_values("arr", kind="stable").drop_duplicates("_row", keep="last").set_index("_row").reindex(rows)
     grouped = items.groupby("_row")
-    return pd.DataFrame({
-        "arr": grouped["arr"].sum().reindex(rows),
-        "months": main["months"], "plan": main["plan"], "quantity": main["quantity"], "every": main["every"],
-        "period_end": grouped["period_end"].max().reindex(rows),
-    })
+    return pd.DataFrame(
+        {
+            "arr": grouped["arr"].sum().reindex(rows),
+            "months": main["months"],
+            "plan": main["plan"],
+            "quantity": main["quantity"],
+            "every": main["every"],
+            "period_end": grouped["period_end"].max().reindex(rows),
+        }
+    )
 
 
 def period_arr(invoices: pd.DataFrame, source: StripeSource) -> pd.DataFrame:
     """ARR billed per subscription period: subscription_id, at (period start), arr (USD), from the
     full-period subscription lines of creation and renewal invoices (prorations left out)."""
-    billed = invoices[column(invoices, "billing_reason").isin(CYCLE_REASONS).to_numpy() & column(invoices, "status").isin(BILLED).to_numpy()]
+    billed = invoices[
+        column(invoices, "billing_reason").isin(CYCLE_REASONS).to_numpy()
+        & column(invoices, "status").isin(BILLED).to_numpy()
+    ]
     subscription = expandable(billed, "subscription").fillna(column(billed, "parent.subscription_details.subscription"))
-    lines = explode(billed.assign(_sub=subscription), "lines.data", {"id": "id", "_sub": "subscription_id", "currency": "inv_currency"})
+    lines = explode(
+        billed.assign(_sub=subscription),
+        "lines.data",
+        {"id": "id", "_sub": "subscription_id", "currency": "inv_currency"},
+    )
     if lines.empty:
-        return pd.DataFrame({"subscription_id": pd.Series(dtype="str"), "at": pd.Series(dtype="datetime64[us, UTC]"),
-                             "arr": pd.Series(dtype="float64"), "seats": pd.Series(dtype="float64")})
+        return pd.DataFrame(
+            {
+                "subscription_id": pd.Series(dtype="str"),
+                "at": pd.Series(dtype="datetime64[us, UTC]"),
+                "arr": pd.Series(dtype="float64"),
+                "seats": pd.Series(dtype="float64"),
+            }
+        )
     proration = flag(column(lines, "proration")) | flag(column(lines, "parent.subscription_item_details.proration"))
-    kept = (column(lines, "type").eq("subscription") | column(lines, "parent.type").eq("subscription_item_details")).to_numpy() & ~proration
+    kept = (
+        column(lines, "type").eq("subscription") | column(lines, "parent.type").eq("subscription_item_details")
+    ).to_numpy() & ~proration
     lines = lines[kept].reset_index(drop=True)
     start = timestamps(lines, "period.start", "invoice")
     days = (timestamps(lines, "period.end", "invoice") - start).dt.total_seconds() / 86400
     months = (days / MONTH_DAYS).round().clip(lower=1)
     amount = numbers(lines, "amount", "invoice", required=True)
     usd = _usd(lines, amount, column(lines, "currency").fillna(lines["inv_currency"]), source, "invoice")
-    out = pd.DataFrame({"invoice_id": lines["id"], "subscription_id": as_id(lines["subscription_id"]), "at": start, "arr": usd * 12 / months,
-                        "seats": pd.to_numeric(column(lines, "quantity"), errors="coerce")})
+    out = pd.DataFrame(
+        {
+            "invoice_id": lines["id"],
+            "subscription_id": as_id(lines["subscription_id"]),
+            "at": start,
+            "arr": usd * 12 / months,
+            "seats": pd.to_numeric(column(lines, "quantity"), errors="coerce"),
+        }
+    )
     # seats: the quantity of the invoice's largest line (the plan, not an add-on)
-    seats = out.sort_values("arr", kind="stable").drop_duplicates("invoice_id", keep="last").set_index("invoice_id")["seats"]
+    seats = (
+        out.sort_values("arr", kind="stable")
+        .drop_duplicates("invoice_id", keep="last")
+        .set_index("invoice_id")["seats"]
+    )
     out = out.groupby(["invoice_id", "subscription_id"], as_index=False).agg(at=("at", "min"), arr=("arr", "sum"))
     return out.assign(seats=out["invoice_id"].map(seats))[["subscription_id", "at", "arr", "seats"]]
 
@@ -297,17 +407,26 @@ def map_accounts(
 ) -> pd.DataFrame:
     """One row per account that ever paid, with what was true at its first paid start."""
     first_start = contract_starts(changes)
-    first_sub = subs.sort_values(["paid_start", "arr"], ascending=[True, False], kind="stable").drop_duplicates("account_id")
+    first_sub = subs.sort_values(["paid_start", "arr"], ascending=[True, False], kind="stable").drop_duplicates(
+        "account_id"
+    )
     a = first_start.merge(first_sub, on="account_id", how="left")
     # seats at contract: the first invoiced period's quantity (the items hold today's)
     billed = periods.merge(a[["subscription_id", "paid_start"]], on="subscription_id")
-    billed = billed[billed["at"] >= billed["paid_start"]].sort_values("at", kind="stable").drop_duplicates("subscription_id")
+    billed = (
+        billed[billed["at"] >= billed["paid_start"]].sort_values("at", kind="stable").drop_duplicates("subscription_id")
+    )
     seats = a["subscription_id"].map(billed.set_index("subscription_id")["seats"]).fillna(a["seats"])
     whole = a["months"].round()
     term = whole.map(TERMS).where((a["months"] - whole).abs() < 1e-9)
     terms = ", ".join(f"{name} ({months})" for months, name in TERMS.items())
-    fail(a.assign(id=a["subscription_id"]), term.isna(), "price.recurring", "subscription",
-         f"is not a contract term; expected one of (months per period): {terms}")
+    fail(
+        a.assign(id=a["subscription_id"]),
+        term.isna(),
+        "price.recurring",
+        "subscription",
+        f"is not a contract term; expected one of (months per period): {terms}",
+    )
     start = a["at"]
     renewal = a["anchor"].where(a["anchor"] > start)
     for months in whole.dropna().unique():  # one DateOffset per distinct term: a handful at most
@@ -316,21 +435,30 @@ def map_accounts(
     c = customers.assign(_id=as_id(customers["id"])).set_index("_id") if not customers.empty else pd.DataFrame()
     customer = a["customer_id"]
     name = _customer_value(c, customer, "name").fillna(_customer_value(c, customer, "email")).fillna(customer)
-    return pd.DataFrame({
-        "account_id": a["account_id"].astype("str"),
-        "name": name.astype("str"),
-        "segment": _option(source.segment, c, customer).astype("str"),
-        "industry": _option(source.industry, c, customer).astype("str"),
-        "region": _option(source.region, c, customer).astype("str"),
-        "plan": _option(source.plan, c, customer, a["plan"]).astype("str"),
-        "seats": pd.to_numeric(_option(source.seats, c, customer, seats), errors="coerce").clip(lower=1).round().astype("Int64"),
-        "arr": a["arr_after"].round(2),
-        "contract_start": start,
-        "billing": term.astype("str"),
-        "csm_owner": _option(source.csm_owner, c, customer).astype("str"),
-        "exec_sponsor": _option(source.exec_sponsor, c, customer).astype("str").str.lower().isin(["true", "1", "yes"]).to_numpy(),
-        "renewal_date": renewal.astype(start.dtype),
-    })
+    return pd.DataFrame(
+        {
+            "account_id": a["account_id"].astype("str"),
+            "name": name.astype("str"),
+            "segment": _option(source.segment, c, customer).astype("str"),
+            "industry": _option(source.industry, c, customer).astype("str"),
+            "region": _option(source.region, c, customer).astype("str"),
+            "plan": _option(source.plan, c, customer, a["plan"]).astype("str"),
+            "seats": pd.to_numeric(_option(source.seats, c, customer, seats), errors="coerce")
+            .clip(lower=1)
+            .round()
+            .astype("Int64"),
+            "arr": a["arr_after"].round(2),
+            "contract_start": start,
+            "billing": term.astype("str"),
+            "csm_owner": _option(source.csm_owner, c, customer).astype("str"),
+            "exec_sponsor": _option(source.exec_sponsor, c, customer)
+            .astype("str")
+            .str.lower()
+            .isin(["true", "1", "yes"])
+            .to_numpy(),
+            "renewal_date": renewal.astype(start.dtype),
+        }
+    )
 
 
 def _customer_value(customers: pd.DataFrame, customer: pd.Series, field: str) -> pd.Series:
@@ -339,9 +467,15 @@ def _customer_value(customers: pd.DataFrame, customer: pd.Series, field: str) ->
     return customer.map(customers[field])
 
 
-def _option(options: AccountField, customers: pd.DataFrame, customer: pd.Series, derived: pd.Series | None = None) -> pd.Series:
+def _option(
+    options: AccountField, customers: pd.DataFrame, customer: pd.Series, derived: pd.Series | None = None
+) -> pd.Series:
     """A customer field if set, else what Stripe's prices tell (plan, seats), else the default."""
-    value = _customer_value(customers, customer, options.field) if options.field else pd.Series(np.nan, index=customer.index, dtype="object")
+    value = (
+        _customer_value(customers, customer, options.field)
+        if options.field
+        else pd.Series(np.nan, index=customer.index, dtype="object")
+    )
     if derived is not None:
         value = value.fillna(derived)
     return value.astype("object").fillna(options.default) if options.default is not None else value
@@ -352,14 +486,21 @@ def payment_failures(invoices: pd.DataFrame, account_of: pd.Series | None) -> pd
     attempt (the invoice's finalisation), since the export keeps no time per attempt."""
     status = column(invoices, "status")
     attempts = pd.to_numeric(column(invoices, "attempt_count"), errors="coerce").fillna(0)
-    failed = flag(column(invoices, "attempted")) & ((attempts > 1) | (~status.isin(["paid", "draft"]) & (attempts >= 1))).to_numpy()
+    failed = (
+        flag(column(invoices, "attempted"))
+        & ((attempts > 1) | (~status.isin(["paid", "draft"]) & (attempts >= 1))).to_numpy()
+    )
     rows = invoices[failed].reset_index(drop=True)
-    at = timestamps(rows, "status_transitions.finalized_at", "invoice", required=False).fillna(timestamps(rows, "created", "invoice"))
+    at = timestamps(rows, "status_transitions.finalized_at", "invoice", required=False).fillna(
+        timestamps(rows, "created", "invoice")
+    )
     customer = expandable(rows, "customer")
     return event_frame("account_id", _accounts_for(customer, account_of, "stripe invoices"), at, "payment_failed")
 
 
-def disputes(raw: pd.DataFrame, invoices: pd.DataFrame, charges: pd.DataFrame, account_of: pd.Series | None) -> pd.DataFrame:
+def disputes(
+    raw: pd.DataFrame, invoices: pd.DataFrame, charges: pd.DataFrame, account_of: pd.Series | None
+) -> pd.DataFrame:
     """billing_dispute at each dispute's creation. A dispute names a charge, not a customer: the
     customer comes from the expanded charge, the charges export, or the invoice that was charged."""
     d = latest(raw, "id").reset_index(drop=True)
@@ -367,7 +508,12 @@ def disputes(raw: pd.DataFrame, invoices: pd.DataFrame, charges: pd.DataFrame, a
     customer = as_id(column(d, "charge.customer")).fillna(expandable(d, "charge").map(lookup))
     customer = customer.fillna(expandable(d, "payment_intent").map(lookup))
     found = customer.notna().to_numpy()
-    warn_dropped("stripe disputes", int((~found).sum()), "charge not found in charges or invoices: export charges", d["id"][~found])
+    warn_dropped(
+        "stripe disputes",
+        int((~found).sum()),
+        "charge not found in charges or invoices: export charges",
+        d["id"][~found],
+    )
     rows = d[found].reset_index(drop=True)
     account = _accounts_for(customer[found].reset_index(drop=True), account_of, "stripe disputes")
     return event_frame("account_id", account, timestamps(rows, "created", "dispute"), "billing_dispute")

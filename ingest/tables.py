@@ -37,8 +37,10 @@ def map_table(raw: pd.DataFrame, spec: TableSpec, table: str, label: str) -> Map
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
         role = {src: f"tables.{table}.columns.{dst}" for dst, src in spec.columns.items()}
-        raise InputError(f"{label}: no column '{missing[0]}' (named in {role.get(missing[0], f'tables.{table}.keep')}); "
-                         f"found: {', '.join(map(str, raw.columns))}")
+        raise InputError(
+            f"{label}: no column '{missing[0]}' (named in {role.get(missing[0], f'tables.{table}.keep')}); "
+            f"found: {', '.join(map(str, raw.columns))}"
+        )
     raw = raw.reset_index(drop=True)
     columns: dict[str, pd.Series] = {}
     origin: dict[str, str] = {}  # contract column -> the name a message should use for it
@@ -65,7 +67,8 @@ def map_table(raw: pd.DataFrame, spec: TableSpec, table: str, label: str) -> Map
         raise InputError(
             f"{label}: nothing gives {', '.join(f'{table}.{c}' for c in absent)}; map a source column under "
             f"tables.{table}.columns, give a value under tables.{table}.constants, or name a column '{absent[0]}' "
-            f"(found: {', '.join(map(str, raw.columns))})")
+            f"(found: {', '.join(map(str, raw.columns))})"
+        )
     for name, mapping in spec.values.items():
         if name in columns:
             columns[name] = map_values(columns[name], mapping)
@@ -99,7 +102,9 @@ def _source_column(col: Column, spec: TableSpec, raw: pd.DataFrame) -> str | Non
 
 
 def _timestamps(values: pd.Series, spec: TableSpec, calendar_day: bool, label: str, column: str) -> pd.Series:
-    parsed, bad = parse_timestamps(values, date_format=spec.date_format, timezone=spec.timezone, calendar_day=calendar_day)
+    parsed, bad = parse_timestamps(
+        values, date_format=spec.date_format, timezone=spec.timezone, calendar_day=calendar_day
+    )
     if bad.any():
         expected = "a timestamp" + (f" in the format {spec.date_format}" if spec.date_format else "")
         raise bad_value(label, bad, column, values.reset_index(drop=True), expected)

@@ -22,7 +22,9 @@ _NUMBER = r"[+-]?\d+(?:\.\d*)?"
 _US_PER_UNIT = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
 
 
-def bad_value(label: str, rows: np.ndarray, column: str, values: pd.Series, expected: str, *, first_row: int = 1) -> InputError:
+def bad_value(
+    label: str, rows: np.ndarray, column: str, values: pd.Series, expected: str, *, first_row: int = 1
+) -> InputError:
     """The error for the first offending row of `values` (`rows` is a boolean mask over it);
     `expected` is what the value should have been ("a timestamp")."""
     where = np.flatnonzero(rows)
@@ -39,8 +41,9 @@ def blank_to_null(values: pd.Series) -> pd.Series:
     return values
 
 
-def parse_timestamps(values: pd.Series, *, date_format: str | None = None, timezone: str = "UTC",
-                     calendar_day: bool = False) -> tuple[pd.Series, np.ndarray]:
+def parse_timestamps(
+    values: pd.Series, *, date_format: str | None = None, timezone: str = "UTC", calendar_day: bool = False
+) -> tuple[pd.Series, np.ndarray]:
     """UTC timestamps, and a mask of the values that are not timestamps (nulls stay null).
 
     Accepted: datetime columns (naive ones are in `timezone`), text in ISO 8601 or `date_format`
@@ -74,8 +77,11 @@ def _localize(values: pd.Series, zone: str) -> pd.Series:
 
 def _from_epoch(numbers: pd.Series) -> pd.Series:
     size = numbers.abs()
-    us = numbers * np.select([size >= 1e17, size >= 1e14, size >= 1e11], [_US_PER_UNIT["ns"], _US_PER_UNIT["us"], _US_PER_UNIT["ms"]],
-                             _US_PER_UNIT["s"])
+    us = numbers * np.select(
+        [size >= 1e17, size >= 1e14, size >= 1e11],
+        [_US_PER_UNIT["ns"], _US_PER_UNIT["us"], _US_PER_UNIT["ms"]],
+        _US_PER_UNIT["s"],
+    )
     # beyond the years 1678-2261 a number is not a plausible event time: null, reported as bad
     us = us.where(us.abs() < 9.2e15)
     return pd.to_datetime(us.round(), unit="us", utc=True)
@@ -96,7 +102,9 @@ def _from_text(text: pd.Series, date_format: str | None, zone: str) -> pd.Series
     else:
         offset = rest & text.str.contains(_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
     naive = rest & ~offset
-    parts.append(pd.to_datetime(text[offset].str.replace(r"\s*UTC$", "Z", regex=True), utc=True, errors="coerce", format=fmt))
+    parts.append(
+        pd.to_datetime(text[offset].str.replace(r"\s*UTC$", "Z", regex=True), utc=True, errors="coerce", format=fmt)
+    )
     parts.append(_localize(pd.to_datetime(text[naive], errors="coerce", format=fmt), zone))
     # each part keeps its rows' index labels: put them back in order, NaT where nothing parsed
     return pd.concat([p.astype(TIME_DTYPE) for p in parts]).reindex(text.index)

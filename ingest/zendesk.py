@@ -141,7 +141,9 @@ class ZendeskSource(Section):
     @classmethod
     def _organization_field(cls, value: str) -> str:
         if not value.startswith("organization.") or value == "organization.":
-            raise ValueError("expected organization.id, organization.external_id or organization.organization_fields.<key>")
+            raise ValueError(
+                "expected organization.id, organization.external_id or organization.organization_fields.<key>"
+            )
         return value
 
     @field_validator("csat")
@@ -181,12 +183,15 @@ def map_zendesk(export: ZendeskExport, source: ZendeskSource) -> dict[str, pd.Da
     tickets = map_tickets(export.tickets, export.organizations, source)
     children = audit_children(export.ticket_events)
     comments = map_comments(export.comments, children, tickets, export.users, source)
-    events = pd.concat([
-        status_events(children),
-        transfers(children),
-        first_responses(comments, tickets),
-        csat_events(export.satisfaction_ratings, children, source),
-    ], ignore_index=True)
+    events = pd.concat(
+        [
+            status_events(children),
+            transfers(children),
+            first_responses(comments, tickets),
+            csat_events(export.satisfaction_ratings, children, source),
+        ],
+        ignore_index=True,
+    )
     public = comments["public"] | source.private_comments
     messages = comments[public.to_numpy()].rename(columns={"comment_id": "message_id", "at": "sent_at"})
     return ticket_tables(tickets, events, messages)
@@ -205,7 +210,11 @@ def map_tickets(raw: pd.DataFrame, organizations: pd.DataFrame, source: ZendeskS
     warn_dropped("zendesk tickets", int(deleted.sum()), "deleted", ticket_id[deleted])
     warn_dropped("zendesk tickets", int(unmapped.sum()), f"no account from {source.account_id}", ticket_id[unmapped])
     keep = ~(merged | deleted | unmapped).to_numpy()
-    t, ticket_id, account = t[keep].reset_index(drop=True), ticket_id[keep].reset_index(drop=True), account[keep].reset_index(drop=True)
+    t, ticket_id, account = (
+        t[keep].reset_index(drop=True),
+        ticket_id[keep].reset_index(drop=True),
+        account[keep].reset_index(drop=True),
+    )
     return pd.DataFrame(
         {
             "ticket_id": ticket_id,
@@ -241,8 +250,15 @@ def _category(t: pd.DataFrame, options: Category) -> pd.Series:
 def _priority(t: pd.DataFrame, options: Priority) -> pd.Series:
     raw = column(t, "priority") if options.field_id is None else _custom_field(t, options.field_id)
     field = "priority" if options.field_id is None else f"custom_fields[{options.field_id}]"
-    return map_priority(t, raw, {**{p: p for p in PRIORITIES}, **options.map}, default=options.default, field=field, noun="ticket",
-                        problem=f"is not a priority; map it under zendesk.priority.map to one of {', '.join(PRIORITIES)}")
+    return map_priority(
+        t,
+        raw,
+        {**{p: p for p in PRIORITIES}, **options.map},
+        default=options.default,
+        field=field,
+        noun="ticket",
+        problem=f"is not a priority; map it under zendesk.priority.map to one of {', '.join(PRIORITIES)}",
+    )
 
 
 def audit_children(raw: pd.DataFrame) -> pd.DataFrame:
@@ -251,8 +267,12 @@ def audit_children(raw: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["audit_id", "ticket_id", "at", "updater_id", "kind", FILE])
     audits = latest(raw, "id").reset_index(drop=True)
     stamp = "created_at" if "created_at" in audits.columns else "timestamp"
-    audits = audits.assign(_at=timestamps(audits, stamp, "ticket event"), ticket_id=as_id(require(audits, "ticket_id", "ticket event")))
-    children = explode(audits, "child_events", {"id": "audit_id", "ticket_id": "ticket_id", "_at": "at", "updater_id": "updater_id"})
+    audits = audits.assign(
+        _at=timestamps(audits, stamp, "ticket event"), ticket_id=as_id(require(audits, "ticket_id", "ticket event"))
+    )
+    children = explode(
+        audits, "child_events", {"id": "audit_id", "ticket_id": "ticket_id", "_at": "at", "updater_id": "updater_id"}
+    )
     # the events export names the kind in event_type, the ticket audits API in type
     return children.assign(kind=column(children, "event_type").fillna(column(children, "type")))
 
@@ -264,8 +284,14 @@ def _changes(children: pd.DataFrame, field: str) -> pd.DataFrame:
     is_change = children["kind"].isin(["Change", "Create"]) & (named | column(children, field).notna())
     rows = children[is_change.to_numpy()]
     return pd.DataFrame(
-        {"ticket_id": rows["ticket_id"], "at": rows["at"], "audit_id": rows["audit_id"],
-         "kind": rows["kind"], "new": as_id(new[is_change.to_numpy()]), "previous": as_id(column(rows, "previous_value"))}
+        {
+            "ticket_id": rows["ticket_id"],
+            "at": rows["at"],
+            "audit_id": rows["audit_id"],
+            "kind": rows["kind"],
+            "new": as_id(new[is_change.to_numpy()]),
+            "previous": as_id(column(rows, "previous_value")),
+        }
     )
 
 
@@ -282,28 +308,44 @@ def transfers(children: pd.DataFrame) -> pd.DataFrame:
     """transferred when the assignee or group moves from someone to someone else (one per update);
     the first assignment of an unassigned ticket is not a transfer."""
     moves = pd.concat([_changes(children, "assignee_id"), _changes(children, "group_id")], ignore_index=True)
-    moved = moves[(moves["kind"] == "Change") & moves["previous"].notna() & moves["new"].notna() & (moves["new"] != moves["previous"])]
+    moved = moves[
+        (moves["kind"] == "Change")
+        & moves["previous"].notna()
+        & moves["new"].notna()
+        & (moves["new"] != moves["previous"])
+    ]
     moved = moved.drop_duplicates(["ticket_id", "audit_id"])
     return event_frame("ticket_id", moved["ticket_id"], moved["at"], "transferred")
 
 
-def map_comments(raw: pd.DataFrame, children: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataFrame, source: ZendeskSource) -> pd.DataFrame:
+def map_comments(
+    raw: pd.DataFrame, children: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataFrame, source: ZendeskSource
+) -> pd.DataFrame:
     """Every comment known: comment_id, ticket_id, at, public, author (customer/agent), body (null
     when only the events export's comment_present flag tells of it)."""
     parts = [_exported_comments(raw)]
     kind = column(children, "kind")
-    sideloaded = children[(kind == "Comment").to_numpy() & (column(children, "body").notna() | column(children, "html_body").notna()).to_numpy()]
+    sideloaded = children[
+        (kind == "Comment").to_numpy()
+        & (column(children, "body").notna() | column(children, "html_body").notna()).to_numpy()
+    ]
     flagged = children[column(children, "comment_present").astype("str").str.lower().eq("true").to_numpy()]
     for rows, public, author in ((sideloaded, "public", "author_id"), (flagged, "comment_public", "updater_id")):
         if len(rows):
-            parts.append(pd.DataFrame({
-                "comment_id": as_id(rows["id"]) if "id" in rows else as_id(rows["audit_id"]),
-                "ticket_id": rows["ticket_id"],
-                "at": timestamps(rows, "created_at", "comment", required=False).fillna(rows["at"]) if "created_at" in rows else rows["at"],
-                "public": ~column(rows, public).astype("str").str.lower().eq("false"),
-                "author_id": as_id(column(rows, author).fillna(column(rows, "updater_id"))),
-                "body": _body(rows),
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "comment_id": as_id(rows["id"]) if "id" in rows else as_id(rows["audit_id"]),
+                        "ticket_id": rows["ticket_id"],
+                        "at": timestamps(rows, "created_at", "comment", required=False).fillna(rows["at"])
+                        if "created_at" in rows
+                        else rows["at"],
+                        "public": ~column(rows, public).astype("str").str.lower().eq("false"),
+                        "author_id": as_id(column(rows, author).fillna(column(rows, "updater_id"))),
+                        "body": _body(rows),
+                    }
+                )
+            )
     comments = pd.concat(parts, ignore_index=True).drop_duplicates("comment_id", keep="first")
     comments = comments[comments["ticket_id"].isin(tickets["ticket_id"])]
     author = _author_kinds(comments, tickets, users, source)
@@ -318,14 +360,16 @@ def _exported_comments(raw: pd.DataFrame) -> pd.DataFrame:
     from_file = c[FILE].str.extract(r"(?:^|/)(\d+)\.[a-z]+$")[0]
     c = c.assign(ticket_id=as_id(column(c, "ticket_id")).fillna(from_file))
     require(c, "ticket_id", "comment")
-    return pd.DataFrame({
-        "comment_id": as_id(require(c, "id", "comment")),
-        "ticket_id": c["ticket_id"],
-        "at": timestamps(c, "created_at", "comment"),
-        "public": ~column(c, "public").astype("str").str.lower().eq("false"),
-        "author_id": as_id(require(c, "author_id", "comment")),
-        "body": _body(c),
-    })
+    return pd.DataFrame(
+        {
+            "comment_id": as_id(require(c, "id", "comment")),
+            "ticket_id": c["ticket_id"],
+            "at": timestamps(c, "created_at", "comment"),
+            "public": ~column(c, "public").astype("str").str.lower().eq("false"),
+            "author_id": as_id(require(c, "author_id", "comment")),
+            "body": _body(c),
+        }
+    )
 
 
 def _body(rows: pd.DataFrame) -> pd.Series:
@@ -335,7 +379,9 @@ def _body(rows: pd.DataFrame) -> pd.Series:
     return text.where(text.ne(""))
 
 
-def _author_kinds(comments: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataFrame, source: ZendeskSource) -> pd.Series:
+def _author_kinds(
+    comments: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataFrame, source: ZendeskSource
+) -> pd.Series:
     """customer / agent per comment, or null for a deleted user's comment that is dropped."""
     author = comments["author_id"]
     requester = comments["ticket_id"].map(tickets.set_index("ticket_id")["requester_id"])
@@ -348,13 +394,20 @@ def _author_kinds(comments: pd.DataFrame, tickets: pd.DataFrame, users: pd.DataF
         u = latest(users, "id")
         ids = as_id(u["id"])
         domains = tuple(f"@{d.lower().lstrip('@')}" for d in source.agents.email_domains)
-        by_domain = column(u, "email").astype("str").str.lower().str.endswith(domains).fillna(False) if domains else False
+        by_domain = (
+            column(u, "email").astype("str").str.lower().str.endswith(domains).fillna(False) if domains else False
+        )
         agents |= set(ids[(column(u, "role").isin(AGENT_ROLES) | by_domain).to_numpy()])
         agent = author.isin(agents)
         deleted = ~author.isin(set(ids)) & ~is_requester & ~agent
         if source.deleted_authors == "drop":
             kind[deleted.to_numpy()] = None
-            warn_dropped("zendesk comments", int(deleted.sum()), "author deleted (deleted_authors: drop)", comments["comment_id"][deleted])
+            warn_dropped(
+                "zendesk comments",
+                int(deleted.sum()),
+                "author deleted (deleted_authors: drop)",
+                comments["comment_id"][deleted],
+            )
     kind[agent.to_numpy()] = "agent"
     return kind.astype("str")
 
@@ -374,7 +427,9 @@ def csat_events(ratings: pd.DataFrame, children: pd.DataFrame, source: ZendeskSo
         r = latest(ratings, "id", "updated_at").reset_index(drop=True)
         scored = r.assign(
             ticket_id=as_id(require(r, "ticket_id", "satisfaction rating")),
-            at=timestamps(r, "updated_at", "satisfaction rating", required=False).fillna(timestamps(r, "created_at", "satisfaction rating")),
+            at=timestamps(r, "updated_at", "satisfaction rating", required=False).fillna(
+                timestamps(r, "created_at", "satisfaction rating")
+            ),
         )
     else:
         scored = children[column(children, "kind").eq("SatisfactionRating").to_numpy()]

@@ -106,19 +106,42 @@ class BacktestPlan:
 
     def to_dict(self) -> dict:
         """JSON-ready: dates as ISO strings, horizons as keys."""
-        return {"folds": self.folds, "step_days": self.step_days, "min_train_days": self.min_train_days,
-                "min_train_cutoffs": self.min_train_cutoffs, "data_end": self.data_end.isoformat(), "history": self.history,
-                "test_cutoffs": {str(h): [str(c.date()) for c in cutoffs] for h, cutoffs in self.test_cutoffs.items()},
-                "calendar_cutoffs": {str(c.date()): why for c, why in self.calendar.items()},
-                "not_evaluated": [asdict(n) for n in self.not_evaluated], "notes": list(self.notes)}
+        return {
+            "folds": self.folds,
+            "step_days": self.step_days,
+            "min_train_days": self.min_train_days,
+            "min_train_cutoffs": self.min_train_cutoffs,
+            "data_end": self.data_end.isoformat(),
+            "history": self.history,
+            "test_cutoffs": {str(h): [str(c.date()) for c in cutoffs] for h, cutoffs in self.test_cutoffs.items()},
+            "calendar_cutoffs": {str(c.date()): why for c, why in self.calendar.items()},
+            "not_evaluated": [asdict(n) for n in self.not_evaluated],
+            "notes": list(self.notes),
+        }
 
     def lines(self) -> list[str]:
         """The plan for people: one line for the folds, one per horizon left out, the notes."""
         tested = ", ".join(f"{h} days at {len(c)}" for h, c in self.test_cutoffs.items())
-        head = [(f"backtest: {len(self.fold_cutoffs)} test cutoffs ({tested}); each fold trains on at least "
-                 f"{self.min_train_cutoffs} cutoffs whose outcome at the tested horizon is known at the test cutoff")] if self.test_cutoffs else []
-        calendar = [f"also tested at {c.date()} ({', '.join(str(h) for h in self.horizons_at(c))} days): {why}" for c, why in self.calendar.items()]
-        return head + calendar + [f"{n.horizon_days} days not evaluated: {n.reason}" for n in self.not_evaluated] + list(self.notes)
+        head = (
+            [
+                (
+                    f"backtest: {len(self.fold_cutoffs)} test cutoffs ({tested}); each fold trains on at least "
+                    f"{self.min_train_cutoffs} cutoffs whose outcome at the tested horizon is known at the test cutoff"
+                )
+            ]
+            if self.test_cutoffs
+            else []
+        )
+        calendar = [
+            f"also tested at {c.date()} ({', '.join(str(h) for h in self.horizons_at(c))} days): {why}"
+            for c, why in self.calendar.items()
+        ]
+        return (
+            head
+            + calendar
+            + [f"{n.horizon_days} days not evaluated: {n.reason}" for n in self.not_evaluated]
+            + list(self.notes)
+        )
 
 
 def cadence_days(cutoffs: pd.DatetimeIndex) -> int:
@@ -147,12 +170,17 @@ def history_needed(step_days: int, min_train_days: int, horizon: int) -> int:
 def infer_data_end(panel: pd.DataFrame) -> pd.Timestamp:
     """The end of the data as the labels show it, when no panel summary says: the latest
     cutoff + horizon whose outcome is known (a lower bound), else the last cutoff."""
-    ends = [panel.loc[panel[label].notna(), "cutoff"].max() + pd.Timedelta(days=h)
-            for h, label in zip(HORIZONS, LABELS, strict=True) if panel[label].notna().any()]
+    ends = [
+        panel.loc[panel[label].notna(), "cutoff"].max() + pd.Timedelta(days=h)
+        for h, label in zip(HORIZONS, LABELS, strict=True)
+        if panel[label].notna().any()
+    ]
     return pd.Timestamp(max(ends)) if ends else pd.Timestamp(panel["cutoff"].max())
 
 
-def eligible_test_cutoffs(panel: pd.DataFrame, cutoffs: pd.DatetimeIndex, horizon: int, label: str, train_cutoffs: int) -> list[pd.Timestamp]:
+def eligible_test_cutoffs(
+    panel: pd.DataFrame, cutoffs: pd.DatetimeIndex, horizon: int, label: str, train_cutoffs: int
+) -> list[pd.Timestamp]:
     """Cutoffs whose `horizon` outcome is known, preceded by `train_cutoffs` cutoffs whose outcome
     at that horizon is known at them (censor_at's rule: cutoff + horizon <= test cutoff)."""
     labelled = pd.DatetimeIndex(panel.loc[panel[label].notna(), "cutoff"].unique()).sort_values()
@@ -163,32 +191,55 @@ def eligible_test_cutoffs(panel: pd.DataFrame, cutoffs: pd.DatetimeIndex, horizo
 def describe_history(cutoffs: pd.DatetimeIndex, step_days: int, data_end: pd.Timestamp) -> str:
     """'the panel covers A to B (N days of cutoffs, n cutoffs every s days) and its data end on E'."""
     count = f"{len(cutoffs)} cutoffs every {step_days} days" if len(cutoffs) > 1 else "1 cutoff"
-    return (f"the panel covers {cutoffs[0].date()} to {cutoffs[-1].date()} ({(cutoffs[-1] - cutoffs[0]).days} days of cutoffs, {count}) "
-            f"and its data end on {data_end.date()}")
+    return (
+        f"the panel covers {cutoffs[0].date()} to {cutoffs[-1].date()} ({(cutoffs[-1] - cutoffs[0]).days} days of cutoffs, {count}) "
+        f"and its data end on {data_end.date()}"
+    )
 
 
-def _not_evaluated(horizon: int, cutoffs: pd.DatetimeIndex, step_days: int, train_cutoffs: int, data_end: pd.Timestamp) -> NotEvaluated:
+def _not_evaluated(
+    horizon: int, cutoffs: pd.DatetimeIndex, step_days: int, train_cutoffs: int, data_end: pd.Timestamp
+) -> NotEvaluated:
     """Why `horizon` has no test cutoff: the days of data it lacks, or a panel that stops early."""
     first_test = cutoffs[0] + pd.Timedelta(days=first_test_offset(step_days, train_cutoffs, horizon))
     lacking = (first_test + pd.Timedelta(days=horizon) - data_end).days
     if lacking > 0:
-        return NotEvaluated(horizon, f"not enough history: needs {lacking} more days (a first test cutoff on {first_test.date()}, after "
-                                     f"{train_cutoffs} training cutoffs whose {horizon}-day outcome is known there, and {horizon} days "
-                                     f"after it to see its own outcome; the data end on {data_end.date()})", lacking)
+        return NotEvaluated(
+            horizon,
+            f"not enough history: needs {lacking} more days (a first test cutoff on {first_test.date()}, after "
+            f"{train_cutoffs} training cutoffs whose {horizon}-day outcome is known there, and {horizon} days "
+            f"after it to see its own outcome; the data end on {data_end.date()})",
+            lacking,
+        )
     if first_test > cutoffs[-1]:
-        return NotEvaluated(horizon, f"the panel's last cutoff {cutoffs[-1].date()} is before the first cutoff that could test it "
-                                     f"({first_test.date()}); rebuild the panel with a later --end (the data end on {data_end.date()})", None)
-    return NotEvaluated(horizon, f"no snapshot from {first_test.date()} to {(data_end - pd.Timedelta(days=horizon)).date()} has a known "
-                                 f"{horizon}-day outcome", None)
+        return NotEvaluated(
+            horizon,
+            f"the panel's last cutoff {cutoffs[-1].date()} is before the first cutoff that could test it "
+            f"({first_test.date()}); rebuild the panel with a later --end (the data end on {data_end.date()})",
+            None,
+        )
+    return NotEvaluated(
+        horizon,
+        f"no snapshot from {first_test.date()} to {(data_end - pd.Timedelta(days=horizon)).date()} has a known "
+        f"{horizon}-day outcome",
+        None,
+    )
 
 
-def _advice(cutoffs: pd.DatetimeIndex, step_days: int, min_train_days: int, data_end: pd.Timestamp, data_start: pd.Timestamp | None,
-            lacking: int) -> str:
+def _advice(
+    cutoffs: pd.DatetimeIndex,
+    step_days: int,
+    min_train_days: int,
+    data_end: pd.Timestamp,
+    data_start: pd.Timestamp | None,
+    lacking: int,
+) -> str:
     """What would make a backtest possible, checked rather than guessed."""
     shortest = HORIZONS[0]
     options = []
     if data_start is not None and cutoffs[0] - data_start > pd.Timedelta(days=1):
-        earliest = data_start + pd.Timedelta(days=1)  # `churn features` accepts a first cutoff the day after the data begin
+        # `churn features` accepts a first cutoff the day after the data begin
+        earliest = data_start + pd.Timedelta(days=1)
         if (data_end - earliest).days >= history_needed(step_days, min_train_days, shortest):
             options.append(f"rebuild the panel with an earlier --start (the data begin on {data_start.date()})")
     if step_days > WEEKLY and (data_end - cutoffs[0]).days >= history_needed(WEEKLY, min_train_days, shortest):
@@ -198,18 +249,27 @@ def _advice(cutoffs: pd.DatetimeIndex, step_days: int, min_train_days: int, data
     return advice[0].upper() + advice[1:] + "."
 
 
-def _shortfall(history: str, cutoffs: pd.DatetimeIndex, step_days: int, min_train_days: int, data_end: pd.Timestamp,
-               data_start: pd.Timestamp | None, shortest: NotEvaluated) -> str:
+def _shortfall(
+    history: str,
+    cutoffs: pd.DatetimeIndex,
+    step_days: int,
+    min_train_days: int,
+    data_end: pd.Timestamp,
+    data_start: pd.Timestamp | None,
+    shortest: NotEvaluated,
+) -> str:
     """Why nothing can be evaluated, in one sentence: the history there is against the history the
     shortest horizon needs (or what else stops it), and what would help."""
     if shortest.needs_days is None:
         return f"{history}; no horizon can be backtested: {shortest.horizon_days} days: {shortest.reason}"
     h = shortest.horizon_days
     needed = history_needed(step_days, min_train_days, h)
-    return (f"{history}; a backtest needs known {h}-day outcomes at a test cutoff after at least "
-            f"{min_train_cutoffs(step_days, min_train_days)} training cutoffs "
-            f"whose {h}-day outcomes are known there: at least {needed} days from the first cutoff to the end of the data, "
-            f"{shortest.needs_days} more than it has. {_advice(cutoffs, step_days, min_train_days, data_end, data_start, shortest.needs_days)}")
+    return (
+        f"{history}; a backtest needs known {h}-day outcomes at a test cutoff after at least "
+        f"{min_train_cutoffs(step_days, min_train_days)} training cutoffs "
+        f"whose {h}-day outcomes are known there: at least {needed} days from the first cutoff to the end of the data, "
+        f"{shortest.needs_days} more than it has. {_advice(cutoffs, step_days, min_train_days, data_end, data_start, shortest.needs_days)}"
+    )
 
 
 def _utc(day: str | pd.Timestamp) -> pd.Timestamp:
@@ -217,8 +277,15 @@ def _utc(day: str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
 
 
-def plan_backtest(panel: pd.DataFrame, folds: int, *, min_train_days: int = MIN_TRAIN_DAYS, data_end: pd.Timestamp | None = None,
-                  data_start: pd.Timestamp | None = None, calendar: Mapping[str, str] | None = None) -> BacktestPlan:
+def plan_backtest(
+    panel: pd.DataFrame,
+    folds: int,
+    *,
+    min_train_days: int = MIN_TRAIN_DAYS,
+    data_end: pd.Timestamp | None = None,
+    data_start: pd.Timestamp | None = None,
+    calendar: Mapping[str, str] | None = None,
+) -> BacktestPlan:
     """The test cutoffs of each horizon (module docstring), what cannot be evaluated and why.
 
     `data_end` is the end of the data (panel_summary.json); without it, the labels show a lower
@@ -241,15 +308,29 @@ def plan_backtest(panel: pd.DataFrame, folds: int, *, min_train_days: int = MIN_
             continue
         tested[h] = tuple(sorted(set(eligible[-folds:]) | (set(extra) & set(eligible))))
         if len(eligible) < folds:
-            notes.append(f"{h} days: {len(eligible)} fold{'s' if len(eligible) > 1 else ''} instead of the {folds} asked (the history holds "
-                         f"{len(eligible)} cutoff{'s' if len(eligible) > 1 else ''} with a known {h}-day outcome after {train_cutoffs} "
-                         "training cutoffs)")
+            notes.append(
+                f"{h} days: {len(eligible)} fold{'s' if len(eligible) > 1 else ''} instead of the {folds} asked (the history holds "
+                f"{len(eligible)} cutoff{'s' if len(eligible) > 1 else ''} with a known {h}-day outcome after {train_cutoffs} "
+                "training cutoffs)"
+            )
     history = describe_history(cutoffs, step, end)
     shortfall = None
     if not tested:
         shortfall = _shortfall(history, cutoffs, step, min_train_days, end, data_start, skipped[0])
     calendar_tested = {c: why for c, why in sorted(extra.items()) if any(c in cutoffs for cutoffs in tested.values())}
-    return BacktestPlan(folds, step, min_train_days, train_cutoffs, end, tested, tuple(skipped), tuple(notes), history, shortfall, calendar_tested)
+    return BacktestPlan(
+        folds,
+        step,
+        min_train_days,
+        train_cutoffs,
+        end,
+        tested,
+        tuple(skipped),
+        tuple(notes),
+        history,
+        shortfall,
+        calendar_tested,
+    )
 
 
 # -- the folds ------------------------------------------------------------------------------------
@@ -291,10 +372,15 @@ def run_fold(job: FoldJob) -> dict:
         frame[[f"p_{h}d" for h in HORIZONS]] = curve
         preds.append(frame.assign(model=name))
     tested = ", ".join(str(h) for h in job.horizons)
-    return {"preds": preds, "line": f"fold {job.test_cutoff.date()} ({tested} days): {len(train):,} training rows, {len(test):,} test rows"}
+    return {
+        "preds": preds,
+        "line": f"fold {job.test_cutoff.date()} ({tested} days): {len(train):,} training rows, {len(test):,} test rows",
+    }
 
 
-def score_backtest(pooled: pd.DataFrame, plan: BacktestPlan, *, budget: float, churned_at: pd.Series | None) -> pd.DataFrame:
+def score_backtest(
+    pooled: pd.DataFrame, plan: BacktestPlan, *, budget: float, churned_at: pd.Series | None
+) -> pd.DataFrame:
     """One row per model and evaluated horizon: the horizon's folds, then score_metrics on the rows
     whose outcome is known (pooled holds a horizon's outcome only at the folds planned for it)."""
     rows = []
@@ -303,12 +389,27 @@ def score_backtest(pooled: pd.DataFrame, plan: BacktestPlan, *, budget: float, c
             if h not in plan.test_cutoffs:
                 continue
             known = group[label].notna().to_numpy()
-            frame = pd.DataFrame({"account_id": group["account_id"], "cutoff": group["cutoff"], "y": group[label],
-                                  "score": group[f"p_{h}d"], "arr": group["arr_current"]})[known]
+            frame = pd.DataFrame(
+                {
+                    "account_id": group["account_id"],
+                    "cutoff": group["cutoff"],
+                    "y": group[label],
+                    "score": group[f"p_{h}d"],
+                    "arr": group["arr_current"],
+                }
+            )[known]
             cutoffs = plan.test_cutoffs[h]
             metrics = score_metrics(frame.assign(y=frame["y"].astype(int)), budget=budget, churned_at=churned_at)
-            rows.append({"model": name, "horizon_days": h, "folds": len(cutoffs), "first_test_cutoff": str(cutoffs[0].date()),
-                         "last_test_cutoff": str(cutoffs[-1].date()), **metrics})
+            rows.append(
+                {
+                    "model": name,
+                    "horizon_days": h,
+                    "folds": len(cutoffs),
+                    "first_test_cutoff": str(cutoffs[0].date()),
+                    "last_test_cutoff": str(cutoffs[-1].date()),
+                    **metrics,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -337,7 +438,10 @@ def run_backtest(
     plan = plan or plan_backtest(panel, folds)
     if plan.shortfall:
         raise InputError(plan.shortfall)
-    jobs = [FoldJob(i, c, panel, features, params, baselines, oracle, trainer, plan.horizons_at(c)) for i, c in enumerate(plan.fold_cutoffs)]
+    jobs = [
+        FoldJob(i, c, panel, features, params, baselines, oracle, trainer, plan.horizons_at(c))
+        for i, c in enumerate(plan.fold_cutoffs)
+    ]
     mapper = map_folds if map_folds is not None and trainer is None else serial_map
     preds = []
     for result in mapper(run_fold, jobs):

@@ -21,7 +21,9 @@ TRIGGERS: dict[str, str] = {
     "NPS detractor": "nps_detractor == 1",
     "no activity for 7+ days": "zero_usage_streak_days >= 7",
     "logins down 50%+": "logins_change_30d <= -0.5",
-    "billing dispute, legal threat or security incident in 180 days": "billing_dispute_180d + legal_threat_180d + security_incident_180d >= 1",
+    "billing dispute, legal threat or security incident in 180 days": (
+        "billing_dispute_180d + legal_threat_180d + security_incident_180d >= 1"
+    ),
     "executive sponsor left": "sponsor_left_180d >= 1",
     "3 contacts on one issue": "same_issue_contacts_max_30d >= 3",
     "failed payment": "payment_failed_180d >= 1",
@@ -53,7 +55,10 @@ class RulesBaseline:
 
     def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
         count = np.minimum(rule_count(panel), 5)
-        cols = [pd.Series(count).map(self.rates_[label].drop("base")).fillna(self.rates_[label]["base"]).to_numpy() for label in LABELS]
+        cols = [
+            pd.Series(count).map(self.rates_[label].drop("base")).fillna(self.rates_[label]["base"]).to_numpy()
+            for label in LABELS
+        ]
         return np.maximum.accumulate(np.column_stack(cols), axis=1)
 
 
@@ -72,8 +77,10 @@ class LogisticBaseline:
         cats = [f for f in self.features if f in CATEGORICAL]
         nums = [f for f in self.features if f not in CATEGORICAL]
         prep = ColumnTransformer(
-            [("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), nums),
-             ("cat", OneHotEncoder(handle_unknown="ignore"), cats)]
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), nums),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+            ]
         )
         # Newton steps with a Cholesky solve: the same penalised likelihood as lbfgs, found in a few
         # iterations where rows far outnumber columns (a backtest fold: 25,000 x 144), about 2x faster

@@ -65,17 +65,33 @@ class CurveParams(BaseModel):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
     early_stopping_rounds: int = Field(50, ge=0, description="0: no early stopping (grow n_estimators trees)")
-    valid_fraction: float = Field(0.2, gt=0, lt=1, description="share of the latest training cutoffs held out for early stopping, the search and calibration")
-    valid_gap_days: int = Field(0, ge=0, description="days between the last fitting cutoff and the first held-out cutoff (the fitting "
-                                "labels are censored at the first held-out cutoff: no gap is needed to keep outcomes apart)")
+    valid_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="share of the latest training cutoffs held out for early stopping, the search and calibration",
+    )
+    valid_gap_days: int = Field(
+        0,
+        ge=0,
+        description="days between the last fitting cutoff and the first held-out cutoff (the fitting "
+        "labels are censored at the first held-out cutoff: no gap is needed to keep outcomes apart)",
+    )
     calibrate: bool = True
     #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
     #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
     #: by accident of the data. Features absent from the panel are ignored.
     monotone: dict[str, int] = Field(
         default_factory=lambda: {
-            "days_since_last_login": 1, "zero_usage_streak_days": 1, "zero_usage_days_30d": 1, "critical_moments_90d": 1,
-            "cancel_mentions_90d": 1, "legal_threat_180d": 1, "billing_dispute_180d": 1, "nps_last": -1, "csat_mean_180d": -1,
+            "days_since_last_login": 1,
+            "zero_usage_streak_days": 1,
+            "zero_usage_days_30d": 1,
+            "critical_moments_90d": 1,
+            "cancel_mentions_90d": 1,
+            "legal_threat_180d": 1,
+            "billing_dispute_180d": 1,
+            "nps_last": -1,
+            "csat_mean_180d": -1,
         }
     )
     seed: int = 42
@@ -92,7 +108,9 @@ class CurveParams(BaseModel):
         for i, candidate in enumerate(search, 1):
             unknown = sorted(set(candidate) - set(SEARCHABLE))
             if unknown:
-                raise ValueError(f"candidate {i} sets {', '.join(unknown)}; a candidate may set only {', '.join(SEARCHABLE)}")
+                raise ValueError(
+                    f"candidate {i} sets {', '.join(unknown)}; a candidate may set only {', '.join(SEARCHABLE)}"
+                )
             try:
                 CurveParams(**candidate)
             except ValidationError as exc:
@@ -181,8 +199,13 @@ def fit_calibration(pools: list[tuple[np.ndarray, np.ndarray]]) -> list[Calibrat
     (fewer than MIN_CALIBRATION_EVENTS churn events or survivals) takes the shift of the horizon
     before it (the first horizons: of the first fitted one; none fitted: no shift), and a shift
     below the previous horizon's is raised to it, so the curve stays non-decreasing."""
-    shifts = pd.Series([log_odds_shift(raw, y) if min(y.sum(), len(y) - y.sum()) >= MIN_CALIBRATION_EVENTS else np.nan
-                        for raw, y in pools], dtype=float)
+    shifts = pd.Series(
+        [
+            log_odds_shift(raw, y) if min(y.sum(), len(y) - y.sum()) >= MIN_CALIBRATION_EVENTS else np.nan
+            for raw, y in pools
+        ],
+        dtype=float,
+    )
     return [Calibrator(float(s)) for s in shifts.ffill().bfill().fillna(0.0).cummax()]
 
 
@@ -284,7 +307,12 @@ class RiskCurveModel:
             return self.boosters[k].predict(X, pred_contrib=True, **kw)
         n = len(X)
         stacked = np.vstack([self.design(X, j) for j in range(k + 1)])
-        contrib = self.boosters[0].predict(stacked, pred_contrib=True, **kw).reshape(k + 1, n, F + len(self.internal) + 1).mean(axis=0)
+        contrib = (
+            self.boosters[0]
+            .predict(stacked, pred_contrib=True, **kw)
+            .reshape(k + 1, n, F + len(self.internal) + 1)
+            .mean(axis=0)
+        )
         return np.column_stack([contrib[:, :F], contrib[:, F:].sum(axis=1)])
 
     # -- persistence ----------------------------------------------------------------------------
@@ -294,9 +322,16 @@ class RiskCurveModel:
         folder.mkdir(parents=True, exist_ok=True)
         for k, booster in enumerate(self.boosters):
             booster.save_model(str(folder / f"booster_{k}.txt"))
-        meta = {"formulation": self.formulation, "features": self.features, "categories": self.categories,
-                "calibrators": [c.to_dict() for c in self.calibrators] if self.calibrators else None,
-                "params": self.params, "info": self.info, "boosters": len(self.boosters), "internal": list(self.internal)}
+        meta = {
+            "formulation": self.formulation,
+            "features": self.features,
+            "categories": self.categories,
+            "calibrators": [c.to_dict() for c in self.calibrators] if self.calibrators else None,
+            "params": self.params,
+            "info": self.info,
+            "boosters": len(self.boosters),
+            "internal": list(self.internal),
+        }
         (folder / "model.json").write_text(json.dumps(meta, indent=1, default=str))
 
     @classmethod
@@ -307,8 +342,16 @@ class RiskCurveModel:
         meta = json.loads((folder / "model.json").read_text())
         boosters = [lgb.Booster(model_file=str(folder / f"booster_{k}.txt")) for k in range(meta["boosters"])]
         calibrators = [calibrator_from_dict(c) for c in meta["calibrators"]] if meta["calibrators"] else None
-        return cls(boosters, meta["features"], meta["categories"], meta["formulation"], calibrators, meta["params"], meta["info"],
-                   tuple(meta.get("internal", INTERNAL)))
+        return cls(
+            boosters,
+            meta["features"],
+            meta["categories"],
+            meta["formulation"],
+            calibrators,
+            meta["params"],
+            meta["info"],
+            tuple(meta.get("internal", INTERNAL)),
+        )
 
 
 def expand_intervals(panel: pd.DataFrame) -> pd.DataFrame:
@@ -319,7 +362,15 @@ def expand_intervals(panel: pd.DataFrame) -> pd.DataFrame:
         now = panel[label]
         known = now.notna() & previous.notna() & (previous == 0)
         rows = np.flatnonzero(known.to_numpy())
-        parts.append(pd.DataFrame({"row": rows, "interval": k, "event": now.to_numpy(dtype="float64", na_value=np.nan)[rows].astype(np.int8)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": rows,
+                    "interval": k,
+                    "event": now.to_numpy(dtype="float64", na_value=np.nan)[rows].astype(np.int8),
+                }
+            )
+        )
         previous = now
     return pd.concat(parts, ignore_index=True)
 
@@ -331,8 +382,11 @@ def _labels(panel: pd.DataFrame, label: str) -> np.ndarray:
 def _outcomes_through(panel: pd.DataFrame) -> str:
     """The latest moment whose outcome the training labels reveal (cutoff + horizon of a known label):
     snapshots at or after it are out of time for this model."""
-    ends = [panel.loc[panel[label].notna(), "cutoff"].max() + pd.Timedelta(days=h) for h, label in zip(HORIZONS, LABELS, strict=True)
-            if panel[label].notna().any()]
+    ends = [
+        panel.loc[panel[label].notna(), "cutoff"].max() + pd.Timedelta(days=h)
+        for h, label in zip(HORIZONS, LABELS, strict=True)
+        if panel[label].notna().any()
+    ]
     return str(max(ends).isoformat()) if ends else ""
 
 
@@ -341,8 +395,16 @@ class BoosterTrainer(Protocol):
 
     name: str
 
-    def __call__(self, lgb_params: dict, fit: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray], names: list[str],
-                 categorical: list[int], rounds: int, early_stopping_rounds: int) -> tuple[object, int]: ...
+    def __call__(
+        self,
+        lgb_params: dict,
+        fit: tuple[np.ndarray, np.ndarray],
+        valid: tuple[np.ndarray, np.ndarray],
+        names: list[str],
+        categorical: list[int],
+        rounds: int,
+        early_stopping_rounds: int,
+    ) -> tuple[object, int]: ...
 
 
 class LocalTrainer:
@@ -393,11 +455,17 @@ def held_out_split(panel: pd.DataFrame, params: CurveParams, k: int) -> HeldOut:
     known = ~np.isnan(_labels(panel, LABELS[k]))
     cutoffs = np.sort(panel.loc[known, "cutoff"].unique())
     if len(cutoffs) < 2:
-        raise InputError(f"snapshot panel: the {HORIZONS[k]}-day label is known at {len(cutoffs)} cutoff(s); training needs at least two "
-                         "(more history, or more frequent cutoffs with `churn features --every`)")
+        raise InputError(
+            f"snapshot panel: the {HORIZONS[k]}-day label is known at {len(cutoffs)} cutoff(s); training needs at least two "
+            "(more history, or more frequent cutoffs with `churn features --every`)"
+        )
     at = pd.Timestamp(cutoffs[min(int(len(cutoffs) * (1 - params.valid_fraction)), len(cutoffs) - 1)])
     cutoff = panel["cutoff"]
-    fit = known & (cutoff <= at - pd.Timedelta(days=params.valid_gap_days)).to_numpy() & (cutoff + pd.Timedelta(days=HORIZONS[k]) <= at).to_numpy()
+    fit = (
+        known
+        & (cutoff <= at - pd.Timedelta(days=params.valid_gap_days)).to_numpy()
+        & (cutoff + pd.Timedelta(days=HORIZONS[k]) <= at).to_numpy()
+    )
     valid = known & (cutoff > at).to_numpy()
     if fit.any() and valid.any():
         return HeldOut(fit, valid, at)
@@ -430,14 +498,26 @@ def choose_candidate(losses: list[np.ndarray], events: float, leaves: list[int])
 
 def lightgbm_params(params: CurveParams, names: list[str]) -> dict:
     """lightgbm.train's parameters for these curve parameters (`names`: the booster's columns)."""
-    return {"objective": "binary", "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
-            "min_child_samples": params.min_child_samples, "subsample": params.subsample, "subsample_freq": 1,
-            "colsample_bytree": params.colsample_bytree, "reg_lambda": params.reg_lambda, "seed": params.seed,
-            "num_threads": params.num_threads, "verbose": -1, "monotone_constraints": [int(params.monotone.get(c, 0)) for c in names],
-            "monotone_constraints_method": "advanced"}
+    return {
+        "objective": "binary",
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "min_child_samples": params.min_child_samples,
+        "subsample": params.subsample,
+        "subsample_freq": 1,
+        "colsample_bytree": params.colsample_bytree,
+        "reg_lambda": params.reg_lambda,
+        "seed": params.seed,
+        "num_threads": params.num_threads,
+        "verbose": -1,
+        "monotone_constraints": [int(params.monotone.get(c, 0)) for c in names],
+        "monotone_constraints_method": "advanced",
+    }
 
 
-def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | None = None, trainer: BoosterTrainer | None = None) -> RiskCurveModel:
+def fit_curve(
+    panel: pd.DataFrame, features: list[str], params: CurveParams | None = None, trainer: BoosterTrainer | None = None
+) -> RiskCurveModel:
     """Fit on the panel's cutoffs, the latest `valid_fraction` of them held out (held_out_split)
     for early stopping, the search and the calibration. With `params.search`, every candidate grows
     on the same fitting rows and `choose_candidate` keeps one (`info["search"]` has each one's
@@ -449,7 +529,9 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
 
     params = params or CurveParams()
     trainer = trainer or LocalTrainer()
-    model = RiskCurveModel([], list(features), category_levels(panel, features), params.formulation, params=params.model_dump())
+    model = RiskCurveModel(
+        [], list(features), category_levels(panel, features), params.formulation, params=params.model_dump()
+    )
     X = model.encode(panel)
     hazard = params.formulation == "hazard"
     names = [*features, *INTERNAL] if hazard else list(features)
@@ -465,42 +547,77 @@ def fit_curve(panel: pd.DataFrame, features: list[str], params: CurveParams | No
             keep = ~np.isnan(y)
             return X[index[keep]], y[keep]
         expanded = expand_intervals(part)
-        return model.design(X[index[expanded["row"].to_numpy()]], expanded["interval"].to_numpy()), expanded["event"].to_numpy(dtype=float)
+        return model.design(X[index[expanded["row"].to_numpy()]], expanded["interval"].to_numpy()), expanded[
+            "event"
+        ].to_numpy(dtype=float)
 
     # the hazard model splits where the first interval is known; each horizon's classifier on its own label
-    splits = [held_out_split(panel, params, 0)] * len(HORIZONS) if hazard else [held_out_split(panel, params, k) for k in range(len(HORIZONS))]
+    splits = (
+        [held_out_split(panel, params, 0)] * len(HORIZONS)
+        if hazard
+        else [held_out_split(panel, params, k) for k in range(len(HORIZONS))]
+    )
     targets = [None] if hazard else list(range(len(HORIZONS)))
-    data = [(dataset(s.fit, k, s.at if s.censored else None), dataset(s.valid, k)) for s, k in ((splits[k or 0], k) for k in targets)]
+    data = [
+        (dataset(s.fit, k, s.at if s.censored else None), dataset(s.valid, k))
+        for s, k in ((splits[k or 0], k) for k in targets)
+    ]
 
     def grow(candidate: CurveParams) -> dict:
         started = time.perf_counter()
         lgb_params = lightgbm_params(candidate, names)
         boosters, best = [], []
         for fit, valid in data:
-            booster, iteration = trainer(lgb_params, fit, valid, names, categorical, candidate.n_estimators, candidate.early_stopping_rounds)
+            booster, iteration = trainer(
+                lgb_params, fit, valid, names, categorical, candidate.n_estimators, candidate.early_stopping_rounds
+            )
             boosters.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=iteration)))
             best.append(iteration)
-        losses = np.concatenate([row_log_loss(valid[1], b.predict(valid[0])) for b, (_, valid) in zip(boosters, data, strict=True)])
-        return {"boosters": boosters, "best_iteration": best, "losses": losses, "held_out_loss": float(losses.mean()),
-                "seconds": time.perf_counter() - started}
+        losses = np.concatenate(
+            [row_log_loss(valid[1], b.predict(valid[0])) for b, (_, valid) in zip(boosters, data, strict=True)]
+        )
+        return {
+            "boosters": boosters,
+            "best_iteration": best,
+            "losses": losses,
+            "held_out_loss": float(losses.mean()),
+            "seconds": time.perf_counter() - started,
+        }
 
     candidates = params.candidates()
     grown = [grow(candidate) for candidate in candidates]
-    chosen = choose_candidate([g["losses"] for g in grown], sum(valid[1].sum() for _, valid in data), [c.num_leaves for c in candidates])
+    chosen = choose_candidate(
+        [g["losses"] for g in grown], sum(valid[1].sum() for _, valid in data), [c.num_leaves for c in candidates]
+    )
     model.boosters = grown[chosen]["boosters"]
     model.params = candidates[chosen].model_dump()
-    model.info = {"fit_rows": [int(s.fit.sum()) for s in splits], "valid_rows": [int(s.valid.sum()) for s in splits],
-                  "training_rows": [len(fit[1]) for fit, _ in data], "best_iteration": grown[chosen]["best_iteration"],
-                  "split_cutoff": [str(s.at.date()) for s in splits], "trained_through": _outcomes_through(panel), "trainer": trainer.name,
-                  "search": [{**overrides, "held_out_loss": round(g["held_out_loss"], 6), "best_iteration": g["best_iteration"],
-                              "seconds": round(g["seconds"], 2)} for overrides, g in zip(params.search or ({},), grown, strict=True)],
-                  "chosen": chosen}
+    model.info = {
+        "fit_rows": [int(s.fit.sum()) for s in splits],
+        "valid_rows": [int(s.valid.sum()) for s in splits],
+        "training_rows": [len(fit[1]) for fit, _ in data],
+        "best_iteration": grown[chosen]["best_iteration"],
+        "split_cutoff": [str(s.at.date()) for s in splits],
+        "trained_through": _outcomes_through(panel),
+        "trainer": trainer.name,
+        "search": [
+            {
+                **overrides,
+                "held_out_loss": round(g["held_out_loss"], 6),
+                "best_iteration": g["best_iteration"],
+                "seconds": round(g["seconds"], 2),
+            }
+            for overrides, g in zip(params.search or ({},), grown, strict=True)
+        ],
+        "chosen": chosen,
+    }
     if params.calibrate:
         model.calibrators = fit_calibrators(model, panel, X, [s.valid for s in splits])
     return model
 
 
-def fit_calibrators(model: RiskCurveModel, panel: pd.DataFrame, X: np.ndarray, held_out: list[np.ndarray]) -> list[Calibrator]:
+def fit_calibrators(
+    model: RiskCurveModel, panel: pd.DataFrame, X: np.ndarray, held_out: list[np.ndarray]
+) -> list[Calibrator]:
     """The calibration of every horizon (fit_calibration) on the held-out snapshots whose outcome at
     that horizon is known, from their raw curve (`held_out`: each horizon's held-out rows)."""
     union = np.logical_or.reduce(held_out)

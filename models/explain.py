@@ -45,8 +45,13 @@ def by_family(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFr
 def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> pd.DataFrame:
     """Mean |contribution| per feature and family, for reports."""
     mean_abs = contrib.drop(columns="bias").abs().mean().sort_values(ascending=False)
-    return pd.DataFrame({"feature": mean_abs.index, "family": [specs[f].family if f in specs else "other" for f in mean_abs.index],
-                         "mean_abs_contribution": mean_abs.to_numpy()})
+    return pd.DataFrame(
+        {
+            "feature": mean_abs.index,
+            "family": [specs[f].family if f in specs else "other" for f in mean_abs.index],
+            "mean_abs_contribution": mean_abs.to_numpy(),
+        }
+    )
 
 
 def raw_hazard_scores(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> np.ndarray:
@@ -99,8 +104,13 @@ def explanation(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 
         F = len(model.features)
         values = full[:, :F]
         base = np.mean([part.base_values for part in parts], axis=0) + full[:, F:].sum(axis=1)
-    return shap.Explanation(values, base_values=base, data=X, display_data=_display(X, model.features, model.categories),
-                            feature_names=list(model.features))
+    return shap.Explanation(
+        values,
+        base_values=base,
+        data=X,
+        display_data=_display(X, model.features, model.categories),
+        feature_names=list(model.features),
+    )
 
 
 def _dense(matrix) -> np.ndarray:
@@ -139,8 +149,10 @@ def baseline_explanation(baseline, panel: pd.DataFrame, horizon_days: int = 90, 
     k = _horizon(horizon_days)
     pipeline = baseline.models_[k]
     if not hasattr(pipeline, "predict_proba"):
-        raise InputError(f"logistic baseline: no regression at {horizon_days} days (the training outcomes there were all one class "
-                         "or unknown); nothing to explain")
+        raise InputError(
+            f"logistic baseline: no regression at {horizon_days} days (the training outcomes there were all one class "
+            "or unknown); nothing to explain"
+        )
     if not len(panel):
         raise InputError("panel: no rows to explain")
     prep, regression = pipeline[0], pipeline[-1]
@@ -149,7 +161,17 @@ def baseline_explanation(baseline, panel: pd.DataFrame, horizon_days: int = 90, 
     explainer = shap.LinearExplainer(regression, shap.maskers.Independent(background.mean(axis=0, keepdims=True)))
     values = explainer.shap_values(Z) @ _owners(prep, baseline.features)
     cat = next((t for _, t, _ in prep.transformers_ if hasattr(t, "categories_")), None)
-    levels = {c: [str(v) for v in lv] for c, lv in zip(cat.feature_names_in_, cat.categories_, strict=True)} if cat is not None else {}
-    X = RiskCurveModel([], list(baseline.features), levels).encode(panel)  # the curve's encoding, with the baseline's levels
-    return shap.Explanation(values, base_values=np.full(len(Z), float(explainer.expected_value)), data=X,
-                            display_data=_display(X, baseline.features, levels), feature_names=list(baseline.features))
+    levels = (
+        {c: [str(v) for v in lv] for c, lv in zip(cat.feature_names_in_, cat.categories_, strict=True)}
+        if cat is not None
+        else {}
+    )
+    # the curve's encoding, with the baseline's levels
+    X = RiskCurveModel([], list(baseline.features), levels).encode(panel)
+    return shap.Explanation(
+        values,
+        base_values=np.full(len(Z), float(explainer.expected_value)),
+        data=X,
+        display_data=_display(X, baseline.features, levels),
+        feature_names=list(baseline.features),
+    )

@@ -39,7 +39,9 @@ def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
     if len(y) == 0:
         notes.append("no test row to score: every metric is undefined")
     elif y.sum() == 0:
-        notes.append(f"only one class among the {len(y):,} test rows (no churner): ROC-AUC, PR-AUC, lift, recall and lead time are undefined")
+        notes.append(
+            f"only one class among the {len(y):,} test rows (no churner): ROC-AUC, PR-AUC, lift, recall and lead time are undefined"
+        )
     elif y.sum() == len(y):
         notes.append(f"only one class among the {len(y):,} test rows (all churned): ROC-AUC and PR-AUC are undefined")
     if caught == 0 and y.sum() > 0:
@@ -59,7 +61,11 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
     frame = frame[scored]
     y = frame["y"].to_numpy(dtype=float)
     p = frame["score"].to_numpy(dtype=float)
-    out: dict = {"rows": len(frame), "positives": int(y.sum()), "base_rate": float(y.mean()) if len(y) else float("nan")}
+    out: dict = {
+        "rows": len(frame),
+        "positives": int(y.sum()),
+        "base_rate": float(y.mean()) if len(y) else float("nan"),
+    }
     both = 0 < y.sum() < len(y)
     out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
     out["pr_auc"] = float(average_precision_score(y, p)) if both else float("nan")
@@ -73,7 +79,9 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
     out["recall_at_budget"] = float(caught.sum() / y.sum()) if y.sum() else float("nan")
     if "arr" in frame:
         arr = frame["arr"].to_numpy(dtype=float)
-        out["arr_recall_at_budget"] = float((arr * caught).sum() / (arr * y).sum()) if (arr * y).sum() > 0 else float("nan")
+        out["arr_recall_at_budget"] = (
+            float((arr * caught).sum() / (arr * y).sum()) if (arr * y).sum() > 0 else float("nan")
+        )
     if churned_at is not None:
         hits = frame.loc[caught, ["account_id", "cutoff"]]
         first = hits.groupby("account_id")["cutoff"].min()

@@ -20,8 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.vocabulary import CHANNELS, PRIORITIES, SCORED_EVENT_RANGES, TICKET_CATEGORIES
 
 INPUTS = [
-    "first_response_hours", "resolution_hours", "transfers", "customer_messages", "agent_messages", "sentiment_mean", "sentiment_min",
-    "sentiment_last", "drift_last", "critical_moments", "rephrasings", "awaited_unanswered", "category", "priority", "channel",
+    "first_response_hours",
+    "resolution_hours",
+    "transfers",
+    "customer_messages",
+    "agent_messages",
+    "sentiment_mean",
+    "sentiment_min",
+    "sentiment_last",
+    "drift_last",
+    "critical_moments",
+    "rephrasings",
+    "awaited_unanswered",
+    "category",
+    "priority",
+    "channel",
 ]
 SCORES = SCORED_EVENT_RANGES
 
@@ -39,7 +52,9 @@ def ticket_outcome_inputs(tickets: pd.DataFrame, ticket_events: pd.DataFrame, si
     """Per ticket with a resolution: inputs as of its first resolution, and its CSAT/CES answers (with their times)."""
     ev = ticket_events
     resolved = ev[ev["kind"] == "resolved"].groupby("ticket_id", as_index=False)["at"].min()
-    t = tickets[["ticket_id", "account_id", "created_at", "category", "priority", "channel"]].merge(resolved, on="ticket_id")
+    t = tickets[["ticket_id", "account_id", "created_at", "category", "priority", "channel"]].merge(
+        resolved, on="ticket_id"
+    )
     before = ev.merge(t[["ticket_id", "at"]].rename(columns={"at": "resolved_at"}), on="ticket_id")
     before = before[before["at"] <= before["resolved_at"]]
     first = before[before["kind"] == "first_response"].groupby("ticket_id")["at"].min()
@@ -93,8 +108,15 @@ def predict_outcomes(inputs: pd.DataFrame, params: OutcomeParams | None = None) 
             if train.sum() < params.min_answers:
                 continue
             model = lgb.LGBMRegressor(
-                n_estimators=params.n_estimators, num_leaves=params.num_leaves, learning_rate=params.learning_rate,
-                min_child_samples=20, subsample=1.0, deterministic=True, num_threads=1, random_state=0, verbose=-1,
+                n_estimators=params.n_estimators,
+                num_leaves=params.num_leaves,
+                learning_rate=params.learning_rate,
+                min_child_samples=20,
+                subsample=1.0,
+                deterministic=True,
+                num_threads=1,
+                random_state=0,
+                verbose=-1,
             )
             model.fit(X[train], inputs.loc[train, score])
             rows = (month == start).to_numpy()

@@ -78,8 +78,13 @@ def readable(explanation, specs: Mapping):
         spec = specs.get(feature)
         return textwrap.shorten(re.sub(r" \([^)]*\)", "", spec.description), 60, placeholder="...") if spec else feature
 
-    return shap.Explanation(explanation.values, base_values=explanation.base_values, data=explanation.data,
-                            display_data=explanation.display_data, feature_names=[name(f) for f in explanation.feature_names])
+    return shap.Explanation(
+        explanation.values,
+        base_values=explanation.base_values,
+        data=explanation.data,
+        display_data=explanation.display_data,
+        feature_names=[name(f) for f in explanation.feature_names],
+    )
 
 
 def beeswarm_figure(explanation, horizon_days: int = 90, max_display: int = 12, title: str | None = None):
@@ -89,8 +94,14 @@ def beeswarm_figure(explanation, horizon_days: int = 90, max_display: int = 12, 
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 0.45 * max_display + 1.8))
-    shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None,
-                        color_bar_label="the signal's value (red high, blue low)")
+    shap.plots.beeswarm(
+        explanation,
+        max_display=max_display,
+        ax=ax,
+        show=False,
+        plot_size=None,
+        color_bar_label="the signal's value (red high, blue low)",
+    )
     ax.set_xlabel(f"effect on the {horizon_days}-day churn risk, in log-odds (left lowers it, right raises it)")
     ax.set_title(title or f"How each signal moves the {horizon_days}-day churn risk, account by account")
     return fig
@@ -111,7 +122,9 @@ def waterfall_figure(row, horizon_days: int = 90, max_display: int = 10, title: 
     return fig
 
 
-def explanation_figures(model, panel: pd.DataFrame, specs: Mapping | None = None, horizons: tuple[int, ...] = HORIZONS) -> dict:
+def explanation_figures(
+    model, panel: pd.DataFrame, specs: Mapping | None = None, horizons: tuple[int, ...] = HORIZONS
+) -> dict:
     """{name: Figure} to log with a model: the beeswarm of `panel` (a sample of the latest cutoff)
     at each horizon, as `shap_beeswarm_<h>d`."""
     from features.registry import feature_specs

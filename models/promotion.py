@@ -53,28 +53,41 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, poli
         ece = challenger.get(metric_key("ece", h))
         new = challenger.get(metric_key(policy.metric, h))
         if ece is None and new is None:
-            notes.append(f"{h} days: not evaluated by the challenger's backtest (its test cutoffs have no known {h}-day outcomes)")
+            notes.append(
+                f"{h} days: not evaluated by the challenger's backtest (its test cutoffs have no known {h}-day outcomes)"
+            )
             continue
         if ece is None:
             notes.append(_missing("challenger", "ECE", h))
         elif ece > policy.max_ece:
             reasons.append(f"challenger's {h}-day ECE {ece:.4f} exceeds the calibration bound {policy.max_ece}")
         old = champion.get(metric_key(policy.metric, h)) if champion else None
-        comparison.append({"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": old, "challenger_ece": ece})
+        comparison.append(
+            {"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": old, "challenger_ece": ece}
+        )
         if champion is None:
             continue
         if new is None or old is None:
             notes.append(_missing("challenger" if new is None else "champion", policy.metric, h))
         elif new < old - policy.tolerance:
-            reasons.append(f"challenger's {h}-day {policy.metric} {new:.4f} is below the champion's {old:.4f} by more than the tolerance {policy.tolerance}")
+            reasons.append(
+                f"challenger's {h}-day {policy.metric} {new:.4f} is below the champion's {old:.4f} by more "
+                f"than the tolerance {policy.tolerance}"
+            )
     compared = [c["horizon_days"] for c in comparison if c["challenger"] is not None and c["champion"] is not None]
     if not comparison:
-        reasons.append("the challenger's backtest has no figures at any horizon of the policy "
-                       f"({', '.join(map(str, policy.horizons))} days): nothing to judge it on")
+        reasons.append(
+            "the challenger's backtest has no figures at any horizon of the policy "
+            f"({', '.join(map(str, policy.horizons))} days): nothing to judge it on"
+        )
     elif champion is not None and not compared:
-        reasons.append(f"no horizon has {policy.metric} for both the challenger and the champion: they cannot be compared")
+        reasons.append(
+            f"no horizon has {policy.metric} for both the challenger and the champion: they cannot be compared"
+        )
     elif champion is not None and len(compared) < len(policy.horizons):
-        notes.append(f"{policy.metric} compared at {', '.join(map(str, compared))} days only (the horizons both backtests have)")
+        notes.append(
+            f"{policy.metric} compared at {', '.join(map(str, compared))} days only (the horizons both backtests have)"
+        )
     return {"promote": not reasons, "reasons": reasons, "notes": notes, "comparison": comparison}
 
 

@@ -51,11 +51,25 @@ class Reference:
     typical: pd.DataFrame
 
     @classmethod
-    def of(cls, horizon_days: int, risk: np.ndarray, contrib: np.ndarray, frame: pd.DataFrame, features: Sequence[str],
-           specs: Mapping[str, FeatureSpec]) -> Reference:
+    def of(
+        cls,
+        horizon_days: int,
+        risk: np.ndarray,
+        contrib: np.ndarray,
+        frame: pd.DataFrame,
+        features: Sequence[str],
+        specs: Mapping[str, FeatureSpec],
+    ) -> Reference:
         """The base's reference from its risks [n], contributions [n, features] and values (`frame`)."""
-        numeric = [f for f in features if f in frame.columns and (s := specs.get(f)) is not None and s.role == "driver"
-                   and s.unit not in _NO_TYPICAL and s.kind == "numeric"]
+        numeric = [
+            f
+            for f in features
+            if f in frame.columns
+            and (s := specs.get(f)) is not None
+            and s.role == "driver"
+            and s.unit not in _NO_TYPICAL
+            and s.kind == "numeric"
+        ]
         values = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
         typical = values.median().to_frame("").T
         if "segment" in frame.columns and len(frame):
@@ -63,7 +77,12 @@ class Reference:
             sizes = segment.value_counts()
             big = sizes.index[sizes >= MIN_PEERS]
             if len(big):
-                typical = pd.concat([typical, values[segment.isin(big).to_numpy()].groupby(segment[segment.isin(big)].to_numpy()).median()])
+                typical = pd.concat(
+                    [
+                        typical,
+                        values[segment.isin(big).to_numpy()].groupby(segment[segment.isin(big)].to_numpy()).median(),
+                    ]
+                )
         rate = base_rate(risk)
         mean = contrib.mean(axis=0) if len(contrib) else np.zeros(len(features))
         return cls(horizon_days, rate, mean, typical)
@@ -107,7 +126,9 @@ def _number(value: float, spec: FeatureSpec) -> str:
     if spec.unit == "usd":
         return f"${value:,.0f}"
     if spec.unit in ("pct_change", "pct_per_week"):
-        return f"{'up' if value >= 0 else 'down'} {abs(value) * 100:.0f}%" + (" a week" if spec.unit == "pct_per_week" else "")
+        return f"{'up' if value >= 0 else 'down'} {abs(value) * 100:.0f}%" + (
+            " a week" if spec.unit == "pct_per_week" else ""
+        )
     if "{pct}%" in spec.template:
         return f"{value * 100:.0f}%"
     if spec.unit in ("ratio", "score"):
@@ -117,18 +138,22 @@ def _number(value: float, spec: FeatureSpec) -> str:
 
 
 def effect(pts: float, horizon_days: int) -> str:
-    """"adds 12 points to the 90-day risk" (one decimal below a point)."""
+    """ "adds 12 points to the 90-day risk" (one decimal below a point)."""
     size = abs(pts) * 100
     amount = f"{size:.0f}" if size >= 1 else f"{size:.1f}"
     noun = "point" if amount == "1" else "points"
-    return f"{'adds' if pts >= 0 else 'takes'} {amount} {noun} {'to' if pts >= 0 else 'off'} the {horizon_days}-day risk"
+    return (
+        f"{'adds' if pts >= 0 else 'takes'} {amount} {noun} {'to' if pts >= 0 else 'off'} the {horizon_days}-day risk"
+    )
 
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-def sentence(name: str, value: object, values: Mapping, specs: Mapping[str, FeatureSpec], reference: Reference | None) -> str:
+def sentence(
+    name: str, value: object, values: Mapping, specs: Mapping[str, FeatureSpec], reference: Reference | None
+) -> str:
     """The reason in words: the account's value, what it was before (where a baseline exists) and
     what the typical account of its segment shows."""
     spec = specs.get(name)
@@ -138,7 +163,13 @@ def sentence(name: str, value: object, values: Mapping, specs: Mapping[str, Feat
         return spec.sentence(None)
     text = spec.sentence(value)
     if spec.baseline and not _missing(change := values.get(spec.baseline)):
-        before = float(value) - float(change) if spec.unit == "score" else float(value) / (1.0 + float(change)) if float(change) > -1 else None
+        before = (
+            float(value) - float(change)
+            if spec.unit == "score"
+            else float(value) / (1.0 + float(change))
+            if float(change) > -1
+            else None
+        )
         if before is not None and np.isfinite(before) and abs(float(change)) > 1e-9:
             text += f", {'down' if float(value) < before else 'up'} from {_number(before, spec)} in the prior 90 days"
     if reference is not None and spec.role == "driver":
@@ -151,21 +182,37 @@ def sentence(name: str, value: object, values: Mapping, specs: Mapping[str, Feat
     return text
 
 
-def describe(name: str, contribution: float, pts: float, values: Mapping, specs: Mapping[str, FeatureSpec], reference: Reference) -> dict:
+def describe(
+    name: str, contribution: float, pts: float, values: Mapping, specs: Mapping[str, FeatureSpec], reference: Reference
+) -> dict:
     spec = specs.get(name)
     value = values.get(name)
-    return {"feature": name, "family": spec.family if spec else "other", "role": spec.role if spec else "driver",
-            "value": None if _missing(value) else value, "contribution": round(float(contribution), 4),
-            "points": round(float(pts) * 100, 2), "sentence": sentence(name, value, values, specs, reference),
-            "effect": effect(float(pts), reference.horizon_days)}
+    return {
+        "feature": name,
+        "family": spec.family if spec else "other",
+        "role": spec.role if spec else "driver",
+        "value": None if _missing(value) else value,
+        "contribution": round(float(contribution), 4),
+        "points": round(float(pts) * 100, 2),
+        "sentence": sentence(name, value, values, specs, reference),
+        "effect": effect(float(pts), reference.horizon_days),
+    }
 
 
 def is_driver(features: Sequence[str], specs: Mapping[str, FeatureSpec]) -> np.ndarray:
     return np.array([(s := specs.get(f)) is None or s.role == "driver" for f in features], dtype=bool)
 
 
-def account_reasons(contrib: np.ndarray, pts: np.ndarray, rest: float, features: Sequence[str], values: Mapping,
-                    specs: Mapping[str, FeatureSpec], reference: Reference, n: int = 3) -> dict:
+def account_reasons(
+    contrib: np.ndarray,
+    pts: np.ndarray,
+    rest: float,
+    features: Sequence[str],
+    values: Mapping,
+    specs: Mapping[str, FeatureSpec],
+    reference: Reference,
+    n: int = 3,
+) -> dict:
     """One account: drivers raising and lowering its risk (by points), the context, the base rate
     and the rest, so that base_rate + every feature's points + rest = the risk."""
     driver = is_driver(features, specs)
@@ -177,9 +224,14 @@ def account_reasons(contrib: np.ndarray, pts: np.ndarray, rest: float, features:
     def word(picked: list[int]) -> list[dict]:
         return [describe(features[i], contrib[i], pts[i], values, specs, reference) for i in picked]
 
-    return {"raising": word(raising), "lowering": word(lowering), "context": word(context),
-            "base_rate": round(reference.base_rate, 6), "rest_points": round(float(rest) * 100, 2),
-            "points_by_family": _by_family(pts, features, specs)}
+    return {
+        "raising": word(raising),
+        "lowering": word(lowering),
+        "context": word(context),
+        "base_rate": round(reference.base_rate, 6),
+        "rest_points": round(float(rest) * 100, 2),
+        "points_by_family": _by_family(pts, features, specs),
+    }
 
 
 def _by_family(pts: np.ndarray, features: Sequence[str], specs: Mapping[str, FeatureSpec]) -> dict[str, float]:
@@ -190,8 +242,15 @@ def _by_family(pts: np.ndarray, features: Sequence[str], specs: Mapping[str, Fea
     return {f: round(v, 2) for f, v in sorted(out.items(), key=lambda kv: -abs(kv[1]))}
 
 
-def top_reasons(contrib: np.ndarray, risk: np.ndarray, features: Sequence[str], records: Sequence[Mapping], specs: Mapping[str, FeatureSpec],
-                reference: Reference, n: int = 3) -> list[dict]:
+def top_reasons(
+    contrib: np.ndarray,
+    risk: np.ndarray,
+    features: Sequence[str],
+    records: Sequence[Mapping],
+    specs: Mapping[str, FeatureSpec],
+    reference: Reference,
+    n: int = 3,
+) -> list[dict]:
     """For every row of a contribution matrix [rows, features]: its top `n` drivers raising the
     risk and top `n` context features, with points. The ranking is one argsort over the matrix;
     only the chosen features become sentences."""
@@ -203,13 +262,24 @@ def top_reasons(contrib: np.ndarray, risk: np.ndarray, features: Sequence[str], 
     for i, record in enumerate(records):
         raising = [j for j in ranked_drivers[i] if driver[j] and pts[i, j] >= MIN_POINTS]
         context = [j for j in ranked_context[i] if not driver[j] and abs(pts[i, j]) >= MIN_POINTS]
-        out.append({"raising": tuple(describe(features[j], contrib[i, j], pts[i, j], record, specs, reference) for j in raising),
-                    "context": tuple(describe(features[j], contrib[i, j], pts[i, j], record, specs, reference) for j in context),
-                    "base_rate": reference.base_rate, "rest_points": round(float(rest[i]) * 100, 2)})
+        out.append(
+            {
+                "raising": tuple(
+                    describe(features[j], contrib[i, j], pts[i, j], record, specs, reference) for j in raising
+                ),
+                "context": tuple(
+                    describe(features[j], contrib[i, j], pts[i, j], record, specs, reference) for j in context
+                ),
+                "base_rate": reference.base_rate,
+                "rest_points": round(float(rest[i]) * 100, 2),
+            }
+        )
     return out
 
 
-def base_points(model, frame: pd.DataFrame, specs: Mapping[str, FeatureSpec], horizon_days: int = 90) -> tuple[np.ndarray, Reference]:
+def base_points(
+    model, frame: pd.DataFrame, specs: Mapping[str, FeatureSpec], horizon_days: int = 90
+) -> tuple[np.ndarray, Reference]:
     """Every account's points [n, features] at a horizon, measured against `frame` itself (a base
     scored at one cutoff), and that reference."""
     from core.vocabulary import HORIZONS
@@ -225,15 +295,23 @@ def feature_importance(pts: np.ndarray, features: Sequence[str], specs: Mapping[
     """Mean |points| per feature over a base (percentage points, either way), with its family, role
     and description, largest first."""
     found = [specs.get(f) for f in features]
-    table = pd.DataFrame({"feature": list(features), "family": [s.family if s else "other" for s in found],
-                          "role": [s.role if s else "driver" for s in found], "description": [s.description if s else f for s, f in zip(found, features, strict=True)],
-                          "mean_abs_points": np.abs(pts).mean(axis=0) * 100 if len(pts) else np.zeros(len(features))})
+    table = pd.DataFrame(
+        {
+            "feature": list(features),
+            "family": [s.family if s else "other" for s in found],
+            "role": [s.role if s else "driver" for s in found],
+            "description": [s.description if s else f for s, f in zip(found, features, strict=True)],
+            "mean_abs_points": np.abs(pts).mean(axis=0) * 100 if len(pts) else np.zeros(len(features)),
+        }
+    )
     return table.sort_values("mean_abs_points", ascending=False, ignore_index=True)
 
 
 def family_importance(pts: np.ndarray, features: Sequence[str], specs: Mapping[str, FeatureSpec]) -> pd.Series:
     """Mean |points| per driver family, and for all context together ("context"), over a base: a
     family's features are summed per account first, so signals that cancel out do not add up."""
-    groups = pd.Series([("context" if s.role == "context" else s.family) if (s := specs.get(f)) else "other" for f in features])
+    groups = pd.Series(
+        [("context" if s.role == "context" else s.family) if (s := specs.get(f)) else "other" for f in features]
+    )
     summed = pd.DataFrame(pts * 100).T.groupby(groups.to_numpy()).sum().T
     return summed.abs().mean().sort_values(ascending=False)

@@ -63,7 +63,9 @@ class RiskCurvePyfunc(PythonModel):
         return pd.DataFrame(curve, columns=list(CURVE_COLUMNS), index=getattr(model_input, "index", None))
 
 
-def _log_run_contents(tmp: Path, tags: dict, params: dict, metrics: dict, tables: dict[str, pd.DataFrame], documents: dict) -> None:
+def _log_run_contents(
+    tmp: Path, tags: dict, params: dict, metrics: dict, tables: dict[str, pd.DataFrame], documents: dict
+) -> None:
     """Tags, parameters (dicts and lists as JSON), finite metrics, tables (as MLflow tables and CSV)
     and JSON documents into the active run."""
     mlflow.set_tags(tags)
@@ -78,13 +80,21 @@ def _log_run_contents(tmp: Path, tags: dict, params: dict, metrics: dict, tables
         mlflow.log_dict(document, f"{name}.json")
 
 
-def signature_frame(panel: pd.DataFrame, features: list[str], categories: dict[str, list[str]], rows: int = 5) -> pd.DataFrame:
+def signature_frame(
+    panel: pd.DataFrame, features: list[str], categories: dict[str, list[str]], rows: int = 5
+) -> pd.DataFrame:
     """Input example: the panel's most complete rows, numbers as float64 and categories as str."""
     frame = panel[features]
     pick = frame.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index[:rows]
     example = frame.loc[pick].reset_index(drop=True)
-    return pd.DataFrame({c: example[c].astype("object").where(example[c].notna(), None).astype(str) if c in categories
-                         else example[c].astype("float64") for c in features})
+    return pd.DataFrame(
+        {
+            c: example[c].astype("object").where(example[c].notna(), None).astype(str)
+            if c in categories
+            else example[c].astype("float64")
+            for c in features
+        }
+    )
 
 
 def log_training(
@@ -114,8 +124,13 @@ def log_training(
         entry = Path(tmp) / "risk_curve_model.py"  # models from code: the pyfunc is imported, not unpickled
         entry.write_text(_ENTRY)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(entry), artifacts={"curve": str(curve_dir)}, signature=signature,
-            input_example=example, registered_model_name=MODEL_NAME if register else None, pip_requirements=_requirements(),
+            name="model",
+            python_model=str(entry),
+            artifacts={"curve": str(curve_dir)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=MODEL_NAME if register else None,
+            pip_requirements=_requirements(),
         )
     out = {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": None, "alias": None}
     if register:
@@ -154,8 +169,16 @@ mlflow.models.set_model(TablePyfunc())
 """
 
 
-def log_table_run(model, *, example: pd.DataFrame, params: dict, metrics: dict[str, float], tables: dict[str, pd.DataFrame],
-                  documents: dict[str, object], tags: dict[str, str]) -> dict:
+def log_table_run(
+    model,
+    *,
+    example: pd.DataFrame,
+    params: dict,
+    metrics: dict[str, float],
+    tables: dict[str, pd.DataFrame],
+    documents: dict[str, object],
+    tags: dict[str, str],
+) -> dict:
     """One run of `churn train-table` (its own experiment; not registered as churn-risk, whose input is the snapshot panel).
     The sklearn part of the blend has no portable text format, so the model is stored with joblib."""
     import joblib
@@ -169,8 +192,14 @@ def log_table_run(model, *, example: pd.DataFrame, params: dict, metrics: dict[s
         from mlflow.models import infer_signature
 
         signature = infer_signature(example, pd.DataFrame({"probability": model.predict_proba(example)}))
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"table_model": str(path)}, signature=signature,
-                                       input_example=example, pip_requirements=_requirements())
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(entry),
+            artifacts={"table_model": str(path)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
     return {"run_id": run.info.run_id, "model_uri": info.model_uri}
 
 
@@ -194,8 +223,14 @@ def version_info(alias: str) -> dict | None:
 
 def _version_dict(client, mv) -> dict:
     run = client.get_run(mv.run_id)
-    return {"version": str(mv.version), "run_id": mv.run_id, "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
-            "params": dict(run.data.params), "version_tags": dict(mv.tags)}
+    return {
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+        "params": dict(run.data.params),
+        "version_tags": dict(mv.tags),
+    }
 
 
 def describe(model_uri: str) -> dict | None:
@@ -264,11 +299,15 @@ def rollback_champion(reason: str, by: str) -> dict:
     client = mlflow.MlflowClient()
     current = alias_version(CHAMPION)
     if current is None:
-        raise ChurnError(f"no model version has the alias '{CHAMPION}' in {mlflow.get_tracking_uri()}: nothing to roll back")
+        raise ChurnError(
+            f"no model version has the alias '{CHAMPION}' in {mlflow.get_tracking_uri()}: nothing to roll back"
+        )
     versions = {str(mv.version): dict(mv.tags) for mv in client.search_model_versions(f"name='{MODEL_NAME}'")}
     target, basis = rollback_target(current, versions)
     if target is None:
-        raise ChurnError(f"the champion is version {current} and no earlier version of {MODEL_NAME} exists to roll back to")
+        raise ChurnError(
+            f"the champion is version {current} and no earlier version of {MODEL_NAME} exists to roll back to"
+        )
     at = pd.Timestamp.now(tz="UTC").isoformat()
     record = {"at": at, "by": by, "reason": reason}
     for key, value in {**record, "to": target}.items():

@@ -41,14 +41,59 @@ MISSING_LEVEL = "(missing)"
 
 #: Label values read as "churned" (1) and "stayed" (0), compared lower-cased with "_"/"-" as spaces;
 #: a value also matches on its first word ("Attrited Customer", "Existing Customer").
-POSITIVE = frozenset({
-    "yes", "y", "true", "t", "1", "churn", "churned", "churner", "left", "leaver", "lost", "cancelled", "canceled",
-    "cancel", "exited", "exit", "attrited", "attrition", "inactive", "closed", "terminated", "lapsed", "positive", "pos",
-})
-NEGATIVE = frozenset({
-    "no", "n", "false", "f", "0", "retained", "retain", "active", "stayed", "stay", "existing", "current", "renewed",
-    "kept", "remained", "loyal", "negative", "neg", "not churned", "no churn", "not churn",
-})
+POSITIVE = frozenset(
+    {
+        "yes",
+        "y",
+        "true",
+        "t",
+        "1",
+        "churn",
+        "churned",
+        "churner",
+        "left",
+        "leaver",
+        "lost",
+        "cancelled",
+        "canceled",
+        "cancel",
+        "exited",
+        "exit",
+        "attrited",
+        "attrition",
+        "inactive",
+        "closed",
+        "terminated",
+        "lapsed",
+        "positive",
+        "pos",
+    }
+)
+NEGATIVE = frozenset(
+    {
+        "no",
+        "n",
+        "false",
+        "f",
+        "0",
+        "retained",
+        "retain",
+        "active",
+        "stayed",
+        "stay",
+        "existing",
+        "current",
+        "renewed",
+        "kept",
+        "remained",
+        "loyal",
+        "negative",
+        "neg",
+        "not churned",
+        "no churn",
+        "not churn",
+    }
+)
 #: Text read as "unknown" inside a numeric column (pandas already reads "NA", "null", "" as missing).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a"})
 _TIME = r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
@@ -72,20 +117,33 @@ class TableParams(BaseModel):
     learning_rate: float = Field(0.01, gt=0)
     num_leaves: int = Field(8, gt=1)
     max_depth: int = Field(-1, description="-1: no limit")
-    min_child_samples: int = Field(40, gt=0, description="capped at 10% of the training rows (at least 5) so tiny tables still split")
+    min_child_samples: int = Field(
+        40, gt=0, description="capped at 10% of the training rows (at least 5) so tiny tables still split"
+    )
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_alpha: float = Field(0.0, ge=0)
     reg_lambda: float = Field(5.0, ge=0)
-    min_data_per_group: int = Field(50, gt=0, description="rows per category group in a categorical split; capped like min_child_samples")
+    min_data_per_group: int = Field(
+        50, gt=0, description="rows per category group in a categorical split; capped like min_child_samples"
+    )
     cat_smooth: float = Field(10.0, ge=0)
-    logistic_weight: float = Field(0.5, gt=0, lt=1, description="weight of the spline logistic regression's probability in the blends")
+    logistic_weight: float = Field(
+        0.5, gt=0, lt=1, description="weight of the spline logistic regression's probability in the blends"
+    )
     logistic_c: float = Field(0.1, gt=0, description="inverse L2 strength of the spline logistic regression")
-    spline_knots: int = Field(5, ge=0, description="knots of the spline logistic regression's spline terms; 0 = straight lines")
-    candidates: tuple[Candidate, ...] = Field(CANDIDATES, min_length=1, description="what to choose among, in order of "
-                                              "preference (see tolerance); tables too small to choose on get the first")
-    tolerance: float = Field(0.005, ge=0, description="the earliest candidate whose inner-CV ROC-AUC is within this of the "
-                                                      "best is chosen")
+    spline_knots: int = Field(
+        5, ge=0, description="knots of the spline logistic regression's spline terms; 0 = straight lines"
+    )
+    candidates: tuple[Candidate, ...] = Field(
+        CANDIDATES,
+        min_length=1,
+        description="what to choose among, in order of "
+        "preference (see tolerance); tables too small to choose on get the first",
+    )
+    tolerance: float = Field(
+        0.005, ge=0, description="the earliest candidate whose inner-CV ROC-AUC is within this of the best is chosen"
+    )
     inner_folds: int = Field(3, ge=2, description="folds of the inner CV that chooses a candidate")
     folds: int = Field(5, ge=2)
     seed: int = 0
@@ -146,7 +204,12 @@ def _numeric_column(name: str, values: pd.Series, notes: list[str]) -> pd.Series
         notes.append(f"column {name}: the same value ({known.iloc[0]:g}) in every row: dropped")
         return None
     whole = bool((known == np.round(known)).all())
-    if whole and len(known) == len(values) and known.is_unique and (_looks_like_id_name(name) or known.is_monotonic_increasing):
+    if (
+        whole
+        and len(known) == len(values)
+        and known.is_unique
+        and (_looks_like_id_name(name) or known.is_monotonic_increasing)
+    ):
         notes.append(f"column {name} looks like an identifier (a different whole number per row): dropped")
         return None
     return values
@@ -176,8 +239,10 @@ def _text_column(name: str, raw: pd.Series, notes: list[str]) -> tuple[str, pd.S
         values = _numeric_column(name, number, notes)
         return None if values is None else ("numeric", values, None)
     if known.str.fullmatch(_DATE).mean() >= DATE_SHARE:
-        notes.append(f"column {name} looks like dates (e.g. '{known.iloc[0]}'): dropped; give ages or durations "
-                     "as of the snapshot (e.g. days since signup) as numbers to use them")
+        notes.append(
+            f"column {name} looks like dates (e.g. '{known.iloc[0]}'): dropped; give ages or durations "
+            "as of the snapshot (e.g. days since signup) as numbers to use them"
+        )
         return None
     levels = int(known.nunique())
     if levels == 1 and len(known) == len(text):
@@ -187,8 +252,10 @@ def _text_column(name: str, raw: pd.Series, notes: list[str]) -> tuple[str, pd.S
         notes.append(f"column {name} looks like an identifier (unique per row): dropped")
         return None
     if levels > MAX_LEVELS or (len(known) >= MIN_ROWS and levels > MAX_UNIQUE_SHARE * len(known)):
-        notes.append(f"column {name} looks like free text or an identifier ({levels} distinct values in {len(known)} "
-                     f"rows; a category needs at most {MAX_LEVELS} levels and at most {MAX_UNIQUE_SHARE:.0%} distinct): dropped")
+        notes.append(
+            f"column {name} looks like free text or an identifier ({levels} distinct values in {len(known)} "
+            f"rows; a category needs at most {MAX_LEVELS} levels and at most {MAX_UNIQUE_SHARE:.0%} distinct): dropped"
+        )
         return None
     if blanks:
         notes.append(f"column {name}: {blanks} blank value{'s' if blanks != 1 else ''} read as missing")
@@ -201,14 +268,18 @@ def _label(frame: pd.DataFrame, label: str, notes: list[str]) -> tuple[np.ndarra
     text = _text(raw)
     missing = int(text.isna().sum())
     if missing:
-        raise InputError(f"label column '{label}': {missing} row(s) have no value (blank or empty); expected a value "
-                         "on every row (drop or fill those rows first)")
+        raise InputError(
+            f"label column '{label}': {missing} row(s) have no value (blank or empty); expected a value "
+            "on every row (drop or fill those rows first)"
+        )
     counts = text.value_counts()
     if len(counts) != 2:
         found = ", ".join(f"'{v}' ({n} rows)" for v, n in counts.head(10).items())
         more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
-        raise InputError(f"label column '{label}': expected exactly two distinct values (e.g. Yes/No, 1/0), "
-                         f"found {len(counts)}: {found}{more}")
+        raise InputError(
+            f"label column '{label}': expected exactly two distinct values (e.g. Yes/No, 1/0), "
+            f"found {len(counts)}: {found}{more}"
+        )
     key = counts.index.to_series().str.lower().str.replace(r"[_\-]+", " ", regex=True).str.strip()
     key = key.mask(key.isin(["1.0", "0.0"]), key.str[0])
     side = key.map(lambda k: 1 if k in POSITIVE else 0 if k in NEGATIVE else None)
@@ -218,10 +289,17 @@ def _label(frame: pd.DataFrame, label: str, notes: list[str]) -> tuple[np.ndarra
         positive, negative = side.index[side == 1][0], side.index[side == 0][0]
         notes.append(f"label {label}: '{positive}' = 1, '{negative}' = 0")
     else:
-        positive, negative = sorted(sorted(counts.index, reverse=True), key=counts.get)  # rarer first; ties: later in sort order
-        which = "the rarer value" if counts[positive] < counts[negative] else "as common as the other; the later in sort order"
-        notes.append(f"label {label}: '{positive}' and '{negative}' are not a recognised yes/no pair; '{positive}' ({which}, "
-                     f"{counts[positive]} of {len(text)} rows) is taken as 1, '{negative}' = 0")
+        # rarer first; ties: later in sort order
+        positive, negative = sorted(sorted(counts.index, reverse=True), key=counts.get)
+        which = (
+            "the rarer value"
+            if counts[positive] < counts[negative]
+            else "as common as the other; the later in sort order"
+        )
+        notes.append(
+            f"label {label}: '{positive}' and '{negative}' are not a recognised yes/no pair; '{positive}' ({which}, "
+            f"{counts[positive]} of {len(text)} rows) is taken as 1, '{negative}' = 0"
+        )
     return (text == positive).to_numpy(dtype=int), str(positive), str(negative)
 
 
@@ -238,41 +316,55 @@ def prepare_table(frame: pd.DataFrame, label: str, id_column: str | None = None,
         raise InputError(f"table: column names must be unique, found repeated {_quote(dup)}")
     frame = frame.set_axis(names, axis=1)
     if label not in frame.columns:
-        raise InputError(f"label column '{label}' is not in the table; expected one of the table's columns: {_quote(names, 50)}")
+        raise InputError(
+            f"label column '{label}' is not in the table; expected one of the table's columns: {_quote(names, 50)}"
+        )
     if id_column is not None and id_column not in frame.columns:
-        raise InputError(f"--id column '{id_column}' is not in the table; expected one of the table's columns: {_quote(names, 50)}")
+        raise InputError(
+            f"--id column '{id_column}' is not in the table; expected one of the table's columns: {_quote(names, 50)}"
+        )
     if id_column == label:
         raise InputError(f"--id column '{id_column}' is the label column; expected a separate identifier column")
     if len(frame) < MIN_ROWS:
-        raise InputError(f"table: {len(frame)} rows; expected at least {MIN_ROWS} rows to fit and cross-validate a model")
+        raise InputError(
+            f"table: {len(frame)} rows; expected at least {MIN_ROWS} rows to fit and cross-validate a model"
+        )
 
     notes: list[str] = []
     y, positive, negative = _label(frame, label, notes)
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < folds:
         small = positive if y.sum() <= len(y) - y.sum() else negative
-        raise InputError(f"label column '{label}': only {minority} row(s) are '{small}'; expected at least {folds} "
-                         f"of each value (one per cross-validation fold)")
+        raise InputError(
+            f"label column '{label}': only {minority} row(s) are '{small}'; expected at least {folds} "
+            f"of each value (one per cross-validation fold)"
+        )
 
     ids = None
     if id_column is not None:
         ids = frame[id_column].rename(id_column)
         repeated = int(ids.duplicated().sum())
-        notes.append(f"column {id_column}: identifier (--id), not a feature"
-                     + (f"; {repeated} repeated value(s): check the table has one row per customer" if repeated else ""))
+        notes.append(
+            f"column {id_column}: identifier (--id), not a feature"
+            + (f"; {repeated} repeated value(s): check the table has one row per customer" if repeated else "")
+        )
 
     columns: dict[str, list[str] | None] = {}
     features: dict[str, pd.Series] = {}
     for name in frame.columns.drop([c for c in (label, id_column) if c is not None]):
         raw = frame[name]
         if pd.api.types.is_datetime64_any_dtype(raw):
-            notes.append(f"column {name} holds dates: dropped; give ages or durations as of the snapshot as numbers to use them")
+            notes.append(
+                f"column {name} holds dates: dropped; give ages or durations as of the snapshot as numbers to use them"
+            )
             continue
         if pd.api.types.is_timedelta64_dtype(raw):
             notes.append(f"column {name}: durations read as days")
             raw = raw.dt.total_seconds() / 86400
         if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-            values = _numeric_column(name, pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index), notes)
+            values = _numeric_column(
+                name, pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index), notes
+            )
             if values is not None:
                 features[name], columns[name] = values, None
             continue
@@ -280,19 +372,35 @@ def prepare_table(frame: pd.DataFrame, label: str, id_column: str | None = None,
         if kept is None:
             continue
         kind, values, levels = kept
-        features[name], columns[name] = (values, None) if kind == "numeric" else (pd.Categorical(values, categories=levels), levels)
+        features[name], columns[name] = (
+            (values, None) if kind == "numeric" else (pd.Categorical(values, categories=levels), levels)
+        )
     if not features:
-        raise InputError(f"table: no usable feature columns besides label '{label}'"
-                         + (f" and id '{id_column}'" if id_column else "")
-                         + "; expected at least one column of numbers or categories (see the notes: "
-                         + "; ".join(notes[-5:]) + ")")
+        raise InputError(
+            f"table: no usable feature columns besides label '{label}'"
+            + (f" and id '{id_column}'" if id_column else "")
+            + "; expected at least one column of numbers or categories (see the notes: "
+            + "; ".join(notes[-5:])
+            + ")"
+        )
     X = pd.DataFrame(features, index=frame.index)
     dropped = [c for c in frame.columns if c not in columns and c not in (label, id_column)]
     n_cat = sum(levels is not None for levels in columns.values())
-    notes.append(f"features: {len(columns)} used ({len(columns) - n_cat} numeric, {n_cat} categorical)"
-                 + (f"; dropped: {', '.join(dropped)}" if dropped else ""))
-    return PreparedTable(X=X, y=y, ids=ids, notes=notes, positive_label=positive, label=label, id_column=id_column,
-                         columns=columns, negative_label=negative)
+    notes.append(
+        f"features: {len(columns)} used ({len(columns) - n_cat} numeric, {n_cat} categorical)"
+        + (f"; dropped: {', '.join(dropped)}" if dropped else "")
+    )
+    return PreparedTable(
+        X=X,
+        y=y,
+        ids=ids,
+        notes=notes,
+        positive_label=positive,
+        label=label,
+        id_column=id_column,
+        columns=columns,
+        negative_label=negative,
+    )
 
 
 def apply_columns(frame: pd.DataFrame, columns: dict[str, list[str] | None]) -> pd.DataFrame:
@@ -301,7 +409,9 @@ def apply_columns(frame: pd.DataFrame, columns: dict[str, list[str] | None]) -> 
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     absent = [c for c in columns if c not in frame.columns]
     if absent:
-        raise InputError(f"table: missing feature column(s) {_quote(absent, 20)}; expected the columns the model was trained on")
+        raise InputError(
+            f"table: missing feature column(s) {_quote(absent, 20)}; expected the columns the model was trained on"
+        )
     out = {}
     for name, levels in columns.items():
         raw = frame[name]
@@ -309,8 +419,11 @@ def apply_columns(frame: pd.DataFrame, columns: dict[str, list[str] | None]) -> 
             raw = raw.dt.total_seconds() / 86400
         if levels is None:
             numeric = pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw)
-            out[name] = (pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index) if numeric
-                         else _to_number(_text(raw)))
+            out[name] = (
+                pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index)
+                if numeric
+                else _to_number(_text(raw))
+            )
         else:
             text = _text(raw)
             out[name] = pd.Categorical(text.where(text.isin(levels)), categories=levels)
@@ -320,7 +433,9 @@ def apply_columns(frame: pd.DataFrame, columns: dict[str, list[str] | None]) -> 
 # -- models --------------------------------------------------------------------------------------
 def _matrix(X: pd.DataFrame) -> np.ndarray:
     """LightGBM input: numbers as they are, categories as their level codes (missing -> NaN)."""
-    cols = [X[c].cat.codes.replace(-1, np.nan) if isinstance(X[c].dtype, pd.CategoricalDtype) else X[c] for c in X.columns]
+    cols = [
+        X[c].cat.codes.replace(-1, np.nan) if isinstance(X[c].dtype, pd.CategoricalDtype) else X[c] for c in X.columns
+    ]
     return np.column_stack([col.to_numpy(dtype="float64", na_value=np.nan) for col in cols])
 
 
@@ -333,17 +448,30 @@ def _lgb_params(params: TableParams, n_rows: int) -> dict:
     of the rows so a table of a hundred rows can still grow trees."""
     cap = max(5, n_rows // 10)
     return {
-        "objective": "binary", "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
-        "max_depth": params.max_depth, "min_data_in_leaf": min(params.min_child_samples, cap),
-        "bagging_fraction": params.subsample, "bagging_freq": 1 if params.subsample < 1 else 0,
-        "feature_fraction": params.colsample_bytree, "lambda_l1": params.reg_alpha, "lambda_l2": params.reg_lambda,
-        "min_data_per_group": min(params.min_data_per_group, cap), "cat_smooth": params.cat_smooth,
+        "objective": "binary",
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "max_depth": params.max_depth,
+        "min_data_in_leaf": min(params.min_child_samples, cap),
+        "bagging_fraction": params.subsample,
+        "bagging_freq": 1 if params.subsample < 1 else 0,
+        "feature_fraction": params.colsample_bytree,
+        "lambda_l1": params.reg_alpha,
+        "lambda_l2": params.reg_lambda,
+        "min_data_per_group": min(params.min_data_per_group, cap),
+        "cat_smooth": params.cat_smooth,
         **_lgb_runtime(params),
     }
 
 
 def _lgb_runtime(params: TableParams) -> dict:
-    return {"seed": params.seed, "num_threads": params.num_threads, "deterministic": True, "force_col_wise": True, "verbosity": -1}
+    return {
+        "seed": params.seed,
+        "num_threads": params.num_threads,
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbosity": -1,
+    }
 
 
 def _fit_lightgbm(X: pd.DataFrame, y: np.ndarray, params: TableParams, defaults: bool = False):
@@ -351,8 +479,13 @@ def _fit_lightgbm(X: pd.DataFrame, y: np.ndarray, params: TableParams, defaults:
     own defaults: 100 trees of 31 leaves at learning rate 0.1, 20 rows a leaf, no bagging, no penalty)."""
     import lightgbm as lgb
 
-    data = lgb.Dataset(_matrix(X), label=y, feature_name=[f"f{i}" for i in range(X.shape[1])],
-                       categorical_feature=_categorical_positions(X), free_raw_data=True)
+    data = lgb.Dataset(
+        _matrix(X),
+        label=y,
+        feature_name=[f"f{i}" for i in range(X.shape[1])],
+        categorical_feature=_categorical_positions(X),
+        free_raw_data=True,
+    )
     if defaults:
         return lgb.train({"objective": "binary", **_lgb_runtime(params)}, data, num_boost_round=100)
     return lgb.train(_lgb_params(params, len(y)), data, num_boost_round=params.n_estimators)
@@ -383,12 +516,23 @@ def _fit_logistic(X: pd.DataFrame, y: np.ndarray, c: float = 1.0, knots: int = 0
 
     cats = _categorical_names(X)
     nums = [col for col in X.columns if col not in cats]
-    parts = [("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), nums),
-             ("cat", OneHotEncoder(handle_unknown="ignore"), cats)]
+    parts = [
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), nums),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+    ]
     smooth = [col for col in nums if X[col].nunique() > 10] if knots else []
     if smooth:
-        parts.append(("spline", make_pipeline(SimpleImputer(strategy="median"), SplineTransformer(n_knots=knots, knots="quantile"),
-                                              StandardScaler()), smooth))
+        parts.append(
+            (
+                "spline",
+                make_pipeline(
+                    SimpleImputer(strategy="median"),
+                    SplineTransformer(n_knots=knots, knots="quantile"),
+                    StandardScaler(),
+                ),
+                smooth,
+            )
+        )
     return make_pipeline(ColumnTransformer(parts), LogisticRegression(C=c, max_iter=5000)).fit(_logistic_input(X), y)
 
 
@@ -420,7 +564,9 @@ def candidate_weights(candidate: str, params: TableParams) -> dict[str, float]:
     return {candidate: 1.0}
 
 
-def _candidate_probabilities(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, params: TableParams) -> dict[str, np.ndarray]:
+def _candidate_probabilities(
+    X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, params: TableParams
+) -> dict[str, np.ndarray]:
     """Every candidate's probabilities on the test rows; each part is fitted once on the training rows."""
     weights = {c: candidate_weights(c, params) for c in params.candidates}
     parts = {part for w in weights.values() for part in w}
@@ -440,7 +586,9 @@ def choose_candidate(X: pd.DataFrame, y: np.ndarray, params: TableParams) -> dic
         return {}
     aucs: dict[str, list[float]] = {c: [] for c in params.candidates}
     with _blas_threads(params):
-        for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=params.seed).split(np.zeros(len(y)), y):
+        for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=params.seed).split(
+            np.zeros(len(y)), y
+        ):
             for c, p in _candidate_probabilities(X.iloc[train], y[train], X.iloc[test], params).items():
                 aucs[c].append(float(roc_auc_score(y[test], p)))
     return {c: float(np.mean(v)) for c, v in aucs.items()}
@@ -468,9 +616,12 @@ def model_description(candidate: str, params: TableParams) -> str:
     parts = {
         "lightgbm_defaults": "LightGBM with LGBMClassifier defaults (100 trees, 31 leaves, learning rate 0.1)",
         "lightgbm": f"regularised LightGBM ({params.n_estimators} trees, {params.num_leaves} leaves, "
-                    f"learning rate {params.learning_rate:g}, L2 {params.reg_lambda:g})",
-        "spline_logistic": (f"spline logistic regression (C={params.logistic_c:g}, {params.spline_knots} knots)" if params.spline_knots
-                            else f"logistic regression (C={params.logistic_c:g})"),
+        f"learning rate {params.learning_rate:g}, L2 {params.reg_lambda:g})",
+        "spline_logistic": (
+            f"spline logistic regression (C={params.logistic_c:g}, {params.spline_knots} knots)"
+            if params.spline_knots
+            else f"logistic regression (C={params.logistic_c:g})"
+        ),
     }
     weights = candidate_weights(candidate, params)
     if len(weights) == 1:
@@ -487,7 +638,9 @@ def _importance(model, X: pd.DataFrame) -> np.ndarray:
     else:
         frame = _logistic_input(X)
         full = model.decision_function(frame)
-        score = np.array([np.std(full - model.decision_function(frame.assign(**{c: frame[c].iloc[0]}))) for c in X.columns])
+        score = np.array(
+            [np.std(full - model.decision_function(frame.assign(**{c: frame[c].iloc[0]}))) for c in X.columns]
+        )
     return score / max(float(score.sum()), 1e-12)
 
 
@@ -525,7 +678,9 @@ class TableModel:
         return self.importance.copy()
 
 
-def fit_table_model(prepared: PreparedTable, params: TableParams | None = None, candidate: str | None = None) -> TableModel:
+def fit_table_model(
+    prepared: PreparedTable, params: TableParams | None = None, candidate: str | None = None
+) -> TableModel:
     """The final model on every row, for scoring new rows of the same table layout: `candidate`, or
     without it the winner of `choose_candidate` on every row (`cross_validate_table` gives its
     `chosen`, picked by its own folds, so a caller that ran it need not choose again)."""
@@ -539,21 +694,37 @@ def fit_table_model(prepared: PreparedTable, params: TableParams | None = None, 
     with _blas_threads(params):
         parts = {part: _fit_part(part, X, y, params) for part in weights}
         shares = {part: _importance(model, X) for part, model in parts.items()}
-    importance = pd.DataFrame({"feature": list(X.columns), "share": sum(w * shares[part] for part, w in weights.items()),
-                               **shares}).sort_values("share", ascending=False, ignore_index=True)
+    importance = pd.DataFrame(
+        {"feature": list(X.columns), "share": sum(w * shares[part] for part, w in weights.items()), **shares}
+    ).sort_values("share", ascending=False, ignore_index=True)
     chose = f" (inner CV ROC-AUC {scores[candidate]:.4f})" if scores else ""
-    return TableModel(parts, weights, candidate, prepared.columns, params, prepared.positive_label, importance, prepared.label,
-                      [*prepared.notes, f"model: {candidate}: {model_description(candidate, params)}{chose}"])
+    return TableModel(
+        parts,
+        weights,
+        candidate,
+        prepared.columns,
+        params,
+        prepared.positive_label,
+        importance,
+        prepared.label,
+        [*prepared.notes, f"model: {candidate}: {model_description(candidate, params)}{chose}"],
+    )
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict:
     from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-    return {"roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
-            "brier": float(np.mean((p - y) ** 2)), "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))}
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+    }
 
 
-def _fold(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, y_test: np.ndarray, params: TableParams) -> dict:
+def _fold(
+    X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, y_test: np.ndarray, params: TableParams
+) -> dict:
     """One outer fold: the candidate the inner CV of the training rows chooses, scored on the test
     rows, beside every candidate and the plain logistic baseline fitted on the same training rows."""
     from sklearn.metrics import roc_auc_score
@@ -562,14 +733,21 @@ def _fold(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, y_te
     chosen = winner(inner, params)
     p = _candidate_probabilities(X_train, y_train, X_test, params)
     p_base = _predict_part(_fit_logistic(X_train, y_train), X_test)
-    return {"rows": len(y_test), "positives": int(y_test.sum()), **_scores(y_test, p[chosen]), "chosen": chosen,
-            "chosen_inner_margin": margin(inner, chosen), **{f"{c}_inner_roc_auc": inner.get(c) for c in params.candidates},
-            **{f"{c}_roc_auc": float(roc_auc_score(y_test, p[c])) for c in params.candidates},
-            "baseline_logistic_roc_auc": float(roc_auc_score(y_test, p_base))}
+    return {
+        "rows": len(y_test),
+        "positives": int(y_test.sum()),
+        **_scores(y_test, p[chosen]),
+        "chosen": chosen,
+        "chosen_inner_margin": margin(inner, chosen),
+        **{f"{c}_inner_roc_auc": inner.get(c) for c in params.candidates},
+        **{f"{c}_roc_auc": float(roc_auc_score(y_test, p[c])) for c in params.candidates},
+        "baseline_logistic_roc_auc": float(roc_auc_score(y_test, p_base)),
+    }
 
 
-def cross_validate_table(prepared: PreparedTable, params: TableParams | None = None,
-                         progress: Callable[[str], None] | None = None) -> dict:
+def cross_validate_table(
+    prepared: PreparedTable, params: TableParams | None = None, progress: Callable[[str], None] | None = None
+) -> dict:
     """Stratified k-fold figures (`roc_auc_mean` ...) of the whole choosing procedure: in each fold an
     inner CV of the training rows picks a candidate, which is scored on the test rows. Beside it,
     every candidate alone and the plain logistic baseline on the same folds (`<candidate>_roc_auc_mean`),
@@ -581,8 +759,10 @@ def cross_validate_table(prepared: PreparedTable, params: TableParams | None = N
     X, y = prepared.X, prepared.y
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < params.folds:
-        raise InputError(f"label column '{prepared.label}': only {minority} row(s) of the rarer value; expected at least "
-                         f"{params.folds}, one per fold (folds = {params.folds})")
+        raise InputError(
+            f"label column '{prepared.label}': only {minority} row(s) of the rarer value; expected at least "
+            f"{params.folds}, one per fold (folds = {params.folds})"
+        )
     split = StratifiedKFold(n_splits=params.folds, shuffle=True, random_state=params.seed)
     per_fold = []
     with _blas_threads(params):
@@ -591,9 +771,15 @@ def cross_validate_table(prepared: PreparedTable, params: TableParams | None = N
             per_fold.append(row)
             if progress:
                 ahead = row["chosen_inner_margin"]
-                inner = "" if ahead is None else f" (inner ROC-AUC {row[row['chosen'] + '_inner_roc_auc']:.4f}, {ahead:+.4f} on the best other)"
-                progress(f"fold {k}/{params.folds}: {len(train):,} training rows, {len(test):,} test rows; "
-                         f"chose {row['chosen']}{inner}; ROC-AUC {row['roc_auc']:.4f}")
+                inner = (
+                    ""
+                    if ahead is None
+                    else f" (inner ROC-AUC {row[row['chosen'] + '_inner_roc_auc']:.4f}, {ahead:+.4f} on the best other)"
+                )
+                progress(
+                    f"fold {k}/{params.folds}: {len(train):,} training rows, {len(test):,} test rows; "
+                    f"chose {row['chosen']}{inner}; ROC-AUC {row['roc_auc']:.4f}"
+                )
 
     folds = pd.DataFrame(per_fold)
 
@@ -607,22 +793,38 @@ def cross_validate_table(prepared: PreparedTable, params: TableParams | None = N
     chosen = winner(means, params)
     ahead = margin(means, chosen)
     description = model_description(chosen, params)
-    selection = (f"chosen in each fold by a stratified {params.inner_folds}-fold CV of its training rows: the earliest of "
-                 f"{', '.join(params.candidates)} within {params.tolerance:g} ROC-AUC of the best; the final model's by the "
-                 f"same rule on these {params.folds} folds")
+    selection = (
+        f"chosen in each fold by a stratified {params.inner_folds}-fold CV of its training rows: the earliest of "
+        f"{', '.join(params.candidates)} within {params.tolerance:g} ROC-AUC of the best; the final model's by the "
+        f"same rule on these {params.folds} folds"
+    )
     return {
-        "folds": params.folds, "rows": len(y), "positives": int(y.sum()), "base_rate": r(y.mean()),
-        "label": prepared.label, "positive_label": prepared.positive_label, "features": list(X.columns),
-        "model": description, "chosen": chosen, "chosen_margin": None if ahead is None else r(ahead), "selection": selection,
+        "folds": params.folds,
+        "rows": len(y),
+        "positives": int(y.sum()),
+        "base_rate": r(y.mean()),
+        "label": prepared.label,
+        "positive_label": prepared.positive_label,
+        "features": list(X.columns),
+        "model": description,
+        "chosen": chosen,
+        "chosen_margin": None if ahead is None else r(ahead),
+        "selection": selection,
         "inner_folds": params.inner_folds,
-        **mean_std("roc_auc", "roc_auc"), "pr_auc_mean": r(folds["pr_auc"].mean()),
-        "brier_mean": r(folds["brier"].mean()), "log_loss_mean": r(folds["log_loss"].mean()),
+        **mean_std("roc_auc", "roc_auc"),
+        "pr_auc_mean": r(folds["pr_auc"].mean()),
+        "brier_mean": r(folds["brier"].mean()),
+        "log_loss_mean": r(folds["log_loss"].mean()),
         **{k: v for c in params.candidates for k, v in mean_std(f"{c}_roc_auc", f"{c}_roc_auc").items()},
         **mean_std("baseline_logistic_roc_auc", "baseline_logistic_roc_auc"),
         "wins": {c: int((folds["chosen"] == c).sum()) for c in params.candidates},
         "candidates": {c: model_description(c, params) for c in params.candidates},
         "per_fold": [{key: (r(v) if isinstance(v, float) else v) for key, v in row.items()} for row in per_fold],
         "params": params.model_dump(mode="json"),
-        "notes": [*prepared.notes, f"model: {chosen}: {description}", f"selection: {selection}",
-                  "baseline: plain logistic regression (median imputation with missing indicators, scaling, one-hot), same folds"],
+        "notes": [
+            *prepared.notes,
+            f"model: {chosen}: {description}",
+            f"selection: {selection}",
+            "baseline: plain logistic regression (median imputation with missing indicators, scaling, one-hot), same folds",
+        ],
     }

@@ -21,7 +21,14 @@ from core.errors import ChurnError
 
 err = Console(stderr=True)
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr).")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr)."
+)
+
+
+def number(value: float | None, spec: str = ".3f") -> str:
+    """A figure for a human reader; "-" where there is none."""
+    return "-" if value is None else format(value, spec)
 
 
 def emit(payload: dict[str, Any], as_json: bool, human: str) -> None:
@@ -45,8 +52,14 @@ def progress_bar() -> Iterator[None]:
 
     from pipelines.flows import progress_to
 
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         steps: dict[str, Any] = {}
 
         def hook(step: str, done: int, total: int) -> None:

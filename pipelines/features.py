@@ -26,8 +26,19 @@ from core.io import atomic_dir, write_json
 from core.mapping import Mapper, serial_map
 from features.context import FeatureParams
 from features.families.usage import add_totals, daily_totals
-from features.panel import (LABELS, TIME_COLUMNS, build_features, calendar_cutoffs, data_range_of, families_without_data, make_cutoffs,
-                            make_labels, parse_every, snapshot_keys, with_calendar)
+from features.panel import (
+    LABELS,
+    TIME_COLUMNS,
+    build_features,
+    calendar_cutoffs,
+    data_range_of,
+    families_without_data,
+    make_cutoffs,
+    make_labels,
+    parse_every,
+    snapshot_keys,
+    with_calendar,
+)
 from features.registry import feature_dictionary
 from features.text.sentiment import score_texts
 from features.text.signals import SignalParams, message_signals
@@ -74,7 +85,11 @@ class _Violations:
         for v in violations:
             key = (v.table, v.column, v.rule)
             old = self.found.get(key)
-            self.found[key] = v if old is None else Violation(v.table, v.column, v.rule, v.expected, (old.keys + v.keys)[:5], old.count + v.count)
+            self.found[key] = (
+                v
+                if old is None
+                else Violation(v.table, v.column, v.rule, v.expected, (old.keys + v.keys)[:5], old.count + v.count)
+            )
 
     def raise_if_any(self) -> None:
         if self.found:
@@ -87,7 +102,9 @@ def _load_small(files: TableFiles) -> tuple[dict[str, pd.DataFrame], list[str]]:
         frame = files.read(name)
         if frame is None:
             if CONTRACTS[name].required:
-                raise InputError(f"required table '{name}' not found in {files.data_dir}; expected {name}.parquet or {name}.csv")
+                raise InputError(
+                    f"required table '{name}' not found in {files.data_dir}; expected {name}.parquet or {name}.csv"
+                )
             notes.append(f"table '{name}' not found in {files.data_dir}; treated as empty")
             continue
         raw[name] = frame
@@ -113,26 +130,59 @@ def base_usage_days(files: TableFiles, blocks: list[np.ndarray]) -> pd.DataFrame
         if raw is None or raw.empty:
             continue
         rows = coerce_columns("usage_daily", raw.drop(columns="account_id"))
-        rows = rows.assign(**{c: pd.to_numeric(rows[c], errors="coerce") for c in rows.columns if c not in known},
-                           **{c: np.nan for c in known if c not in rows.columns})
+        rows = rows.assign(
+            **{c: pd.to_numeric(rows[c], errors="coerce") for c in rows.columns if c not in known},
+            **{c: np.nan for c in known if c not in rows.columns},
+        )
         parts.append(daily_totals(rows))
     return add_totals(parts)
 
 
-def _global_checks(files: TableFiles, small: dict[str, pd.DataFrame], seen: dict[str, int], message_hashes: list[np.ndarray], found: _Violations) -> None:
+def _global_checks(
+    files: TableFiles,
+    small: dict[str, pd.DataFrame],
+    seen: dict[str, int],
+    message_hashes: list[np.ndarray],
+    found: _Violations,
+) -> None:
     """What a block cannot see: rows pointing at no known account or ticket, ids repeated across blocks."""
-    for table, column, parent in (("usage_daily", "account_id", "accounts"), ("ticket_messages", "ticket_id", "tickets")):
+    for table, column, parent in (
+        ("usage_daily", "account_id", "accounts"),
+        ("ticket_messages", "ticket_id", "tickets"),
+    ):
         if files.count(table) != seen.get(table, 0):
             ids = files.read(table, columns=[column])[column].astype("str")
             orphans = ids[~ids.isin(small[parent][column])]
             if len(orphans):
-                found.add([Violation(table, column, "references", f"every {column} to exist in {parent}.{column}", format_keys(orphans), len(orphans))])
+                found.add(
+                    [
+                        Violation(
+                            table,
+                            column,
+                            "references",
+                            f"every {column} to exist in {parent}.{column}",
+                            format_keys(orphans),
+                            len(orphans),
+                        )
+                    ]
+                )
     if message_hashes:
         hashes = np.concatenate(message_hashes)
         if len(np.unique(hashes)) != len(hashes):
             ids = files.read("ticket_messages", columns=["message_id"])["message_id"].astype("str")
             dup = ids[ids.duplicated(keep=False)]
-            found.add([Violation("ticket_messages", "message_id", "unique_key", "each key at most once", format_keys(dup.unique()), len(dup))])
+            found.add(
+                [
+                    Violation(
+                        "ticket_messages",
+                        "message_id",
+                        "unique_key",
+                        "each key at most once",
+                        format_keys(dup.unique()),
+                        len(dup),
+                    )
+                ]
+            )
 
 
 def add_message_signals(
@@ -144,7 +194,9 @@ def add_message_signals(
     return tables | {"message_signals": signals, "ticket_outcomes": predict_outcomes(inputs)}
 
 
-def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None) -> pd.DataFrame:
+def _signals(
+    tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None
+) -> pd.DataFrame:
     """Signals of every message; only customer messages go through the model (no feature reads an
     agent's tone, and agents write half the messages)."""
     messages = tables["ticket_messages"].reset_index(drop=True)
@@ -155,7 +207,9 @@ def _signals(tables: dict[str, pd.DataFrame], model: SentimentModel, cache: Text
     scores.loc[customer, "score"] = scored["score"].to_numpy()
     embeddings = np.zeros((len(messages), emb.shape[1]), dtype=np.float32)  # no customer message: no columns
     embeddings[customer] = emb
-    return message_signals(messages, tables["tickets"], scores, embeddings, (params or SignalParams()).within(model.embedder))
+    return message_signals(
+        messages, tables["tickets"], scores, embeddings, (params or SignalParams()).within(model.embedder)
+    )
 
 
 @dataclass
@@ -188,7 +242,10 @@ class BlockJob:
 def _read_block(job: BlockJob, big: tuple[str, ...]) -> tuple[dict[str, pd.DataFrame] | None, dict]:
     """The block's tables with `big` read and validated, and what the global checks need."""
     tickets = job.tables["tickets"]
-    where = {"usage_daily": ("account_id", job.ids), "ticket_messages": ("ticket_id", tickets["ticket_id"].to_numpy(dtype=object))}
+    where = {
+        "usage_daily": ("account_id", job.ids),
+        "ticket_messages": ("ticket_id", tickets["ticket_id"].to_numpy(dtype=object)),
+    }
     raw, seen = {}, {}
     for name in big:
         frame = job.files.read_where(name, *where[name])
@@ -196,8 +253,11 @@ def _read_block(job: BlockJob, big: tuple[str, ...]) -> tuple[dict[str, pd.DataF
             raw[name] = frame
             seen[name] = len(frame)
     report = {"index": job.index, "violations": [], "seen": seen, "hashes": None}
-    context = {"accounts": job.tables["accounts"][job.tables["accounts"]["account_id"].isin(job.ids)], "tickets": tickets,
-               "churn": job.tables["churn"]}
+    context = {
+        "accounts": job.tables["accounts"][job.tables["accounts"]["account_id"].isin(job.ids)],
+        "tickets": tickets,
+        "churn": job.tables["churn"],
+    }
     try:
         clean = validate_tables(raw, tables=big, context=context)
     except ContractError as exc:
@@ -217,7 +277,9 @@ def text_block(job: BlockJob) -> dict:
     if tables is not None and job.build:
         signals = _signals(tables, *job.text.get())
         signals.to_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet", index=False)
-        tables["ticket_messages"].drop(columns="body").to_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet", index=False)
+        tables["ticket_messages"].drop(columns="body").to_parquet(
+            Path(job.scratch) / f"messages-{job.index:05d}.parquet", index=False
+        )
         report["inputs"] = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals)
     report["seconds"] = time.perf_counter() - started
     return report
@@ -231,9 +293,11 @@ def feature_block(job: BlockJob) -> dict:
     report.update(rows=0, label_sums={name: [0, 0] for name in LABELS})
     if tables is not None and job.build:
         if job.text is not None:
-            tables = tables | {"ticket_messages": pd.read_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet"),
-                               "message_signals": pd.read_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet"),
-                               "ticket_outcomes": job.outcomes}
+            tables = tables | {
+                "ticket_messages": pd.read_parquet(Path(job.scratch) / f"messages-{job.index:05d}.parquet"),
+                "message_signals": pd.read_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet"),
+                "ticket_outcomes": job.outcomes,
+            }
         panel = build_features(tables, job.keys, job.params, without_data=job.without_data)
         panel = pd.concat([panel, make_labels(job.keys, job.tables["churn"], job.data_end)], axis=1)
         panel.to_parquet(Path(job.parts) / f"part-{job.index:05d}.parquet", index=False)
@@ -269,7 +333,9 @@ def run_features(
     parse_every(every)  # a bad flag fails before any data is read
     files = TableFiles(data)
     if files.path("usage_daily") is None:
-        raise InputError(f"required table 'usage_daily' not found in {data}; expected usage_daily.parquet or usage_daily.csv")
+        raise InputError(
+            f"required table 'usage_daily' not found in {data}; expected usage_daily.parquet or usage_daily.csv"
+        )
     small, notes = _load_small(files)
     if files.path("ticket_messages") is None:
         notes.append(f"table 'ticket_messages' not found in {data}; treated as empty")
@@ -304,15 +370,35 @@ def run_features(
             if progress:
                 progress(f"{step} {r['index'] + 1}/{len(blocks)}", r["seconds"])
 
-    with tempfile.TemporaryDirectory(prefix=".text-", dir=Path(out).parent if Path(out).parent.exists() else None) as scratch, \
-            atomic_dir(Path(out) / "snapshots") as tmp:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix=".text-", dir=Path(out).parent if Path(out).parent.exists() else None
+        ) as scratch,
+        atomic_dir(Path(out) / "snapshots") as tmp,
+    ):
         jobs = []
         for b, block in enumerate(blocks):
             block_tickets = tickets[tickets["account_id"].isin(block)]
-            tables = small | {"tickets": block_tickets, "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])],
-                              "usage_days": usage_days}
-            jobs.append(BlockJob(b, block, files, tables, keys[keys["account_id"].isin(block)].reset_index(drop=True), scratch, str(tmp),
-                                 params, data_end, text, without_data=tuple(without_data)))
+            tables = small | {
+                "tickets": block_tickets,
+                "ticket_events": events[events["ticket_id"].isin(block_tickets["ticket_id"])],
+                "usage_days": usage_days,
+            }
+            jobs.append(
+                BlockJob(
+                    b,
+                    block,
+                    files,
+                    tables,
+                    keys[keys["account_id"].isin(block)].reset_index(drop=True),
+                    scratch,
+                    str(tmp),
+                    params,
+                    data_end,
+                    text,
+                    without_data=tuple(without_data),
+                )
+            )
         outcomes = None
         if text is not None:
             # pass 1: text signals per block, then predicted CSAT/CES fitted across every account
@@ -324,7 +410,9 @@ def run_features(
                 if inputs:
                     outcomes = predict_outcomes(pd.concat(inputs, ignore_index=True))
                 else:
-                    outcomes = pd.DataFrame(columns=["ticket_id", "account_id", "at", "predicted_csat", "predicted_ces"])
+                    outcomes = pd.DataFrame(
+                        columns=["ticket_id", "account_id", "at", "predicted_csat", "predicted_ces"]
+                    )
                 if progress:
                     progress("CSAT/CES", time.perf_counter() - t0)
         failed = bool(found.found)
@@ -333,7 +421,8 @@ def run_features(
             job.outcomes = None if outcomes is None else outcomes[outcomes["account_id"].isin(job.ids)]
         reports = map_blocks(feature_block, jobs)
         collect(reports, "block")
-        _global_checks(files, small, seen, hashes, found)  # each big table was read and counted in every block, even after a violation
+        # each big table was read and counted in every block, even after a violation
+        _global_checks(files, small, seen, hashes, found)
         found.raise_if_any()  # inside atomic_dir: the temporary folder goes, nothing is written
     n_rows = sum(r["rows"] for r in reports)
     label_sums = {name: [sum(r["label_sums"][name][i] for r in reports) for i in (0, 1)] for name in LABELS}
@@ -353,7 +442,9 @@ def run_features(
         "blocks": len(blocks),
         "label_rates": {k: (round(s / n, 4) if n else None) for k, (s, n) in label_sums.items()},
         "labelled": {k: n for k, (_, n) in label_sums.items()},
-        "notes": notes + list(without_data.values()) + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
+        "notes": notes
+        + list(without_data.values())
+        + ([] if text is not None else ["text signals not computed (--no-text): text features are null"]),
         "families_without_data": without_data,
         "text_model": text.get()[0].key if text is not None else None,
         "params": params.model_dump(),

@@ -66,8 +66,10 @@ def task_runner(settings: Settings):
         try:
             from prefect_dask import DaskTaskRunner
         except ImportError:
-            raise InputError(f"CHURN_DASK_ADDRESS is set ({settings.dask_address}) but prefect-dask is not installed; "
-                             "install the extra: pip install 'churn-platform[dask]'") from None
+            raise InputError(
+                f"CHURN_DASK_ADDRESS is set ({settings.dask_address}) but prefect-dask is not installed; "
+                "install the extra: pip install 'churn-platform[dask]'"
+            ) from None
         return DaskTaskRunner(address=settings.dask_address)
     return _ThreadsLetGo(max_workers=settings.workers)
 
@@ -122,8 +124,13 @@ def _snapshots_key(name: str):
         settings = load_settings()
         folder = Path(parameters["features_dir"])
         # the folder's absolute path: another work folder (or a fresh clone) with the same relative path is another key
-        return _key(name, parameters | {"features_dir": folder.resolve()}, fingerprint(folder), _config_fingerprint(settings),
-                    absolute_url(settings.mlflow_tracking_uri))
+        return _key(
+            name,
+            parameters | {"features_dir": folder.resolve()},
+            fingerprint(folder),
+            _config_fingerprint(settings),
+            absolute_url(settings.mlflow_tracking_uri),
+        )
 
     return key
 
@@ -146,8 +153,14 @@ def _say(line: str) -> None:
     get_run_logger().info(line)
 
 
-@task(name="job", task_run_name="{fn.__name__} {job.index}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2,
-      retry_condition_fn=_retry_unless_bad_input)
+@task(
+    name="job",
+    task_run_name="{fn.__name__} {job.index}",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_unless_bad_input,
+)
 def job_task(fn: Callable[[Any], dict], job: Any) -> dict:
     return fn(job)
 
@@ -169,13 +182,30 @@ def _features_key(data: Path, every: str, text: bool, start: str | None, end: st
     from text.loading import head_path
 
     head = head_path(settings.model_copy(update={"data_dir": data}))
-    model = f"{settings.sentiment_model}:{head}:{head.stat().st_mtime_ns if head.is_file() else 'shipped'}" if text else "none"
-    return _key("features", {"every": every, "text": text, "start": start, "end": end}, _files_fingerprint(data), _config_fingerprint(settings), model)
+    model = (
+        f"{settings.sentiment_model}:{head}:{head.stat().st_mtime_ns if head.is_file() else 'shipped'}"
+        if text
+        else "none"
+    )
+    return _key(
+        "features",
+        {"every": every, "text": text, "start": start, "end": end},
+        _files_fingerprint(data),
+        _config_fingerprint(settings),
+        model,
+    )
 
 
 @flow(name="build-features", log_prints=True)
-def build_features(data: str, out: str, every: str = "30d", text: bool = True, start: str | None = None, end: str | None = None,
-                   resume: bool = False) -> dict:
+def build_features(
+    data: str,
+    out: str,
+    every: str = "30d",
+    text: bool = True,
+    start: str | None = None,
+    end: str | None = None,
+    resume: bool = False,
+) -> dict:
     """The snapshot panel; blocks of accounts fan out over the task runner. With `resume`, a panel
     already built from the same data, parameters and text model is reused."""
     from core.io import write_json
@@ -191,8 +221,17 @@ def build_features(data: str, out: str, every: str = "30d", text: bool = True, s
             _say(f"features: reusing the panel in {out} (built from the same data, parameters and text model)")
             return summary
     with text_source(settings, Path(data), text) as source:
-        summary = feat.run_features(Path(data), Path(out), start=start, end=end, every=every, params=feat.load_feature_params(settings.config_dir),
-                                    text=source, progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"), map_blocks=_map_jobs)
+        summary = feat.run_features(
+            Path(data),
+            Path(out),
+            start=start,
+            end=end,
+            every=every,
+            params=feat.load_feature_params(settings.config_dir),
+            text=source,
+            progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"),
+            map_blocks=_map_jobs,
+        )
     summary["inputs_key"] = key
     write_json(summary, summary_path)
     return summary
@@ -203,8 +242,14 @@ def train_task(features_dir: str) -> dict:
     from pipelines.models import load_model_config, run_train
 
     settings = load_settings()
-    return run_train(Path(features_dir), tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir),
-                     progress=get_run_logger().info, dask_address=settings.dask_address, map_folds=_map_jobs)
+    return run_train(
+        Path(features_dir),
+        tracking_uri=settings.mlflow_tracking_uri,
+        config=load_model_config(settings.config_dir),
+        progress=get_run_logger().info,
+        dask_address=settings.dask_address,
+        map_folds=_map_jobs,
+    )
 
 
 @flow(name="train", log_prints=True)
@@ -213,35 +258,58 @@ def train(features_dir: str, resume: bool = False) -> dict:
     the same key is reused while its model version is still registered."""
     trained = _resumable(train_task, resume)(features_dir)
     if resume and not _still_registered(trained):
-        _say(f"the reused training result names {trained['model_uri']} (run {trained['run_id']}), no longer in the registry: training again")
+        _say(
+            f"the reused training result names {trained['model_uri']} (run {trained['run_id']}), no longer in the registry: training again"
+        )
         trained = _resumable(train_task, False)(features_dir)
     return trained
 
 
 @task(name="evaluate", cache_key_fn=_snapshots_key("evaluate"), persist_result=True)
-def evaluate_task(features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None) -> dict:
+def evaluate_task(
+    features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None
+) -> dict:
     from pipelines.models import load_model_config, run_evaluate
 
     settings = load_settings()
     config = load_model_config(settings.config_dir)
-    return run_evaluate(Path(features_dir), params=config.curve, folds=config.folds if folds is None else folds,
-                        budget=config.budget if budget is None else budget, progress=get_run_logger().info, model_uri=model_uri,
-                        tracking_uri=settings.mlflow_tracking_uri, map_folds=_map_jobs)
+    return run_evaluate(
+        Path(features_dir),
+        params=config.curve,
+        folds=config.folds if folds is None else folds,
+        budget=config.budget if budget is None else budget,
+        progress=get_run_logger().info,
+        model_uri=model_uri,
+        tracking_uri=settings.mlflow_tracking_uri,
+        map_folds=_map_jobs,
+    )
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None, resume: bool = False) -> dict:
+def evaluate(
+    features_dir: str,
+    folds: int | None = None,
+    budget: float | None = None,
+    model_uri: str | None = None,
+    resume: bool = False,
+) -> dict:
     """The backtest against the baselines, or a registered model scored out of time."""
     return _resumable(evaluate_task, resume)(features_dir, folds, budget, model_uri)
 
 
-@task(name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
+@task(
+    name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input
+)
 def promote_task(force: bool = False) -> dict:
     from pipelines.models import load_model_config, run_promote
 
     settings = load_settings()
-    return run_promote(tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir), force=force,
-                       progress=get_run_logger().info)
+    return run_promote(
+        tracking_uri=settings.mlflow_tracking_uri,
+        config=load_model_config(settings.config_dir),
+        force=force,
+        progress=get_run_logger().info,
+    )
 
 
 @flow(name="promote", log_prints=True)
@@ -250,14 +318,34 @@ def promote(force: bool = False) -> dict:
     return promote_task(force)
 
 
-@task(name="score accounts", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
+@task(
+    name="score accounts",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_unless_bad_input,
+)
 def score_task(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None) -> dict:
     from pipelines.score import run_score
 
-    return run_score(Path(data), Path(out), settings=load_settings(), as_of=as_of, model_uri=model_uri, text=text, progress=get_run_logger().info)
+    return run_score(
+        Path(data),
+        Path(out),
+        settings=load_settings(),
+        as_of=as_of,
+        model_uri=model_uri,
+        text=text,
+        progress=get_run_logger().info,
+    )
 
 
-@task(name="send alerts", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5, retry_condition_fn=_retry_unless_bad_input)
+@task(
+    name="send alerts",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_unless_bad_input,
+)
 def alerts_task() -> dict:
     from escalation.alerts import deliver
     from escalation.policy import load_policy
@@ -288,8 +376,15 @@ def _monitored(out: str) -> dict:
 
 
 @flow(name="score-accounts", log_prints=True)
-def score_accounts(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None, send_alerts: bool = True,
-                   monitor: bool = True) -> dict:
+def score_accounts(
+    data: str,
+    out: str,
+    model_uri: str | None = None,
+    text: bool = True,
+    as_of: str | None = None,
+    send_alerts: bool = True,
+    monitor: bool = True,
+) -> dict:
     """The daily batch: risk curves, reasons, escalations into the store; the monitors (drift,
     scores, calibration; their breaches queued as alerts); then the alert outbox flushed."""
     scored = score_task(data, out, model_uri, text, as_of)
@@ -300,12 +395,19 @@ def score_accounts(data: str, out: str, model_uri: str | None = None, text: bool
     return scored
 
 
-@task(name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
+@task(
+    name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input
+)
 def report_task(out: str, scores_dir: str | None = None, model_uri: str | None = None) -> dict:
     from pipelines.report import run_report
 
-    return run_report(Path(out), settings=load_settings(), scores_dir=Path(scores_dir) if scores_dir else None, model_uri=model_uri,
-                      progress=get_run_logger().info)
+    return run_report(
+        Path(out),
+        settings=load_settings(),
+        scores_dir=Path(scores_dir) if scores_dir else None,
+        model_uri=model_uri,
+        progress=get_run_logger().info,
+    )
 
 
 @flow(name="report", log_prints=True)
@@ -315,14 +417,18 @@ def report(out: str, scores_dir: str | None = None, model_uri: str | None = None
 
 
 @flow(name="simulate", log_prints=True)
-def simulate(out: str, accounts: int = 2000, days: int = 730, seed: int = 42, start: str = "2024-01-01", churn_rate: float = 0.12) -> dict:
+def simulate(
+    out: str, accounts: int = 2000, days: int = 730, seed: int = 42, start: str = "2024-01-01", churn_rate: float = 0.12
+) -> dict:
     """A simulated customer base with known ground truth."""
     import datetime as dt
 
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate as run
 
-    config = SimulationConfig(accounts=accounts, days=days, seed=seed, start=dt.date.fromisoformat(start), annual_churn_rate=churn_rate)
+    config = SimulationConfig(
+        accounts=accounts, days=days, seed=seed, start=dt.date.fromisoformat(start), annual_churn_rate=churn_rate
+    )
 
     def progress(done: int, total: int) -> None:
         if _progress_hook is not None:
@@ -346,10 +452,25 @@ def retrain(data: str, workdir: str, every: str = "30d", text: bool = True, forc
     scored = score_accounts(data, str(work / "scores"), served, text, send_alerts=False)
     written = report(str(work / "churn_report.html"), str(work / "scores"), served)
     auc = {r["model"]: r["roc_auc"] for r in trained["backtest"] if r["horizon_days"] == 90}
-    return {"features": features["snapshots"], "model": trained["model_uri"], "version": trained["version"], "roc_auc_90d": auc.get("lightgbm"),
-            "roc_auc_90d_by_model": auc, "promoted": promoted["promoted"], "champion": promoted["champion"], "promotion_reasons": promoted["reasons"],
-            "accounts_scored": scored["accounts"], "escalations": scored["escalations"], "report": written["report"],
-            "stage_seconds": {"features": features["seconds"], "train": trained["seconds"], "score": scored["seconds"], "report": written["seconds"]}}
+    return {
+        "features": features["snapshots"],
+        "model": trained["model_uri"],
+        "version": trained["version"],
+        "roc_auc_90d": auc.get("lightgbm"),
+        "roc_auc_90d_by_model": auc,
+        "promoted": promoted["promoted"],
+        "champion": promoted["champion"],
+        "promotion_reasons": promoted["reasons"],
+        "accounts_scored": scored["accounts"],
+        "escalations": scored["escalations"],
+        "report": written["report"],
+        "stage_seconds": {
+            "features": features["seconds"],
+            "train": trained["seconds"],
+            "score": scored["seconds"],
+            "report": written["seconds"],
+        },
+    }
 
 
 @flow(name="daily-scoring", log_prints=True)
@@ -358,4 +479,9 @@ def daily(data: str, workdir: str, text: bool = True) -> dict:
     work = Path(workdir)
     scored = score_accounts(data, str(work / "scores"), None, text, send_alerts=True)
     written = report(str(work / "churn_report.html"), str(work / "scores"), None)
-    return {"accounts": scored["accounts"], "escalations": scored["escalations"], "alerts": scored["alerts"], "report": written["report"]}
+    return {
+        "accounts": scored["accounts"],
+        "escalations": scored["escalations"],
+        "alerts": scored["alerts"],
+        "report": written["report"],
+    }

@@ -49,12 +49,16 @@ def load_model_config(config_dir: Path) -> ModelConfig:
         raise InputError(f"{path}: " + describe_validation(exc, f"key '{section}.{{key}}': {{message}}")) from None
     backtest = {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
     distributed = {"min_snapshots": 1_000_000, **(raw.get("dask") or {})}
-    return ModelConfig(curve, int(backtest["folds"]), float(backtest["budget"]), promotion, int(distributed["min_snapshots"]))
+    return ModelConfig(
+        curve, int(backtest["folds"]), float(backtest["budget"]), promotion, int(distributed["min_snapshots"])
+    )
 
 
 def feature_names(panel: pd.DataFrame) -> list[str]:
     """Every feature column that is not entirely missing (text features of a --no-text panel are)."""
-    return [c for c in panel.columns if c not in KEYS and not c.startswith("churned_within_") and panel[c].notna().any()]
+    return [
+        c for c in panel.columns if c not in KEYS and not c.startswith("churned_within_") and panel[c].notna().any()
+    ]
 
 
 def _panel_summary(features_dir: Path) -> dict:
@@ -79,11 +83,15 @@ def _churned_at(data_dir: Path | None) -> pd.Series | None:
     try:
         churn = load_tables(data_dir, tables=("accounts", "churn"))["churn"]
     except InputError as exc:
-        raise InputError(f"{data_dir} (the data the panel was built from; its churn table gives the lead times): {exc}") from None
+        raise InputError(
+            f"{data_dir} (the data the panel was built from; its churn table gives the lead times): {exc}"
+        ) from None
     return churn.set_index("account_id")["churned_at"]
 
 
-def backtest_plan(panel: pd.DataFrame, features_dir: Path, folds: int, min_train_days: int = MIN_TRAIN_DAYS) -> BacktestPlan:
+def backtest_plan(
+    panel: pd.DataFrame, features_dir: Path, folds: int, min_train_days: int = MIN_TRAIN_DAYS
+) -> BacktestPlan:
     """Which cutoffs test which horizon (models.backtest.plan_backtest), with the data's range from
     the panel summary; InputError naming --features when the history allows no fold at all."""
     summary = _panel_summary(features_dir)
@@ -108,7 +116,10 @@ def _oracle(data_dir: Path | None) -> Callable[[pd.DataFrame], np.ndarray] | Non
 
 
 def _json_rows(table: pd.DataFrame) -> list[dict]:
-    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
 
 
 def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
@@ -116,8 +127,17 @@ def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
     return {"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)}
 
 
-def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget: float, progress: Callable[[str], None] | None = None,
-                 model_uri: str | None = None, tracking_uri: str | None = None, map_folds=None) -> dict:
+def run_evaluate(
+    features_dir: Path,
+    *,
+    params: CurveParams,
+    folds: int,
+    budget: float,
+    progress: Callable[[str], None] | None = None,
+    model_uri: str | None = None,
+    tracking_uri: str | None = None,
+    map_folds=None,
+) -> dict:
     """Backtest the model and the baselines (and the oracle where the data has truth/); with
     `model_uri`, score that trained model on the snapshots after its training outcomes instead.
     Each horizon is tested where the history allows (models.backtest); the others are listed in
@@ -134,22 +154,52 @@ def run_evaluate(features_dir: Path, *, params: CurveParams, folds: int, budget:
     oracle = _oracle(data_dir)
     names = feature_names(panel)
     table, _ = run_backtest(
-        panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(data_dir), progress=progress, oracle=oracle,
-        baselines=baselines(names), map_folds=map_folds, plan=plan,
+        panel,
+        names,
+        folds=folds,
+        params=params,
+        budget=budget,
+        churned_at=_churned_at(data_dir),
+        progress=progress,
+        oracle=oracle,
+        baselines=baselines(names),
+        map_folds=map_folds,
+        plan=plan,
     )
-    return {"features": str(features_dir), "folds": folds, "budget": budget, "feature_count": len(names), "results": _json_rows(table),
-            **_plan_fields(plan), "oracle": oracle is not None, "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "features": str(features_dir),
+        "folds": folds,
+        "budget": budget,
+        "feature_count": len(names),
+        "results": _json_rows(table),
+        **_plan_fields(plan),
+        "oracle": oracle is not None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _plan_fields(plan: BacktestPlan) -> dict:
     """What a backtest's JSON says about its plan: horizons left out (with why), notes, the folds."""
     doc = plan.to_dict()
-    return {"not_evaluated": doc["not_evaluated"], "notes": doc["notes"], "test_cutoffs_by_horizon": doc["test_cutoffs"],
-            "backtest_plan": {k: doc[k] for k in ("step_days", "min_train_days", "min_train_cutoffs", "data_end", "history")}}
+    return {
+        "not_evaluated": doc["not_evaluated"],
+        "notes": doc["notes"],
+        "test_cutoffs_by_horizon": doc["test_cutoffs"],
+        "backtest_plan": {
+            k: doc[k] for k in ("step_days", "min_train_days", "min_train_cutoffs", "data_end", "history")
+        },
+    }
 
 
-def _evaluate_model(panel: pd.DataFrame, model_uri: str, tracking_uri: str | None, budget: float, churned_at, features_dir: Path,
-                    started: float) -> dict:
+def _evaluate_model(
+    panel: pd.DataFrame,
+    model_uri: str,
+    tracking_uri: str | None,
+    budget: float,
+    churned_at,
+    features_dir: Path,
+    started: float,
+) -> dict:
     """A registered model on out-of-time snapshots: cutoffs at or after the last outcome its training saw."""
     from models import registry
     from models.metrics import score_metrics
@@ -163,8 +213,10 @@ def _evaluate_model(panel: pd.DataFrame, model_uri: str, tracking_uri: str | Non
     through = pd.Timestamp(model.info.get("trained_through") or panel["cutoff"].min())
     test = panel[panel["cutoff"] >= through].reset_index(drop=True)
     if not test[list(LABELS)].notna().any().any():
-        raise InputError(f"--model {model_uri}: its training saw outcomes up to {through.date()} and no snapshot of {features_dir} from then on "
-                         "has a known outcome yet; evaluate it on snapshots built from newer data")
+        raise InputError(
+            f"--model {model_uri}: its training saw outcomes up to {through.date()} and no snapshot of {features_dir} from then on "
+            "has a known outcome yet; evaluate it on snapshots built from newer data"
+        )
     curve = model.predict_curve(test)
     end = pd.Timestamp(_panel_summary(features_dir).get("data_end") or infer_data_end(panel))
     rows, skipped = [], []
@@ -173,12 +225,31 @@ def _evaluate_model(panel: pd.DataFrame, model_uri: str, tracking_uri: str | Non
         if not known.any():
             skipped.append(_not_yet_known(h, test["cutoff"].min(), end))
             continue
-        frame = pd.DataFrame({"account_id": test["account_id"], "cutoff": test["cutoff"], "y": test[label].astype("float"),
-                              "score": curve[:, k], "arr": test.get("arr_current", pd.Series(np.nan, index=test.index))})[known]
-        rows.append({"model": "registered", "horizon_days": h, **score_metrics(frame.assign(y=frame["y"].astype(int)), budget=budget, churned_at=churned_at)})
-    return {"features": str(features_dir), "model": model_uri, "out_of_time_from": str(through.date()), "budget": budget,
-            "results": _json_rows(pd.DataFrame(rows)) if rows else [], "not_evaluated": [asdict(n) for n in skipped],
-            "seconds": round(time.perf_counter() - started, 1)}
+        frame = pd.DataFrame(
+            {
+                "account_id": test["account_id"],
+                "cutoff": test["cutoff"],
+                "y": test[label].astype("float"),
+                "score": curve[:, k],
+                "arr": test.get("arr_current", pd.Series(np.nan, index=test.index)),
+            }
+        )[known]
+        rows.append(
+            {
+                "model": "registered",
+                "horizon_days": h,
+                **score_metrics(frame.assign(y=frame["y"].astype(int)), budget=budget, churned_at=churned_at),
+            }
+        )
+    return {
+        "features": str(features_dir),
+        "model": model_uri,
+        "out_of_time_from": str(through.date()),
+        "budget": budget,
+        "results": _json_rows(pd.DataFrame(rows)) if rows else [],
+        "not_evaluated": [asdict(n) for n in skipped],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _not_yet_known(horizon: int, first: pd.Timestamp, data_end: pd.Timestamp) -> NotEvaluated:
@@ -186,8 +257,12 @@ def _not_yet_known(horizon: int, first: pd.Timestamp, data_end: pd.Timestamp) ->
     has a known outcome at that horizon yet."""
     lacking = (first + pd.Timedelta(days=horizon) - data_end).days
     wait = f"not enough history: needs {lacking} more days (" if lacking > 0 else "("
-    return NotEvaluated(horizon, f"{wait}the first snapshot after the outcomes its training saw, on {first.date()}, has no known {horizon}-day "
-                                 f"outcome; the data end on {data_end.date()})", lacking if lacking > 0 else None)
+    return NotEvaluated(
+        horizon,
+        f"{wait}the first snapshot after the outcomes its training saw, on {first.date()}, has no known {horizon}-day "
+        f"outcome; the data end on {data_end.date()})",
+        lacking if lacking > 0 else None,
+    )
 
 
 def fingerprint(features_dir: Path) -> str:
@@ -201,7 +276,16 @@ def fingerprint(features_dir: Path) -> str:
     return digest.hexdigest()
 
 
-BACKTEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "recall_at_budget", "arr_recall_at_budget", "median_lead_days")
+BACKTEST_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "lift_top_decile",
+    "recall_at_budget",
+    "arr_recall_at_budget",
+    "median_lead_days",
+)
 
 
 def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
@@ -215,10 +299,30 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _backtest(panel: pd.DataFrame, names: list[str], config: ModelConfig, plan: BacktestPlan, data_dir: Path | None, progress,
-              trainer: BoosterTrainer | None = None, map_folds=None):
-    return run_backtest(panel, names, folds=config.folds, params=config.curve, budget=config.budget, churned_at=_churned_at(data_dir),
-                        progress=progress, baselines=baselines(names), oracle=_oracle(data_dir), trainer=trainer, map_folds=map_folds, plan=plan)
+def _backtest(
+    panel: pd.DataFrame,
+    names: list[str],
+    config: ModelConfig,
+    plan: BacktestPlan,
+    data_dir: Path | None,
+    progress,
+    trainer: BoosterTrainer | None = None,
+    map_folds=None,
+):
+    return run_backtest(
+        panel,
+        names,
+        folds=config.folds,
+        params=config.curve,
+        budget=config.budget,
+        churned_at=_churned_at(data_dir),
+        progress=progress,
+        baselines=baselines(names),
+        oracle=_oracle(data_dir),
+        trainer=trainer,
+        map_folds=map_folds,
+        plan=plan,
+    )
 
 
 def search_params(model: RiskCurveModel) -> dict:
@@ -243,27 +347,43 @@ def baseline_better(table: pd.DataFrame, tolerance: float) -> dict[str, dict[str
     better: dict[str, dict[str, float]] = {}
     for h, row in auc.iterrows():
         for name in ("rules", "logistic"):
-            if name in row and np.isfinite(row[name]) and np.isfinite(row.get("lightgbm", np.nan)) and row[name] > row["lightgbm"] + tolerance:
-                better.setdefault(str(h), {"lightgbm": round(float(row["lightgbm"]), 4)})[name] = round(float(row[name]), 4)
+            if (
+                name in row
+                and np.isfinite(row[name])
+                and np.isfinite(row.get("lightgbm", np.nan))
+                and row[name] > row["lightgbm"] + tolerance
+            ):
+                better.setdefault(str(h), {"lightgbm": round(float(row["lightgbm"]), 4)})[name] = round(
+                    float(row[name]), 4
+                )
     return better
 
 
 def baseline_better_lines(better: dict[str, dict[str, float]]) -> list[str]:
-    return [f"{h} days: the {name} baseline's backtest ROC-AUC {auc:.3f} beats the LightGBM curve's {rows['lightgbm']:.3f}; "
-            "the curve is the model that is registered and served"
-            for h, rows in better.items() for name, auc in rows.items() if name != "lightgbm"]
+    return [
+        f"{h} days: the {name} baseline's backtest ROC-AUC {auc:.3f} beats the LightGBM curve's {rows['lightgbm']:.3f}; "
+        "the curve is the model that is registered and served"
+        for h, rows in better.items()
+        for name, auc in rows.items()
+        if name != "lightgbm"
+    ]
 
 
 def _unseen_horizons(panel: pd.DataFrame) -> list[str]:
     """Notes for horizons whose outcome no snapshot of the panel knows: the final model's curve
     there extends the shorter intervals and is not calibrated."""
     unseen = [h for h, label in zip(HORIZONS, LABELS, strict=True) if not panel[label].notna().any()]
-    return [f"{h} days: no snapshot of the panel has a known {h}-day outcome, so the final model's {h}-day probability extends "
-            "the shorter horizons' hazards and is not calibrated" for h in unseen]
+    return [
+        f"{h} days: no snapshot of the panel has a known {h}-day outcome, so the final model's {h}-day probability extends "
+        "the shorter horizons' hazards and is not calibrated"
+        for h in unseen
+    ]
 
 
 @contextlib.contextmanager
-def _trainer(dask_address: str | None, snapshots: int, config: ModelConfig, say: Callable[[str], None]) -> Iterator[BoosterTrainer | None]:
+def _trainer(
+    dask_address: str | None, snapshots: int, config: ModelConfig, say: Callable[[str], None]
+) -> Iterator[BoosterTrainer | None]:
     """lightgbm's Dask estimator on the cluster for a large panel when a Dask address is set, else local."""
     if not dask_address or snapshots < config.dask_min_snapshots:
         yield None
@@ -273,19 +393,30 @@ def _trainer(dask_address: str | None, snapshots: int, config: ModelConfig, say:
 
         from models.dask_training import DaskTrainer
     except ImportError:
-        raise InputError(f"CHURN_DASK_ADDRESS is set ({dask_address}) but dask is not installed; install the extra: pip install 'churn-platform[dask]'") from None
+        raise InputError(
+            f"CHURN_DASK_ADDRESS is set ({dask_address}) but dask is not installed; install the extra: pip install 'churn-platform[dask]'"
+        ) from None
     try:
         client = Client(dask_address, timeout=30)
     except OSError as exc:
         raise ChurnError(f"CHURN_DASK_ADDRESS {dask_address}: cannot reach the Dask scheduler ({exc})") from None
     with client:
-        say(f"training on the Dask cluster at {dask_address} ({len(client.scheduler_info(n_workers=-1)['workers'])} workers): "
-            f"{snapshots:,} snapshots >= dask.min_snapshots {config.dask_min_snapshots:,}")
+        say(
+            f"training on the Dask cluster at {dask_address} ({len(client.scheduler_info(n_workers=-1)['workers'])} workers): "
+            f"{snapshots:,} snapshots >= dask.min_snapshots {config.dask_min_snapshots:,}"
+        )
         yield DaskTrainer(client)
 
 
-def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, progress: Callable[[str], None] | None = None,
-              dask_address: str | None = None, map_folds=None) -> dict:
+def run_train(
+    features_dir: Path,
+    *,
+    tracking_uri: str,
+    config: ModelConfig,
+    progress: Callable[[str], None] | None = None,
+    dask_address: str | None = None,
+    map_folds=None,
+) -> dict:
     """Backtest (the curve, the baselines and, on simulated data, the oracle: what `churn evaluate`
     reports), fit the final curve on every snapshot, log it all to MLflow, register a challenger.
     With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster.
@@ -317,43 +448,99 @@ def run_train(features_dir: Path, *, tracking_uri: str, config: ModelConfig, pro
     contrib = contributions(model, sample, 90)
     specs = feature_specs()
     importance = global_importance(contrib, specs)
-    families = by_family(contrib, specs).abs().mean().sort_values(ascending=False).rename("mean_abs_contribution").rename_axis("family").reset_index()
+    families = (
+        by_family(contrib, specs)
+        .abs()
+        .mean()
+        .sort_values(ascending=False)
+        .rename("mean_abs_contribution")
+        .rename_axis("family")
+        .reset_index()
+    )
     dictionary_path = features_dir / "feature_dictionary.json"
     test_cutoffs = sorted(str(pd.Timestamp(c).date()) for c in pooled["cutoff"].unique())
-    tags = {"features_dir": str(features_dir.resolve()), "data.fingerprint": fingerprint(features_dir), "formulation": config.curve.formulation,
-            "backtest.test_cutoffs": json.dumps(test_cutoffs), "backtest.folds": str(config.folds), "backtest.budget": str(config.budget),
-            "backtest.min_train_days": str(plan.min_train_days),
-            "backtest.not_evaluated": json.dumps([n["horizon_days"] for n in plan.to_dict()["not_evaluated"]])}
-    data_doc = {"snapshots": len(panel), "accounts": int(panel["account_id"].nunique()), "features": names,
-                "cutoffs": [str(pd.Timestamp(c).date()) for c in np.sort(panel["cutoff"].unique())], "fingerprint": tags["data.fingerprint"],
-                "label_rates": {label: float(panel[label].mean()) if panel[label].notna().any() else None for label in LABELS},
-                "source": str(data_dir) if data_dir else None, "backtest_plan": plan.to_dict()}
+    tags = {
+        "features_dir": str(features_dir.resolve()),
+        "data.fingerprint": fingerprint(features_dir),
+        "formulation": config.curve.formulation,
+        "backtest.test_cutoffs": json.dumps(test_cutoffs),
+        "backtest.folds": str(config.folds),
+        "backtest.budget": str(config.budget),
+        "backtest.min_train_days": str(plan.min_train_days),
+        "backtest.not_evaluated": json.dumps([n["horizon_days"] for n in plan.to_dict()["not_evaluated"]]),
+    }
+    data_doc = {
+        "snapshots": len(panel),
+        "accounts": int(panel["account_id"].nunique()),
+        "features": names,
+        "cutoffs": [str(pd.Timestamp(c).date()) for c in np.sort(panel["cutoff"].unique())],
+        "fingerprint": tags["data.fingerprint"],
+        "label_rates": {label: float(panel[label].mean()) if panel[label].notna().any() else None for label in LABELS},
+        "source": str(data_dir) if data_dir else None,
+        "backtest_plan": plan.to_dict(),
+    }
     better = baseline_better(table, config.promotion.tolerance)
     for line in baseline_better_lines(better):
         say(f"warning: {line}")
     say("logging to MLflow")
     registry.connect(tracking_uri)
     logged = registry.log_training(
-        model, panel=panel, params={"curve_params": config.curve.model_dump(), **{k: v for k, v in config.curve.model_dump().items() if k not in ("monotone", "search")},
-                                    **search_params(model), "features": len(names), "backtest_folds": config.folds, "budget": config.budget},
-        metrics={**backtest_metrics(table), **{f"best_iteration_{i}": b for i, b in enumerate(model.info["best_iteration"])}, **search_metrics(model)},
-        tables={"backtest": table, "importance": importance, "family_importance": families, "search": pd.DataFrame(model.info["search"])},
-        documents={"feature_dictionary": json.loads(dictionary_path.read_text()) if dictionary_path.is_file() else {},
-                   "data_fingerprint": data_doc, "model_info": model.info},
-        figures={"calibration": calibration_figure(pooled), "shap_importance": importance_figure(importance),
-                 **explanation_figures(model, sample, specs)},  # shap's beeswarm at every horizon
+        model,
+        panel=panel,
+        params={
+            "curve_params": config.curve.model_dump(),
+            **{k: v for k, v in config.curve.model_dump().items() if k not in ("monotone", "search")},
+            **search_params(model),
+            "features": len(names),
+            "backtest_folds": config.folds,
+            "budget": config.budget,
+        },
+        metrics={
+            **backtest_metrics(table),
+            **{f"best_iteration_{i}": b for i, b in enumerate(model.info["best_iteration"])},
+            **search_metrics(model),
+        },
+        tables={
+            "backtest": table,
+            "importance": importance,
+            "family_importance": families,
+            "search": pd.DataFrame(model.info["search"]),
+        },
+        documents={
+            "feature_dictionary": json.loads(dictionary_path.read_text()) if dictionary_path.is_file() else {},
+            "data_fingerprint": data_doc,
+            "model_info": model.info,
+        },
+        figures={
+            "calibration": calibration_figure(pooled),
+            "shap_importance": importance_figure(importance),
+            **explanation_figures(model, sample, specs),
+        },  # shap's beeswarm at every horizon
         tags=tags,
     )
     lightgbm = {r["horizon_days"]: r for r in _json_rows(table) if r["model"] == "lightgbm"}
     plan_fields = _plan_fields(plan)
-    return {**logged, "features": str(features_dir), "snapshots": len(panel), "feature_count": len(names), "test_cutoffs": test_cutoffs,
-            "backtest": _json_rows(table), "roc_auc": {str(h): r["roc_auc"] for h, r in lightgbm.items()},
-            "ece": {str(h): r["ece"] for h, r in lightgbm.items()}, "search": model.info["search"], "chosen_candidate": model.info["chosen"],
-            "baseline_better": better, **plan_fields, "notes": plan_fields["notes"] + unseen,
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        **logged,
+        "features": str(features_dir),
+        "snapshots": len(panel),
+        "feature_count": len(names),
+        "test_cutoffs": test_cutoffs,
+        "backtest": _json_rows(table),
+        "roc_auc": {str(h): r["roc_auc"] for h, r in lightgbm.items()},
+        "ece": {str(h): r["ece"] for h, r in lightgbm.items()},
+        "search": model.info["search"],
+        "chosen_candidate": model.info["chosen"],
+        "baseline_better": better,
+        **plan_fields,
+        "notes": plan_fields["notes"] + unseen,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
-def run_promote(*, tracking_uri: str, config: ModelConfig, force: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+def run_promote(
+    *, tracking_uri: str, config: ModelConfig, force: bool = False, progress: Callable[[str], None] | None = None
+) -> dict:
     """Move `champion` to the challenger if it wins on the same backtest (or with force); say why not."""
     from models import registry
 
@@ -361,53 +548,104 @@ def run_promote(*, tracking_uri: str, config: ModelConfig, force: bool = False, 
     registry.connect(tracking_uri)
     challenger = registry.version_info(registry.CHALLENGER)
     if challenger is None:
-        raise ChurnError(f"no model version has the alias '{registry.CHALLENGER}' in {tracking_uri}: run `churn train` first")
+        raise ChurnError(
+            f"no model version has the alias '{registry.CHALLENGER}' in {tracking_uri}: run `churn train` first"
+        )
     champion = registry.version_info(registry.CHAMPION)
-    result = {"challenger": challenger["version"], "champion_before": champion["version"] if champion else None, "forced": force}
+    result = {
+        "challenger": challenger["version"],
+        "champion_before": champion["version"] if champion else None,
+        "forced": force,
+    }
     if champion and champion["version"] == challenger["version"]:
-        return {**result, "promoted": False, "champion": champion["version"], "reasons": ["the challenger already is the champion"], "notes": [],
-                "comparison": []}
+        return {
+            **result,
+            "promoted": False,
+            "champion": champion["version"],
+            "reasons": ["the challenger already is the champion"],
+            "notes": [],
+            "comparison": [],
+        }
     champion_metrics = champion["metrics"] if champion else None
     basis = "no champion yet"
     if champion:
-        same = all(champion["tags"].get(k) == challenger["tags"].get(k) for k in ("data.fingerprint", "backtest.test_cutoffs", "backtest.budget"))
+        same = all(
+            champion["tags"].get(k) == challenger["tags"].get(k)
+            for k in ("data.fingerprint", "backtest.test_cutoffs", "backtest.budget")
+        )
         basis = "both runs' logged backtests (same snapshots and test cutoffs)"
         if not same:
             champion_metrics, basis = _rebacktest_champion(champion, challenger, config, say)
     decision = decide(challenger["metrics"], champion_metrics, config.promotion)
     promoted = decision["promote"] or force
-    record = {"decided_at": pd.Timestamp.now(tz="UTC").isoformat(), "forced": force and not decision["promote"], "basis": basis,
-              "previous_champion": result["champion_before"], "reasons": decision["reasons"], "policy": config.promotion.model_dump()}
+    record = {
+        "decided_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "forced": force and not decision["promote"],
+        "basis": basis,
+        "previous_champion": result["champion_before"],
+        "reasons": decision["reasons"],
+        "policy": config.promotion.model_dump(),
+    }
     if promoted:
         registry.move_champion(challenger["version"], decision=record)
     else:
         registry.record_refusal(challenger["version"], record)
-    return {**result, "promoted": promoted, "champion": challenger["version"] if promoted else result["champion_before"], "basis": basis,
-            "reasons": decision["reasons"], "notes": decision["notes"], "comparison": decision["comparison"], "policy": config.promotion.model_dump()}
+    return {
+        **result,
+        "promoted": promoted,
+        "champion": challenger["version"] if promoted else result["champion_before"],
+        "basis": basis,
+        "reasons": decision["reasons"],
+        "notes": decision["notes"],
+        "comparison": decision["comparison"],
+        "policy": config.promotion.model_dump(),
+    }
 
 
-def _rebacktest_champion(champion: dict, challenger: dict, config: ModelConfig, say: Callable[[str], None]) -> tuple[dict, str]:
+def _rebacktest_champion(
+    champion: dict, challenger: dict, config: ModelConfig, say: Callable[[str], None]
+) -> tuple[dict, str]:
     """The champion's training configuration backtested on the challenger's snapshots and folds."""
     features_dir = Path(challenger["tags"].get("features_dir", ""))
     if not (features_dir / "snapshots").is_dir():
-        raise ChurnError(f"the champion (version {champion['version']}) was backtested on other snapshots and the challenger's features "
-                         f"folder {features_dir} is gone, so the two cannot be compared on the same backtest; rebuild it or use --force")
+        raise ChurnError(
+            f"the champion (version {champion['version']}) was backtested on other snapshots and the challenger's features "
+            f"folder {features_dir} is gone, so the two cannot be compared on the same backtest; rebuild it or use --force"
+        )
     if fingerprint(features_dir) != challenger["tags"].get("data.fingerprint"):
-        raise ChurnError(f"the challenger's features folder {features_dir} changed since it was trained; retrain, or use --force")
+        raise ChurnError(
+            f"the challenger's features folder {features_dir} changed since it was trained; retrain, or use --force"
+        )
     params = CurveParams(**json.loads(champion["params"]["curve_params"]))
-    say(f"champion version {champion['version']} was backtested on other snapshots: backtesting its configuration on the challenger's")
+    say(
+        f"champion version {champion['version']} was backtested on other snapshots: backtesting its configuration on the challenger's"
+    )
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
     folds = int(challenger["tags"].get("backtest.folds", config.folds))
     budget = float(challenger["tags"].get("backtest.budget", config.budget))
     # the challenger's plan: the same folds and history rule give the same test cutoffs
-    plan = backtest_plan(panel, features_dir, folds, int(challenger["tags"].get("backtest.min_train_days", MIN_TRAIN_DAYS)))
-    table, _ = run_backtest(panel, names, folds=folds, params=params, budget=budget, churned_at=_churned_at(_data_dir(features_dir)),
-                            progress=say, plan=plan)
-    return backtest_metrics(table), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"
+    plan = backtest_plan(
+        panel, features_dir, folds, int(challenger["tags"].get("backtest.min_train_days", MIN_TRAIN_DAYS))
+    )
+    table, _ = run_backtest(
+        panel,
+        names,
+        folds=folds,
+        params=params,
+        budget=budget,
+        churned_at=_churned_at(_data_dir(features_dir)),
+        progress=say,
+        plan=plan,
+    )
+    return backtest_metrics(
+        table
+    ), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"
 
 
-def run_train_table(table: Path, *, label: str, id_column: str | None, tracking_uri: str, progress: Callable[[str], None] | None = None) -> dict:
+def run_train_table(
+    table: Path, *, label: str, id_column: str | None, tracking_uri: str, progress: Callable[[str], None] | None = None
+) -> dict:
     """Stratified 5-fold CV of the choosing procedure on a user's own snapshot table (each fold picks
     its model by an inner CV), then the final model (the candidate `chosen` over the folds), logged to MLflow."""
     from core.io import read_user_table
@@ -434,14 +672,34 @@ def run_train_table(table: Path, *, label: str, id_column: str | None, tracking_
     registry.connect(tracking_uri, experiment="churn-train-table")
     digest = hashlib.sha256(Path(table).read_bytes()).hexdigest()
     metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    candidates = pd.DataFrame([{"candidate": c, "model": model_text, "roc_auc_mean": result[f"{c}_roc_auc_mean"],
-                                "roc_auc_std": result[f"{c}_roc_auc_std"], "wins": result["wins"][c]}
-                               for c, model_text in result["candidates"].items()])
+    candidates = pd.DataFrame(
+        [
+            {
+                "candidate": c,
+                "model": model_text,
+                "roc_auc_mean": result[f"{c}_roc_auc_mean"],
+                "roc_auc_std": result[f"{c}_roc_auc_std"],
+                "wins": result["wins"][c],
+            }
+            for c, model_text in result["candidates"].items()
+        ]
+    )
     logged = registry.log_table_run(
-        model, example=example, params={**params.model_dump(mode="json"), "label": label, "id_column": id_column or ""},
+        model,
+        example=example,
+        params={**params.model_dump(mode="json"), "label": label, "id_column": id_column or ""},
         metrics={**metrics, **{f"wins_{c}": n for c, n in result["wins"].items()}},
-        tables={"per_fold": pd.DataFrame(result["per_fold"]), "importance": model.feature_importance(), "candidates": candidates},
+        tables={
+            "per_fold": pd.DataFrame(result["per_fold"]),
+            "importance": model.feature_importance(),
+            "candidates": candidates,
+        },
         documents={"notes": {"notes": result.get("notes", prepared.notes)}, "cv": result},
-        tags={"table": str(Path(table).resolve()), "data.fingerprint": digest, "label": label, "chosen": result["chosen"]},
+        tags={
+            "table": str(Path(table).resolve()),
+            "data.fingerprint": digest,
+            "label": label,
+            "chosen": result["chosen"],
+        },
     )
     return {**result, **logged, "table": str(table), "seconds": round(time.perf_counter() - started, 1)}

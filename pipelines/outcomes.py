@@ -17,6 +17,7 @@ import pandas as pd
 
 from core.errors import ChurnError, InputError
 from escalation.evaluation import DEFAULT_HORIZON_DAYS
+from pipelines.console import number
 
 
 def safe_url(url: str) -> str:
@@ -36,7 +37,7 @@ def _missing_sqlite(url: str) -> Path | None:
     if "://" not in text:
         path = Path(text).expanduser()
     elif text.startswith("sqlite:///") and ":memory:" not in text and len(text) > len("sqlite:///"):
-        path = Path(text[len("sqlite:///"):]).expanduser()
+        path = Path(text[len("sqlite:///") :]).expanduser()
     else:
         return None
     return None if path.is_file() else path
@@ -50,7 +51,9 @@ def data_end_of(data_dir: Path) -> pd.Timestamp:
     from pipelines.features import _time_column
 
     files = TableFiles(data_dir)
-    return data_range_of({table: _time_column(files, table) for table in TIME_COLUMNS if files.path(table) is not None})[1]
+    return data_range_of(
+        {table: _time_column(files, table) for table in TIME_COLUMNS if files.path(table) is not None}
+    )[1]
 
 
 def _arr_by_account(data_dir: Path) -> pd.Series | None:
@@ -60,8 +63,14 @@ def _arr_by_account(data_dir: Path) -> pd.Series | None:
     return None if accounts is None else coerce_columns("accounts", accounts).set_index("account_id")["arr"]
 
 
-def escalation_block(store_url: str, data_dir: Path | None, *, data_end: pd.Timestamp | None = None,
-                     horizon_days: int = DEFAULT_HORIZON_DAYS, min_per_group: int = 30) -> dict:
+def escalation_block(
+    store_url: str,
+    data_dir: Path | None,
+    *,
+    data_end: pd.Timestamp | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    min_per_group: int = 30,
+) -> dict:
     """escalation/evaluation.py `evaluate_escalations` on the store at `store_url`, with churn from
     `data_dir`'s churn table. When there is nothing to evaluate, `available` is False and `note` says why."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -75,20 +84,35 @@ def escalation_block(store_url: str, data_dir: Path | None, *, data_end: pd.Time
     if missing is not None:
         return {**base, "note": f"no operational store at {missing} (CHURN_STORE_URL): no escalations to evaluate"}
     if data_dir is None or not Path(data_dir).is_dir():
-        return {**base, "note": f"the data folder {data_dir} is not there: its churn table says what happened after each escalation"}
+        return {
+            **base,
+            "note": f"the data folder {data_dir} is not there: its churn table says what happened after each escalation",
+        }
     try:
         with Store(store_url) as store:
             tables = read_store(store)
-    except (SQLAlchemyError, OSError) as exc:  # an unreachable or foreign database: the user needs the URL and the cause
-        return {**base, "note": f"could not read the operational store {safe_url(store_url)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+    except (
+        SQLAlchemyError,
+        OSError,
+    ) as exc:  # an unreachable or foreign database: the user needs the URL and the cause
+        return {
+            **base,
+            "note": f"could not read the operational store {safe_url(store_url)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+        }
     try:
         churned = _churned_at(Path(data_dir))
         end = data_end if data_end is not None else data_end_of(Path(data_dir))
     except InputError as exc:  # the report and evaluate still stand without this block
         return {**base, "note": f"the data in {data_dir} cannot say what happened after each escalation: {exc}"}
     churned = churned if churned is not None else pd.Series(dtype="datetime64[us, UTC]")
-    block = evaluate_escalations(tables, churned, end, horizon_days=horizon_days, arr_by_account=_arr_by_account(Path(data_dir)),
-                                 min_per_group=min_per_group)
+    block = evaluate_escalations(
+        tables,
+        churned,
+        end,
+        horizon_days=horizon_days,
+        arr_by_account=_arr_by_account(Path(data_dir)),
+        min_per_group=min_per_group,
+    )
     return {**base, **block}
 
 
@@ -98,7 +122,9 @@ def evaluate_block(features_dir: Path, store_url: str, horizon_days: int = DEFAU
     from pipelines.models import _data_dir, _panel_summary
 
     end = _panel_summary(features_dir).get("data_end")
-    return escalation_block(store_url, _data_dir(features_dir), data_end=pd.Timestamp(end) if end else None, horizon_days=horizon_days)
+    return escalation_block(
+        store_url, _data_dir(features_dir), data_end=pd.Timestamp(end) if end else None, horizon_days=horizon_days
+    )
 
 
 def log_block(block: dict, *, tracking_uri: str, model_uri: str) -> str | None:
@@ -134,10 +160,16 @@ def human_lines(block: dict) -> list[str]:
     if not block.get("available"):
         return [f"escalations: {block.get('note')}"]
     o, h = block["overall"], block["horizon_days"]
-    fmt = lambda v: "-" if v is None else f"{v:.0%}"
-    lines = [(f"escalations ({block['store']}): {block['escalations']} in the store, {o['matured']} matured at {h} days; "
-              f"really at risk {fmt(o['precision'])}, churned {fmt(o['churn_rate'])}; ARR saved ${o['arr_saved']:,.0f}")]
-    lines += [f"  band {r['band']}: {r['matured']} matured, precision {fmt(r['precision'])}" for r in block["by_band"]]
+    lines = [
+        (
+            f"escalations ({block['store']}): {block['escalations']} in the store, {o['matured']} matured at {h} days; "
+            f"really at risk {number(o['precision'], '.0%')}, churned {number(o['churn_rate'], '.0%')}; ARR saved ${o['arr_saved']:,.0f}"
+        )
+    ]
+    lines += [
+        f"  band {r['band']}: {r['matured']} matured, precision {number(r['precision'], '.0%')}"
+        for r in block["by_band"]
+    ]
     lines.append(f"  holdout: {block['holdout']['verdict']}")
     lines += [f"  note: {n}" for n in block.get("notes", [])]
     return lines
@@ -146,8 +178,16 @@ def human_lines(block: dict) -> list[str]:
 # ---------------------------------------------------------------------------------- policy suggest
 
 
-def run_policy_suggest(*, settings, capacity: int, horizons: tuple[int, ...] = (), features_dir: Path | None = None,
-                       model_uri: str | None = None, out: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+def run_policy_suggest(
+    *,
+    settings,
+    capacity: int,
+    horizons: tuple[int, ...] = (),
+    features_dir: Path | None = None,
+    model_uri: str | None = None,
+    out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Score the snapshot panel (default: the one the model was trained on) with the model (default:
     the champion), suggest thresholds for `capacity` escalations per cutoff, and add what the store's
     matured escalations say. Writes nothing unless `out` is given (then the whole policy with the
@@ -161,7 +201,9 @@ def run_policy_suggest(*, settings, capacity: int, horizons: tuple[int, ...] = (
     policy = load_policy(settings.config_dir)
     live = (Path(settings.config_dir) / "escalation.yaml").resolve()
     if out is not None and Path(out).resolve() == live:
-        raise InputError(f"--out {out}: that is the live policy; a suggestion is never applied: write it elsewhere, review it, then copy it")
+        raise InputError(
+            f"--out {out}: that is the live policy; a suggestion is never applied: write it elsewhere, review it, then copy it"
+        )
     if capacity < 1:
         raise InputError(f"--capacity {capacity}: expected at least 1 escalation per period")
     uri = model_uri or settings.model_uri
@@ -169,12 +211,17 @@ def run_policy_suggest(*, settings, capacity: int, horizons: tuple[int, ...] = (
     info = registry.describe(uri)
     if features_dir is None:
         if not info or not info["tags"].get("features_dir"):
-            raise InputError(f"--features: not given and the model {uri} names no training features folder; pass --features DIR (the output of `churn features`)")
+            raise InputError(
+                f"--features: not given and the model {uri} names no training features folder; pass --features "
+                "DIR (the output of `churn features`)"
+            )
         features_dir = Path(info["tags"]["features_dir"])
     try:
         model = registry.load_curve(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing model; the user needs the URI named
-        raise ChurnError(f"--model {uri}: could not load it ({type(exc).__name__}); run `churn train` and `churn promote` first, or pass --model") from None
+        raise ChurnError(
+            f"--model {uri}: could not load it ({type(exc).__name__}); run `churn train` and `churn promote` first, or pass --model"
+        ) from None
     panel = read_snapshots(Path(features_dir))
     say(f"scoring {len(panel):,} snapshots of {features_dir} with {uri}")
     curve = model.predict_curve(panel)
@@ -182,13 +229,25 @@ def run_policy_suggest(*, settings, capacity: int, horizons: tuple[int, ...] = (
     notes = list(suggestion.notes)
     through = model.info.get("trained_through")
     if through and pd.Timestamp(panel["cutoff"].min()) < pd.Timestamp(through):
-        notes.append(f"the model learned from these snapshots' outcomes up to {str(through)[:10]}: precisions there are in-sample, "
-                     "so read them as an upper bound and compare the thresholds, not the figures")
-    result = {**suggestion.to_dict(), "features": str(features_dir), "model": uri, "policy_version": policy.version,
-              "config": str(live), "notes": notes, "written": None}
+        notes.append(
+            f"the model learned from these snapshots' outcomes up to {str(through)[:10]}: precisions there are in-sample, "
+            "so read them as an upper bound and compare the thresholds, not the figures"
+        )
+    result = {
+        **suggestion.to_dict(),
+        "features": str(features_dir),
+        "model": uri,
+        "policy_version": policy.version,
+        "config": str(live),
+        "notes": notes,
+        "written": None,
+    }
     past = escalation_block(settings.store_url, _panel_data_dir(Path(features_dir)) or Path(settings.data_dir))
     result["past_escalations"] = {k: past.get(k) for k in ("available", "note", "escalations", "horizon_days")} | (
-        {"matured": past["overall"]["matured"], "precision": past["overall"]["precision"], "by_band": past["by_band"]} if past.get("available") else {})
+        {"matured": past["overall"]["matured"], "precision": past["overall"]["precision"], "by_band": past["by_band"]}
+        if past.get("available")
+        else {}
+    )
     if out is not None:
         result["written"] = str(_write_policy(live, suggestion.suggested.thresholds, Path(out)))
     result["diff"] = diff_lines(suggestion)
@@ -211,8 +270,10 @@ def _write_policy(live: Path, thresholds: dict[int, float], out: Path) -> Path:
     raw = (yaml.safe_load(live.read_text()) if live.is_file() else None) or {}
     raw["risk_thresholds"] = {int(h): float(t) for h, t in sorted(thresholds.items())}
     EscalationPolicy(**raw)  # what is written loads
-    header = (f"# Suggested by `churn policy suggest` from {live}: only risk_thresholds changed. Not applied:\n"
-              "# review it, then copy it over config/escalation.yaml (comments of the original are not kept).\n")
+    header = (
+        f"# Suggested by `churn policy suggest` from {live}: only risk_thresholds changed. Not applied:\n"
+        "# review it, then copy it over config/escalation.yaml (comments of the original are not kept).\n"
+    )
     with atomic_path(out) as tmp:
         Path(tmp).write_text(header + yaml.safe_dump(raw, sort_keys=False))
     return out
@@ -220,16 +281,27 @@ def _write_policy(live: Path, thresholds: dict[int, float], out: Path) -> Path:
 
 def suggest_human(result: dict) -> str:
     s, c = result["suggested"], result["current"]
-    fmt = lambda v: "-" if v is None else f"{v:.2f}"
     period = f"a cutoff every {result['period_days']} days" if result.get("period_days") else "a cutoff"
-    lines = [f"capacity {result['capacity']} risk escalations per period ({period}; {result['periods']} periods, {result['snapshots']:,} snapshots):",
-             (f"  now: {c['per_period']:.1f} per period, precision {fmt(c['precision'])}; suggested: {s['per_period']:.1f} per period, "
-              f"precision {fmt(s['precision'])}")]
+    lines = [
+        f"capacity {result['capacity']} risk escalations per period ({period}; {result['periods']} periods, "
+        f"{result['snapshots']:,} snapshots):",
+        (
+            f"  now: {c['per_period']:.1f} per period, precision {number(c['precision'], '.2f')}; suggested: "
+            f"{s['per_period']:.1f} per period, "
+            f"precision {number(s['precision'], '.2f')}"
+        ),
+    ]
     lines += [f"  {line}" for line in result["diff"]] or ["  no change: the current thresholds already fit"]
     past = result.get("past_escalations") or {}
     if past.get("available"):
-        lines.append(f"  past escalations in the store: {past['matured']} matured at {past['horizon_days']} days, "
-                     f"precision {fmt(past['precision'])}")
+        lines.append(
+            f"  past escalations in the store: {past['matured']} matured at {past['horizon_days']} days, "
+            f"precision {number(past['precision'], '.2f')}"
+        )
     lines += [f"  note: {n}" for n in result["notes"]]
-    lines.append(f"  written to {result['written']} (not applied)" if result["written"] else "  nothing written (--out FILE writes the policy)")
+    lines.append(
+        f"  written to {result['written']} (not applied)"
+        if result["written"]
+        else "  nothing written (--out FILE writes the policy)"
+    )
     return "\n".join(lines)

@@ -82,7 +82,13 @@ def status(folder: Path) -> dict:
     """What runs from `folder`: {"running": bool, "url", "pid", "started_at", "database", "log", ...}."""
     state = _read_state(folder) or {}
     running = _ours(state, folder) and _healthy(state["url"])
-    return {"running": running, "folder": str(folder), "database": str(folder / DATABASE), "log": str(folder / LOG), **state}
+    return {
+        "running": running,
+        "folder": str(folder),
+        "database": str(folder / DATABASE),
+        "log": str(folder / LOG),
+        **state,
+    }
 
 
 @contextlib.contextmanager
@@ -157,19 +163,34 @@ def _wait(state: dict, timeout: float, process: subprocess.Popen | None) -> bool
 
 def _start(folder: Path, idle_minutes: int, say, timeout: float) -> str:
     started = time.monotonic()
-    say(f"starting a local Prefect server for this and later commands (state in {folder}; `churn prefect stop` stops it)")
+    say(
+        f"starting a local Prefect server for this and later commands (state in {folder}; `churn prefect stop` stops it)"
+    )
     for _attempt in range(2):  # a port taken between choosing it and binding it: once more on another
         port = _free_port()
         with open(folder / LOG, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "pipelines.prefect_server", str(folder), str(port), str(idle_minutes)],
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                       cwd=Path(__file__).resolve().parent.parent)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.prefect_server", str(folder), str(port), str(idle_minutes)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
         processes.spare(process.pid)  # it outlives the command: stopping a command leaves it alone
-        state = {"pid": process.pid, "url": f"http://127.0.0.1:{port}/api", "port": port, "prefect": _prefect_version(),
-                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "idle_minutes": idle_minutes}
+        state = {
+            "pid": process.pid,
+            "url": f"http://127.0.0.1:{port}/api",
+            "port": port,
+            "prefect": _prefect_version(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "idle_minutes": idle_minutes,
+        }
         (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
         if _wait(state, timeout, process):
-            say(f"local Prefect server ready at {state['url'].removesuffix('/api')} in {time.monotonic() - started:.1f}s")
+            say(
+                f"local Prefect server ready at {state['url'].removesuffix('/api')} in {time.monotonic() - started:.1f}s"
+            )
             return state["url"]
         if process.poll() is None:
             break  # running but silent: the deadline passed
@@ -177,15 +198,22 @@ def _start(folder: Path, idle_minutes: int, say, timeout: float) -> str:
     with contextlib.suppress(FileNotFoundError):
         (folder / STATE).unlink()
     tail = " | ".join((folder / LOG).read_text(errors="replace").strip().splitlines()[-3:])
-    raise ChurnError(f"the local Prefect server did not answer within {timeout:.0f}s (log {folder / LOG}: {tail}); "
-                     "set PREFECT_API_URL to use another Prefect server")
+    raise ChurnError(
+        f"the local Prefect server did not answer within {timeout:.0f}s (log {folder / LOG}: {tail}); "
+        "set PREFECT_API_URL to use another Prefect server"
+    )
 
 
 def _server_env(folder: Path, port: int) -> dict[str, str]:
     """The server's own Prefect settings: its home, database and address under `folder`."""
-    return {"PREFECT_HOME": str(folder), "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{folder / DATABASE}",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1"}
+    return {
+        "PREFECT_HOME": str(folder),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{folder / DATABASE}",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
 
 
 def _serve(folder: Path, port: int, idle_minutes: int) -> None:
@@ -195,8 +223,16 @@ def _serve(folder: Path, port: int, idle_minutes: int) -> None:
     os.environ.update(_server_env(folder, port))
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            "prefect.server.api.server:create_app",
+            factory=True,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
 
     def watch() -> None:
         seen, quiet_since = -1, time.monotonic()
@@ -240,7 +276,9 @@ def prefect_api(settings, say=lambda line: None) -> Iterator[str]:
         # for the rest of the process, every thread included (Prefect's log and event workers)
         os.environ["PREFECT_API_URL"] = url
         prefect.context.refresh_global_settings_context()
-    updates = {} if "heartbeat_frequency" in current.flows.model_fields_set else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    updates = (
+        {} if "heartbeat_frequency" in current.flows.model_fields_set else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    )
     with temporary_settings(updates={PREFECT_API_URL: url, **updates}):
         yield url
 

@@ -16,8 +16,14 @@ from core.io import atomic_path
 from core.settings import Settings
 
 
-def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None, model_uri: str | None = None,
-               progress: Callable[[str], None] | None = None) -> dict:
+def run_report(
+    out: Path,
+    *,
+    settings: Settings,
+    scores_dir: Path | None = None,
+    model_uri: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     from escalation.policy import load_policy
     from escalation.store import Store
     from features.registry import feature_specs
@@ -41,7 +47,9 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
     model = registry.load_curve(settings.model_uri)
     info = registry.describe(settings.model_uri)
     run_id = info["run_id"] if info else None
-    say(f"report on {len(table):,} accounts as of {pd.Timestamp(scores['cutoff'].max()).date()} with {settings.model_uri}")
+    say(
+        f"report on {len(table):,} accounts as of {pd.Timestamp(scores['cutoff'].max()).date()} with {settings.model_uri}"
+    )
 
     specs = feature_specs()
     sample = snapshot.sample(min(len(snapshot), 3000), random_state=0)
@@ -65,32 +73,72 @@ def run_report(out: Path, *, settings: Settings, scores_dir: Path | None = None,
             panel = panel[panel["cutoff"] >= panel["cutoff"].max() - pd.Timedelta(days=365)]
             rows = []
             for feature in importance["feature"].head(15):
-                if feature in panel.columns and feature in snapshot.columns and pd.api.types.is_numeric_dtype(panel[feature]):
+                if (
+                    feature in panel.columns
+                    and feature in snapshot.columns
+                    and pd.api.types.is_numeric_dtype(panel[feature])
+                ):
                     train_values = panel[feature].to_numpy(dtype=float, na_value=np.nan)
                     latest = snapshot[feature].to_numpy(dtype=float, na_value=np.nan)
-                    rows.append({"signal": specs[feature].description if feature in specs else feature, "psi": psi(train_values, latest),
-                                 "training mean": f"{np.nanmean(train_values):.2f}", "latest mean": f"{np.nanmean(latest):.2f}",
-                                 "family": specs[feature].family if feature in specs else ""})
+                    rows.append(
+                        {
+                            "signal": specs[feature].description if feature in specs else feature,
+                            "psi": psi(train_values, latest),
+                            "training mean": f"{np.nanmean(train_values):.2f}",
+                            "latest mean": f"{np.nanmean(latest):.2f}",
+                            "family": specs[feature].family if feature in specs else "",
+                        }
+                    )
             drift = pd.DataFrame(rows)
     base_dip = _base_dip(folder, pd.Timestamp(scores["cutoff"].max()), settings)
     policy = load_policy(settings.config_dir)
     with Store(settings.store_url, policy) as store:
-        read = lambda name: pd.read_sql_table(name, store.engine)
-        escalations, follow_ups, feedback = read("escalations"), read("follow_ups"), read("feedback")
+        escalations, follow_ups, feedback = (
+            pd.read_sql_table(name, store.engine) for name in ("escalations", "follow_ups", "feedback")
+        )
     outcomes = _outcomes(folder, settings)
-    html = render_report(ReportInputs(
-        as_of=str(pd.Timestamp(scores["cutoff"].max()).date()), scores=table, family_importance=families, feature_importance=importance,
-        model={"version": info["version"] if info else settings.model_uri, "uri": settings.model_uri, "formulation": model.formulation,
-               "trained_through": model.info.get("trained_through")},
-        backtest=backtest, calibration_png=calibration, drift=drift, base_dip=base_dip, escalations=escalations, follow_ups=follow_ups, feedback=feedback,
-        policy_version=policy.version, data_notes=data_notes, explanation=shap_values, explained=explained, outcomes=outcomes))
+    html = render_report(
+        ReportInputs(
+            as_of=str(pd.Timestamp(scores["cutoff"].max()).date()),
+            scores=table,
+            family_importance=families,
+            feature_importance=importance,
+            model={
+                "version": info["version"] if info else settings.model_uri,
+                "uri": settings.model_uri,
+                "formulation": model.formulation,
+                "trained_through": model.info.get("trained_through"),
+            },
+            backtest=backtest,
+            calibration_png=calibration,
+            drift=drift,
+            base_dip=base_dip,
+            escalations=escalations,
+            follow_ups=follow_ups,
+            feedback=feedback,
+            policy_version=policy.version,
+            data_notes=data_notes,
+            explanation=shap_values,
+            explained=explained,
+            outcomes=outcomes,
+        )
+    )
     out = Path(out)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
     if run_id:
         registry.log_report(run_id, out)
-    return {"report": str(out), "bytes": out.stat().st_size, "accounts": len(table), "model_version": info["version"] if info else None,
-            "logged_to_run": run_id, "escalations": len(escalations), "outcomes_matured": (outcomes.get("overall") or {}).get("matured"), "notes": data_notes, "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "report": str(out),
+        "bytes": out.stat().st_size,
+        "accounts": len(table),
+        "model_version": info["version"] if info else None,
+        "logged_to_run": run_id,
+        "escalations": len(escalations),
+        "outcomes_matured": (outcomes.get("overall") or {}).get("matured"),
+        "notes": data_notes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _outcomes(scores_dir: Path, settings: Settings) -> dict:
@@ -122,7 +170,11 @@ def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings) -> flo
     from pipelines.features import base_usage_days, load_feature_params
 
     summary = scores_dir / "score_summary.json"
-    data = Path(json.loads(summary.read_text()).get("data") or settings.data_dir) if summary.is_file() else Path(settings.data_dir)
+    data = (
+        Path(json.loads(summary.read_text()).get("data") or settings.data_dir)
+        if summary.is_file()
+        else Path(settings.data_dir)
+    )
     if not data.is_dir():
         return None
     files = TableFiles(data)
@@ -131,7 +183,9 @@ def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings) -> flo
         return None
     ids = np.sort(accounts["account_id"].astype("str").to_numpy(dtype=object))
     block = load_feature_params(settings.config_dir).account_block
-    level = base_activity(base_usage_days(files, [ids[lo : lo + block] for lo in range(0, len(ids), block)]), pd.DatetimeIndex([cutoff]))[0]
+    level = base_activity(
+        base_usage_days(files, [ids[lo : lo + block] for lo in range(0, len(ids), block)]), pd.DatetimeIndex([cutoff])
+    )[0]
     return float(level) if level < BASE_DIP else None
 
 

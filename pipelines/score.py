@@ -26,8 +26,14 @@ if TYPE_CHECKING:
 TOP_REASONS = 3
 
 
-def reason_table(model: RiskCurveModel, panel: pd.DataFrame, curve: np.ndarray, specs: dict, horizon_days: int = 90,
-                 n: int = TOP_REASONS) -> list[dict]:
+def reason_table(
+    model: RiskCurveModel,
+    panel: pd.DataFrame,
+    curve: np.ndarray,
+    specs: dict,
+    horizon_days: int = 90,
+    n: int = TOP_REASONS,
+) -> list[dict]:
     """For every row of the panel: the top `n` drivers raising its `horizon_days` risk and its top
     context, with points measured against the panel itself (the base scored at this cutoff)."""
     from models.reasons import Reference, top_reasons
@@ -35,12 +41,22 @@ def reason_table(model: RiskCurveModel, panel: pd.DataFrame, curve: np.ndarray, 
     contrib = model.contributions_matrix(model.encode(panel), horizon_days)[:, :-1]
     risk = curve[:, HORIZONS.index(horizon_days)]
     reference = Reference.of(horizon_days, risk, contrib, panel, model.features, specs)
-    shown = [c for c in dict.fromkeys([*model.features, "segment"]) if c in panel.columns]  # the segment names the typical account
+    # the segment names the typical account
+    shown = [c for c in dict.fromkeys([*model.features, "segment"]) if c in panel.columns]
     return top_reasons(contrib, risk, model.features, panel[shown].to_dict("records"), specs, reference, n)
 
 
-def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = None, text: bool = True, model_uri: str | None = None,
-              progress: Callable[[str], None] | None = None, map_blocks: Mapper | None = None) -> dict:
+def run_score(
+    data: Path,
+    out: Path,
+    *,
+    settings: Settings,
+    as_of: str | None = None,
+    text: bool = True,
+    model_uri: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    map_blocks: Mapper | None = None,
+) -> dict:
     from core.contracts import TableFiles, coerce_columns
     from core.mapping import serial_map
     from escalation.batch import apply_policy
@@ -57,17 +73,27 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     uri = model_uri or f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}"
     described = registry.describe(uri)
     if model_uri is None and described is None:
-        raise ChurnError(f"no model has the alias '{registry.CHAMPION}' in {settings.mlflow_tracking_uri}: run `churn train` and `churn promote` first")
+        raise ChurnError(
+            f"no model has the alias '{registry.CHAMPION}' in {settings.mlflow_tracking_uri}: run `churn train` and `churn promote` first"
+        )
     model = registry.load_curve(uri)
     version = described["version"] if described else uri
     say(f"model {uri} (version {version}), {len(model.features)} features")
-    needs_text = any(spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features)
+    needs_text = any(
+        spec.family in ("text", "experience") for name, spec in feature_specs().items() if name in model.features
+    )
     use_text = text and needs_text
     with tempfile.TemporaryDirectory(prefix="churn-score-") as tmp:
         with text_source(settings, Path(data), use_text) as source:
-            summary = run_features(data, Path(tmp) / "features", as_of=as_of or "latest", params=load_feature_params(settings.config_dir),
-                                   text=source, progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"),
-                                   map_blocks=map_blocks or serial_map)
+            summary = run_features(
+                data,
+                Path(tmp) / "features",
+                as_of=as_of or "latest",
+                params=load_feature_params(settings.config_dir),
+                text=source,
+                progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"),
+                map_blocks=map_blocks or serial_map,
+            )
         panel = read_snapshots(Path(tmp) / "features")
     cutoff = pd.Timestamp(summary["cutoffs"][-1]).tz_localize("UTC")
     curve = model.predict_curve(panel)
@@ -80,8 +106,17 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     inputs: dict = {}
     top = reason_table(model, panel, curve, specs)
     position = pd.Series(np.arange(len(panel)), index=panel.index)
-    decisions, queue = apply_policy(panel, curve, policy, now, model_version=str(version), owners=owners, names=names,
-                                    reasons=lambda rows: [top[i]["raising"] for i in position[rows.index]], inputs=inputs)
+    decisions, queue = apply_policy(
+        panel,
+        curve,
+        policy,
+        now,
+        model_version=str(version),
+        owners=owners,
+        names=names,
+        reasons=lambda rows: [top[i]["raising"] for i in position[rows.index]],
+        inputs=inputs,
+    )
     scores = panel[["account_id", "cutoff"]].copy()
     scores[list(CURVE_COLUMNS)] = curve
     bands = {d.account_id: d.band for d in decisions}
@@ -89,12 +124,18 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
     for k in range(TOP_REASONS):
         scores[f"reason_{k + 1}"] = [r["raising"][k]["sentence"] if len(r["raising"]) > k else None for r in top]
         scores[f"reason_{k + 1}_points"] = [r["raising"][k]["points"] if len(r["raising"]) > k else np.nan for r in top]
-    scores["context"] = ["; ".join(f"{c['sentence']} ({c['points']:+.1f} points)" for c in r["context"]) or None for r in top]
+    scores["context"] = [
+        "; ".join(f"{c['sentence']} ({c['points']:+.1f} points)" for c in r["context"]) or None for r in top
+    ]
     scores["base_rate_90d"] = [r["base_rate"] for r in top]
     escalated = [d for d in decisions if d.escalate]
     held_out = [d for d in decisions if d.held_out]
     packages = _handoffs(escalated, inputs, data, cutoff) if escalated else {}
-    recorded = _record(escalated, held_out, packages, settings, policy, now, say) if escalated or held_out else {"recorded": 0, "opened": 0, "updated": 0}
+    recorded = (
+        _record(escalated, held_out, packages, settings, policy, now, say)
+        if escalated or held_out
+        else {"recorded": 0, "opened": 0, "updated": 0}
+    )
     # the queue is what CS works from: a held-out account on it would be worked, and the holdout lost
     queue = queue[~queue["held_out"].astype(bool)]
     with staged_output(Path(out)) as stage:
@@ -104,16 +145,29 @@ def run_score(data: Path, out: Path, *, settings: Settings, as_of: str | None = 
         write_parquet(lookup, stage / "features.parquet")  # what the API looks accounts up in
         write_parquet(queue, stage / "queue.parquet")
         queue.to_csv(stage / "queue.csv", index=False)
-        result = {"data": str(data), "out": str(out), "as_of": str(cutoff.date()), "model": uri, "model_version": version,
-                  "policy_version": policy.version, "accounts": len(panel), "escalations": len(escalated), "held_out": len(held_out),
-                  "bands": {b: int((scores["tier"] == b).sum()) for b in BANDS[::-1]},
-                  "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
-                  **recorded, "seconds": round(time.perf_counter() - started, 1)}
+        result = {
+            "data": str(data),
+            "out": str(out),
+            "as_of": str(cutoff.date()),
+            "model": uri,
+            "model_version": version,
+            "policy_version": policy.version,
+            "accounts": len(panel),
+            "escalations": len(escalated),
+            "held_out": len(held_out),
+            "bands": {b: int((scores["tier"] == b).sum()) for b in BANDS[::-1]},
+            "mean_risk": {f"{h}d": round(float(curve[:, k].mean()), 4) for k, h in enumerate(HORIZONS)},
+            **recorded,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
         write_json(result, stage / "score_summary.json")
         if packages:
             (stage / "handoffs").mkdir()
             for account, package in packages.items():
-                write_json(package.form | {"summary": package.summary, "warm_handoff": package.warm_handoff}, stage / "handoffs" / f"{account}.json")
+                write_json(
+                    package.form | {"summary": package.summary, "warm_handoff": package.warm_handoff},
+                    stage / "handoffs" / f"{account}.json",
+                )
                 (stage / "handoffs" / f"{account}.md").write_text(package.markdown)
     return result
 
@@ -132,7 +186,12 @@ def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -
     latest: dict = {}
     if tickets is not None and len(tickets):
         before = tickets[tickets["created_at"] < cutoff].sort_values("created_at")
-        latest = before.groupby("account_id").tail(1).set_index("account_id")[["ticket_id", "category", "priority"]].to_dict("index")
+        latest = (
+            before.groupby("account_id")
+            .tail(1)
+            .set_index("account_id")[["ticket_id", "category", "priority"]]
+            .to_dict("index")
+        )
     ids = np.array([t["ticket_id"] for t in latest.values()], dtype=object)
     messages = None
     if len(ids) and files.path("ticket_messages") is not None:
@@ -142,12 +201,23 @@ def _handoffs(decisions: list, inputs: dict, data: Path, cutoff: pd.Timestamp) -
     for decision in decisions:
         facts, risk, signals = inputs[decision.account_id]
         ticket = latest.get(decision.account_id)
-        own = messages[messages["ticket_id"] == ticket["ticket_id"]].sort_values("sent_at") if ticket and messages is not None else pd.DataFrame(
-            columns=["sent_at", "author", "body"])
+        own = (
+            messages[messages["ticket_id"] == ticket["ticket_id"]].sort_values("sent_at")
+            if ticket and messages is not None
+            else pd.DataFrame(columns=["sent_at", "author", "body"])
+        )
         if ticket:
-            signals = signals.__class__(**{**signals.__dict__, "ticket_id": ticket["ticket_id"], "category": ticket["category"],
-                                           "priority": ticket["priority"]})
-        out[decision.account_id] = build_handoff(decision, facts, risk, signals, own[["sent_at", "author", "body"]], cutoff.to_pydatetime())
+            signals = signals.__class__(
+                **{
+                    **signals.__dict__,
+                    "ticket_id": ticket["ticket_id"],
+                    "category": ticket["category"],
+                    "priority": ticket["priority"],
+                }
+            )
+        out[decision.account_id] = build_handoff(
+            decision, facts, risk, signals, own[["sent_at", "author", "body"]], cutoff.to_pydatetime()
+        )
     return out
 
 
@@ -158,11 +228,15 @@ def _record(decisions: list, held_out: list, packages: dict, settings: Settings,
     from escalation.store import Store
 
     with Store(settings.store_url, policy) as store:
-        actions = [store.record(d, packages[d.account_id].to_dict() if d.account_id in packages else None, now).action for d in decisions]
+        actions = [
+            store.record(d, packages[d.account_id].to_dict() if d.account_id in packages else None, now).action
+            for d in decisions
+        ]
         if held_out:
             store.record_all([(d, None, now) for d in held_out])
-            say(f"store: {len(held_out)} eligible escalations held out (policy holdout share {policy.holdout.share:.0%}), not sent")
+            say(
+                f"store: {len(held_out)} eligible escalations held out (policy holdout share {policy.holdout.share:.0%}), not sent"
+            )
     created, updated = actions.count("created"), actions.count("merged") + actions.count("raised")
     say(f"store: {created} escalations opened, {updated} merged into open ones (cooldown {policy.cooldown_hours} h)")
     return {"recorded": created + updated, "opened": created, "updated": updated, "store": settings.store_url}
-

@@ -25,8 +25,15 @@ def _column(frame: pd.DataFrame, column: str, flag: str, path: Path) -> pd.Serie
     return frame[column]
 
 
-def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label_column: str = "label", folds: int = 5,
-                    settings: Settings | None = None) -> dict:
+def train_sentiment(
+    labels: Path,
+    out: Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    folds: int = 5,
+    settings: Settings | None = None,
+) -> dict:
     """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1."""
     started = time.perf_counter()
     frame = read_user_table(labels, "--labels")
@@ -34,18 +41,43 @@ def train_sentiment(labels: Path, out: Path, *, text_column: str = "text", label
     y = normalise_labels(_column(frame, label_column, "--label-column", labels), label_column)
     counts = y.value_counts()
     if len(counts) < 3 or counts.min() < folds:
-        raise InputError(f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}")
+        raise InputError(
+            f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}"
+        )
     settings = settings or load_settings()
     encoder = text_encoder(settings)
     static = StaticEncoder(encoder)
     embeddings, fixed = encoder.embed(text.tolist()), static.embed(text.tolist())
-    metrics = cross_validate_head(embeddings, text.tolist(), y, encoder.key, folds=folds,
-                                  **({} if settings.text_encoder == "transformer" else {"static": fixed, "route_below": route_below(settings.text_encoder)}))
+    metrics = cross_validate_head(
+        embeddings,
+        text.tolist(),
+        y,
+        encoder.key,
+        folds=folds,
+        **(
+            {}
+            if settings.text_encoder == "transformer"
+            else {"static": fixed, "route_below": route_below(settings.text_encoder)}
+        ),
+    )
     head = fit_head(embeddings, text.tolist(), y, encoder.key)
-    head.static = fit_head(fixed, text.tolist(), y, static.key, c=STATIC_C)  # both heads always: CHURN_TEXT_ENCODER can change later
-    head.info = {"trained_on": labels.name, "messages": len(y), "labels": counts.to_dict(), "cv": metrics, "text_encoder": settings.text_encoder}
+    # both heads always: CHURN_TEXT_ENCODER can change later
+    head.static = fit_head(fixed, text.tolist(), y, static.key, c=STATIC_C)
+    head.info = {
+        "trained_on": labels.name,
+        "messages": len(y),
+        "labels": counts.to_dict(),
+        "cv": metrics,
+        "text_encoder": settings.text_encoder,
+    }
     head.save(out)
-    return {"head": str(out), "messages": len(y), "labels": counts.to_dict(), **{f"cv_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "head": str(out),
+        "messages": len(y),
+        "labels": counts.to_dict(),
+        **{f"cv_{k}": v for k, v in metrics.items()},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def score_file(source: Path, out: Path, *, text_column: str, model: SentimentModel, cache: TextCache | None) -> dict:
@@ -59,8 +91,15 @@ def score_file(source: Path, out: Path, *, text_column: str, model: SentimentMod
     with atomic_path(out) as tmp:
         result.to_parquet(tmp, index=False) if out.suffix == ".parquet" else result.to_csv(tmp, index=False)
     newly = (cache.count(model.key) - before) if cache is not None else len(set(text))
-    return {"input": str(source), "out": str(out), "rows": len(result), "newly_scored": newly, "labels": result["label"].value_counts().to_dict(),
-            "model": model.key, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "input": str(source),
+        "out": str(out),
+        "rows": len(result),
+        "newly_scored": newly,
+        "labels": result["label"].value_counts().to_dict(),
+        "model": model.key,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 __all__ = ["score_file", "train_sentiment"]

@@ -41,10 +41,21 @@ class BearerAuth:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         if self.allowed(header):
             return await self.app(scope, receive, send)
-        reason = "no API tokens are configured (set CHURN_API_TOKENS)" if not self.tokens() else \
-            "missing or wrong bearer token: send 'Authorization: Bearer <token>'"
+        reason = (
+            "no API tokens are configured (set CHURN_API_TOKENS)"
+            if not self.tokens()
+            else "missing or wrong bearer token: send 'Authorization: Bearer <token>'"
+        )
         body = json.dumps({"error": reason}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="churn"')]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="churn"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -29,8 +29,14 @@ class MicroBatcher(Generic[T, R]):
     exception per item, in order; an exception reaches its own caller only, and an exception
     raised by `run` itself reaches every caller of that batch. At most `max_size` items per call."""
 
-    def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_size: int = 8, settle: int = 2,
-                 observe: Callable[[int], object] | None = None) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[T]], Sequence[R | BaseException]],
+        *,
+        max_size: int = 8,
+        settle: int = 2,
+        observe: Callable[[int], object] | None = None,
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size {max_size}: expected at least 1")
         self.run = run

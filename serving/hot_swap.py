@@ -47,14 +47,24 @@ class ModelWatcher:
             version = self.runtime.refresh()
         except Exception as exc:  # noqa: BLE001 - whatever breaks a new model, the old one keeps serving
             if str(exc) != self.last_error:  # once per failure, not once per poll
-                log.error("could not swap to the new %s version: %s; still serving version %s", self.runtime.alias, exc, before)
+                log.error(
+                    "could not swap to the new %s version: %s; still serving version %s",
+                    self.runtime.alias,
+                    exc,
+                    before,
+                )
             self.last_error = str(exc)
             return None
         self.last_error = None
         if version is not None:
             self.swaps += 1
-            log.info("now serving version %s (was %s): loaded and %d stored answers recomputed in %.2f s", version, before,
-                     len(self.runtime.state.answers), time.perf_counter() - started)
+            log.info(
+                "now serving version %s (was %s): loaded and %d stored answers recomputed in %.2f s",
+                version,
+                before,
+                len(self.runtime.state.answers),
+                time.perf_counter() - started,
+            )
             if self.on_swap is not None:
                 self.on_swap()
         return version

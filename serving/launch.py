@@ -32,9 +32,17 @@ def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
 def record_demo(settings: Settings, out: Path, result: dict) -> Path:
     """Write DATA_DIR/last_demo.json: the demo's scores, model and report, as absolute locations."""
     pointer = Path(settings.data_dir) / DEMO_POINTER
-    write_json({"scores_dir": str((out / "scores").resolve()), "report": str(Path(result["report"]).resolve()),
-                "mlflow_tracking_uri": absolute_url(settings.mlflow_tracking_uri), "model": result["model"], "champion": result["champion"],
-                "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, pointer)
+    write_json(
+        {
+            "scores_dir": str((out / "scores").resolve()),
+            "report": str(Path(result["report"]).resolve()),
+            "mlflow_tracking_uri": absolute_url(settings.mlflow_tracking_uri),
+            "model": result["model"],
+            "champion": result["champion"],
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        pointer,
+    )
     return pointer
 
 
@@ -49,7 +57,9 @@ def resolve(settings: Settings, say=lambda message: print(message, file=sys.stde
         recorded = json.loads(pointer.read_text())["scores_dir"]
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{pointer}: not the record `churn demo` writes; delete it, or set CHURN_SCORES_DIR") from None
-    say(f"CHURN_SCORES_DIR not set and {default} has no snapshot: serving the last demo's scores ({recorded}, recorded in {pointer})")
+    say(
+        f"CHURN_SCORES_DIR not set and {default} has no snapshot: serving the last demo's scores ({recorded}, recorded in {pointer})"
+    )
     return settings.model_copy(update={"scores_dir": Path(recorded)})
 
 
@@ -61,13 +71,17 @@ def check(settings: Settings) -> str:
 
     folder = Path(settings.scores_dir or Path(settings.data_dir) / "scores")
     if not (folder / "features.parquet").is_file():
-        raise InputError(f"CHURN_SCORES_DIR {folder}: no features.parquet; run `churn score --out {folder}` (or `churn demo`) first, "
-                         "or set CHURN_SCORES_DIR to the output folder of `churn score`")
+        raise InputError(
+            f"CHURN_SCORES_DIR {folder}: no features.parquet; run `churn score --out {folder}` (or `churn demo`) first, "
+            "or set CHURN_SCORES_DIR to the output folder of `churn score`"
+        )
     cutoffs = pd.read_parquet(folder / "features.parquet", columns=["cutoff"])["cutoff"]
     tracking = absolute_url(settings.mlflow_tracking_uri)
     if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
-        raise InputError(f"CHURN_MLFLOW_TRACKING_URI {settings.mlflow_tracking_uri}: no such database ({tracking}); run `churn demo` "
-                         "(or `churn train` and `churn promote`) from this folder, or set CHURN_MLFLOW_TRACKING_URI")
+        raise InputError(
+            f"CHURN_MLFLOW_TRACKING_URI {settings.mlflow_tracking_uri}: no such database ({tracking}); run `churn demo` "
+            "(or `churn train` and `churn promote`) from this folder, or set CHURN_MLFLOW_TRACKING_URI"
+        )
     from models import registry
 
     registry.point_at(tracking)
@@ -77,8 +91,10 @@ def check(settings: Settings) -> str:
         described = registry.describe(uri)
     except Exception as exc:  # noqa: BLE001  (MLflow raises several types; the operator needs the URI and the fix)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"CHURN_MODEL_URI {uri}: cannot load it from {settings.mlflow_tracking_uri} ({reason}); train and promote a model "
-                         "first (`churn train`, `churn promote`, or `churn demo`), or set CHURN_MODEL_URI") from None
+        raise InputError(
+            f"CHURN_MODEL_URI {uri}: cannot load it from {settings.mlflow_tracking_uri} ({reason}); train and promote a model "
+            "first (`churn train`, `churn promote`, or `churn demo`), or set CHURN_MODEL_URI"
+        ) from None
     from escalation.policy import load_policy
     from escalation.store import Store
 
@@ -88,21 +104,35 @@ def check(settings: Settings) -> str:
         raise
     except Exception as exc:  # noqa: BLE001  (SQLAlchemy's errors: the URL and the reason are what the operator needs)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"CHURN_STORE_URL {settings.store_url}: cannot open it ({reason}); set CHURN_STORE_URL to a database this "
-                         "machine can reach (default sqlite:///data/store.db)") from None
+        raise InputError(
+            f"CHURN_STORE_URL {settings.store_url}: cannot open it ({reason}); set CHURN_STORE_URL to a database this "
+            "machine can reach (default sqlite:///data/store.db)"
+        ) from None
     version = f" (version {described['version']})" if described else ""
-    return (f"{uri}{version} from {settings.mlflow_tracking_uri}, scores of {len(cutoffs):,} accounts as of "
-            f"{pd.Timestamp(cutoffs.max()).date() if len(cutoffs) else '-'} from {folder}, store {settings.store_url}")
+    return (
+        f"{uri}{version} from {settings.mlflow_tracking_uri}, scores of {len(cutoffs):,} accounts as of "
+        f"{pd.Timestamp(cutoffs.max()).date() if len(cutoffs) else '-'} from {folder}, store {settings.store_url}"
+    )
 
 
 def absolute_locations(settings: Settings) -> dict[str, str]:
     """CHURN_* locations of `settings` as absolute paths (relative ones are read from the current folder)."""
-    out = {"CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()), "CHURN_CONFIG_DIR": str(Path(settings.config_dir).resolve())}
-    for key, value in (("CHURN_SCORES_DIR", settings.scores_dir), ("CHURN_TEXT_CACHE", settings.text_cache), ("CHURN_SENTIMENT_HEAD", settings.sentiment_head),
-                       ("CHURN_ENCODER_CACHE", settings.encoder_cache)):
+    out = {
+        "CHURN_DATA_DIR": str(Path(settings.data_dir).resolve()),
+        "CHURN_CONFIG_DIR": str(Path(settings.config_dir).resolve()),
+    }
+    for key, value in (
+        ("CHURN_SCORES_DIR", settings.scores_dir),
+        ("CHURN_TEXT_CACHE", settings.text_cache),
+        ("CHURN_SENTIMENT_HEAD", settings.sentiment_head),
+        ("CHURN_ENCODER_CACHE", settings.encoder_cache),
+    ):
         if value is not None:
             out[key] = str(Path(value).expanduser().resolve())
-    for key, url in (("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("CHURN_STORE_URL", settings.store_url)):
+    for key, url in (
+        ("CHURN_MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
+        ("CHURN_STORE_URL", settings.store_url),
+    ):
         if (absolute := absolute_url(url)) != url:
             out[key] = absolute
     return out

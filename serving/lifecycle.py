@@ -36,8 +36,9 @@ def _time(value: dt.datetime | str | None, field: str) -> dt.datetime | None:
         raise InputError(f"{field} {value!r}: expected an ISO 8601 time, e.g. 2026-03-11T09:00:00Z") from None
 
 
-def list_escalations(store: Any, *, queue: str | None = None, owner: str | None = None, status: str | None = None,
-                     overdue: bool = False) -> dict:
+def list_escalations(
+    store: Any, *, queue: str | None = None, owner: str | None = None, status: str | None = None, overdue: bool = False
+) -> dict:
     """{"escalations": [...], "count": n}: by queue, owner and status (default: open and
     acknowledged), most severe first, each with its next follow-up due and `overdue`."""
     rows = store.list_escalations(queue=queue, owner=owner, status=status, overdue=overdue)
@@ -71,5 +72,7 @@ def follow_up_done(store: Any, escalation_id: int, by: str) -> dict:
     an InputError when it has none pending."""
     done = store.complete_follow_up(escalation_id, by=by)
     if not done:
-        raise InputError(f"escalation {escalation_id}: no pending follow-up; expected an escalation listed by `churn follow-ups list`")
+        raise InputError(
+            f"escalation {escalation_id}: no pending follow-up; expected an escalation listed by `churn follow-ups list`"
+        )
     return {"escalation_id": escalation_id, "done": done, "by": by}

@@ -38,7 +38,9 @@ def running_server(env: dict[str, str], *, timeout: float = 180) -> Iterator[str
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if server.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {server.returncode}: {server.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(
+                    f"bentoml serve exited with {server.returncode}: {server.stderr.read().decode()[-2000:]}"
+                )
             if time.time() > deadline:
                 raise TimeoutError(f"bentoml serve not ready after {timeout:.0f} s")
             time.sleep(0.5)

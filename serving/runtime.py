@@ -103,7 +103,9 @@ class ServingRuntime:
         self.position = {a: i for i, a in enumerate(self.frame["account_id"].astype(str))}
         self.records = self.frame.to_dict("records")
         self.snapshot = str(pd.Timestamp(self.frame["cutoff"].max()).date()) if len(self.frame) else None
-        self.average_arr = float(self.frame["arr_current"].mean()) if "arr_current" in self.frame and len(self.frame) else None
+        self.average_arr = (
+            float(self.frame["arr_current"].mean()) if "arr_current" in self.frame and len(self.frame) else None
+        )
         self.specs = feature_specs()
         self._lock = threading.Lock()
         self.policy = load_policy(settings.config_dir)
@@ -134,8 +136,10 @@ class ServingRuntime:
         try:
             model = registry.load_curve(uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises several types; the operator needs the URI and the fix
-            raise ChurnError(f"CHURN_MODEL_URI {self.model_uri}: could not load {uri} ({exc}); train and promote a model first "
-                             "(`churn train`, `churn promote`)") from None
+            raise ChurnError(
+                f"CHURN_MODEL_URI {self.model_uri}: could not load {uri} ({exc}); train and promote a model first "
+                "(`churn train`, `churn promote`)"
+            ) from None
         described = registry.describe(uri)
         return model, described["version"] if described else uri, described["metrics"] if described else {}
 
@@ -147,12 +151,26 @@ class ServingRuntime:
         contributions). `threads`: LightGBM's (0: every core; a swap while serving takes one)."""
         X = model.encode(self.frame)
         references: dict = {}
-        stored = (self._curves_and_reasons(model, X, self.records, references, threads) if len(X)
-                  else (np.zeros((0, len(HORIZONS))), []))
-        answers = [self._account_score(a, values, curve, top, self.snapshot, version)
-                   for a, values, curve, top in zip(self.position, self.records, stored[0], stored[1], strict=True)]
-        return ModelState(model, version, metrics, X, stored, answers, references, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                          round(time.perf_counter() - started, 3))
+        stored = (
+            self._curves_and_reasons(model, X, self.records, references, threads)
+            if len(X)
+            else (np.zeros((0, len(HORIZONS))), [])
+        )
+        answers = [
+            self._account_score(a, values, curve, top, self.snapshot, version)
+            for a, values, curve, top in zip(self.position, self.records, stored[0], stored[1], strict=True)
+        ]
+        return ModelState(
+            model,
+            version,
+            metrics,
+            X,
+            stored,
+            answers,
+            references,
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            round(time.perf_counter() - started, 3),
+        )
 
     def refresh(self) -> str | None:
         """Serve the version now behind the alias if it changed: load it and build its state here
@@ -184,7 +202,9 @@ class ServingRuntime:
     def _lookup(self, account_id: str) -> int:
         i = self.position.get(account_id)
         if i is None:
-            raise NotFound(f"account_id {account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id")
+            raise NotFound(
+                f"account_id {account_id!r}: not in the snapshot of {self.snapshot}; give its features or check the id"
+            )
         return i
 
     def _row(self, query: schemas.AccountQuery, state: ModelState) -> tuple[np.ndarray, dict, str | None]:
@@ -196,11 +216,18 @@ class ServingRuntime:
     def _facts(self, account_id: str, values: dict) -> AccountFacts:
         from escalation.signals import account_facts
 
-        return account_facts(account_id, values, self.policy, average_arr=self.average_arr, csm_owner=values.get("csm_owner"),
-                             name=values.get("account_name"))
+        return account_facts(
+            account_id,
+            values,
+            self.policy,
+            average_arr=self.average_arr,
+            csm_owner=values.get("csm_owner"),
+            name=values.get("account_name"),
+        )
 
-    def _curves_and_reasons(self, model: Any, X: np.ndarray, values: list[dict], references: dict,
-                            threads: int | None = None) -> tuple[np.ndarray, list[dict]]:
+    def _curves_and_reasons(
+        self, model: Any, X: np.ndarray, values: list[dict], references: dict, threads: int | None = None
+    ) -> tuple[np.ndarray, list[dict]]:
         """One LightGBM call for the curves and one for the contributions of all rows; the points are
         measured against the stored base (against these rows when nothing is stored)."""
         from models.reasons import Reference, top_reasons
@@ -213,13 +240,27 @@ class ServingRuntime:
         reference = references.get(REASONS_HORIZON)
         if reference is None:
             stored = values is self.records
-            reference = Reference.of(REASONS_HORIZON, risk, contrib, self.frame if stored else pd.DataFrame(values), model.features, self.specs)
+            reference = Reference.of(
+                REASONS_HORIZON,
+                risk,
+                contrib,
+                self.frame if stored else pd.DataFrame(values),
+                model.features,
+                self.specs,
+            )
             if stored:
                 references[REASONS_HORIZON] = reference
         return curves, top_reasons(contrib, risk, model.features, values, self.specs, reference, TOP_REASONS)
 
-    def _account_score(self, account_id: str, values: dict, curve: np.ndarray, top: dict, snapshot: str | None,
-                       version: str | None = None) -> tuple[schemas.AccountScore, RiskView, AccountFacts]:
+    def _account_score(
+        self,
+        account_id: str,
+        values: dict,
+        curve: np.ndarray,
+        top: dict,
+        snapshot: str | None,
+        version: str | None = None,
+    ) -> tuple[schemas.AccountScore, RiskView, AccountFacts]:
         """One account's score from its curve and reasons, by model `version` (default: the served
         one). The tier is the policy's band for the risk alone, which `decide` works out without the
         time (`now` only dates a decision and its follow-up): a stored account's tier holds for the
@@ -228,11 +269,18 @@ class ServingRuntime:
         risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), version)
         facts = self._facts(account_id, values)
         tier = decide(facts, risk, None, self.policy, dt.datetime.now(dt.UTC)).band
-        score = schemas.AccountScore(account_id=account_id, curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
-                                     tier=tier, top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
-                                     context=[schemas.Reason(**_reason(r)) for r in top["context"]], base_rate=float(top["base_rate"]),
-                                     rest_points=top["rest_points"], reasons_horizon_days=REASONS_HORIZON, snapshot=snapshot,
-                                     model_version=version)
+        score = schemas.AccountScore(
+            account_id=account_id,
+            curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
+            tier=tier,
+            top_reasons=[schemas.Reason(**_reason(r)) for r in top["raising"]],
+            context=[schemas.Reason(**_reason(r)) for r in top["context"]],
+            base_rate=float(top["base_rate"]),
+            rest_points=top["rest_points"],
+            reasons_horizon_days=REASONS_HORIZON,
+            snapshot=snapshot,
+            model_version=version,
+        )
         return score, risk, facts
 
     def reference(self, horizon_days: int, state: ModelState | None = None):
@@ -246,7 +294,9 @@ class ServingRuntime:
                 curves = state.model.curve_matrix(state.X)
                 contrib = state.model.contributions_matrix(state.X, horizon_days)[:, :-1]
                 k = HORIZONS.index(horizon_days)
-                state.references[horizon_days] = Reference.of(horizon_days, curves[:, k], contrib, self.frame, state.model.features, self.specs)
+                state.references[horizon_days] = Reference.of(
+                    horizon_days, curves[:, k], contrib, self.frame, state.model.features, self.specs
+                )
             return state.references[horizon_days]
 
     def _score_many(self, queries: list[schemas.AccountQuery]) -> list[schemas.AccountScore]:
@@ -258,8 +308,9 @@ class ServingRuntime:
         live = [i for i, q in enumerate(queries) if q.features is not None]
         if live:
             rows = [self._row(queries[i], state) for i in live]
-            curves, tops = self._curves_and_reasons(state.model, np.vstack([x for x, _, _ in rows]), [values for _, values, _ in rows],
-                                                    state.references)
+            curves, tops = self._curves_and_reasons(
+                state.model, np.vstack([x for x, _, _ in rows]), [values for _, values, _ in rows], state.references
+            )
             for i, (_, values, snapshot), curve, top in zip(live, rows, curves, tops, strict=True):
                 out[i] = self._account_score(queries[i].account_id, values, curve, top, snapshot, state.version)[0]
         return out
@@ -279,7 +330,9 @@ class ServingRuntime:
         contrib = model.contributions_matrix(x, request.horizon_days, num_threads=1)[:, :-1]
         reference = self.reference(request.horizon_days, state)
         pts, rest = points(contrib, curve[k : k + 1], reference)
-        found = account_reasons(contrib[0], pts[0], float(rest[0]), model.features, values, self.specs, reference, n=len(model.features))
+        found = account_reasons(
+            contrib[0], pts[0], float(rest[0]), model.features, values, self.specs, reference, n=len(model.features)
+        )
         families: dict[str, float] = {}
         for name, c in zip(model.features, contrib[0], strict=True):
             family = self.specs[name].family if name in self.specs else "other"
@@ -288,11 +341,19 @@ class ServingRuntime:
         def reason(key: str) -> list[schemas.Reason]:
             return [schemas.Reason(**_reason(r)) for r in found[key]]
 
-        return schemas.ExplainResponse(account_id=request.account_id, horizon_days=request.horizon_days, probability=float(curve[k]),
-                                       raising=reason("raising"), lowering=reason("lowering"), context=reason("context"),
-                                       base_rate=found["base_rate"], rest_points=found["rest_points"],
-                                       by_family={f: round(v, 6) for f, v in sorted(families.items(), key=lambda kv: -abs(kv[1]))},
-                                       points_by_family=found["points_by_family"], model_version=state.version)
+        return schemas.ExplainResponse(
+            account_id=request.account_id,
+            horizon_days=request.horizon_days,
+            probability=float(curve[k]),
+            raising=reason("raising"),
+            lowering=reason("lowering"),
+            context=reason("context"),
+            base_rate=found["base_rate"],
+            rest_points=found["rest_points"],
+            by_family={f: round(v, 6) for f, v in sorted(families.items(), key=lambda kv: -abs(kv[1]))},
+            points_by_family=found["points_by_family"],
+            model_version=state.version,
+        )
 
     def sentiment_model(self):
         with self._lock:
@@ -314,7 +375,9 @@ class ServingRuntime:
             raise result
         return result
 
-    def assess_tickets(self, requests: list[schemas.AssessTicketRequest]) -> list[schemas.AssessTicketResponse | Exception]:
+    def assess_tickets(
+        self, requests: list[schemas.AssessTicketRequest]
+    ) -> list[schemas.AssessTicketResponse | Exception]:
         """Ticket updates that arrived together (serving/batching.py), in order: the new messages of all
         of them go through the sentence encoder in one pass (four messages cost about what two cost
         one at a time), then each update is decided and recorded on its own. An update that fails
@@ -344,7 +407,13 @@ class ServingRuntime:
         # the updates that do not escalate (most) are written in one transaction; each escalation on its own
         quiet = [k for k, d in decided.items() if not d.decision.escalate]
         try:
-            stored = dict(zip(quiet, self.store.record_all([(decided[k].decision, None, decided[k].now) for k in quiet]), strict=True))
+            stored = dict(
+                zip(
+                    quiet,
+                    self.store.record_all([(decided[k].decision, None, decided[k].now) for k in quiet]),
+                    strict=True,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - the store failed: every one of them hears it
             stored = dict.fromkeys(quiet, exc)
         for k, d in decided.items():
@@ -358,11 +427,18 @@ class ServingRuntime:
     def _prepare(self, request: schemas.AssessTicketRequest, answers: list) -> _Update:
         score, risk, facts = answers[self._lookup(request.account_id)]
         # a handful of messages: lists and numpy, not pandas (whose per-call overhead would be most of the request)
-        timeline = sorted(((m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), m.author, m.body) for m in request.ticket.messages),
-                          key=lambda m: m[0])
+        timeline = sorted(
+            (
+                (m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=dt.UTC), m.author, m.body)
+                for m in request.ticket.messages
+            ),
+            key=lambda m: m[0],
+        )
         bodies = [body for _, _, body in timeline]
         customer = np.array([author == "customer" for _, author, _ in timeline], dtype=bool)
-        return _Update(request, score, risk, facts, timeline, bodies, customer, [bodies[i] for i in np.flatnonzero(customer)])
+        return _Update(
+            request, score, risk, facts, timeline, bodies, customer, [bodies[i] for i in np.flatnonzero(customer)]
+        )
 
     def _decide(self, update: _Update, probabilities: np.ndarray, emb: np.ndarray) -> _Decided:
         """Signals, decision and (when it escalates) handoff package of one update, its sentiment given."""
@@ -382,9 +458,18 @@ class ServingRuntime:
             for i, label in zip(theirs, labels_of(probabilities), strict=True):
                 labels[i] = label
             embeddings[customer] = emb
-        signals, rephrase = ticket_signals(bodies, customer, ticket_id=ticket.ticket_id, category=ticket.category, priority=ticket.priority,
-                                           bot_confidence=ticket.bot_confidence, scores=scores, labels=labels, embeddings=embeddings,
-                                           rephrase_similarity=self.rephrase_similarity())
+        signals, rephrase = ticket_signals(
+            bodies,
+            customer,
+            ticket_id=ticket.ticket_id,
+            category=ticket.category,
+            priority=ticket.priority,
+            bot_confidence=ticket.bot_confidence,
+            scores=scores,
+            labels=labels,
+            embeddings=embeddings,
+            rephrase_similarity=self.rephrase_similarity(),
+        )
         # the customer's answer to the bot's offer of a human comes with the ticket, not from its messages
         signals = dataclasses.replace(signals, escalation_offer_accepted=ticket.escalation_offer_accepted)
         now = dt.datetime.now(dt.UTC)
@@ -392,9 +477,17 @@ class ServingRuntime:
         decision = decide(facts, update.risk, signals, self.policy, now)
         package = None
         if decision.escalate:
-            messages = pd.DataFrame({"sent_at": pd.to_datetime([t for t, _, _ in timeline], utc=True), "author": [a for _, a, _ in timeline],
-                                     "body": bodies, "rephrase": rephrase})
-            package = build_handoff(decision, facts, update.risk, signals, messages, now, ticket_subject=ticket.subject).to_dict()
+            messages = pd.DataFrame(
+                {
+                    "sent_at": pd.to_datetime([t for t, _, _ in timeline], utc=True),
+                    "author": [a for _, a, _ in timeline],
+                    "body": bodies,
+                    "rephrase": rephrase,
+                }
+            )
+            package = build_handoff(
+                decision, facts, update.risk, signals, messages, now, ticket_subject=ticket.subject
+            ).to_dict()
         return _Decided(update, signals, decision, package, now)
 
     def _answer(self, decided: _Decided, recorded) -> schemas.AssessTicketResponse:
@@ -402,17 +495,39 @@ class ServingRuntime:
         request, ticket = update.request, update.request.ticket
         escalation_id = recorded.escalation_id if decision.escalate else None
         out_signals = schemas.TicketSignalsOut(
-            sentiment=signals.sentiment, sentiment_change=signals.drift, negative_messages=signals.negative_messages,
-            customer_messages=signals.customer_messages, critical_moments=list(signals.critical), times_asked=signals.asks,
-            incidents=[k for k in ("security", "privacy", "fraud") if getattr(signals, k)], frustrated=decision.frustrated)
+            sentiment=signals.sentiment,
+            sentiment_change=signals.drift,
+            negative_messages=signals.negative_messages,
+            customer_messages=signals.customer_messages,
+            critical_moments=list(signals.critical),
+            times_asked=signals.asks,
+            incidents=[k for k in ("security", "privacy", "fraud") if getattr(signals, k)],
+            frustrated=decision.frustrated,
+        )
         out_decision = schemas.DecisionOut(
-            escalate=decision.escalate, band=decision.band, queue=decision.queue, priority=decision.priority, owner=decision.owner,
-            response_window_minutes=decision.response_window_minutes, follow_up_due=decision.follow_up_due, bot_action=decision.bot_action,
-            held_out=decision.held_out, rules=[schemas.RuleOut(rule=r.rule, detail=r.detail, inputs=_jsonable(r.inputs)) for r in decision.rules],
-            policy_version=decision.policy_version, model_version=decision.model_version)
-        return schemas.AssessTicketResponse(account_id=request.account_id, ticket_id=ticket.ticket_id, signals=out_signals, risk=update.score,
-                                            decision=out_decision, escalation_id=escalation_id, handoff=package,
-                                            model_version=update.score.model_version)
+            escalate=decision.escalate,
+            band=decision.band,
+            queue=decision.queue,
+            priority=decision.priority,
+            owner=decision.owner,
+            response_window_minutes=decision.response_window_minutes,
+            follow_up_due=decision.follow_up_due,
+            bot_action=decision.bot_action,
+            held_out=decision.held_out,
+            rules=[schemas.RuleOut(rule=r.rule, detail=r.detail, inputs=_jsonable(r.inputs)) for r in decision.rules],
+            policy_version=decision.policy_version,
+            model_version=decision.model_version,
+        )
+        return schemas.AssessTicketResponse(
+            account_id=request.account_id,
+            ticket_id=ticket.ticket_id,
+            signals=out_signals,
+            risk=update.score,
+            decision=out_decision,
+            escalation_id=escalation_id,
+            handoff=package,
+            model_version=update.score.model_version,
+        )
 
     def feedback(self, request: schemas.FeedbackRequest) -> schemas.FeedbackResponse:
         feedback_id = self.store.add_feedback(request.escalation_id, request.rating, request.comment, request.outcome)
@@ -420,12 +535,19 @@ class ServingRuntime:
 
     def info(self) -> schemas.ModelInfo:
         state = self.state
-        return schemas.ModelInfo(model_uri=self.model_uri, model_version=state.version, formulation=state.model.formulation,
-                                 features=len(state.model.features), trained_through=state.model.info.get("trained_through") or None,
-                                 snapshot=self.snapshot, accounts=len(self.frame),
-                                 backtest={k: v for k, v in state.metrics.items() if k.startswith("backtest.lightgbm.")},
-                                 loaded_at=state.loaded_at, load_seconds=state.load_seconds,
-                                 policy_version=self.policy.version)
+        return schemas.ModelInfo(
+            model_uri=self.model_uri,
+            model_version=state.version,
+            formulation=state.model.formulation,
+            features=len(state.model.features),
+            trained_through=state.model.info.get("trained_through") or None,
+            snapshot=self.snapshot,
+            accounts=len(self.frame),
+            backtest={k: v for k, v in state.metrics.items() if k.startswith("backtest.lightgbm.")},
+            loaded_at=state.loaded_at,
+            load_seconds=state.load_seconds,
+            policy_version=self.policy.version,
+        )
 
 
 def _reason(r: dict) -> dict:
@@ -434,8 +556,16 @@ def _reason(r: dict) -> dict:
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         value = None
-    return {"feature": r["feature"], "family": r["family"], "role": r["role"], "sentence": r["sentence"], "value": value,
-            "contribution": float(r["contribution"]), "points": float(r["points"]), "effect": r["effect"]}
+    return {
+        "feature": r["feature"],
+        "family": r["family"],
+        "role": r["role"],
+        "sentence": r["sentence"],
+        "value": value,
+        "contribution": float(r["contribution"]),
+        "points": float(r["points"]),
+        "effect": r["effect"],
+    }
 
 
 def _jsonable(value):

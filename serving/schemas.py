@@ -30,18 +30,35 @@ class AccountQuery(_Model):
 
     account_id: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS, examples=["A000042"])
     features: dict[str, FeatureValue] | None = Field(
-        None, max_length=MAX_FEATURES, description="Feature values by name; missing features are unknown. Omit to use the stored snapshot.",
-        examples=[{"days_since_last_login": 12, "nps_last": 4, "segment": "enterprise"}])
+        None,
+        max_length=MAX_FEATURES,
+        description="Feature values by name; missing features are unknown. Omit to use the stored snapshot.",
+        examples=[{"days_since_last_login": 12, "nps_last": 4, "segment": "enterprise"}],
+    )
 
 
 class Reason(_Model):
     feature: str
     family: str
-    role: Literal["driver", "context"] = Field("driver", description="driver: behaviour that can change; context: who the account is (segment, plan, ARR, tenure...).")
-    sentence: str = Field(description="The reason in words: the account's own value, what it was in the prior 90 days where known, and the typical account of its segment.")
+    role: Literal["driver", "context"] = Field(
+        "driver",
+        description="driver: behaviour that can change; context: who the account is (segment, plan, ARR, tenure...).",
+    )
+    sentence: str = Field(
+        description=(
+            "The reason in words: the account's own value, what it was in the prior 90 days where known, and "
+            "the typical account of its segment."
+        )
+    )
     value: FeatureValue = None
     contribution: float = Field(description="Exact TreeSHAP contribution to the risk (log-odds).")
-    points: float | None = Field(None, description="Effect on the risk of the horizon explained, in percentage points (base rate + every feature's points + rest = the risk).")
+    points: float | None = Field(
+        None,
+        description=(
+            "Effect on the risk of the horizon explained, in percentage points (base rate + every feature's "
+            "points + rest = the risk)."
+        ),
+    )
     effect: str | None = Field(None, description="The points in words, e.g. 'adds 12 points to the 90-day risk'.")
 
 
@@ -56,18 +73,35 @@ class AccountScore(_Model):
     account_id: str
     curve: Curve
     tier: Band = Field(description="The escalation policy's band for the risk alone (no ticket).")
-    top_reasons: list[Reason] = Field(description="The drivers raising the risk most (never context), with their points on the reasons' horizon.")
-    context: list[Reason] = Field(default_factory=list, description="Context features with the largest effect (segment, plan, ARR level...): shown as context, not as reasons.")
-    base_rate: float | None = Field(None, description="Risk of the scored base's average account (on the log-odds scale) at the reasons' horizon: the points are measured from it.")
-    rest_points: float | None = Field(None, description="Points no single feature carries (interactions), so base rate + points + rest = the risk.")
+    top_reasons: list[Reason] = Field(
+        description="The drivers raising the risk most (never context), with their points on the reasons' horizon."
+    )
+    context: list[Reason] = Field(
+        default_factory=list,
+        description="Context features with the largest effect (segment, plan, ARR level...): shown as context, not as reasons.",
+    )
+    base_rate: float | None = Field(
+        None,
+        description=(
+            "Risk of the scored base's average account (on the log-odds scale) at the reasons' horizon: the "
+            "points are measured from it."
+        ),
+    )
+    rest_points: float | None = Field(
+        None, description="Points no single feature carries (interactions), so base rate + points + rest = the risk."
+    )
     reasons_horizon_days: int = 90
-    snapshot: str | None = Field(None, description="Cutoff of the stored features used (null when features were given).")
+    snapshot: str | None = Field(
+        None, description="Cutoff of the stored features used (null when features were given)."
+    )
     model_version: str
 
 
 class Message(_Model):
     author: Author
-    sent_at: dt.datetime = Field(description="ISO 8601; a time without an offset is read as UTC.", examples=["2025-03-11T09:02:00Z"])
+    sent_at: dt.datetime = Field(
+        description="ISO 8601; a time without an offset is read as UTC.", examples=["2025-03-11T09:02:00Z"]
+    )
     body: str = Field(max_length=MAX_MESSAGE_CHARS)
 
 
@@ -77,9 +111,14 @@ class Ticket(_Model):
     priority: Priority = "normal"
     subject: str | None = Field(None, max_length=500)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    bot_confidence: float | None = Field(None, ge=0, le=1, description="The support bot's own confidence, if a bot handles the case.")
-    escalation_offer_accepted: bool | None = Field(None, description="The customer accepted the bot's offer of a human (asked when bot_confidence is in the "
-                                                     "policy's middle band): the ticket is then handed to a human queue like a low-confidence one.")
+    bot_confidence: float | None = Field(
+        None, ge=0, le=1, description="The support bot's own confidence, if a bot handles the case."
+    )
+    escalation_offer_accepted: bool | None = Field(
+        None,
+        description="The customer accepted the bot's offer of a human (asked when bot_confidence is in the "
+        "policy's middle band): the ticket is then handed to a human queue like a low-confidence one.",
+    )
 
 
 class AssessTicketRequest(_Model):
@@ -89,7 +128,9 @@ class AssessTicketRequest(_Model):
 
 class TicketSignalsOut(_Model):
     sentiment: float | None = Field(description="Latest customer message, -1 (negative) to 1.")
-    sentiment_change: float | None = Field(description="Latest minus the first customer message: negative = frustration building up.")
+    sentiment_change: float | None = Field(
+        description="Latest minus the first customer message: negative = frustration building up."
+    )
     negative_messages: int
     customer_messages: int
     critical_moments: list[str]
@@ -112,8 +153,12 @@ class DecisionOut(_Model):
     owner: str | None
     response_window_minutes: int | None
     follow_up_due: str | None
-    bot_action: str | None = Field(description="escalate_to_human | offer_escalation | continue, when bot_confidence was given.")
-    held_out: bool = Field(False, description="In the policy's holdout: not escalated; band, queue and rules say what it would have been.")
+    bot_action: str | None = Field(
+        description="escalate_to_human | offer_escalation | continue, when bot_confidence was given."
+    )
+    held_out: bool = Field(
+        False, description="In the policy's holdout: not escalated; band, queue and rules say what it would have been."
+    )
     rules: list[RuleOut]
     policy_version: str
     model_version: str | None
@@ -126,8 +171,12 @@ class AssessTicketResponse(_Model):
     risk: AccountScore
     decision: DecisionOut
     escalation_id: int | None = Field(description="The escalation in the store (new or merged), when it escalates.")
-    handoff: dict | None = Field(description="The handoff package (form, summary of at most 200 words, warm handoff, markdown) when it escalates.")
-    model_version: str = Field(description="The model version the risk and the decision came from (the same as risk.model_version).")
+    handoff: dict | None = Field(
+        description="The handoff package (form, summary of at most 200 words, warm handoff, markdown) when it escalates."
+    )
+    model_version: str = Field(
+        description="The model version the risk and the decision came from (the same as risk.model_version)."
+    )
 
 
 class ExplainRequest(_Model):
@@ -142,10 +191,14 @@ class ExplainResponse(_Model):
     raising: list[Reason] = Field(description="Drivers raising the risk, largest first.")
     lowering: list[Reason] = Field(description="Drivers lowering the risk, largest first.")
     context: list[Reason] = Field(default_factory=list, description="Context features, by the size of their effect.")
-    base_rate: float | None = Field(None, description="Risk of the base's average account (on the log-odds scale) at this horizon.")
+    base_rate: float | None = Field(
+        None, description="Risk of the base's average account (on the log-odds scale) at this horizon."
+    )
     rest_points: float | None = None
     by_family: dict[str, float] = Field(description="Contributions summed per feature family (log-odds).")
-    points_by_family: dict[str, float] = Field(default_factory=dict, description="Points summed per feature family (percentage points of this horizon's risk).")
+    points_by_family: dict[str, float] = Field(
+        default_factory=dict, description="Points summed per feature family (percentage points of this horizon's risk)."
+    )
     model_version: str
 
 
@@ -171,5 +224,10 @@ class ModelInfo(_Model):
     accounts: int
     backtest: dict[str, float] = Field(description="The model's logged backtest metrics.")
     policy_version: str
-    loaded_at: str | None = Field(None, description="When this worker started serving this version (a new champion is swapped in without a restart).")
-    load_seconds: float | None = Field(None, description="How long loading the version and precomputing the stored accounts' answers took.")
+    loaded_at: str | None = Field(
+        None,
+        description="When this worker started serving this version (a new champion is swapped in without a restart).",
+    )
+    load_seconds: float | None = Field(
+        None, description="How long loading the version and precomputing the stored accounts' answers took."
+    )

@@ -56,8 +56,11 @@ def _batch_sizes():
     if _BATCH_SIZES is None:
         from prometheus_client import Histogram
 
-        _BATCH_SIZES = Histogram("churn_ticket_batch_size", "Ticket updates decided together in one batch (one encoder pass for their new messages)",
-                                 buckets=(1, 2, 3, 4, 6, 8))
+        _BATCH_SIZES = Histogram(
+            "churn_ticket_batch_size",
+            "Ticket updates decided together in one batch (one encoder pass for their new messages)",
+            buckets=(1, 2, 3, 4, 6, 8),
+        )
     return _BATCH_SIZES
 
 
@@ -78,8 +81,13 @@ class ChurnAPI:
         # waiting on the worker felt). Frozen, they are left out of every collection.
         gc.collect()
         gc.freeze()
-        log.info("serving %s (version %s), %d accounts as of %s", self.runtime.model_uri, self.runtime.model_version,
-                 len(self.runtime.frame), self.runtime.snapshot)
+        log.info(
+            "serving %s (version %s), %d accounts as of %s",
+            self.runtime.model_uri,
+            self.runtime.model_version,
+            len(self.runtime.frame),
+            self.runtime.snapshot,
+        )
         from serving.hot_swap import ModelWatcher
 
         # a new champion is loaded and its answers made on the watcher's thread; the new state is frozen like the first
@@ -114,7 +122,9 @@ class ChurnAPI:
     # max_latency_ms bounds the queueing wait before BentoML answers 503; a 1,000-account request
     # takes about a second, so the bound is generous and the batch can hold the largest request
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=schemas.MAX_ACCOUNTS, max_latency_ms=10_000)
-    def score(self, accounts: Annotated[list[schemas.AccountQuery], Field(min_length=1, max_length=schemas.MAX_ACCOUNTS)]) -> list[schemas.AccountScore]:
+    def score(
+        self, accounts: Annotated[list[schemas.AccountQuery], Field(min_length=1, max_length=schemas.MAX_ACCOUNTS)]
+    ) -> list[schemas.AccountScore]:
         """Risk curve, tier and top reasons per account (by id from the latest snapshot, or with features given)."""
         return _mapped(lambda: self.runtime.score(accounts))
 
@@ -134,15 +144,21 @@ class ChurnAPI:
         """Every reason raising and lowering one account's risk at a horizon, and the total per feature family."""
         if horizon_days not in HORIZONS:
             raise InvalidArgument(f"horizon_days {horizon_days}: expected one of {', '.join(map(str, HORIZONS))}")
-        return _mapped(lambda: self.runtime.explain(schemas.ExplainRequest(account_id=account_id, horizon_days=horizon_days)))
+        return _mapped(
+            lambda: self.runtime.explain(schemas.ExplainRequest(account_id=account_id, horizon_days=horizon_days))
+        )
 
     @bentoml.api
-    def feedback(self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown") -> schemas.FeedbackResponse:
+    def feedback(
+        self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown"
+    ) -> schemas.FeedbackResponse:
         """CS rates a handoff (1-5) and records the outcome (saved, churned, unknown)."""
         from pydantic import ValidationError
 
         try:
-            request = schemas.FeedbackRequest(escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome)
+            request = schemas.FeedbackRequest(
+                escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome
+            )
         except ValidationError as exc:
             raise InvalidArgument(describe_validation(exc)) from None
         return _mapped(lambda: self.runtime.feedback(request))
@@ -154,11 +170,20 @@ class ChurnAPI:
 
     # -- the escalation lifecycle: the documents `churn escalations ... --json` prints (serving/lifecycle.py)
     @bentoml.api
-    def escalations(self, queue: str | None = None, owner: str | None = None, status: str | None = None, overdue: bool = False) -> dict:
-        """Escalations by queue, owner and status (default: open and acknowledged), most severe first; `overdue`: only open ones past their response window."""
+    def escalations(
+        self, queue: str | None = None, owner: str | None = None, status: str | None = None, overdue: bool = False
+    ) -> dict:
+        """Escalations by queue, owner and status (default: open and acknowledged), most severe first.
+
+        `overdue`: only open ones past their response window.
+        """
         from serving import lifecycle
 
-        return _mapped(lambda: lifecycle.list_escalations(self.runtime.store, queue=queue, owner=owner, status=status, overdue=overdue))
+        return _mapped(
+            lambda: lifecycle.list_escalations(
+                self.runtime.store, queue=queue, owner=owner, status=status, overdue=overdue
+            )
+        )
 
     @bentoml.api
     def escalation(self, escalation_id: int) -> dict:
@@ -194,7 +219,6 @@ class ChurnAPI:
         from serving import lifecycle
 
         return _mapped(lambda: lifecycle.follow_up_done(self.runtime.store, escalation_id, by))
-
 
 
 def __getattr__(name: str):

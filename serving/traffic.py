@@ -45,7 +45,9 @@ class RequestTimeout:
             await started
         except TimeoutError:
             if task.cancel():
-                await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504)(scope, receive, send)
+                await JSONResponse(
+                    {"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504
+                )(scope, receive, send)
                 return
         finally:
             timer.cancel()

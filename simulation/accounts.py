@@ -34,7 +34,9 @@ def _choice(rng: np.random.Generator, options: tuple[str, ...] | np.ndarray, n: 
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p)]
 
 
-def make_accounts(config: SimulationConfig, dynamics: Dynamics, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_accounts(
+    config: SimulationConfig, dynamics: Dynamics, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (accounts table, hidden traits keyed by account_id).
 
     Contract starts are staggered: most accounts started up to four years before the window, a
@@ -49,7 +51,9 @@ def make_accounts(config: SimulationConfig, dynamics: Dynamics, rng: np.random.G
     arr = np.round(median * np.exp(spread * rng.standard_normal(n)), -2).clip(1200)
     price = np.array([SEAT_PRICE[s] for s in segment]) * np.exp(0.2 * rng.standard_normal(n))
     seats = np.maximum(1, np.round(arr / price)).astype(np.int64)
-    billing = np.where(rng.random(n) < np.array([MONTHLY_SHARE[s] for s in segment]), "monthly", "annual").astype(object)
+    billing = np.where(rng.random(n) < np.array([MONTHLY_SHARE[s] for s in segment]), "monthly", "annual").astype(
+        object
+    )
     sponsor = rng.random(n) < np.array([SPONSOR_SHARE[s] for s in segment])
 
     is_new = rng.random(n) < config.new_account_share
@@ -130,7 +134,9 @@ def renewal_days(start_day: np.ndarray, billing: np.ndarray, window_start: dt.da
     k_max = (n_days - int(start_day.min()) + 400) // 28 + 2
     for k in range(1, k_max):
         step = np.where(monthly, k, 12 * k)
-        day = ((months + step.astype("timedelta64[M]")).astype("datetime64[D]") + dom.astype("timedelta64[D]") - window).astype(np.int64)
+        day = (
+            (months + step.astype("timedelta64[M]")).astype("datetime64[D]") + dom.astype("timedelta64[D]") - window
+        ).astype(np.int64)
         ok = (day >= 0) & (day < n_days)
         out[np.flatnonzero(ok), day[ok]] = True
     return out

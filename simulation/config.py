@@ -26,9 +26,14 @@ class SimulationConfig(BaseModel):
     start: dt.date = Field(dt.date(2024, 1, 1), description="first day of the observed window (UTC)")
     annual_churn_rate: float = Field(0.12, gt=0.01, lt=0.6, description="target yearly churn rate of the base")
     unforeseeable_share: float = Field(
-        0.2, ge=0.0, lt=1.0, description="share of churn hazard not driven by account health (budget cuts, acquisitions)"
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="share of churn hazard not driven by account health (budget cuts, acquisitions)",
     )
-    new_account_share: float = Field(0.3, ge=0.0, le=1.0, description="share of accounts whose contract starts inside the window")
+    new_account_share: float = Field(
+        0.3, ge=0.0, le=1.0, description="share of accounts whose contract starts inside the window"
+    )
     segment_mix: dict[str, float] = Field(
         default_factory=lambda: {"smb": 0.6, "mid_market": 0.3, "enterprise": 0.1},
         description="share of accounts per segment",
@@ -131,7 +136,9 @@ def calibrate_offset(config: SimulationConfig, dynamics: Dynamics, annual_share:
     """
     rng = np.random.default_rng(12345)  # fixed: calibration must not depend on the run's seed
     n = 40_000
-    transient = sum(s.daily_rate * s.magnitude for s in dynamics.shocks.values() if s.target == "h") / (1 - dynamics.phi)
+    transient = sum(s.daily_rate * s.magnitude for s in dynamics.shocks.values() if s.target == "h") / (
+        1 - dynamics.phi
+    )
     mu = rng.normal(dynamics.mu_mean, dynamics.mu_sd, n) + transient
     h = mu + rng.normal(0.0, dynamics.stationary_sd, n)
     annual = rng.random(n) < annual_share
@@ -140,11 +147,19 @@ def calibrate_offset(config: SimulationConfig, dynamics: Dynamics, annual_share:
     def yearly_rate(offset: float) -> float:
         # For monthly billing the hazard integrates over a year of moving health: use the
         # lognormal mean of exp(-slope * h) around mu rather than one draw.
-        m_rate = np.exp(
-            dynamics.monthly_log_rate + offset - dynamics.monthly_slope * mu + (dynamics.monthly_slope * dynamics.stationary_sd) ** 2 / 2
-        ) / 30.4
+        m_rate = (
+            np.exp(
+                dynamics.monthly_log_rate
+                + offset
+                - dynamics.monthly_slope * mu
+                + (dynamics.monthly_slope * dynamics.stationary_sd) ** 2 / 2
+            )
+            / 30.4
+        )
         monthly = 1 - np.exp(-365 * m_rate)
-        yearly_annual = 1 - (1 - dynamics.renewal_probability(h, offset)) * np.exp(-365 * dynamics.off_renewal_factor * m_rate)
+        yearly_annual = 1 - (1 - dynamics.renewal_probability(h, offset)) * np.exp(
+            -365 * dynamics.off_renewal_factor * m_rate
+        )
         return float(np.where(annual, yearly_annual, monthly).mean())
 
     low, high = -6.0, 6.0

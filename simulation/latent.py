@@ -104,7 +104,9 @@ def simulate_latent(
         {
             "acc": np.concatenate(shocks_acc) if shocks_acc else np.zeros(0, dtype=np.int64),
             "day": np.concatenate(shocks_day) if shocks_day else np.zeros(0, dtype=np.int64),
-            "kind": np.asarray(SHOCK_ORDER, dtype=object)[np.concatenate(shocks_kind)] if shocks_kind else np.zeros(0, dtype=object),
+            "kind": np.asarray(SHOCK_ORDER, dtype=object)[np.concatenate(shocks_kind)]
+            if shocks_kind
+            else np.zeros(0, dtype=object),
         }
     )
     return LatentBlock(health, baseline, hazard, alive_m, churn_day, unforeseen, shocks)

@@ -63,9 +63,18 @@ def make_usage(
     logins = rng.poisson(active * 1.5)
     engaged = _sigmoid(0.3 + 1.1 * h)
     minutes = np.round(active * rng.gamma(2.0, 14.0 * engaged + 2.0), 1)
-    breadth = np.where(active > 0, rng.binomial(N_FEATURES, np.clip(_sigmoid(-0.4 + 1.2 * h) * np.minimum(1, 0.3 + active / 5), 0, 1)), 0)
+    breadth = np.where(
+        active > 0,
+        rng.binomial(N_FEATURES, np.clip(_sigmoid(-0.4 + 1.2 * h) * np.minimum(1, 0.3 + active / 5), 0, 1)),
+        0,
+    )
     key_events = rng.poisson(active * 3.0 * engaged)
-    api = rng.poisson(traits["api_intensity"].to_numpy()[acc] * np.sqrt(seats[acc]) * _sigmoid(1.0 + 1.2 * h) * np.where(f > 0.2, 1.0, 0.6))
+    api = rng.poisson(
+        traits["api_intensity"].to_numpy()[acc]
+        * np.sqrt(seats[acc])
+        * _sigmoid(1.0 + 1.2 * h)
+        * np.where(f > 0.2, 1.0, 0.6)
+    )
     dates = np.datetime64(window_start, "D") + day.astype("timedelta64[D]")
     return pd.DataFrame(
         {
@@ -84,7 +93,9 @@ def make_usage(
 def to_timestamp(window_start: dt.date, day: np.ndarray, seconds: np.ndarray) -> pd.Series:
     """Day index + seconds into the window -> UTC timestamps (microsecond resolution)."""
     base = np.datetime64(window_start, "us")
-    stamp = base + (day.astype(np.int64) * 86_400_000_000 + (np.asarray(seconds) * 1e6).astype(np.int64)).astype("timedelta64[us]")
+    stamp = base + (day.astype(np.int64) * 86_400_000_000 + (np.asarray(seconds) * 1e6).astype(np.int64)).astype(
+        "timedelta64[us]"
+    )
     return pd.Series(pd.to_datetime(stamp).tz_localize("UTC"), dtype="datetime64[us, UTC]")
 
 
@@ -138,7 +149,12 @@ def make_account_events(
     mask = active_mask(latent)
     frames = []
     shocks = latent.shocks
-    observed = {"billing_dispute": "billing_dispute", "security_incident": "security_incident", "sponsor_left": "sponsor_left", "expansion": "upgrade"}
+    observed = {
+        "billing_dispute": "billing_dispute",
+        "security_incident": "security_incident",
+        "sponsor_left": "sponsor_left",
+        "expansion": "upgrade",
+    }
     s = shocks[shocks["kind"].isin(list(observed))]
     if len(s):
         acc, day = s["acc"].to_numpy(), s["day"].to_numpy()
@@ -156,7 +172,14 @@ def make_account_events(
     frames.append((acc, day, np.full(len(acc), "legal_threat", dtype=object), np.full(len(acc), np.nan)))
     p_down = np.where(mask, 0.0012 * _sigmoid(-2.5 * (h + 0.6)), 0.0)
     acc, day = np.nonzero(rng.random(mask.shape) < p_down)
-    frames.append((acc, day, np.full(len(acc), "downgrade", dtype=object), -np.round(arr[acc] * rng.uniform(0.1, 0.4, len(acc)), -2)))
+    frames.append(
+        (
+            acc,
+            day,
+            np.full(len(acc), "downgrade", dtype=object),
+            -np.round(arr[acc] * rng.uniform(0.1, 0.4, len(acc)), -2),
+        )
+    )
     acc = np.concatenate([f[0] for f in frames])
     day = np.concatenate([f[1] for f in frames])
     kind = np.concatenate([f[2] for f in frames])

@@ -75,22 +75,33 @@ def churn_probability(
     known = snapshots["account_id"].isin(accounts.index).to_numpy()
     if not known.all():
         missing = snapshots.loc[~known, "account_id"].head(5).tolist()
-        raise InputError(f"oracle: account_id {missing} not in {truth['dir']}/accounts.parquet; expected simulated accounts")
+        raise InputError(
+            f"oracle: account_id {missing} not in {truth['dir']}/accounts.parquet; expected simulated accounts"
+        )
     acc = accounts.loc[snapshots["account_id"]]
     churn_day = (
-        (truth["causes"].set_index("account_id")["churned_at"] - window) // pd.Timedelta(days=1)
-    ).reindex(snapshots["account_id"]).to_numpy(dtype="float64")
+        ((truth["causes"].set_index("account_id")["churned_at"] - window) // pd.Timedelta(days=1))
+        .reindex(snapshots["account_id"])
+        .to_numpy(dtype="float64")
+    )
     state = _state_before(truth["dir"], snapshots["account_id"].to_numpy(dtype=object), cut_day)
     sponsor_gone = truth["shocks"].query("kind == 'sponsor_left'")
-    left_day = sponsor_gone.groupby("account_id")["day"].min().reindex(snapshots["account_id"]).to_numpy(dtype="float64")
+    left_day = (
+        sponsor_gone.groupby("account_id")["day"].min().reindex(snapshots["account_id"]).to_numpy(dtype="float64")
+    )
     has_sponsor = acc["exec_sponsor"].to_numpy(dtype=bool) & ~(left_day < cut_day)
 
     valid = (
-        (cut_day >= 1) & (cut_day <= config.days) & (acc["start_day"].to_numpy() < cut_day)
-        & ~(churn_day < cut_day) & ~np.isnan(state["health"])
+        (cut_day >= 1)
+        & (cut_day <= config.days)
+        & (acc["start_day"].to_numpy() < cut_day)
+        & ~(churn_day < cut_day)
+        & ~np.isnan(state["health"])
     )
     max_h = max(horizons)
-    renewal = renewal_days(acc["start_day"].to_numpy(), acc["billing"].to_numpy(dtype=object), config.start, config.days + max_h + 1)
+    renewal = renewal_days(
+        acc["start_day"].to_numpy(), acc["billing"].to_numpy(dtype=object), config.start, config.days + max_h + 1
+    )
     annual = (acc["billing"] == "annual").to_numpy()
     out = np.full((len(snapshots), len(horizons)), np.nan)
     rows = np.flatnonzero(valid)
@@ -98,8 +109,18 @@ def churn_probability(
     for start in range(0, len(rows), chunk):
         idx = rows[start : start + chunk]
         out[idx] = _forward(
-            rng, dyn, truth["offset"], truth["unforeseeable"], state["health"][idx], state["baseline"][idx],
-            has_sponsor[idx], annual[idx], renewal[idx], cut_day[idx], horizons, n_paths,
+            rng,
+            dyn,
+            truth["offset"],
+            truth["unforeseeable"],
+            state["health"][idx],
+            state["baseline"][idx],
+            has_sponsor[idx],
+            annual[idx],
+            renewal[idx],
+            cut_day[idx],
+            horizons,
+            n_paths,
         )
     result = snapshots[["account_id", "cutoff"]].reset_index(drop=True).copy()
     for j, h in enumerate(horizons):
@@ -118,7 +139,10 @@ def _state_before(truth_dir: Path, account_id: np.ndarray, cut_day: np.ndarray) 
     daily["account_id"] = daily["account_id"].astype("str")
     wanted["account_id"] = wanted["account_id"].astype("str")
     merged = wanted.merge(daily.astype({"day": np.int64}), on=["account_id", "day"], how="left")
-    return {"health": merged["health"].to_numpy(dtype=np.float64), "baseline": merged["baseline"].to_numpy(dtype=np.float64)}
+    return {
+        "health": merged["health"].to_numpy(dtype=np.float64),
+        "baseline": merged["baseline"].to_numpy(dtype=np.float64),
+    }
 
 
 def _forward(rng, dyn: Dynamics, offset, unforeseeable, h0, mu0, sponsor0, annual, renewal, cut_day, horizons, n_paths):

@@ -98,8 +98,16 @@ def simulate(
             for b, block_seed in enumerate(block_seeds):
                 rows = slice(b * BLOCK_SIZE, min((b + 1) * BLOCK_SIZE, config.accounts))
                 block = _simulate_block(
-                    np.random.default_rng(block_seed), config, dynamics, accounts.iloc[rows], traits.iloc[rows],
-                    offset, unforeseeable, day_factor, ticket_offset, message_offset,
+                    np.random.default_rng(block_seed),
+                    config,
+                    dynamics,
+                    accounts.iloc[rows],
+                    traits.iloc[rows],
+                    offset,
+                    unforeseeable,
+                    day_factor,
+                    ticket_offset,
+                    message_offset,
                 )
                 for name in STREAMED:
                     writers.write(name, block[name])
@@ -121,9 +129,9 @@ def simulate(
         churn.to_parquet(stage / "churn.parquet", index=False)
         pd.concat(cause_frames, ignore_index=True).to_parquet(stage / "truth" / "churn_causes.parquet", index=False)
         pd.concat(shock_frames, ignore_index=True).to_parquet(stage / "truth" / "shocks.parquet", index=False)
-        traits.assign(billing=accounts["billing"].to_numpy(), exec_sponsor=accounts["exec_sponsor"].to_numpy()).to_parquet(
-            stage / "truth" / "accounts.parquet", index=False
-        )
+        traits.assign(
+            billing=accounts["billing"].to_numpy(), exec_sponsor=accounts["exec_sponsor"].to_numpy()
+        ).to_parquet(stage / "truth" / "accounts.parquet", index=False)
         rate = 1 - float(np.exp(-len(churn) / max(exposure_days / 365.25, 1e-9)))
         meta = {
             "config": json.loads(config.model_dump_json()),
@@ -133,14 +141,26 @@ def simulate(
             "realised_annual_churn_rate": rate,
         }
         (stage / "truth" / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        rows = {"accounts": len(accounts), "churn": len(churn), **{k: v for k, v in writers.rows.items() if not k.startswith("truth/")}}
+        rows = {
+            "accounts": len(accounts),
+            "churn": len(churn),
+            **{k: v for k, v in writers.rows.items() if not k.startswith("truth/")},
+        }
     return SimulationSummary(
-        out=str(out_dir), accounts=config.accounts, days=config.days, seed=config.seed, churned=len(churn),
-        annual_churn_rate=round(rate, 4), rows=rows, seconds=round(time.perf_counter() - started, 2),
+        out=str(out_dir),
+        accounts=config.accounts,
+        days=config.days,
+        seed=config.seed,
+        churned=len(churn),
+        annual_churn_rate=round(rate, 4),
+        rows=rows,
+        seconds=round(time.perf_counter() - started, 2),
     )
 
 
-def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeable, day_factor, ticket_offset, message_offset):
+def _simulate_block(
+    rng, config, dynamics, accounts, traits, offset, unforeseeable, day_factor, ticket_offset, message_offset
+):
     account_id = accounts["account_id"].to_numpy(dtype=object)
     seats = accounts["seats"].to_numpy()
     arr = accounts["arr"].to_numpy()
@@ -149,12 +169,22 @@ def _simulate_block(rng, config, dynamics, accounts, traits, offset, unforeseeab
     start_day = traits["start_day"].to_numpy()
     renewal = renewal_days(start_day, accounts["billing"].to_numpy(dtype=object), config.start, config.days)
     latent = simulate_latent(
-        rng=rng, dynamics=dynamics, start_day=start_day, mu0=traits["mu0"].to_numpy(),
-        failed_onboarding=traits["failed_onboarding"].to_numpy(), exec_sponsor=sponsor, annual=annual,
-        renewal=renewal, n_days=config.days, offset=offset, unforeseeable=unforeseeable,
+        rng=rng,
+        dynamics=dynamics,
+        start_day=start_day,
+        mu0=traits["mu0"].to_numpy(),
+        failed_onboarding=traits["failed_onboarding"].to_numpy(),
+        exec_sponsor=sponsor,
+        annual=annual,
+        renewal=renewal,
+        n_days=config.days,
+        offset=offset,
+        unforeseeable=unforeseeable,
     )
     usage = make_usage(rng, latent, traits, seats, account_id, config.start, day_factor)
-    support = make_support(rng, latent, traits, seats, account_id, config.start, day_factor, ticket_offset, message_offset)
+    support = make_support(
+        rng, latent, traits, seats, account_id, config.start, day_factor, ticket_offset, message_offset
+    )
     surveys = make_surveys(rng, latent, account_id, config.start)
     events = make_account_events(rng, latent, account_id, arr, sponsor, renewal, config.start)
 
@@ -206,7 +236,10 @@ def _churn_causes(rng, latent, churned: np.ndarray, failed_onboarding: np.ndarra
     if len(s) and len(churned):
         position = pd.Series(np.arange(len(churned)), index=churned)
         s = s[s["acc"].isin(churned)]
-        s = s.assign(pos=position.reindex(s["acc"].to_numpy()).to_numpy(), churn_day=day[position.reindex(s["acc"].to_numpy()).to_numpy()])
+        s = s.assign(
+            pos=position.reindex(s["acc"].to_numpy()).to_numpy(),
+            churn_day=day[position.reindex(s["acc"].to_numpy()).to_numpy()],
+        )
         reach = np.where(s["kind"].isin(["product_incident", "billing_dispute", "security_incident"]), 30, 120)
         s = s[(s["day"] <= s["churn_day"]) & (s["day"] > s["churn_day"] - reach)]
         size = {k: abs(shock.magnitude) for k, shock in dynamics.shocks.items()}

@@ -19,10 +19,30 @@ from simulation.latent import LatentBlock
 from simulation.observed import _sigmoid, active_mask, to_timestamp
 from simulation.render import fill, join, pick
 
-CATEGORIES = np.array(["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"], dtype=object)
+CATEGORIES = np.array(
+    ["technical", "bug", "how_to", "billing", "security", "legal", "feature_request", "account"], dtype=object
+)
 BASE_MIX = np.array([0.22, 0.17, 0.24, 0.08, 0.015, 0.015, 0.15, 0.09])
-PRIORITY_BASE = {"technical": 0.5, "bug": 0.6, "how_to": -0.6, "billing": 0.3, "security": 1.6, "legal": 1.0, "feature_request": -1.0, "account": 0.0}
-RESOLUTION_DAYS = {"technical": 1.5, "bug": 3.5, "how_to": 0.4, "billing": 1.5, "security": 2.5, "legal": 4.0, "feature_request": 6.0, "account": 1.0}
+PRIORITY_BASE = {
+    "technical": 0.5,
+    "bug": 0.6,
+    "how_to": -0.6,
+    "billing": 0.3,
+    "security": 1.6,
+    "legal": 1.0,
+    "feature_request": -1.0,
+    "account": 0.0,
+}
+RESOLUTION_DAYS = {
+    "technical": 1.5,
+    "bug": 3.5,
+    "how_to": 0.4,
+    "billing": 1.5,
+    "security": 2.5,
+    "legal": 4.0,
+    "feature_request": 6.0,
+    "account": 1.0,
+}
 FIRST_RESPONSE_HOURS = {"urgent": 0.6, "high": 2.0, "normal": 6.0, "low": 14.0}
 CRITICAL_KINDS = np.array(list(tb.CRITICAL_SENTENCES), dtype=object)
 TONES = ("positive", "neutral", "negative", "angry")
@@ -57,7 +77,9 @@ def _decayed(impulse: np.ndarray, half_life_days: float) -> np.ndarray:
 
 
 def _tone(score: np.ndarray) -> np.ndarray:
-    return np.where(score > 1.2, "positive", np.where(score > -0.2, "neutral", np.where(score > -1.2, "negative", "angry"))).astype(object)
+    return np.where(
+        score > 1.2, "positive", np.where(score > -0.2, "neutral", np.where(score > -1.2, "negative", "angry"))
+    ).astype(object)
 
 
 def _tone_sentence(rng: np.random.Generator, tone: np.ndarray) -> np.ndarray:
@@ -68,7 +90,9 @@ def _tone_sentence(rng: np.random.Generator, tone: np.ndarray) -> np.ndarray:
     return out
 
 
-def _critical(rng: np.random.Generator, h: np.ndarray, step: np.ndarray, billing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _critical(
+    rng: np.random.Generator, h: np.ndarray, step: np.ndarray, billing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Critical-moment sentences (and their kind, '' if none) for customer messages."""
     n = len(h)
     fires = rng.random(n) < _sigmoid(-5.6 - 1.7 * h + 0.4 * step)
@@ -178,7 +202,11 @@ def make_support(
     category = INTENT_CATEGORY[intent]
 
     priority_score = np.array([PRIORITY_BASE[c] for c in category]) + 0.5 * np.maximum(0, -h) + rng.normal(0, 0.7, m)
-    priority = np.where(priority_score > 1.6, "urgent", np.where(priority_score > 0.6, "high", np.where(priority_score > -0.6, "normal", "low"))).astype(object)
+    priority = np.where(
+        priority_score > 1.6,
+        "urgent",
+        np.where(priority_score > 0.6, "high", np.where(priority_score > -0.6, "normal", "low")),
+    ).astype(object)
     preferred = traits["preferred_channel"].to_numpy()[acc]
     channel = np.where(rng.random(m) < 0.7 - 0.15 * np.maximum(0, -h), preferred, tb_channels(rng, m))
     channel = np.where((h < -1.0) & (rng.random(m) < 0.25), "phone", channel).astype(object)
@@ -199,7 +227,9 @@ def make_support(
     # --- lifecycle (hours after creation) ---
     load = traits["support_load"].to_numpy()[acc]
     fr = np.exp(np.log(np.array([FIRST_RESPONSE_HOURS[p] for p in priority])) + rng.normal(0, 0.8, m)) * load
-    resolution = np.exp(np.log(np.array([RESOLUTION_DAYS[c] for c in category])) + rng.normal(0, 0.7, m) - 0.25 * h) * 24
+    resolution = (
+        np.exp(np.log(np.array([RESOLUTION_DAYS[c] for c in category])) + rng.normal(0, 0.7, m) - 0.25 * h) * 24
+    )
     stalled = rng.random(m) < _sigmoid(-2.6 - 0.7 * h)
     resolve = fr + np.where(stalled, 7 * 24 + rng.uniform(0, 24, m), resolution)
     transferred = rng.random(m) < _sigmoid(-2.3 - 0.6 * h + 0.8 * np.isin(category, ["security", "legal", "billing"]))
@@ -212,9 +242,25 @@ def make_support(
     rephrases = (rng.random(m) < _sigmoid(-0.4 - 1.3 * h)) & (followups > 0)
 
     switched = channel != preferred
-    satisfaction = 0.8 * h - 0.4 * transferred - 0.6 * reopened - 0.15 * np.log1p(fr) - 0.25 * followups - 0.5 * stalled + rng.normal(0, 0.7, m)
+    satisfaction = (
+        0.8 * h
+        - 0.4 * transferred
+        - 0.6 * reopened
+        - 0.15 * np.log1p(fr)
+        - 0.25 * followups
+        - 0.5 * stalled
+        + rng.normal(0, 0.7, m)
+    )
     csat = np.clip(np.round(4.2 + 1.1 * satisfaction), 1, 5)
-    effort = 0.5 * transferred + 0.8 * reopened + 0.35 * followups + 0.25 * np.log1p(fr) + 0.4 * switched - 0.3 * h + rng.normal(0, 0.6, m)
+    effort = (
+        0.5 * transferred
+        + 0.8 * reopened
+        + 0.35 * followups
+        + 0.25 * np.log1p(fr)
+        + 0.4 * switched
+        - 0.3 * h
+        + rng.normal(0, 0.6, m)
+    )
     ces = np.clip(np.round(1.6 + 1.3 * effort), 1, 7)
     csat_answered = (~stalled) & (rng.random(m) < 0.06 + 0.34 * (np.abs(csat - 3) / 2) ** 1.5)
     ces_answered = (~stalled) & (rng.random(m) < 0.05 + 0.30 * (np.abs(ces - 4) / 3) ** 1.5)
@@ -241,18 +287,40 @@ def make_support(
     window_end = pd.Timestamp(window_start, tz="UTC") + pd.Timedelta(days=n_days)
     keep = (ev_at < window_end).to_numpy()
     ticket_events = pd.DataFrame(
-        {"ticket_id": ticket_ids[ev["t"].to_numpy()], "at": ev_at, "kind": ev["kind"].to_numpy(dtype=object), "value": ev["value"].to_numpy()}
+        {
+            "ticket_id": ticket_ids[ev["t"].to_numpy()],
+            "at": ev_at,
+            "kind": ev["kind"].to_numpy(dtype=object),
+            "value": ev["value"].to_numpy(),
+        }
     )[keep].astype({"ticket_id": "str", "kind": "str"})
     ticket_events = ticket_events.sort_values(["ticket_id", "at"], kind="stable").reset_index(drop=True)
 
     messages, crit_count = _conversations(
-        rng, acc=acc, h=h, intent=intent, category=category, traits=traits, created=created, fr=fr, resolve=resolve,
-        transfer_at=transfer_at, transferred=transferred, reopened=reopened, reopen_at=reopen_at, resolve2=resolve2,
-        stalled=stalled, followups=followups, rephrases=rephrases, failed=failed[acc, day],
+        rng,
+        acc=acc,
+        h=h,
+        intent=intent,
+        category=category,
+        traits=traits,
+        created=created,
+        fr=fr,
+        resolve=resolve,
+        transfer_at=transfer_at,
+        transferred=transferred,
+        reopened=reopened,
+        reopen_at=reopen_at,
+        resolve2=resolve2,
+        stalled=stalled,
+        followups=followups,
+        rephrases=rephrases,
+        failed=failed[acc, day],
     )
     messages = messages[(messages["sent_at"] < window_end).to_numpy()]
     messages = messages.sort_values(["t", "sent_at"], kind="stable").reset_index(drop=True)
-    messages.insert(0, "message_id", [f"M{i:09d}" for i in range(message_offset + 1, message_offset + len(messages) + 1)])
+    messages.insert(
+        0, "message_id", [f"M{i:09d}" for i in range(message_offset + 1, message_offset + len(messages) + 1)]
+    )
     messages["ticket_id"] = ticket_ids[messages.pop("t").to_numpy()]
     message_truth = pd.DataFrame({"message_id": messages["message_id"], "tone": messages["tone"]}).astype("str")
     messages = messages[["message_id", "ticket_id", "sent_at", "author", "body"]].astype(
@@ -283,14 +351,40 @@ def _after(created: pd.Series, rows: np.ndarray, hours: np.ndarray) -> pd.Series
     return pd.Series(pd.DatetimeIndex(stamp).tz_localize("UTC"), dtype="datetime64[us, UTC]")
 
 
-def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolve, transfer_at, transferred, reopened,
-                   reopen_at, resolve2, stalled, followups, rephrases, failed):
+def _conversations(
+    rng,
+    *,
+    acc,
+    h,
+    intent,
+    category,
+    traits,
+    created,
+    fr,
+    resolve,
+    transfer_at,
+    transferred,
+    reopened,
+    reopen_at,
+    resolve2,
+    stalled,
+    followups,
+    rephrases,
+    failed,
+):
     """Messages of every ticket: opening, agent replies, follow-ups, rephrasings, transfers, closure."""
     m = len(acc)
     first = traits["contact_first"].to_numpy()[acc]
     email = traits["contact_email"].to_numpy()[acc]
-    phone = ("+1 " + rng.integers(201, 989, m).astype(str).astype(object) + "-555-" + np.char.zfill(rng.integers(0, 10_000, m).astype(str), 4).astype(object))
-    card = np.asarray(["4111 1111 1111 1111", "5500 0000 0000 0004", "4012 8888 8888 1881"], dtype=object)[rng.integers(0, 3, m)]
+    phone = (
+        "+1 "
+        + rng.integers(201, 989, m).astype(str).astype(object)
+        + "-555-"
+        + np.char.zfill(rng.integers(0, 10_000, m).astype(str), 4).astype(object)
+    )
+    card = np.asarray(["4111 1111 1111 1111", "5500 0000 0000 0004", "4012 8888 8888 1881"], dtype=object)[
+        rng.integers(0, 3, m)
+    ]
     slots = {
         "name": first,
         "agent": pick(rng, tb.AGENTS, m),
@@ -309,7 +403,9 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
     parts: list[pd.DataFrame] = []
     crit_count = np.zeros(m, dtype=np.int64)
 
-    def customer(rows: np.ndarray, step: np.ndarray, hours: np.ndarray, *, opening: bool, rephrase: np.ndarray, reopen: bool) -> None:
+    def customer(
+        rows: np.ndarray, step: np.ndarray, hours: np.ndarray, *, opening: bool, rephrase: np.ndarray, reopen: bool
+    ) -> None:
         k = len(rows)
         if k == 0:
             return
@@ -322,11 +418,19 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
         np.add.at(crit_count, rows, kind != "")
         if opening:
             contact = np.where(rng.random(k) < 0.2, fill(pick(rng, tb.CONTACT_LINES, k), sub), "").astype(object)
-            card_line = np.where(billing[rows] & (rng.random(k) < 0.08), fill(np.full(k, "The card {card} was charged.", dtype=object), sub), "").astype(object)
+            card_line = np.where(
+                billing[rows] & (rng.random(k) < 0.08),
+                fill(np.full(k, "The card {card} was charged.", dtype=object), sub),
+                "",
+            ).astype(object)
             signoff = join(pick(rng, tb.SIGNOFFS, k), np.where(rng.random(k) < 0.6, first[rows], "").astype(object))
-            body = join(pick(rng, tb.GREETINGS, k), question, card_line, _tone_sentence(rng, tone), crit, contact, signoff)
+            body = join(
+                pick(rng, tb.GREETINGS, k), question, card_line, _tone_sentence(rng, tone), crit, contact, signoff
+            )
         else:
-            lead = np.where(rephrase, pick(rng, tb.REPHRASE_OPENERS, k), pick(rng, tb.CUSTOMER_STILL_BROKEN, k)).astype(object)
+            lead = np.where(rephrase, pick(rng, tb.REPHRASE_OPENERS, k), pick(rng, tb.CUSTOMER_STILL_BROKEN, k)).astype(
+                object
+            )
             body = join(lead, np.where(rephrase, question, "").astype(object), _tone_sentence(rng, tone), crit)
         body = _typos(rng, body, 0.1)
         parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "customer", "body": body, "tone": tone}))
@@ -341,7 +445,9 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
         parts.append(pd.DataFrame({"t": rows, "hours": hours, "author": "agent", "body": body, "tone": "agent"}))
 
     everyone = np.arange(m)
-    customer(everyone, np.zeros(m, dtype=np.int64), np.zeros(m), opening=True, rephrase=np.zeros(m, dtype=bool), reopen=False)
+    customer(
+        everyone, np.zeros(m, dtype=np.int64), np.zeros(m), opening=True, rephrase=np.zeros(m, dtype=bool), reopen=False
+    )
     # first response, sometimes with a workaround for a core feature (more often right after a failed onboarding)
     sub = {key: value for key, value in slots.items()}
     offers = (np.isin(category, ["technical", "bug"]) & (rng.random(m) < 0.2)) | (failed & (rng.random(m) < 0.6))
@@ -353,7 +459,9 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
     span = resolve[t] - fr[t]
     at = fr[t] + span * step / (followups[t] + 1)
     customer(t, step, at, opening=False, rephrase=rephrases[t], reopen=False)
-    promise = np.where(rng.random(len(t)) < 0.3, fill(pick(rng, tb.AGENT_PROMISE, len(t)), {k: v[t] for k, v in slots.items()}), "").astype(object)
+    promise = np.where(
+        rng.random(len(t)) < 0.3, fill(pick(rng, tb.AGENT_PROMISE, len(t)), {k: v[t] for k, v in slots.items()}), ""
+    ).astype(object)
     agent(t, np.minimum(at + rng.uniform(0.5, 6, len(t)), resolve[t] - 0.1), tb.AGENT_FOLLOWUP, promise)
     rows = np.flatnonzero(transferred)
     agent(rows, transfer_at[rows], tb.AGENT_TRANSFER)
@@ -362,11 +470,23 @@ def _conversations(rng, *, acc, h, intent, category, traits, created, fr, resolv
     agent(rows, fr[rows] + 120, tb.AGENT_CHECK_IN)
     agent(everyone, resolve, tb.AGENT_RESOLVED)
     rows = np.flatnonzero(reopened)
-    customer(rows, followups[rows] + 1, reopen_at[rows], opening=False, rephrase=np.ones(len(rows), dtype=bool), reopen=True)
+    customer(
+        rows, followups[rows] + 1, reopen_at[rows], opening=False, rephrase=np.ones(len(rows), dtype=bool), reopen=True
+    )
     agent(rows, resolve2[rows], tb.AGENT_RESOLVED)
     final = np.where(reopened, resolve2, resolve)
     rows = np.flatnonzero(~stalled & (rng.random(m) < _sigmoid(0.3 + 1.2 * h)))
-    parts.append(pd.DataFrame({"t": rows, "hours": final[rows] + rng.uniform(0.2, 12, len(rows)), "author": "customer", "body": pick(rng, tb.CUSTOMER_THANKS, len(rows)), "tone": "positive"}))
+    parts.append(
+        pd.DataFrame(
+            {
+                "t": rows,
+                "hours": final[rows] + rng.uniform(0.2, 12, len(rows)),
+                "author": "customer",
+                "body": pick(rng, tb.CUSTOMER_THANKS, len(rows)),
+                "tone": "positive",
+            }
+        )
+    )
 
     frame = pd.concat(parts, ignore_index=True)
     frame["sent_at"] = _after(created, frame["t"].to_numpy(), frame["hours"].to_numpy())

@@ -9,14 +9,62 @@ that sometimes carries personal data), so the same intent reads differently each
 from __future__ import annotations
 
 PRODUCTS = (
-    "Reports", "Dashboards", "the API", "SSO", "Data Import", "the mobile app", "Workflow Builder",
-    "the Salesforce integration", "Audit Log", "the Slack connector", "Scheduled Exports", "User Provisioning",
+    "Reports",
+    "Dashboards",
+    "the API",
+    "SSO",
+    "Data Import",
+    "the mobile app",
+    "Workflow Builder",
+    "the Salesforce integration",
+    "Audit Log",
+    "the Slack connector",
+    "Scheduled Exports",
+    "User Provisioning",
 )
-ERROR_CODES = ("ERR-4012", "HTTP 503", "E1043", "TIMEOUT_57", "ERR-5150", "HTTP 429", "SAML-RESP-7", "E2201", "DB-LOCK-19")
+ERROR_CODES = (
+    "ERR-4012",
+    "HTTP 503",
+    "E1043",
+    "TIMEOUT_57",
+    "ERR-5150",
+    "HTTP 429",
+    "SAML-RESP-7",
+    "E2201",
+    "DB-LOCK-19",
+)
 VERSIONS = ("v3.2.1", "v3.4.0", "v4.0.2", "v2.9.8", "v4.1.0-beta", "build 2024.11", "v3.3.5")
 REGIONS = ("eu-west-1", "us-east-2", "ap-southeast-1", "eu-central-1", "us-west-2", "ca-central-1")
-FIRST_NAMES = ("Maria", "James", "Priya", "Chen", "Fatima", "Lukas", "Sofia", "Daniel", "Aisha", "Tom", "Elena", "Kenji", "Olu", "Hannah")
-LAST_NAMES = ("Garcia", "Smith", "Patel", "Wang", "Khan", "Muller", "Rossi", "Brown", "Okafor", "Nguyen", "Ivanova", "Tanaka")
+FIRST_NAMES = (
+    "Maria",
+    "James",
+    "Priya",
+    "Chen",
+    "Fatima",
+    "Lukas",
+    "Sofia",
+    "Daniel",
+    "Aisha",
+    "Tom",
+    "Elena",
+    "Kenji",
+    "Olu",
+    "Hannah",
+)
+LAST_NAMES = (
+    "Garcia",
+    "Smith",
+    "Patel",
+    "Wang",
+    "Khan",
+    "Muller",
+    "Rossi",
+    "Brown",
+    "Okafor",
+    "Nguyen",
+    "Ivanova",
+    "Tanaka",
+)
 AGENTS = ("Alex", "Sam", "Jordan", "Riley", "Morgan", "Casey", "Jamie", "Taylor")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 WORKAROUNDS = (
@@ -27,10 +75,39 @@ WORKAROUNDS = (
     "split the import into files under 10 MB",
     "switch the webhook to polling mode for now",
 )
-COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent", "Tyrell",
-                 "Cyberdyne", "Wonka", "Gringotts", "Oscorp", "Pied Piper", "Dunder", "Massive", "Nakatomi", "Aperture", "Monarch")
+COMPANY_WORDS = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Pied Piper",
+    "Dunder",
+    "Massive",
+    "Nakatomi",
+    "Aperture",
+    "Monarch",
+)
 COMPANY_SUFFIXES = ("Inc", "Ltd", "GmbH", "Group", "Labs", "Systems", "Partners", "Holdings", "Analytics", "Logistics")
-INDUSTRIES = ("software", "financial_services", "healthcare", "retail", "manufacturing", "education", "media", "logistics")
+INDUSTRIES = (
+    "software",
+    "financial_services",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "education",
+    "media",
+    "logistics",
+)
 REGIONS_ACCOUNT = ("north_america", "emea", "apac", "latam")
 
 #: Intents per ticket category; each intent has several phrasings of the same question, so a
@@ -233,8 +310,16 @@ TONE_SENTENCES: dict[str, tuple[str, ...]] = {
 
 #: Rephrasing openers: a customer asking the same thing again.
 REPHRASE_OPENERS = (
-    "As I said before,", "Again:", "I'll ask one more time.", "Just to repeat,", "Following up on my question:",
-    "Let me rephrase.", "Still waiting on this.", "Like I mentioned,", "To be clear,", "",
+    "As I said before,",
+    "Again:",
+    "I'll ask one more time.",
+    "Just to repeat,",
+    "Following up on my question:",
+    "Let me rephrase.",
+    "Still waiting on this.",
+    "Like I mentioned,",
+    "To be clear,",
+    "",
 )
 
 #: Critical moments (docs/escalation-practice.md): category -> sentences. Negated look-alikes come separately.
@@ -332,8 +417,22 @@ CUSTOMER_STILL_BROKEN = (
 )
 
 NPS_COMMENTS: dict[str, tuple[str, ...]] = {
-    "positive": ("Great product, our team relies on it.", "Support is fantastic.", "Easy to use and reliable.", "Love the dashboards."),
+    "positive": (
+        "Great product, our team relies on it.",
+        "Support is fantastic.",
+        "Easy to use and reliable.",
+        "Love the dashboards.",
+    ),
     "neutral": ("It does the job.", "Okay overall, some features missing.", "Decent, a bit pricey.", ""),
-    "negative": ("Too many bugs lately.", "Support takes too long to respond.", "We struggle to get value from it.", "Hard to use, adoption is low."),
-    "angry": ("Terrible experience, looking at alternatives.", "Constant outages, would not recommend.", "Support never solves anything."),
+    "negative": (
+        "Too many bugs lately.",
+        "Support takes too long to respond.",
+        "We struggle to get value from it.",
+        "Hard to use, adoption is low.",
+    ),
+    "angry": (
+        "Terrible experience, looking at alternatives.",
+        "Constant outages, would not recommend.",
+        "Support never solves anything.",
+    ),
 }

@@ -66,8 +66,15 @@ def prefect_backend(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("prefect")
     # a local server a test starts (pipelines/prefect_server.py) lives here, and is stopped below
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "CHURN_PREFECT_DIR": str(home / "local-server")})
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "CHURN_PREFECT_DIR": str(home / "local-server"),
+        }
+    )
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
@@ -176,7 +183,13 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
             }
         ),
         "surveys": pd.DataFrame(
-            {"account_id": ["A2"], "answered_at": ["2024-02-01T10:00:00Z"], "kind": ["nps"], "score": ["4"], "comment": ["Too slow"]}
+            {
+                "account_id": ["A2"],
+                "answered_at": ["2024-02-01T10:00:00Z"],
+                "kind": ["nps"],
+                "score": ["4"],
+                "comment": ["Too slow"],
+            }
         ),
         "account_events": pd.DataFrame(
             {"account_id": ["A2"], "at": ["2024-01-06T10:00:00Z"], "kind": ["billing_dispute"], "value": [""]}
@@ -213,9 +226,14 @@ _CHAMPION_TEMPLATE: list[Path] = []
 
 
 def _environment_variables(root: Path, tokens: str) -> dict[str, str]:
-    return {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
-            "CHURN_SCORES_DIR": str(root / "scores"), "CHURN_API_TOKENS": tokens, "CHURN_CONFIG_DIR": str(root / "config"),
-            "CHURN_DATA_DIR": str(root / "data")}
+    return {
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "CHURN_STORE_URL": f"sqlite:///{root / 'store.db'}",
+        "CHURN_SCORES_DIR": str(root / "scores"),
+        "CHURN_API_TOKENS": tokens,
+        "CHURN_CONFIG_DIR": str(root / "config"),
+        "CHURN_DATA_DIR": str(root / "data"),
+    }
 
 
 @contextlib.contextmanager
@@ -243,16 +261,51 @@ def _build_champion(root: Path) -> None:
 
     simulate(SimulationConfig(accounts=400, days=450, seed=21), root / "data")
     (root / "config").mkdir()
-    (root / "config" / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
-                                                                                "default": ["hook"]}}))
+    (root / "config" / "escalation.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "destinations": {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                    "default": ["hook"],
+                }
+            }
+        )
+    )
     env = _environment_variables(root, "template")
     with _environment(env):
-        assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "features",
+                    "--data",
+                    str(root / "data"),
+                    "--out",
+                    str(root / "f"),
+                    "--every",
+                    "30d",
+                    "--no-text",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         panel = read_snapshots(root / "f")
-        model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1))
+        model = fit_curve(
+            panel,
+            feature_names(panel),
+            CurveParams(n_estimators=150, learning_rate=0.08, min_child_samples=40, num_threads=1),
+        )
         registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
-        logged = registry.log_training(model, panel=panel, params={}, metrics={"backtest.lightgbm.roc_auc_90d": 0.8}, tables={}, documents={},
-                                       figures={}, tags={"features_dir": str(root / "f")})
+        logged = registry.log_training(
+            model,
+            panel=panel,
+            params={},
+            metrics={"backtest.lightgbm.roc_auc_90d": 0.8},
+            tables={},
+            documents={},
+            figures={},
+            tags={"features_dir": str(root / "f")},
+        )
         registry.move_champion(logged["version"], decision={"forced": True})
         assert main(["score", "--data", str(root / "data"), "--out", str(root / "scores"), "--no-text", "--json"]) == 0
 
@@ -269,8 +322,15 @@ def _relocate(template: Path, root: Path) -> None:
     with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as connection, connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
-            for column in [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")') if "CHAR" in row[2].upper() or "TEXT" in row[2].upper()]:
-                connection.execute(f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", ?, ?) WHERE instr("{column}", ?) > 0', (old, new, old))
+            for column in [
+                row[1]
+                for row in connection.execute(f'PRAGMA table_info("{table}")')
+                if "CHAR" in row[2].upper() or "TEXT" in row[2].upper()
+            ]:
+                connection.execute(
+                    f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", ?, ?) WHERE instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
     for path in root.rglob("*.json"):
         text = path.read_text()
         if old in text:

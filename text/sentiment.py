@@ -39,9 +39,17 @@ ENCODERS = ("cascade", "transformer", "static")
 ROUTE_BELOW = 0.55
 STATIC_C = 4.0
 _ALIASES = {
-    "negative": "negative", "neg": "negative", "-1": "negative", "bad": "negative",
-    "neutral": "neutral", "neu": "neutral", "0": "neutral",
-    "positive": "positive", "pos": "positive", "1": "positive", "good": "positive",
+    "negative": "negative",
+    "neg": "negative",
+    "-1": "negative",
+    "bad": "negative",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "0": "neutral",
+    "positive": "positive",
+    "pos": "positive",
+    "1": "positive",
+    "good": "positive",
 }
 
 
@@ -52,7 +60,10 @@ def normalise_labels(values: pd.Series, column: str = "label") -> pd.Series:
     bad = out.isna()
     if bad.any():
         shown = ", ".join(repr(v) for v in values[bad].astype("str").unique()[:5])
-        raise InputError(f"column '{column}': {int(bad.sum())} label(s) not understood ({shown}); expected negative/neutral/positive (or neg/neu/pos, -1/0/1)")
+        raise InputError(
+            f"column '{column}': {int(bad.sum())} label(s) not understood ({shown}); expected "
+            "negative/neutral/positive (or neg/neu/pos, -1/0/1)"
+        )
     return out
 
 
@@ -107,15 +118,23 @@ class SentimentHead:
                     counts[j] = counts.get(j, 0) + 1
             if counts:
                 idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
-                weight = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[idx]
+                weight = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[
+                    idx
+                ]
                 out[row] = self.coef[:, d + idx] @ (weight / np.linalg.norm(weight))
         return out
 
     def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         d = embeddings.shape[1]
         logits = embeddings.astype(np.float64) @ self.coef[:, :d].T + self.intercept
-        if self.vocabulary:  # the n-gram block of the weights: a live ticket's few texts in Python, else the sparse TF-IDF rows
-            logits += self._ngram_logits(texts, d) if len(texts) < SMALL else np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
+        if (
+            self.vocabulary
+        ):  # the n-gram block of the weights: a live ticket's few texts in Python, else the sparse TF-IDF rows
+            logits += (
+                self._ngram_logits(texts, d)
+                if len(texts) < SMALL
+                else np.asarray(self._ngrams.transform(list(texts)) @ self.coef[:, d:].T)
+            )
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -127,16 +146,30 @@ class SentimentHead:
         return f"{self.encoder}+head-{digest}"
 
     def to_dict(self) -> dict:
-        out = {"labels": list(LABELS), "coef": self.coef.round(7).tolist(), "intercept": self.intercept.tolist(), "encoder": self.encoder,
-               "vocabulary": self.vocabulary, "idf": self.idf.round(7).tolist(), "info": self.info}
+        out = {
+            "labels": list(LABELS),
+            "coef": self.coef.round(7).tolist(),
+            "intercept": self.intercept.tolist(),
+            "encoder": self.encoder,
+            "vocabulary": self.vocabulary,
+            "idf": self.idf.round(7).tolist(),
+            "info": self.info,
+        }
         return out | ({"static": self.static.to_dict()} if self.static is not None else {})
 
     @classmethod
     def from_dict(cls, raw: dict) -> SentimentHead:
         if raw["labels"] != list(LABELS):
             raise ValueError(f"labels {raw['labels']}, expected {list(LABELS)}")
-        return cls(np.asarray(raw["coef"]), np.asarray(raw["intercept"]), raw["encoder"], raw.get("vocabulary", {}),
-                   np.asarray(raw.get("idf", [])), raw.get("info", {}), cls.from_dict(raw["static"]) if raw.get("static") else None)
+        return cls(
+            np.asarray(raw["coef"]),
+            np.asarray(raw["intercept"]),
+            raw["encoder"],
+            raw.get("vocabulary", {}),
+            np.asarray(raw.get("idf", [])),
+            raw.get("info", {}),
+            cls.from_dict(raw["static"]) if raw.get("static") else None,
+        )
 
     def save(self, path: str | Path) -> Path:
         from core.io import write_json
@@ -151,7 +184,9 @@ class SentimentHead:
             raise InputError(f"sentiment head {path}: {exc}") from None
 
 
-def fit_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, c: float = 2.0) -> SentimentHead:
+def fit_head(
+    embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, c: float = 2.0
+) -> SentimentHead:
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
@@ -164,8 +199,17 @@ def fit_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, en
     return SentimentHead(clf.coef_[order], clf.intercept_[order], encoder, vocabulary, vec.idf_)
 
 
-def cross_validate_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd.Series, encoder: str, *, folds: int = 5, seed: int = 0,
-                        static: np.ndarray | None = None, route_below: float = ROUTE_BELOW) -> dict:
+def cross_validate_head(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    labels: pd.Series,
+    encoder: str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    static: np.ndarray | None = None,
+    route_below: float = ROUTE_BELOW,
+) -> dict:
     """Stratified k-fold accuracy and macro-F1 of the head (the encoders are fixed); with `static`
     embeddings, of the cascade (`routed`: the share of held-out texts the transformer scored)."""
     from sklearn.metrics import accuracy_score, f1_score
@@ -176,13 +220,21 @@ def cross_validate_head(embeddings: np.ndarray, texts: Sequence[str], labels: pd
     p = np.zeros((len(y), len(LABELS)))
     routed = np.zeros(len(y), dtype=bool)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(embeddings, y):
-        p[test] = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder).predict_proba(embeddings[test], texts[test])
+        p[test] = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder).predict_proba(
+            embeddings[test], texts[test]
+        )
         if static is not None:
-            first = fit_head(static[train], texts[train], labels.iloc[train], encoder, c=STATIC_C).predict_proba(static[test], texts[test])
+            first = fit_head(static[train], texts[train], labels.iloc[train], encoder, c=STATIC_C).predict_proba(
+                static[test], texts[test]
+            )
             routed[test] = first.max(axis=1) < route_below
             p[test] = np.where(routed[test, None], p[test], first)
     pred = labels_of(p)
-    out = {"folds": folds, "accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
+    out = {
+        "folds": folds,
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro")),
+    }
     return out | ({"routed": float(routed.mean())} if static is not None else {})
 
 
@@ -190,13 +242,22 @@ class SentimentModel:
     """Encoder + head, optionally behind a static first stage (the cascade, see the module's
     docstring), or a Hugging Face sequence-classification model."""
 
-    def __init__(self, encoder: TextEncoder, head: SentimentHead | None = None, classifier: str | None = None, *,
-                 static: StaticEncoder | None = None, route_below: float = ROUTE_BELOW):
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        head: SentimentHead | None = None,
+        classifier: str | None = None,
+        *,
+        static: StaticEncoder | None = None,
+        route_below: float = ROUTE_BELOW,
+    ):
         if head is None and classifier is None:
             raise ValueError("a SentimentModel needs a head or a classifier")
         if static is not None and (head is None or head.static is None):
-            raise ChurnError("the sentiment head has no static head for the cascade: retrain it with `churn sentiment-train`, "
-                             "or set CHURN_TEXT_ENCODER=transformer")
+            raise ChurnError(
+                "the sentiment head has no static head for the cascade: retrain it with `churn sentiment-train`, "
+                "or set CHURN_TEXT_ENCODER=transformer"
+            )
         self.encoder = encoder
         self.head = head
         self.classifier = classifier
@@ -253,13 +314,21 @@ class SentimentModel:
             if len(names) == 3 and not mapping:  # LABEL_0/1/2: the usual negative/neutral/positive order
                 mapping = {0: 0, 1: 1, 2: 2}
             if not {0, 2} <= set(mapping.values()):
-                raise ChurnError(f"sentiment model {self.classifier!r}: labels {sorted(names.values())} do not name negative and positive")
+                raise ChurnError(
+                    f"sentiment model {self.classifier!r}: labels {sorted(names.values())} do not name negative and positive"
+                )
             self._clf = (tok, model, mapping)
         tok, model, mapping = self._clf
         out = np.zeros((len(texts), 3))
         with torch.inference_mode():
             for start in range(0, len(texts), self.encoder.batch_size):
-                batch = tok(texts[start : start + self.encoder.batch_size], padding=True, truncation=True, max_length=self.encoder.max_length, return_tensors="pt")
+                batch = tok(
+                    texts[start : start + self.encoder.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.encoder.max_length,
+                    return_tensors="pt",
+                )
                 probs = torch.softmax(model(**batch).logits, dim=-1).numpy()
                 for i, j in mapping.items():
                     out[start : start + len(probs), j] += probs[:, i]

@@ -62,7 +62,10 @@ class StaticEncoder:
             if self._table is None:
                 path, local = resolve_model(self.teacher.model_name)
                 digest = weights_digest(Path(path)) if local else self.teacher.model_name.replace("/", "--")
-                target = self.teacher.export_folder() / f"{self.teacher.key.split(':')[0]}-{digest}-static{DIMENSION}-v{_VERSION}.npy"
+                target = (
+                    self.teacher.export_folder()
+                    / f"{self.teacher.key.split(':')[0]}-{digest}-static{DIMENSION}-v{_VERSION}.npy"
+                )
                 if not target.is_file():
                     _save(distil(self.teacher), target)
                 self._table = np.load(target)
@@ -71,7 +74,9 @@ class StaticEncoder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings [len(texts), DIMENSION] as float32, in the order given (a blank text: zeros)."""
         table = self.table()
-        ids = self.teacher.tokenizer()(list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length)["input_ids"]
+        ids = self.teacher.tokenizer()(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
+        )["input_ids"]
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         some = lengths > 0
@@ -95,13 +100,22 @@ def distil(teacher: TextEncoder) -> np.ndarray:
     hidden = np.zeros((size, teacher.dimension), dtype=np.float32)
     for start in range(0, size, _BATCH):
         tokens = np.arange(start, min(start + _BATCH, size))
-        batch = {"input_ids": np.stack([np.full(len(tokens), cls), tokens, np.full(len(tokens), sep)], axis=1),
-                 "attention_mask": np.ones((len(tokens), 3), dtype=np.int64), "token_type_ids": np.zeros((len(tokens), 3), dtype=np.int64)}
+        batch = {
+            "input_ids": np.stack([np.full(len(tokens), cls), tokens, np.full(len(tokens), sep)], axis=1),
+            "attention_mask": np.ones((len(tokens), 3), dtype=np.int64),
+            "token_type_ids": np.zeros((len(tokens), 3), dtype=np.int64),
+        }
         hidden[tokens] = teacher.hidden(batch).mean(axis=1)
-    reduced = PCA(DIMENSION, svd_solver="full").fit_transform(hidden)  # deterministic: signs fixed by sklearn's svd_flip
+    # deterministic: signs fixed by sklearn's svd_flip
+    reduced = PCA(DIMENSION, svd_solver="full").fit_transform(hidden)
     zipf = 1.0 / np.arange(1, size + 1)
     weight = SIF / (SIF + zipf / zipf.sum())
-    log.info("text encoder %s: static table of %d tokens distilled in %.0f s", teacher.model_name, size, time.perf_counter() - started)
+    log.info(
+        "text encoder %s: static table of %d tokens distilled in %.0f s",
+        teacher.model_name,
+        size,
+        time.perf_counter() - started,
+    )
     return (reduced * weight[:, None]).astype(np.float32)
 
 

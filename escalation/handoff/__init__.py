@@ -29,13 +29,22 @@ from escalation.handoff.pii import mask_pii, mask_series
 from escalation.handoff.themes import THEMES, themes_of
 from escalation.handoff.timeline import read_story
 
-__all__ = ["HandoffForm", "HandoffPackage", "build_handoff", "extract_promises", "extract_specifics", "extract_tried",
-           "mask_pii", "mask_series"]
+__all__ = [
+    "HandoffForm",
+    "HandoffPackage",
+    "build_handoff",
+    "extract_promises",
+    "extract_specifics",
+    "extract_tried",
+    "mask_pii",
+    "mask_series",
+]
 
 
 @dataclass(frozen=True)
 class HandoffPackage:
     """The typed form and what is rendered from it; `form` is its JSON, as stored and served."""
+
     handoff_form: HandoffForm
     markdown: str
     summary: str
@@ -46,12 +55,25 @@ class HandoffPackage:
         return self.handoff_form.to_dict()
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "summary": self.summary, "warm_handoff": self.warm_handoff, "markdown": self.markdown}
+        return {
+            "form": self.form,
+            "summary": self.summary,
+            "warm_handoff": self.warm_handoff,
+            "markdown": self.markdown,
+        }
 
 
-def build_handoff(decision: Decision, facts: AccountFacts, risk: RiskView | None, signals: TicketSignals | None,
-                  messages: pd.DataFrame, now: dt.datetime, *, ticket_subject: str | None = None,
-                  max_words: int = 200) -> HandoffPackage:
+def build_handoff(
+    decision: Decision,
+    facts: AccountFacts,
+    risk: RiskView | None,
+    signals: TicketSignals | None,
+    messages: pd.DataFrame,
+    now: dt.datetime,
+    *,
+    ticket_subject: str | None = None,
+    max_words: int = 200,
+) -> HandoffPackage:
     """The context package for one decision: form, summary (at most `max_words` words), warm
     handoff message and a one-page Markdown rendering."""
     signals = signals or TicketSignals()
@@ -60,4 +82,6 @@ def build_handoff(decision: Decision, facts: AccountFacts, risk: RiskView | None
     form = build_form(decision, facts, risk, signals, story, themes, now)
     summary = render.summary(form, max_words)
     warm = render.warm_handoff(form, facts, render.person(decision, facts), THEMES[themes[0]])
-    return HandoffPackage(handoff_form=form, markdown=render.markdown(form, summary, warm), summary=summary, warm_handoff=warm)
+    return HandoffPackage(
+        handoff_form=form, markdown=render.markdown(form, summary, warm), summary=summary, warm_handoff=warm
+    )

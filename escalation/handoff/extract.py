@@ -15,14 +15,26 @@ from escalation.handoff.pii import mask_series
 
 # ------------------------------------------------------------------ technical specifics
 
-_HTTP_REASONS = "bad gateway|service unavailable|internal server error|gateway time-?out|too many requests|not found|forbidden|unauthori[sz]ed|bad request"
+_HTTP_REASONS = (
+    "bad gateway|service unavailable|internal server error|gateway time-?out|too many requests|not found"
+    "|forbidden|unauthori[sz]ed|bad request"
+)
 _ERROR_PATTERNS = (
     (re.compile(r"\b(?:ERR(?:OR)?|ORA|SQL|EC|E)[-_]?[0-9]{2,6}\b"), lambda m: m.group(0)),
     (re.compile(r"\b0x[0-9A-Fa-f]{4,16}\b"), lambda m: m.group(0)),
-    (re.compile(r"\b(?:ECONNRESET|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EACCES|EPIPE)\b"), lambda m: m.group(0)),
+    (
+        re.compile(r"\b(?:ECONNRESET|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EACCES|EPIPE)\b"),
+        lambda m: m.group(0),
+    ),
     (re.compile(r"(?i)\bHTTP(?:/[0-9](?:\.[0-9])?)?[ :]*([45][0-9]{2})\b"), lambda m: f"HTTP {m.group(1)}"),
-    (re.compile(rf"(?i)\b([45][0-9]{{2}})(?: (?:{_HTTP_REASONS}|errors?|responses?|status)\b)"), lambda m: f"HTTP {m.group(1)}"),
-    (re.compile(r"(?i)\b(error code|status code|error|status|code)[ :#]*([0-9]{3,5})\b"), lambda m: _error_number(m.group(1), m.group(2))),
+    (
+        re.compile(rf"(?i)\b([45][0-9]{{2}})(?: (?:{_HTTP_REASONS}|errors?|responses?|status)\b)"),
+        lambda m: f"HTTP {m.group(1)}",
+    ),
+    (
+        re.compile(r"(?i)\b(error code|status code|error|status|code)[ :#]*([0-9]{3,5})\b"),
+        lambda m: _error_number(m.group(1), m.group(2)),
+    ),
 )
 
 
@@ -33,25 +45,42 @@ def _error_number(keyword: str, number: str) -> str | None:
     return f"error {number}" if "status" not in keyword.lower() else None
 
 
-_PRODUCTS = r"iOS|Android|Chrome|Firefox|Safari|Edge|Windows|macOS|Python|Node(?:\.js)?|Java|PostgreSQL|MySQL|Kubernetes"
+_PRODUCTS = (
+    r"iOS|Android|Chrome|Firefox|Safari|Edge|Windows|macOS|Python|Node(?:\.js)?|Java|PostgreSQL|MySQL|Kubernetes"
+)
 _VERSION_PATTERNS = (
     (re.compile(r"\b[vV][0-9]+(?:\.[0-9]+)*\b"), lambda m: "v" + m.group(0)[1:]),
     (re.compile(rf"\b(?:{_PRODUCTS}) [0-9]+(?:\.[0-9]+)*\b"), lambda m: m.group(0)),
     (re.compile(r"(?i)\b(?:version|release|ver\.?)[ :]*[vV]?([0-9]+(?:\.[0-9]+)*)\b"), lambda m: m.group(1)),
     # three-part numbers, but neither dates (15.03.2024) nor IP addresses (four parts)
-    (re.compile(r"(?<![\w.])(?![0-9]{1,2}\.[0-9]{1,2}\.[0-9]{4}\b)[0-9]+\.[0-9]+\.[0-9]+(?!\.?[0-9])"), lambda m: m.group(0)),
+    (
+        re.compile(r"(?<![\w.])(?![0-9]{1,2}\.[0-9]{1,2}\.[0-9]{4}\b)[0-9]+\.[0-9]+\.[0-9]+(?!\.?[0-9])"),
+        lambda m: m.group(0),
+    ),
 )
 _AREAS = "EU|US|UK|EMEA|APAC|LATAM|AMER|ANZ|DACH|Nordics"
-_NOT_PLACES = (r"(?:Our|The|Your|This|That|Which|Same|Each|Every|Any|Another|Default|Primary|Secondary|One|Other|What|Whichever"
-               r"|My|Their|Its|A|In|On|At|From|To)\b")
+_NOT_PLACES = (
+    r"(?:Our|The|Your|This|That|Which|Same|Each|Every|Any|Another|Default|Primary|Secondary|One|Other|What|Whichever"
+    r"|My|Their|Its|A|In|On|At|From|To)\b"
+)
 _DIRECTIONS = "east|west|north|south|central|northeast|southeast|northwest|southwest"
 _REGION_PATTERNS = (
-    (re.compile(rf"(?i)\b(?:us|eu|ap|sa|ca|me|af|il|mx|us-gov)-(?:{_DIRECTIONS})-[0-9]\b"), lambda m: m.group(0).lower()),  # AWS
-    (re.compile(rf"(?i)\b(?:us|europe|asia|australia|northamerica|southamerica|me|africa)-(?:{_DIRECTIONS})[0-9]\b"), lambda m: m.group(0).lower()),  # GCP
+    (
+        re.compile(rf"(?i)\b(?:us|eu|ap|sa|ca|me|af|il|mx|us-gov)-(?:{_DIRECTIONS})-[0-9]\b"),
+        lambda m: m.group(0).lower(),
+    ),  # AWS
+    (
+        re.compile(rf"(?i)\b(?:us|europe|asia|australia|northamerica|southamerica|me|africa)-(?:{_DIRECTIONS})[0-9]\b"),
+        lambda m: m.group(0).lower(),
+    ),  # GCP
     # market areas in capitals, but not inside shouting ("PLEASE HELP US NOW")
     (re.compile(rf"(?<![A-Z] )(?<![A-Z]-)\b(?:{_AREAS})\b(?! [A-Z]{{2}})(?!-[A-Z])"), lambda m: m.group(0)),
-    (re.compile(rf"\b(?:(?!{_NOT_PLACES})[A-Z][a-z]+ )?(?!{_NOT_PLACES})[A-Z][a-z]+ (?:region|data ?cent(?:er|re)|datacenter|DC)\b"),
-     lambda m: m.group(0)),
+    (
+        re.compile(
+            rf"\b(?:(?!{_NOT_PLACES})[A-Z][a-z]+ )?(?!{_NOT_PLACES})[A-Z][a-z]+ (?:region|data ?cent(?:er|re)|datacenter|DC)\b"
+        ),
+        lambda m: m.group(0),
+    ),
 )
 
 
@@ -74,13 +103,15 @@ def _find_all(texts: list[str], patterns) -> list[str]:
     return out
 
 
-
 def specifics_of(texts: list[str]) -> Specifics:
     """Error codes, versions and regions named in the messages, so engineering can start without
     reading the thread."""
     texts = [t if isinstance(t, str) else "" for t in texts]
-    return Specifics(error_codes=tuple(_find_all(texts, _ERROR_PATTERNS)), versions=tuple(_find_all(texts, _VERSION_PATTERNS)),
-                     regions=tuple(_find_all(texts, _REGION_PATTERNS)))
+    return Specifics(
+        error_codes=tuple(_find_all(texts, _ERROR_PATTERNS)),
+        versions=tuple(_find_all(texts, _VERSION_PATTERNS)),
+        regions=tuple(_find_all(texts, _REGION_PATTERNS)),
+    )
 
 
 def extract_specifics(texts: list[str]) -> dict:
@@ -92,23 +123,44 @@ def extract_specifics(texts: list[str]) -> dict:
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
 _FIRST_PERSON = r"\b(?:we|i|we've|i've|we have|i have|our (?:\w+ )?(?:team|engineers?|developers?))\b"
-_TRIED_VERBS = (r"tried|restarted|rebooted|cleared|reinstalled|rolled back|reverted|reset|re-?synced|re-?ran|re-?started|re-?processed"
-                r"|re-?generated|regenerated|refreshed|rotated|flushed|re-?deployed|patched|re-?applied|applied|checked|verified"
-                r"|tested|reproduced|escalated|disabled|re-?enabled|enabled|asked you to|asked|had you|suggested|switched")
+_TRIED_VERBS = (
+    r"tried|restarted|rebooted|cleared|reinstalled|rolled back|reverted|reset|re-?synced|re-?ran|re-?started|re-?processed"
+    r"|re-?generated|regenerated|refreshed|rotated|flushed|re-?deployed|patched|re-?applied|applied|checked|verified"
+    r"|tested|reproduced|escalated|disabled|re-?enabled|enabled|asked you to|asked|had you|suggested|switched"
+)
 _TRIED = re.compile(rf"(?i){_FIRST_PERSON}[^.!?]*?\b(?:{_TRIED_VERBS})\b")
-_FUTURE = re.compile(r"(?i)\b(?:we will|we'll|i will|i'll|we are going to|we're going to|i am going to|i'm going to|we shall"
-                     r"|you will (?:receive|get|have|hear)|you'll (?:receive|get|have|hear))\b")
+_FUTURE = re.compile(
+    r"(?i)\b(?:we will|we'll|i will|i'll|we are going to|we're going to|i am going to|i'm going to|we shall"
+    r"|you will (?:receive|get|have|hear)|you'll (?:receive|get|have|hear))\b"
+)
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _WEEKDAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?"
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*"
 _TZ = r"(?:UTC|GMT|CET|CEST|BST|EST|EDT|PST|PDT|IST|AEST)"
-_WHEN = (rf"(?:(?:this |next )?{_WEEKDAY}(?: (?:morning|afternoon|evening|noon|eod))?|end of (?:the )?(?:day|week|business|month)|eod|eow|cob"
-         rf"|tomorrow(?: morning| afternoon| evening)?|tonight|today|this (?:afternoon|evening|week)|noon|midnight"
-         rf"|[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|{_MONTH} [0-9]{{1,2}}(?:st|nd|rd|th)?|[0-9]{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}"
-         rf"|[0-9]{{1,2}}(?::[0-9]{{2}})? ?(?:am|pm)(?: {_TZ})?|[0-9]{{1,2}}:[0-9]{{2}}(?: {_TZ})?)")
-_DEADLINE = re.compile(rf"(?i)\b(?:(?:by|before|no later than|until|on) {_WHEN}|within [0-9]+ (?:business |working )?(?:minutes?|hours?|days?)"
-                       rf"|(?<!by )(?:tomorrow|tonight|today|this afternoon|end of (?:the )?(?:day|week)))\b")
+_WHEN = (
+    rf"(?:(?:this |next )?{_WEEKDAY}(?: (?:morning|afternoon|evening|noon|eod))?|end of (?:the )?(?:day|week|business|month)|eod|eow|cob"
+    rf"|tomorrow(?: morning| afternoon| evening)?|tonight|today|this (?:afternoon|evening|week)|noon|midnight"
+    rf"|[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|{_MONTH} [0-9]{{1,2}}(?:st|nd|rd|th)?|[0-9]{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}"
+    rf"|[0-9]{{1,2}}(?::[0-9]{{2}})? ?(?:am|pm)(?: {_TZ})?|[0-9]{{1,2}}:[0-9]{{2}}(?: {_TZ})?)"
+)
+_DEADLINE = re.compile(
+    rf"(?i)\b(?:(?:by|before|no later than|until|on) {_WHEN}|within [0-9]+ (?:business |working )?(?:minutes?|hours?|days?)"
+    rf"|(?<!by )(?:tomorrow|tonight|today|this afternoon|end of (?:the )?(?:day|week)))\b"
+)
 
 
 def _sentences(text: str) -> list[str]:
@@ -118,7 +170,11 @@ def _sentences(text: str) -> list[str]:
 def _due_date(deadline: str, sent: pd.Timestamp) -> dt.date | None:
     """The calendar date a deadline refers to, read from the day the promise was made."""
     text, day = deadline.lower(), sent.date()
-    if re.search(r"\b(?:today|tonight|eod|cob|end of (?:the )?(?:day|business)|noon|midnight|this (?:afternoon|evening)|[0-9]:[0-9]{2}|[0-9] ?[ap]m)\b", text):
+    if re.search(
+        r"\b(?:today|tonight|eod|cob|end of (?:the )?(?:day|business)|noon|midnight|this "
+        r"(?:afternoon|evening)|[0-9]:[0-9]{2}|[0-9] ?[ap]m)\b",
+        text,
+    ):
         return day
     if "tomorrow" in text:
         return day + dt.timedelta(days=1)
@@ -151,13 +207,17 @@ def _due_date(deadline: str, sent: pd.Timestamp) -> dt.date | None:
     return None
 
 
-
 def normalise_messages(messages: pd.DataFrame | None) -> pd.DataFrame:
     """Sorted by time, UTC, masked bodies; an empty or column-less frame becomes an empty one."""
     columns = ["sent_at", "author", "body"]
     if messages is None or not len(messages) or not set(columns) <= set(messages.columns):
-        return pd.DataFrame({"sent_at": pd.Series([], dtype="datetime64[ns, UTC]"), "author": pd.Series([], dtype="str"),
-                             "body": pd.Series([], dtype="str")})
+        return pd.DataFrame(
+            {
+                "sent_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "author": pd.Series([], dtype="str"),
+                "body": pd.Series([], dtype="str"),
+            }
+        )
     extra = [c for c in ("rephrase",) if c in messages.columns]
     m = messages[columns + extra].copy()
     m["sent_at"] = pd.to_datetime(m["sent_at"], utc=True)
@@ -182,13 +242,20 @@ def extract_promises(messages: pd.DataFrame, now: dt.datetime) -> list[dict]:
 def _agent_sentences(msgs: pd.DataFrame) -> list[tuple[int, pd.Timestamp, str]]:
     """(row, sent_at, sentence) of every agent sentence; bodies are already masked."""
     agent = msgs[msgs["author"] == "agent"]
-    return [(row, at, sentence) for row, at, body in zip(agent.index, agent["sent_at"], agent["body"]) for sentence in _sentences(body)]
+    return [
+        (row, at, sentence)
+        for row, at, body in zip(agent.index, agent["sent_at"], agent["body"], strict=True)
+        for sentence in _sentences(body)
+    ]
 
 
 def tried_rows(msgs: pd.DataFrame) -> list[tuple[int, Tried]]:
     """(row, what was tried) from messages already normalised (`normalise_messages`)."""
-    return [(row, Tried(at=fmt_time(at), who="agent", text=sentence)) for row, at, sentence in _agent_sentences(msgs)
-            if _TRIED.search(sentence) and not _FUTURE.search(sentence)]
+    return [
+        (row, Tried(at=fmt_time(at), who="agent", text=sentence))
+        for row, at, sentence in _agent_sentences(msgs)
+        if _TRIED.search(sentence) and not _FUTURE.search(sentence)
+    ]
 
 
 def promise_rows(msgs: pd.DataFrame, now: dt.datetime) -> list[tuple[int, Promise]]:
@@ -201,8 +268,26 @@ def promise_rows(msgs: pd.DataFrame, now: dt.datetime) -> list[tuple[int, Promis
             continue
         due = _due_date(deadline.group(0), at)
         days = (due - today).days if due else None
-        status = ("no date" if due is None else "overdue" if days < 0 else "due today" if days == 0
-                  else f"due in {days} day{'s' if days > 1 else ''}")
-        out.append((row, Promise(at=fmt_time(at), who="agent", text=sentence, deadline=deadline.group(0),
-                                 due_date=due.isoformat() if due else None, status=status)))
+        status = (
+            "no date"
+            if due is None
+            else "overdue"
+            if days < 0
+            else "due today"
+            if days == 0
+            else f"due in {days} day{'s' if days > 1 else ''}"
+        )
+        out.append(
+            (
+                row,
+                Promise(
+                    at=fmt_time(at),
+                    who="agent",
+                    text=sentence,
+                    deadline=deadline.group(0),
+                    due_date=due.isoformat() if due else None,
+                    status=status,
+                ),
+            )
+        )
     return out

@@ -76,6 +76,7 @@ class CriticalMoment:
 class TicketStory:
     """What a ticket's messages tell, read once (`timeline.read_story`); the form's issue and
     effort come from it."""
+
     subject: str | None = None
     timeline: tuple[TimelineEvent, ...] = ()
     specifics: Specifics = Specifics()
@@ -210,18 +211,42 @@ class HandoffForm:
 def sentiment_label(score: float | None) -> str | None:
     if score is None:
         return None
-    return ("very negative" if score <= -0.6 else "negative" if score <= -0.2 else "neutral" if score < 0.2
-            else "positive" if score < 0.6 else "very positive")
+    return (
+        "very negative"
+        if score <= -0.6
+        else "negative"
+        if score <= -0.2
+        else "neutral"
+        if score < 0.2
+        else "positive"
+        if score < 0.6
+        else "very positive"
+    )
 
 
 def drift_label(drift: float | None) -> str | None:
     if drift is None:
         return None
-    return "getting worse" if drift <= -0.3 else "slightly worse" if drift < -0.1 else "stable" if drift <= 0.1 else "improving"
+    return (
+        "getting worse"
+        if drift <= -0.3
+        else "slightly worse"
+        if drift < -0.1
+        else "stable"
+        if drift <= 0.1
+        else "improving"
+    )
 
 
-def build_form(decision: Decision, facts: AccountFacts, risk: RiskView | None, signals: TicketSignals, story: TicketStory,
-               themes: list[str], now: dt.datetime) -> HandoffForm:
+def build_form(
+    decision: Decision,
+    facts: AccountFacts,
+    risk: RiskView | None,
+    signals: TicketSignals,
+    story: TicketStory,
+    themes: list[str],
+    now: dt.datetime,
+) -> HandoffForm:
     """The form of one decision, from its inputs and what the ticket's messages tell; `themes`
     (most important first) choose the next actions and what success looks like."""
     now_utc = utc(now)
@@ -235,53 +260,100 @@ def build_form(decision: Decision, facts: AccountFacts, risk: RiskView | None, s
     arr, average = number(facts.arr), number(facts.average_arr)
     curve = {int(h): number(p) for h, p in sorted((risk.curve if risk else {}).items())}
     # strongest first: by effect in points where the reasons carry it (models/reasons.py), else by log-odds
-    reasons = sorted(risk.reasons, key=lambda r: -(number(r.get("points", r.get("contribution"))) or 0.0)) if risk else []
-    respond_by = (now_utc + pd.Timedelta(minutes=decision.response_window_minutes)) if decision.response_window_minutes else None
+    reasons = (
+        sorted(risk.reasons, key=lambda r: -(number(r.get("points", r.get("contribution"))) or 0.0)) if risk else []
+    )
+    respond_by = (
+        (now_utc + pd.Timedelta(minutes=decision.response_window_minutes)) if decision.response_window_minutes else None
+    )
     primary = THEMES[themes[0]]
     horizon_90 = curve.get(90)
     renew_soon = days_to_renewal is not None and 0 <= days_to_renewal <= 90
     other_actions = [THEMES[t].action for t in themes[1:3]]
     for p in [p for p in story.promised if p.status != "no date"][-2:]:
         verb = "Overdue promise, deliver it today" if p.status == "overdue" else "Keep the promise made"
-        other_actions.append(f"{verb}: \"{p.text}\"" + (f" (due {p.due_date})" if p.due_date else ""))
+        other_actions.append(f'{verb}: "{p.text}"' + (f" (due {p.due_date})" if p.due_date else ""))
     sentiment, drift = number(signals.sentiment), number(signals.drift)
     return HandoffForm(
         customer=Customer(
-            account_id=facts.account_id, name=facts.name, segment=facts.segment, arr=arr,
+            account_id=facts.account_id,
+            name=facts.name,
+            segment=facts.segment,
+            arr=arr,
             arr_vs_average=round(arr / average, 2) if arr is not None and average else None,
-            renewal_date=facts.renewal_date, days_to_renewal=days, owner=facts.csm_owner,
-            technical_lead=facts.technical_lead, executive_sponsor=facts.exec_sponsor),
+            renewal_date=facts.renewal_date,
+            days_to_renewal=days,
+            owner=facts.csm_owner,
+            technical_lead=facts.technical_lead,
+            executive_sponsor=facts.exec_sponsor,
+        ),
         issue=Issue(
-            ticket_id=decision.ticket_id or signals.ticket_id, subject=story.subject, category=signals.category,
-            priority=signals.priority, timeline=story.timeline, technical_specifics=story.specifics, tried=story.tried,
-            promised=story.promised),
+            ticket_id=decision.ticket_id or signals.ticket_id,
+            subject=story.subject,
+            category=signals.category,
+            priority=signals.priority,
+            timeline=story.timeline,
+            technical_specifics=story.specifics,
+            tried=story.tried,
+            promised=story.promised,
+        ),
         customer_state=CustomerState(
-            sentiment=sentiment, sentiment_label=sentiment_label(sentiment), sentiment_first=number(signals.sentiment_first),
-            drift=round(signals.drift, 3) if drift is not None else None, drift_label=drift_label(drift),
+            sentiment=sentiment,
+            sentiment_label=sentiment_label(sentiment),
+            sentiment_first=number(signals.sentiment_first),
+            drift=round(signals.drift, 3) if drift is not None else None,
+            drift_label=drift_label(drift),
             frustrated=decision.frustrated,
             effort=Effort(
-                asks=int(signals.asks), customer_messages=int(signals.customer_messages or story.customer_messages),
-                negative_messages=int(signals.negative_messages), first_response_wait_hours=story.first_response_wait_hours,
-                customer_waiting_hours=story.customer_waiting_hours, critical_moments=story.critical_moments,
-                critical_categories=tuple(signals.critical))),
+                asks=int(signals.asks),
+                customer_messages=int(signals.customer_messages or story.customer_messages),
+                negative_messages=int(signals.negative_messages),
+                first_response_wait_hours=story.first_response_wait_hours,
+                customer_waiting_hours=story.customer_waiting_hours,
+                critical_moments=story.critical_moments,
+                critical_categories=tuple(signals.critical),
+            ),
+        ),
         business_impact=BusinessImpact(
-            arr=arr, high_value=decision.high_value, renewal_date=facts.renewal_date, days_to_renewal=days,
+            arr=arr,
+            high_value=decision.high_value,
+            renewal_date=facts.renewal_date,
+            days_to_renewal=days,
             renewal_near=decision.renewal_near,
             risk_curve_pct={str(h): round(p * 100, 1) for h, p in curve.items() if p is not None},
             expected_arr_loss_90d=round(arr * horizon_90) if arr is not None and horizon_90 is not None else None,
-            top_reasons=tuple(mask_pii(str(r["sentence"]) + (f" ({r['effect']})" if r.get("effect") else ""))
-                              for r in reasons[:3] if r.get("sentence")),
-            model_version=risk.model_version if risk else None),
+            top_reasons=tuple(
+                mask_pii(str(r["sentence"]) + (f" ({r['effect']})" if r.get("effect") else ""))
+                for r in reasons[:3]
+                if r.get("sentence")
+            ),
+            model_version=risk.model_version if risk else None,
+        ),
         what_is_needed=WhatIsNeeded(
-            recommended_action=primary.action, other_actions=tuple(other_actions), owner=decision.owner,
-            queue=decision.queue, response_window_minutes=decision.response_window_minutes, respond_by=fmt_time(respond_by),
+            recommended_action=primary.action,
+            other_actions=tuple(other_actions),
+            owner=decision.owner,
+            queue=decision.queue,
+            response_window_minutes=decision.response_window_minutes,
+            respond_by=fmt_time(respond_by),
             follow_up_due=fmt_time(decision.follow_up_due) if decision.follow_up_due else None,
-            success=Success(primary.success_30, primary.success_60,
-                            "renewal signed" if renew_soon else "renewal conversation held and NPS answered above 6")),
+            success=Success(
+                primary.success_30,
+                primary.success_60,
+                "renewal signed" if renew_soon else "renewal conversation held and NPS answered above 6",
+            ),
+        ),
         decision=DecisionTaken(
-            escalate=decision.escalate, band=decision.band, queue=decision.queue, priority=decision.priority,
-            primary_reason=decision.primary_reason, rules=tuple(RuleHit(r.rule, mask_pii(r.detail)) for r in decision.rules),
-            bot_action=decision.bot_action, policy_version=decision.policy_version, model_version=decision.model_version,
-            decided_at=fmt_time(decision.decided_at) if decision.decided_at else None),
+            escalate=decision.escalate,
+            band=decision.band,
+            queue=decision.queue,
+            priority=decision.priority,
+            primary_reason=decision.primary_reason,
+            rules=tuple(RuleHit(r.rule, mask_pii(r.detail)) for r in decision.rules),
+            bot_action=decision.bot_action,
+            policy_version=decision.policy_version,
+            model_version=decision.model_version,
+            decided_at=fmt_time(decision.decided_at) if decision.decided_at else None,
+        ),
         generated_at=fmt_time(now_utc),
     )

@@ -27,8 +27,10 @@ _PHONE = re.compile(
     r")(?![\w])"
 )
 # a bare number right after a phone word ("call me on 5551234567", "mobile: 415 5552671")
-_CUED_PHONE = re.compile(r"(?i)(\b(?:call|phone|tel|telephone|mobile|cell|whatsapp|sms|text me|reach me)\b[^0-9\n\[]{0,15})"
-                         r"([0-9][0-9 .()-]{5,}[0-9])(?![\w])")
+_CUED_PHONE = re.compile(
+    r"(?i)(\b(?:call|phone|tel|telephone|mobile|cell|whatsapp|sms|text me|reach me)\b[^0-9\n\[]{0,15})"
+    r"([0-9][0-9 .()-]{5,}[0-9])(?![\w])"
+)
 _DATE_SHAPED = re.compile(r"[0-9]{4}[-./][0-9]{1,2}[-./][0-9]{1,2}|[0-9]{1,2}[-./][0-9]{1,2}[-./][0-9]{2,4}")
 
 
@@ -59,8 +61,8 @@ def _mask_card_run(match: re.Match) -> str:
                 break
             if n < 13:
                 continue
-            digits = "".join(groups[i:j + 1])
-            shaped = tuple(len(g) for g in groups[i:j + 1]) in _CARD_GROUPINGS
+            digits = "".join(groups[i : j + 1])
+            shaped = tuple(len(g) for g in groups[i : j + 1]) in _CARD_GROUPINGS
             luhn = _luhn_ok(digits)
             if luhn or shaped:
                 candidates.append((-(luhn and (shaped or i == j)), -luhn, -shaped, -n, i, j))
@@ -130,4 +132,3 @@ def mask_series(texts: pd.Series) -> pd.Series:
     for pattern, repl in _MASKS:
         out = out.str.replace(pattern, repl, regex=True)
     return out
-

@@ -34,7 +34,7 @@ def _fit(sentences: list[tuple[int, list[str]]], max_words: int) -> str:
             alive[i] = False
     words = text().split()
     if len(words) > max_words:
-        words = words[:max(max_words, 1)] if max_words >= 1 else []
+        words = words[: max(max_words, 1)] if max_words >= 1 else []
         if words:
             words[-1] = words[-1].rstrip(".,;:") + "..."
     return " ".join(words)
@@ -67,30 +67,44 @@ def _promise_when(p: Promise) -> str:
 def summary(form: HandoffForm, max_words: int) -> str:
     """About 200 words of plain prose in reading order (who, what, story, specifics, tried,
     promised, state, impact, next, owner, success); `_fit` enforces the budget by importance."""
-    c, issue, state, impact, need, dec = (form.customer, form.issue, form.customer_state, form.business_impact,
-                                          form.what_is_needed, form.decision)
+    c, issue, state, impact, need, dec = (
+        form.customer,
+        form.issue,
+        form.customer_state,
+        form.business_impact,
+        form.what_is_needed,
+        form.decision,
+    )
     effort = state.effort
     name = _cap(c.name or c.account_id, 8)
     who_id = f"{name} ({_cap(c.account_id, 3)})" if c.name else name
     money = fmt_money(c.arr)
-    bits = [c.segment.replace("_", "-") if c.segment else None,
-            (f"{money} ARR" + (f" ({c.arr_vs_average}x average)" if c.arr_vs_average else "")) if money else None,
-            (f"renews {c.renewal_date}" + (f" ({c.days_to_renewal} days)" if c.days_to_renewal is not None else "")) if c.renewal_date
-            else f"renewal in {c.days_to_renewal} days" if c.days_to_renewal is not None else None]
-    people = [f"technical lead {_cap(c.technical_lead, 6)}" if c.technical_lead else None,
-              {True: "executive sponsor in place", False: "no executive sponsor"}.get(c.executive_sponsor)]
+    bits = [
+        c.segment.replace("_", "-") if c.segment else None,
+        (f"{money} ARR" + (f" ({c.arr_vs_average}x average)" if c.arr_vs_average else "")) if money else None,
+        (f"renews {c.renewal_date}" + (f" ({c.days_to_renewal} days)" if c.days_to_renewal is not None else ""))
+        if c.renewal_date
+        else f"renewal in {c.days_to_renewal} days"
+        if c.days_to_renewal is not None
+        else None,
+    ]
+    people = [
+        f"technical lead {_cap(c.technical_lead, 6)}" if c.technical_lead else None,
+        {True: "executive sponsor in place", False: "no executive sponsor"}.get(c.executive_sponsor),
+    ]
     bits, people = [b for b in bits if b], [p for p in people if p]
     who_full = f"{who_id}: {', '.join(bits) or 'account'}" + (f"; {', '.join(people)}." if people else ".")
     who_short = f"{who_id}" + (f", {money} ARR." if money else ".")
 
     ticket = f"Ticket {_cap(issue.ticket_id, 3)}" if issue.ticket_id else "No ticket"
     tags = ", ".join(t for t in (issue.category, issue.priority) if t)
-    what = ticket + (f" ({tags})" if tags else "") + (f" \"{_cap(issue.subject, 12)}\"" if issue.subject else "")
+    what = ticket + (f" ({tags})" if tags else "") + (f' "{_cap(issue.subject, 12)}"' if issue.subject else "")
     if dec.escalate:
         others = len(dec.rules) - 1
         primary = next((r.detail for r in dec.rules if r.rule == dec.primary_reason), dec.primary_reason)
-        what_full = (f"{what} escalated as {dec.band} to {_cap(dec.queue, 3)}: {_cap(primary, 12)}"
-                     + (f" (+{others} more rule{'s' if others > 1 else ''})." if others > 0 else "."))
+        what_full = f"{what} escalated as {dec.band} to {_cap(dec.queue, 3)}: {_cap(primary, 12)}" + (
+            f" (+{others} more rule{'s' if others > 1 else ''})." if others > 0 else "."
+        )
         what_short = f"{what} escalated as {dec.band}."
     else:
         what_full = what_short = f"{what}, not escalated (band {dec.band})."
@@ -101,7 +115,9 @@ def summary(form: HandoffForm, max_words: int) -> str:
         story.append(f"First contact {first.at}")
         if effort.asks > 1:
             story.append(f"asked {effort.asks} times")
-        waiting = f", unanswered for {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""
+        waiting = (
+            f", unanswered for {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""
+        )
         story.append(f"{timeline[-1].who} last wrote {timeline[-1].at}{waiting}")
     happened = ["; ".join(story) + "."] if story else [""]
 
@@ -110,43 +126,84 @@ def summary(form: HandoffForm, max_words: int) -> str:
     specifics = [f"Specifics: {', '.join(spec_values)}."] if spec_values else [""]
 
     tried = [_clause(t.text, 10) for t in issue.tried]
-    tried_v = [_end(f"Tried: {'; '.join(_lower_first(t) for t in dict.fromkeys(tried[:1] + tried[-1:]))}"),
-               _end(f"Tried: {_lower_first(tried[-1])}")] if tried else [""]
+    tried_v = (
+        [
+            _end(f"Tried: {'; '.join(_lower_first(t) for t in dict.fromkeys(tried[:1] + tried[-1:]))}"),
+            _end(f"Tried: {_lower_first(tried[-1])}"),
+        ]
+        if tried
+        else [""]
+    )
     promised = issue.promised
-    promised_v = ([f"Promised: \"{_cap(promised[-1].text, 15)}\" ({_promise_when(promised[-1])}).",
-                   f"Promised: {_promise_when(promised[-1])}."] if promised else [""])
+    promised_v = (
+        [
+            f'Promised: "{_cap(promised[-1].text, 15)}" ({_promise_when(promised[-1])}).',
+            f"Promised: {_promise_when(promised[-1])}.",
+        ]
+        if promised
+        else [""]
+    )
 
     mood = []
     if state.sentiment is not None:
-        mood.append(f"Sentiment {state.sentiment_label} ({state.sentiment:+.2f})"
-                    + (f", {state.drift_label} ({state.drift:+.2f} since the first message)" if state.drift is not None else ""))
+        mood.append(
+            f"Sentiment {state.sentiment_label} ({state.sentiment:+.2f})"
+            + (f", {state.drift_label} ({state.drift:+.2f} since the first message)" if state.drift is not None else "")
+        )
     if state.frustrated:
         mood.append("frustrated")
     crit = list(dict.fromkeys([m.category for m in effort.critical_moments] + list(effort.critical_categories)))
     effort_bits = [f"critical moments: {', '.join(crit[:4])}"] if crit else []
     state_full = "; ".join(mood + effort_bits)
-    state_v = [state_full[:1].upper() + state_full[1:] + "." if state_full else "", ("; ".join(mood) + ".") if mood else ""]
+    state_v = [
+        state_full[:1].upper() + state_full[1:] + "." if state_full else "",
+        ("; ".join(mood) + ".") if mood else "",
+    ]
 
     curve = impact.risk_curve_pct
     impact_v = [""]
     if curve:
         risk_text = f"Churn risk {'/'.join(f'{p:g}' for p in curve.values())}% at {'/'.join(curve)} days"
         reasons = impact.top_reasons
-        impact_v = ([_end(f"{risk_text}; top reasons: {'; '.join(_clause(r, 10) for r in reasons[:2])}"), f"{risk_text}."]
-                    if reasons else [f"{risk_text}."])
+        impact_v = (
+            [_end(f"{risk_text}; top reasons: {'; '.join(_clause(r, 10) for r in reasons[:2])}"), f"{risk_text}."]
+            if reasons
+            else [f"{risk_text}."]
+        )
 
     actions = [_lower_first(_cap(a, 14)) for a in [need.recommended_action, *need.other_actions[:1]]]
     action_v = [_end(f"Next: {'; '.join(actions)}"), _end(f"Next: {actions[0]}")]
     owner = _cap(need.owner or "unassigned", 6)
     window = fmt_minutes(need.response_window_minutes)
-    owner_full = (f"Owner: {owner}" + (f" ({_cap(need.queue, 3)})" if need.queue else "") + (f", respond within {window}" if window else "")
-                  + (f", follow-up due {need.follow_up_due}" if need.follow_up_due else "") + ".")
+    owner_full = (
+        f"Owner: {owner}"
+        + (f" ({_cap(need.queue, 3)})" if need.queue else "")
+        + (f", respond within {window}" if window else "")
+        + (f", follow-up due {need.follow_up_due}" if need.follow_up_due else "")
+        + "."
+    )
     owner_short = f"Owner: {owner}" + (f", respond within {window}." if window else ".")
     s = need.success
-    success_v = [f"Success: 30 days, {s.days_30}; 60 days, {s.days_60}; 90 days, {s.days_90}.",
-                 f"Success at 30 days: {s.days_30}."]
-    return _fit([(0, [who_full, who_short]), (1, [what_full, what_short]), (4, happened), (5, specifics), (6, tried_v),
-                 (2, promised_v), (3, state_v), (4, impact_v), (1, action_v), (0, [owner_full, owner_short]), (3, success_v)], max_words)
+    success_v = [
+        f"Success: 30 days, {s.days_30}; 60 days, {s.days_60}; 90 days, {s.days_90}.",
+        f"Success at 30 days: {s.days_30}.",
+    ]
+    return _fit(
+        [
+            (0, [who_full, who_short]),
+            (1, [what_full, what_short]),
+            (4, happened),
+            (5, specifics),
+            (6, tried_v),
+            (2, promised_v),
+            (3, state_v),
+            (4, impact_v),
+            (1, action_v),
+            (0, [owner_full, owner_short]),
+            (3, success_v),
+        ],
+        max_words,
+    )
 
 
 def person(decision: Decision, facts: AccountFacts) -> str | None:
@@ -165,12 +222,18 @@ def warm_handoff(form: HandoffForm, facts: AccountFacts, owner: str | None, them
     lines = []
     if has_ticket:
         ticket = f" (ticket {issue.ticket_id})" if issue.ticket_id else ""
-        about = f"\"{_cap(issue.subject, 12)}\"{ticket}" if issue.subject else f"your request{ticket}"
+        about = f'"{_cap(issue.subject, 12)}"{ticket}' if issue.subject else f"your request{ticket}"
         lines.append(f"Thank you for your patience with {about}.")
         if state.effort.asks > 1 or state.frustrated:
             lines.append("I am sorry you have had to follow up more than once.")
-    contact = (" From now on {who} your single point of contact for this, with the full history in hand, so you will not need to "
-               "explain anything again.") if has_ticket else ""
+    contact = (
+        (
+            " From now on {who} your single point of contact for this, with the full history in hand, so you will not need to "
+            "explain anything again."
+        )
+        if has_ticket
+        else ""
+    )
     if owner:
         role = "your Customer Success Manager" if owner == facts.csm_owner else "from our Customer Success team"
         doer = owner.split()[0]
@@ -184,9 +247,11 @@ def warm_handoff(form: HandoffForm, facts: AccountFacts, owner: str | None, them
     lines.append(f"{doer[:1].upper() + doer[1:]} will {theme.for_customer}, and {when}{follow_up}")
     if issue.promised:
         p = issue.promised[-1]
-        quote = f"\"{_cap(p.text, 25)}\""
+        quote = f'"{_cap(p.text, 25)}"'
         if p.status == "overdue":
-            lines.append(f"We have not yet kept the promise we made on {p.at[:10]} ({quote}); {doer} will put that right first.")
+            lines.append(
+                f"We have not yet kept the promise we made on {p.at[:10]} ({quote}); {doer} will put that right first."
+            )
         else:
             lines.append(f"Our earlier promise still stands, and {doer} will make sure it is kept: {quote}")
     return "\n\n".join([greeting, " ".join(lines), "Kind regards,\nCustomer Support"])
@@ -202,11 +267,18 @@ def _cell(value) -> str:
 
 def markdown(form: HandoffForm, summary: str, warm: str, max_rows: int = 12) -> str:
     """One page: the headline, the summary, then the form section by section."""
-    c, issue, state, impact, need, dec = (form.customer, form.issue, form.customer_state, form.business_impact,
-                                          form.what_is_needed, form.decision)
+    c, issue, state, impact, need, dec = (
+        form.customer,
+        form.issue,
+        form.customer_state,
+        form.business_impact,
+        form.what_is_needed,
+        form.decision,
+    )
     effort = state.effort
-    title = (f"# Handoff: {_cell(c.name or c.account_id)} ({_cell(c.account_id)})"
-             + (f", ticket {_cell(issue.ticket_id)}" if issue.ticket_id else ""))
+    title = f"# Handoff: {_cell(c.name or c.account_id)} ({_cell(c.account_id)})" + (
+        f", ticket {_cell(issue.ticket_id)}" if issue.ticket_id else ""
+    )
     window = fmt_minutes(need.response_window_minutes)
     head = [f"**{dec.band.upper()}**", f"queue {_cell(dec.queue)}", f"owner **{_cell(need.owner)}**"]
     head += [f"respond within {window} (by {need.respond_by})"] if window else []
@@ -215,18 +287,37 @@ def markdown(form: HandoffForm, summary: str, warm: str, max_rows: int = 12) -> 
 
     arr = fmt_money(c.arr)
     arr_text = (arr + (f" ({c.arr_vs_average}x the average account)" if c.arr_vs_average else "")) if arr else None
-    renewal = f"{c.renewal_date} (in {c.days_to_renewal} days)" if c.renewal_date and c.days_to_renewal is not None else c.renewal_date
+    renewal = (
+        f"{c.renewal_date} (in {c.days_to_renewal} days)"
+        if c.renewal_date and c.days_to_renewal is not None
+        else c.renewal_date
+    )
     out += ["## Customer", "", "| | |", "| --- | --- |"]
-    out += [f"| {k} | {_cell(v)} |" for k, v in (("Account", f"{c.name} ({c.account_id})" if c.name else c.account_id),
-                                                 ("Segment", c.segment), ("ARR", arr_text), ("Renewal", renewal),
-                                                 ("Owner (CSM)", c.owner), ("Technical lead", c.technical_lead),
-                                                 ("Executive sponsor", c.executive_sponsor))]
-    out += ["", "## Issue", "",
-            f"Ticket {_cell(issue.ticket_id)} | category {_cell(issue.category)} | priority {_cell(issue.priority)}"
-            + (f" | subject \"{_cell(issue.subject)}\"" if issue.subject else ""), "", "### Timeline", ""]
+    out += [
+        f"| {k} | {_cell(v)} |"
+        for k, v in (
+            ("Account", f"{c.name} ({c.account_id})" if c.name else c.account_id),
+            ("Segment", c.segment),
+            ("ARR", arr_text),
+            ("Renewal", renewal),
+            ("Owner (CSM)", c.owner),
+            ("Technical lead", c.technical_lead),
+            ("Executive sponsor", c.executive_sponsor),
+        )
+    ]
+    out += [
+        "",
+        "## Issue",
+        "",
+        f"Ticket {_cell(issue.ticket_id)} | category {_cell(issue.category)} | priority {_cell(issue.priority)}"
+        + (f' | subject "{_cell(issue.subject)}"' if issue.subject else ""),
+        "",
+        "### Timeline",
+        "",
+    ]
     timeline = issue.timeline
     if timeline:
-        shown = timeline if len(timeline) <= max_rows else timeline[: max_rows // 2] + timeline[-(max_rows // 2):]
+        shown = timeline if len(timeline) <= max_rows else timeline[: max_rows // 2] + timeline[-(max_rows // 2) :]
         out += ["| when | who | event | excerpt |", "| --- | --- | --- | --- |"]
         for n, e in enumerate(shown):
             if len(shown) < len(timeline) and n == max_rows // 2:
@@ -236,43 +327,82 @@ def markdown(form: HandoffForm, summary: str, warm: str, max_rows: int = 12) -> 
         out.append("No messages.")
     spec = issue.technical_specifics
     out += ["", "### Technical specifics", ""]
-    out += [f"- {label}: {_cell(', '.join(values)) if values else 'none found'}"
-            for values, label in ((spec.error_codes, "Error codes"), (spec.versions, "Versions"), (spec.regions, "Regions"))]
-    out += ["", "### Already tried", ""] + (_bullets([f"{t.at}: \"{_cell(t.text)}\"" for t in issue.tried]) or ["Nothing recorded."])
-    out += ["", "### Promised", ""] + (_bullets([f"{p.at}: \"{_cell(p.text)}\" ({_cell(p.deadline)}"
-                                                  + (f"; {_promise_when(p)})" if p.due_date else ")") for p in issue.promised])
-                                        or ["No promises with a deadline."])
+    out += [
+        f"- {label}: {_cell(', '.join(values)) if values else 'none found'}"
+        for values, label in ((spec.error_codes, "Error codes"), (spec.versions, "Versions"), (spec.regions, "Regions"))
+    ]
+    out += ["", "### Already tried", ""] + (
+        _bullets([f'{t.at}: "{_cell(t.text)}"' for t in issue.tried]) or ["Nothing recorded."]
+    )
+    out += ["", "### Promised", ""] + (
+        _bullets(
+            [
+                f'{p.at}: "{_cell(p.text)}" ({_cell(p.deadline)}' + (f"; {_promise_when(p)})" if p.due_date else ")")
+                for p in issue.promised
+            ]
+        )
+        or ["No promises with a deadline."]
+    )
 
-    sentiment = (f"{state.sentiment_label} ({state.sentiment:+.2f})" if state.sentiment is not None else "unknown")
-    drift = (f"{state.drift_label} ({state.drift:+.2f} since the first message)" if state.drift is not None else "unknown")
-    crit = (", ".join(f"{m.category} ({m.at}: \"{_cell(m.text)}\")" for m in effort.critical_moments[:5])
-            or ", ".join(effort.critical_categories) or "none")
-    out += ["", "## Customer state", "", f"- Sentiment: {sentiment}; trend: {drift}; frustrated: {_cell(state.frustrated)}",
-            f"- Effort: asked {effort.asks} time{'s' if effort.asks != 1 else ''}; {effort.customer_messages} customer messages "
-            f"({effort.negative_messages} negative); first reply after "
-            + (f"{effort.first_response_wait_hours} h" if effort.first_response_wait_hours is not None else "-")
-            + (f"; customer waiting {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""),
-            f"- Critical moments: {crit}"]
+    sentiment = f"{state.sentiment_label} ({state.sentiment:+.2f})" if state.sentiment is not None else "unknown"
+    drift = (
+        f"{state.drift_label} ({state.drift:+.2f} since the first message)" if state.drift is not None else "unknown"
+    )
+    crit = (
+        ", ".join(f'{m.category} ({m.at}: "{_cell(m.text)}")' for m in effort.critical_moments[:5])
+        or ", ".join(effort.critical_categories)
+        or "none"
+    )
+    out += [
+        "",
+        "## Customer state",
+        "",
+        f"- Sentiment: {sentiment}; trend: {drift}; frustrated: {_cell(state.frustrated)}",
+        f"- Effort: asked {effort.asks} time{'s' if effort.asks != 1 else ''}; {effort.customer_messages} customer messages "
+        f"({effort.negative_messages} negative); first reply after "
+        + (f"{effort.first_response_wait_hours} h" if effort.first_response_wait_hours is not None else "-")
+        + (
+            f"; customer waiting {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""
+        ),
+        f"- Critical moments: {crit}",
+    ]
 
     curve = ", ".join(f"{h} days {p:g}%" for h, p in impact.risk_curve_pct.items()) or "no model"
-    out += ["", "## Business impact", "", f"- ARR: {_cell(arr)}; high value: {_cell(impact.high_value)}; expected ARR loss within 90 days: "
-            f"{_cell(fmt_money(impact.expected_arr_loss_90d))}",
-            f"- Renewal: {_cell(renewal)}; renewal near: {_cell(impact.renewal_near)}",
-            f"- Churn risk: {curve} (model {_cell(impact.model_version)})"]
+    out += [
+        "",
+        "## Business impact",
+        "",
+        f"- ARR: {_cell(arr)}; high value: {_cell(impact.high_value)}; expected ARR loss within 90 days: "
+        f"{_cell(fmt_money(impact.expected_arr_loss_90d))}",
+        f"- Renewal: {_cell(renewal)}; renewal near: {_cell(impact.renewal_near)}",
+        f"- Churn risk: {curve} (model {_cell(impact.model_version)})",
+    ]
     out += _bullets([f"Reason: {_cell(r)}" for r in impact.top_reasons])
 
     s = need.success
     out += ["", "## What is needed", "", f"- **Next action:** {_cell(need.recommended_action)}"]
     out += _bullets([f"Also: {_cell(a)}" for a in need.other_actions])
-    out += [f"- Owner: **{_cell(need.owner)}** (queue {_cell(need.queue)}); respond within {_cell(window)}"
-            + (f" (by {need.respond_by})" if need.respond_by else "") + f"; follow-up due {_cell(need.follow_up_due)}",
-            f"- Success at 30 days: {s.days_30}", f"- Success at 60 days: {s.days_60}", f"- Success at 90 days: {s.days_90}"]
+    out += [
+        f"- Owner: **{_cell(need.owner)}** (queue {_cell(need.queue)}); respond within {_cell(window)}"
+        + (f" (by {need.respond_by})" if need.respond_by else "")
+        + f"; follow-up due {_cell(need.follow_up_due)}",
+        f"- Success at 30 days: {s.days_30}",
+        f"- Success at 60 days: {s.days_60}",
+        f"- Success at 90 days: {s.days_90}",
+    ]
 
-    out += ["", "## Decision", "", f"- Escalate: {_cell(dec.escalate)}; band {dec.band}; priority {_cell(dec.priority)}; "
-            f"primary reason {_cell(dec.primary_reason)}; bot action {_cell(dec.bot_action)}"]
+    out += [
+        "",
+        "## Decision",
+        "",
+        f"- Escalate: {_cell(dec.escalate)}; band {dec.band}; priority {_cell(dec.priority)}; "
+        f"primary reason {_cell(dec.primary_reason)}; bot action {_cell(dec.bot_action)}",
+    ]
     out += _bullets([f"Rule `{r.rule}`: {_cell(r.detail)}" for r in dec.rules])
     out += [f"- Policy {_cell(dec.policy_version)}; model {_cell(dec.model_version)}; decided {_cell(dec.decided_at)}"]
-    out += ["", "## Warm handoff (to send to the customer)", ""] + ["> " + line if line else ">" for line in warm.split("\n")]
+    out += ["", "## Warm handoff (to send to the customer)", ""] + [
+        "> " + line if line else ">" for line in warm.split("\n")
+    ]
     return "\n".join(out) + "\n"
 
 

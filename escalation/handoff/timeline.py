@@ -16,8 +16,10 @@ from escalation.handoff.form import CriticalMoment, Promise, TicketStory, Timeli
 from escalation.handoff.pii import mask_pii
 from features.text.critical import detect_critical
 
-_STOPWORDS = frozenset("the and for you your our are was were have has had this that with from not but can will would could "
-                       "please when why what how there their they them its it's i'm we've been still again just about".split())
+_STOPWORDS = frozenset(
+    "the and for you your our are was were have has had this that with from not but can will would could "
+    "please when why what how there their they them its it's i'm we've been still again just about".split()
+)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -36,7 +38,7 @@ def _rephrasings(customer: pd.DataFrame, asks: int, lookback: int = 8) -> list:
     bags = [_words(b) for b in customer["body"]]
     scores = []
     for k in range(1, len(bags)):
-        earlier = bags[max(0, k - lookback):k]
+        earlier = bags[max(0, k - lookback) : k]
         best = max((len(bags[k] & e) / len(bags[k] | e) if bags[k] | e else 0.0) for e in earlier)
         scores.append((-best, k))
     chosen = sorted(k for _, k in sorted(scores)[:repeats])
@@ -48,7 +50,9 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def read_story(messages: pd.DataFrame | None, signals: TicketSignals, now: dt.datetime, ticket_subject: str | None = None) -> TicketStory:
+def read_story(
+    messages: pd.DataFrame | None, signals: TicketSignals, now: dt.datetime, ticket_subject: str | None = None
+) -> TicketStory:
     """Everything the form takes from the ticket: its masked subject, timeline, specifics, what
     was tried and promised, and the effort figures."""
     msgs = normalise_messages(messages)
@@ -58,14 +62,22 @@ def read_story(messages: pd.DataFrame | None, signals: TicketSignals, now: dt.da
     waiting = None
     if len(msgs) and msgs["author"].iloc[-1] == "customer":
         waiting = round((utc(now) - msgs["sent_at"].iloc[-1]).total_seconds() / 3600, 1)
-    return TicketStory(subject=subject, timeline=tuple(timeline), specifics=specifics_of(([subject] if subject else []) + msgs["body"].tolist()),
-                       tried=tuple(t for _, t in tried), promised=tuple(p for _, p in promises),
-                       customer_messages=int((msgs["author"] == "customer").sum()), first_response_wait_hours=first_wait,
-                       customer_waiting_hours=waiting, critical_moments=tuple(moments))
+    return TicketStory(
+        subject=subject,
+        timeline=tuple(timeline),
+        specifics=specifics_of(([subject] if subject else []) + msgs["body"].tolist()),
+        tried=tuple(t for _, t in tried),
+        promised=tuple(p for _, p in promises),
+        customer_messages=int((msgs["author"] == "customer").sum()),
+        first_response_wait_hours=first_wait,
+        customer_waiting_hours=waiting,
+        critical_moments=tuple(moments),
+    )
 
 
-def _timeline(messages: pd.DataFrame, signals: TicketSignals, tried: list[tuple[int, Tried]],
-              promises: list[tuple[int, Promise]]) -> tuple[list[TimelineEvent], float | None, list[CriticalMoment]]:
+def _timeline(
+    messages: pd.DataFrame, signals: TicketSignals, tried: list[tuple[int, Tried]], promises: list[tuple[int, Promise]]
+) -> tuple[list[TimelineEvent], float | None, list[CriticalMoment]]:
     """The events worth a line (a message gets one when something happened in it), the hours to
     the first agent reply and the critical moments."""
     first_wait, moments = None, []
@@ -87,13 +99,23 @@ def _timeline(messages: pd.DataFrame, signals: TicketSignals, tried: list[tuple[
     if len(customer):
         critical = detect_critical(customer["body"])
         for i, row in critical[critical["critical"]].iterrows():
-            labels[i].append(f"critical moment ({row['category']}: \"{row['matched']}\")")
-            moments.append(CriticalMoment(at=fmt_time(messages.at[i, "sent_at"]), category=row["category"], text=row["matched"]))
+            labels[i].append(f'critical moment ({row["category"]}: "{row["matched"]}")')
+            moments.append(
+                CriticalMoment(at=fmt_time(messages.at[i, "sent_at"]), category=row["category"], text=row["matched"])
+            )
     for row in dict.fromkeys(row for row, _ in tried):
         labels[row].append("fix tried")
     for row, p in promises:
         labels[row].append(f"promise ({p.deadline}" + (f", due {p.due_date})" if p.due_date else ")"))
     labels[messages.index[-1]].append("last message")
-    events = [TimelineEvent(at=fmt_time(messages.at[i, "sent_at"]), who=messages.at[i, "author"], event="; ".join(labels[i]),
-                            text=excerpt(messages.at[i, "body"])) for i in messages.index if labels[i]]
+    events = [
+        TimelineEvent(
+            at=fmt_time(messages.at[i, "sent_at"]),
+            who=messages.at[i, "author"],
+            event="; ".join(labels[i]),
+            text=excerpt(messages.at[i, "body"]),
+        )
+        for i in messages.index
+        if labels[i]
+    ]
     return events, first_wait, moments

@@ -50,6 +50,27 @@ from escalation.store.schema import (
 )
 from escalation.store.store import RecordResult, Store
 
-__all__ = ["ACTIVE", "ALERT_STATUSES", "OUTCOMES", "RESOLUTION_OUTCOMES", "STATUSES", "TOPICS", "TRANSITIONS", "AlertRow", "Base",
-           "DecisionRow", "EscalationRow", "FeedbackRow", "FollowUpRow", "LeaseRow", "RecordResult", "StatusChangeRow", "Store",
-           "UnknownEscalation", "alert_view", "dumps", "idempotency_key", "utc"]
+__all__ = [
+    "ACTIVE",
+    "ALERT_STATUSES",
+    "OUTCOMES",
+    "RESOLUTION_OUTCOMES",
+    "STATUSES",
+    "TOPICS",
+    "TRANSITIONS",
+    "AlertRow",
+    "Base",
+    "DecisionRow",
+    "EscalationRow",
+    "FeedbackRow",
+    "FollowUpRow",
+    "LeaseRow",
+    "RecordResult",
+    "StatusChangeRow",
+    "Store",
+    "UnknownEscalation",
+    "alert_view",
+    "dumps",
+    "idempotency_key",
+    "utc",
+]

@@ -21,7 +21,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from escalation.store.schema import ACTIVE, SQLITE_BUSY_TIMEOUT_MS, Base, DecisionRow, EscalationRow, UTCDateTime, dumps, utc
+from escalation.store.schema import (
+    ACTIVE,
+    SQLITE_BUSY_TIMEOUT_MS,
+    Base,
+    DecisionRow,
+    EscalationRow,
+    UTCDateTime,
+    dumps,
+    utc,
+)
 
 
 def _database_url(url: str | Path) -> str:
@@ -31,7 +40,7 @@ def _database_url(url: str | Path) -> str:
         Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{Path(text).expanduser()}"
     if text.startswith("sqlite:///") and not text.startswith("sqlite:///:memory:") and len(text) > len("sqlite:///"):
-        Path(text[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(text[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return text
 
 
@@ -61,8 +70,11 @@ def _create_engine(url: str) -> Engine:
 
 #: columns added after the first release: nullable or with a server default, so an older database
 #: gains them by ADD COLUMN
-ADDED_COLUMNS = {"escalations": ("respond_by", "outcome", "realerted_at"), "follow_ups": ("done_by", "reminded_at"),
-                 "alert_outbox": ("topic",)}
+ADDED_COLUMNS = {
+    "escalations": ("respond_by", "outcome", "realerted_at"),
+    "follow_ups": ("done_by", "reminded_at"),
+    "alert_outbox": ("topic",),
+}
 
 
 def _upgrade(engine: Engine) -> None:
@@ -98,13 +110,20 @@ def _alter_postgresql(connection: Any) -> None:
     the model now admits is replaced, and alert_outbox.escalation_id drops NOT NULL."""
     for table in Base.metadata.sorted_tables:
         for check in (c for c in table.constraints if isinstance(c, CheckConstraint)):
-            definition = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"),
-                                           {"name": check.name})
+            definition = connection.scalar(
+                text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"), {"name": check.name}
+            )
             if definition is None or any(v not in definition for v in re.findall(r"'[^']*'", str(check.sqltext))):
                 drop = f"DROP CONSTRAINT {check.name}, " if definition is not None else ""
-                connection.exec_driver_sql(f"ALTER TABLE {table.name} {drop}ADD CONSTRAINT {check.name} CHECK ({check.sqltext})")
-    nullable = connection.scalar(text("SELECT is_nullable FROM information_schema.columns "
-                                      "WHERE table_name = 'alert_outbox' AND column_name = 'escalation_id' AND table_schema = current_schema()"))
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.name} {drop}ADD CONSTRAINT {check.name} CHECK ({check.sqltext})"
+                )
+    nullable = connection.scalar(
+        text(
+            "SELECT is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'alert_outbox' AND column_name = 'escalation_id' AND table_schema = current_schema()"
+        )
+    )
     if nullable == "NO":
         connection.exec_driver_sql("ALTER TABLE alert_outbox ALTER COLUMN escalation_id DROP NOT NULL")
 
@@ -113,19 +132,26 @@ def _backfill_respond_by(connection: Any) -> None:
     """Active escalations recorded before respond_by existed: opened_at + their last decision's
     window, in one statement (only active ones can be overdue)."""
     window = DecisionRow.payload["response_window_minutes"].as_integer()
-    rows = connection.execute(select(EscalationRow.id, EscalationRow.opened_at, window)
-                              .join(DecisionRow, DecisionRow.id == EscalationRow.last_decision_id)
-                              .where(EscalationRow.status.in_(ACTIVE), EscalationRow.respond_by.is_(None), window.is_not(None))).all()
+    rows = connection.execute(
+        select(EscalationRow.id, EscalationRow.opened_at, window)
+        .join(DecisionRow, DecisionRow.id == EscalationRow.last_decision_id)
+        .where(EscalationRow.status.in_(ACTIVE), EscalationRow.respond_by.is_(None), window.is_not(None))
+    ).all()
     if rows:
-        connection.execute(update(EscalationRow.__table__).where(EscalationRow.__table__.c.id == bindparam("key"))
-                           .values(respond_by=bindparam("due", type_=UTCDateTime())),
-                           [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows])
+        connection.execute(
+            update(EscalationRow.__table__)
+            .where(EscalationRow.__table__.c.id == bindparam("key"))
+            .values(respond_by=bindparam("due", type_=UTCDateTime())),
+            [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows],
+        )
 
 
 def _sqlite_stale(cursor: Any, table: Any) -> bool:
     """The table's stored definition differs from the model's where ALTER cannot follow: a CHECK
     whose text is not the model's (a status or topic added), or a column whose nullability changed."""
-    stored = cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)).fetchone()[0]
+    stored = cursor.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+    ).fetchone()[0]
     if any(f"CHECK ({c.sqltext})" not in stored for c in table.constraints if isinstance(c, CheckConstraint)):
         return True
     not_null = {row[1]: bool(row[3]) for row in cursor.execute(f"PRAGMA table_info({table.name})")}
@@ -144,10 +170,13 @@ def _rebuild_sqlite_tables(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            stale = [table for table in Base.metadata.sorted_tables if _sqlite_stale(cursor, table)]  # none if another process rebuilt meanwhile
+            # none if another process rebuilt meanwhile
+            stale = [table for table in Base.metadata.sorted_tables if _sqlite_stale(cursor, table)]
             for table in stale:
                 name = table.name
-                create = str(CreateTable(table).compile(dialect=engine.dialect)).replace(f"CREATE TABLE {name} ", f"CREATE TABLE {name}_new ", 1)
+                create = str(CreateTable(table).compile(dialect=engine.dialect)).replace(
+                    f"CREATE TABLE {name} ", f"CREATE TABLE {name}_new ", 1
+                )
                 columns = ", ".join(column.name for column in table.columns)
                 cursor.execute(create)
                 cursor.execute(f"INSERT INTO {name}_new ({columns}) SELECT {columns} FROM {name}")
@@ -157,7 +186,9 @@ def _rebuild_sqlite_tables(engine: Engine) -> None:
                     cursor.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
             broken = cursor.execute("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise RuntimeError(f"rebuilding {[t.name for t in stale]} would break {len(broken)} foreign key(s): {broken[:3]}")
+                raise RuntimeError(
+                    f"rebuilding {[t.name for t in stale]} would break {len(broken)} foreign key(s): {broken[:3]}"
+                )
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")

@@ -26,12 +26,17 @@ from core.errors import InputError
 from core.vocabulary import RESOLUTION_OUTCOMES, STATUSES
 from escalation.policy import Alerts
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: statuses a repeat merges into: an acknowledged escalation has a human on it, so a repeat must
 #: not page anyone again
 ACTIVE = ("open", "acknowledged")
 #: where each status may go; resolved and expired are final (a repeat opens a new escalation)
-TRANSITIONS = {"open": ("acknowledged", "resolved", "expired"), "acknowledged": ("resolved", "expired"), "resolved": (), "expired": ()}
+TRANSITIONS = {
+    "open": ("acknowledged", "resolved", "expired"),
+    "acknowledged": ("resolved", "expired"),
+    "resolved": (),
+    "expired": (),
+}
 ALERT_STATUSES = ("pending", "sent", "failed")
 #: what an outbox row is about: an escalation's alert (opened or raised), its re-alert once its
 #: response window passed unacknowledged, a due follow-up's reminder, a monitor's breach (no escalation)
@@ -211,7 +216,9 @@ class StatusChangeRow(Base):
 
     __table_args__ = (
         CheckConstraint(_one_of("to_status", STATUSES), name="ck_status_changes_to"),
-        CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', RESOLUTION_OUTCOMES)}", name="ck_status_changes_outcome"),
+        CheckConstraint(
+            f"outcome IS NULL OR {_one_of('outcome', RESOLUTION_OUTCOMES)}", name="ck_status_changes_outcome"
+        ),
         Index("ix_status_changes_escalation", "escalation_id", "at"),
     )
 

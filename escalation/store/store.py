@@ -71,9 +71,18 @@ def _respond_by(decision: Decision, now: dt.datetime) -> dt.datetime | None:
 
 
 def _audit_row(decision: Decision, now: dt.datetime) -> dict:
-    return {"account_id": decision.account_id, "ticket_id": decision.ticket_id, "band": decision.band, "escalate": decision.escalate,
-            "dedupe_key": decision.dedupe_key, "policy_version": decision.policy_version, "model_version": decision.model_version,
-            "decided_at": utc(decision.decided_at) or now, "recorded_at": now, "payload": decision.to_dict()}
+    return {
+        "account_id": decision.account_id,
+        "ticket_id": decision.ticket_id,
+        "band": decision.band,
+        "escalate": decision.escalate,
+        "dedupe_key": decision.dedupe_key,
+        "policy_version": decision.policy_version,
+        "model_version": decision.model_version,
+        "decided_at": utc(decision.decided_at) or now,
+        "recorded_at": now,
+        "payload": decision.to_dict(),
+    }
 
 
 class Store:
@@ -112,8 +121,14 @@ class Store:
 
     # ------------------------------------------------------------------ decisions and escalations
 
-    def record(self, decision: Decision, package: dict | None = None, now: dt.datetime | None = None,
-               *, policy: EscalationPolicy | None = None) -> RecordResult:
+    def record(
+        self,
+        decision: Decision,
+        package: dict | None = None,
+        now: dt.datetime | None = None,
+        *,
+        policy: EscalationPolicy | None = None,
+    ) -> RecordResult:
         """Store the decision; open, merge into or raise an escalation; enqueue its alerts.
 
         A repeat (same dedupe key) within `cooldown_hours` of an active escalation's last update
@@ -136,8 +151,11 @@ class Store:
             since = now - dt.timedelta(hours=policy.cooldown_hours)
             current = session.scalars(
                 select(EscalationRow)
-                .where(EscalationRow.dedupe_key == decision.dedupe_key, EscalationRow.status.in_(ACTIVE),
-                       EscalationRow.updated_at >= since)
+                .where(
+                    EscalationRow.dedupe_key == decision.dedupe_key,
+                    EscalationRow.status.in_(ACTIVE),
+                    EscalationRow.updated_at >= since,
+                )
                 .order_by(EscalationRow.updated_at.desc(), EscalationRow.id.desc())
                 .limit(1)
                 .with_for_update()
@@ -156,19 +174,40 @@ class Store:
                 current.queue = decision.queue or current.queue
                 current.owner = decision.owner or current.owner
                 current.respond_by = min(filter(None, (current.respond_by, _respond_by(decision, now))), default=None)
-                alerts = self._enqueue_alerts(session, current, decision, package if package is not None else current.package, now, policy)
+                alerts = self._enqueue_alerts(
+                    session, current, decision, package if package is not None else current.package, now, policy
+                )
                 return RecordResult(audit.id, "raised", current.id, current.occurrences, alerts)
 
             escalation = EscalationRow(
-                account_id=decision.account_id, reason=decision.primary_reason or "unknown", dedupe_key=decision.dedupe_key,
-                severity=decision.severity, band=decision.band, queue=decision.queue, owner=decision.owner, status="open",
-                opened_at=now, updated_at=now, occurrences=1, last_decision_id=audit.id, package=package, ticket_id=decision.ticket_id,
+                account_id=decision.account_id,
+                reason=decision.primary_reason or "unknown",
+                dedupe_key=decision.dedupe_key,
+                severity=decision.severity,
+                band=decision.band,
+                queue=decision.queue,
+                owner=decision.owner,
+                status="open",
+                opened_at=now,
+                updated_at=now,
+                occurrences=1,
+                last_decision_id=audit.id,
+                package=package,
+                ticket_id=decision.ticket_id,
                 respond_by=_respond_by(decision, now),
             )
             session.add(escalation)
             session.flush()
-            session.add(StatusChangeRow(escalation_id=escalation.id, from_status=None, to_status="open", actor="policy", at=now,
-                                        note=f"{escalation.reason} (policy {decision.policy_version})"))
+            session.add(
+                StatusChangeRow(
+                    escalation_id=escalation.id,
+                    from_status=None,
+                    to_status="open",
+                    actor="policy",
+                    at=now,
+                    note=f"{escalation.reason} (policy {decision.policy_version})",
+                )
+            )
             due = utc(decision.follow_up_due) or now + dt.timedelta(hours=policy.windows.follow_up_hours)
             session.add(FollowUpRow(escalation_id=escalation.id, due_at=due))
             alerts = self._enqueue_alerts(session, escalation, decision, package, now, policy)
@@ -182,7 +221,10 @@ class Store:
         quiet = [(k, _audit_row(d, _when(d, n))) for k, (d, _, n) in enumerate(items) if not d.escalate]
         if quiet:
             with self.engine.begin() as connection:  # one INSERT .. RETURNING for all of them, ids in their order
-                ids = connection.execute(insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True), [row for _, row in quiet]).scalars()
+                ids = connection.execute(
+                    insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True),
+                    [row for _, row in quiet],
+                ).scalars()
                 for (k, _), decision_id in zip(quiet, ids, strict=True):
                     out[k] = RecordResult(decision_id=decision_id, action="audit_only")
         for k, (decision, package, now) in enumerate(items):
@@ -190,8 +232,15 @@ class Store:
                 out[k] = self.record(decision, package, now)
         return out  # type: ignore[return-value]
 
-    def _enqueue_alerts(self, session: Session, escalation: EscalationRow, decision: Decision, package: dict | None,
-                        now: dt.datetime, policy: EscalationPolicy) -> int:
+    def _enqueue_alerts(
+        self,
+        session: Session,
+        escalation: EscalationRow,
+        decision: Decision,
+        package: dict | None,
+        now: dt.datetime,
+        policy: EscalationPolicy,
+    ) -> int:
         """One outbox row per destination of the escalation's queue; the payload is built now, so
         a later flush sends exactly what was decided, whatever the policy has become."""
         settings = policy.alerts
@@ -205,18 +254,35 @@ class Store:
         for name in names:
             spec = settings.destinations[name]
             key = idempotency_key(escalation.id, escalation.dedupe_key, escalation.opened_at, name, escalation.severity)
-            rows.append({
-                "escalation_id": escalation.id, "destination": name, "kind": spec["kind"], "url": spec["url"],
-                "payload": build_payload(spec["kind"], view, package, idempotency_key=key), "idempotency_key": key,
-                "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-            })
+            rows.append(
+                {
+                    "escalation_id": escalation.id,
+                    "destination": name,
+                    "kind": spec["kind"],
+                    "url": spec["url"],
+                    "payload": build_payload(spec["kind"], view, package, idempotency_key=key),
+                    "idempotency_key": key,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
         session.execute(insert(AlertRow), rows)
         return len(rows)
 
     # ------------------------------------------------------------------ notices (no escalation or about one)
 
-    def enqueue_notice(self, topic: str, dedupe: str, message: dict, destinations: list[str], now: dt.datetime | None = None,
-                       *, policy: EscalationPolicy | None = None) -> int:
+    def enqueue_notice(
+        self,
+        topic: str,
+        dedupe: str,
+        message: dict,
+        destinations: list[str],
+        now: dt.datetime | None = None,
+        *,
+        policy: EscalationPolicy | None = None,
+    ) -> int:
         """Queue a notice in the outbox, one row per destination (names of `alerts.destinations`),
         for the relay to send like any alert. `message` = {"title": str, "text": str, "facts":
         {name: str | number}}. The idempotency key is sha256(topic|dedupe|destination) and a row
@@ -232,30 +298,56 @@ class Store:
             raise InputError(f"destinations {destinations!r}: expected a list of destination names")
         unknown = [name for name in destinations if name not in policy.alerts.destinations]
         if unknown:
-            raise InputError(f"destinations {unknown}: not under alerts.destinations in escalation.yaml; "
-                             f"expected some of {sorted(policy.alerts.destinations)}")
+            raise InputError(
+                f"destinations {unknown}: not under alerts.destinations in escalation.yaml; "
+                f"expected some of {sorted(policy.alerts.destinations)}"
+            )
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             self._lock_key(session, f"notice|{topic}|{dedupe}")
             return self._enqueue_notice(session, topic, dedupe, message, list(dict.fromkeys(destinations)), policy, now)
 
     @staticmethod
-    def _enqueue_notice(session: Session, topic: str, dedupe: str, message: dict, names: list[str], policy: EscalationPolicy,
-                        now: dt.datetime, escalation_id: int | None = None) -> int:
+    def _enqueue_notice(
+        session: Session,
+        topic: str,
+        dedupe: str,
+        message: dict,
+        names: list[str],
+        policy: EscalationPolicy,
+        now: dt.datetime,
+        escalation_id: int | None = None,
+    ) -> int:
         """The outbox rows of one notice, skipping destinations whose key is already there (a
         writer of the same dedupe is serialised by the caller's lock)."""
         keys = {name: hashlib.sha256(f"{topic}|{dedupe}|{name}".encode()).hexdigest() for name in names}
         if not keys:
             return 0
-        seen = set(session.scalars(select(AlertRow.idempotency_key).where(AlertRow.idempotency_key.in_(list(keys.values())))))
+        seen = set(
+            session.scalars(select(AlertRow.idempotency_key).where(AlertRow.idempotency_key.in_(list(keys.values()))))
+        )
         rows = []
         for name, key in keys.items():
             if key in seen:
                 continue
             spec = policy.alerts.destinations[name]
-            rows.append({"escalation_id": escalation_id, "topic": topic, "destination": name, "kind": spec["kind"], "url": spec["url"],
-                         "payload": notice_payload(spec["kind"], topic, message, idempotency_key=key, escalation_id=escalation_id),
-                         "idempotency_key": key, "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+            rows.append(
+                {
+                    "escalation_id": escalation_id,
+                    "topic": topic,
+                    "destination": name,
+                    "kind": spec["kind"],
+                    "url": spec["url"],
+                    "payload": notice_payload(
+                        spec["kind"], topic, message, idempotency_key=key, escalation_id=escalation_id
+                    ),
+                    "idempotency_key": key,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
         if rows:
             session.execute(insert(AlertRow), rows)
         return len(rows)
@@ -272,15 +364,30 @@ class Store:
         with self._transaction() as session:
             rows = session.scalars(
                 select(EscalationRow)
-                .where(EscalationRow.status == "open", EscalationRow.respond_by <= now, EscalationRow.realerted_at.is_(None))
-                .order_by(EscalationRow.respond_by, EscalationRow.id).limit(limit).with_for_update(skip_locked=True)).all()
+                .where(
+                    EscalationRow.status == "open",
+                    EscalationRow.respond_by <= now,
+                    EscalationRow.realerted_at.is_(None),
+                )
+                .order_by(EscalationRow.respond_by, EscalationRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
             for row in rows:
                 row.realerted_at = now
                 if BANDS.index(row.band) < BANDS.index(settings.min_band):
                     continue
                 names = settings.by_queue.get(row.queue or "", settings.default)
-                self._enqueue_notice(session, "re_alert", f"{row.id}|{row.dedupe_key}|{utc(row.opened_at).isoformat()}",
-                                     _overdue_message(row, now), names, policy, now, escalation_id=row.id)
+                self._enqueue_notice(
+                    session,
+                    "re_alert",
+                    f"{row.id}|{row.dedupe_key}|{utc(row.opened_at).isoformat()}",
+                    _overdue_message(row, now),
+                    names,
+                    policy,
+                    now,
+                    escalation_id=row.id,
+                )
             return len(rows)
 
     def remind_follow_ups(self, now: dt.datetime, *, policy: EscalationPolicy | None = None, limit: int = 500) -> int:
@@ -292,15 +399,33 @@ class Store:
         settings = policy.alerts
         with self._transaction() as session:
             pairs = session.execute(
-                select(FollowUpRow, EscalationRow).join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
-                .where(FollowUpRow.done_at.is_(None), FollowUpRow.reminded_at.is_(None), FollowUpRow.due_at <= now,
-                       EscalationRow.status.in_(ACTIVE))
-                .order_by(FollowUpRow.due_at, FollowUpRow.id).limit(limit).with_for_update(skip_locked=True, of=FollowUpRow)).all()
+                select(FollowUpRow, EscalationRow)
+                .join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
+                .where(
+                    FollowUpRow.done_at.is_(None),
+                    FollowUpRow.reminded_at.is_(None),
+                    FollowUpRow.due_at <= now,
+                    EscalationRow.status.in_(ACTIVE),
+                )
+                .order_by(FollowUpRow.due_at, FollowUpRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=FollowUpRow)
+            ).all()
             for follow_up, row in pairs:
                 follow_up.reminded_at = now
-                names = settings.by_owner.get(row.owner or "") or settings.by_queue.get(row.queue or "", settings.default)
-                self._enqueue_notice(session, "reminder", f"{follow_up.id}|{row.id}|{row.dedupe_key}|{utc(follow_up.due_at).isoformat()}",
-                                     _reminder_message(row, follow_up, now), names, policy, now, escalation_id=row.id)
+                names = settings.by_owner.get(row.owner or "") or settings.by_queue.get(
+                    row.queue or "", settings.default
+                )
+                self._enqueue_notice(
+                    session,
+                    "reminder",
+                    f"{follow_up.id}|{row.id}|{row.dedupe_key}|{utc(follow_up.due_at).isoformat()}",
+                    _reminder_message(row, follow_up, now),
+                    names,
+                    policy,
+                    now,
+                    escalation_id=row.id,
+                )
             return len(pairs)
 
     def expire_stale(self, now: dt.datetime, *, policy: EscalationPolicy | None = None, limit: int = 500) -> int:
@@ -312,17 +437,36 @@ class Store:
         hours = policy.windows.expire_after_hours
         with self._transaction() as session:
             rows = session.scalars(
-                select(EscalationRow).where(EscalationRow.status.in_(ACTIVE), EscalationRow.updated_at <= now - dt.timedelta(hours=hours))
-                .order_by(EscalationRow.updated_at, EscalationRow.id).limit(limit).with_for_update(skip_locked=True)).all()
+                select(EscalationRow)
+                .where(EscalationRow.status.in_(ACTIVE), EscalationRow.updated_at <= now - dt.timedelta(hours=hours))
+                .order_by(EscalationRow.updated_at, EscalationRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
             if not rows:
                 return 0
             note = f"not resolved within {hours} hours of its last update (windows.expire_after_hours)"
-            session.add_all([StatusChangeRow(escalation_id=row.id, from_status=row.status, to_status="expired", actor="relay", at=now, note=note)
-                             for row in rows])
+            session.add_all(
+                [
+                    StatusChangeRow(
+                        escalation_id=row.id,
+                        from_status=row.status,
+                        to_status="expired",
+                        actor="relay",
+                        at=now,
+                        note=note,
+                    )
+                    for row in rows
+                ]
+            )
             ids = [row.id for row in rows]
             for row in rows:
                 row.status, row.updated_at = "expired", now
-            session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id.in_(ids), FollowUpRow.done_at.is_(None)).values(done_at=now))
+            session.execute(
+                update(FollowUpRow)
+                .where(FollowUpRow.escalation_id.in_(ids), FollowUpRow.done_at.is_(None))
+                .values(done_at=now)
+            )
             return len(rows)
 
     # ------------------------------------------------------------------ leases
@@ -356,8 +500,16 @@ class Store:
             row = session.get(LeaseRow, name)
             return None if row is None else row_dict(row)
 
-    def list_escalations(self, *, queue: str | None = None, owner: str | None = None, status: str | None = None,
-                         overdue: bool = False, now: dt.datetime | None = None, package: bool = False) -> list[dict]:
+    def list_escalations(
+        self,
+        *,
+        queue: str | None = None,
+        owner: str | None = None,
+        status: str | None = None,
+        overdue: bool = False,
+        now: dt.datetime | None = None,
+        package: bool = False,
+    ) -> list[dict]:
         """Escalations by queue, owner and status (default: the active ones, open or acknowledged),
         most severe first, each with its next follow-up due and whether it is overdue: open, with
         its response window (respond_by) passed at `now` (default: the clock). `overdue=True` keeps
@@ -365,13 +517,19 @@ class Store:
         if status is not None and status not in STATUSES:
             raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
         now = utc(now) or dt.datetime.now(UTC)
-        next_due = (select(FollowUpRow.escalation_id, func.min(FollowUpRow.due_at).label("follow_up_due"))
-                    .where(FollowUpRow.done_at.is_(None)).group_by(FollowUpRow.escalation_id).subquery())
+        next_due = (
+            select(FollowUpRow.escalation_id, func.min(FollowUpRow.due_at).label("follow_up_due"))
+            .where(FollowUpRow.done_at.is_(None))
+            .group_by(FollowUpRow.escalation_id)
+            .subquery()
+        )
         columns = [c for c in EscalationRow.__table__.columns if package or c.key != "package"]
-        query = (select(*columns, next_due.c.follow_up_due)
-                 .outerjoin(next_due, next_due.c.escalation_id == EscalationRow.id)
-                 .where(EscalationRow.status.in_(ACTIVE) if status is None else EscalationRow.status == status)
-                 .order_by(EscalationRow.severity.desc(), EscalationRow.opened_at, EscalationRow.id))
+        query = (
+            select(*columns, next_due.c.follow_up_due)
+            .outerjoin(next_due, next_due.c.escalation_id == EscalationRow.id)
+            .where(EscalationRow.status.in_(ACTIVE) if status is None else EscalationRow.status == status)
+            .order_by(EscalationRow.severity.desc(), EscalationRow.opened_at, EscalationRow.id)
+        )
         if queue is not None:
             query = query.where(EscalationRow.queue == queue)
         if owner is not None:
@@ -399,10 +557,22 @@ class Store:
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             out = row_dict(self._escalation(session, escalation_id))
-            out["follow_ups"] = [row_dict(row) for row in session.scalars(
-                select(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id).order_by(FollowUpRow.due_at, FollowUpRow.id))]
-            out["history"] = [row_dict(row) for row in session.scalars(
-                select(StatusChangeRow).where(StatusChangeRow.escalation_id == escalation_id).order_by(StatusChangeRow.at, StatusChangeRow.id))]
+            out["follow_ups"] = [
+                row_dict(row)
+                for row in session.scalars(
+                    select(FollowUpRow)
+                    .where(FollowUpRow.escalation_id == escalation_id)
+                    .order_by(FollowUpRow.due_at, FollowUpRow.id)
+                )
+            ]
+            out["history"] = [
+                row_dict(row)
+                for row in session.scalars(
+                    select(StatusChangeRow)
+                    .where(StatusChangeRow.escalation_id == escalation_id)
+                    .order_by(StatusChangeRow.at, StatusChangeRow.id)
+                )
+            ]
         out["overdue"] = out["status"] == "open" and out["respond_by"] is not None and out["respond_by"] <= now
         return out
 
@@ -414,11 +584,22 @@ class Store:
     def _escalation(session: Session, escalation_id: int, *, lock: bool = False) -> EscalationRow:
         row = session.get(EscalationRow, escalation_id, with_for_update=lock)
         if row is None:
-            raise UnknownEscalation(f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation")
+            raise UnknownEscalation(
+                f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation"
+            )
         return row
 
-    def set_status(self, escalation_id: int, status: str, now: dt.datetime | None = None, *, owner: str | None = None,
-                   actor: str | None = None, outcome: str | None = None, note: str | None = None) -> dict:
+    def set_status(
+        self,
+        escalation_id: int,
+        status: str,
+        now: dt.datetime | None = None,
+        *,
+        owner: str | None = None,
+        actor: str | None = None,
+        outcome: str | None = None,
+        note: str | None = None,
+    ) -> dict:
         """Move an escalation along its lifecycle (TRANSITIONS: resolved and expired are final) and
         record the change, who made it and why in the audit trail; optionally reassign it.
         `outcome` (one of RESOLUTION_OUTCOMES) goes with resolving only. Resolving or expiring it
@@ -426,7 +607,9 @@ class Store:
         if status not in STATUSES:
             raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
         if outcome is not None and outcome not in RESOLUTION_OUTCOMES:
-            raise InputError(f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}")
+            raise InputError(
+                f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}"
+            )
         if outcome is not None and status != "resolved":
             raise InputError(f"escalation {escalation_id}: an outcome goes with status 'resolved', not {status!r}")
         now = utc(now) or dt.datetime.now(UTC)
@@ -436,41 +619,76 @@ class Store:
             if status not in allowed:
                 was = f"already {row.status}" if row.status == status else row.status
                 if allowed:
-                    raise InputError(f"escalation {escalation_id} is {was}: expected a move to {' or '.join(allowed)}, not to {status}")
-                raise InputError(f"escalation {escalation_id} is {was}, which is final: expected an {' or '.join(ACTIVE)} escalation "
-                                 f"to become {status}")
-            session.add(StatusChangeRow(escalation_id=escalation_id, from_status=row.status, to_status=status, actor=actor, at=now,
-                                        outcome=outcome, note=note))
+                    raise InputError(
+                        f"escalation {escalation_id} is {was}: expected a move to {' or '.join(allowed)}, not to {status}"
+                    )
+                raise InputError(
+                    f"escalation {escalation_id} is {was}, which is final: expected an {' or '.join(ACTIVE)} escalation "
+                    f"to become {status}"
+                )
+            session.add(
+                StatusChangeRow(
+                    escalation_id=escalation_id,
+                    from_status=row.status,
+                    to_status=status,
+                    actor=actor,
+                    at=now,
+                    outcome=outcome,
+                    note=note,
+                )
+            )
             row.status, row.updated_at = status, now
             if outcome is not None:
                 row.outcome = outcome
             if owner is not None:
                 row.owner = owner
             if not TRANSITIONS[status]:
-                session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
-                                .values(done_at=now))
+                session.execute(
+                    update(FollowUpRow)
+                    .where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
+                    .values(done_at=now)
+                )
             return row_dict(row)
 
-    def acknowledge(self, escalation_id: int, by: str, now: dt.datetime | None = None, *, note: str | None = None) -> dict:
+    def acknowledge(
+        self, escalation_id: int, by: str, now: dt.datetime | None = None, *, note: str | None = None
+    ) -> dict:
         """Someone has the escalation in hand: it stops counting as overdue and is not paged again."""
         return self.set_status(escalation_id, "acknowledged", now, actor=_actor(escalation_id, by), note=note)
 
-    def resolve(self, escalation_id: int, outcome: str, by: str, note: str | None = None, now: dt.datetime | None = None) -> dict:
+    def resolve(
+        self, escalation_id: int, outcome: str, by: str, note: str | None = None, now: dt.datetime | None = None
+    ) -> dict:
         """Close the escalation with what CS found (RESOLUTION_OUTCOMES), which evaluation learns from."""
         if outcome not in RESOLUTION_OUTCOMES:
-            raise InputError(f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}")
-        return self.set_status(escalation_id, "resolved", now, actor=_actor(escalation_id, by), outcome=outcome, note=note)
+            raise InputError(
+                f"escalation {escalation_id}: outcome {outcome!r}: expected one of {list(RESOLUTION_OUTCOMES)}"
+            )
+        return self.set_status(
+            escalation_id, "resolved", now, actor=_actor(escalation_id, by), outcome=outcome, note=note
+        )
 
     # ------------------------------------------------------------------ follow-ups and feedback
 
     def follow_ups(self, due_by: dt.datetime | None = None) -> list[dict]:
         """Follow-ups not done, of escalations not closed, oldest due first; only those due at or
         before `due_by` when it is given."""
-        query = (select(FollowUpRow.id, FollowUpRow.escalation_id, FollowUpRow.due_at, EscalationRow.account_id,
-                        EscalationRow.owner, EscalationRow.queue, EscalationRow.band, EscalationRow.reason, EscalationRow.status)
-                 .join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
-                 .where(FollowUpRow.done_at.is_(None), EscalationRow.status.in_(ACTIVE))
-                 .order_by(FollowUpRow.due_at, FollowUpRow.id))
+        query = (
+            select(
+                FollowUpRow.id,
+                FollowUpRow.escalation_id,
+                FollowUpRow.due_at,
+                EscalationRow.account_id,
+                EscalationRow.owner,
+                EscalationRow.queue,
+                EscalationRow.band,
+                EscalationRow.reason,
+                EscalationRow.status,
+            )
+            .join(EscalationRow, EscalationRow.id == FollowUpRow.escalation_id)
+            .where(FollowUpRow.done_at.is_(None), EscalationRow.status.in_(ACTIVE))
+            .order_by(FollowUpRow.due_at, FollowUpRow.id)
+        )
         if due_by is not None:
             query = query.where(FollowUpRow.due_at <= utc(due_by))
         with self._transaction() as session:
@@ -486,12 +704,21 @@ class Store:
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             self._escalation(session, escalation_id)
-            result = session.execute(update(FollowUpRow).where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
-                                     .values(done_at=now, done_by=by))
+            result = session.execute(
+                update(FollowUpRow)
+                .where(FollowUpRow.escalation_id == escalation_id, FollowUpRow.done_at.is_(None))
+                .values(done_at=now, done_by=by)
+            )
             return result.rowcount
 
-    def add_feedback(self, escalation_id: int, rating: int, comment: str | None = None, outcome: str = "unknown",
-                     now: dt.datetime | None = None) -> int:
+    def add_feedback(
+        self,
+        escalation_id: int,
+        rating: int,
+        comment: str | None = None,
+        outcome: str = "unknown",
+        now: dt.datetime | None = None,
+    ) -> int:
         """CS's rating of a handoff (1-5) and the outcome (saved, churned, unknown); returns its id."""
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
             raise InputError(f"rating {rating!r}: expected a whole number from 1 to 5")
@@ -500,7 +727,9 @@ class Store:
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             self._escalation(session, escalation_id)
-            row = FeedbackRow(escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome, created_at=now)
+            row = FeedbackRow(
+                escalation_id=escalation_id, rating=rating, comment=comment, outcome=outcome, created_at=now
+            )
             session.add(row)
             session.flush()
             return row.id
@@ -544,8 +773,11 @@ class Store:
             if not rows:
                 return []
             ids = [row.id for row in rows]
-            session.execute(update(AlertRow).where(AlertRow.id.in_(ids))
-                            .values(attempts=AlertRow.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=lease_seconds)))
+            session.execute(
+                update(AlertRow)
+                .where(AlertRow.id.in_(ids))
+                .values(attempts=AlertRow.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=lease_seconds))
+            )
             claimed = []
             for row in rows:
                 item = row_dict(row)
@@ -558,16 +790,32 @@ class Store:
         their claim's attempt not counted."""
         if alert_ids:
             with self._transaction() as session:
-                session.execute(update(AlertRow).where(AlertRow.id.in_(alert_ids), AlertRow.status == "pending")
-                                .values(next_attempt_at=utc(now), attempts=case((AlertRow.attempts > 0, AlertRow.attempts - 1), else_=0)))
+                session.execute(
+                    update(AlertRow)
+                    .where(AlertRow.id.in_(alert_ids), AlertRow.status == "pending")
+                    .values(
+                        next_attempt_at=utc(now), attempts=case((AlertRow.attempts > 0, AlertRow.attempts - 1), else_=0)
+                    )
+                )
 
     def mark_sent(self, alert_id: int, now: dt.datetime) -> None:
         with self._transaction() as session:
-            session.execute(update(AlertRow).where(AlertRow.id == alert_id, AlertRow.status == "pending")
-                            .values(status="sent", sent_at=utc(now), last_error=None))
+            session.execute(
+                update(AlertRow)
+                .where(AlertRow.id == alert_id, AlertRow.status == "pending")
+                .values(status="sent", sent_at=utc(now), last_error=None)
+            )
 
-    def mark_attempt_failed(self, alert_id: int, now: dt.datetime, error: str, *, max_attempts: int, backoff_seconds: float,
-                            max_backoff_seconds: float = MAX_BACKOFF_SECONDS) -> str:
+    def mark_attempt_failed(
+        self,
+        alert_id: int,
+        now: dt.datetime,
+        error: str,
+        *,
+        max_attempts: int,
+        backoff_seconds: float,
+        max_backoff_seconds: float = MAX_BACKOFF_SECONDS,
+    ) -> str:
         """A failed attempt: 'failed' once `max_attempts` are used, else 'retried' after
         backoff_seconds * 2**(attempts - 1), at most `max_backoff_seconds`."""
         now = utc(now)
@@ -588,10 +836,14 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Rows per table and alerts per status: for tests and the health check."""
         with self._transaction() as session:
-            out = {table.__tablename__: session.scalar(select(func.count()).select_from(table)) or 0
-                   for table in (DecisionRow, EscalationRow, AlertRow, FollowUpRow, FeedbackRow, StatusChangeRow)}
+            out = {
+                table.__tablename__: session.scalar(select(func.count()).select_from(table)) or 0
+                for table in (DecisionRow, EscalationRow, AlertRow, FollowUpRow, FeedbackRow, StatusChangeRow)
+            }
             by_status = dict(session.execute(select(AlertRow.status, func.count()).group_by(AlertRow.status)).all())
-            open_count = session.scalar(select(func.count()).select_from(EscalationRow).where(EscalationRow.status.in_(ACTIVE)))
+            open_count = session.scalar(
+                select(func.count()).select_from(EscalationRow).where(EscalationRow.status.in_(ACTIVE))
+            )
         out.update({f"alerts_{status}": by_status.get(status, 0) for status in ALERT_STATUSES})
         out["escalations_active"] = open_count or 0
         return out

@@ -13,13 +13,47 @@ from features.timeline import DAY, EventIndex, to_seconds
 
 F = "business"
 SPECS = [
-    spec("arr_current", F, "usd", "ARR at the cutoff: contract ARR plus upgrades and downgrades so far", "ARR of ${n}", role="context"),
-    spec("arr_vs_average", F, "ratio", "current ARR against the average live account at the cutoff", "worth {value}x the average account", role="context"),
-    spec("arr_change_365d", F, "usd", "ARR added (upgrades) minus removed (downgrades) in the last 365 days", "ARR changed by ${n} in the last year", role="context"),
+    spec(
+        "arr_current",
+        F,
+        "usd",
+        "ARR at the cutoff: contract ARR plus upgrades and downgrades so far",
+        "ARR of ${n}",
+        role="context",
+    ),
+    spec(
+        "arr_vs_average",
+        F,
+        "ratio",
+        "current ARR against the average live account at the cutoff",
+        "worth {value}x the average account",
+        role="context",
+    ),
+    spec(
+        "arr_change_365d",
+        F,
+        "usd",
+        "ARR added (upgrades) minus removed (downgrades) in the last 365 days",
+        "ARR changed by ${n} in the last year",
+        role="context",
+    ),
     spec("seats", F, "count", "seats under contract", "{n} seats", role="context"),
     spec("tenure_days", F, "days", "days since contract start", "customer for {n} days", role="context"),
-    spec("days_to_renewal", F, "days", "days until the next renewal (every term from the contract's renewal date, or from its start)", "renewal in {n} days", role="context"),
-    spec("exec_sponsor_present", F, "flag", "an executive sponsor at contract who has not left", "executive sponsor in place: {value}"),
+    spec(
+        "days_to_renewal",
+        F,
+        "days",
+        "days until the next renewal (every term from the contract's renewal date, or from its start)",
+        "renewal in {n} days",
+        role="context",
+    ),
+    spec(
+        "exec_sponsor_present",
+        F,
+        "flag",
+        "an executive sponsor at contract who has not left",
+        "executive sponsor in place: {value}",
+    ),
     spec("segment", F, "category", "segment", "{value} segment", kind="categorical", role="context"),
     spec("billing", F, "category", "contract term", "{value} billing", kind="categorical", role="context"),
     spec("plan", F, "category", "plan", "{value} plan", kind="categorical", role="context"),
@@ -35,11 +69,17 @@ def add_months(start: np.ndarray, months: np.ndarray) -> np.ndarray:
     dom = (day - month.astype("datetime64[D]")).astype(np.int64)
     time = start - day.astype(start.dtype)
     target = month + months.astype("timedelta64[M]")
-    length = ((target + np.timedelta64(1, "M")).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
-    return (target.astype("datetime64[D]") + np.minimum(dom, length - 1).astype("timedelta64[D]")).astype(start.dtype) + time
+    length = ((target + np.timedelta64(1, "M")).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(
+        np.int64
+    )
+    return (target.astype("datetime64[D]") + np.minimum(dom, length - 1).astype("timedelta64[D]")).astype(
+        start.dtype
+    ) + time
 
 
-def next_renewal(start: pd.Series, billing: pd.Series, cutoff: pd.Series, renewal: pd.Series | None = None) -> np.ndarray:
+def next_renewal(
+    start: pd.Series, billing: pd.Series, cutoff: pd.Series, renewal: pd.Series | None = None
+) -> np.ndarray:
     """First renewal on or after the cutoff, as datetime64[s]. Renewals fall every term from
     `renewal` (a renewal date agreed in the contract) where it is given, else from the contract's
     start; only dates after the start count."""
@@ -72,7 +112,9 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     acc = ctx.accounts
     e = ctx.tables["account_events"]
     e = e[e["kind"].isin(["upgrade", "downgrade"]) & e["value"].notna()]
-    changes = EventIndex(ctx.code(e["account_id"]), to_seconds(e["at"]), {"value": e["value"].to_numpy(dtype="float64")})
+    changes = EventIndex(
+        ctx.code(e["account_id"]), to_seconds(e["at"]), {"value": e["value"].to_numpy(dtype="float64")}
+    )
     arr0 = acc["arr"].to_numpy(dtype="float64")
     arr_now = arr0[a] + changes.total("value", a, c)[0]
 
@@ -90,7 +132,9 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
     sponsor_left = ctx.account_events("sponsor_left")
     cutoff = ctx.snapshots["cutoff"]
     start = acc["contract_start"].iloc[a].reset_index(drop=True)
-    renewal = next_renewal(start, acc["billing"].iloc[a].reset_index(drop=True), cutoff, acc["renewal_date"].iloc[a].reset_index(drop=True))
+    renewal = next_renewal(
+        start, acc["billing"].iloc[a].reset_index(drop=True), cutoff, acc["renewal_date"].iloc[a].reset_index(drop=True)
+    )
     cut64 = cutoff.dt.tz_convert(None).to_numpy().astype("datetime64[s]")
     out = pd.DataFrame(
         {
@@ -100,7 +144,9 @@ def build_business(ctx: FeatureContext) -> pd.DataFrame:
             "seats": acc["seats"].to_numpy(dtype="float64")[a],
             "tenure_days": (c - to_seconds(start)) / DAY,
             "days_to_renewal": (renewal - cut64).astype("timedelta64[s]").astype(np.int64) / DAY,
-            "exec_sponsor_present": (acc["exec_sponsor"].to_numpy(dtype=bool, na_value=False)[a] & (sponsor_left.count(a, c) == 0)).astype(np.float64),
+            "exec_sponsor_present": (
+                acc["exec_sponsor"].to_numpy(dtype=bool, na_value=False)[a] & (sponsor_left.count(a, c) == 0)
+            ).astype(np.float64),
         }
     )
     for col in ("segment", "billing", "plan", "industry", "region"):

@@ -13,10 +13,36 @@ from features.timeline import DAY, EventIndex, to_seconds
 F = "experience"
 MISSING = "no resolved ticket with a prediction in the last 90 days (or text signals not computed)"
 SPECS = [
-    spec("predicted_csat_90d", F, "score", "mean predicted CSAT (1-5) of tickets resolved in the last 90 days, answered or not", "predicted satisfaction {value} of 5 on recent tickets", MISSING),
-    spec("predicted_ces_90d", F, "score", "mean predicted customer effort (1-7, 7 = most effort) of tickets resolved in the last 90 days", "predicted effort {value} of 7 on recent tickets", MISSING),
-    spec("predicted_unhappy_tickets_90d", F, "count", "tickets resolved in the last 90 days with predicted CSAT below 3", "{n} recent tickets likely left the customer unhappy"),
-    spec("predicted_high_effort_tickets_90d", F, "count", "tickets resolved in the last 90 days with predicted CES of 5 or more", "{n} recent tickets likely took high effort"),
+    spec(
+        "predicted_csat_90d",
+        F,
+        "score",
+        "mean predicted CSAT (1-5) of tickets resolved in the last 90 days, answered or not",
+        "predicted satisfaction {value} of 5 on recent tickets",
+        MISSING,
+    ),
+    spec(
+        "predicted_ces_90d",
+        F,
+        "score",
+        "mean predicted customer effort (1-7, 7 = most effort) of tickets resolved in the last 90 days",
+        "predicted effort {value} of 7 on recent tickets",
+        MISSING,
+    ),
+    spec(
+        "predicted_unhappy_tickets_90d",
+        F,
+        "count",
+        "tickets resolved in the last 90 days with predicted CSAT below 3",
+        "{n} recent tickets likely left the customer unhappy",
+    ),
+    spec(
+        "predicted_high_effort_tickets_90d",
+        F,
+        "count",
+        "tickets resolved in the last 90 days with predicted CES of 5 or more",
+        "{n} recent tickets likely took high effort",
+    ),
 ]
 
 
@@ -29,8 +55,14 @@ def build_experience(ctx: FeatureContext) -> pd.DataFrame:
     acc = ctx.code(o["account_id"])
     o, acc = o[acc >= 0], acc[acc >= 0]
     index = EventIndex(
-        acc, to_seconds(o["at"]),
-        {"csat": o["predicted_csat"], "ces": o["predicted_ces"], "unhappy": o["predicted_csat"] < 3, "effort": o["predicted_ces"] >= 5},
+        acc,
+        to_seconds(o["at"]),
+        {
+            "csat": o["predicted_csat"],
+            "ces": o["predicted_ces"],
+            "unhappy": o["predicted_csat"] < 3,
+            "effort": o["predicted_ces"] >= 5,
+        },
     )
     a, c = ctx.acc, ctx.cut_s
     start = c - 90 * DAY
@@ -41,4 +73,10 @@ def build_experience(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out).astype("float64")
 
 
-FAMILY = Family(F, "predicted satisfaction and effort of every ticket, not only the answered ones", build_experience, SPECS, ("ticket_events",))
+FAMILY = Family(
+    F,
+    "predicted satisfaction and effort of every ticket, not only the answered ones",
+    build_experience,
+    SPECS,
+    ("ticket_events",),
+)

@@ -14,9 +14,26 @@ KINDS = ("billing_dispute", "payment_failed", "security_incident", "legal_threat
 SPECS = []
 for kind in KINDS:
     words = kind.replace("_", " ")
-    SPECS.append(spec(f"{kind}_180d", F, "count", f"{words} events in the last 180 days", f"{{n}} {words} event(s) in the last 180 days"))
-    SPECS.append(spec(f"days_since_{kind}", F, "days", f"days since the latest {words} event", f"{words} {{n}} days ago", f"no {words} event on record",
-                      role="context"))  # how long ago is history; whether it happened lately is the count above
+    SPECS.append(
+        spec(
+            f"{kind}_180d",
+            F,
+            "count",
+            f"{words} events in the last 180 days",
+            f"{{n}} {words} event(s) in the last 180 days",
+        )
+    )
+    SPECS.append(
+        spec(
+            f"days_since_{kind}",
+            F,
+            "days",
+            f"days since the latest {words} event",
+            f"{words} {{n}} days ago",
+            f"no {words} event on record",
+            role="context",
+        )
+    )  # how long ago is history; whether it happened lately is the count above
 
 
 def build_risk_events(ctx: FeatureContext) -> pd.DataFrame:
@@ -29,4 +46,10 @@ def build_risk_events(ctx: FeatureContext) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-FAMILY = Family(F, "risk events: disputes, failed payments, incidents, legal threats, sponsor changes, downgrades", build_risk_events, SPECS, ("account_events",))
+FAMILY = Family(
+    F,
+    "risk events: disputes, failed payments, incidents, legal threats, sponsor changes, downgrades",
+    build_risk_events,
+    SPECS,
+    ("account_events",),
+)

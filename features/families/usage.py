@@ -31,40 +31,153 @@ from features.timeline import DAY, DailyGrid, to_seconds
 F = "usage"
 NO_ROWS = "no usage rows in the window (days absent from usage_daily are unknown, not zero)"
 SPECS = [
-    spec("active_users_7d", F, "users", "daily active users, mean of the last 7 days", "{n} daily active users in the last 7 days", NO_ROWS),
-    spec("active_users_change_7d", F, "pct_change", "daily active users, last 7 days against the 90 days before, adjusted for the base's calendar",
-         "weekly active users {direction} {pct}% against the prior 90 days, adjusted for the base's calendar", "no usage before the last 7 days, or none then"),
+    spec(
+        "active_users_7d",
+        F,
+        "users",
+        "daily active users, mean of the last 7 days",
+        "{n} daily active users in the last 7 days",
+        NO_ROWS,
+    ),
+    spec(
+        "active_users_change_7d",
+        F,
+        "pct_change",
+        "daily active users, last 7 days against the 90 days before, adjusted for the base's calendar",
+        "weekly active users {direction} {pct}% against the prior 90 days, adjusted for the base's calendar",
+        "no usage before the last 7 days, or none then",
+    ),
     spec("logins_30d", F, "count", "logins in the last 30 days", "{n} logins in the last 30 days", NO_ROWS),
-    spec("logins_change_30d", F, "pct_change", "logins per day, last 30 days against the 90 days before, adjusted for the base's calendar",
-         "logins {direction} {pct}% against the previous 90 days, adjusted for the base's calendar", "no logins in the 90 days before the last 30"),
-    spec("session_minutes_per_user_30d", F, "minutes", "session minutes per active user-day, last 30 days", "{n} minutes per active user a day", "no active users in the last 30 days"),
-    spec("key_feature_events_change_30d", F, "pct_change", "key feature events per day, last 30 days against the 90 days before, adjusted for the base's calendar",
-         "key feature use {direction} {pct}% against the previous 90 days, adjusted for the base's calendar", "no key feature events in the 90 days before the last 30"),
-    spec("api_calls_change_30d", F, "pct_change", "API calls per day, last 30 days against the 90 days before, adjusted for the base's calendar",
-         "API calls {direction} {pct}% against the previous 90 days, adjusted for the base's calendar", "no API calls in the 90 days before the last 30 (no integration)"),
-    spec("days_since_last_login", F, "days", "days since the last day with a login", "last login {n} days ago", "no login on record before the cutoff"),
-    spec("login_days_30d", F, "count", "days with at least one login in the last 30 days", "logins on {n} of the last 30 days", NO_ROWS),
-    spec("login_interval_days_90d", F, "days", "average days between login days over the last 90 days", "users log in every {value} days on average (healthy: every 3-4 days)", "no login in the last 90 days"),
-    spec("login_interval_vs_healthy", F, "ratio", "login interval against the healthy 3-4-day rhythm (1 = healthy)", "logins {value}x as far apart as a healthy account's", "no login in the last 90 days"),
-    spec("zero_usage_streak_days", F, "days", "consecutive days without any activity up to the cutoff", "no activity at all for {n} days", "no usage rows before the cutoff"),
-    spec("zero_usage_days_30d", F, "count", "days without any activity in the last 30 days", "{n} of the last 30 days without any activity", NO_ROWS),
-    spec("distinct_features_30d", F, "features", "distinct key features used per active day, last 30 days", "{value} key features used on an active day", "no active day in the last 30 days",
-         baseline="distinct_features_change_30d"),
-    spec("distinct_features_change_30d", F, "pct_change", "breadth of key features, last 30 days against the 90 days before, adjusted for the base's calendar",
-         "breadth of key features used {direction} {pct}% against the previous 90 days, adjusted for the base's calendar", "no active day in one of the two windows"),
-    spec("seat_utilisation_30d", F, "ratio", "share of seats active on a typical day of the last 30 days, adjusted for the base's calendar",
-         "{pct}% of seats active on a typical day, adjusted for the base's calendar", NO_ROWS),
-    spec("active_users_trend_90d", F, "pct_per_week", "trend of daily active users over 90 days, per week, relative to their mean, adjusted for the base's calendar",
-         "active users trending {direction} {pct}% a week, adjusted for the base's calendar", "fewer than 14 usage days in the last 90, or no active users"),
+    spec(
+        "logins_change_30d",
+        F,
+        "pct_change",
+        "logins per day, last 30 days against the 90 days before, adjusted for the base's calendar",
+        "logins {direction} {pct}% against the previous 90 days, adjusted for the base's calendar",
+        "no logins in the 90 days before the last 30",
+    ),
+    spec(
+        "session_minutes_per_user_30d",
+        F,
+        "minutes",
+        "session minutes per active user-day, last 30 days",
+        "{n} minutes per active user a day",
+        "no active users in the last 30 days",
+    ),
+    spec(
+        "key_feature_events_change_30d",
+        F,
+        "pct_change",
+        "key feature events per day, last 30 days against the 90 days before, adjusted for the base's calendar",
+        "key feature use {direction} {pct}% against the previous 90 days, adjusted for the base's calendar",
+        "no key feature events in the 90 days before the last 30",
+    ),
+    spec(
+        "api_calls_change_30d",
+        F,
+        "pct_change",
+        "API calls per day, last 30 days against the 90 days before, adjusted for the base's calendar",
+        "API calls {direction} {pct}% against the previous 90 days, adjusted for the base's calendar",
+        "no API calls in the 90 days before the last 30 (no integration)",
+    ),
+    spec(
+        "days_since_last_login",
+        F,
+        "days",
+        "days since the last day with a login",
+        "last login {n} days ago",
+        "no login on record before the cutoff",
+    ),
+    spec(
+        "login_days_30d",
+        F,
+        "count",
+        "days with at least one login in the last 30 days",
+        "logins on {n} of the last 30 days",
+        NO_ROWS,
+    ),
+    spec(
+        "login_interval_days_90d",
+        F,
+        "days",
+        "average days between login days over the last 90 days",
+        "users log in every {value} days on average (healthy: every 3-4 days)",
+        "no login in the last 90 days",
+    ),
+    spec(
+        "login_interval_vs_healthy",
+        F,
+        "ratio",
+        "login interval against the healthy 3-4-day rhythm (1 = healthy)",
+        "logins {value}x as far apart as a healthy account's",
+        "no login in the last 90 days",
+    ),
+    spec(
+        "zero_usage_streak_days",
+        F,
+        "days",
+        "consecutive days without any activity up to the cutoff",
+        "no activity at all for {n} days",
+        "no usage rows before the cutoff",
+    ),
+    spec(
+        "zero_usage_days_30d",
+        F,
+        "count",
+        "days without any activity in the last 30 days",
+        "{n} of the last 30 days without any activity",
+        NO_ROWS,
+    ),
+    spec(
+        "distinct_features_30d",
+        F,
+        "features",
+        "distinct key features used per active day, last 30 days",
+        "{value} key features used on an active day",
+        "no active day in the last 30 days",
+        baseline="distinct_features_change_30d",
+    ),
+    spec(
+        "distinct_features_change_30d",
+        F,
+        "pct_change",
+        "breadth of key features, last 30 days against the 90 days before, adjusted for the base's calendar",
+        "breadth of key features used {direction} {pct}% against the previous 90 days, adjusted for the base's calendar",
+        "no active day in one of the two windows",
+    ),
+    spec(
+        "seat_utilisation_30d",
+        F,
+        "ratio",
+        "share of seats active on a typical day of the last 30 days, adjusted for the base's calendar",
+        "{pct}% of seats active on a typical day, adjusted for the base's calendar",
+        NO_ROWS,
+    ),
+    spec(
+        "active_users_trend_90d",
+        F,
+        "pct_per_week",
+        "trend of daily active users over 90 days, per week, relative to their mean, adjusted for the base's calendar",
+        "active users trending {direction} {pct}% a week, adjusted for the base's calendar",
+        "fewer than 14 usage days in the last 90, or no active users",
+    ),
 ]
 COLUMNS = list(USAGE_METRICS)
 #: The measures each feature needs (the rest need active_users or api_calls: any activity).
 NEEDS = {
-    "active_users_7d": ("active_users",), "active_users_change_7d": ("active_users",), "seat_utilisation_30d": ("active_users",),
-    "active_users_trend_90d": ("active_users",), "logins_30d": ("logins",), "logins_change_30d": ("logins",),
-    "days_since_last_login": ("logins",), "login_days_30d": ("logins",), "login_interval_days_90d": ("logins",),
-    "login_interval_vs_healthy": ("logins",), "session_minutes_per_user_30d": ("session_minutes", "active_users"),
-    "key_feature_events_change_30d": ("key_feature_events",), "api_calls_change_30d": ("api_calls",),
+    "active_users_7d": ("active_users",),
+    "active_users_change_7d": ("active_users",),
+    "seat_utilisation_30d": ("active_users",),
+    "active_users_trend_90d": ("active_users",),
+    "logins_30d": ("logins",),
+    "logins_change_30d": ("logins",),
+    "days_since_last_login": ("logins",),
+    "login_days_30d": ("logins",),
+    "login_interval_days_90d": ("logins",),
+    "login_interval_vs_healthy": ("logins",),
+    "session_minutes_per_user_30d": ("session_minutes", "active_users"),
+    "key_feature_events_change_30d": ("key_feature_events",),
+    "api_calls_change_30d": ("api_calls",),
     "distinct_features_30d": ("distinct_features_used", "active_users"),
     "distinct_features_change_30d": ("distinct_features_used", "active_users"),
 }
@@ -85,7 +198,9 @@ def extra_features(column: str) -> tuple[str, str]:
 
 def extra_measures(usage: pd.DataFrame) -> list[str]:
     """The extra numeric columns of a (validated) usage table, in file order."""
-    return [c for c in usage.columns if c not in _CONTRACT_COLUMNS and not str(c).startswith("_") and extra_name(str(c))]
+    return [
+        c for c in usage.columns if c not in _CONTRACT_COLUMNS and not str(c).startswith("_") and extra_name(str(c))
+    ]
 
 
 def extra_spec(name: str) -> FeatureSpec | None:
@@ -95,10 +210,22 @@ def extra_spec(name: str) -> FeatureSpec | None:
         return None
     label = match["column"].replace("_", " ")
     if match["which"] == "30d":
-        return spec(name, F, "count", f"{label} per day, mean of the last 30 days (a measure of the account's own)",
-                    f"{{value}} {label} a day over the last 30 days", NO_ROWS)
-    return spec(name, F, "pct_change", f"{label} per day, last 30 days against the 90 days before, adjusted for the base's calendar",
-                f"{label} {{direction}} {{pct}}% against the previous 90 days, adjusted for the base's calendar", f"no {label} in the 90 days before the last 30")
+        return spec(
+            name,
+            F,
+            "count",
+            f"{label} per day, mean of the last 30 days (a measure of the account's own)",
+            f"{{value}} {label} a day over the last 30 days",
+            NO_ROWS,
+        )
+    return spec(
+        name,
+        F,
+        "pct_change",
+        f"{label} per day, last 30 days against the 90 days before, adjusted for the base's calendar",
+        f"{label} {{direction}} {{pct}}% against the previous 90 days, adjusted for the base's calendar",
+        f"no {label} in the 90 days before the last 30",
+    )
 
 
 #: Days of the rest of the base's history a day is weighed against (52 whole weeks, ending that day).
@@ -197,7 +324,9 @@ def _day_weights(g: DailyGrid, totals: pd.DataFrame, num: str, den: str) -> np.n
     others = base_den[None, :] - g.values(den)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = (base_num[None, :] - g.values(num)) / others
-        level = (level_num[None, :] - g.trailing_sum(num, LEVEL_DAYS)) / (level_den[None, :] - g.trailing_sum(den, LEVEL_DAYS))
+        level = (level_num[None, :] - g.trailing_sum(num, LEVEL_DAYS)) / (
+            level_den[None, :] - g.trailing_sum(den, LEVEL_DAYS)
+        )
         weight = 1 + np.minimum(others / FULL_BASE, 1) * (rate / level - 1)
     return np.where((others > 0) & (level > 0), np.maximum(weight, MIN_WEIGHT), 1.0)
 
@@ -225,9 +354,15 @@ def build_usage(ctx: FeatureContext) -> pd.DataFrame:
         if block_usage.empty:
             continue
         first, last = int(block_usage["_day"].min()), int(block_usage["_day"].max())
-        grid = DailyGrid(block_usage.assign(_acc=block_usage["_acc"] - block * chunk), chunk, first, last - first + 1, measures)
+        grid = DailyGrid(
+            block_usage.assign(_acc=block_usage["_acc"] - block * chunk), chunk, first, last - first + 1, measures
+        )
         for measure, per in _adjusted(present, extras).items():
-            grid.add(f"expected:{measure}", grid.values(per) * _day_weights(grid, totals, measure, per), keep=measure == "active_users")
+            grid.add(
+                f"expected:{measure}",
+                grid.values(per) * _day_weights(grid, totals, measure, per),
+                keep=measure == "active_users",
+            )
         a, e = ctx.acc[rows] - block * chunk, ctx.cut_day[rows]
         _block_features(grid, a, e, seats[ctx.acc[rows]], ctx.params.healthy_login_interval_days, out, rows, present)
         for c in extras:
@@ -240,7 +375,9 @@ def _level(g: DailyGrid, measure: str, a: np.ndarray, e: np.ndarray, length: int
     weights, the measure on a typical day (null for a measure the table lacks)."""
     if f"expected:{measure}" not in g.cum:
         return np.full(len(a), np.nan)
-    return _ratio(g.window_sum(measure, a, e, length, offset), g.window_sum(f"expected:{measure}", a, e, length, offset))
+    return _ratio(
+        g.window_sum(measure, a, e, length, offset), g.window_sum(f"expected:{measure}", a, e, length, offset)
+    )
 
 
 def _change(g: DailyGrid, measure: str, a: np.ndarray, e: np.ndarray, length: int) -> np.ndarray:
@@ -262,7 +399,13 @@ def _trend(g: DailyGrid, a: np.ndarray, e: np.ndarray) -> np.ndarray:
         return np.full(len(a), np.nan)
     w, y = g.raw["expected:active_users"], g.raw["active_users"]
     t = np.arange(g.n_days, dtype=np.float64)[None, :]
-    terms = {"ww": lambda: w * w, "wwt": lambda: w * w * t, "wwtt": lambda: w * w * t * t, "wy": lambda: w * y, "wty": lambda: w * t * y}
+    terms = {
+        "ww": lambda: w * w,
+        "wwt": lambda: w * w * t,
+        "wwtt": lambda: w * w * t * t,
+        "wy": lambda: w * y,
+        "wty": lambda: w * t * y,
+    }
     s = {}
     for name, term in terms.items():  # one grid at a time: only their cumulative sums are kept
         g.add(f"trend:{name}", term(), keep=False)
@@ -274,8 +417,16 @@ def _trend(g: DailyGrid, a: np.ndarray, e: np.ndarray) -> np.ndarray:
         return np.where((n >= 14) & (total > 0), slope * 7 / level, np.nan)
 
 
-def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarray, healthy: float, out: dict, rows: np.ndarray,
-                    present: set[str]) -> None:
+def _block_features(
+    g: DailyGrid,
+    a: np.ndarray,
+    e: np.ndarray,
+    seats: np.ndarray,
+    healthy: float,
+    out: dict,
+    rows: np.ndarray,
+    present: set[str],
+) -> None:
     zeros = np.zeros(g.present.shape, dtype=np.float64)
     for c in COLUMNS:  # absent measures read as zeros here; the features that need them are nulled at the end
         if c not in present:
@@ -295,7 +446,10 @@ def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarra
     put("active_users_change_7d", _change(g, "active_users", a, e, 7))
     put("logins_30d", np.where(has30, g.window_sum("logins", a, e, 30), np.nan))
     put("logins_change_30d", _change(g, "logins", a, e, 30))
-    put("session_minutes_per_user_30d", _ratio(g.window_sum("session_minutes", a, e, 30), g.window_sum("active_users", a, e, 30)))
+    put(
+        "session_minutes_per_user_30d",
+        _ratio(g.window_sum("session_minutes", a, e, 30), g.window_sum("active_users", a, e, 30)),
+    )
     put("key_feature_events_change_30d", _change(g, "key_feature_events", a, e, 30))
     put("api_calls_change_30d", _change(g, "api_calls", a, e, 30))
     put("days_since_last_login", e - g.last_day_where("logins", a, e))
@@ -309,7 +463,10 @@ def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarra
     streak = np.where(np.isnan(last_active), e - first_seen, e - 1 - last_active)
     put("zero_usage_streak_days", np.where(seen_before, streak, np.nan))
     put("zero_usage_days_30d", np.where(has30, obs[30] - g.window_sum("active_day", a, e, 30), np.nan))
-    put("distinct_features_30d", _ratio(g.window_sum("distinct_features_used", a, e, 30), g.window_sum("active_user_day", a, e, 30)))
+    put(
+        "distinct_features_30d",
+        _ratio(g.window_sum("distinct_features_used", a, e, 30), g.window_sum("active_user_day", a, e, 30)),
+    )
     put("distinct_features_change_30d", _change(g, "distinct_features_used", a, e, 30))
     put("seat_utilisation_30d", _level(g, "active_users", a, e, 30) / seats)
     put("active_users_trend_90d", _trend(g, a, e))
@@ -318,4 +475,6 @@ def _block_features(g: DailyGrid, a: np.ndarray, e: np.ndarray, seats: np.ndarra
             put(name, np.full(len(rows), np.nan))
 
 
-FAMILY = Family(F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily",), dynamic=extra_spec)
+FAMILY = Family(
+    F, "product usage against the account's own baseline", build_usage, SPECS, ("usage_daily",), dynamic=extra_spec
+)

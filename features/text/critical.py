@@ -19,14 +19,21 @@ PATTERNS: dict[str, str] = {
         r"legal team|lawyers?|attorneys?|our counsel|litigation|lawsuit|\bsue\b|breach of (?:the |our )?(?:contract|agreement)"
         r"|formal (?:notice|complaint)|sla (?:breach|violation)\w*"
     ),
-    "chargeback": r"charge ?backs?|dispute (?:it|this|the charge|the payment) with (?:our|my|the) bank|dispute (?:the|this|that) (?:charge|payment)",
+    "chargeback": (
+        r"charge ?backs?|dispute (?:it|this|the charge|the payment) with (?:our|my|the) bank|dispute (?:the"
+        r"|this|that) (?:charge|payment)"
+    ),
     "cancel": (
         r"cancel\w* (?:our|the|my|this) (?:subscription|account|contract|plan|service)|(?:want|going|plan\w*|decided|need|like) to cancel\b"
         r"|cancellation terms|close (?:our|the|my) account|terminat\w* (?:the |our |this )?(?:contract|agreement|subscription)"
-        r"|(?:not|won't|will not) (?:be )?renew\w*|stop the renewal|(?:evaluating|looking at|considering) (?:other vendors|alternatives|competitors)"
+        r"|(?:not|won't|will not) (?:be )?renew\w*|stop the renewal|(?:evaluating|looking at|considering) "
+        r"(?:other vendors|alternatives|competitors)"
         r"|(?:switch|mov)\w* to (?:a |another )?(?:competitor|vendor)|exit\w* the contract|find an alternative|(?:leave|leaving) you"
     ),
-    "supervisor": r"(?:speak|talk) to (?:a |your |the )?(?:manager|supervisor)|(?:your|a) (?:manager|supervisor)\b|someone senior|head of support|escalate (?:this|it) to|an executive on",
+    "supervisor": (
+        r"(?:speak|talk) to (?:a |your |the )?(?:manager|supervisor)|(?:your|a) (?:manager|supervisor)\b"
+        r"|someone senior|head of support|escalate (?:this|it) to|an executive on"
+    ),
     "disappointed": r"(?:very|extremely|really|deeply|so|incredibly|hugely) disappointed",
 }
 NEGATORS = (

@@ -32,7 +32,13 @@ def _score_units(units: list[str], model: SentimentModel, cache: TextCache | Non
         emb = np.zeros((len(units), e.shape[1]), dtype=np.float32)
         emb[todo] = e.astype(np.float16)  # as the cache stores it: the same text, the same vector, cached or not
         if cache is not None:
-            cache.put(model.key, [(hashes[i], LABELS[int(pi.argmax())], float(pi[2] - pi[0]), *map(float, pi), ei) for i, pi, ei in zip(todo, p, e, strict=True)])
+            cache.put(
+                model.key,
+                [
+                    (hashes[i], LABELS[int(pi.argmax())], float(pi[2] - pi[0]), *map(float, pi), ei)
+                    for i, pi, ei in zip(todo, p, e, strict=True)
+                ],
+            )
     done = [i for i, h in enumerate(hashes) if h in known and known[h][-1] is not None]
     if done:
         stored = [known[hashes[i]] for i in done]
@@ -66,7 +72,9 @@ def _sentences(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]
     return sentences.index.to_numpy(), codes, list(units)
 
 
-def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def score_texts(
+    texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Sentiment for every text (label, score, probabilities) and its embedding, in input order.
 
     A message is scored sentence by sentence and its probabilities averaged: a support message
@@ -77,12 +85,20 @@ def score_texts(texts: Sequence[str], model: SentimentModel, cache: TextCache | 
     """
     p, vectors = sentiment_arrays(texts, model, cache)
     frame = pd.DataFrame(
-        {"label": pd.Series(labels_of(p), dtype="str"), "score": p[:, 2] - p[:, 0], "p_negative": p[:, 0], "p_neutral": p[:, 1], "p_positive": p[:, 2]}
+        {
+            "label": pd.Series(labels_of(p), dtype="str"),
+            "score": p[:, 2] - p[:, 0],
+            "p_negative": p[:, 0],
+            "p_neutral": p[:, 1],
+            "p_positive": p[:, 2],
+        }
     )
     return frame, vectors
 
 
-def sentiment_arrays(texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sentiment_arrays(
+    texts: Sequence[str], model: SentimentModel, cache: TextCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """score_texts without the DataFrame (a live ticket's few messages): probabilities [n, 3] in
     LABELS order and embeddings [n, d] float32."""
     owner, codes, units = _sentences(texts)

@@ -22,7 +22,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.text.critical import detect_critical
 
-COLUMNS = ["message_id", "ticket_id", "account_id", "sent_at", "author", "sentiment", "negative", "critical", "rephrase", "asks", "repeat_across", "drift"]
+COLUMNS = [
+    "message_id",
+    "ticket_id",
+    "account_id",
+    "sent_at",
+    "author",
+    "sentiment",
+    "negative",
+    "critical",
+    "rephrase",
+    "asks",
+    "repeat_across",
+    "drift",
+]
 
 
 class SignalParams(BaseModel):
@@ -32,18 +45,28 @@ class SignalParams(BaseModel):
     # its own thresholds (`rephrase_similarity`, `repeat_similarity` on TextEncoder and StaticEncoder),
     # calibrated on simulated tickets against the simulator's own count of rephrasings, and for
     # repeats at the same share of tickets flagged (about 3%). Figures: benchmarks/text_signals.py.
-    rephrase_similarity: float | None = Field(None, gt=0, lt=1, description="cosine similarity above which a message asks an earlier question again")
-    repeat_similarity: float | None = Field(None, gt=0, lt=1, description="cosine similarity above which a new ticket repeats an earlier one")
+    rephrase_similarity: float | None = Field(
+        None, gt=0, lt=1, description="cosine similarity above which a message asks an earlier question again"
+    )
+    repeat_similarity: float | None = Field(
+        None, gt=0, lt=1, description="cosine similarity above which a new ticket repeats an earlier one"
+    )
     repeat_window_days: int = Field(30, gt=0, description="how far back a repeated ticket is looked for")
     lookback: int = Field(8, gt=0, description="earlier messages (or tickets) compared with each one")
 
     def within(self, space) -> SignalParams:
         """These parameters with the thresholds left unset taken from the embedding space `space` (an encoder)."""
-        return self.model_copy(update={"rephrase_similarity": self.rephrase_similarity or space.rephrase_similarity,
-                                       "repeat_similarity": self.repeat_similarity or space.repeat_similarity})
+        return self.model_copy(
+            update={
+                "rephrase_similarity": self.rephrase_similarity or space.rephrase_similarity,
+                "repeat_similarity": self.repeat_similarity or space.repeat_similarity,
+            }
+        )
 
 
-def _max_similarity_to_earlier(emb: np.ndarray, group: np.ndarray, lookback: int, times: np.ndarray | None = None, window: float | None = None) -> np.ndarray:
+def _max_similarity_to_earlier(
+    emb: np.ndarray, group: np.ndarray, lookback: int, times: np.ndarray | None = None, window: float | None = None
+) -> np.ndarray:
     """For rows sorted by (group, time): max cosine similarity to the previous `lookback` rows of the same group."""
     best = np.full(len(emb), -1.0)
     for k in range(1, lookback + 1):
@@ -85,7 +108,13 @@ def message_signals(
     openings = openings.sort_values(["account_id", "sent_at", "ticket_id"], kind="stable")
     oemb = np.stack(openings["_emb"].to_numpy()) if len(openings) else np.zeros((0, emb.shape[1]), dtype=np.float32)
     seconds = openings["sent_at"].astype("int64").to_numpy() / 1e6 if len(openings) else np.zeros(0)
-    across = _max_similarity_to_earlier(oemb, openings["account_id"].to_numpy(dtype=object), params.lookback, seconds, params.repeat_window_days * 86400.0)
+    across = _max_similarity_to_earlier(
+        oemb,
+        openings["account_id"].to_numpy(dtype=object),
+        params.lookback,
+        seconds,
+        params.repeat_window_days * 86400.0,
+    )
     repeat_ids = set(openings["message_id"][across >= params.repeat_similarity])
 
     out = m[["message_id", "ticket_id", "account_id", "sent_at", "author", "sentiment"]].copy()

@@ -20,9 +20,16 @@ def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
 @click.command()
 @click.option("--accounts", type=int, default=2000, show_default=True, help="Number of accounts to simulate.")
 @click.option("--days", type=int, default=730, show_default=True, help="Length of the observed window in days.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed; the same seed gives identical files.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("data/simulated"), show_default=True,
-              help="Folder to write the input tables and truth/ into (other files there are left alone).")
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Random seed; the same seed gives identical files."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("data/simulated"),
+    show_default=True,
+    help="Folder to write the input tables and truth/ into (other files there are left alone).",
+)
 @click.option("--start", default="2024-01-01", show_default=True, help="First day of the window (YYYY-MM-DD, UTC).")
 @click.option("--churn-rate", type=float, default=0.12, show_default=True, help="Target yearly churn rate of the base.")
 @json_option
@@ -38,11 +45,15 @@ def simulate(accounts: int, days: int, seed: int, out: Path, start: str, churn_r
     except ValueError:
         raise InputError(f"--start {start!r}: expected a date as YYYY-MM-DD") from None
     try:
-        config = SimulationConfig(accounts=accounts, days=days, seed=seed, start=start_date, annual_churn_rate=churn_rate)
+        config = SimulationConfig(
+            accounts=accounts, days=days, seed=seed, start=start_date, annual_churn_rate=churn_rate
+        )
     except ValidationError as exc:
         flags = {"accounts": "--accounts", "days": "--days", "seed": "--seed", "annual_churn_rate": "--churn-rate"}
         raise _config_error(exc, flags) from None
-    with Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        "simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
         task = bar.add_task("simulate", total=accounts)
         summary = run(config, out, progress=lambda done, total: bar.update(task, completed=done))
     rows = ", ".join(f"{k}={v:,}" for k, v in summary.rows.items())
@@ -55,10 +66,18 @@ def simulate(accounts: int, days: int, seed: int, out: Path, start: str, churn_r
 
 
 @click.command()
-@click.option("--mapping", type=click.Path(path_type=Path), required=True,
-              help="YAML mapping file: where each table comes from (paths in it are relative to it).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Folder to write <table>.parquet into (written only if every table meets its contract; other files left alone).")
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="YAML mapping file: where each table comes from (paths in it are relative to it).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to write <table>.parquet into (written only if every table meets its contract; other files left alone).",
+)
 @json_option
 def ingest(mapping: Path, out: Path, as_json: bool) -> None:
     """Turn exports (CRM, billing, help desk, product events) into validated contract tables."""
@@ -68,12 +87,21 @@ def ingest(mapping: Path, out: Path, as_json: bool) -> None:
     for note in summary["notes"]:
         err.print(f"note: {note}")
     rows = ", ".join(f"{table}={count:,}" for table, count in summary["tables"].items())
-    emit(summary, as_json, f"ingested {len(summary['sources'])} source(s) into {out} in {summary['seconds']:.1f}s: {rows}")
+    emit(
+        summary,
+        as_json,
+        f"ingested {len(summary['sources'])} source(s) into {out} in {summary['seconds']:.1f}s: {rows}",
+    )
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/simulated"), show_default=True,
-              help="Folder with the input tables (<table>.parquet or <table>.csv).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("data/simulated"),
+    show_default=True,
+    help="Folder with the input tables (<table>.parquet or <table>.csv).",
+)
 @json_option
 def validate(data: Path, as_json: bool) -> None:
     """Check a data folder against the input table contracts (exit 2 listing every broken rule)."""
@@ -85,21 +113,48 @@ def validate(data: Path, as_json: bool) -> None:
         err.print(f"note: {note}")
     rows = {name: len(frame) for name, frame in loaded.tables.items()}
     emit(
-        {"data": str(data), "valid": True, "rows": rows, "notes": loaded.notes, "seconds": round(time.perf_counter() - started, 2)},
+        {
+            "data": str(data),
+            "valid": True,
+            "rows": rows,
+            "notes": loaded.notes,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
         as_json,
-        f"{data}: all {len(rows)} tables meet their contracts (" + ", ".join(f"{k}={v:,}" for k, v in rows.items()) + ")",
+        f"{data}: all {len(rows)} tables meet their contracts ("
+        + ", ".join(f"{k}={v:,}" for k, v in rows.items())
+        + ")",
     )
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write snapshots/ and feature_dictionary.json into.")
-@click.option("--start", default=None, help="First cutoff (YYYY-MM-DD) [default: 120 days after the first day of data].")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the input tables [default: CHURN_DATA_DIR].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to write snapshots/ and feature_dictionary.json into.",
+)
+@click.option(
+    "--start", default=None, help="First cutoff (YYYY-MM-DD) [default: 120 days after the first day of data]."
+)
 @click.option("--end", default=None, help="Last cutoff (YYYY-MM-DD) [default: the end of the data].")
 @click.option("--every", default="30d", show_default=True, help="Spacing of cutoffs: days or weeks, e.g. 30d, 7d, 2w.")
-@click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals (sentiment, critical moments, rephrasings) with the sentiment model.")
+@click.option(
+    "--text/--no-text",
+    default=True,
+    show_default=True,
+    help="Compute text signals (sentiment, critical moments, rephrasings) with the sentiment model.",
+)
 @json_option
-def features(data: Path | None, out: Path, start: str | None, end: str | None, every: str, text: bool, as_json: bool) -> None:
+def features(
+    data: Path | None, out: Path, start: str | None, end: str | None, every: str, text: bool, as_json: bool
+) -> None:
     """Build the point-in-time snapshot panel (features + censored labels)."""
     from core.settings import load_settings
     from features.panel import parse_every
@@ -109,8 +164,12 @@ def features(data: Path | None, out: Path, start: str | None, end: str | None, e
     data = data or settings.data_dir
     parse_every(every)  # bad flags fail before the flow starts
     with prefect_session(settings), progress_bar():
-        summary = build_features.with_options(task_runner=task_runner(settings))(str(data), str(out), every, text, start, end)
-    rates = ", ".join(f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None)
+        summary = build_features.with_options(task_runner=task_runner(settings))(
+            str(data), str(out), every, text, start, end
+        )
+    rates = ", ".join(
+        f"{k.removeprefix('churned_within_')}={v:.2%}" for k, v in summary["label_rates"].items() if v is not None
+    )
     emit(
         summary,
         as_json,

@@ -60,8 +60,12 @@ def escalations() -> None:
 @escalations.command("list")
 @click.option("--queue", help="Only this queue (e.g. security-response).")
 @click.option("--owner", help="Only escalations owned by this person.")
-@click.option("--status", help="Only this status: open, acknowledged, resolved or expired (default: open and acknowledged).")
-@click.option("--overdue", is_flag=True, help="Only open escalations whose response window has passed without acknowledgement.")
+@click.option(
+    "--status", help="Only this status: open, acknowledged, resolved or expired (default: open and acknowledged)."
+)
+@click.option(
+    "--overdue", is_flag=True, help="Only open escalations whose response window has passed without acknowledgement."
+)
 @json_option
 def escalations_list(queue: str | None, owner: str | None, status: str | None, overdue: bool, as_json: bool) -> None:
     """List escalations, most severe first, with their next follow-up and whether they are overdue."""
@@ -84,11 +88,16 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
     with _store() as store:
         shown = lifecycle.show_escalation(store, escalation_id)
     detail = shown["escalation"]
-    trail = [f"  {c['at']}  {c['from_status'] or '-'} -> {c['to_status']}  by {c['actor'] or '?'}"
-             + (f"  outcome {c['outcome']}" if c["outcome"] else "") + (f"  note: {c['note']}" if c["note"] else "")
-             for c in detail["history"]]
-    follow = [f"  due {f['due_at']}  " + (f"done {f['done_at']} by {f['done_by'] or '?'}" if f["done_at"] else "pending")
-              for f in detail["follow_ups"]]
+    trail = [
+        f"  {c['at']}  {c['from_status'] or '-'} -> {c['to_status']}  by {c['actor'] or '?'}"
+        + (f"  outcome {c['outcome']}" if c["outcome"] else "")
+        + (f"  note: {c['note']}" if c["note"] else "")
+        for c in detail["history"]
+    ]
+    follow = [
+        f"  due {f['due_at']}  " + (f"done {f['done_at']} by {f['done_by'] or '?'}" if f["done_at"] else "pending")
+        for f in detail["follow_ups"]
+    ]
     human = "\n".join([_line(detail), "history:", *trail, "follow-ups:", *(follow or ["  none"])])
     emit(shown, as_json, human)
 
@@ -139,8 +148,13 @@ def follow_ups_list(due: bool, due_by: str | None, as_json: bool) -> None:
 
     with _store() as store:
         listed = lifecycle.follow_ups(store, due_by=dt.datetime.now(dt.UTC) if due and due_by is None else due_by)
-    human = "\n".join(f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
-                      for r in listed["follow_ups"]) or "no follow-ups pending"
+    human = (
+        "\n".join(
+            f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
+            for r in listed["follow_ups"]
+        )
+        or "no follow-ups pending"
+    )
     emit(listed, as_json, human)
 
 
@@ -163,22 +177,60 @@ def policy_group() -> None:
 
 
 @policy_group.command("suggest")
-@click.option("--capacity", type=int, required=True, help="Risk-threshold escalations CS can work per period (one cutoff of the panel, 30 days by default).")
-@click.option("--horizon", "horizons", type=click.Choice(["30", "60", "90", "180"]), multiple=True,
-              help="Only these horizons' thresholds may move (repeatable) [default: every horizon in risk_thresholds].")
-@click.option("--features", "features_dir", type=click.Path(path_type=Path), default=None,
-              help="Snapshot panel with later churn (output of `churn features`) [default: the one the model was trained on].")
-@click.option("--model", "model_uri", default=None, help="Model that scores the panel [default: CHURN_MODEL_URI, the champion].")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Write the policy with the suggested thresholds to this YAML file (atomically; never the live config). Default: write nothing.")
+@click.option(
+    "--capacity",
+    type=int,
+    required=True,
+    help="Risk-threshold escalations CS can work per period (one cutoff of the panel, 30 days by default).",
+)
+@click.option(
+    "--horizon",
+    "horizons",
+    type=click.Choice(["30", "60", "90", "180"]),
+    multiple=True,
+    help="Only these horizons' thresholds may move (repeatable) [default: every horizon in risk_thresholds].",
+)
+@click.option(
+    "--features",
+    "features_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Snapshot panel with later churn (output of `churn features`) [default: the one the model was trained on].",
+)
+@click.option(
+    "--model", "model_uri", default=None, help="Model that scores the panel [default: CHURN_MODEL_URI, the champion]."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the policy with the suggested thresholds to this YAML file (atomically; never the live config). Default: write nothing.",
+)
 @json_option
-def policy_suggest(capacity: int, horizons: tuple[str, ...], features_dir: Path | None, model_uri: str | None, out: Path | None, as_json: bool) -> None:
-    """Risk thresholds that would have filled a CS capacity with the most precise escalations, as a diff against config/escalation.yaml (never applied)."""
+def policy_suggest(
+    capacity: int,
+    horizons: tuple[str, ...],
+    features_dir: Path | None,
+    model_uri: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Risk thresholds that would have filled a CS capacity with the most precise escalations.
+
+    Printed as a diff against config/escalation.yaml; never applied.
+    """
     from core.settings import load_settings
     from pipelines.outcomes import run_policy_suggest, suggest_human
 
-    result = run_policy_suggest(settings=load_settings(), capacity=capacity, horizons=tuple(int(h) for h in horizons), features_dir=features_dir,
-                                model_uri=model_uri, out=out, progress=lambda line: err.print(f"  {line}"))
+    result = run_policy_suggest(
+        settings=load_settings(),
+        capacity=capacity,
+        horizons=tuple(int(h) for h in horizons),
+        features_dir=features_dir,
+        model_uri=model_uri,
+        out=out,
+        progress=lambda line: err.print(f"  {line}"),
+    )
     emit(result, as_json, suggest_human(result))
 
 

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from core.errors import InputError
-from pipelines.console import emit, err, json_option, prefect_session
+from pipelines.console import emit, err, json_option, number, prefect_session
 
 
 def _require_features(features_dir: Path) -> None:
@@ -19,14 +19,40 @@ def _require_features(features_dir: Path) -> None:
 
 
 @click.command()
-@click.option("--features", "features_dir", type=click.Path(path_type=Path), required=True, help="Output folder of `churn features`.")
+@click.option(
+    "--features",
+    "features_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder of `churn features`.",
+)
 @click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: config/model.yaml].")
-@click.option("--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml].")
-@click.option("--model", "model_uri", default=None, help="Score this trained model (e.g. models:/churn-risk@champion) on the snapshots after its training outcomes.")
-@click.option("--escalations-horizon", "escalations_horizon", type=click.Choice(["30", "60", "90", "180"]), default="90", show_default=True,
-              help="Days after an escalation opened in which churn counts (the `escalations` block, from CHURN_STORE_URL).")
+@click.option(
+    "--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml]."
+)
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help="Score this trained model (e.g. models:/churn-risk@champion) on the snapshots after its training outcomes.",
+)
+@click.option(
+    "--escalations-horizon",
+    "escalations_horizon",
+    type=click.Choice(["30", "60", "90", "180"]),
+    default="90",
+    show_default=True,
+    help="Days after an escalation opened in which churn counts (the `escalations` block, from CHURN_STORE_URL).",
+)
 @json_option
-def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_uri: str | None, escalations_horizon: str, as_json: bool) -> None:
+def evaluate(
+    features_dir: Path,
+    folds: int | None,
+    budget: float | None,
+    model_uri: str | None,
+    escalations_horizon: str,
+    as_json: bool,
+) -> None:
     """Backtest the risk curve against the rules and logistic baselines (and the oracle on simulated data)."""
     from core.settings import load_settings
     from pipelines.flows import evaluate as evaluate_flow
@@ -44,23 +70,49 @@ def evaluate(features_dir: Path, folds: int | None, budget: float | None, model_
     from pipelines.flows import task_runner
 
     with prefect_session(settings):
-        result = evaluate_flow.with_options(task_runner=task_runner(settings))(str(features_dir), folds, budget, model_uri)
+        result = evaluate_flow.with_options(task_runner=task_runner(settings))(
+            str(features_dir), folds, budget, model_uri
+        )
     result["escalations"] = _escalations_outcomes(features_dir, settings, model_uri, int(escalations_horizon))
     if as_json:
         emit(result, True, "")
         return
     from rich.table import Table
 
-    title = (f"{model_uri} on snapshots from {result['out_of_time_from']}" if model_uri else f"backtest: up to {folds} folds per horizon") + \
-        f", CS budget {budget:.0%} of accounts per cutoff"
+    title = (
+        f"{model_uri} on snapshots from {result['out_of_time_from']}"
+        if model_uri
+        else f"backtest: up to {folds} folds per horizon"
+    ) + f", CS budget {budget:.0%} of accounts per cutoff"
     table = Table(title=title)
-    for col in ("model", "horizon", "folds", "ROC-AUC", "PR-AUC", "Brier", "ECE", "lift@10%", "recall@budget", "ARR recall", "lead days"):
+    for col in (
+        "model",
+        "horizon",
+        "folds",
+        "ROC-AUC",
+        "PR-AUC",
+        "Brier",
+        "ECE",
+        "lift@10%",
+        "recall@budget",
+        "ARR recall",
+        "lead days",
+    ):
         table.add_column(col)
-    fmt = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"
     for r in result["results"]:
-        table.add_row(r["model"], f"{r['horizon_days']}d", str(r.get("folds", "-")), fmt(r["roc_auc"]), fmt(r["pr_auc"]), fmt(r["brier"], 4),
-                      fmt(r["ece"], 4), fmt(r["lift_top_decile"], 2), fmt(r["recall_at_budget"]), fmt(r.get("arr_recall_at_budget")),
-                      fmt(r.get("median_lead_days"), 0))
+        table.add_row(
+            r["model"],
+            f"{r['horizon_days']}d",
+            str(r.get("folds", "-")),
+            number(r["roc_auc"]),
+            number(r["pr_auc"]),
+            number(r["brier"], ".4f"),
+            number(r["ece"], ".4f"),
+            number(r["lift_top_decile"], ".2f"),
+            number(r["recall_at_budget"]),
+            number(r.get("arr_recall_at_budget")),
+            number(r.get("median_lead_days"), ".0f"),
+        )
     Console(stderr=True, width=max(err.width, 150)).print(table)
     _print_backtest_notes(result)
     from pipelines.outcomes import human_lines
@@ -76,7 +128,11 @@ def _escalations_outcomes(features_dir: Path, settings, model_uri: str | None, h
 
     block = evaluate_block(features_dir, settings.store_url, horizon)
     uri = model_uri or settings.model_uri
-    logged = None if _missing_sqlite(settings.mlflow_tracking_uri) else log_block(block, tracking_uri=settings.mlflow_tracking_uri, model_uri=uri)
+    logged = (
+        None
+        if _missing_sqlite(settings.mlflow_tracking_uri)
+        else log_block(block, tracking_uri=settings.mlflow_tracking_uri, model_uri=uri)
+    )
     return {**block, "mlflow_run": logged}
 
 
@@ -92,7 +148,13 @@ def _print_backtest_notes(result: dict) -> None:
 
 
 @click.command()
-@click.option("--features", "features_dir", type=click.Path(path_type=Path), required=True, help="Output folder of `churn features`.")
+@click.option(
+    "--features",
+    "features_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder of `churn features`.",
+)
 @json_option
 def train(features_dir: Path, as_json: bool) -> None:
     """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
@@ -108,13 +170,20 @@ def train(features_dir: Path, as_json: bool) -> None:
         result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
     auc = ", ".join(f"{h}d {v:.3f}" for h, v in result["roc_auc"].items() if v is not None)
     skipped = ", ".join(f"{n['horizon_days']}d" for n in result.get("not_evaluated", []))
-    emit(result, as_json, f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
-                           f"backtest ROC-AUC {auc}" + (f"; not evaluated: {skipped} (not enough history)" if skipped else "")
-                           + "; `churn promote` makes it the champion if it wins")
+    emit(
+        result,
+        as_json,
+        f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
+        f"backtest ROC-AUC {auc}"
+        + (f"; not evaluated: {skipped} (not enough history)" if skipped else "")
+        + "; `churn promote` makes it the champion if it wins",
+    )
 
 
 @click.command()
-@click.option("--force", is_flag=True, help="Promote even if the challenger does not win (recorded on the model version).")
+@click.option(
+    "--force", is_flag=True, help="Promote even if the challenger does not win (recorded on the model version)."
+)
 @json_option
 def promote(force: bool, as_json: bool) -> None:
     """Move the `champion` alias to the challenger if it wins on the same backtest and is calibrated (exit 1 if refused)."""
@@ -122,10 +191,16 @@ def promote(force: bool, as_json: bool) -> None:
     from pipelines.models import load_model_config, run_promote
 
     settings = load_settings()
-    result = run_promote(tracking_uri=settings.mlflow_tracking_uri, config=load_model_config(settings.config_dir), force=force,
-                         progress=lambda line: err.print(f"  {line}"))
+    result = run_promote(
+        tracking_uri=settings.mlflow_tracking_uri,
+        config=load_model_config(settings.config_dir),
+        force=force,
+        progress=lambda line: err.print(f"  {line}"),
+    )
     if result["promoted"]:
-        human = f"version {result['challenger']} is now the champion" + (" (forced: " + "; ".join(result["reasons"]) + ")" if result["reasons"] else "")
+        human = f"version {result['challenger']} is now the champion" + (
+            " (forced: " + "; ".join(result["reasons"]) + ")" if result["reasons"] else ""
+        )
     else:
         human = f"refused to promote version {result['challenger']}: " + "; ".join(result["reasons"])
     emit(result, as_json, human)
@@ -138,7 +213,10 @@ def promote(force: bool, as_json: bool) -> None:
 @click.option("--by", "by", default=None, help="Who rolls it back (recorded) [default: the login name].")
 @json_option
 def rollback(reason: str, by: str | None, as_json: bool) -> None:
-    """Move the `champion` alias back to the version it replaced (else the highest version below it); a running API swaps to it on its next poll."""
+    """Move the `champion` alias back to the version it replaced (else the highest version below it).
+
+    A running API swaps to it on its next poll.
+    """
     import getpass
 
     from core.settings import load_settings
@@ -151,12 +229,21 @@ def rollback(reason: str, by: str | None, as_json: bool) -> None:
     settings = load_settings()
     registry.connect(settings.mlflow_tracking_uri)
     result = registry.rollback_champion(reason.strip(), (by or getpass.getuser()).strip())
-    emit(result, as_json, f"version {result['champion']} is the champion again (was {result['champion_before']}; {result['basis']}); "
-                           f"reason recorded: {result['reason']}")
+    emit(
+        result,
+        as_json,
+        f"version {result['champion']} is the champion again (was {result['champion_before']}; {result['basis']}); "
+        f"reason recorded: {result['reason']}",
+    )
 
 
 @click.command("train-table")
-@click.option("--table", type=click.Path(path_type=Path), required=True, help="CSV or Parquet: one row per customer, one yes/no label column.")
+@click.option(
+    "--table",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV or Parquet: one row per customer, one yes/no label column.",
+)
 @click.option("--label", required=True, help="The label column (yes/no, true/false, 1/0, churned/stayed, ...).")
 @click.option("--id", "id_column", default=None, help="An identifier column to leave out of the features.")
 @json_option
@@ -165,22 +252,36 @@ def train_table(table: Path, label: str, id_column: str | None, as_json: bool) -
     from core.settings import load_settings
     from pipelines.models import run_train_table
 
-    result = run_train_table(table, label=label, id_column=id_column, tracking_uri=load_settings().mlflow_tracking_uri,
-                             progress=lambda line: err.print(f"  {line}"))
+    result = run_train_table(
+        table,
+        label=label,
+        id_column=id_column,
+        tracking_uri=load_settings().mlflow_tracking_uri,
+        progress=lambda line: err.print(f"  {line}"),
+    )
     emit(result, as_json, _train_table_summary(result))
 
 
 def _train_table_summary(result: dict[str, Any]) -> str:
     """The headline, each candidate alone on the same folds and how often the inner CV chose it, the final model."""
     folds, chosen = result["folds"], result["chosen"]
-    headline = (f"{folds}-fold ROC-AUC {result['roc_auc_mean']:.4f} +- {result['roc_auc_std']:.4f} "
-                f"(logistic baseline {result['baseline_logistic_roc_auc_mean']:.4f}) on {result['rows']:,} rows")
-    lines = [headline, f"each fold chose its model by a {result['inner_folds']}-fold inner CV of its training rows:",
-             f"  {'candidate':<18} {folds}-fold ROC-AUC    chosen in"]
+    headline = (
+        f"{folds}-fold ROC-AUC {result['roc_auc_mean']:.4f} +- {result['roc_auc_std']:.4f} "
+        f"(logistic baseline {result['baseline_logistic_roc_auc_mean']:.4f}) on {result['rows']:,} rows"
+    )
+    lines = [
+        headline,
+        f"each fold chose its model by a {result['inner_folds']}-fold inner CV of its training rows:",
+        f"  {'candidate':<18} {folds}-fold ROC-AUC    chosen in",
+    ]
     for c in result["candidates"]:
-        lines.append(f"  {c:<18} {result[f'{c}_roc_auc_mean']:.4f} +- {result[f'{c}_roc_auc_std']:.4f}  "
-                     f"{result['wins'][c]} of {folds} folds" + ("  <- final model" if c == chosen else ""))
-    return "\n".join([*lines, f"final model: {chosen}: {result['model']}", f"run {result['run_id']}, model {result['model_uri']}"])
+        lines.append(
+            f"  {c:<18} {result[f'{c}_roc_auc_mean']:.4f} +- {result[f'{c}_roc_auc_std']:.4f}  "
+            f"{result['wins'][c]} of {folds} folds" + ("  <- final model" if c == chosen else "")
+        )
+    return "\n".join(
+        [*lines, f"final model: {chosen}: {result['model']}", f"run {result['run_id']}, model {result['model_uri']}"]
+    )
 
 
 COMMANDS = (evaluate, train, promote, rollback, train_table)

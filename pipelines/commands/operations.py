@@ -14,18 +14,41 @@ import click
 
 from core.errors import InputError
 from pipelines.commands.data import validate
-from pipelines.console import emit, err, json_option, prefect_session, progress_bar
+from pipelines.console import emit, err, json_option, number, prefect_session, progress_bar
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for scores.parquet, queue.parquet/.csv and score_summary.json.")
-@click.option("--as-of", "as_of", default=None, help="Score as of this date (YYYY-MM-DD, a cutoff at midnight UTC) [default: the end of the data].")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the input tables [default: CHURN_DATA_DIR].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for scores.parquet, queue.parquet/.csv and score_summary.json.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Score as of this date (YYYY-MM-DD, a cutoff at midnight UTC) [default: the end of the data].",
+)
 @click.option("--model", "model_uri", default=None, help="Model URI [default: models:/churn-risk@champion].")
-@click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals when the model uses them.")
-@click.option("--send-alerts", is_flag=True, help="Also send the queued alerts (as `churn alerts flush` does); the daily flow always sends them.")
+@click.option(
+    "--text/--no-text", default=True, show_default=True, help="Compute text signals when the model uses them."
+)
+@click.option(
+    "--send-alerts",
+    is_flag=True,
+    help="Also send the queued alerts (as `churn alerts flush` does); the daily flow always sends them.",
+)
 @json_option
-def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None, text: bool, send_alerts: bool, as_json: bool) -> None:
+def score(
+    data: Path | None, out: Path, as_of: str | None, model_uri: str | None, text: bool, send_alerts: bool, as_json: bool
+) -> None:
     """The daily run: risk curve, reasons and escalations for every live account; escalations go to the store."""
     from core.settings import load_settings
     from pipelines.flows import score_accounts
@@ -39,15 +62,32 @@ def score(data: Path | None, out: Path, as_of: str | None, model_uri: str | None
     with prefect_session(settings):
         result = score_accounts(str(data or settings.data_dir), str(out), model_uri, text, as_of, send_alerts)
     bands = ", ".join(f"{k} {v:,}" for k, v in result["bands"].items())
-    sent = f"; alerts {result['alerts']['sent']} sent, {result['alerts']['pending']} pending" if "alerts" in result else ""
-    emit(result, as_json, f"scored {result['accounts']:,} accounts as of {result['as_of']} with {result['model']} ({bands}); "
-                           f"{result['escalations']} escalations; written to {out}{sent}")
+    sent = (
+        f"; alerts {result['alerts']['sent']} sent, {result['alerts']['pending']} pending" if "alerts" in result else ""
+    )
+    emit(
+        result,
+        as_json,
+        f"scored {result['accounts']:,} accounts as of {result['as_of']} with {result['model']} ({bands}); "
+        f"{result['escalations']} escalations; written to {out}{sent}",
+    )
 
 
 @click.command()
-@click.option("--scores", "scores_dir", type=click.Path(path_type=Path), default=None, help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].")
-@click.option("--alerts/--no-alerts", "alert", default=True, show_default=True,
-              help="Queue an alert per breach in the outbox (at most one per monitor and day; sent by the relay or `churn alerts flush`).")
+@click.option(
+    "--scores",
+    "scores_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].",
+)
+@click.option(
+    "--alerts/--no-alerts",
+    "alert",
+    default=True,
+    show_default=True,
+    help="Queue an alert per breach in the outbox (at most one per monitor and day; sent by the relay or `churn alerts flush`).",
+)
 @json_option
 def monitor(scores_dir: Path | None, alert: bool, as_json: bool) -> None:
     """Run the monitors on a scoring run: feature drift, the score distribution, calibration against matured outcomes."""
@@ -57,10 +97,11 @@ def monitor(scores_dir: Path | None, alert: bool, as_json: bool) -> None:
     settings = load_settings()
     folder = Path(scores_dir or settings.scores_dir or Path(settings.data_dir) / "scores")
     result = run_monitors(folder, settings=settings, alert=alert)
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
     lines = [f"monitors on {folder} (scores as of {result['as_of']}, model {result['model']}):"]
-    lines += [f"  {LABELS[m['monitor']]:<19} {m['state']:<16} value {fmt(m['value']):>7}  threshold {m['threshold']:g}  {m['summary']}"
-              for m in result["monitors"]]
+    lines += [
+        f"  {LABELS[m['monitor']]:<19} {m['state']:<16} value {number(m['value']):>7}  threshold {m['threshold']:g}  {m['summary']}"
+        for m in result["monitors"]
+    ]
     if result["breaches"]:
         lines.append(f"  {result['alerts_queued']} alert(s) queued" + ("" if alert else " (--no-alerts)"))
     emit(result, as_json, "\n".join(lines))
@@ -84,13 +125,21 @@ def alerts_flush(as_json: bool) -> None:
     policy = load_policy(settings.config_dir)
     with Store(settings.store_url, policy) as store:
         result = deliver(store, policy)
-    emit(result, as_json, f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending")
+    emit(
+        result,
+        as_json,
+        f"alerts: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending",
+    )
 
 
 @alerts.command("relay")
 @click.option("--once", is_flag=True, help="One pass (re-alerts, reminders, expiry, delivery) and exit.")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=None,
-              help="Seconds between passes [default: CHURN_RELAY_INTERVAL_SECONDS, or 1.0 when that is 0].")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=None,
+    help="Seconds between passes [default: CHURN_RELAY_INTERVAL_SECONDS, or 1.0 when that is 0].",
+)
 @json_option
 def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
     """Send the outbox continuously and drive the lifecycle's clock (re-alert missed response windows, remind due
@@ -118,14 +167,31 @@ def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
             except KeyboardInterrupt:
                 relay.stop(timeout=policy.alerts.timeout_seconds + 1)
             result = dict(relay.totals)
-    emit(result, as_json, f"relay: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending; "
-                           f"{result['re_alerted']} re-alerted, {result['reminded']} reminded, {result['expired']} expired")
+    emit(
+        result,
+        as_json,
+        f"relay: {result['sent']} sent, {result['retried']} to retry, {result['failed']} failed, {result['pending']} pending; "
+        f"{result['re_alerted']} re-alerted, {result['reminded']} reminded, {result['expired']} expired",
+    )
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The HTML file to write (self-contained: images inline).")
-@click.option("--scores", "scores_dir", type=click.Path(path_type=Path), default=None, help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].")
-@click.option("--model", "model_uri", default=None, help="Model URI [default: CHURN_MODEL_URI, models:/churn-risk@champion].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The HTML file to write (self-contained: images inline).",
+)
+@click.option(
+    "--scores",
+    "scores_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].",
+)
+@click.option(
+    "--model", "model_uri", default=None, help="Model URI [default: CHURN_MODEL_URI, models:/churn-risk@champion]."
+)
 @json_option
 def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: bool) -> None:
     """The explainability report for CS leadership (HTML), also logged to the model's MLflow run."""
@@ -133,8 +199,12 @@ def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: b
 
     with prefect_session():
         result = report_flow(str(out), str(scores_dir) if scores_dir else None, model_uri)
-    emit(result, as_json, f"report written to {result['report']} ({result['bytes'] / 1e3:,.0f} kB, {result['accounts']:,} accounts)"
-                           + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""))
+    emit(
+        result,
+        as_json,
+        f"report written to {result['report']} ({result['bytes'] / 1e3:,.0f} kB, {result['accounts']:,} accounts)"
+        + (f"; logged to MLflow run {result['logged_to_run']}" if result["logged_to_run"] else ""),
+    )
 
 
 @click.command()
@@ -162,8 +232,19 @@ def serve(port: int, host: str) -> None:
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
-@click.option("--work", type=click.Path(path_type=Path), default=Path("data/work"), show_default=True, help="Folder for features, scores and the report.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the input tables [default: CHURN_DATA_DIR].",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=Path("data/work"),
+    show_default=True,
+    help="Folder for features, scores and the report.",
+)
 @click.option("--text/--no-text", default=True, show_default=True, help="Compute text signals.")
 @click.option("--force-promote", is_flag=True, help="Promote the new model even if it does not win (recorded).")
 @json_option
@@ -177,13 +258,28 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
         raise InputError(f"--data {data}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
     with prefect_session(), progress_bar():
         result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
-    emit(result, as_json, f"retrained: {result['model']} (90-day ROC-AUC {result['roc_auc_90d']:.3f}), "
-                           f"{'promoted' if result['promoted'] else 'not promoted'}; champion {result['champion']}; report {result['report']}")
+    emit(
+        result,
+        as_json,
+        f"retrained: {result['model']} (90-day ROC-AUC {result['roc_auc_90d']:.3f}), "
+        f"{'promoted' if result['promoted'] else 'not promoted'}; champion {result['champion']}; report {result['report']}",
+    )
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
-@click.option("--work", type=click.Path(path_type=Path), default=Path("data/work"), show_default=True, help="Folder for scores and the report.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the input tables [default: CHURN_DATA_DIR].",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=Path("data/work"),
+    show_default=True,
+    help="Folder for scores and the report.",
+)
 def schedule(data: Path | None, work: Path) -> None:
     """Serve the deployments: daily scoring (CHURN_SCORE_CRON) and retraining (CHURN_RETRAIN_CRON). Runs until stopped."""
     import asyncio
@@ -200,9 +296,15 @@ def schedule(data: Path | None, work: Path) -> None:
         from pipelines.flows import retrain as retrain_flow
 
         runner = Runner(pause_on_shutdown=True)
-        runner.add_deployment(daily.to_deployment(name="daily-scoring", cron=settings.score_cron, parameters=parameters))
-        runner.add_deployment(retrain_flow.to_deployment(name="weekly-retraining", cron=settings.retrain_cron, parameters=parameters))
-        err.print(f"serving deployments on {url}: daily scoring '{settings.score_cron}', retraining '{settings.retrain_cron}' (Ctrl-C stops)")
+        runner.add_deployment(
+            daily.to_deployment(name="daily-scoring", cron=settings.score_cron, parameters=parameters)
+        )
+        runner.add_deployment(
+            retrain_flow.to_deployment(name="weekly-retraining", cron=settings.retrain_cron, parameters=parameters)
+        )
+        err.print(
+            f"serving deployments on {url}: daily scoring '{settings.score_cron}', retraining '{settings.retrain_cron}' (Ctrl-C stops)"
+        )
         # the runner's loop on a thread: this (main) thread keeps the signals, and stops the runner
         # (its flow runs' processes included) when one comes
         thread = threading.Thread(target=asyncio.run, args=(runner.start(),), name="prefect-runner", daemon=True)
@@ -234,10 +336,19 @@ def prefect_status(as_json: bool) -> None:
     user = os.environ.get("PREFECT_API_URL")
     if user:
         state["prefect_api_url"] = user
-    human = (f"local Prefect server running at {state['url'].removesuffix('/api')} (pid {state['pid']}, since {state['started_at']}, "
-             f"stops after {state['idle_minutes']} idle minutes); database {state['database']}; log {state['log']}") if state["running"] \
+    human = (
+        (
+            f"local Prefect server running at {state['url'].removesuffix('/api')} (pid {state['pid']}, since {state['started_at']}, "
+            f"stops after {state['idle_minutes']} idle minutes); database {state['database']}; log {state['log']}"
+        )
+        if state["running"]
         else f"no local Prefect server running (state in {state['folder']}); the next pipeline command starts one"
-    emit(state, as_json, human + (f"\nnote: PREFECT_API_URL is set ({user}): pipeline commands use that server" if user else ""))
+    )
+    emit(
+        state,
+        as_json,
+        human + (f"\nnote: PREFECT_API_URL is set ({user}): pipeline commands use that server" if user else ""),
+    )
 
 
 @prefect_group.command("start")
@@ -258,12 +369,21 @@ def prefect_stop() -> None:
     from pipelines.prefect_server import server_dir, stop
 
     stopped = stop(server_dir(load_settings()))
-    err.print(f"stopped the local Prefect server at {stopped['url'].removesuffix('/api')} (pid {stopped['pid']})" if stopped
-              else "no local Prefect server was running")
+    err.print(
+        f"stopped the local Prefect server at {stopped['url'].removesuffix('/api')} (pid {stopped['pid']})"
+        if stopped
+        else "no local Prefect server was running"
+    )
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True, help="Folder for the demo's data and outputs.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("data/demo"),
+    show_default=True,
+    help="Folder for the demo's data and outputs.",
+)
 @click.option("--accounts", type=int, default=2000, show_default=True, help="Accounts in the demo customer base.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
 @click.pass_context
@@ -282,8 +402,10 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         stage = time.perf_counter()
         with progress_bar():
             simulated = simulate_flow(str(out), accounts=accounts, days=730, seed=seed)
-        err.print(f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
-                  f"simulate took {time.perf_counter() - stage:.1f}s")
+        err.print(
+            f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
+            f"simulate took {time.perf_counter() - stage:.1f}s"
+        )
         err.print("[bold]2/3 validate[/bold]")
         stage = time.perf_counter()
         ctx.invoke(validate, data=out, as_json=False)
@@ -297,7 +419,14 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
     err.print(f"    retrain flow took {time.perf_counter() - stage:.1f}s")
     aucs = ", ".join(f"{m} {v:.3f}" for m, v in result["roc_auc_90d_by_model"].items() if v is not None)
     err.print(f"  backtest 90-day ROC-AUC: {aucs}")
-    err.print(f"  {result['model']}: " + ("promoted to champion" if result["promoted"] else "not promoted (" + "; ".join(result["promotion_reasons"]) + ")"))
+    err.print(
+        f"  {result['model']}: "
+        + (
+            "promoted to champion"
+            if result["promoted"]
+            else "not promoted (" + "; ".join(result["promotion_reasons"]) + ")"
+        )
+    )
     err.print(f"  {result['accounts_scored']:,} accounts scored, {result['escalations']} escalations")
     from serving.launch import record_demo
 
@@ -310,7 +439,7 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}\n"
         f"  API: CHURN_API_TOKENS=demo-token churn serve --port 3000   (or: CHURN_API_TOKENS=demo-token make serve)\n"
         f"  then: curl -s -X POST localhost:3000/score -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' "
-        f"-d '{{\"accounts\": [{{\"account_id\": \"A000001\"}}]}}'"
+        f'-d \'{{"accounts": [{{"account_id": "A000001"}}]}}\''
     )
 
 

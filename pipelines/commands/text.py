@@ -13,8 +13,18 @@ from pipelines.console import emit, json_option
 @click.command("sentiment-train")
 @click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")
-@click.option("--label-column", default="label", show_default=True, help="Column holding negative/neutral/positive (or neg/neu/pos, -1/0/1).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Where to write the head [default: CHURN_SENTIMENT_HEAD or DATA_DIR/models/sentiment_head.json].")
+@click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="Column holding negative/neutral/positive (or neg/neu/pos, -1/0/1).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the head [default: CHURN_SENTIMENT_HEAD or DATA_DIR/models/sentiment_head.json].",
+)
 @json_option
 def sentiment_train(labels: Path, text_column: str, label_column: str, out: Path | None, as_json: bool) -> None:
     """Retrain the sentiment head on your own labelled messages (5-fold CV metrics reported)."""
@@ -25,14 +35,25 @@ def sentiment_train(labels: Path, text_column: str, label_column: str, out: Path
     settings = load_settings()
     target = out or head_path(settings)
     result = train_sentiment(labels, target, text_column=text_column, label_column=label_column, settings=settings)
-    emit(result, as_json, f"trained on {result['messages']:,} messages: 5-fold accuracy {result['cv_accuracy']:.3f}, "
-                           f"macro-F1 {result['cv_macro_f1']:.3f}; head written to {target}")
+    emit(
+        result,
+        as_json,
+        f"trained on {result['messages']:,} messages: 5-fold accuracy {result['cv_accuracy']:.3f}, "
+        f"macro-F1 {result['cv_macro_f1']:.3f}; head written to {target}",
+    )
 
 
 @click.command("sentiment-score")
-@click.option("--input", "source", type=click.Path(path_type=Path), required=True, help="CSV or Parquet file with messages.")
+@click.option(
+    "--input", "source", type=click.Path(path_type=Path), required=True, help="CSV or Parquet file with messages."
+)
 @click.option("--text-column", required=True, help="Column holding the message text.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file (.csv or .parquet): the input plus label and score.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (.csv or .parquet): the input plus label and score.",
+)
 @json_option
 def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) -> None:
     """Score messages: label (negative/neutral/positive) and score in [-1, 1]; known texts come from the cache."""
@@ -46,8 +67,12 @@ def sentiment_score(source: Path, text_column: str, out: Path, as_json: bool) ->
         result = score_file(source, out, text_column=text_column, model=load_sentiment_model(settings), cache=cache)
     finally:
         cache.close()
-    emit(result, as_json, f"scored {result['rows']:,} rows ({result['newly_scored']:,} distinct texts through the model, the rest known from the cache) "
-                           f"in {result['seconds']:.1f}s -> {out}: {result['labels']}")
+    emit(
+        result,
+        as_json,
+        f"scored {result['rows']:,} rows ({result['newly_scored']:,} distinct texts through the model, the rest known from the cache) "
+        f"in {result['seconds']:.1f}s -> {out}: {result['labels']}",
+    )
 
 
 COMMANDS = (sentiment_train, sentiment_score)

@@ -27,11 +27,22 @@ def utc(text: str) -> pd.Timestamp:
 def accounts_for(ids) -> pd.DataFrame:
     """A minimal valid accounts table, so that the ticket tables' references can be checked."""
     ids = sorted(set(ids))
-    return pd.DataFrame({
-        "account_id": ids, "name": [f"account {i}" for i in ids], "segment": "smb", "industry": "software", "region": "emea",
-        "plan": "pro", "seats": 10, "arr": 12000.0, "contract_start": utc("2020-01-01"), "billing": "annual",
-        "csm_owner": None, "exec_sponsor": False,
-    })
+    return pd.DataFrame(
+        {
+            "account_id": ids,
+            "name": [f"account {i}" for i in ids],
+            "segment": "smb",
+            "industry": "software",
+            "region": "emea",
+            "plan": "pro",
+            "seats": 10,
+            "arr": 12000.0,
+            "contract_start": utc("2020-01-01"),
+            "billing": "annual",
+            "csm_owner": None,
+            "exec_sponsor": False,
+        }
+    )
 
 
 def ticket_table_counts(tables: dict[str, pd.DataFrame]) -> dict[str, int]:

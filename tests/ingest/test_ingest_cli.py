@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-
 from pipelines.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -90,18 +90,32 @@ def test_bot_messages_on_request():
 
 def test_account_keys():
     t = read(account_id="company.company_id")["tickets"]
-    assert dict(zip(t["ticket_id"], t["account_id"])) == {"1001": "ACC-001", "1002": "ACC-002", "1004": "ACC-002"}
+    assert dict(zip(t["ticket_id"], t["account_id"], strict=True)) == {
+        "1001": "ACC-001",
+        "1002": "ACC-002",
+        "1004": "ACC-002",
+    }
     t = read(account_id="company.custom_attributes.crm_id")["tickets"]
     assert set(t["account_id"]) == {"A-1", "A-2"}
     t = read(account_id="contact.external_id")["tickets"]
-    assert dict(zip(t["ticket_id"], t["account_id"])) == {"1001": "u-alice", "1002": "u-bob", "1004": "u-carol"}
+    assert dict(zip(t["ticket_id"], t["account_id"], strict=True)) == {
+        "1001": "u-alice",
+        "1002": "u-bob",
+        "1004": "u-carol",
+    }
 
 
 def test_category_from_tags_or_an_attribute():
     t = read(category={"map": {"bug": "bug", "billing": "billing"}})["tickets"].set_index("ticket_id")
     assert t["category"].to_dict() == {"1001": "bug", "1002": "billing", "1004": "technical"}
-    t = read(category={"from": "attribute", "attribute": "Topic", "map": {"renewal": "account"}, "default": "how_to"})["tickets"]
-    assert dict(zip(t["ticket_id"], t["category"])) == {"1001": "how_to", "1002": "how_to", "1004": "account"}
+    t = read(category={"from": "attribute", "attribute": "Topic", "map": {"renewal": "account"}, "default": "how_to"})[
+        "tickets"
+    ]
+    assert dict(zip(t["ticket_id"], t["category"], strict=True)) == {
+        "1001": "how_to",
+        "1002": "how_to",
+        "1004": "account",
+    }
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -126,7 +140,9 @@ def one_line_error(base: Path, **options) -> str:
 
 
 def test_a_bad_part_time_names_the_part(copy):
-    _edit_conversation(copy, "1001", lambda c: c["conversation_parts"]["conversation_parts"][2].update(created_at="yesterday"))
+    _edit_conversation(
+        copy, "1001", lambda c: c["conversation_parts"]["conversation_parts"][2].update(created_at="yesterday")
+    )
     assert one_line_error(copy) == (
         "intercom/conversations.jsonl conversation part 7003: field 'created_at' value 'yesterday' is not a timestamp "
         "(expected ISO 8601 or epoch seconds)"
@@ -135,7 +151,9 @@ def test_a_bad_part_time_names_the_part(copy):
 
 def test_a_rating_out_of_range(copy):
     _edit_conversation(copy, "1004", lambda c: c["conversation_rating"].update(rating=7))
-    assert one_line_error(copy).startswith("intercom/conversations.jsonl conversation 1004: field 'conversation_rating.rating' value 7")
+    assert one_line_error(copy).startswith(
+        "intercom/conversations.jsonl conversation 1004: field 'conversation_rating.rating' value 7"
+    )
 
 
 def test_an_unmapped_priority(copy):

@@ -29,22 +29,37 @@ def test_a_misspelt_key_names_where_it_is_and_what_was_meant(tmp_path):
 
 
 def test_an_unknown_section_table_or_column_is_named(tmp_path):
-    assert problem(tmp_path, "event:\n  source: e.csv\n").startswith("unknown key 'event'; expected one of tables, events, zendesk")
-    assert "unknown table 'acounts'; expected one of accounts, usage_daily" in problem(tmp_path, "tables:\n  acounts:\n" + GOOD_TABLE)
+    assert problem(tmp_path, "event:\n  source: e.csv\n").startswith(
+        "unknown key 'event'; expected one of tables, events, zendesk"
+    )
+    assert "unknown table 'acounts'; expected one of accounts, usage_daily" in problem(
+        tmp_path, "tables:\n  acounts:\n" + GOOD_TABLE
+    )
     message = problem(tmp_path, "tables:\n  accounts:\n" + GOOD_TABLE + "    values: {annual_revenue: {a: b}}\n")
-    assert message.startswith("tables.accounts.values.annual_revenue: not a column of accounts; expected one of account_id, name")
+    assert message.startswith(
+        "tables.accounts.values.annual_revenue: not a column of accounts; expected one of account_id, name"
+    )
 
 
 def test_bad_values_of_known_keys(tmp_path):
     assert problem(tmp_path, "tables:\n  accounts:\n" + GOOD_TABLE + "    timezone: Mars/Olympus\n").startswith(
-        "tables.accounts.timezone: unknown time zone 'Mars/Olympus'")
+        "tables.accounts.timezone: unknown time zone 'Mars/Olympus'"
+    )
     assert problem(tmp_path, "tables:\n  accounts:\n" + GOOD_TABLE + "    unit: pennies\n").startswith(
-        "tables.accounts.unit: Input should be 'dollars' or 'cents'")
-    assert "url 'sqlite:///crm.db' needs a query" in problem(tmp_path, "tables:\n  churn:\n    source: {url: 'sqlite:///crm.db'}\n")
-    assert problem(tmp_path, "events:\n  source: e.csv\n  quiet_days: maybe\n").startswith("events.quiet_days: Input should be")
+        "tables.accounts.unit: Input should be 'dollars' or 'cents'"
+    )
+    assert "url 'sqlite:///crm.db' needs a query" in problem(
+        tmp_path, "tables:\n  churn:\n    source: {url: 'sqlite:///crm.db'}\n"
+    )
+    assert problem(tmp_path, "events:\n  source: e.csv\n  quiet_days: maybe\n").startswith(
+        "events.quiet_days: Input should be"
+    )
     assert problem(tmp_path, "tables:\n  accounts:\n" + GOOD_TABLE + "outside_contract: keep\n").startswith(
-        "outside_contract: Input should be 'drop' or 'error'")
-    assert "events.counts: 'logins': expected a new column name" in problem(tmp_path, "events:\n  source: e.csv\n  counts: {logins: [x]}\n")
+        "outside_contract: Input should be 'drop' or 'error'"
+    )
+    assert "events.counts: 'logins': expected a new column name" in problem(
+        tmp_path, "events:\n  source: e.csv\n  counts: {logins: [x]}\n"
+    )
 
 
 def test_not_yaml_or_empty(tmp_path):
@@ -62,7 +77,9 @@ def test_usage_from_two_places_is_refused(tmp_path):
 def test_yes_and_no_stay_text_in_value_maps(tmp_path):
     # YAML 1.1 would read the keys Yes/No as booleans and never match the cells "Yes"/"No"
     path = tmp_path / "mapping.yaml"
-    path.write_text("tables:\n  accounts:\n" + GOOD_TABLE + "    values: {exec_sponsor: {Yes: true, No: false, 1: true}}\n")
+    path.write_text(
+        "tables:\n  accounts:\n" + GOOD_TABLE + "    values: {exec_sponsor: {Yes: true, No: false, 1: true}}\n"
+    )
     mapping = load_mapping(path)
     assert mapping.tables["accounts"].values["exec_sponsor"] == {"Yes": True, "No": False, "1": True}
     assert mapping.tables["accounts"].source.path == "accounts.csv"
@@ -72,7 +89,9 @@ def test_yes_and_no_stay_text_in_value_maps(tmp_path):
 def test_the_documented_example_is_a_valid_mapping():
     example = Path(__file__).parent / "fixtures" / "mapping_example.yaml"
     mapping = load_mapping(example)
-    assert set(mapping.tables) == {"accounts", "churn"} and mapping.events.counts == {"exports": ["Export Run", "CSV Downloaded"]}
+    assert set(mapping.tables) == {"accounts", "churn"} and mapping.events.counts == {
+        "exports": ["Export Run", "CSV Downloaded"]
+    }
     assert mapping.tables["accounts"].values["exec_sponsor"] == {"Yes": True, "No": False}
     assert mapping.zendesk == {"folder": "zendesk"} and mapping.outside_contract == "drop"
     from ingest.stripe import StripeSource

@@ -60,7 +60,8 @@ def test_every_term_is_a_contract_term():
 
 
 def test_only_customers_who_paid_are_accounts(accounts):
-    assert sorted(accounts.index) == ["cus_A", "cus_B", "cus_C", "cus_D", "cus_E", "cus_G", "cus_H", "cus_I", "cus_J"]  # cus_F: trial only
+    # cus_F: trial only
+    assert sorted(accounts.index) == ["cus_A", "cus_B", "cus_C", "cus_D", "cus_E", "cus_G", "cus_H", "cus_I", "cus_J"]
 
 
 def test_cents_to_usd_annualised_at_contract(accounts):
@@ -82,18 +83,25 @@ def test_a_trial_is_not_the_contract(accounts):
 
 
 def test_fields_stripe_does_not_know(accounts):
-    assert accounts.loc["cus_A", ["segment", "industry", "region", "csm_owner"]].tolist() == ["enterprise", "manufacturing", "DE", "dana"]
+    assert accounts.loc["cus_A", ["segment", "industry", "region", "csm_owner"]].tolist() == [
+        "enterprise",
+        "manufacturing",
+        "DE",
+        "dana",
+    ]
     assert accounts.loc["cus_C", ["segment", "industry", "region"]].tolist() == ["unknown", "unknown", "unknown"]
     assert pd.isna(accounts.loc["cus_C", "csm_owner"]) and not accounts["exec_sponsor"].any()
     assert accounts.loc["cus_G", "name"] == "cus_G"  # a deleted customer keeps its history
-    overridden = read(segment="enterprise", exec_sponsor=True, plan={"field": "metadata.segment"})["accounts"].set_index("account_id")
+    overridden = read(segment="enterprise", exec_sponsor=True, plan={"field": "metadata.segment"})[
+        "accounts"
+    ].set_index("account_id")
     assert set(overridden["segment"]) == {"enterprise"} and overridden["exec_sponsor"].all()
     # a customer field first, else the price's nickname
     assert overridden.loc["cus_A", "plan"] == "enterprise" and overridden.loc["cus_C", "plan"] == "Growth quarterly"
 
 
 def test_churn(tables):
-    churn = dict(zip(tables["churn"]["account_id"], tables["churn"]["churned_at"]))
+    churn = dict(zip(tables["churn"]["account_id"], tables["churn"]["churned_at"], strict=True))
     # cancel_at_period_end: churned when the period ended, not on the day it was asked for (2024-02-10)
     assert churn == {"cus_D": utc("2024-03-01"), "cus_G": utc("2023-12-01")}
     # cus_E left and came back; cus_I switched plans; cus_H is scheduled to cancel but still live
@@ -112,14 +120,24 @@ def test_arr_changes_and_billing_events(tables):
         ("upgrade", utc("2023-09-15"), pytest.approx(1200.0)),  # an add-on subscription
     ]
     assert events_of(tables, "cus_E") == [("billing_dispute", utc("2024-01-05"), None)]  # through the charges export
-    assert events_of(tables, "cus_I") == [("upgrade", utc("2023-10-01 12:00:30"), pytest.approx(1200.0))]  # a plan switch
+    # a plan switch
+    assert events_of(tables, "cus_I") == [("upgrade", utc("2023-10-01 12:00:30"), pytest.approx(1200.0))]
     assert events_of(tables, "cus_H") == []  # a failed one-off invoice before the contract started
 
 
 def test_accounts_from_customer_metadata(caplog):
     with caplog.at_level("WARNING"):
         out = read(account_id="customer.metadata.account_id")
-    assert sorted(out["accounts"]["account_id"]) == ["ACC-001", "ACC-002", "ACC-003", "ACC-004", "ACC-005", "ACC-008", "ACC-009", "ACC-010"]
+    assert sorted(out["accounts"]["account_id"]) == [
+        "ACC-001",
+        "ACC-002",
+        "ACC-003",
+        "ACC-004",
+        "ACC-005",
+        "ACC-008",
+        "ACC-009",
+        "ACC-010",
+    ]
     assert list(out["churn"]["account_id"]) == ["ACC-004"]
     assert "cus_G" in caplog.text  # the deleted customer has no account id: left out, and said so
     validate_tables(out, tables=BILLING_TABLES)
@@ -132,11 +150,14 @@ def test_a_plan_switch_needs_the_gap():
 
 def test_the_timeline_on_its_own():
     at = [utc("2024-01-01"), utc("2024-02-01"), utc("2024-02-01 00:00:10"), utc("2024-06-01"), utc("2024-09-01")]
-    points = pd.DataFrame({"account_id": "a", "at": at, "live": [1, -1, 1, -1, 1], "d_arr": [100.0, -100.0, 150.0, -150.0, 90.0]})
+    points = pd.DataFrame(
+        {"account_id": "a", "at": at, "live": [1, -1, 1, -1, 1], "d_arr": [100.0, -100.0, 150.0, -150.0, 90.0]}
+    )
     out = arr_changes(points, switch_gap_days=1)
     assert out["start"].tolist() == [True, False, False, True]
     assert out["change"].tolist() == [False, True, False, False] and out.loc[1, "d_arr"] == 50.0
-    assert out["end"].tolist() == [False, False, True, False]  # an end with a later start: not the last row, so no churn
+    # an end with a later start: not the last row, so no churn
+    assert out["end"].tolist() == [False, False, True, False]
 
 
 def test_the_mapper_leaves_its_inputs_alone():
@@ -174,7 +195,9 @@ def test_a_currency_without_a_rate_is_named(copy):
 
 
 def test_a_first_subscription_on_no_contract_term(copy):
-    _edit_subscription(copy, "sub_C1", lambda s: s["items"]["data"][0]["price"]["recurring"].update(interval="week", interval_count=2))
+    _edit_subscription(
+        copy, "sub_C1", lambda s: s["items"]["data"][0]["price"]["recurring"].update(interval="week", interval_count=2)
+    )
     assert one_line_error(copy) == (
         "stripe/subscriptions/page-1.json subscription sub_C1: field 'price.recurring' value 'every 2 week' is not a contract term; "
         "expected one of (months per period): monthly (1), quarterly (3), semiannual (6), annual (12), biennial (24), triennial (36)"

@@ -41,8 +41,16 @@ def mapped_accounts(folder: Path, source: object) -> pd.DataFrame:
 
     from ingest.mapping import load_mapping
 
-    text = yaml.safe_dump({"tables": {"accounts": {**yaml.safe_load((FIXTURES / "crm" / "mapping.yaml").read_text())["tables"]["accounts"],
-                                                   "source": source}}})
+    text = yaml.safe_dump(
+        {
+            "tables": {
+                "accounts": {
+                    **yaml.safe_load((FIXTURES / "crm" / "mapping.yaml").read_text())["tables"]["accounts"],
+                    "source": source,
+                }
+            }
+        }
+    )
     # PyYAML's dump quotes Yes/No, so the value map survives the round trip
     (folder / "variant.yaml").write_text(text)
     spec = load_mapping(folder / "variant.yaml").tables["accounts"]
@@ -72,7 +80,9 @@ def test_the_same_export_from_parquet_and_from_a_sql_query(tmp_path):
     raw.to_parquet(folder / "accounts.parquet", index=False)
     pd.testing.assert_frame_equal(mapped_accounts(folder, "accounts.parquet"), expected)
     with sqlite3.connect(folder / "crm.db") as db:
-        raw.assign(Seats__c=raw["Seats__c"].astype(int), AnnualRevenue=raw["AnnualRevenue"].astype(float)).to_sql("Account", db, index=False)
+        raw.assign(Seats__c=raw["Seats__c"].astype(int), AnnualRevenue=raw["AnnualRevenue"].astype(float)).to_sql(
+            "Account", db, index=False
+        )
     # a relative sqlite path is next to the mapping file, as every path in it is
     query = {"url": "sqlite:///crm.db", "query": 'SELECT * FROM "Account" ORDER BY "Account.Id"'}
     pd.testing.assert_frame_equal(mapped_accounts(folder, query), expected)
@@ -82,10 +92,16 @@ def test_a_whole_run_with_churn_from_a_sql_query(tmp_path):
     folder = crm_folder(tmp_path)
     with sqlite3.connect(folder / "crm.db") as db:
         db.execute("CREATE TABLE Opportunity (AccountId TEXT, StageName TEXT, CloseDate TEXT)")
-        db.executemany("INSERT INTO Opportunity VALUES (?, ?, ?)", [("0015g00000FgHiJ", "Closed Lost", "2024-03-01"),
-                                                                     ("0015g00000AbCdE", "Closed Won", "2024-01-15")])
-    pd.DataFrame({"account_id": ["0015g00000AbCdE"], "date": ["2024-02-01"], "logins": ["3"]}).to_csv(folder / "usage.csv", index=False)
-    (folder / "mapping.yaml").write_text((folder / "mapping.yaml").read_text() + """
+        db.executemany(
+            "INSERT INTO Opportunity VALUES (?, ?, ?)",
+            [("0015g00000FgHiJ", "Closed Lost", "2024-03-01"), ("0015g00000AbCdE", "Closed Won", "2024-01-15")],
+        )
+    pd.DataFrame({"account_id": ["0015g00000AbCdE"], "date": ["2024-02-01"], "logins": ["3"]}).to_csv(
+        folder / "usage.csv", index=False
+    )
+    (folder / "mapping.yaml").write_text(
+        (folder / "mapping.yaml").read_text()
+        + """
   churn:
     source:
       url: sqlite:///crm.db
@@ -93,7 +109,8 @@ def test_a_whole_run_with_churn_from_a_sql_query(tmp_path):
     columns: {account_id: AccountId, churned_at: CloseDate}
   usage_daily:
     source: usage.csv
-""")
+"""
+    )
     summary = run_ingest(folder / "mapping.yaml", tmp_path / "out")
     churn = pd.read_parquet(tmp_path / "out" / "churn.parquet")
     assert churn.to_dict("records") == [{"account_id": "0015g00000FgHiJ", "churned_at": utc("2024-03-01")}]
@@ -108,15 +125,36 @@ def frame(**columns) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(values, dtype="str") for name, values in columns.items()})
 
 
-ACCOUNT_ROW = dict(Id=["A1", "A2"], Name=["Acme", "Globex"], Rev=["1200050", "99"], Start=["2024-01-02", "2024-03-10 02:30"])
+ACCOUNT_ROW = dict(
+    Id=["A1", "A2"], Name=["Acme", "Globex"], Rev=["1200050", "99"], Start=["2024-01-02", "2024-03-10 02:30"]
+)
 
 
 def test_constants_defaults_cents_date_format_and_time_zone():
-    spec = TableSpec.model_validate({
-        "source": "x.csv", "columns": {"account_id": "Id", "name": "Name", "arr": "Rev", "contract_start": "Start", "csm_owner": "Owner"},
-        "constants": {"segment": "smb", "industry": "software", "region": "emea", "plan": "pro", "seats": 5, "billing": 12,
-                      "exec_sponsor": False},
-        "defaults": {"csm_owner": "unassigned"}, "unit": "cents", "timezone": "America/New_York"})
+    spec = TableSpec.model_validate(
+        {
+            "source": "x.csv",
+            "columns": {
+                "account_id": "Id",
+                "name": "Name",
+                "arr": "Rev",
+                "contract_start": "Start",
+                "csm_owner": "Owner",
+            },
+            "constants": {
+                "segment": "smb",
+                "industry": "software",
+                "region": "emea",
+                "plan": "pro",
+                "seats": 5,
+                "billing": 12,
+                "exec_sponsor": False,
+            },
+            "defaults": {"csm_owner": "unassigned"},
+            "unit": "cents",
+            "timezone": "America/New_York",
+        }
+    )
     raw = frame(**ACCOUNT_ROW, Owner=["Ann", " "])
     out = map_table(raw, spec, "accounts", "crm.csv").frame
     clean = validate_tables({"accounts": out}, tables=("accounts",))["accounts"]
@@ -129,12 +167,19 @@ def test_constants_defaults_cents_date_format_and_time_zone():
 
 
 def test_a_missing_column_is_one_message_naming_file_column_and_key():
-    spec = TableSpec.model_validate({"source": "crm.csv", "columns": {"account_id": "Account.Id", "arr": "AnnualRevenue"}})
+    spec = TableSpec.model_validate(
+        {"source": "crm.csv", "columns": {"account_id": "Account.Id", "arr": "AnnualRevenue"}}
+    )
     with pytest.raises(InputError) as caught:
         map_table(frame(Id=["1"]), spec, "accounts", "crm.csv")
-    assert str(caught.value) == "crm.csv: no column 'Account.Id' (named in tables.accounts.columns.account_id); found: Id"
+    assert (
+        str(caught.value) == "crm.csv: no column 'Account.Id' (named in tables.accounts.columns.account_id); found: Id"
+    )
     spec = TableSpec.model_validate({"source": "crm.csv", "columns": {"account_id": "Id"}})
-    with pytest.raises(InputError, match=r"^crm.csv: nothing gives accounts.name, accounts.segment, .* accounts.exec_sponsor; map a source "):
+    with pytest.raises(
+        InputError,
+        match=r"^crm.csv: nothing gives accounts.name, accounts.segment, .* accounts.exec_sponsor; map a source ",
+    ):
         map_table(frame(Id=["1"]), spec, "accounts", "crm.csv")
 
 
@@ -144,18 +189,27 @@ def test_a_bad_value_names_file_row_column_and_value():
     with pytest.raises(InputError) as caught:
         map_table(raw, spec, "churn", "crm.csv")
     assert str(caught.value) == "crm.csv row 3: column 'Closed' value 'yesterday' is not a timestamp (and 1 more rows)"
-    cents = TableSpec.model_validate({"source": "crm.csv", "columns": {"account_id": "Id", "at": "At", "kind": "K", "value": "V"},
-                                      "unit": "cents"})
+    cents = TableSpec.model_validate(
+        {"source": "crm.csv", "columns": {"account_id": "Id", "at": "At", "kind": "K", "value": "V"}, "unit": "cents"}
+    )
     with pytest.raises(InputError, match=r"^crm.csv row 2: column 'V' value '12,50' is not an amount in cents$"):
-        map_table(frame(Id=["A1", "A1"], At=["2024-01-01", "2024-01-02"], K=["upgrade", "upgrade"], V=["100", "12,50"]), cents,
-                  "account_events", "crm.csv")
+        map_table(
+            frame(Id=["A1", "A1"], At=["2024-01-01", "2024-01-02"], K=["upgrade", "upgrade"], V=["100", "12,50"]),
+            cents,
+            "account_events",
+            "crm.csv",
+        )
 
 
 def test_values_the_contract_refuses_are_all_reported_at_once(tmp_path):
     folder = crm_folder(tmp_path)
-    text = (folder / "accounts.csv").read_text().replace(",10,12000,", ",ten,12000,").replace(",Monthly,", ",Fortnightly,")
+    text = (
+        (folder / "accounts.csv").read_text().replace(",10,12000,", ",ten,12000,").replace(",Monthly,", ",Fortnightly,")
+    )
     (folder / "accounts.csv").write_text(text)
-    pd.DataFrame({"account_id": ["0015g00000AbCdE"], "date": ["2024-02-01"], "logins": ["3"]}).to_csv(folder / "usage.csv", index=False)
+    pd.DataFrame({"account_id": ["0015g00000AbCdE"], "date": ["2024-02-01"], "logins": ["3"]}).to_csv(
+        folder / "usage.csv", index=False
+    )
     (folder / "mapping.yaml").write_text((folder / "mapping.yaml").read_text() + "  usage_daily: {source: usage.csv}\n")
     with pytest.raises(ContractError) as caught:
         run_ingest(folder / "mapping.yaml", tmp_path / "out")
@@ -166,8 +220,9 @@ def test_values_the_contract_refuses_are_all_reported_at_once(tmp_path):
 
 
 def test_unmapped_source_columns_are_dropped_and_keep_carries_extras(tmp_path):
-    spec = TableSpec.model_validate({"source": "u.csv", "columns": {"account_id": "acct", "date": "day", "logins": "n_logins"},
-                                     "keep": ["exports"]})
+    spec = TableSpec.model_validate(
+        {"source": "u.csv", "columns": {"account_id": "acct", "date": "day", "logins": "n_logins"}, "keep": ["exports"]}
+    )
     raw = frame(acct=["A1"], day=["2024-02-01"], n_logins=["4"], exports=["7"], notes=["call back"])
     out = map_table(raw, spec, "usage_daily", "u.csv").frame
     assert list(out.columns) == ["account_id", "date", "logins", "exports"]

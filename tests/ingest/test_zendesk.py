@@ -45,10 +45,14 @@ def test_the_tables_meet_the_contracts(tables):
 
 def test_merged_deleted_and_unmapped_tickets_are_left_out(tables, caplog):
     assert sorted(tables["tickets"]["ticket_id"]) == ["1042", "1043", "1044", "1048", "1049"]
-    assert not {"1045", "1046", "1047"} & (set(tables["ticket_events"]["ticket_id"]) | set(tables["ticket_messages"]["ticket_id"]))
+    assert not {"1045", "1046", "1047"} & (
+        set(tables["ticket_events"]["ticket_id"]) | set(tables["ticket_messages"]["ticket_id"])
+    )
     with caplog.at_level("WARNING"):
         read()
-    assert "merged into another ticket): 1045" in caplog.text and "deleted): 1047" in caplog.text and "1046" in caplog.text
+    assert (
+        "merged into another ticket): 1045" in caplog.text and "deleted): 1047" in caplog.text and "1046" in caplog.text
+    )
 
 
 def test_ticket_fields(tables):
@@ -57,9 +61,21 @@ def test_ticket_fields(tables):
     assert t.loc["1042", "created_at"] == utc("2024-03-04 08:15")
     assert t.loc["1048", "created_at"] == utc("2024-03-15 23:45")
     assert t.loc["1049", "created_at"] == utc("2024-03-20 05:00")
-    assert t["priority"].to_dict() == {"1042": "high", "1043": "normal", "1044": "low", "1048": "urgent", "1049": "normal"}
+    assert t["priority"].to_dict() == {
+        "1042": "high",
+        "1043": "normal",
+        "1044": "low",
+        "1048": "urgent",
+        "1049": "normal",
+    }
     assert t["channel"].to_dict() == {"1042": "email", "1043": "web", "1044": "chat", "1048": "phone", "1049": "web"}
-    assert t["category"].to_dict() == {"1042": "bug", "1043": "technical", "1044": "how_to", "1048": "technical", "1049": "technical"}
+    assert t["category"].to_dict() == {
+        "1042": "bug",
+        "1043": "technical",
+        "1044": "how_to",
+        "1048": "technical",
+        "1049": "technical",
+    }
     assert t["account_id"].to_dict() == {"1042": "501", "1043": "502", "1044": "501", "1048": "502", "1049": "503"}
 
 
@@ -83,7 +99,10 @@ def test_closing_a_solved_ticket_is_not_a_second_resolution(tables):
 
 
 def test_one_update_moving_group_and_assignee_is_one_transfer_and_a_first_assignment_none(tables):
-    assert events_of(tables, "1048") == [("first_response", utc("2024-03-16 01:00"), None), ("transferred", utc("2024-03-16 08:00"), None)]
+    assert events_of(tables, "1048") == [
+        ("first_response", utc("2024-03-16 01:00"), None),
+        ("transferred", utc("2024-03-16 08:00"), None),
+    ]
 
 
 def test_offered_and_unoffered_ratings_are_no_answer(tables):
@@ -128,23 +147,56 @@ def test_the_mapper_leaves_its_inputs_alone():
 
 
 def test_category_from_tags_or_a_custom_field():
-    by_tags = read(category={"from": "tags", "map": {"billing_question": "billing", "sso": "security", "login": "account",
-                                                      "feature_request": "feature_request"}})["tickets"].set_index("ticket_id")
-    assert by_tags["category"].to_dict() == {"1042": "security", "1043": "billing", "1044": "technical", "1048": "technical",
-                                             "1049": "feature_request"}
-    by_field = read(category={"from": "field", "field_id": 360001, "map": {"billing_question": "billing", "reporting": "how_to"},
-                              "default": "technical"})["tickets"].set_index("ticket_id")
+    by_tags = read(
+        category={
+            "from": "tags",
+            "map": {
+                "billing_question": "billing",
+                "sso": "security",
+                "login": "account",
+                "feature_request": "feature_request",
+            },
+        }
+    )["tickets"].set_index("ticket_id")
+    assert by_tags["category"].to_dict() == {
+        "1042": "security",
+        "1043": "billing",
+        "1044": "technical",
+        "1048": "technical",
+        "1049": "feature_request",
+    }
+    by_field = read(
+        category={
+            "from": "field",
+            "field_id": 360001,
+            "map": {"billing_question": "billing", "reporting": "how_to"},
+            "default": "technical",
+        }
+    )["tickets"].set_index("ticket_id")
     assert by_field.loc["1043", "category"] == "billing" and by_field.loc["1044", "category"] == "how_to"
 
 
 def test_priority_from_a_custom_field():
-    t = read(priority={"field_id": 360002, "map": {"sev1": "urgent", "sev2": "high", "sev4": "low"}})["tickets"].set_index("ticket_id")
-    assert t["priority"].to_dict() == {"1042": "high", "1043": "normal", "1044": "low", "1048": "urgent", "1049": "normal"}
+    t = read(priority={"field_id": 360002, "map": {"sev1": "urgent", "sev2": "high", "sev4": "low"}})[
+        "tickets"
+    ].set_index("ticket_id")
+    assert t["priority"].to_dict() == {
+        "1042": "high",
+        "1043": "normal",
+        "1044": "low",
+        "1048": "urgent",
+        "1049": "normal",
+    }
 
 
 def test_account_from_an_organisation_field():
     t = read(account_id="organization.external_id")["tickets"]
-    assert dict(zip(t["ticket_id"], t["account_id"])) == {"1042": "ACC-001", "1043": "ACC-002", "1044": "ACC-001", "1048": "ACC-002"}
+    assert dict(zip(t["ticket_id"], t["account_id"], strict=True)) == {
+        "1042": "ACC-001",
+        "1043": "ACC-002",
+        "1044": "ACC-001",
+        "1048": "ACC-002",
+    }
     t = read(account_id="organization.organization_fields.account_number")["tickets"]
     assert set(t["account_id"]) == {"A-1", "A-2", "A-3"}
     with pytest.raises(InputError, match="zendesk.account_id: 'organization.organization_fields.crm'.*no organization"):
@@ -188,22 +240,31 @@ def test_a_bad_comment_time(copy):
     page = json.loads(path.read_text())
     page["comments"][2]["created_at"] = "2024-13-45"
     path.write_text(json.dumps(page))
-    assert one_line_error(copy).startswith("zendesk/comments/1042.json comment 10423: field 'created_at' value '2024-13-45' is not")
+    assert one_line_error(copy).startswith(
+        "zendesk/comments/1042.json comment 10423: field 'created_at' value '2024-13-45' is not"
+    )
 
 
 def test_an_unmapped_priority(copy):
     _edit(copy / "zendesk/tickets/page-2.json", "tickets", 1048, "priority", "p0")
-    assert one_line_error(copy).startswith("zendesk/tickets/page-2.json ticket 1048: field 'priority' value 'p0' is not a priority")
+    assert one_line_error(copy).startswith(
+        "zendesk/tickets/page-2.json ticket 1048: field 'priority' value 'p0' is not a priority"
+    )
 
 
 def test_a_comment_without_its_ticket(copy):
-    (copy / "zendesk/comments/extra.json").write_text(json.dumps([{"id": 1, "author_id": 9001, "body": "hi", "created_at": "2024-03-04T10:00:00Z"}]))
+    (copy / "zendesk/comments/extra.json").write_text(
+        json.dumps([{"id": 1, "author_id": 9001, "body": "hi", "created_at": "2024-03-04T10:00:00Z"}])
+    )
     assert one_line_error(copy) == "zendesk/comments/extra.json comment 1: field 'ticket_id' is missing"
 
 
 def test_broken_json_and_missing_files(copy):
     (copy / "zendesk/users.json").write_text('{"users": [{"id": 1,}]}')
-    assert one_line_error(copy) == "zendesk/users.json: not valid JSON (Expecting property name enclosed in double quotes at line 1 column 21)"
+    assert (
+        one_line_error(copy)
+        == "zendesk/users.json: not valid JSON (Expecting property name enclosed in double quotes at line 1 column 21)"
+    )
     assert "zendesk.users: " in one_line_error(copy, users="people.json")
 
 

@@ -40,13 +40,19 @@ def base(environment):
     (tests/integration/test_serving.py has one) would register BentoML's metrics twice."""
     from serving.process import running_server
 
-    with running_server({**environment["env"], "BENTOML_HOME": str(environment["root"] / "bentoml")}, timeout=180) as url:
+    with running_server(
+        {**environment["env"], "BENTOML_HOME": str(environment["root"] / "bentoml")}, timeout=180
+    ) as url:
         yield url
 
 
 def _post(base: str, path: str, body: dict, headers: dict) -> tuple[int, str]:
-    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()
@@ -63,7 +69,9 @@ def cli(environment, capsys):
     def run(*args: str):
         code = main([*args, "--json"])
         out, err = capsys.readouterr()
-        message = next((line.removeprefix("error: ") for line in reversed(err.splitlines()) if line.startswith("error: ")), None)
+        message = next(
+            (line.removeprefix("error: ") for line in reversed(err.splitlines()) if line.startswith("error: ")), None
+        )
         return code, (json.loads(out) if out.strip() else None), message
 
     return run
@@ -97,11 +105,16 @@ def test_the_api_and_the_cli_give_the_same_answers(environment, api, cli):
     fresh = _record(environment, "LC-2", window=240, queue="cs-standard", ago=HOUR)
     third = _record(environment, "LC-3", window=240, queue="cs-standard", ago=HOUR)
 
-    reads = [(("escalations", "list"), ("/escalations", {})),
-             (("escalations", "list", "--overdue"), ("/escalations", {"overdue": True})),
-             (("escalations", "list", "--queue", "cs-priority", "--owner", "Laura Chen"), ("/escalations", {"queue": "cs-priority", "owner": "Laura Chen"})),
-             (("escalations", "show", str(late)), ("/escalation", {"escalation_id": late})),
-             (("follow-ups", "list"), ("/follow_ups", {}))]
+    reads = [
+        (("escalations", "list"), ("/escalations", {})),
+        (("escalations", "list", "--overdue"), ("/escalations", {"overdue": True})),
+        (
+            ("escalations", "list", "--queue", "cs-priority", "--owner", "Laura Chen"),
+            ("/escalations", {"queue": "cs-priority", "owner": "Laura Chen"}),
+        ),
+        (("escalations", "show", str(late)), ("/escalation", {"escalation_id": late})),
+        (("follow-ups", "list"), ("/follow_ups", {})),
+    ]
 
     def same_reads() -> None:
         for args, (path, body) in reads:
@@ -112,10 +125,16 @@ def test_the_api_and_the_cli_give_the_same_answers(environment, api, cli):
 
     same_reads()
     listed = api("/escalations")[1]
-    assert {late, fresh, third} <= {e["id"] for e in listed["escalations"]} and listed["count"] == len(listed["escalations"])
+    assert {late, fresh, third} <= {e["id"] for e in listed["escalations"]} and listed["count"] == len(
+        listed["escalations"]
+    )
     assert [e["id"] for e in api("/escalations", overdue=True)[1]["escalations"]] == [late]
     shown = api("/escalation", escalation_id=late)[1]["escalation"]
-    assert shown["package"] == PACKAGE and shown["overdue"] is True and [c["to_status"] for c in shown["history"]] == ["open"]
+    assert (
+        shown["package"] == PACKAGE
+        and shown["overdue"] is True
+        and [c["to_status"] for c in shown["history"]] == ["open"]
+    )
     assert dt.datetime.fromisoformat(shown["respond_by"]).tzinfo is not None  # ISO 8601 with its offset, in both
 
     # changes: one made through the API, one through the CLI; each side then shows the other's
@@ -123,19 +142,30 @@ def test_the_api_and_the_cli_give_the_same_answers(environment, api, cli):
     assert status == 200 and acked["escalation"]["status"] == "acknowledged"
     assert acked["escalation"] == _row_of(cli("escalations", "show", str(late))[1]["escalation"], acked["escalation"])
     code, acked_cli, _ = cli("escalations", "ack", str(fresh), "--by", "Sam Ortiz")
-    assert code == 0 and acked_cli["escalation"] == _row_of(api("/escalation", escalation_id=fresh)[1]["escalation"], acked_cli["escalation"])
+    assert code == 0 and acked_cli["escalation"] == _row_of(
+        api("/escalation", escalation_id=fresh)[1]["escalation"], acked_cli["escalation"]
+    )
     assert api("/escalations", overdue=True)[1]["count"] == 0
     same_reads()
 
     status, resolved = api("/resolve", escalation_id=late, outcome="saved", by="Sam Ortiz", note="renewal signed")
-    assert status == 200 and (resolved["escalation"]["status"], resolved["escalation"]["outcome"]) == ("resolved", "saved")
-    assert resolved["escalation"] == _row_of(cli("escalations", "show", str(late))[1]["escalation"], resolved["escalation"])
+    assert status == 200 and (resolved["escalation"]["status"], resolved["escalation"]["outcome"]) == (
+        "resolved",
+        "saved",
+    )
+    assert resolved["escalation"] == _row_of(
+        cli("escalations", "show", str(late))[1]["escalation"], resolved["escalation"]
+    )
     code, resolved_cli, _ = cli("escalations", "resolve", str(fresh), "--outcome", "not_at_risk", "--by", "Laura Chen")
-    assert code == 0 and resolved_cli["escalation"] == _row_of(api("/escalation", escalation_id=fresh)[1]["escalation"], resolved_cli["escalation"])
+    assert code == 0 and resolved_cli["escalation"] == _row_of(
+        api("/escalation", escalation_id=fresh)[1]["escalation"], resolved_cli["escalation"]
+    )
     history = api("/escalation", escalation_id=late)[1]["escalation"]["history"]
     assert [(c["from_status"], c["to_status"], c["actor"], c["outcome"], c["note"]) for c in history] == [
-        (None, "open", "policy", None, "risk (policy test)"), ("open", "acknowledged", "Laura Chen", None, "calling them now"),
-        ("acknowledged", "resolved", "Sam Ortiz", "saved", "renewal signed")]
+        (None, "open", "policy", None, "risk (policy test)"),
+        ("open", "acknowledged", "Laura Chen", None, "calling them now"),
+        ("acknowledged", "resolved", "Sam Ortiz", "saved", "renewal signed"),
+    ]
     same_reads()
 
     # follow-ups: the resolved ones' were closed; the third's is done through the API, as the CLI would answer
@@ -143,7 +173,10 @@ def test_the_api_and_the_cli_give_the_same_answers(environment, api, cli):
     assert third in {f["escalation_id"] for f in pending} and not {late, fresh} & {f["escalation_id"] for f in pending}
     due_by = (dt.datetime.now(dt.UTC) + 25 * HOUR).isoformat()
     assert api("/follow_ups", due_by=due_by) == (200, cli("follow-ups", "list", "--due-by", due_by)[1])
-    assert api("/follow_ups", due_by=dt.datetime.now(dt.UTC).isoformat())[1]["count"] == cli("follow-ups", "list", "--due")[1]["count"]
+    assert (
+        api("/follow_ups", due_by=dt.datetime.now(dt.UTC).isoformat())[1]["count"]
+        == cli("follow-ups", "list", "--due")[1]["count"]
+    )
     status, done = api("/follow_up_done", escalation_id=third, by="Laura Chen")
     assert (status, done) == (200, {"escalation_id": third, "done": 1, "by": "Laura Chen"})
     code, _, err = cli("follow-ups", "done", str(third), "--by", "Laura Chen")
@@ -157,19 +190,28 @@ def test_errors_name_the_field_and_unknown_escalations_are_404(environment, api,
     assert _post(base, "/escalations", {}, {})[0] == 401
     assert _post(base, "/acknowledge", {"escalation_id": known, "by": "x"}, {"Authorization": "Bearer nope"})[0] == 401
 
-    for path, body in (("/escalation", {"escalation_id": 424242}), ("/acknowledge", {"escalation_id": 424242, "by": "Sam"}),
-                       ("/resolve", {"escalation_id": 424242, "outcome": "saved", "by": "Sam"}),
-                       ("/follow_up_done", {"escalation_id": 424242, "by": "Sam"}), ("/feedback", {"escalation_id": 424242, "rating": 4})):
+    for path, body in (
+        ("/escalation", {"escalation_id": 424242}),
+        ("/acknowledge", {"escalation_id": 424242, "by": "Sam"}),
+        ("/resolve", {"escalation_id": 424242, "outcome": "saved", "by": "Sam"}),
+        ("/follow_up_done", {"escalation_id": 424242, "by": "Sam"}),
+        ("/feedback", {"escalation_id": 424242, "rating": 4}),
+    ):
         status, text = api(path, **body)
         assert status == 404 and "escalation_id 424242: no such escalation" in text, (path, text)
     code, _, err = cli("escalations", "ack", "424242", "--by", "Sam")
     assert code == 2 and err in api("/acknowledge", escalation_id=424242, by="Sam")[1]
 
-    for path, body, field in (("/acknowledge", {"escalation_id": known}, "by"), ("/resolve", {"escalation_id": known, "by": "Sam"}, "outcome"),
-                              ("/escalation", {"escalation_id": "seven"}, "escalation_id"), ("/escalations", {"overdue": "often"}, "overdue"),
-                              ("/escalations", {"status": "closed"}, "status 'closed'"), ("/follow_ups", {"due_by": "yesterday"}, "due_by 'yesterday'"),
-                              ("/resolve", {"escalation_id": known, "outcome": "lost", "by": "Sam"}, "outcome 'lost': expected one of"),
-                              ("/acknowledge", {"escalation_id": known, "by": "  "}, "expected the name of the person acting")):
+    for path, body, field in (
+        ("/acknowledge", {"escalation_id": known}, "by"),
+        ("/resolve", {"escalation_id": known, "by": "Sam"}, "outcome"),
+        ("/escalation", {"escalation_id": "seven"}, "escalation_id"),
+        ("/escalations", {"overdue": "often"}, "overdue"),
+        ("/escalations", {"status": "closed"}, "status 'closed'"),
+        ("/follow_ups", {"due_by": "yesterday"}, "due_by 'yesterday'"),
+        ("/resolve", {"escalation_id": known, "outcome": "lost", "by": "Sam"}, "outcome 'lost': expected one of"),
+        ("/acknowledge", {"escalation_id": known, "by": "  "}, "expected the name of the person acting"),
+    ):
         status, text = api(path, **body)
         assert status == 400 and field in text, (path, body, text)
 

@@ -22,7 +22,13 @@ from simulation.simulate import simulate
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"n_estimators": 150, "learning_rate": 0.08, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+QUICK = {
+    "n_estimators": 150,
+    "learning_rate": 0.08,
+    "min_child_samples": 40,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+}
 MODELS = {"lightgbm", "rules", "logistic", "oracle"}
 #: the rule the backtest must follow, restated: training needs at least 28 days of cutoffs (and two
 #: cutoffs) whose outcome at the horizon is known at the test cutoff
@@ -41,8 +47,24 @@ def quick_model(tmp_path, monkeypatch):
 
 def build(root: Path, days: int, every: str, start: str = "2024-01-02") -> Path:
     simulate(SimulationConfig(accounts=400, days=days, seed=5), root / "data")
-    assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", every, "--start", start, "--no-text",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(root / "f"),
+                "--every",
+                every,
+                "--start",
+                start,
+                "--no-text",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return root / "f"
 
 
@@ -81,8 +103,13 @@ def test_weekly_five_months_evaluates_the_horizons_it_can(weekly, capsys):
         assert n["reason"].startswith(f"not enough history: needs {needs_days(weekly, h)} more days")
     rows = {(r["model"], r["horizon_days"]): r for r in payload["results"]}
     # the latest 4, and the panel's calendar cutoff 2024-04-01 (a month end)
-    assert rows[("lightgbm", 30)]["folds"] == 5 and rows[("lightgbm", 30)]["roc_auc"] > 0.5 and rows[("lightgbm", 30)]["rows"] > 0
-    assert rows[("lightgbm", 60)]["folds"] < 4 and any("60 days" in note for note in payload["notes"])  # fewer folds than asked, said
+    assert (
+        rows[("lightgbm", 30)]["folds"] == 5
+        and rows[("lightgbm", 30)]["roc_auc"] > 0.5
+        and rows[("lightgbm", 30)]["rows"] > 0
+    )
+    # fewer folds than asked, said
+    assert rows[("lightgbm", 60)]["folds"] < 4 and any("60 days" in note for note in payload["notes"])
     for key in ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "recall_at_budget", "median_lead_days"):
         assert key in rows[("oracle", 30)]
 
@@ -93,7 +120,8 @@ def test_weekly_five_months_with_two_folds_in_the_human_table(weekly, capsys):
     err = capsys.readouterr().err
     assert "lightgbm" in err and "30d" in err and "60d" in err
     assert "not evaluated" in err and "180 days" in err and f"needs {needs_days(weekly, 180)} more days" in err
-    assert "30 days at 3" in err and "also tested at 2024-04-01 (30 days): a month end" in err  # two as asked, and the month end
+    # two as asked, and the month end
+    assert "30 days at 3" in err and "also tested at 2024-04-01 (30 days): a month end" in err
 
 
 def test_train_on_weekly_five_months_registers_a_challenger(weekly, capsys):
@@ -106,7 +134,11 @@ def test_train_on_weekly_five_months_registers_a_challenger(weekly, capsys):
     # no champion yet: promotion judges the horizons the backtest evaluated and says which it could not
     code = main(["promote", "--json"])
     decision = json.loads(capsys.readouterr().out)
-    assert code in (0, 1) and any("90 days" in n for n in decision["notes"]) and any("180 days" in n for n in decision["notes"])
+    assert (
+        code in (0, 1)
+        and any("90 days" in n for n in decision["notes"])
+        and any("180 days" in n for n in decision["notes"])
+    )
 
 
 def test_monthly_eight_months_cannot_evaluate_180_days(tmp_path, capsys):

@@ -27,8 +27,13 @@ def _json(capsys) -> dict:
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     shape = SHAPES[name](tmp_path)
-    for key, value in {"CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-                       "CHURN_SCORES_DIR": str(tmp_path / "scores"), "CHURN_API_TOKENS": TOKEN, "CHURN_DATA_DIR": str(shape.data)}.items():
+    for key, value in {
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "CHURN_SCORES_DIR": str(tmp_path / "scores"),
+        "CHURN_API_TOKENS": TOKEN,
+        "CHURN_DATA_DIR": str(shape.data),
+    }.items():
         monkeypatch.setenv(key, value)
 
     assert main(["validate", "--data", str(shape.data), "--json"]) == 0
@@ -49,7 +54,8 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
             assert snapshots[entry["name"]].isna().all(), entry["name"]
     for name in shape.expect_features:
         assert family_of[name] == "usage" and snapshots[name].notna().any(), name
-        sentence = feature_specs()[name].sentence(float(snapshots[name].dropna().iloc[0]))  # what a reason about it reads
+        # what a reason about it reads
+        sentence = feature_specs()[name].sentence(float(snapshots[name].dropna().iloc[0]))
         assert "{" not in sentence and name.removeprefix("usage_").split("_")[0] in sentence, sentence
 
     assert main(["train", "--features", str(features), "--json"]) == 0
@@ -58,12 +64,24 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     # the capacity search ran in every fit, and where a baseline still beats the curve, train says so
     assert len(trained["search"]) == 3 and trained["chosen_candidate"] in (0, 1, 2)
     auc = {(r["model"], r["horizon_days"]): r["roc_auc"] for r in trained["backtest"]}
-    beaten = {str(h) for (m, h), v in auc.items() if m in ("rules", "logistic") and v is not None
-              and auc.get(("lightgbm", h)) is not None and v > auc[("lightgbm", h)] + 0.005}
+    beaten = {
+        str(h)
+        for (m, h), v in auc.items()
+        if m in ("rules", "logistic")
+        and v is not None
+        and auc.get(("lightgbm", h)) is not None
+        and v > auc[("lightgbm", h)] + 0.005
+    }
     assert set(trained["baseline_better"]) == beaten, trained["baseline_better"]
-    print(f"[{shape.name}] train: search chose candidate {trained['chosen_candidate']}; ROC-AUC lightgbm vs logistic: "
-          + ", ".join(f"{h}d {auc[('lightgbm', h)]:.3f} vs {auc[('logistic', h)]:.3f}" for m, h in auc if m == "lightgbm"
-                      if auc[("lightgbm", h)] is not None and auc.get(("logistic", h)) is not None))
+    print(
+        f"[{shape.name}] train: search chose candidate {trained['chosen_candidate']}; ROC-AUC lightgbm vs logistic: "
+        + ", ".join(
+            f"{h}d {auc[('lightgbm', h)]:.3f} vs {auc[('logistic', h)]:.3f}"
+            for m, h in auc
+            if m == "lightgbm"
+            if auc[("lightgbm", h)] is not None and auc.get(("logistic", h)) is not None
+        )
+    )
     assert main(["promote", "--force", "--json"]) == 0
     capsys.readouterr()
 
@@ -73,10 +91,14 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
     assert rows, evaluated
     shortest = min(rows, key=lambda r: r["horizon_days"])
     assert shortest["roc_auc"] is None or 0 <= shortest["roc_auc"] <= 1
-    table = [{k: r.get(k) for k in ("model", "horizon_days", "roc_auc", "pr_auc", "ece", "rows")} for r in evaluated["results"]]
+    table = [
+        {k: r.get(k) for k in ("model", "horizon_days", "roc_auc", "pr_auc", "ece", "rows")}
+        for r in evaluated["results"]
+    ]
 
     scores = tmp_path / "scores"
-    assert main(["score", "--data", str(shape.data), "--out", str(scores), "--json"]) == 0  # text on: used only where the model reads it
+    # text on: used only where the model reads it
+    assert main(["score", "--data", str(shape.data), "--out", str(scores), "--json"]) == 0
     scored = _json(capsys)
     assert scored["accounts"] > 0
 
@@ -101,9 +123,14 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch):
         assert curve == sorted(curve)
         for reason in result.top_reasons:
             assert family_of.get(reason.feature, reason.family) not in without, reason
-    print(f"[{name}] panel: {panel['snapshots']} snapshots, {panel['accounts']} accounts, {len(panel['cutoffs'])} cutoffs, "
-          f"{panel['features']} features, without data: {sorted(without)}; scored {scored['accounts']} accounts")
-    print(f"[{name}] evaluate: " + json.dumps({"results": table, "not_evaluated": evaluated.get("not_evaluated")}, default=str))
+    print(
+        f"[{name}] panel: {panel['snapshots']} snapshots, {panel['accounts']} accounts, {len(panel['cutoffs'])} cutoffs, "
+        f"{panel['features']} features, without data: {sorted(without)}; scored {scored['accounts']} accounts"
+    )
+    print(
+        f"[{name}] evaluate: "
+        + json.dumps({"results": table, "not_evaluated": evaluated.get("not_evaluated")}, default=str)
+    )
 
 
 def test_tickets_without_messages_surveys_or_account_events(tmp_path, capsys):
@@ -121,4 +148,5 @@ def test_tickets_without_messages_surveys_or_account_events(tmp_path, capsys):
     assert set(panel["families_without_data"]) == {"communication", "text", "risk_events"}
     snapshots = pd.concat([pd.read_parquet(p) for p in (tmp_path / "f" / "snapshots").glob("*.parquet")])
     assert snapshots["tickets_90d"].gt(0).any() and snapshots["customer_sentiment_90d"].isna().all()
-    assert snapshots["nps_last"].isna().all() and snapshots["csat_mean_180d"].notna().any()  # CSAT comes from ticket events
+    # CSAT comes from ticket events
+    assert snapshots["nps_last"].isna().all() and snapshots["csat_mean_180d"].notna().any()

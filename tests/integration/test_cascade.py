@@ -12,7 +12,15 @@ from features.text.sentiment import score_texts, sentiment_arrays
 from features.text.signals import SignalParams
 from tests.integration.test_sentiment import CountingEncoder
 from text.encoder import TextEncoder
-from text.sentiment import CORPUS, ROUTE_BELOW, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, normalise_labels
+from text.sentiment import (
+    CORPUS,
+    ROUTE_BELOW,
+    SHIPPED_HEAD,
+    SentimentHead,
+    SentimentModel,
+    cross_validate_head,
+    normalise_labels,
+)
 from text.static import DIMENSION, StaticEncoder
 
 
@@ -42,7 +50,13 @@ def test_static_embeddings_are_unit_length_and_do_not_depend_on_the_batch(static
     np.testing.assert_array_equal(alone, together)  # a token's row is the same in any batch: exactly
     np.testing.assert_array_equal(together[0], together[5])
     # meaning survives the distillation: a rewording is closer than an unrelated sentence
-    a, b, c = static.embed(["The monthly export keeps failing.", "Our monthly export is failing again.", "Thanks for the great onboarding call!"])
+    a, b, c = static.embed(
+        [
+            "The monthly export keeps failing.",
+            "Our monthly export is failing again.",
+            "Thanks for the great onboarding call!",
+        ]
+    )
     assert a @ b > a @ c + 0.1
 
 
@@ -64,7 +78,8 @@ def test_the_shipped_static_head_fits_this_machines_table(static, corpus):
     head = SentimentHead.load(SHIPPED_HEAD)
     assert head.static is not None and head.static.encoder == static.key
     p = head.static.predict_proba(static.embed(texts), texts)
-    assert np.mean(np.asarray(["negative", "neutral", "positive"])[p.argmax(axis=1)] == y.to_numpy()) > 0.9  # its own training texts
+    # its own training texts
+    assert np.mean(np.asarray(["negative", "neutral", "positive"])[p.argmax(axis=1)] == y.to_numpy()) > 0.9
 
 
 def test_the_cascade_keeps_the_transformers_quality_on_held_out_messages(encoder, static, corpus):
@@ -73,8 +88,10 @@ def test_the_cascade_keeps_the_transformers_quality_on_held_out_messages(encoder
     transformer = cross_validate_head(emb, texts, y, encoder.key)
     cascade = cross_validate_head(emb, texts, y, encoder.key, static=fixed)
     alone = cross_validate_head(emb, texts, y, encoder.key, static=fixed, route_below=0.0)
-    print(f"5-fold macro-F1: transformer {transformer['macro_f1']:.3f}, cascade {cascade['macro_f1']:.3f} "
-          f"(transformer on {cascade['routed']:.0%}), static alone {alone['macro_f1']:.3f}")
+    print(
+        f"5-fold macro-F1: transformer {transformer['macro_f1']:.3f}, cascade {cascade['macro_f1']:.3f} "
+        f"(transformer on {cascade['routed']:.0%}), static alone {alone['macro_f1']:.3f}"
+    )
     assert cascade["macro_f1"] >= transformer["macro_f1"] - 0.02
     assert cascade["routed"] < 0.4  # most sentences never reach the transformer
     assert alone["macro_f1"] < cascade["macro_f1"]  # the reason for the cascade
@@ -84,15 +101,21 @@ def test_only_unsure_sentences_reach_the_transformer(static):
     counting = CountingEncoder()
     head = SentimentHead.load(SHIPPED_HEAD)
     model = SentimentModel(counting, head, static=StaticEncoder(counting))
-    texts = ["Thank you so much, everything works perfectly now!", "This is completely unacceptable, we will cancel.",
-             "We moved the meeting to Thursday.", "hmm", "The report is ok I guess but the numbers look a bit off?"]
+    texts = [
+        "Thank you so much, everything works perfectly now!",
+        "This is completely unacceptable, we will cancel.",
+        "We moved the meeting to Thursday.",
+        "hmm",
+        "The report is ok I guess but the numbers look a bit off?",
+    ]
     p, emb = model.predict(texts)
     first = head.static.predict_proba(static.embed(texts), texts)
     unsure = [t for t, q in zip(texts, first, strict=True) if q.max() < ROUTE_BELOW]
     assert counting.seen == unsure and len(unsure) < len(texts)
     sure = first.max(axis=1) >= ROUTE_BELOW
     np.testing.assert_allclose(p[sure], first[sure])
-    assert emb.shape == (len(texts), DIMENSION)  # the static space, for every sentence (rephrasings compare in one space)
+    # the static space, for every sentence (rephrasings compare in one space)
+    assert emb.shape == (len(texts), DIMENSION)
     never = SentimentModel(counting, head, static=StaticEncoder(counting), route_below=0.0)
     counting.seen.clear()
     never.predict(texts)
@@ -113,9 +136,13 @@ def test_live_and_batch_sentiment_agree(encoder, static, corpus):
 
 def test_each_mode_scores_under_its_own_cache_key(encoder, static):
     head = SentimentHead.load(SHIPPED_HEAD)
-    keys = {SentimentModel(encoder, head).key, SentimentModel(encoder, head, static=static).key,
-            SentimentModel(encoder, head, static=static, route_below=0.0).key}
-    assert len(keys) == 3 and SentimentModel(encoder, head).key == head.key  # the transformer's scores cached before stay valid
+    keys = {
+        SentimentModel(encoder, head).key,
+        SentimentModel(encoder, head, static=static).key,
+        SentimentModel(encoder, head, static=static, route_below=0.0).key,
+    }
+    # the transformer's scores cached before stay valid
+    assert len(keys) == 3 and SentimentModel(encoder, head).key == head.key
 
 
 def test_a_head_without_a_static_partner_names_the_fix(encoder, static):

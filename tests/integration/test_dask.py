@@ -14,10 +14,18 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-distributed = pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'churn-platform[dask]')")
+distributed = pytest.importorskip(
+    "distributed", reason="the dask extra is not installed (pip install 'churn-platform[dask]')"
+)
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed (pip install 'churn-platform[dask]')")
 
-QUICK = {"n_estimators": 120, "learning_rate": 0.08, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+QUICK = {
+    "n_estimators": 120,
+    "learning_rate": 0.08,
+    "min_child_samples": 40,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture
@@ -38,7 +46,9 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     config = tmp_path / "config"
     config.mkdir()
     (config / "features.yaml").write_text(yaml.safe_dump({"account_block": 100}))  # three blocks
-    (config / "model.yaml").write_text(yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2}, "dask": {"min_snapshots": 0}}))
+    (config / "model.yaml").write_text(
+        yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2}, "dask": {"min_snapshots": 0}})
+    )
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
@@ -68,7 +78,8 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     specs = feature_specs()
     text_columns = [c for c in default.columns if c in specs and specs[c].family in ("text", "experience")]
     other = default.columns.difference(text_columns)
-    pd.testing.assert_frame_equal(default[other], dask[other], check_exact=False, rtol=1e-12, atol=0)  # the rest: the same numbers
+    # the rest: the same numbers
+    pd.testing.assert_frame_equal(default[other], dask[other], check_exact=False, rtol=1e-12, atol=0)
 
     # the backtest folds run as tasks on the workers
     import datetime as dt
@@ -77,7 +88,9 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     assert main(["evaluate", "--features", str(tmp_path / "dask"), "--folds", "2", "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert {r["model"] for r in evaluated["results"]} >= {"lightgbm", "rules", "logistic"}
-    assert all(0.5 < r["roc_auc"] <= 1 for r in evaluated["results"] if r["model"] == "lightgbm" and r["roc_auc"] is not None)
+    assert all(
+        0.5 < r["roc_auc"] <= 1 for r in evaluated["results"] if r["model"] == "lightgbm" and r["roc_auc"] is not None
+    )
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as prefect:
@@ -96,7 +109,12 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
     assert aucs and all(0 <= v <= 1 for v in aucs) and np.mean(aucs) > 0.55
 
     monkeypatch.delenv("CHURN_DASK_ADDRESS")
-    assert main(["score", "--data", str(data), "--out", str(tmp_path / "scores"), "--model", trained["model_uri"], "--json"]) == 0
+    assert (
+        main(
+            ["score", "--data", str(data), "--out", str(tmp_path / "scores"), "--model", trained["model_uri"], "--json"]
+        )
+        == 0
+    )
     scored = json.loads(capsys.readouterr().out)
     monkeypatch.setenv("CHURN_MODEL_URI", trained["model_uri"])
     monkeypatch.setenv("CHURN_SCORES_DIR", str(tmp_path / "scores"))

@@ -27,7 +27,22 @@ NOW = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 def scored(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     simulate(SimulationConfig(accounts=500, days=400, seed=11), root / "data")
-    assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "30d", "--no-text", "--json"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(root / "f"),
+                "--every",
+                "30d",
+                "--no-text",
+                "--json",
+            ]
+        )
+        == 0
+    )
     panel = read_snapshots(root / "f")
     rng = np.random.default_rng(0)
     base = rng.beta(0.6, 12, len(panel))  # a spread of risks that crosses every threshold
@@ -40,8 +55,10 @@ def test_batch_equals_the_per_account_decision_on_every_row(scored):
     panel, curve, _ = scored
     panel = panel.reset_index(drop=True)
     average = panel.groupby("cutoff")["arr_current"].transform("mean").to_numpy()
-    everyone = [decide(*batch_inputs(row, curve[i], (), POLICY, average_arr=float(average[i]), model_version="3"), POLICY, NOW)
-                for i, row in enumerate(panel.to_dict("records"))]
+    everyone = [
+        decide(*batch_inputs(row, curve[i], (), POLICY, average_arr=float(average[i]), model_version="3"), POLICY, NOW)
+        for i, row in enumerate(panel.to_dict("records"))
+    ]
     banded = np.array([d.band != "none" for d in everyone])
     assert banded.any() and not banded.all()
     assert not (banded & ~candidates(panel, curve, POLICY)).any()  # the pre-filter never drops a row that fires
@@ -60,4 +77,6 @@ def test_capacity_evaluation_never_exceeds_capacity(scored):
     per_cutoff_budget = np.floor(0.05 * panel[known].groupby("cutoff").size()).sum()
     assert result["capacity_filled"]["accounts"] == per_cutoff_budget
     assert result["escalations"]["accounts"] <= per_cutoff_budget
-    assert 0 <= result["capacity_filled"]["precision"] <= 1 and result["churners"] == int(panel.loc[known, "churned_within_90d"].sum())
+    assert 0 <= result["capacity_filled"]["precision"] <= 1 and result["churners"] == int(
+        panel.loc[known, "churned_within_90d"].sum()
+    )

@@ -50,8 +50,11 @@ def worked(tmp_path_factory):
         accounts = pd.read_parquet(root / "data" / "accounts.parquet")
         owners = accounts.set_index("account_id")["csm_owner"].replace("", np.nan).dropna()
         churned = pd.read_parquet(root / "data" / "churn.parquet").set_index("account_id")["churned_at"]
-        config = root / "config" / "escalation.yaml"  # 30% of the risk-only escalations held out, as the daily run records them
-        config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "holdout": {"share": 0.3, "salt": SALT}}))
+        # 30% of the risk-only escalations held out, as the daily run records them
+        config = root / "config" / "escalation.yaml"
+        config.write_text(
+            yaml.safe_dump({**yaml.safe_load(config.read_text()), "holdout": {"share": 0.3, "salt": SALT}})
+        )
         policy = load_policy(root / "config")
         url = env["env"]["CHURN_STORE_URL"]
         last = panel["cutoff"].max()
@@ -76,13 +79,30 @@ def worked(tmp_path_factory):
                 start = pd.Timestamp(row.opened_at).tz_localize("UTC").to_pydatetime()
                 if rng.random() < 0.8:
                     store.acknowledge(row.id, "cs-lead", now=start + dt.timedelta(minutes=int(rng.integers(5, 600))))
-                outcome = "churned" if did_churn[k] and rng.random() < 0.7 else str(rng.choice(["saved", "not_at_risk", "saved"]))
+                outcome = (
+                    "churned"
+                    if did_churn[k] and rng.random() < 0.7
+                    else str(rng.choice(["saved", "not_at_risk", "saved"]))
+                )
                 store.resolve(row.id, outcome, "cs-lead", now=start + dt.timedelta(days=2))
                 if rng.random() < 0.6:
-                    store.add_feedback(row.id, int(rng.integers(1, 6)), outcome="saved" if outcome == "saved" else "unknown",
-                                       now=start + dt.timedelta(days=3))
-        yield {**env, "root": root, "url": url, "panel": panel, "curve": curve, "churned": churned, "policy": policy, "accounts": accounts,
-               "data_end": pd.Timestamp(json.loads((root / "f" / "panel_summary.json").read_text())["data_end"])}
+                    store.add_feedback(
+                        row.id,
+                        int(rng.integers(1, 6)),
+                        outcome="saved" if outcome == "saved" else "unknown",
+                        now=start + dt.timedelta(days=3),
+                    )
+        yield {
+            **env,
+            "root": root,
+            "url": url,
+            "panel": panel,
+            "curve": curve,
+            "churned": churned,
+            "policy": policy,
+            "accounts": accounts,
+            "data_end": pd.Timestamp(json.loads((root / "f" / "panel_summary.json").read_text())["data_end"]),
+        }
 
 
 def _independent(env) -> pd.DataFrame:
@@ -103,11 +123,18 @@ def _independent(env) -> pd.DataFrame:
     e["at_risk"] = e["matured"] & (e["churned"] | e["cs"].isin(["saved", "churned"]))
     e["arr"] = e["account_id"].map(env["accounts"].set_index("account_id")["arr"]).astype(float)
     e["saved_arr"] = np.where(e["matured"] & (e["cs"] == "saved") & ~e["churned"], e["arr"], 0.0)
-    ack = changes[changes["to_status"] == "acknowledged"].assign(at=lambda c: pd.to_datetime(c["at"], utc=True)).groupby("escalation_id")["at"].min()
+    ack = (
+        changes[changes["to_status"] == "acknowledged"]
+        .assign(at=lambda c: pd.to_datetime(c["at"], utc=True))
+        .groupby("escalation_id")["at"]
+        .min()
+    )
     e["ack"] = e["id"].map(ack)
     e["ack_minutes"] = (e["ack"] - e["opened_at"]).dt.total_seconds() / 60
     e["in_time"] = e["ack"] <= e["respond_by"]
-    return e.merge(feedback.groupby("escalation_id")["rating"].agg(["sum", "count"]), left_on="id", right_index=True, how="left")
+    return e.merge(
+        feedback.groupby("escalation_id")["rating"].agg(["sum", "count"]), left_on="id", right_index=True, how="left"
+    )
 
 
 def test_figures_match_an_independent_pandas_computation(worked):
@@ -123,8 +150,14 @@ def test_figures_match_an_independent_pandas_computation(worked):
     assert matured["at_risk"].mean() > matured["churned"].mean()  # CS's saves count as really at risk
     assert block["overall"]["arr_saved"] == pytest.approx(e["saved_arr"].sum()) and block["overall"]["arr_saved"] > 0
     for name, column in (("band", "band"), ("queue", "queue"), ("rule", "reason")):
-        expected = e.groupby(column).agg(n=("id", "size"), m=("matured", "sum"), c=("churned", "sum"), r=("at_risk", "sum"),
-                                         stake=("arr", "sum"), saved=("saved_arr", "sum"))
+        expected = e.groupby(column).agg(
+            n=("id", "size"),
+            m=("matured", "sum"),
+            c=("churned", "sum"),
+            r=("at_risk", "sum"),
+            stake=("arr", "sum"),
+            saved=("saved_arr", "sum"),
+        )
         got = pd.DataFrame(block[f"by_{name}"]).set_index(name)
         assert sorted(got.index) == sorted(expected.index)
         assert (got["escalations"] == expected["n"]).all() and (got["matured"] == expected["m"]).all()
@@ -134,7 +167,10 @@ def test_figures_match_an_independent_pandas_computation(worked):
         assert np.allclose(got["precision"].astype(float), precision, equal_nan=True)
     owners = e.dropna(subset=["count"]).groupby("owner").agg(s=("sum", "sum"), n=("count", "sum"))
     got = pd.DataFrame(block["ratings_by_owner"]).set_index("owner")
-    assert np.allclose(got.loc[owners.index, "rating_mean"], owners["s"] / owners["n"]) and (got.loc[owners.index, "ratings"] == owners["n"]).all()
+    assert (
+        np.allclose(got.loc[owners.index, "rating_mean"], owners["s"] / owners["n"])
+        and (got.loc[owners.index, "ratings"] == owners["n"]).all()
+    )
     acked = e[e["ack"].notna()]
     by_queue = acked.groupby("queue").agg(med=("ack_minutes", "median"), share=("in_time", "mean"), n=("id", "size"))
     got = pd.DataFrame(block["acknowledgement_by_queue"]).set_index("queue")
@@ -150,7 +186,9 @@ def test_holdout_compares_eligible_escalations_with_held_out_accounts(worked):
     decisions = pd.read_sql_table("decisions", engine)
     engine.dispose()
     decisions["decided_at"] = pd.to_datetime(decisions["decided_at"], utc=True)
-    held = decisions[decisions["payload"].map(lambda p: (json.loads(p) if isinstance(p, str) else p).get("held_out") is True)]
+    held = decisions[
+        decisions["payload"].map(lambda p: (json.loads(p) if isinstance(p, str) else p).get("held_out") is True)
+    ]
     held = held.sort_values("decided_at").drop_duplicates("account_id")
     held = held[held["decided_at"] + HORIZON <= worked["data_end"]]
     e = _independent(worked)
@@ -163,7 +201,9 @@ def test_holdout_compares_eligible_escalations_with_held_out_accounts(worked):
         when = pd.to_datetime(ids.map(churn), utc=True)
         return ((when > start) & (when <= start + HORIZON)).to_numpy(dtype=int)
 
-    expected = estimate_effect(outcome(treated["account_id"], treated["opened_at"]), outcome(held["account_id"], held["decided_at"]))
+    expected = estimate_effect(
+        outcome(treated["account_id"], treated["opened_at"]), outcome(held["account_id"], held["decided_at"])
+    )
     got = block["holdout"]
     assert got["held_out"] == len(held) > 0 and got["treated"] == expected["treated"] > 0
     assert got["effect"] == pytest.approx(expected["effect"]) and got["ci"] == pytest.approx(expected["ci"])
@@ -204,7 +244,10 @@ def test_an_empty_a_missing_and_an_unworked_store_say_so(worked, tmp_path):
         tables = read_store(store)
     block = evaluate_escalations(tables, worked["churned"], worked["data_end"])
     assert block["available"] and block["overall"]["resolved"] == 0 and block["overall"]["ratings"] == 0
-    assert any("no escalation has a CS outcome" in n for n in block["notes"]) and block["overall"]["ack_median_minutes"] is None
+    assert (
+        any("no escalation has a CS outcome" in n for n in block["notes"])
+        and block["overall"]["ack_median_minutes"] is None
+    )
     assert block["holdout"]["held_out"] == 0 and "Too few to tell" in block["holdout"]["verdict"]
 
 
@@ -218,14 +261,18 @@ def test_threshold_factor_is_the_decisions_own(worked):
         decisions, _ = apply_policy(panel.iloc[index], curve[index], policy, pd.Timestamp(cutoff).to_pydatetime())
         position = pd.Series(index, index=panel["account_id"].iloc[index].to_numpy())
         for d in decisions:
-            assert d.thresholds[90] == pytest.approx(policy.risk_thresholds[90] * factor[position[d.account_id]], abs=1e-6)
+            assert d.thresholds[90] == pytest.approx(
+                policy.risk_thresholds[90] * factor[position[d.account_id]], abs=1e-6
+            )
             seen += 1
     assert seen > 100 and len(np.unique(np.round(factor, 6))) > 1  # several factors: the test can fail
 
 
 def test_policy_suggest_raises_thresholds_to_fit_a_small_capacity(worked):
     panel, curve, policy = worked["panel"], worked["curve"], worked["policy"]
-    labels = np.column_stack([panel[f"churned_within_{h}d"].to_numpy(dtype=float, na_value=np.nan) for h in (30, 60, 90, 180)])
+    labels = np.column_stack(
+        [panel[f"churned_within_{h}d"].to_numpy(dtype=float, na_value=np.nan) for h in (30, 60, 90, 180)]
+    )
     factor, periods = threshold_factor(panel, policy), panel["cutoff"].nunique()
     now = outcome_of(curve, factor, labels, periods, dict(policy.risk_thresholds))
     capacity = max(1, int(now.per_period / 3))  # a third of today's volume: thresholds must rise
@@ -244,7 +291,9 @@ def test_policy_suggest_raises_thresholds_to_fit_a_small_capacity(worked):
         fires |= curve[:, (30, 60, 90, 180).index(h)] >= policy.risk_thresholds[h] * factor
     assert only.suggested.flagged == int(fires.sum())
     lines = s.to_dict()["diff"]
-    assert lines and all(line.startswith("risk_thresholds.") and " -> " in line and "precision" in line for line in lines)
+    assert lines and all(
+        line.startswith("risk_thresholds.") and " -> " in line and "precision" in line for line in lines
+    )
 
 
 def test_policy_suggest_command_prints_a_diff_and_writes_only_when_asked(worked, tmp_path, capsys):
@@ -253,15 +302,19 @@ def test_policy_suggest_command_prints_a_diff_and_writes_only_when_asked(worked,
     assert main(["policy", "suggest", "--capacity", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["written"] is None and config.read_text() == before
-    assert result["current"]["per_period"] > 1 >= result["suggested"]["per_period"]  # the champion escalates more than 1 a period
-    assert result["diff"] and all(float(line.split(" -> ")[1].split()[0]) > float(line.split(": ")[1].split()[0]) for line in result["diff"])
+    # the champion escalates more than 1 a period
+    assert result["current"]["per_period"] > 1 >= result["suggested"]["per_period"]
+    assert result["diff"] and all(
+        float(line.split(" -> ")[1].split()[0]) > float(line.split(": ")[1].split()[0]) for line in result["diff"]
+    )
     assert result["past_escalations"]["available"] and result["past_escalations"]["matured"] > 0
     out = tmp_path / "suggested.yaml"
     assert main(["policy", "suggest", "--capacity", "3", "--horizon", "90", "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     written = yaml.safe_load(out.read_text())
     assert written["risk_thresholds"] == {int(h): t for h, t in result["suggested"]["thresholds"].items()}
-    assert written["alerts"]["default"] == ["hook"] and EscalationPolicy(**written).risk_thresholds[30] == 0.2  # the rest of the policy kept
+    # the rest of the policy kept
+    assert written["alerts"]["default"] == ["hook"] and EscalationPolicy(**written).risk_thresholds[30] == 0.2
     assert config.read_text() == before
     assert main(["policy", "suggest", "--capacity", "3", "--out", str(config)]) == 2  # never the live policy
     assert main(["policy", "suggest", "--capacity", "0"]) == 2
@@ -270,7 +323,12 @@ def test_policy_suggest_command_prints_a_diff_and_writes_only_when_asked(worked,
 
 def test_the_daily_run_records_held_out_decisions_and_keeps_them_off_the_queue(worked, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    assert main(["score", "--data", str(worked["root"] / "data"), "--out", str(tmp_path / "scored"), "--no-text", "--json"]) == 0
+    assert (
+        main(
+            ["score", "--data", str(worked["root"] / "data"), "--out", str(tmp_path / "scored"), "--no-text", "--json"]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     with Store(tmp_path / "store.db") as store:
         decisions = pd.read_sql_table("decisions", store.engine)

@@ -31,84 +31,84 @@ MINUTE = dt.timedelta(minutes=1)
 #: the schema escalation/store.py (now escalation/store/) created before the lifecycle (no status-change table, no
 #: respond_by/outcome/done_by, a status CHECK without 'expired'), as SQLite printed it
 OLD_SQLITE_SCHEMA = """CREATE TABLE decisions (
-	id INTEGER NOT NULL, 
-	account_id VARCHAR(128) NOT NULL, 
-	ticket_id VARCHAR(128), 
-	band VARCHAR(16) NOT NULL, 
-	escalate BOOLEAN NOT NULL, 
-	dedupe_key VARCHAR(256) NOT NULL, 
-	policy_version VARCHAR(64) NOT NULL, 
-	model_version VARCHAR(128), 
-	decided_at DATETIME NOT NULL, 
-	recorded_at DATETIME NOT NULL, 
-	payload JSON NOT NULL, 
+	id INTEGER NOT NULL,
+	account_id VARCHAR(128) NOT NULL,
+	ticket_id VARCHAR(128),
+	band VARCHAR(16) NOT NULL,
+	escalate BOOLEAN NOT NULL,
+	dedupe_key VARCHAR(256) NOT NULL,
+	policy_version VARCHAR(64) NOT NULL,
+	model_version VARCHAR(128),
+	decided_at DATETIME NOT NULL,
+	recorded_at DATETIME NOT NULL,
+	payload JSON NOT NULL,
 	PRIMARY KEY (id)
 );
 CREATE INDEX ix_decisions_account_decided ON decisions (account_id, decided_at);
 CREATE TABLE escalations (
-	id INTEGER NOT NULL, 
-	account_id VARCHAR(128) NOT NULL, 
-	reason VARCHAR(64) NOT NULL, 
-	dedupe_key VARCHAR(256) NOT NULL, 
-	severity INTEGER NOT NULL, 
-	band VARCHAR(16) NOT NULL, 
-	queue VARCHAR(128), 
-	owner VARCHAR(256), 
-	status VARCHAR(16) NOT NULL, 
-	opened_at DATETIME NOT NULL, 
-	updated_at DATETIME NOT NULL, 
-	occurrences INTEGER NOT NULL, 
-	last_decision_id INTEGER NOT NULL, 
-	package JSON, 
-	ticket_id VARCHAR(128), 
-	PRIMARY KEY (id), 
-	CONSTRAINT ck_escalations_status CHECK (status IN ('open', 'acknowledged', 'resolved')), 
-	CONSTRAINT ck_escalations_occurrences CHECK (occurrences >= 1), 
+	id INTEGER NOT NULL,
+	account_id VARCHAR(128) NOT NULL,
+	reason VARCHAR(64) NOT NULL,
+	dedupe_key VARCHAR(256) NOT NULL,
+	severity INTEGER NOT NULL,
+	band VARCHAR(16) NOT NULL,
+	queue VARCHAR(128),
+	owner VARCHAR(256),
+	status VARCHAR(16) NOT NULL,
+	opened_at DATETIME NOT NULL,
+	updated_at DATETIME NOT NULL,
+	occurrences INTEGER NOT NULL,
+	last_decision_id INTEGER NOT NULL,
+	package JSON,
+	ticket_id VARCHAR(128),
+	PRIMARY KEY (id),
+	CONSTRAINT ck_escalations_status CHECK (status IN ('open', 'acknowledged', 'resolved')),
+	CONSTRAINT ck_escalations_occurrences CHECK (occurrences >= 1),
 	FOREIGN KEY(last_decision_id) REFERENCES decisions (id)
 );
 CREATE INDEX ix_escalations_dedupe ON escalations (dedupe_key, status, updated_at);
 CREATE INDEX ix_escalations_status ON escalations (status, severity);
 CREATE TABLE alert_outbox (
-	id INTEGER NOT NULL, 
-	escalation_id INTEGER NOT NULL, 
-	destination VARCHAR(128) NOT NULL, 
-	kind VARCHAR(16) NOT NULL, 
-	url TEXT NOT NULL, 
-	payload JSON NOT NULL, 
-	idempotency_key VARCHAR(64) NOT NULL, 
-	status VARCHAR(16) NOT NULL, 
-	attempts INTEGER NOT NULL, 
-	next_attempt_at DATETIME NOT NULL, 
-	last_error TEXT, 
-	created_at DATETIME NOT NULL, 
-	sent_at DATETIME, 
-	PRIMARY KEY (id), 
-	CONSTRAINT ck_alert_outbox_status CHECK (status IN ('pending', 'sent', 'failed')), 
-	FOREIGN KEY(escalation_id) REFERENCES escalations (id), 
+	id INTEGER NOT NULL,
+	escalation_id INTEGER NOT NULL,
+	destination VARCHAR(128) NOT NULL,
+	kind VARCHAR(16) NOT NULL,
+	url TEXT NOT NULL,
+	payload JSON NOT NULL,
+	idempotency_key VARCHAR(64) NOT NULL,
+	status VARCHAR(16) NOT NULL,
+	attempts INTEGER NOT NULL,
+	next_attempt_at DATETIME NOT NULL,
+	last_error TEXT,
+	created_at DATETIME NOT NULL,
+	sent_at DATETIME,
+	PRIMARY KEY (id),
+	CONSTRAINT ck_alert_outbox_status CHECK (status IN ('pending', 'sent', 'failed')),
+	FOREIGN KEY(escalation_id) REFERENCES escalations (id),
 	UNIQUE (idempotency_key)
 );
 CREATE INDEX ix_alert_outbox_due ON alert_outbox (status, next_attempt_at);
 CREATE INDEX ix_alert_outbox_escalation_id ON alert_outbox (escalation_id);
 CREATE TABLE follow_ups (
-	id INTEGER NOT NULL, 
-	escalation_id INTEGER NOT NULL, 
-	due_at DATETIME NOT NULL, 
-	done_at DATETIME, 
-	PRIMARY KEY (id), 
+	id INTEGER NOT NULL,
+	escalation_id INTEGER NOT NULL,
+	due_at DATETIME NOT NULL,
+	done_at DATETIME,
+	PRIMARY KEY (id),
 	FOREIGN KEY(escalation_id) REFERENCES escalations (id)
 );
 CREATE INDEX ix_follow_ups_escalation_id ON follow_ups (escalation_id);
 CREATE INDEX ix_follow_ups_due ON follow_ups (done_at, due_at);
 CREATE TABLE feedback (
-	id INTEGER NOT NULL, 
-	escalation_id INTEGER NOT NULL, 
-	rating INTEGER NOT NULL, 
-	comment TEXT, 
-	outcome VARCHAR(16) NOT NULL, 
-	created_at DATETIME NOT NULL, 
-	PRIMARY KEY (id), 
-	CONSTRAINT ck_feedback_rating CHECK (rating BETWEEN 1 AND 5), 
-	CONSTRAINT ck_feedback_outcome CHECK (outcome IN ('saved', 'churned', 'unknown')), 
+	id INTEGER NOT NULL,
+	escalation_id INTEGER NOT NULL,
+	rating INTEGER NOT NULL,
+	comment TEXT,
+	outcome VARCHAR(16) NOT NULL,
+	created_at DATETIME NOT NULL,
+	PRIMARY KEY (id),
+	CONSTRAINT ck_feedback_rating CHECK (rating BETWEEN 1 AND 5),
+	CONSTRAINT ck_feedback_outcome CHECK (outcome IN ('saved', 'churned', 'unknown')),
 	FOREIGN KEY(escalation_id) REFERENCES escalations (id)
 );
 CREATE INDEX ix_feedback_escalation_id ON feedback (escalation_id);"""
@@ -119,7 +119,10 @@ def _decision(account: str, *, window: int | None = 240, at: dt.datetime = T0, *
 
 
 def _trail(store: Store, escalation_id: int) -> list[tuple]:
-    return [(c["from_status"], c["to_status"], c["actor"], c["at"], c["outcome"], c["note"]) for c in store.history(escalation_id)]
+    return [
+        (c["from_status"], c["to_status"], c["actor"], c["at"], c["outcome"], c["note"])
+        for c in store.history(escalation_id)
+    ]
 
 
 # ---------------------------------------------------------------------------------- the store
@@ -149,27 +152,40 @@ def test_an_escalation_is_worked_to_an_outcome_with_its_audit_trail(open_store):
     [closed] = store.list_escalations(status="resolved")
     assert (closed["id"], closed["outcome"]) == (first, "saved")
     detail = store.escalation_detail(first)
-    assert detail["package"] == PACKAGE and [f["done_at"] for f in detail["follow_ups"]] == [T0 + 3 * HOUR]  # resolving closed it
+    # resolving closed it
+    assert detail["package"] == PACKAGE and [f["done_at"] for f in detail["follow_ups"]] == [T0 + 3 * HOUR]
     assert store.counts()["escalation_status_changes"] == 4  # two openings, an ack, a resolution
 
 
 def test_invalid_transitions_are_refused_with_one_line_naming_the_escalation(open_store):
     store = open_store(make_policy())
     eid = store.record(_decision("A1"), None, T0).escalation_id
-    with pytest.raises(InputError, match=rf"^escalation {eid}: outcome 'lost': expected one of \['saved', 'churned', 'not_at_risk'\]$"):
+    with pytest.raises(
+        InputError, match=rf"^escalation {eid}: outcome 'lost': expected one of \['saved', 'churned', 'not_at_risk'\]$"
+    ):
         store.resolve(eid, "lost", "Sam")
     with pytest.raises(InputError, match=rf"^escalation {eid}: --by '  ': expected the name of the person acting$"):
         store.acknowledge(eid, "  ")
     with pytest.raises(InputError, match="escalation_id 999: no such escalation"):
         store.acknowledge(999, "Sam")
     store.acknowledge(eid, "Sam", T0 + HOUR)
-    with pytest.raises(InputError, match=rf"^escalation {eid} is already acknowledged: expected a move to resolved or expired, not to acknowledged$"):
+    with pytest.raises(
+        InputError,
+        match=rf"^escalation {eid} is already acknowledged: expected a move to resolved or expired, not to acknowledged$",
+    ):
         store.acknowledge(eid, "Sam", T0 + HOUR)
     store.resolve(eid, "not_at_risk", "Sam", None, T0 + 2 * HOUR)
-    for again in (lambda: store.resolve(eid, "saved", "Ana"), lambda: store.set_status(eid, "expired", actor="sweeper")):
-        with pytest.raises(InputError, match=rf"^escalation {eid} is (already )?resolved, which is final: expected an open or acknowledged escalation"):
+    for again in (
+        lambda: store.resolve(eid, "saved", "Ana"),
+        lambda: store.set_status(eid, "expired", actor="sweeper"),
+    ):
+        with pytest.raises(
+            InputError,
+            match=rf"^escalation {eid} is (already )?resolved, which is final: expected an open or acknowledged escalation",
+        ):
             again()
-    assert [c["to_status"] for c in store.history(eid)] == ["open", "acknowledged", "resolved"]  # refusals leave no trace
+    # refusals leave no trace
+    assert [c["to_status"] for c in store.history(eid)] == ["open", "acknowledged", "resolved"]
     assert store.get_escalation(eid)["outcome"] == "not_at_risk"
     assert set(RESOLUTION_OUTCOMES) == {"saved", "churned", "not_at_risk"} and STATUSES[-1] == "expired"
 
@@ -179,7 +195,9 @@ def test_overdue_means_open_past_the_response_window(open_store):
     (higher severity) can only bring the deadline forward."""
     store = open_store(make_policy())
     slow = store.record(_decision("A1", window=240), None, T0).escalation_id
-    fast = store.record(_decision("A2", window=15, reason="legal_threat", severity=5, band="critical"), None, T0).escalation_id
+    fast = store.record(
+        _decision("A2", window=15, reason="legal_threat", severity=5, band="critical"), None, T0
+    ).escalation_id
     store.record(_decision("A3", window=None), None, T0)  # no window: never overdue
 
     def overdue(at):
@@ -201,7 +219,8 @@ def test_expired_is_final_and_closes_the_follow_ups(open_store):
     eid = store.record(_decision("A1"), None, T0).escalation_id
     store.set_status(eid, "expired", T0 + 80 * HOUR, actor="sweeper", note="cooldown passed without an outcome")
     assert store.follow_ups() == [] and store.list_escalations(status="expired")[0]["id"] == eid
-    assert store.record(_decision("A1", at=T0 + 81 * HOUR), None, T0 + 81 * HOUR).action == "created"  # a repeat opens anew
+    # a repeat opens anew
+    assert store.record(_decision("A1", at=T0 + 81 * HOUR), None, T0 + 81 * HOUR).action == "created"
 
 
 def test_follow_ups_are_done_by_someone(open_store):
@@ -224,9 +243,15 @@ def test_a_database_made_before_the_lifecycle_is_upgraded_in_place(tmp_path):
     old = sqlite3.connect(path)
     old.executescript(OLD_SQLITE_SCHEMA)
     payload = json.dumps(make_decision("A1").to_dict() | {"response_window_minutes": 60})
-    old.execute("INSERT INTO decisions VALUES (1, 'A1', 'T1', 'high', 1, 'A1|risk', 'test', 'm1', '2026-03-02 09:00:00', '2026-03-02 09:00:00', ?)", (payload,))
-    old.executemany("INSERT INTO escalations VALUES (?, 'A1', 'risk', 'A1|risk', 3, 'high', 'cs-standard', 'Laura Chen', ?, "
-                    "'2026-03-02 09:00:00', '2026-03-02 09:00:00', 1, 1, NULL, 'T1')", [(1, "open"), (2, "resolved")])
+    old.execute(
+        "INSERT INTO decisions VALUES (1, 'A1', 'T1', 'high', 1, 'A1|risk', 'test', 'm1', '2026-03-02 09:00:00', '2026-03-02 09:00:00', ?)",
+        (payload,),
+    )
+    old.executemany(
+        "INSERT INTO escalations VALUES (?, 'A1', 'risk', 'A1|risk', 3, 'high', 'cs-standard', 'Laura Chen', ?, "
+        "'2026-03-02 09:00:00', '2026-03-02 09:00:00', 1, 1, NULL, 'T1')",
+        [(1, "open"), (2, "resolved")],
+    )
     old.execute("INSERT INTO follow_ups VALUES (1, 1, '2026-03-03 09:00:00', NULL)")
     old.execute("INSERT INTO feedback VALUES (1, 2, 4, 'ok', 'saved', '2026-03-02 10:00:00')")
     old.commit()
@@ -234,7 +259,13 @@ def test_a_database_made_before_the_lifecycle_is_upgraded_in_place(tmp_path):
 
     with Store(f"sqlite:///{path}", make_policy()) as store:
         counts = store.counts()
-        assert (counts["decisions"], counts["escalations"], counts["follow_ups"], counts["feedback"], counts["escalation_status_changes"]) == (1, 2, 1, 1, 0)
+        assert (
+            counts["decisions"],
+            counts["escalations"],
+            counts["follow_ups"],
+            counts["feedback"],
+            counts["escalation_status_changes"],
+        ) == (1, 2, 1, 1, 0)
         assert store.get_escalation(1)["respond_by"] == T0 + HOUR and store.get_escalation(2)["respond_by"] is None
         assert [e["id"] for e in store.list_escalations(overdue=True, now=T0 + HOUR)] == [1]
         store.set_status(1, "expired", T0 + 2 * HOUR, actor="sweeper")
@@ -242,7 +273,9 @@ def test_a_database_made_before_the_lifecycle_is_upgraded_in_place(tmp_path):
     with Store(f"sqlite:///{path}", make_policy()) as again:  # a second open changes nothing
         assert again.get_escalation(1)["status"] == "expired" and len(again.history(1)) == 1
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA foreign_key_check").fetchall() == [] and check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert check.execute("PRAGMA foreign_key_check").fetchall() == [] and check.execute(
+        "PRAGMA integrity_check"
+    ).fetchone() == ("ok",)
     check.close()
 
 
@@ -256,8 +289,16 @@ def cli(store_url, tmp_path, monkeypatch, capsys):
 
     config = tmp_path / "config"
     config.mkdir()
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {
-        "destinations": {"ops-hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, "default": ["ops-hook"]}}))
+    (config / "escalation.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "destinations": {"ops-hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                    "default": ["ops-hook"],
+                }
+            }
+        )
+    )
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
     monkeypatch.setenv("CHURN_STORE_URL", store_url)
 
@@ -273,13 +314,17 @@ def cli(store_url, tmp_path, monkeypatch, capsys):
 def test_the_cli_works_an_escalation(cli):
     now = dt.datetime.now(dt.UTC)
     with Store(cli.url, make_policy()) as store:  # one past its window, one not
-        late = store.record(_decision("A1", window=60, queue="cs-priority", at=now - 2 * HOUR), PACKAGE, now - 2 * HOUR).escalation_id
+        late = store.record(
+            _decision("A1", window=60, queue="cs-priority", at=now - 2 * HOUR), PACKAGE, now - 2 * HOUR
+        ).escalation_id
         fresh = store.record(_decision("A2", window=240, at=now - HOUR), None, now - HOUR).escalation_id
 
     code, out, _ = cli("escalations", "list")
     assert code == 0 and out["count"] == 2 and {e["id"] for e in out["escalations"]} == {late, fresh}
     assert [e["id"] for e in cli("escalations", "list", "--overdue")[1]["escalations"]] == [late]
-    assert [e["id"] for e in cli("escalations", "list", "--queue", "cs-priority", "--owner", "Laura Chen")[1]["escalations"]] == [late]
+    assert [
+        e["id"] for e in cli("escalations", "list", "--queue", "cs-priority", "--owner", "Laura Chen")[1]["escalations"]
+    ] == [late]
     code, out, _ = cli("escalations", "show", str(late))
     assert code == 0 and out["escalation"]["package"] == PACKAGE and out["escalation"]["overdue"] is True
     assert [c["to_status"] for c in out["escalation"]["history"]] == ["open"]
@@ -287,20 +332,30 @@ def test_the_cli_works_an_escalation(cli):
     code, out, _ = cli("escalations", "ack", str(late), "--by", "Laura Chen")
     assert code == 0 and out["escalation"]["status"] == "acknowledged"
     assert cli("escalations", "list", "--overdue")[1]["count"] == 0
-    code, out, _ = cli("escalations", "resolve", str(late), "--outcome", "saved", "--note", "renewal signed", "--by", "Sam Ortiz")
+    code, out, _ = cli(
+        "escalations", "resolve", str(late), "--outcome", "saved", "--note", "renewal signed", "--by", "Sam Ortiz"
+    )
     assert code == 0 and (out["escalation"]["status"], out["escalation"]["outcome"]) == ("resolved", "saved")
     history = cli("escalations", "show", str(late))[1]["escalation"]["history"]
     assert [(c["from_status"], c["to_status"], c["actor"], c["note"]) for c in history] == [
-        (None, "open", "policy", "risk (policy test)"), ("open", "acknowledged", "Laura Chen", None),
-        ("acknowledged", "resolved", "Sam Ortiz", "renewal signed")]
+        (None, "open", "policy", "risk (policy test)"),
+        ("open", "acknowledged", "Laura Chen", None),
+        ("acknowledged", "resolved", "Sam Ortiz", "renewal signed"),
+    ]
     assert dt.datetime.fromisoformat(history[-1]["at"]) >= now
     assert [e["id"] for e in cli("escalations", "list", "--status", "resolved")[1]["escalations"]] == [late]
 
     code, out, err = cli("escalations", "resolve", str(late), "--outcome", "churned", "--by", "Sam Ortiz")
     assert (code, out) == (2, None)
-    assert err == f"error: escalation {late} is already resolved, which is final: expected an open or acknowledged escalation to become resolved\n"
+    assert (
+        err
+        == f"error: escalation {late} is already resolved, which is final: expected an open or acknowledged escalation to become resolved\n"
+    )
     code, _, err = cli("escalations", "resolve", str(fresh), "--outcome", "lost", "--by", "Sam")
-    assert code == 2 and err == f"error: escalation {fresh}: outcome 'lost': expected one of ['saved', 'churned', 'not_at_risk']\n"
+    assert (
+        code == 2
+        and err == f"error: escalation {fresh}: outcome 'lost': expected one of ['saved', 'churned', 'not_at_risk']\n"
+    )
     code, _, err = cli("escalations", "list", "--status", "closed")
     assert code == 2 and err.count("\n") == 1 and "status 'closed': expected one of" in err
     assert cli("escalations", "ack", "424242", "--by", "Sam")[0] == 2
@@ -311,4 +366,8 @@ def test_the_cli_works_an_escalation(cli):
     code, out, _ = cli("follow-ups", "done", str(fresh), "--by", "Laura Chen")
     assert code == 0 and (out["done"], out["by"]) == (1, "Laura Chen")
     code, _, err = cli("follow-ups", "done", str(fresh), "--by", "Laura Chen")
-    assert code == 2 and err == f"error: escalation {fresh}: no pending follow-up; expected an escalation listed by `churn follow-ups list`\n"
+    assert (
+        code == 2
+        and err
+        == f"error: escalation {fresh}: no pending follow-up; expected an escalation listed by `churn follow-ups list`\n"
+    )

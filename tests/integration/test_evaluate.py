@@ -37,7 +37,14 @@ def test_evaluate_json_has_every_model_and_horizon(tmp_path, capsys):
     for model in ("lightgbm", "rules", "logistic", "oracle"):
         r = rows[(model, 90)]
         assert 0.5 < r["roc_auc"] <= 1 and 0 <= r["ece"] < 0.1 and r["rows"] > 0
-        for key in ("pr_auc", "brier", "lift_top_decile", "recall_at_budget", "arr_recall_at_budget", "median_lead_days"):
+        for key in (
+            "pr_auc",
+            "brier",
+            "lift_top_decile",
+            "recall_at_budget",
+            "arr_recall_at_budget",
+            "median_lead_days",
+        ):
             assert key in r
     # the oracle is the upper bound on realised labels (allowing for sampling noise on a small base)
     assert rows[("lightgbm", 90)]["roc_auc"] < rows[("oracle", 90)]["roc_auc"] + 0.03

@@ -14,17 +14,23 @@ from core.contracts import ACCOUNT_EVENT_KINDS, CHANNELS, PRIORITIES, TICKET_CAT
 from features.context import FeatureParams
 from features.panel import LABELS, build_features, build_panel, snapshot_keys
 from features.registry import feature_specs
+from pipelines.features import add_message_signals
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
-from pipelines.features import add_message_signals
 from tests.reference_features import Reference
 from text.cache import TextCache
 from text.encoder import TextEncoder
 from text.sentiment import SHIPPED_HEAD, SentimentHead, SentimentModel
 
 TIME_COLUMNS = {
-    "accounts": "contract_start", "usage_daily": "date", "tickets": "created_at", "ticket_events": "at",
-    "ticket_messages": "sent_at", "surveys": "answered_at", "account_events": "at", "churn": "churned_at",
+    "accounts": "contract_start",
+    "usage_daily": "date",
+    "tickets": "created_at",
+    "ticket_events": "at",
+    "ticket_messages": "sent_at",
+    "surveys": "answered_at",
+    "account_events": "at",
+    "churn": "churned_at",
 }
 
 
@@ -32,12 +38,16 @@ TIME_COLUMNS = {
 def text_model(tmp_path_factory):
     """The real sentiment model with a cache shared by this module's tests."""
     encoder = TextEncoder()
-    return SentimentModel(encoder, SentimentHead.load(SHIPPED_HEAD)), TextCache(tmp_path_factory.mktemp("cache") / "text.sqlite")
+    return SentimentModel(encoder, SentimentHead.load(SHIPPED_HEAD)), TextCache(
+        tmp_path_factory.mktemp("cache") / "text.sqlite"
+    )
 
 
 def with_signals(tables: dict[str, pd.DataFrame], text_model) -> dict[str, pd.DataFrame]:
     """Recompute the per-message text signals from the messages as they are now."""
-    return add_message_signals({k: v for k, v in tables.items() if k not in ("message_signals", "ticket_outcomes")}, *text_model)
+    return add_message_signals(
+        {k: v for k, v in tables.items() if k not in ("message_signals", "ticket_outcomes")}, *text_model
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,9 @@ def feature_columns() -> list[str]:
 def test_fast_features_agree_with_the_slow_reference(small):
     panel, _ = build_panel(small, every="45d")
     rng = np.random.default_rng(0)
-    sample = panel.iloc[np.sort(rng.choice(len(panel), size=min(160, len(panel)), replace=False))].reset_index(drop=True)
+    sample = panel.iloc[np.sort(rng.choice(len(panel), size=min(160, len(panel)), replace=False))].reset_index(
+        drop=True
+    )
     reference = Reference(small, FeatureParams())
     rows = [reference.features(r.account_id, r.cutoff) for r in sample.itertuples()]
     expected = pd.DataFrame(rows)[feature_columns()]
@@ -111,12 +123,27 @@ def _append(tables: dict[str, pd.DataFrame], table: str, row: dict) -> None:
     tables[table] = pd.concat([frame, new], ignore_index=True)
 
 
-LATE_MESSAGES = ["We want to cancel our subscription.", "Same problem, nothing changed. I want to speak to a manager.", "Thanks, all good now!",
-                 "Users can't log in through SSO, they get ERR-4012 after the redirect."]
+LATE_MESSAGES = [
+    "We want to cancel our subscription.",
+    "Same problem, nothing changed. I want to speak to a manager.",
+    "Thanks, all good now!",
+    "Users can't log in through SSO, they get ERR-4012 after the redirect.",
+]
 
 appends = st.lists(
     st.tuples(
-        st.sampled_from(["usage_daily", "tickets", "ticket_events", "ticket_messages", "surveys", "account_events", "churn", "accounts"]),
+        st.sampled_from(
+            [
+                "usage_daily",
+                "tickets",
+                "ticket_events",
+                "ticket_messages",
+                "surveys",
+                "account_events",
+                "churn",
+                "accounts",
+            ]
+        ),
         st.integers(0, 10_000),  # picks an account or a ticket
         st.integers(0, 90 * 86_400),  # seconds at or after the cutoff
         st.integers(0, 1_000),  # a value
@@ -137,28 +164,83 @@ def test_rows_at_or_after_the_cutoff_change_no_feature(small, baseline, text_mod
         at = cutoff + pd.Timedelta(seconds=seconds)
         account = accounts[pick % len(accounts)]
         if table == "usage_daily":
-            _append(tables, table, {"account_id": account, "date": at.floor("D") + pd.Timedelta(days=1) if at.floor("D") < cutoff else at.floor("D"),
-                                    "active_users": value, "logins": value, "session_minutes": float(value), "key_feature_events": value,
-                                    "distinct_features_used": value % 25, "api_calls": value})
+            _append(
+                tables,
+                table,
+                {
+                    "account_id": account,
+                    "date": at.floor("D") + pd.Timedelta(days=1) if at.floor("D") < cutoff else at.floor("D"),
+                    "active_users": value,
+                    "logins": value,
+                    "session_minutes": float(value),
+                    "key_feature_events": value,
+                    "distinct_features_used": value % 25,
+                    "api_calls": value,
+                },
+            )
         elif table == "tickets":
-            _append(tables, table, {"ticket_id": f"NEW{i}", "account_id": account, "created_at": at, "priority": PRIORITIES[value % 4],
-                                    "category": TICKET_CATEGORIES[value % 8], "channel": CHANNELS[value % 4]})
+            _append(
+                tables,
+                table,
+                {
+                    "ticket_id": f"NEW{i}",
+                    "account_id": account,
+                    "created_at": at,
+                    "priority": PRIORITIES[value % 4],
+                    "category": TICKET_CATEGORIES[value % 8],
+                    "channel": CHANNELS[value % 4],
+                },
+            )
         elif table == "ticket_events":
             kind = TICKET_EVENT_KINDS[value % len(TICKET_EVENT_KINDS)]
-            _append(tables, table, {"ticket_id": tickets[pick % len(tickets)], "at": at, "kind": kind,
-                                    "value": float(1 + value % 5) if kind in ("csat", "ces") else np.nan})
+            _append(
+                tables,
+                table,
+                {
+                    "ticket_id": tickets[pick % len(tickets)],
+                    "at": at,
+                    "kind": kind,
+                    "value": float(1 + value % 5) if kind in ("csat", "ces") else np.nan,
+                },
+            )
         elif table == "ticket_messages":
-            _append(tables, table, {"message_id": f"NEWM{i}", "ticket_id": tickets[pick % len(tickets)], "sent_at": at,
-                                    "author": "customer" if value % 2 else "agent", "body": LATE_MESSAGES[value % len(LATE_MESSAGES)]})
+            _append(
+                tables,
+                table,
+                {
+                    "message_id": f"NEWM{i}",
+                    "ticket_id": tickets[pick % len(tickets)],
+                    "sent_at": at,
+                    "author": "customer" if value % 2 else "agent",
+                    "body": LATE_MESSAGES[value % len(LATE_MESSAGES)],
+                },
+            )
         elif table == "surveys":
-            _append(tables, table, {"account_id": account, "answered_at": at, "kind": "nps", "score": value % 11, "comment": None})
+            _append(
+                tables,
+                table,
+                {"account_id": account, "answered_at": at, "kind": "nps", "score": value % 11, "comment": None},
+            )
         elif table == "account_events":
             kind = ACCOUNT_EVENT_KINDS[value % len(ACCOUNT_EVENT_KINDS)]
-            _append(tables, table, {"account_id": account, "at": at, "kind": kind, "value": float(value * 100) if kind in ("upgrade", "downgrade") else np.nan})
+            _append(
+                tables,
+                table,
+                {
+                    "account_id": account,
+                    "at": at,
+                    "kind": kind,
+                    "value": float(value * 100) if kind in ("upgrade", "downgrade") else np.nan,
+                },
+            )
         elif table == "churn" and account not in set(tables["churn"]["account_id"]):
             _append(tables, table, {"account_id": account, "churned_at": at})
         elif table == "accounts":
-            row = small["accounts"].iloc[pick % len(accounts)].to_dict() | {"account_id": f"NEWA{i}", "contract_start": at, "arr": float(value * 1000 + 1)}
+            row = small["accounts"].iloc[pick % len(accounts)].to_dict() | {
+                "account_id": f"NEWA{i}",
+                "contract_start": at,
+                "arr": float(value * 1000 + 1),
+            }
             _append(tables, table, row)
     after = _features_at(with_signals(tables, text_model), cutoff)
     common = baseline.index.intersection(after.index)
@@ -188,8 +270,21 @@ def test_labels_are_censored_where_the_horizon_runs_past_the_data(tiny):
 
 def test_labels_exclusion_and_windows(tiny):
     tiny["usage_daily"] = pd.concat(
-        [tiny["usage_daily"], pd.DataFrame({"account_id": ["A2"], "date": ["2024-12-31"], "active_users": ["1"], "logins": ["1"],
-                                            "session_minutes": ["1"], "key_feature_events": ["1"], "distinct_features_used": ["1"], "api_calls": ["1"]})],
+        [
+            tiny["usage_daily"],
+            pd.DataFrame(
+                {
+                    "account_id": ["A2"],
+                    "date": ["2024-12-31"],
+                    "active_users": ["1"],
+                    "logins": ["1"],
+                    "session_minutes": ["1"],
+                    "key_feature_events": ["1"],
+                    "distinct_features_used": ["1"],
+                    "api_calls": ["1"],
+                }
+            ),
+        ],
         ignore_index=True,
     )
     tables = _hand_tables(tiny)
@@ -241,4 +336,7 @@ def test_every_feature_is_in_the_dictionary_with_a_template(small):
         assert s.description and s.template and s.unit
         value = panel[s.name].dropna().iloc[0] if panel[s.name].notna().any() else 1.0
         assert "{" not in s.sentence(value)
-    assert specs["active_users_change_7d"].sentence(-0.58) == "weekly active users down 58% against the prior 90 days, adjusted for the base's calendar"
+    assert (
+        specs["active_users_change_7d"].sentence(-0.58)
+        == "weekly active users down 58% against the prior 90 days, adjusted for the base's calendar"
+    )

@@ -70,7 +70,9 @@ def test_rows_of_unknown_accounts_and_tickets_are_found(base, tmp_path, capsys):
     usage = pd.concat([usage, usage.head(2).assign(account_id="GHOST")], ignore_index=True)
     usage.to_parquet(data / "usage_daily.parquet")
     msgs = pd.read_parquet(data / "ticket_messages.parquet")
-    msgs = pd.concat([msgs, msgs.head(1).assign(ticket_id="T-NOPE", message_id="M-NEW"), msgs.tail(1)], ignore_index=True)
+    msgs = pd.concat(
+        [msgs, msgs.head(1).assign(ticket_id="T-NOPE", message_id="M-NEW"), msgs.tail(1)], ignore_index=True
+    )
     msgs.to_parquet(data / "ticket_messages.parquet")
     assert main(["features", "--data", str(data), "--out", str(tmp_path / "o"), "--every", "60d"]) == 2
     err = capsys.readouterr().err
@@ -90,7 +92,10 @@ def test_csv_input_works_block_by_block(base, tmp_path, capsys):
     csv.mkdir()
     for p in base.glob("*.parquet"):
         pd.read_parquet(p).to_csv(csv / f"{p.stem}.csv", index=False)
-    assert main(["features", "--data", str(csv), "--out", str(tmp_path / "f"), "--every", "60d", "--no-text", "--json"]) == 0
+    assert (
+        main(["features", "--data", str(csv), "--out", str(tmp_path / "f"), "--every", "60d", "--no-text", "--json"])
+        == 0
+    )
     from_csv = read_snapshots(tmp_path / "f")
     run_features(base, tmp_path / "g", every="60d")
     pd.testing.assert_frame_equal(from_csv, read_snapshots(tmp_path / "g"))

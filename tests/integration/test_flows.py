@@ -8,7 +8,13 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"n_estimators": 150, "learning_rate": 0.08, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+QUICK = {
+    "n_estimators": 150,
+    "learning_rate": 0.08,
+    "min_child_samples": 40,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture
@@ -19,7 +25,9 @@ def prefect_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     config = tmp_path / "config"
     config.mkdir()
-    (config / "model.yaml").write_text(yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.1}}))
+    (config / "model.yaml").write_text(
+        yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.1}})
+    )
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
@@ -33,8 +41,8 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     import mlflow
 
     import pipelines.features
-    from core.errors import ChurnError
     import pipelines.models
+    from core.errors import ChurnError
     from pipelines.flows import retrain
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
@@ -42,11 +50,16 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     data = prefect_env / "data"
     simulate(SimulationConfig(accounts=400, days=450, seed=21), data)
     calls = {"features": 0, "train": 0, "promote": 0}
-    real = {"features": pipelines.features.run_features, "train": pipelines.models.run_train, "promote": pipelines.models.run_promote}
+    real = {
+        "features": pipelines.features.run_features,
+        "train": pipelines.models.run_train,
+        "promote": pipelines.models.run_promote,
+    }
 
     def counting(name, fail=False):
         def wrapper(*args, **kwargs):
-            calls[name] += kwargs.get("as_of") is None  # scoring builds one cutoff with run_features too: not the features task
+            # scoring builds one cutoff with run_features too: not the features task
+            calls[name] += kwargs.get("as_of") is None
             if fail:  # bad input: failed at once, not retried
                 raise ChurnError(f"forced failure in {name}")
             return real[name](*args, **kwargs)
@@ -63,11 +76,14 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     monkeypatch.setattr(pipelines.models, "run_promote", counting("promote"))
     result = retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
     assert calls == {"features": 1, "train": 1, "promote": 2}  # features and training came from the first run's results
-    assert set(result["roc_auc_90d_by_model"]) >= {"lightgbm", "rules", "logistic", "oracle"}  # the training backtest is the evaluation
+    # the training backtest is the evaluation
+    assert set(result["roc_auc_90d_by_model"]) >= {"lightgbm", "rules", "logistic", "oracle"}
     assert result["version"] == "1" and result["promoted"] is True and result["champion"] == "1"
     client = mlflow.MlflowClient(f"sqlite:///{prefect_env / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
-    assert (prefect_env / "work" / "churn_report.html").is_file() and (prefect_env / "work" / "scores" / "scores.parquet").is_file()
+    assert (prefect_env / "work" / "churn_report.html").is_file() and (
+        prefect_env / "work" / "scores" / "scores.parquet"
+    ).is_file()
     assert 0.5 < result["roc_auc_90d"] <= 1
 
     # the cached features stand for files: delete them and the next run builds them again

@@ -36,10 +36,14 @@ def test_held_out_accounts_are_the_hash_of_the_eligible_ones(truth):
 
 def test_the_interval_covers_the_known_effect_over_replicates(truth):
     panel, curve, would_churn = truth
-    runs = [run_holdout(panel, curve, would_churn, experiment_policy(0.2, f"rep-{k}", 0.05), save_probability=SAVE, seed=k) for k in range(40)]
+    runs = [
+        run_holdout(panel, curve, would_churn, experiment_policy(0.2, f"rep-{k}", 0.05), save_probability=SAVE, seed=k)
+        for k in range(40)
+    ]
     truths = {round(r["truth"], 12) for r in runs}
     eligible = runs[0]["eligible"]
-    assert all(r["eligible"] == eligible for r in runs) and len(truths) == 1  # the same accounts, only the split and the draws change
+    # the same accounts, only the split and the draws change
+    assert all(r["eligible"] == eligible for r in runs) and len(truths) == 1
     crossed = curve[:, 2] >= 0.05 * 0.8  # the 90-day threshold, lowered at most by the value factor
     assert eligible <= crossed.sum() and runs[0]["truth"] > 0.02
     coverage = np.mean([r["covered"] for r in runs])
@@ -48,7 +52,10 @@ def test_the_interval_covers_the_known_effect_over_replicates(truth):
     assert abs(mean_effect - runs[0]["truth"]) < 0.02  # unbiased: the estimates centre on the truth
     assert all(r["held_out"] >= 30 and r["treated"] >= 30 for r in runs)
     # without an effect the estimates centre on zero
-    null = [run_holdout(panel, curve, would_churn, experiment_policy(0.2, f"rep-{k}", 0.05), save_probability=0.0, seed=k) for k in range(10)]
+    null = [
+        run_holdout(panel, curve, would_churn, experiment_policy(0.2, f"rep-{k}", 0.05), save_probability=0.0, seed=k)
+        for k in range(10)
+    ]
     assert all(r["truth"] == 0 for r in null) and abs(np.mean([r["effect"] for r in null])) < 0.02
 
 

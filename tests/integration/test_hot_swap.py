@@ -30,8 +30,12 @@ CLIENTS = 8
 
 
 def _post(base: str, path: str, body: dict) -> tuple[int, object]:
-    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -97,7 +101,15 @@ def _tagged_at(version: str, tag: str) -> float:
 
 def _churn(*args: str, env: dict) -> subprocess.CompletedProcess:
     """`churn ARGS` as a user runs it, in its own process."""
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _churn_json(*args: str, env: dict) -> dict:
@@ -112,13 +124,30 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
     from pipelines.models import feature_names
 
     with champion_environment(tmp_path, tokens=TOKEN) as environment:
-        env = {**os.environ, **environment["env"], "CHURN_MODEL_POLL_SECONDS": str(POLL_SECONDS), "BENTOML_HOME": str(tmp_path / "bentoml")}
+        env = {
+            **os.environ,
+            **environment["env"],
+            "CHURN_MODEL_POLL_SECONDS": str(POLL_SECONDS),
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+        }
         # a second version (registered as the challenger; promoted below while the clients run)
         panel = environment["features"]
-        model = fit_curve(panel, feature_names(panel), CurveParams(n_estimators=60, learning_rate=0.1, min_child_samples=40, num_threads=1))
+        model = fit_curve(
+            panel,
+            feature_names(panel),
+            CurveParams(n_estimators=60, learning_rate=0.1, min_child_samples=40, num_threads=1),
+        )
         registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
-        new = registry.log_training(model, panel=panel, params={}, metrics={"backtest.lightgbm.roc_auc_90d": 0.8}, tables={}, documents={},
-                                    figures={}, tags={"features_dir": str(tmp_path / "f")})["version"]
+        new = registry.log_training(
+            model,
+            panel=panel,
+            params={},
+            metrics={"backtest.lightgbm.roc_auc_90d": 0.8},
+            tables={},
+            documents={},
+            figures={},
+            tags={"features_dir": str(tmp_path / "f")},
+        )["version"]
         assert new == "2"
         import pandas as pd
 
@@ -127,8 +156,13 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
 
         port, log = free_port(), tmp_path / "serve.log"
         with log.open("wb") as output:  # BentoML's workers log to stdout
-            server = processes.start([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                     stdout=output, stderr=subprocess.STDOUT)
+            server = processes.start(
+                [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 180
@@ -143,16 +177,26 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
 
             with Clients(base, accounts) as clients:
                 time.sleep(3.0)
-                assert {v for _, s, v in clients.answers if s == 200} == {"1"} and not clients.errors, clients.errors[:3]
+                assert {v for _, s, v in clients.answers if s == 200} == {"1"} and not clients.errors, clients.errors[
+                    :3
+                ]
                 started = time.time()
                 assert _churn_json("promote", "--force", env=env)["champion"] == new
                 promote_took = time.time() - started
                 # when the alias moved: the command's own start-up (imports, MLflow) is not the server's delay
                 forward = clients.switch(_tagged_at(new, "champion.since"), new)
-                reloads = {(info["loaded_at"], info["load_seconds"]) for info in (_post(base, "/model", {})[1] for _ in range(8))}
+                reloads = {
+                    (info["loaded_at"], info["load_seconds"])
+                    for info in (_post(base, "/model", {})[1] for _ in range(8))
+                }
 
                 # every kind of answer names the version it came from
-                ticket = {"ticket_id": "HS-1", "messages": [{"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "Exports fail again."}]}
+                ticket = {
+                    "ticket_id": "HS-1",
+                    "messages": [
+                        {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "Exports fail again."}
+                    ],
+                }
                 for _ in range(4):  # both workers
                     status, scored = _post(base, "/assess_ticket", {"account_id": accounts[0], "ticket": ticket})
                     assert status == 200 and scored["model_version"] == scored["risk"]["model_version"] == new
@@ -161,14 +205,20 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
                     assert status == 200 and explained["model_version"] == new
                     assert _post(base, "/model", {})[1]["model_version"] == new
 
-                rolled = _churn_json("rollback", "--reason", "calibration drifted after the swap", "--by", "Ada Ops", env=env)
+                rolled = _churn_json(
+                    "rollback", "--reason", "calibration drifted after the swap", "--by", "Ada Ops", env=env
+                )
                 assert (rolled["champion"], rolled["champion_before"]) == ("1", new)
                 back = clients.switch(_tagged_at("1", "restored.at"), "1")
 
                 # a champion that cannot be loaded: the workers keep serving version 1 and log why
                 import mlflow
 
-                broken = str(mlflow.MlflowClient().create_model_version(registry.MODEL_NAME, source=str(tmp_path / "no-such-model")).version)
+                broken = str(
+                    mlflow.MlflowClient()
+                    .create_model_version(registry.MODEL_NAME, source=str(tmp_path / "no-such-model"))
+                    .version
+                )
                 registry.move_champion(broken, decision={"forced": True})
                 moved = time.time()
                 time.sleep(4 * POLL_SECONDS)
@@ -179,11 +229,13 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
         finally:
             processes.stop([server], 30)
 
-        print(f"hot swap: {requests} /score requests from {CLIENTS} clients, {len(clients.errors)} errors; every answer from version {new} "
-              f"{forward:.2f} s after `churn promote` moved the alias (the command took {promote_took:.1f} s), and from version 1 again "
-              f"{back:.2f} s after `churn rollback` (poll every {POLL_SECONDS:.0f} s); reload of version {new} (load + "
-              f"{len(stored)} stored answers, per worker): "
-              f"{', '.join(f'{seconds} s' for _, seconds in sorted(reloads))}")
+        print(
+            f"hot swap: {requests} /score requests from {CLIENTS} clients, {len(clients.errors)} errors; every answer from version {new} "
+            f"{forward:.2f} s after `churn promote` moved the alias (the command took {promote_took:.1f} s), and from version 1 again "
+            f"{back:.2f} s after `churn rollback` (poll every {POLL_SECONDS:.0f} s); reload of version {new} (load + "
+            f"{len(stored)} stored answers, per worker): "
+            f"{', '.join(f'{seconds} s' for _, seconds in sorted(reloads))}"
+        )
         assert clients.errors == [] and served == {"1", new}
         assert "could not swap to the new champion version" in log.read_text(), log.read_text()[-3000:]
         # generous: the poll interval, the reload, and two busy cores shared with the 8 clients
@@ -192,15 +244,20 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
         # the rollback is recorded on both versions, and the alias history holds
         registry.connect(env["CHURN_MLFLOW_TRACKING_URI"])
         tags = {v: registry.describe(registry.version_uri(v))["version_tags"] for v in ("1", new)}
-        assert tags[new]["rollback.reason"] == "calibration drifted after the swap" and tags[new]["rollback.by"] == "Ada Ops"
+        assert (
+            tags[new]["rollback.reason"] == "calibration drifted after the swap"
+            and tags[new]["rollback.by"] == "Ada Ops"
+        )
         assert tags[new]["rollback.to"] == "1" and tags[new]["champion.previous"] == "1"
-        assert (tags["1"]["restored.from"], tags["1"]["restored.reason"]) == (broken, "version 3 does not load")  # the latest restore
+        # the latest restore
+        assert (tags["1"]["restored.from"], tags["1"]["restored.reason"]) == (broken, "version 3 does not load")
         assert registry.alias_version() == "1"
 
         # version 1 replaced no champion and nothing is below it: a clear error, nothing moved
         again = _churn("rollback", "--reason", "again", env=env)
         assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
-            "error: the champion is version 1 and no earlier version of churn-risk exists to roll back to"), again.stderr
+            "error: the champion is version 1 and no earlier version of churn-risk exists to roll back to"
+        ), again.stderr
         blank = _churn("rollback", "--reason", " ", env=env)
         assert blank.returncode == 2 and "--reason" in blank.stderr and registry.alias_version() == "1"
 
@@ -213,10 +270,15 @@ def test_promote_and_roll_back_while_8_clients_score(tmp_path):
         runtime = ServingRuntime(load_settings(), text=False)
         watcher = ModelWatcher(runtime, POLL_SECONDS)
         registry.move_champion(broken, decision={"forced": True})
-        assert watcher.check() is None and f"models:/churn-risk/{broken}" in watcher.last_error and runtime.state.version == "1"
+        assert (
+            watcher.check() is None
+            and f"models:/churn-risk/{broken}" in watcher.last_error
+            and runtime.state.version == "1"
+        )
         registry.move_champion(new, decision={"forced": True})
         assert watcher.check() == new and watcher.last_error is None
         assert runtime.score([schemas.AccountQuery(account_id=accounts[0])])[0].model_version == new
+
 
 def test_rollback_follows_the_alias_history_else_the_highest_lower_version():
     from models.promotion import rollback_target

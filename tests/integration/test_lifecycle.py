@@ -41,8 +41,14 @@ def _left(pids: set[int]) -> list[int]:
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """`churn ARGS` in its own session (as a terminal would start it), stderr to `log`."""
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=log.open("wb"), start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        start_new_session=True,
+    )
 
 
 def _wait_for(condition, timeout: float, process: subprocess.Popen, log: Path) -> None:
@@ -80,9 +86,14 @@ def _stop_and_check(process: subprocess.Popen, signum: int, log: Path) -> float:
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     """The session's environment (its Prefect server in PREFECT_API_URL) with the run's files under tmp_path."""
-    return {**os.environ, "CHURN_SETTINGS_FILE": "/nonexistent/settings.yaml", "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-            "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}", "CHURN_DATA_DIR": str(tmp_path / "data"),
-            "CHURN_PREFECT_DIR": str(tmp_path / "local-prefect")}
+    return {
+        **os.environ,
+        "CHURN_SETTINGS_FILE": "/nonexistent/settings.yaml",
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "CHURN_DATA_DIR": str(tmp_path / "data"),
+        "CHURN_PREFECT_DIR": str(tmp_path / "local-prefect"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +158,19 @@ def test_serve_stops_bentoml_and_its_workers(champion, signum, tmp_path):
 
 @pytest.mark.slow
 def test_serve_fails_fast_on_a_model_it_cannot_load(champion, tmp_path):
-    for setting, value in (("CHURN_MODEL_URI", "models:/churn-risk@nobody"), ("CHURN_STORE_URL", "sqlite:////proc/no/such/store.db")):
+    for setting, value in (
+        ("CHURN_MODEL_URI", "models:/churn-risk@nobody"),
+        ("CHURN_STORE_URL", "sqlite:////proc/no/such/store.db"),
+    ):
         started = time.monotonic()
-        run = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(free_port())], cwd=ROOT, capture_output=True,
-                             text=True, env={**os.environ, **champion["env"], setting: value}, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(free_port())],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **champion["env"], setting: value},
+            timeout=120,
+        )
         assert run.returncode == 2, run.stderr
         errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and errors[0].startswith(f"error: {setting} {value}:"), run.stderr
@@ -167,7 +187,14 @@ def test_local_prefect_server_started_once_reused_and_stopped(env, tmp_path):
     simulate(SimulationConfig(accounts=60, days=200, seed=2), base)
 
     def churn(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
 
     try:
         assert churn("validate", "--data", str(base)).returncode == 0

@@ -45,7 +45,9 @@ def test_score_distribution_breaches_on_psi_or_on_the_mean() -> None:
     ref = rng.beta(1, 30, 5000)
     assert score_distribution(ref, rng.beta(1, 30, 500), 0.25, 0.5).state == "ok"
     moved = score_distribution(ref, ref[:500] * 2.0, 0.25, 0.5)
-    assert moved.state == "breach" and moved.details["mean_shift"] == pytest.approx(2 * ref[:500].mean() / ref.mean() - 1, abs=1e-3)
+    assert moved.state == "breach" and moved.details["mean_shift"] == pytest.approx(
+        2 * ref[:500].mean() / ref.mean() - 1, abs=1e-3
+    )
     assert moved.value > 0.25
 
 
@@ -111,9 +113,11 @@ def test_the_daily_run_monitors_and_an_undrifted_base_stays_quiet(env) -> None:
     out = json.loads((env["root"] / "scores" / "monitoring.json").read_text())
     states = {m["monitor"]: m for m in out["monitors"]}
     drift, scores = states["feature_drift"], states["score_distribution"]
-    print(f"\nundrifted: largest feature PSI {drift['value']:.4f}; p_90d PSI {scores['value']:.4f}, "
-          f"mean shift {scores['details']['mean_shift']:+.3f}; per feature "
-          + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in drift["details"]["features"]))
+    print(
+        f"\nundrifted: largest feature PSI {drift['value']:.4f}; p_90d PSI {scores['value']:.4f}, "
+        f"mean shift {scores['details']['mean_shift']:+.3f}; per feature "
+        + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in drift["details"]["features"])
+    )
     assert drift["state"] == "ok" and drift["value"] < 0.25 and len(drift["details"]["features"]) == 10
     assert scores["state"] == "ok" and scores["value"] < 0.1
     assert states["calibration"]["state"] == "not_enough_data"  # one run: nothing has matured
@@ -132,7 +136,9 @@ def drifted(env):
     model, specs = _model(env), feature_specs()
     folder = _copy_run(env, "drifted")
     snapshot = pd.read_parquet(folder / "features.parquet")
-    usage = [f for f in top_features(model, env["features"].sample(1000, random_state=0), 10) if specs[f].family == "usage"]
+    usage = [
+        f for f in top_features(model, env["features"].sample(1000, random_state=0), 10) if specs[f].family == "usage"
+    ]
     assert usage, "the model's top features should include usage"
     snapshot[usage] = snapshot[usage] * 0.3
     snapshot.to_parquet(folder / "features.parquet", index=False)
@@ -151,8 +157,10 @@ def test_a_drifted_base_fires_once_per_monitor_and_day(env, drifted, capsys) -> 
     first = run_monitors(drifted, settings=load_settings())
     drift = next(m for m in first["monitors"] if m["monitor"] == "feature_drift")
     scored = next(m for m in first["monitors"] if m["monitor"] == "score_distribution")
-    measured = (f"drifted ({', '.join(usage)} x 0.3): largest feature PSI {drift['value']:.3f}, shifted {drift['details']['shifted']}; "
-                f"p_90d PSI {scored['value']:.3f}, mean shift {scored['details']['mean_shift']:+.3f}")
+    measured = (
+        f"drifted ({', '.join(usage)} x 0.3): largest feature PSI {drift['value']:.3f}, shifted {drift['details']['shifted']}; "
+        f"p_90d PSI {scored['value']:.3f}, mean shift {scored['details']['mean_shift']:+.3f}"
+    )
     assert drift["state"] == "breach" and drift["value"] > 0.25 and set(drift["details"]["shifted"]) <= set(usage)
     alerts = _monitor_alerts(env)
     fired = [a for a in alerts if a["payload"]["facts"]["monitor"] == "feature drift"]
@@ -201,15 +209,23 @@ def test_calibration_waits_for_matured_outcomes_and_fires_when_they_differ(env) 
     scores = rows[["account_id", "cutoff"]].assign(account_id=lambda f: f["account_id"].astype(str))
     scores[["p_30d", "p_60d", "p_90d", "p_180d"]] = model.predict_curve(rows)
     keep(scores, past)
-    honest = next(m for m in run_monitors(run, settings=load_settings(), alert=False)["monitors"] if m["monitor"] == "calibration")
-    print(f"\ncalibration of the {past.date()} run: " + "; ".join(
-        f"{h['horizon_days']}d {h['state']} observed {h.get('observed_churns')} expected {h.get('expected_churns')} z {h.get('z')}"
-        for h in honest["details"]["horizons"]))
+    honest = next(
+        m for m in run_monitors(run, settings=load_settings(), alert=False)["monitors"] if m["monitor"] == "calibration"
+    )
+    print(
+        f"\ncalibration of the {past.date()} run: "
+        + "; ".join(
+            f"{h['horizon_days']}d {h['state']} observed {h.get('observed_churns')} expected {h.get('expected_churns')} z {h.get('z')}"
+            for h in honest["details"]["horizons"]
+        )
+    )
     assert honest["state"] in ("ok", "not_enough_data")
 
     # the same run, had it predicted five times the risk: far outside any tolerance
     keep(scores.assign(**{c: np.minimum(scores[c] * 5, 0.99) for c in ("p_30d", "p_60d", "p_90d", "p_180d")}), past)
-    fired = next(m for m in run_monitors(run, settings=load_settings(), alert=False)["monitors"] if m["monitor"] == "calibration")
+    fired = next(
+        m for m in run_monitors(run, settings=load_settings(), alert=False)["monitors"] if m["monitor"] == "calibration"
+    )
     assert fired["state"] == "breach" and fired["value"] < -3
     assert any(h["state"] == "breach" and h["run"] == str(past.date()) for h in fired["details"]["horizons"])
 
@@ -231,7 +247,9 @@ def test_a_breach_reaches_its_destination_over_http(env, drifted, tmp_path) -> N
 
     class Receiver(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            received.append((json.loads(self.rfile.read(int(self.headers["Content-Length"]))), self.headers["Idempotency-Key"]))
+            received.append(
+                (json.loads(self.rfile.read(int(self.headers["Content-Length"]))), self.headers["Idempotency-Key"])
+            )
             self.send_response(200)
             self.end_headers()
 
@@ -242,7 +260,10 @@ def test_a_breach_reaches_its_destination_over_http(env, drifted, tmp_path) -> N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         config = yaml.safe_load((env["root"] / "config" / "escalation.yaml").read_text())
-        config["alerts"]["destinations"]["ops"] = {"kind": "webhook", "url": f"http://127.0.0.1:{server.server_port}/monitor"}
+        config["alerts"]["destinations"]["ops"] = {
+            "kind": "webhook",
+            "url": f"http://127.0.0.1:{server.server_port}/monitor",
+        }
         config["monitoring"] = {"destinations": ["ops"]}
         (tmp_path / "escalation.yaml").write_text(yaml.safe_dump(config))
         settings = load_settings().model_copy(update={"config_dir": tmp_path})
@@ -254,7 +275,9 @@ def test_a_breach_reaches_its_destination_over_http(env, drifted, tmp_path) -> N
     finally:
         server.shutdown()
     notices = [(body, key) for body, key in received if body.get("type") == "churn.monitor"]
-    assert sorted(body["facts"]["monitor"] for body, _ in notices) == sorted(b.replace("_", " ") for b in result["breaches"])
+    assert sorted(body["facts"]["monitor"] for body, _ in notices) == sorted(
+        b.replace("_", " ") for b in result["breaches"]
+    )
     drift = next(body for body, _ in notices if body["facts"]["monitor"] == "feature drift")
     assert drift["title"] == "Churn model monitor: feature drift breached" and drift["facts"]["threshold"] == 0.25
     assert all(key == body["idempotency_key"] for body, key in notices)

@@ -19,7 +19,11 @@ def environment(tmp_path_factory):
 
 
 def test_the_three_notebooks_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_explore_data.ipynb", "02_evaluate_model.ipynb", "03_explain_account.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_explore_data.ipynb",
+        "02_evaluate_model.ipynb",
+        "03_explain_account.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -28,11 +32,24 @@ def test_notebook_runs(path, environment, tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(Path(__file__).resolve().parents[2])}}).execute()
-    errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(Path(__file__).resolve().parents[2])}},
+    ).execute()
+    errors = [
+        o
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert errors == []
     assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
-    if path.stem == "03_explain_account":  # shap's waterfall for the model and the baseline, and their top features side by side
+    if (
+        path.stem == "03_explain_account"
+    ):  # shap's waterfall for the model and the baseline, and their top features side by side
         outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
         assert any("features are shared" in o.get("text", "") for o in outputs)

@@ -23,21 +23,50 @@ from simulation.simulate import simulate
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"n_estimators": 200, "learning_rate": 0.08, "num_leaves": 15, "min_child_samples": 40, "early_stopping_rounds": 20, "num_threads": 1}
+QUICK = {
+    "n_estimators": 200,
+    "learning_rate": 0.08,
+    "num_leaves": 15,
+    "min_child_samples": 40,
+    "early_stopping_rounds": 20,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     simulate(SimulationConfig(accounts=600, days=500, seed=4), root / "data")
-    assert main(["features", "--data", str(root / "data"), "--out", str(root / "f"), "--every", "20d", "--no-text", "--json"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(root / "f"),
+                "--every",
+                "20d",
+                "--no-text",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return root / "f"
 
 
 def write_config(folder, curve: dict, max_ece: float = 0.1):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.yaml").write_text(yaml.safe_dump({"curve": curve, "backtest": {"folds": 2, "budget": 0.05},
-                                                      "promotion": {"tolerance": 0.005, "max_ece": max_ece}}))
+    (folder / "model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "curve": curve,
+                "backtest": {"folds": 2, "budget": 0.05},
+                "promotion": {"tolerance": 0.005, "max_ece": max_ece},
+            }
+        )
+    )
     return folder
 
 
@@ -55,10 +84,12 @@ def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, t
     names = feature_names(panel)
     cutoffs = np.sort(panel["cutoff"].unique())
     moment = cutoffs[len(cutoffs) // 2 + 2]
-    model = fit_curve(censor_at(panel[panel["cutoff"] < moment], moment), names, CurveParams(**QUICK))  # trained as of `moment`
+    # trained as of `moment`
+    model = fit_curve(censor_at(panel[panel["cutoff"] < moment], moment), names, CurveParams(**QUICK))
     registry.connect(tracking)
-    logged = registry.log_training(model, panel=panel, params={"n": 1}, metrics={"m": 1.0}, tables={}, documents={}, figures={},
-                                   tags={"t": "x"})
+    logged = registry.log_training(
+        model, panel=panel, params={"n": 1}, metrics={"m": 1.0}, tables={}, documents={}, figures={}, tags={"t": "x"}
+    )
     loaded = mlflow.pyfunc.load_model(logged["model_uri"])
     sample = panel[names].sample(300, random_state=1)
     got = loaded.predict(sample)
@@ -66,7 +97,9 @@ def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, t
     np.testing.assert_allclose(got.to_numpy(), model.predict_curve(sample), rtol=0, atol=1e-12)
     assert loaded.metadata.get_input_schema() is not None and loaded.metadata.get_output_schema() is not None
     # the registry's own loader returns the same model (the API loads it this way)
-    np.testing.assert_allclose(registry.load_curve(logged["model_uri"]).predict_curve(sample), got.to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        registry.load_curve(logged["model_uri"]).predict_curve(sample), got.to_numpy(), atol=1e-12
+    )
 
     # evaluated out of time: only snapshots at or after the last outcome its training saw
     assert main(["evaluate", "--features", str(features_dir), "--model", logged["model_uri"], "--json"]) == 0
@@ -82,9 +115,17 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     assert first["alias"] == "challenger" and first["version"] == "1" and first["model_uri"] == "models:/churn-risk/1"
     run = mlflow.MlflowClient(tracking).get_run(first["run_id"])
     assert run.data.metrics[metric_key("roc_auc", 90)] == pytest.approx(first["roc_auc"]["90"])
-    assert {"backtest.lightgbm.ece_90d", "backtest.rules.roc_auc_90d", "backtest.logistic.roc_auc_90d"} <= set(run.data.metrics)
+    assert {"backtest.lightgbm.ece_90d", "backtest.rules.roc_auc_90d", "backtest.logistic.roc_auc_90d"} <= set(
+        run.data.metrics
+    )
     artifacts = {a.path for a in mlflow.MlflowClient(tracking).list_artifacts(first["run_id"])}
-    assert {"backtest.csv", "calibration.png", "shap_importance.png", "feature_dictionary.json", "data_fingerprint.json"} <= artifacts
+    assert {
+        "backtest.csv",
+        "calibration.png",
+        "shap_importance.png",
+        "feature_dictionary.json",
+        "data_fingerprint.json",
+    } <= artifacts
     assert len(run.data.tags["data.fingerprint"]) == 64
 
     assert main(["promote", "--json"]) == 0  # no champion yet: the calibration bound alone decides
@@ -92,7 +133,10 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     assert promoted["promoted"] is True and promoted["champion"] == "1"
 
     # a deliberately weak configuration: two-leaf stumps, a handful of them
-    monkeypatch.setenv("CHURN_CONFIG_DIR", str(write_config(tmp_path / "weak", {**QUICK, "n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})))
+    monkeypatch.setenv(
+        "CHURN_CONFIG_DIR",
+        str(write_config(tmp_path / "weak", {**QUICK, "n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})),
+    )
     assert main(["train", "--features", str(features_dir), "--json"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["version"] == "2"
@@ -123,7 +167,10 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     scored = json.loads(capsys.readouterr().out)
     assert scored["model"] == "models:/churn-risk/1" and scored["accounts"] == sum(scored["bands"].values())
     scores = pd.read_parquet(tmp_path / "scored" / "scores.parquet")
-    assert len(scores) == scored["accounts"] and (np.diff(scores[["p_30d", "p_60d", "p_90d", "p_180d"]].to_numpy(), axis=1) >= 0).all()
+    assert (
+        len(scores) == scored["accounts"]
+        and (np.diff(scores[["p_30d", "p_60d", "p_90d", "p_180d"]].to_numpy(), axis=1) >= 0).all()
+    )
     assert scores["reason_1"].notna().mean() > 0.9
     queue = pd.read_csv(tmp_path / "scored" / "queue.csv")
     assert int(queue["escalate"].sum()) == scored["escalations"] == scored["opened"]

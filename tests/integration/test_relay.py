@@ -46,7 +46,11 @@ store_url, open_store, receiver = store_tests.store_url, store_tests.open_store,
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTE = dt.timedelta(minutes=1)
-NOTICE = {"title": "Feature drift: logins", "text": "PSI 0.31 on weekly logins (threshold 0.25).", "facts": {"psi": 0.31, "feature": "logins"}}
+NOTICE = {
+    "title": "Feature drift: logins",
+    "text": "PSI 0.31 on weekly logins (threshold 0.25).",
+    "facts": {"psi": 0.31, "feature": "logins"},
+}
 
 
 def _decision(account: str = "A1", *, window: int | None = 30, owner: str = "Laura Chen", **kwargs):
@@ -55,11 +59,15 @@ def _decision(account: str = "A1", *, window: int | None = 30, owner: str = "Lau
 
 def _by_topic(receiver: Receiver, topic: str) -> list[tuple[str, str, dict]]:
     """Delivered (key, path, payload) of one topic: webhooks say it in `type`, Slack in the context line."""
+
     def topic_of(path: str, body: dict) -> str:
         if path == "/hook":
             return body["type"].removeprefix("churn.")
         context = body["blocks"][-1]["elements"][0]["text"]
-        return {"re-alert": "re_alert", "reminder": "reminder", "monitor": "monitor"}.get(context.split(" ")[0], "escalation")
+        return {"re-alert": "re_alert", "reminder": "reminder", "monitor": "monitor"}.get(
+            context.split(" ")[0], "escalation"
+        )
+
     return [d for d in receiver.delivered if topic_of(d[1], d[2]) == topic]
 
 
@@ -80,7 +88,9 @@ def test_a_missed_response_window_re_alerts_the_queue_once(open_store, receiver)
     assert counts["re_alerted"] == 1 and counts["sent"] == 2
     hook = next(body for _, path, body in _by_topic(receiver, "re_alert") if path == "/hook")
     assert hook["escalation_id"] == late and hook["facts"]["overdue_minutes"] == 12.0
-    assert "12 min ago" in hook["text"] and hook["title"].startswith(f"OVERDUE HIGH churn escalation #{late}: Acme Inc (A1)")
+    assert "12 min ago" in hook["text"] and hook["title"].startswith(
+        f"OVERDUE HIGH churn escalation #{late}: Acme Inc (A1)"
+    )
     slack = next(body for _, path, body in _by_topic(receiver, "re_alert") if path == "/slack")
     assert "12 min ago" in slack["text"] and "re-alert" in slack["blocks"][-1]["elements"][0]["text"]
     assert store.get_escalation(late)["realerted_at"] == T0 + 42 * MINUTE
@@ -107,7 +117,10 @@ def test_a_due_follow_up_reminds_its_owner_once(open_store, receiver):
     reminders = {path: body for _, path, body in _by_topic(receiver, "reminder")}
     assert set(reminders) == {"/slack", "/hook"}  # Laura's own channel; Ana has none: her queue's
     assert reminders["/slack"]["text"].startswith(":memo: Follow-up due for Laura Chen: Acme Inc (A1)")
-    assert reminders["/hook"]["title"].startswith("Follow-up due for Ana Ruiz") and reminders["/hook"]["escalation_id"] == theirs
+    assert (
+        reminders["/hook"]["title"].startswith("Follow-up due for Ana Ruiz")
+        and reminders["/hook"]["escalation_id"] == theirs
+    )
     assert "was due 2026-03-03 09:00 UTC (1 h 0 min ago)" in reminders["/hook"]["text"]
     assert relay.tick(T0 + 30 * HOUR)["reminded"] == 0  # once
     assert len(_by_topic(receiver, "reminder")) == 2
@@ -116,7 +129,9 @@ def test_a_due_follow_up_reminds_its_owner_once(open_store, receiver):
 
 
 def test_an_escalation_nobody_works_expires_once(open_store, receiver):
-    policy = make_policy(receiver.url).model_copy(update={"windows": make_policy().windows.model_copy(update={"expire_after_hours": 48})})
+    policy = make_policy(receiver.url).model_copy(
+        update={"windows": make_policy().windows.model_copy(update={"expire_after_hours": 48})}
+    )
     store = open_store(policy)
     stale = store.record(_decision("A1", window=None), None, T0).escalation_id
     worked = store.record(_decision("A2", window=None), None, T0).escalation_id
@@ -129,7 +144,12 @@ def test_an_escalation_nobody_works_expires_once(open_store, receiver):
     detail = store.escalation_detail(stale)
     assert detail["status"] == "expired" and detail["follow_ups"][0]["done_at"] == T0 + 49 * HOUR
     change = detail["history"][-1]
-    assert (change["from_status"], change["to_status"], change["actor"], change["at"]) == ("open", "expired", "relay", T0 + 49 * HOUR)
+    assert (change["from_status"], change["to_status"], change["actor"], change["at"]) == (
+        "open",
+        "expired",
+        "relay",
+        T0 + 49 * HOUR,
+    )
     assert "48 hours" in change["note"]
     assert store.get_escalation(worked)["status"] == "acknowledged"
     assert relay.tick(T0 + 79 * HOUR)["expired"] == 1 and store.get_escalation(worked)["status"] == "expired"
@@ -141,7 +161,8 @@ def test_an_escalation_nobody_works_expires_once(open_store, receiver):
 def test_notices_go_out_once_per_dedupe_and_destination(open_store, receiver):
     store = open_store(make_policy(receiver.url))
     assert store.enqueue_notice("monitor", "psi|2026-03-02", NOTICE, ["ops-hook", "cs-slack"], T0) == 2
-    assert store.enqueue_notice("monitor", "psi|2026-03-02", NOTICE, ["ops-hook", "cs-slack"], T0 + HOUR) == 0  # same day
+    # same day
+    assert store.enqueue_notice("monitor", "psi|2026-03-02", NOTICE, ["ops-hook", "cs-slack"], T0 + HOUR) == 0
     assert store.enqueue_notice("monitor", "psi|2026-03-03", NOTICE, ["ops-hook"], T0 + 24 * HOUR) == 1
     with pytest.raises(InputError, match=r"destinations \['nowhere'\]: not under alerts.destinations"):
         store.enqueue_notice("monitor", "x", NOTICE, ["ops-hook", "nowhere"])
@@ -161,11 +182,19 @@ def test_an_older_database_gains_the_relays_columns(tmp_path, receiver):
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript(OLD_SQLITE_SCHEMA)
-    old.execute("INSERT INTO decisions VALUES (1, 'A1', 'T1', 'high', 1, 'A1|risk', 'test', 'm1', '2026-03-02 09:00:00', '2026-03-02 09:00:00', '{}')")
-    old.execute("INSERT INTO escalations VALUES (1, 'A1', 'risk', 'A1|risk', 3, 'high', 'cs-standard', 'Laura Chen', 'open', "
-                "'2026-03-02 09:00:00', '2026-03-02 09:00:00', 1, 1, NULL, 'T1')")
-    old.execute("INSERT INTO alert_outbox VALUES (1, 1, 'ops-hook', 'webhook', ?, '{\"a\": 1}', 'abcdef0123', 'pending', 0, '2026-03-02 09:00:00', "
-                "NULL, '2026-03-02 09:00:00', NULL)", (f"{receiver.url}/hook",))
+    old.execute(
+        "INSERT INTO decisions VALUES (1, 'A1', 'T1', 'high', 1, 'A1|risk', 'test', 'm1', '2026-03-02 "
+        "09:00:00', '2026-03-02 09:00:00', '{}')"
+    )
+    old.execute(
+        "INSERT INTO escalations VALUES (1, 'A1', 'risk', 'A1|risk', 3, 'high', 'cs-standard', 'Laura Chen', 'open', "
+        "'2026-03-02 09:00:00', '2026-03-02 09:00:00', 1, 1, NULL, 'T1')"
+    )
+    old.execute(
+        "INSERT INTO alert_outbox VALUES (1, 1, 'ops-hook', 'webhook', ?, '{\"a\": 1}', 'abcdef0123', 'pending', 0, '2026-03-02 09:00:00', "
+        "NULL, '2026-03-02 09:00:00', NULL)",
+        (f"{receiver.url}/hook",),
+    )
     old.execute("INSERT INTO follow_ups VALUES (1, 1, '2026-03-03 09:00:00', NULL)")
     old.commit()
     old.close()
@@ -177,7 +206,9 @@ def test_an_older_database_gains_the_relays_columns(tmp_path, receiver):
         counts = Relay(store).tick(T0 + 25 * HOUR)  # the old follow-up is due: reminded
         assert counts["reminded"] == 1 and counts["sent"] == 3
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA foreign_key_check").fetchall() == [] and check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert check.execute("PRAGMA foreign_key_check").fetchall() == [] and check.execute(
+        "PRAGMA integrity_check"
+    ).fetchone() == ("ok",)
     assert {"realerted_at"} <= {row[1] for row in check.execute("PRAGMA table_info(escalations)")}
     assert {"reminded_at"} <= {row[1] for row in check.execute("PRAGMA table_info(follow_ups)")}
     check.close()
@@ -194,8 +225,12 @@ def test_an_older_postgresql_database_is_altered_in_place(store_url, receiver):
         store.record(_decision("A1"), None, T0)
     engine = create_engine(store_url)
     with engine.begin() as connection:  # back to the schema before the relay
-        for statement in ("ALTER TABLE alert_outbox DROP COLUMN topic", "ALTER TABLE alert_outbox ALTER COLUMN escalation_id SET NOT NULL",
-                          "ALTER TABLE escalations DROP COLUMN realerted_at", "ALTER TABLE follow_ups DROP COLUMN reminded_at"):
+        for statement in (
+            "ALTER TABLE alert_outbox DROP COLUMN topic",
+            "ALTER TABLE alert_outbox ALTER COLUMN escalation_id SET NOT NULL",
+            "ALTER TABLE escalations DROP COLUMN realerted_at",
+            "ALTER TABLE follow_ups DROP COLUMN reminded_at",
+        ):
             connection.exec_driver_sql(statement)
     for _ in range(2):
         with Store(store_url, make_policy(receiver.url)) as store:
@@ -204,7 +239,9 @@ def test_an_older_postgresql_database_is_altered_in_place(store_url, receiver):
         assert store.enqueue_notice("monitor", "d", NOTICE, ["ops-hook"], T0) == 1
         assert Relay(store).tick(T0 + 25 * HOUR)["reminded"] == 1
     with engine.begin() as connection:
-        check = connection.scalar(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_alert_outbox_topic'"))
+        check = connection.scalar(
+            text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_alert_outbox_topic'")
+        )
         assert "'monitor'" in check
         with pytest.raises(Exception, match="ck_alert_outbox_topic"):
             connection.exec_driver_sql("UPDATE alert_outbox SET topic = 'nope'")
@@ -292,8 +329,17 @@ def test_run_passes_on_the_clock_it_is_given(open_store, receiver):
 def _config(tmp_path: Path, url: str, **alerts: object) -> Path:
     config = tmp_path / "config"
     config.mkdir(exist_ok=True)
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {
-        "destinations": {"ops-hook": {"kind": "webhook", "url": f"{url}/hook"}}, "default": ["ops-hook"], **alerts}}))
+    (config / "escalation.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "destinations": {"ops-hook": {"kind": "webhook", "url": f"{url}/hook"}},
+                    "default": ["ops-hook"],
+                    **alerts,
+                }
+            }
+        )
+    )
     return config
 
 
@@ -301,7 +347,11 @@ def test_alerts_relay_command_once_and_until_sigterm(tmp_path, receiver, monkeyp
     from pipelines.cli import main
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    env = {"CHURN_CONFIG_DIR": str(_config(tmp_path, receiver.url)), "CHURN_STORE_URL": url, "CHURN_SETTINGS_FILE": "/nonexistent.yaml"}
+    env = {
+        "CHURN_CONFIG_DIR": str(_config(tmp_path, receiver.url)),
+        "CHURN_STORE_URL": url,
+        "CHURN_SETTINGS_FILE": "/nonexistent.yaml",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with Store(url, make_policy(receiver.url)) as store:
@@ -314,8 +364,14 @@ def test_alerts_relay_command_once_and_until_sigterm(tmp_path, receiver, monkeyp
     assert main(["alerts", "relay", "--interval", "0", "--json"]) == 2  # a bad flag: exit 2 naming it
     assert "--interval" in capsys.readouterr().err
 
-    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "alerts", "relay", "--interval", "0.2", "--json"], cwd=ROOT,
-                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "alerts", "relay", "--interval", "0.2", "--json"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(receiver.seen) < 3 and time.monotonic() < deadline:
@@ -387,8 +443,18 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else float("nan")
 
 
-def deliver_over_http(root: Path, environment: dict, *, escalations: int = 100, restart_after: int | None = 50, backoff_seconds: float = 0.2,
-                      max_backoff_seconds: float = 1.0, max_attempts: int = 30, clients: int = 4, timeout: float = 120) -> dict:
+def deliver_over_http(
+    root: Path,
+    environment: dict,
+    *,
+    escalations: int = 100,
+    restart_after: int | None = 50,
+    backoff_seconds: float = 0.2,
+    max_backoff_seconds: float = 1.0,
+    max_attempts: int = 30,
+    clients: int = 4,
+    timeout: float = 120,
+) -> dict:
     """Serve `environment` (tests.conftest.champion_environment) with `bentoml serve`, send
     `escalations` legal-category tickets to /assess_ticket for as many accounts (each a hard-rule
     escalation alerting a Slack and a webhook destination), stop the service after
@@ -401,29 +467,68 @@ def deliver_over_http(root: Path, environment: dict, *, escalations: int = 100, 
     receiver = FlakyReceiver()
     config = root / "relay-config"
     config.mkdir(exist_ok=True)
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {
-        "destinations": {"cs-slack": {"kind": "slack", "url": f"{receiver.url}/slack"}, "cs-hook": {"kind": "webhook", "url": f"{receiver.url}/hook"}},
-        "default": ["cs-slack", "cs-hook"], "backoff_seconds": backoff_seconds, "max_backoff_seconds": max_backoff_seconds,
-        "max_attempts": max_attempts, "timeout_seconds": 2.0}}))
+    (config / "escalation.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "destinations": {
+                        "cs-slack": {"kind": "slack", "url": f"{receiver.url}/slack"},
+                        "cs-hook": {"kind": "webhook", "url": f"{receiver.url}/hook"},
+                    },
+                    "default": ["cs-slack", "cs-hook"],
+                    "backoff_seconds": backoff_seconds,
+                    "max_backoff_seconds": max_backoff_seconds,
+                    "max_attempts": max_attempts,
+                    "timeout_seconds": 2.0,
+                }
+            }
+        )
+    )
     store_url = f"sqlite:///{root / f'relay-{time.time_ns()}.db'}"
-    env = {**environment["env"], "CHURN_CONFIG_DIR": str(config), "CHURN_STORE_URL": store_url, "BENTOML_HOME": str(root / "bentoml"),
-           "CHURN_RELAY_INTERVAL_SECONDS": "1.0"}
+    env = {
+        **environment["env"],
+        "CHURN_CONFIG_DIR": str(config),
+        "CHURN_STORE_URL": store_url,
+        "BENTOML_HOME": str(root / "bentoml"),
+        "CHURN_RELAY_INTERVAL_SECONDS": "1.0",
+    }
     token = env["CHURN_API_TOKENS"].split(",")[0]
-    accounts = pd.read_parquet(Path(env["CHURN_SCORES_DIR"]) / "features.parquet", columns=["account_id"])["account_id"].drop_duplicates()
+    accounts = pd.read_parquet(Path(env["CHURN_SCORES_DIR"]) / "features.parquet", columns=["account_id"])[
+        "account_id"
+    ].drop_duplicates()
     accounts = list(accounts.iloc[:escalations])
     assert len(accounts) == escalations, f"the snapshot has {len(accounts)} accounts, {escalations} asked"
     sent_at: dict[int, float] = {}  # escalation id -> when its request was sent
     answered_at: dict[int, float] = {}  # ... and answered
 
     def post(base: str, i: int) -> None:
-        body = {"account_id": accounts[i], "ticket": {"ticket_id": f"RELAY-{i}", "category": "legal", "priority": "high", "messages": [
-            {"author": "customer", "sent_at": "2026-03-02T09:00:00Z", "body": f"Our lawyers will be in touch about invoice {i}."}]}}
-        request = urllib.request.Request(f"{base}/assess_ticket", data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        body = {
+            "account_id": accounts[i],
+            "ticket": {
+                "ticket_id": f"RELAY-{i}",
+                "category": "legal",
+                "priority": "high",
+                "messages": [
+                    {
+                        "author": "customer",
+                        "sent_at": "2026-03-02T09:00:00Z",
+                        "body": f"Our lawyers will be in touch about invoice {i}.",
+                    }
+                ],
+            },
+        }
+        request = urllib.request.Request(
+            f"{base}/assess_ticket",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
         started = time.time()
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
-        assert answer["decision"]["escalate"] and "legal_threat" in {r["rule"] for r in answer["decision"]["rules"]}, answer["decision"]
+        assert answer["decision"]["escalate"] and "legal_threat" in {r["rule"] for r in answer["decision"]["rules"]}, (
+            answer["decision"]
+        )
         sent_at[answer["escalation_id"]], answered_at[answer["escalation_id"]] = started, time.time()
 
     phases = [range(restart_after), range(restart_after, escalations)] if restart_after else [range(escalations)]
@@ -452,27 +557,57 @@ def deliver_over_http(root: Path, environment: dict, *, escalations: int = 100, 
     finally:
         receiver.close()
     expected = {a["idempotency_key"]: a["escalation_id"] for a in alerts}
-    latencies = {key: receiver.accepted[key][0] - sent_at[eid] for key, eid in expected.items() if key in receiver.accepted and eid in sent_at}
+    latencies = {
+        key: receiver.accepted[key][0] - sent_at[eid]
+        for key, eid in expected.items()
+        if key in receiver.accepted and eid in sent_at
+    }
     steady = [v for key, v in latencies.items() if expected[key] not in restarted_ids]
     # where the time goes, for the steady ones: the request itself (the decision), then the outbox
     # row's wait for the pass that sent it (the store's created_at and sent_at, same clock)
     by_key = {a["idempotency_key"]: a for a in alerts}
     steady_keys = [key for key in latencies if expected[key] not in restarted_ids]
     answer = [answered_at[expected[k]] - sent_at[expected[k]] for k in steady_keys]
-    queued = [(by_key[k]["sent_at"] - by_key[k]["created_at"]).total_seconds() for k in steady_keys if by_key[k]["sent_at"]]
+    queued = [
+        (by_key[k]["sent_at"] - by_key[k]["created_at"]).total_seconds() for k in steady_keys if by_key[k]["sent_at"]
+    ]
     across = [v for key, v in latencies.items() if expected[key] in restarted_ids]
-    return {"escalations": len(sent_at), "alerts": len(alerts), "delivered": len(set(expected) & set(receiver.accepted)),
-            "unexpected": len(set(receiver.accepted) - set(expected)), "store": counts, "statuses": sorted({a["status"] for a in alerts}),
-            "requests": receiver.requests, "failed_requests": receiver.failed, "repeats_dropped": receiver.repeats,
-            "attempts_max": max((a["attempts"] for a in alerts), default=0),
-            "p50": _percentile(steady, 50), "p99": _percentile(steady, 99), "max": max(steady, default=float("nan")),
-            "request_p50": _percentile(answer, 50), "request_p99": _percentile(answer, 99),
-            "outbox_p50": _percentile(queued, 50), "outbox_p99": _percentile(queued, 99),
-            "first_try_share": sum(by_key[k]["attempts"] == 1 for k in steady_keys) / max(1, len(steady_keys)),
-            "detail": sorted((by_key[k]["attempts"], round(latencies[k], 3), round(answered_at[expected[k]] - sent_at[expected[k]], 3),
-                              round((by_key[k]["sent_at"] - by_key[k]["created_at"]).total_seconds(), 3)) for k in steady_keys),
-            "across_restart": len(across), "leases_after_stop": leases_after_stop, "across_restart_max": max(across, default=0.0), "seconds": time.monotonic() - started_at,
-            "backoff_seconds": backoff_seconds, "max_backoff_seconds": max_backoff_seconds, "max_attempts": max_attempts}
+    return {
+        "escalations": len(sent_at),
+        "alerts": len(alerts),
+        "delivered": len(set(expected) & set(receiver.accepted)),
+        "unexpected": len(set(receiver.accepted) - set(expected)),
+        "store": counts,
+        "statuses": sorted({a["status"] for a in alerts}),
+        "requests": receiver.requests,
+        "failed_requests": receiver.failed,
+        "repeats_dropped": receiver.repeats,
+        "attempts_max": max((a["attempts"] for a in alerts), default=0),
+        "p50": _percentile(steady, 50),
+        "p99": _percentile(steady, 99),
+        "max": max(steady, default=float("nan")),
+        "request_p50": _percentile(answer, 50),
+        "request_p99": _percentile(answer, 99),
+        "outbox_p50": _percentile(queued, 50),
+        "outbox_p99": _percentile(queued, 99),
+        "first_try_share": sum(by_key[k]["attempts"] == 1 for k in steady_keys) / max(1, len(steady_keys)),
+        "detail": sorted(
+            (
+                by_key[k]["attempts"],
+                round(latencies[k], 3),
+                round(answered_at[expected[k]] - sent_at[expected[k]], 3),
+                round((by_key[k]["sent_at"] - by_key[k]["created_at"]).total_seconds(), 3),
+            )
+            for k in steady_keys
+        ),
+        "across_restart": len(across),
+        "leases_after_stop": leases_after_stop,
+        "across_restart_max": max(across, default=0.0),
+        "seconds": time.monotonic() - started_at,
+        "backoff_seconds": backoff_seconds,
+        "max_backoff_seconds": max_backoff_seconds,
+        "max_attempts": max_attempts,
+    }
 
 
 @pytest.mark.slow
@@ -481,11 +616,27 @@ def test_100_escalations_over_http_are_delivered_exactly_once_across_a_restart(t
 
     with champion_environment(tmp_path) as environment:
         result = deliver_over_http(tmp_path, environment, escalations=100, restart_after=50)
-    print({k: result[k] for k in ("p50", "p99", "max", "across_restart", "across_restart_max", "requests", "failed_requests",
-                                  "repeats_dropped", "attempts_max", "seconds")})
+    print(
+        {
+            k: result[k]
+            for k in (
+                "p50",
+                "p99",
+                "max",
+                "across_restart",
+                "across_restart_max",
+                "requests",
+                "failed_requests",
+                "repeats_dropped",
+                "attempts_max",
+                "seconds",
+            )
+        }
+    )
     assert result["escalations"] == 100 and result["alerts"] == 200  # a Slack and a webhook alert each
     assert result["delivered"] == 200 and result["unexpected"] == 0  # every alert, once, nothing else
     assert result["statuses"] == ["sent"] and result["store"]["alerts_failed"] == 0
     assert result["failed_requests"] >= 100  # the receiver did fail about half of what it was sent
-    assert result["leases_after_stop"] == [None]  # the stopped workers' relays gave the lease up (bentoml.on_shutdown ran)
+    # the stopped workers' relays gave the lease up (bentoml.on_shutdown ran)
+    assert result["leases_after_stop"] == [None]
     assert result["max"] < 60 and result["across_restart_max"] < 120  # generous: the figures are benchmarks/relay.py's

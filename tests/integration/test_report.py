@@ -32,8 +32,14 @@ def report(tmp_path_factory):
 def test_report_is_self_contained_with_every_section(report, capsys):
     _, out = report
     html = out.read_text()
-    for heading in ("Accounts and revenue at risk", "What drives the risk", "The accounts most at risk", "Escalations: from flag to outcome",
-                    "Escalations and outcomes", "Can we trust the model?"):
+    for heading in (
+        "Accounts and revenue at risk",
+        "What drives the risk",
+        "The accounts most at risk",
+        "Escalations: from flag to outcome",
+        "Escalations and outcomes",
+        "Can we trust the model?",
+    ):
         assert heading in html
     assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from elsewhere
     assert "<script" not in html
@@ -50,7 +56,7 @@ def test_report_has_a_shap_beeswarm_and_a_waterfall_per_top_account(report):
     html = out.read_text()
     assert re.search(r'<img alt="SHAP beeswarm of the 90-day risk" src="data:image/png;base64,', html)
     assert "one dot per account and signal" in html and "log-odds" in html
-    section = html[html.index("The accounts most at risk"):html.index("Escalations: from flag to outcome")]
+    section = html[html.index("The accounts most at risk") : html.index("Escalations: from flag to outcome")]
     table_ids = re.findall(r"<td>[^<]*\((A\d+)\)</td>", section)
     shown = re.findall(r'<img alt="why (A\d+) is at risk" src="data:image/png;base64,([^"]+)"', section)
     assert len(table_ids) == 20 and [a for a, _ in shown] == table_ids[:10]
@@ -70,7 +76,7 @@ def test_outcomes_section_says_it_is_too_early_for_todays_escalations(report):
     show what happened, and the section says so instead of printing a precision of nothing."""
     _, out = report
     html = out.read_text()
-    section = html[html.index("Escalations and outcomes"):html.index("Can we trust the model?")]
+    section = html[html.index("Escalations and outcomes") : html.index("Can we trust the model?")]
     assert "too early to know" in section and "Does escalating help?" in section and "Too few to tell" in section
     assert "<td>cs-standard</td>" in section or "<td>cs-priority</td>" in section
 
@@ -80,12 +86,19 @@ def test_evaluate_json_has_an_escalations_block_logged_to_the_models_run(report,
     capsys.readouterr()
     assert main(["evaluate", "--features", str(env["root"] / "f"), "--folds", "1", "--json"]) == 0
     block = json.loads(capsys.readouterr().out)["escalations"]
-    assert block["available"] and block["escalations"] > 0 and block["overall"]["matured"] == 0 and block["horizon_days"] == 90
+    assert (
+        block["available"]
+        and block["escalations"] > 0
+        and block["overall"]["matured"] == 0
+        and block["horizon_days"] == 90
+    )
     client = mlflow.MlflowClient(env["env"]["CHURN_MLFLOW_TRACKING_URI"])
     run_id = client.get_model_version_by_alias("churn-risk", "champion").run_id
     assert block["mlflow_run"] == run_id
     assert client.get_run(run_id).data.metrics["escalations.count"] == block["escalations"]
-    assert {"escalations/escalations.json", "escalations/escalations_by_group.csv"} <= {a.path for a in client.list_artifacts(run_id, "escalations")}
+    assert {"escalations/escalations.json", "escalations/escalations_by_group.csv"} <= {
+        a.path for a in client.list_artifacts(run_id, "escalations")
+    }
 
 
 def test_psi_is_zero_for_the_same_data_and_grows_with_a_shift():
@@ -101,10 +114,26 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         pytest.skip("Chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
     _, out = report
     shot = tmp_path / "report.png"
-    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                             f"--screenshot={shot}", "--window-size=1200,3000", out.as_uri()], check=False, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            out.as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
-    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
+    console = [
+        line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)
+    ]
     assert console == [], console
     print(json.dumps({"screenshot": str(shot), "bytes": shot.stat().st_size}))

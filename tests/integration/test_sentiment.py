@@ -13,7 +13,15 @@ from features.text.sentiment import score_texts
 from pipelines.cli import main
 from text.cache import TextCache
 from text.encoder import TextEncoder
-from text.sentiment import CORPUS, SHIPPED_HEAD, SentimentHead, SentimentModel, cross_validate_head, fit_head, normalise_labels
+from text.sentiment import (
+    CORPUS,
+    SHIPPED_HEAD,
+    SentimentHead,
+    SentimentModel,
+    cross_validate_head,
+    fit_head,
+    normalise_labels,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +70,14 @@ def test_shipped_head_matches_the_encoder_and_reads_negation(encoder):
     head = SentimentHead.load(SHIPPED_HEAD)
     assert head.encoder == encoder.key
     model = SentimentModel(encoder, head)
-    scores, _ = score_texts(["No complaints at all, everything works.", "Not happy at all with the response time.",
-                             "We are seriously considering cancelling our subscription."], model)
+    scores, _ = score_texts(
+        [
+            "No complaints at all, everything works.",
+            "Not happy at all with the response time.",
+            "We are seriously considering cancelling our subscription.",
+        ],
+        model,
+    )
     assert scores["label"].tolist()[1:] == ["negative", "negative"]
     assert scores["score"].iloc[0] > scores["score"].iloc[1]
     assert scores["score"].between(-1, 1).all()
@@ -100,14 +114,48 @@ def test_cache_never_rescores_a_known_text(tmp_path, corpus):
 def test_sentiment_cli_train_and_score(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
     labels = pd.read_csv(CORPUS).sample(200, random_state=0)
-    labels.rename(columns={"text": "message", "label": "tone"}).assign(tone=lambda d: d["tone"].str[:3]).to_csv(tmp_path / "l.csv", index=False)
-    assert main(["sentiment-train", "--labels", str(tmp_path / "l.csv"), "--text-column", "message", "--label-column", "tone", "--json"]) == 0
+    labels.rename(columns={"text": "message", "label": "tone"}).assign(tone=lambda d: d["tone"].str[:3]).to_csv(
+        tmp_path / "l.csv", index=False
+    )
+    assert (
+        main(
+            [
+                "sentiment-train",
+                "--labels",
+                str(tmp_path / "l.csv"),
+                "--text-column",
+                "message",
+                "--label-column",
+                "tone",
+                "--json",
+            ]
+        )
+        == 0
+    )
     trained = json.loads(capsys.readouterr().out)
-    assert trained["messages"] == 200 and 0 < trained["cv_macro_f1"] <= 1 and 0 < trained["cv_routed"] < 1  # the cascade's own cross-validation
+    # the cascade's own cross-validation
+    assert trained["messages"] == 200 and 0 < trained["cv_macro_f1"] <= 1 and 0 < trained["cv_routed"] < 1
     assert (tmp_path / "data" / "models" / "sentiment_head.json").is_file()  # used by default from now on
-    assert SentimentHead.load(tmp_path / "data" / "models" / "sentiment_head.json").static is not None  # both heads: the setting can change later
-    pd.DataFrame({"id": [1, 2], "msg": ["Fantastic support, thank you!", "This is unacceptable, nothing works"]}).to_csv(tmp_path / "in.csv", index=False)
-    assert main(["sentiment-score", "--input", str(tmp_path / "in.csv"), "--text-column", "msg", "--out", str(tmp_path / "out.csv"), "--json"]) == 0
+    # both heads: the setting can change later
+    assert SentimentHead.load(tmp_path / "data" / "models" / "sentiment_head.json").static is not None
+    pd.DataFrame(
+        {"id": [1, 2], "msg": ["Fantastic support, thank you!", "This is unacceptable, nothing works"]}
+    ).to_csv(tmp_path / "in.csv", index=False)
+    assert (
+        main(
+            [
+                "sentiment-score",
+                "--input",
+                str(tmp_path / "in.csv"),
+                "--text-column",
+                "msg",
+                "--out",
+                str(tmp_path / "out.csv"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     scored = pd.read_csv(tmp_path / "out.csv")
     assert scored["label"].tolist() == ["positive", "negative"] and scored["score"].between(-1, 1).all()
@@ -118,7 +166,20 @@ def test_sentiment_cli_bad_input_names_the_column(tmp_path, capsys):
     pd.DataFrame({"text": ["a", "b"], "label": ["happy", "sad"]}).to_csv(tmp_path / "l.csv", index=False)
     assert main(["sentiment-train", "--labels", str(tmp_path / "l.csv"), "--out", str(tmp_path / "h.json")]) == 2
     assert "column 'label'" in capsys.readouterr().err
-    assert main(["sentiment-score", "--input", str(tmp_path / "l.csv"), "--text-column", "body", "--out", str(tmp_path / "o.csv")]) == 2
+    assert (
+        main(
+            [
+                "sentiment-score",
+                "--input",
+                str(tmp_path / "l.csv"),
+                "--text-column",
+                "body",
+                "--out",
+                str(tmp_path / "o.csv"),
+            ]
+        )
+        == 2
+    )
     assert "--text-column 'body'" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "h.json").exists()
 
@@ -134,8 +195,15 @@ def test_a_hugging_face_classifier_given_by_path_replaces_the_default(tmp_path, 
     from text.loading import load_sentiment_model
 
     folder = tmp_path / "my-sentiment-model"
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                        id2label={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}, label2id={"NEGATIVE": 0, "NEUTRAL": 1, "POSITIVE": 2})
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        id2label={0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "NEUTRAL": 1, "POSITIVE": 2},
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_model_dir() / name, folder / name)
@@ -160,7 +228,8 @@ def test_onnx_runtime_computes_the_same_embeddings_as_pytorch(tmp_path, corpus):
     reference = torch.embed(texts)
     assert np.abs(batched - reference).max() < 1e-5
     assert np.abs(one_by_one - reference[:20]).max() < 1e-5
-    assert np.abs(embedded[:120] - reference).max() < 1e-5  # the module's default encoder (batch work: ONNX Runtime) too
+    # the module's default encoder (batch work: ONNX Runtime) too
+    assert np.abs(embedded[:120] - reference).max() < 1e-5
 
     # the export is kept and reused: a second encoder opens the same file without exporting again
     [exported] = list(tmp_path.glob("*.onnx"))
@@ -175,7 +244,8 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch
     import text.encoder as encoder_module
     from core.errors import ChurnError
 
-    monkeypatch.setattr(encoder_module, "EXPORT_TOLERANCE", -1.0)  # no export can pass: as if it computed something else
+    # no export can pass: as if it computed something else
+    monkeypatch.setattr(encoder_module, "EXPORT_TOLERANCE", -1.0)
     fallback = TextEncoder(export_dir=tmp_path)
     with caplog.at_level("WARNING", logger="churn.text"):
         assert fallback.backend == "torch"
@@ -190,15 +260,27 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch
     from core.settings import load_settings
 
     monkeypatch.setenv("CHURN_TEXT_RUNTIME", "tensorrt")
-    with pytest.raises(InputError, match=r"text_runtime' \(env CHURN_TEXT_RUNTIME\).*'auto', 'openvino', 'onnx' or 'torch'"):
+    with pytest.raises(
+        InputError, match=r"text_runtime' \(env CHURN_TEXT_RUNTIME\).*'auto', 'openvino', 'onnx' or 'torch'"
+    ):
         load_settings()
 
 
 def test_sentences_of_a_few_messages_split_as_in_a_column():
     from features.text.sentiment import SMALL, _sentences
 
-    texts = ["How do I export? It fails.  Again!", "", "   ", None, "No punctuation at all", "Same. Same.", "Wait...what? ok", "How do I export?",
-             "Line one.\nLine two", float("nan")]
+    texts = [
+        "How do I export? It fails.  Again!",
+        "",
+        "   ",
+        None,
+        "No punctuation at all",
+        "Same. Same.",
+        "Wait...what? ok",
+        "How do I export?",
+        "Line one.\nLine two",
+        float("nan"),
+    ]
     few = _sentences(texts)
     many = _sentences(texts * (SMALL // len(texts) + 1))  # the pandas path
     n = len(texts)
@@ -253,7 +335,10 @@ def test_openvino_gives_the_same_sentiment_as_float32(corpus):
     assert exact_key == head.key and fast_key == (f"{head.key}|bf16" if fast.precision == "bf16" else head.key)
 
 
-@pytest.mark.skipif(not _has_bf16(), reason="this CPU has no bfloat16 instructions: OpenVINO runs float32 and there is no bfloat16 check")
+@pytest.mark.skipif(
+    not _has_bf16(),
+    reason="this CPU has no bfloat16 instructions: OpenVINO runs float32 and there is no bfloat16 check",
+)
 def test_bfloat16_that_drifts_from_float32_is_not_used(monkeypatch):
     import text.encoder as encoder_module
     from core.errors import ChurnError
@@ -269,7 +354,14 @@ def test_the_head_scores_a_few_texts_as_the_vectoriser_does(corpus):
 
     frame, embedded = corpus
     head = SentimentHead.load(SHIPPED_HEAD)
-    texts = [*frame["text"].tolist()[:200], "", "   ", "Don't DON'T don't stop!", "Café déjà-vu: ünïcode wörds", "ok ok ok ok"]
+    texts = [
+        *frame["text"].tolist()[:200],
+        "",
+        "   ",
+        "Don't DON'T don't stop!",
+        "Café déjà-vu: ünïcode wörds",
+        "ok ok ok ok",
+    ]
     emb = np.vstack([embedded[:200], np.repeat(embedded[:1], 5, axis=0)])
     assert len(texts) >= SMALL  # all at once: the vectoriser's path
     together = head.predict_proba(emb, texts)

@@ -58,8 +58,14 @@ def test_auth_on_every_route_but_health_and_metrics(client):
 
 def test_score_by_id_and_with_features(client, snapshot):
     ids = snapshot["account_id"].head(3).tolist()
-    response = client.post("/score", json={"accounts": [{"account_id": a} for a in ids]
-                                            + [{"account_id": "new-1", "features": {"days_since_last_login": 40, "nps_last": 2}}]}, headers=AUTH)
+    response = client.post(
+        "/score",
+        json={
+            "accounts": [{"account_id": a} for a in ids]
+            + [{"account_id": "new-1", "features": {"days_since_last_login": 40, "nps_last": 2}}]
+        },
+        headers=AUTH,
+    )
     assert response.status_code == 200, response.text
     results = response.json()
     assert [r["account_id"] for r in results] == [*ids, "new-1"]
@@ -78,23 +84,36 @@ def test_errors_are_4xx_naming_the_field(client):
     too_many = client.post("/score", json={"accounts": [{"account_id": "A1"}] * 1001}, headers=AUTH)
     assert too_many.status_code == 400 and "accounts" in too_many.text
     message = {"author": "customer", "sent_at": "2025-01-01T00:00:00Z", "body": "x" * 10_001}
-    long_body = client.post("/assess_ticket", json={"account_id": "A000001", "ticket": {"ticket_id": "T", "messages": [message]}}, headers=AUTH)
+    long_body = client.post(
+        "/assess_ticket",
+        json={"account_id": "A000001", "ticket": {"ticket_id": "T", "messages": [message]}},
+        headers=AUTH,
+    )
     assert long_body.status_code == 400 and "body" in long_body.text
     horizon = client.post("/explain", json={"account_id": "A000001", "horizon_days": 45}, headers=AUTH)
     assert horizon.status_code == 400 and "horizon_days" in horizon.text
     rating = client.post("/feedback", json={"escalation_id": 1, "rating": 9}, headers=AUTH)
     assert rating.status_code == 400 and "rating" in rating.text
     assert client.post("/feedback", json={"escalation_id": 999_999, "rating": 4}, headers=AUTH).status_code == 404
-    assert client.post("/score", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}).status_code == 400
+    assert (
+        client.post("/score", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}).status_code
+        == 400
+    )
 
 
 def test_explain_and_model(client, snapshot):
     account = snapshot["account_id"].iloc[0]
     explained = client.post("/explain", json={"account_id": account, "horizon_days": 60}, headers=AUTH).json()
     # measured from the base's average account, a low-risk account may have no driver raising its risk
-    assert explained["horizon_days"] == 60 and (explained["raising"] or explained["lowering"]) and explained["by_family"]
+    assert (
+        explained["horizon_days"] == 60 and (explained["raising"] or explained["lowering"]) and explained["by_family"]
+    )
     info = client.post("/model", json={}, headers=AUTH).json()
-    assert info["model_version"] == "1" and info["accounts"] == len(snapshot) and info["backtest"]["backtest.lightgbm.roc_auc_90d"] == 0.8
+    assert (
+        info["model_version"] == "1"
+        and info["accounts"] == len(snapshot)
+        and info["backtest"]["backtest.lightgbm.roc_auc_90d"] == 0.8
+    )
 
 
 def test_reasons_are_drivers_whose_points_add_up_to_the_served_risk(client, snapshot):
@@ -108,15 +127,20 @@ def test_reasons_are_drivers_whose_points_add_up_to_the_served_risk(client, snap
     shown = [r for account in scored for r in account["top_reasons"]]
     assert shown and all(specs[r["feature"]].role == "driver" and r["role"] == "driver" for r in shown)
     assert all(r["points"] > 0 and r["effect"].startswith("adds ") and "90-day risk" in r["effect"] for r in shown)
-    assert any(account["context"] for account in scored) and all(r["role"] == "context" for a in scored for r in a["context"])
+    assert any(account["context"] for account in scored) and all(
+        r["role"] == "context" for a in scored for r in a["context"]
+    )
     for account in scored[:5]:
         for horizon in (30, 90, 180):
-            explained = client.post("/explain", json={"account_id": account["account_id"], "horizon_days": horizon}, headers=AUTH).json()
+            explained = client.post(
+                "/explain", json={"account_id": account["account_id"], "horizon_days": horizon}, headers=AUTH
+            ).json()
             assert explained["probability"] == account["curve"][f"p_{horizon}d"]
             features = [r for key in ("raising", "lowering", "context") for r in explained[key]]
             assert all(r["role"] == "driver" for key in ("raising", "lowering") for r in explained[key])
             total = explained["base_rate"] * 100 + sum(r["points"] for r in features) + explained["rest_points"]
-            assert total == pytest.approx(explained["probability"] * 100, abs=0.01 * (len(features) + 2))  # each figure rounded to 0.01
+            # each figure rounded to 0.01
+            assert total == pytest.approx(explained["probability"] * 100, abs=0.01 * (len(features) + 2))
 
 
 def test_domain_example_escalates_end_to_end(client, snapshot, environment):
@@ -126,14 +150,41 @@ def test_domain_example_escalates_end_to_end(client, snapshot, environment):
 
     big = snapshot.loc[snapshot["arr_current"] >= 2 * snapshot["arr_current"].mean()].iloc[0]
     messages = [
-        {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": "How do I export the monthly usage report to CSV?"},
-        {"author": "agent", "sent_at": "2025-03-11T09:20:00Z", "body": "We tried resetting your export settings. We'll send a fix by Friday."},
-        {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "I asked already: how can I export the monthly usage report as a CSV file?"},
-        {"author": "customer", "sent_at": "2025-03-11T11:00:00Z",
-         "body": "Again, how do I export the monthly usage report to CSV? This is really frustrating and unacceptable, nothing works."},
+        {
+            "author": "customer",
+            "sent_at": "2025-03-11T09:00:00Z",
+            "body": "How do I export the monthly usage report to CSV?",
+        },
+        {
+            "author": "agent",
+            "sent_at": "2025-03-11T09:20:00Z",
+            "body": "We tried resetting your export settings. We'll send a fix by Friday.",
+        },
+        {
+            "author": "customer",
+            "sent_at": "2025-03-11T10:00:00Z",
+            "body": "I asked already: how can I export the monthly usage report as a CSV file?",
+        },
+        {
+            "author": "customer",
+            "sent_at": "2025-03-11T11:00:00Z",
+            "body": "Again, how do I export the monthly usage report to CSV? This is really frustrating and unacceptable, nothing works.",
+        },
     ]
-    response = client.post("/assess_ticket", json={"account_id": big["account_id"], "ticket": {
-        "ticket_id": "T-1", "category": "how_to", "priority": "normal", "messages": messages, "bot_confidence": 0.3}}, headers=AUTH)
+    response = client.post(
+        "/assess_ticket",
+        json={
+            "account_id": big["account_id"],
+            "ticket": {
+                "ticket_id": "T-1",
+                "category": "how_to",
+                "priority": "normal",
+                "messages": messages,
+                "bot_confidence": 0.3,
+            },
+        },
+        headers=AUTH,
+    )
     assert response.status_code == 200, response.text
     out = response.json()
     assert out["signals"]["times_asked"] >= 3 and out["signals"]["frustrated"]
@@ -143,7 +194,9 @@ def test_domain_example_escalates_end_to_end(client, snapshot, environment):
     with Store(environment["env"]["CHURN_STORE_URL"]) as store:
         assert out["escalation_id"] in {e["id"] for e in store.open_escalations()}
         assert any(a["escalation_id"] == out["escalation_id"] and a["status"] == "pending" for a in store.alerts())
-    feedback = client.post("/feedback", json={"escalation_id": out["escalation_id"], "rating": 5, "outcome": "saved"}, headers=AUTH)
+    feedback = client.post(
+        "/feedback", json={"escalation_id": out["escalation_id"], "rating": 5, "outcome": "saved"}, headers=AUTH
+    )
     assert feedback.status_code == 200 and feedback.json()["escalation_id"] == out["escalation_id"]
 
 
@@ -164,12 +217,26 @@ def test_service_class_in_process(environment, snapshot):
     ids = [*snapshot["account_id"].iloc[2:5], "NO-SUCH-ACCOUNT"]
 
     def ticket(i: int) -> schemas.Ticket:
-        return schemas.Ticket(ticket_id=f"B-{i}", messages=[
-            {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": f"The export of report {i} fails with ERR-5021 again."},
-            {"author": "customer", "sent_at": "2025-03-11T10:00:00Z", "body": "Still broken. This is unacceptable, please call me."}])
+        return schemas.Ticket(
+            ticket_id=f"B-{i}",
+            messages=[
+                {
+                    "author": "customer",
+                    "sent_at": "2025-03-11T09:00:00Z",
+                    "body": f"The export of report {i} fails with ERR-5021 again.",
+                },
+                {
+                    "author": "customer",
+                    "sent_at": "2025-03-11T10:00:00Z",
+                    "body": "Still broken. This is unacceptable, please call me.",
+                },
+            ],
+        )
 
     async def together():
-        return await asyncio.gather(*(service.assess_ticket(a, ticket(i)) for i, a in enumerate(ids)), return_exceptions=True)
+        return await asyncio.gather(
+            *(service.assess_ticket(a, ticket(i)) for i, a in enumerate(ids)), return_exceptions=True
+        )
 
     batched = asyncio.run(together())
     assert service.tickets.batches == 1 and service.tickets.items == 4
@@ -190,9 +257,16 @@ def test_stored_accounts_score_as_if_sent_with_their_features(environment, snaps
 
     service = ChurnService()
     for _, row in snapshot.sample(5, random_state=1).iterrows():
-        features = {n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n]) for n in service.runtime.model.features}
-        by_id, given = service.score([schemas.AccountQuery(account_id=row["account_id"]),
-                                      schemas.AccountQuery(account_id=row["account_id"], features=features)])
+        features = {
+            n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n])
+            for n in service.runtime.model.features
+        }
+        by_id, given = service.score(
+            [
+                schemas.AccountQuery(account_id=row["account_id"]),
+                schemas.AccountQuery(account_id=row["account_id"], features=features),
+            ]
+        )
         assert by_id.curve.model_dump() == pytest.approx(given.curve.model_dump(), abs=1e-12)
         assert [r.feature for r in by_id.top_reasons] == [r.feature for r in given.top_reasons]
         assert [r.sentence for r in by_id.top_reasons] == [r.sentence for r in given.top_reasons]
@@ -212,7 +286,9 @@ def test_stored_answers_are_the_ones_computed_on_request(environment, snapshot):
     fresh = []
     for a in ids:
         k = runtime.position[a]
-        score, risk, facts = runtime._account_score(a, runtime.records[k], runtime._stored[0][k], runtime._stored[1][k], runtime.snapshot)
+        score, risk, facts = runtime._account_score(
+            a, runtime.records[k], runtime._stored[0][k], runtime._stored[1][k], runtime.snapshot
+        )
         # the tier does not depend on when it is asked: a year from now the band is the same
         later = decide(facts, risk, None, runtime.policy, dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).band
         assert later == score.tier
@@ -222,27 +298,77 @@ def test_stored_answers_are_the_ones_computed_on_request(environment, snapshot):
     assert {s.tier for s in fresh} <= {"critical", "high", "watch", "none"}
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
 ENDPOINTS = ["/score", "/assess_ticket", "/explain", "/feedback", "/model"]
 
 
 def _plausible():
     """Requests close to valid ones, so the fuzzing also gets past the schema into the logic."""
     account = st.one_of(st.just("A000001"), st.text(max_size=20))
-    message = st.fixed_dictionaries({"author": st.sampled_from(["customer", "agent", "bot"]), "sent_at": st.sampled_from(
-        ["2025-03-01T00:00:00Z", "2025-03-01", "yesterday", "2025-03-01T10:00:00+05:00"]), "body": st.text(max_size=200)})
+    message = st.fixed_dictionaries(
+        {
+            "author": st.sampled_from(["customer", "agent", "bot"]),
+            "sent_at": st.sampled_from(
+                ["2025-03-01T00:00:00Z", "2025-03-01", "yesterday", "2025-03-01T10:00:00+05:00"]
+            ),
+            "body": st.text(max_size=200),
+        }
+    )
     return st.one_of(
-        st.tuples(st.just("/score"), st.fixed_dictionaries({"accounts": st.lists(st.fixed_dictionaries(
-            {"account_id": account}, optional={"features": st.dictionaries(st.sampled_from(["nps_last", "segment", "days_since_last_login", "x"]),
-                                                                            st.none() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8), max_size=3)}),
-            max_size=3)})),
-        st.tuples(st.just("/assess_ticket"), st.fixed_dictionaries({"account_id": account, "ticket": st.fixed_dictionaries(
-            {"ticket_id": st.text(max_size=10), "messages": st.lists(message, max_size=3)},
-            optional={"category": st.sampled_from(["billing", "legal", "nope"]), "bot_confidence": st.floats(-1, 2, allow_nan=False, allow_infinity=False)})})),
-        st.tuples(st.just("/explain"), st.fixed_dictionaries({"account_id": account, "horizon_days": st.sampled_from([30, 45, 90, -1])})),
-        st.tuples(st.just("/feedback"), st.fixed_dictionaries({"escalation_id": st.integers(-5, 10**12), "rating": st.integers(-2, 8)},
-                                                              optional={"outcome": st.sampled_from(["saved", "lost"]), "comment": st.text(max_size=50)})),
+        st.tuples(
+            st.just("/score"),
+            st.fixed_dictionaries(
+                {
+                    "accounts": st.lists(
+                        st.fixed_dictionaries(
+                            {"account_id": account},
+                            optional={
+                                "features": st.dictionaries(
+                                    st.sampled_from(["nps_last", "segment", "days_since_last_login", "x"]),
+                                    st.none() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+                                    max_size=3,
+                                )
+                            },
+                        ),
+                        max_size=3,
+                    )
+                }
+            ),
+        ),
+        st.tuples(
+            st.just("/assess_ticket"),
+            st.fixed_dictionaries(
+                {
+                    "account_id": account,
+                    "ticket": st.fixed_dictionaries(
+                        {"ticket_id": st.text(max_size=10), "messages": st.lists(message, max_size=3)},
+                        optional={
+                            "category": st.sampled_from(["billing", "legal", "nope"]),
+                            "bot_confidence": st.floats(-1, 2, allow_nan=False, allow_infinity=False),
+                        },
+                    ),
+                }
+            ),
+        ),
+        st.tuples(
+            st.just("/explain"),
+            st.fixed_dictionaries({"account_id": account, "horizon_days": st.sampled_from([30, 45, 90, -1])}),
+        ),
+        st.tuples(
+            st.just("/feedback"),
+            st.fixed_dictionaries(
+                {"escalation_id": st.integers(-5, 10**12), "rating": st.integers(-2, 8)},
+                optional={"outcome": st.sampled_from(["saved", "lost"]), "comment": st.text(max_size=50)},
+            ),
+        ),
     )
 
 
@@ -268,7 +394,9 @@ def _fuzz(client, requests: st.SearchStrategy, *, raw: bool) -> Fuzzed:
     def send(request_):
         endpoint, body = request_
         if raw:
-            response = client.post(endpoint, content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
+            response = client.post(
+                endpoint, content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"}
+            )
         else:
             response = client.post(endpoint, json=body, headers=AUTH)
         run.statuses.append(response.status_code)
@@ -285,8 +413,10 @@ def _fuzz(client, requests: st.SearchStrategy, *, raw: bool) -> Fuzzed:
 def fuzzed(client) -> dict[str, Fuzzed]:
     """Both fuzzing runs, made once for the module by whichever test asks first: each test below
     stands alone (run alone, or in any order) and none reads another's leftovers."""
-    return {"arbitrary": _fuzz(client, st.tuples(st.sampled_from(ENDPOINTS), JSON), raw=True),
-            "plausible": _fuzz(client, _plausible(), raw=False)}
+    return {
+        "arbitrary": _fuzz(client, st.tuples(st.sampled_from(ENDPOINTS), JSON), raw=True),
+        "plausible": _fuzz(client, _plausible(), raw=False),
+    }
 
 
 def test_fuzz_arbitrary_json_never_5xx(fuzzed):
@@ -311,7 +441,9 @@ def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
 
         def post(path: str, body: dict, token: str | None) -> tuple[int, object]:
             headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-            req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), headers=headers, method="POST")
+            req = urllib.request.Request(
+                f"{base}{path}", data=json.dumps(body).encode(), headers=headers, method="POST"
+            )
             try:
                 with urllib.request.urlopen(req, timeout=30) as response:
                     return response.status, json.loads(response.read())
@@ -329,16 +461,37 @@ def test_real_bentoml_serve_over_http_with_auth(environment, snapshot):
         from concurrent.futures import ThreadPoolExecutor
 
         accounts = [*snapshot["account_id"].iloc[:6], "NOPE"]
-        updates = [{"account_id": a, "ticket": {"ticket_id": f"C-{i}", "messages": [
-            {"author": "customer", "sent_at": "2025-03-11T09:00:00Z", "body": f"Report {i} still fails to export, we are blocked."}]}}
-            for i, a in enumerate(accounts)]
+        updates = [
+            {
+                "account_id": a,
+                "ticket": {
+                    "ticket_id": f"C-{i}",
+                    "messages": [
+                        {
+                            "author": "customer",
+                            "sent_at": "2025-03-11T09:00:00Z",
+                            "body": f"Report {i} still fails to export, we are blocked.",
+                        }
+                    ],
+                },
+            }
+            for i, a in enumerate(accounts)
+        ]
         with ThreadPoolExecutor(len(updates)) as pool:
             answers = list(pool.map(lambda u: post("/assess_ticket", u, TOKEN), updates))
         assert [status for status, _ in answers] == [200] * 6 + [404]
-        assert [(a["account_id"], a["ticket_id"]) for _, a in answers[:6]] == [(u["account_id"], u["ticket"]["ticket_id"]) for u in updates[:6]]
+        assert [(a["account_id"], a["ticket_id"]) for _, a in answers[:6]] == [
+            (u["account_id"], u["ticket"]["ticket_id"]) for u in updates[:6]
+        ]
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
-        sizes = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line.startswith("churn_ticket_batch_size_")}
-        assert sizes["churn_ticket_batch_size_sum"] == len(updates) and 1 <= sizes["churn_ticket_batch_size_count"] <= len(updates)
+        sizes = {
+            line.split()[0]: float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("churn_ticket_batch_size_")
+        }
+        assert sizes["churn_ticket_batch_size_sum"] == len(updates) and 1 <= sizes[
+            "churn_ticket_batch_size_count"
+        ] <= len(updates)
         assert urllib.request.urlopen(f"{base}/metrics", timeout=5).status == 200
 
 

@@ -41,7 +41,15 @@ def panel(tables) -> pd.DataFrame:
         cutoff = WINDOW + pd.Timedelta(days=k)
         live = a[(a["contract_start"] < cutoff) & ~(a["churned_at"] <= cutoff)]
         y = (live["churned_at"] > cutoff) & (live["churned_at"] <= cutoff + pd.Timedelta(days=90))
-        frames.append(pd.DataFrame({"account_id": live["account_id"].to_numpy(), "cutoff": cutoff, "y": y.fillna(False).to_numpy(dtype=int)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "account_id": live["account_id"].to_numpy(),
+                    "cutoff": cutoff,
+                    "y": y.fillna(False).to_numpy(dtype=int),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -51,7 +59,11 @@ def test_simulated_tables_meet_the_contracts(tables):
 
 
 def _digest(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_files(tmp_path):
@@ -85,14 +97,18 @@ def test_usage_worse_before_churn_than_retained_at_same_tenure(tables):
     retained = u[u["churned_at"].isna()].groupby("tenure_bucket")["active_share"].mean()
     per_churner = before.groupby("account_id").agg(share=("active_share", "mean"), bucket=("tenure_bucket", "median"))
     per_churner["retained"] = retained.reindex(per_churner["bucket"].round().astype(int)).to_numpy()
-    print(f"active share 30-90 days before churn {per_churner['share'].mean():.3f} vs retained {per_churner['retained'].mean():.3f}")
+    print(
+        f"active share 30-90 days before churn {per_churner['share'].mean():.3f} vs retained {per_churner['retained'].mean():.3f}"
+    )
     assert per_churner["share"].mean() < 0.8 * per_churner["retained"].mean()
     assert (per_churner["share"] < per_churner["retained"]).mean() > 0.6
 
 
 def test_customer_tone_worse_before_churn(tables):
     msgs = tables["ticket_messages"]
-    msgs = msgs[msgs["author"] == "customer"].merge(tables["tickets"][["ticket_id", "account_id", "created_at"]], on="ticket_id")
+    msgs = msgs[msgs["author"] == "customer"].merge(
+        tables["tickets"][["ticket_id", "account_id", "created_at"]], on="ticket_id"
+    )
     negative = "|".join(re.escape(s[:25]) for s in TONE_SENTENCES["negative"] + TONE_SENTENCES["angry"])
     msgs["negative"] = msgs["body"].str.contains(negative, regex=True)
     msgs = msgs.merge(tables["churn"], on="account_id", how="left")
@@ -157,7 +173,10 @@ def test_oracle_gives_nan_without_a_snapshot(simulated, tables):
     rows = pd.DataFrame(
         {
             "account_id": [churned["account_id"], late["account_id"]],
-            "cutoff": [churned["churned_at"].floor("D") + pd.Timedelta(days=2), late["contract_start"] - pd.Timedelta(days=1)],
+            "cutoff": [
+                churned["churned_at"].floor("D") + pd.Timedelta(days=2),
+                late["contract_start"] - pd.Timedelta(days=1),
+            ],
         }
     )
     assert churn_probability(simulated / "truth", rows, n_paths=8)["oracle_90d"].isna().all()
@@ -173,11 +192,15 @@ def test_ticket_text_reads_like_support(tables):
     assert customer.str.contains(r"v\d+\.\d+\.\d+", regex=True).any()  # versions
     assert customer.str.contains(r"(?:eu|us|ap|ca)-\w+-\d", regex=True).any()  # regions
     assert customer.nunique() > 0.3 * len(customer)  # many phrasings, not one sentence per class
-    assert customer.str.contains("cancel|manager|legal team|chargeback|disappointed", case=False, regex=True).mean() > 0.01
+    assert (
+        customer.str.contains("cancel|manager|legal team|chargeback|disappointed", case=False, regex=True).mean() > 0.01
+    )
 
 
 def test_repeats_rephrasings_and_critical_moments_track_poor_health(simulated, tables):
-    truth = pd.read_parquet(simulated / "truth" / "tickets.parquet").merge(tables["tickets"][["ticket_id", "account_id"]], on="ticket_id")
+    truth = pd.read_parquet(simulated / "truth" / "tickets.parquet").merge(
+        tables["tickets"][["ticket_id", "account_id"]], on="ticket_id"
+    )
     churned = truth["account_id"].isin(tables["churn"]["account_id"])
     for column in ("rephrasings", "critical_moments", "repeat_of_previous"):
         a, b = truth.loc[churned, column].astype(float).mean(), truth.loc[~churned, column].astype(float).mean()

@@ -31,7 +31,10 @@ from escalation.store import Base, FeedbackRow, Store
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 POSTGRES_URL = os.environ.get("CHURN_TEST_POSTGRES_URL")
-PACKAGE = {"customer": {"account_id": "A1", "name": "Acme Inc", "arr": 250000.0}, "summary": "Acme's admins cannot log in since Monday."}
+PACKAGE = {
+    "customer": {"account_id": "A1", "name": "Acme Inc", "arr": 250000.0},
+    "summary": "Acme's admins cannot log in since Monday.",
+}
 
 
 # ---------------------------------------------------------------------------------- fixtures
@@ -149,24 +152,46 @@ def receiver():
 
 def make_policy(base_url: str = "http://127.0.0.1:9", **alerts: object) -> EscalationPolicy:
     settings = {
-        "destinations": {"cs-slack": {"kind": "slack", "url": f"{base_url}/slack"},
-                         "ops-hook": {"kind": "webhook", "url": f"{base_url}/hook"}},
+        "destinations": {
+            "cs-slack": {"kind": "slack", "url": f"{base_url}/slack"},
+            "ops-hook": {"kind": "webhook", "url": f"{base_url}/hook"},
+        },
         "by_queue": {"security-response": ["cs-slack", "ops-hook"], "cs-priority": ["cs-slack"]},
-        "default": ["ops-hook"], "max_attempts": 6, "backoff_seconds": 1.0,
+        "default": ["ops-hook"],
+        "max_attempts": 6,
+        "backoff_seconds": 1.0,
         # generous against a local reply however loaded the machine; only a held reply times out
         "timeout_seconds": 5.0,
     }
     return EscalationPolicy(cooldown_hours=72, alerts=Alerts(**{**settings, **alerts}))
 
 
-def make_decision(account: str = "A1", *, reason: str = "risk", severity: int = 3, band: str = "high",
-                  queue: str = "cs-standard", at: dt.datetime = T0, escalate: bool = True) -> Decision:
+def make_decision(
+    account: str = "A1",
+    *,
+    reason: str = "risk",
+    severity: int = 3,
+    band: str = "high",
+    queue: str = "cs-standard",
+    at: dt.datetime = T0,
+    escalate: bool = True,
+) -> Decision:
     return Decision(
-        account_id=account, ticket_id="T1", escalate=escalate, band=band, queue=queue if escalate else None,
-        priority="high", response_window_minutes=240 if escalate else None,
-        follow_up_due=(at + 24 * HOUR).isoformat() if escalate else None, owner="Laura Chen",
+        account_id=account,
+        ticket_id="T1",
+        escalate=escalate,
+        band=band,
+        queue=queue if escalate else None,
+        priority="high",
+        response_window_minutes=240 if escalate else None,
+        follow_up_due=(at + 24 * HOUR).isoformat() if escalate else None,
+        owner="Laura Chen",
         rules=[FiredRule(reason, "30-day churn risk 45% at or above the threshold 20%", {"probability": 0.45})],
-        primary_reason=reason, severity=severity, policy_version="test", model_version="m1", decided_at=at.isoformat(),
+        primary_reason=reason,
+        severity=severity,
+        policy_version="test",
+        model_version="m1",
+        decided_at=at.isoformat(),
     )
 
 
@@ -192,13 +217,23 @@ def test_repeat_within_cooldown_merges_into_the_open_escalation(open_store):
 def test_higher_severity_raises_the_escalation_and_alerts_again(open_store):
     store = open_store(make_policy())
     first = store.record(make_decision(queue="cs-priority"), PACKAGE, T0)
-    raised = store.record(make_decision(severity=5, band="critical", queue="security-response", at=T0 + HOUR), None, T0 + HOUR)
-    same_again = store.record(make_decision(severity=5, band="critical", queue="security-response", at=T0 + 2 * HOUR), None, T0 + 2 * HOUR)
+    raised = store.record(
+        make_decision(severity=5, band="critical", queue="security-response", at=T0 + HOUR), None, T0 + HOUR
+    )
+    same_again = store.record(
+        make_decision(severity=5, band="critical", queue="security-response", at=T0 + 2 * HOUR), None, T0 + 2 * HOUR
+    )
 
     assert (first.action, raised.action, same_again.action) == ("created", "raised", "merged")
-    assert raised.escalation_id == first.escalation_id and raised.alerts_enqueued == 2  # the new queue's two destinations
+    # the new queue's two destinations
+    assert raised.escalation_id == first.escalation_id and raised.alerts_enqueued == 2
     escalation = store.get_escalation(first.escalation_id)
-    assert (escalation["severity"], escalation["band"], escalation["queue"], escalation["occurrences"]) == (5, "critical", "security-response", 3)
+    assert (escalation["severity"], escalation["band"], escalation["queue"], escalation["occurrences"]) == (
+        5,
+        "critical",
+        "security-response",
+        3,
+    )
     assert escalation["package"] == PACKAGE  # a repeat without a package keeps the one it had
     alerts = store.alerts()
     assert [a["destination"] for a in alerts] == ["cs-slack", "cs-slack", "ops-hook"]
@@ -223,7 +258,8 @@ def test_status_decides_what_a_repeat_merges_into(open_store):
     store = open_store(make_policy())
     first = store.record(make_decision(), None, T0)
     store.set_status(first.escalation_id, "acknowledged", T0 + HOUR)
-    assert store.record(make_decision(at=T0 + 2 * HOUR), None, T0 + 2 * HOUR).action == "merged"  # someone is on it: no new page
+    # someone is on it: no new page
+    assert store.record(make_decision(at=T0 + 2 * HOUR), None, T0 + 2 * HOUR).action == "merged"
     store.set_status(first.escalation_id, "resolved", T0 + 3 * HOUR)
     reopened = store.record(make_decision(at=T0 + 4 * HOUR), None, T0 + 4 * HOUR)
     assert reopened.action == "created" and reopened.escalation_id != first.escalation_id
@@ -249,10 +285,12 @@ def test_decisions_recorded_together_are_stored_as_one_by_one(open_store):
     """record_all (the API's batch of ticket updates): quiet ones audited in one transaction, each
     escalation through record(): same actions, ids in order, merging across the batch."""
     store = open_store(make_policy())
-    items = [(make_decision("A1", escalate=False, band="watch"), None, T0),
-             (make_decision("A2"), PACKAGE, T0),
-             (make_decision("A3", escalate=False, band="none"), None, T0 + HOUR),
-             (make_decision("A2", at=T0 + HOUR), None, T0 + HOUR)]  # a repeat of the batch's own escalation
+    items = [
+        (make_decision("A1", escalate=False, band="watch"), None, T0),
+        (make_decision("A2"), PACKAGE, T0),
+        (make_decision("A3", escalate=False, band="none"), None, T0 + HOUR),
+        (make_decision("A2", at=T0 + HOUR), None, T0 + HOUR),
+    ]  # a repeat of the batch's own escalation
     results = store.record_all(items)
     assert [r.action for r in results] == ["audit_only", "created", "audit_only", "merged"]
     assert results[3].escalation_id == results[1].escalation_id and results[3].occurrences == 2
@@ -266,15 +304,24 @@ def test_a_real_decision_round_trips(open_store):
     """decide() output, numpy-free but with nested rules and int-keyed thresholds, stored and alerted."""
     policy = make_policy()
     store = open_store(policy)
-    facts = AccountFacts("A9", name="Initech", segment="enterprise", arr=400000.0, average_arr=50000.0, csm_owner="Sam Ortiz")
-    signals = TicketSignals(ticket_id="T9", category="security", priority="urgent", sentiment=-0.6, sentiment_first=-0.1)
+    facts = AccountFacts(
+        "A9", name="Initech", segment="enterprise", arr=400000.0, average_arr=50000.0, csm_owner="Sam Ortiz"
+    )
+    signals = TicketSignals(
+        ticket_id="T9", category="security", priority="urgent", sentiment=-0.6, sentiment_first=-0.1
+    )
     decision = decide(facts, RiskView({30: 0.5, 60: 0.6, 90: 0.7, 180: 0.8}, model_version="m7"), signals, policy, T0)
-    result = store.record(decision, {"account_name": "Initech", "arr": 400000.0, "summary": "Possible breach reported."}, T0)
+    result = store.record(
+        decision, {"account_name": "Initech", "arr": 400000.0, "summary": "Possible breach reported."}, T0
+    )
 
     assert decision.escalate and result.action == "created" and result.alerts_enqueued == 2
     [slack, hook] = store.alerts()
     assert "Initech (A9)" in slack["payload"]["text"] and "$400,000" in json.dumps(slack["payload"]["blocks"])
-    assert hook["payload"]["escalation"]["reason"] == "security" and hook["payload"]["idempotency_key"] == hook["idempotency_key"]
+    assert (
+        hook["payload"]["escalation"]["reason"] == "security"
+        and hook["payload"]["idempotency_key"] == hook["idempotency_key"]
+    )
     [follow_up] = store.due_follow_ups(T0 + 24 * HOUR)
     assert follow_up["owner"] == "Sam Ortiz" and follow_up["queue"] == "security-response"
 
@@ -295,7 +342,9 @@ def test_feedback_is_validated(open_store):
     assert (row["id"], row["rating"], row["outcome"], row["created_at"]) == (feedback_id, 5, "saved", T0 + HOUR)
     # the database holds the rule too, for writers that bypass the store
     with pytest.raises(IntegrityError), store.engine.begin() as connection:
-        connection.execute(insert(FeedbackRow).values(escalation_id=escalation_id, rating=9, outcome="saved", created_at=T0))
+        connection.execute(
+            insert(FeedbackRow).values(escalation_id=escalation_id, rating=9, outcome="saved", created_at=T0)
+        )
 
 
 def test_follow_ups_fall_due(open_store):
@@ -306,7 +355,10 @@ def test_follow_ups_fall_due(open_store):
     assert store.due_follow_ups(T0 + 23 * HOUR) == []
     [due] = store.due_follow_ups(T0 + 24 * HOUR)
     assert (due["escalation_id"], due["due_at"], due["owner"]) == (first.escalation_id, T0 + 24 * HOUR, "Laura Chen")
-    assert [d["escalation_id"] for d in store.due_follow_ups(T0 + 30 * HOUR)] == [first.escalation_id, second.escalation_id]
+    assert [d["escalation_id"] for d in store.due_follow_ups(T0 + 30 * HOUR)] == [
+        first.escalation_id,
+        second.escalation_id,
+    ]
     assert store.complete_follow_up(first.escalation_id, T0 + 25 * HOUR) == 1
     store.set_status(second.escalation_id, "resolved", T0 + 26 * HOUR)  # resolving closes its follow-up
     assert store.due_follow_ups(T0 + 30 * HOUR) == []
@@ -360,7 +412,12 @@ def test_a_dead_receiver_fails_alerts_after_max_attempts(open_store):
 
     first = deliver(store, policy, T0)
     assert first == {"sent": 0, "retried": 1, "failed": 0, "pending": 1}
-    assert deliver(store, policy, T0 + dt.timedelta(seconds=0.5)) == {"sent": 0, "retried": 0, "failed": 0, "pending": 1}  # backing off
+    assert deliver(store, policy, T0 + dt.timedelta(seconds=0.5)) == {
+        "sent": 0,
+        "retried": 0,
+        "failed": 0,
+        "pending": 1,
+    }  # backing off
     assert store.pending_alerts(T0 + dt.timedelta(seconds=1)) != []  # due after backoff_seconds * 2**0
     result = flush_until_done(store, policy, T0)
     assert (result["failed"], result["pending"]) == (1, 0)
@@ -394,7 +451,8 @@ def test_backoff_is_capped_and_a_stopping_sender_hands_its_claims_back(open_stor
     counts = deliver(store, policy, T0, send=send, batch_size=10, stopping=lambda: len(tried) >= 2)
     assert counts["sent"] == 2 and counts["pending"] == 4
     pending = store.pending_alerts(T0)
-    assert len(pending) == 3 and all(a["attempts"] == 0 for a in pending)  # handed back untried: due now, no attempt counted
+    # handed back untried: due now, no attempt counted
+    assert len(pending) == 3 and all(a["attempts"] == 0 for a in pending)
 
 
 class Crash(BaseException):
@@ -422,7 +480,8 @@ def test_a_crash_between_commit_and_send_loses_nothing(open_store, receiver):
 
     restarted = open_store(policy)  # a new process on the same database
     assert restarted.counts()["alerts_sent"] == 3 and restarted.counts()["alerts_pending"] == 7
-    assert deliver(restarted, policy, T0) == {"sent": 5, "retried": 0, "failed": 0, "pending": 2}  # 4 and 5 still leased
+    # 4 and 5 still leased
+    assert deliver(restarted, policy, T0) == {"sent": 5, "retried": 0, "failed": 0, "pending": 2}
     result = flush_until_done(restarted, policy, T0)  # jumps to the lease's end
     assert (result["sent"], result["pending"]) == (2, 0) and result["now"] > T0
 
@@ -435,21 +494,40 @@ def test_a_crash_between_commit_and_send_loses_nothing(open_store, receiver):
 
 
 def test_payloads_carry_the_facts():
-    escalation = {"id": 7, "account_id": "A1", "band": "critical", "reason": "legal_threat", "detail": "legal language <or> a threat",
-                  "owner": "Laura Chen", "queue": "legal-cs", "occurrences": 2, "response_window_minutes": 15,
-                  "follow_up_due": "2026-03-03T09:00:00+00:00"}
+    escalation = {
+        "id": 7,
+        "account_id": "A1",
+        "band": "critical",
+        "reason": "legal_threat",
+        "detail": "legal language <or> a threat",
+        "owner": "Laura Chen",
+        "queue": "legal-cs",
+        "occurrences": 2,
+        "response_window_minutes": 15,
+        "follow_up_due": "2026-03-03T09:00:00+00:00",
+    }
     message = slack_payload(escalation, PACKAGE, idempotency_key="ab" * 32)
     assert message["text"].startswith(":rotating_light: CRITICAL churn escalation: Acme Inc (A1)")
     rendered = json.dumps(message["blocks"])
-    for fact in ("CRITICAL", "Acme Inc (A1)", "$250,000", "legal language &lt;or&gt; a threat", "Laura Chen", "15 min",
-                 "cannot log in", "ref abababababababab"):
+    for fact in (
+        "CRITICAL",
+        "Acme Inc (A1)",
+        "$250,000",
+        "legal language &lt;or&gt; a threat",
+        "Laura Chen",
+        "15 min",
+        "cannot log in",
+        "ref abababababababab",
+    ):
         assert fact in rendered
     assert [b["type"] for b in message["blocks"]] == ["header", "section", "section", "context"]
 
     event = webhook_payload(escalation, PACKAGE, idempotency_key="k")
     assert event["type"] == "churn.escalation" and event["idempotency_key"] == "k" and event["package"] == PACKAGE
     assert event["headline"]["arr"] == 250000.0 and event["headline"]["window"] == "15 min"
-    assert slack_payload({"account_id": "A2", "band": "high", "reason": "risk"}, None)["text"].endswith("respond within not set.")
+    assert slack_payload({"account_id": "A2", "band": "high", "reason": "risk"}, None)["text"].endswith(
+        "respond within not set."
+    )
 
 
 def test_alerts_flush_command_sends_what_the_outbox_holds(tmp_path, monkeypatch, receiver, capsys):
@@ -460,8 +538,17 @@ def test_alerts_flush_command_sends_what_the_outbox_holds(tmp_path, monkeypatch,
 
     config = tmp_path / "config"
     config.mkdir()
-    (config / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {
-        "destinations": {"ops-hook": {"kind": "webhook", "url": f"{receiver.url}/hook"}}, "default": ["ops-hook"], "timeout_seconds": 2.0}}))
+    (config / "escalation.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {
+                    "destinations": {"ops-hook": {"kind": "webhook", "url": f"{receiver.url}/hook"}},
+                    "default": ["ops-hook"],
+                    "timeout_seconds": 2.0,
+                }
+            }
+        )
+    )
     url = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
     monkeypatch.setenv("CHURN_STORE_URL", url)

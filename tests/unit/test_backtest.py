@@ -36,9 +36,15 @@ def panel_on(cutoffs: pd.DatetimeIndex, data_end: pd.Timestamp, accounts: int = 
     rng = np.random.default_rng(seed)
     rows = len(cutoffs) * accounts
     risk = rng.uniform(0, 1, rows)
-    frame = pd.DataFrame({"account_id": np.tile([f"A{i:03d}" for i in range(accounts)], len(cutoffs)),
-                          "cutoff": np.repeat(cutoffs, accounts), "risk": risk, "noise": rng.normal(size=rows),
-                          "arr_current": 1000.0})
+    frame = pd.DataFrame(
+        {
+            "account_id": np.tile([f"A{i:03d}" for i in range(accounts)], len(cutoffs)),
+            "cutoff": np.repeat(cutoffs, accounts),
+            "risk": risk,
+            "noise": rng.normal(size=rows),
+            "arr_current": 1000.0,
+        }
+    )
     churn_day = np.where(rng.uniform(size=rows) < 0.6 * risk, rng.integers(1, 200, rows), 10_000)
     for h, label in zip(HORIZONS, LABELS, strict=True):
         known = (frame["cutoff"] + pd.Timedelta(days=h)) <= data_end
@@ -76,13 +82,16 @@ def test_weekly_150_days_tests_the_short_horizons_and_says_what_the_long_ones_la
     assert plan.step_days == 7 and plan.min_train_cutoffs == 4
     # 30 days: test cutoffs from 2024-02-27 (4 training cutoffs + 30 days) to 2024-04-30 (30 days before the end)
     assert plan.test_cutoffs[30] == tuple(cutoffs[14:18])
-    assert plan.test_cutoffs[60] == (pd.Timestamp("2024-03-26", tz="UTC"),)  # the only one: fewer folds than asked, and said
+    # the only one: fewer folds than asked, and said
+    assert plan.test_cutoffs[60] == (pd.Timestamp("2024-03-26", tz="UTC"),)
     assert any("60 days" in note and "1 fold" in note for note in plan.notes)
     lacking = {n.horizon_days: n for n in plan.not_evaluated}
     assert set(lacking) == {90, 180}
     # 90 days: first test cutoff 2024-01-02 + 16 weeks (4 training cutoffs + 90 days, on the weekly grid),
     # then 90 days to see its outcome: 112 + 90 = 202 days after the first cutoff; the data hold 149
-    assert lacking[90].needs_days == 202 - 149 and lacking[90].reason.startswith("not enough history: needs 53 more days")
+    assert lacking[90].needs_days == 202 - 149 and lacking[90].reason.startswith(
+        "not enough history: needs 53 more days"
+    )
     assert lacking[180].needs_days == (math.ceil((21 + 180) / 7) * 7 + 180) - 149
     for h, label in zip(HORIZONS, LABELS, strict=True):
         assert list(plan.test_cutoffs.get(h, ())) == slow_eligible(panel, h, label, plan.min_train_cutoffs)[-4:]
@@ -126,7 +135,11 @@ def test_a_short_panel_with_a_late_start_suggests_an_earlier_one():
 def test_calendar_cutoffs_are_tested_at_every_horizon_they_can_test_besides_the_latest():
     # monthly cutoffs from 2024-01-02 to 2024-11-27, data to 2024-12-28, and the calendar's three:
     # a month end, a holiday week, and a month end too early for any fold (one training cutoff before it)
-    calendar = {"2024-06-01": "a month end", "2024-07-08": "the base's quietest week (50% of its usual activity)", "2024-02-01": "a month end"}
+    calendar = {
+        "2024-06-01": "a month end",
+        "2024-07-08": "the base's quietest week (50% of its usual activity)",
+        "2024-02-01": "a month end",
+    }
     cutoffs = grid("2024-01-02", 30, 12).union(pd.DatetimeIndex(list(calendar), tz="UTC"))
     end = pd.Timestamp("2024-12-28", tz="UTC")
     panel = panel_on(cutoffs, end)
@@ -141,7 +154,10 @@ def test_calendar_cutoffs_are_tested_at_every_horizon_they_can_test_besides_the_
         assert set(plan.test_cutoffs[h]) == set(eligible[-2:]) | (extra & set(eligible))
     assert set(plan.test_cutoffs[90]) > extra and 180 not in plan.test_cutoffs
     assert set(plan.calendar) == extra  # the early month end can test nothing: not tested, not listed
-    assert "also tested at 2024-07-08 (30, 60, 90 days): the base's quietest week (50% of its usual activity)" in plan.lines()
+    assert (
+        "also tested at 2024-07-08 (30, 60, 90 days): the base's quietest week (50% of its usual activity)"
+        in plan.lines()
+    )
     assert plan.to_dict()["calendar_cutoffs"] == {"2024-06-01": "a month end", "2024-07-08": calendar["2024-07-08"]}
     assert plan_backtest(panel, 2, data_end=end).fold_cutoffs == sorted(set(plan.fold_cutoffs) - extra)
 
@@ -153,10 +169,20 @@ def test_backtest_on_a_short_weekly_panel_scores_each_horizon_on_its_own_folds()
     cutoffs, end = grid("2024-01-02", 7, 22), pd.Timestamp("2024-05-30", tz="UTC")
     panel = panel_on(cutoffs, end, accounts=60)
     plan = plan_backtest(panel, 2, data_end=end)
-    table, pooled = run_backtest(panel, ["risk", "noise"], folds=2, params=QUICK, plan=plan,
-                                 baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(["risk", "noise"])})
-    assert set(zip(table["model"], table["horizon_days"], strict=True)) == {(m, h) for m in ("lightgbm", "rules", "logistic") for h in (30, 60)}
-    assert (table.loc[table["horizon_days"] == 30, "folds"] == 2).all() and (table.loc[table["horizon_days"] == 60, "folds"] == 1).all()
+    table, pooled = run_backtest(
+        panel,
+        ["risk", "noise"],
+        folds=2,
+        params=QUICK,
+        plan=plan,
+        baselines={"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(["risk", "noise"])},
+    )
+    assert set(zip(table["model"], table["horizon_days"], strict=True)) == {
+        (m, h) for m in ("lightgbm", "rules", "logistic") for h in (30, 60)
+    }
+    assert (table.loc[table["horizon_days"] == 30, "folds"] == 2).all() and (
+        table.loc[table["horizon_days"] == 60, "folds"] == 1
+    ).all()
     lightgbm = table.set_index(["model", "horizon_days"]).loc["lightgbm"]
     assert lightgbm.loc[30, "roc_auc"] > 0.6  # the risk feature carries the signal
     # pooled predictions hold a horizon's outcome only at the folds planned for it
@@ -169,23 +195,41 @@ def test_backtest_on_a_short_weekly_panel_scores_each_horizon_on_its_own_folds()
 
 
 def test_one_class_test_set_gives_null_metrics_with_a_note():
-    frame = pd.DataFrame({"account_id": ["A", "B", "C"], "cutoff": pd.Timestamp("2024-01-01", tz="UTC"), "y": [0, 0, 0],
-                          "score": [0.1, 0.2, 0.3]})
+    frame = pd.DataFrame(
+        {
+            "account_id": ["A", "B", "C"],
+            "cutoff": pd.Timestamp("2024-01-01", tz="UTC"),
+            "y": [0, 0, 0],
+            "score": [0.1, 0.2, 0.3],
+        }
+    )
     m = score_metrics(frame)
     assert np.isnan(m["roc_auc"]) and np.isnan(m["pr_auc"]) and "one class" in m["note"]
     assert score_metrics(frame.assign(y=[0, 1, 0]))["note"] is None
 
 
 def test_rows_without_a_score_are_left_out_and_counted():
-    frame = pd.DataFrame({"account_id": list("ABCD"), "cutoff": pd.Timestamp("2024-01-01", tz="UTC"), "y": [0, 1, 0, 1],
-                          "score": [0.1, 0.9, np.nan, 0.8]})
+    frame = pd.DataFrame(
+        {
+            "account_id": list("ABCD"),
+            "cutoff": pd.Timestamp("2024-01-01", tz="UTC"),
+            "y": [0, 1, 0, 1],
+            "score": [0.1, 0.9, np.nan, 0.8],
+        }
+    )
     m = score_metrics(frame)
     assert m["rows"] == 3 and m["roc_auc"] == 1.0 and "1 row without a score" in m["note"]
 
 
 def test_lead_times_accept_churn_times_as_the_contract_types_them():
-    frame = pd.DataFrame({"account_id": ["A1", "A2"], "cutoff": pd.to_datetime(["2024-01-01", "2024-01-01"], utc=True),
-                          "y": [1, 0], "score": [0.9, 0.1]})
+    frame = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "cutoff": pd.to_datetime(["2024-01-01", "2024-01-01"], utc=True),
+            "y": [1, 0],
+            "score": [0.9, 0.1],
+        }
+    )
     churned = pd.Series(pd.to_datetime(["2024-01-31"], utc=True).astype("datetime64[us, UTC]"), index=["A1"])
     assert score_metrics(frame, budget=0.5, churned_at=churned)["median_lead_days"] == 30
 
@@ -221,6 +265,12 @@ def test_churn_times_are_read_through_the_contract(tiny, tmp_path, stored):
         (data / "churn.csv").unlink()
     churned = _churned_at(data)
     assert isinstance(churned.dtype, pd.DatetimeTZDtype) and churned["A1"] == pd.Timestamp("2024-03-01", tz="UTC")
-    frame = pd.DataFrame({"account_id": ["A1", "A2"], "cutoff": pd.to_datetime(["2024-02-01", "2024-02-01"], utc=True),
-                          "y": [1, 0], "score": [0.9, 0.1]})
+    frame = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "cutoff": pd.to_datetime(["2024-02-01", "2024-02-01"], utc=True),
+            "y": [1, 0],
+            "score": [0.9, 0.1],
+        }
+    )
     assert score_metrics(frame, budget=0.5, churned_at=churned)["median_lead_days"] == 29

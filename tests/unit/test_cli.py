@@ -90,7 +90,9 @@ def test_demo_runs_every_stage_on_a_small_base(tmp_path, capsys, monkeypatch):
     assert "churn serve" in err and "mlflow ui" in err
     assert (out / "features" / "feature_dictionary.json").is_file()
     assert list((out / "features" / "snapshots").glob("*.parquet"))
-    assert json.loads((tmp_path / "data" / "last_demo.json").read_text())["scores_dir"] == str((out / "scores").resolve())
+    assert json.loads((tmp_path / "data" / "last_demo.json").read_text())["scores_dir"] == str(
+        (out / "scores").resolve()
+    )
 
 
 def test_serve_pins_relative_locations_to_the_current_folder(tmp_path, monkeypatch):
@@ -104,7 +106,9 @@ def test_serve_pins_relative_locations_to_the_current_folder(tmp_path, monkeypat
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     monkeypatch.setenv("CHURN_STORE_URL", "postgresql+psycopg://db/churn")
     pinned = absolute_locations(load_settings())
-    assert pinned["CHURN_DATA_DIR"] == str(tmp_path / "mydata") and pinned["CHURN_SCORES_DIR"] == str(tmp_path / "out" / "scores")
+    assert pinned["CHURN_DATA_DIR"] == str(tmp_path / "mydata") and pinned["CHURN_SCORES_DIR"] == str(
+        tmp_path / "out" / "scores"
+    )
     assert pinned["CHURN_MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert "CHURN_STORE_URL" not in pinned  # not a file: left as it is
 
@@ -117,11 +121,19 @@ def test_commands_without_pipeline_work_import_no_heavy_stack(args, tiny, tmp_pa
     import time
 
     folder = write_tables(tiny, tmp_path / "d")
-    probe = ("import sys; from pipelines.cli import main; code = main(%r); "
-             "print(sorted(m for m in ('prefect', 'mlflow', 'bentoml', 'torch') if m in sys.modules)); sys.exit(code)")
+    probe = (
+        "import sys; from pipelines.cli import main; code = main(%r); "
+        "print(sorted(m for m in ('prefect', 'mlflow', 'bentoml', 'torch') if m in sys.modules)); sys.exit(code)"
+    )
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-c", probe % [a.format(data=folder) for a in args]], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "CHURN_PREFECT_DIR": str(tmp_path / "prefect")}, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", probe % [a.format(data=folder) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CHURN_PREFECT_DIR": str(tmp_path / "prefect")},
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]"
     assert not (tmp_path / "prefect").exists()
@@ -130,7 +142,9 @@ def test_commands_without_pipeline_work_import_no_heavy_stack(args, tiny, tmp_pa
 
 def _scores(folder):
     folder.mkdir(parents=True)
-    pd.DataFrame({"account_id": ["A1"], "cutoff": [pd.Timestamp("2025-01-01", tz="UTC")]}).to_parquet(folder / "features.parquet")
+    pd.DataFrame({"account_id": ["A1"], "cutoff": [pd.Timestamp("2025-01-01", tz="UTC")]}).to_parquet(
+        folder / "features.parquet"
+    )
     return folder
 
 
@@ -141,7 +155,9 @@ def test_serve_fails_fast_with_one_line_naming_the_setting(tmp_path, monkeypatch
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
     assert main(["serve", "--port", "3999"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(f"error: CHURN_SCORES_DIR {tmp_path / 'data' / 'scores'}: no features.parquet")
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: CHURN_SCORES_DIR {tmp_path / 'data' / 'scores'}: no features.parquet"
+    )
     monkeypatch.setenv("CHURN_SCORES_DIR", str(_scores(tmp_path / "scores")))
     assert main(["serve", "--port", "3999"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

@@ -170,7 +170,8 @@ def test_value_only_for_scored_kinds(tiny):
 def test_at_most_five_keys_and_a_count(tiny):
     usage = pd.concat([tiny["usage_daily"]] * 1, ignore_index=True)
     extra = pd.DataFrame(
-        {c: usage.loc[0, c] for c in usage.columns} | {"date": [f"2024-02-{d:02d}" for d in range(1, 10)], "logins": "-3"}
+        {c: usage.loc[0, c] for c in usage.columns}
+        | {"date": [f"2024-02-{d:02d}" for d in range(1, 10)], "logins": "-3"}
     )
     tiny["usage_daily"] = pd.concat([usage, extra], ignore_index=True)
     exc = violation(tiny)
@@ -183,7 +184,10 @@ def test_all_problems_reported_at_once(tiny):
     broken(tiny, "accounts", "billing", 0, "weekly")
     broken(tiny, "tickets", "channel", 0, "fax")
     exc = violation(tiny)
-    assert {(v.table, v.rule) for v in exc.violations} >= {("accounts", "allowed_values"), ("tickets", "allowed_values")}
+    assert {(v.table, v.rule) for v in exc.violations} >= {
+        ("accounts", "allowed_values"),
+        ("tickets", "allowed_values"),
+    }
 
 
 def test_load_reads_csv_and_parquet(tiny, tmp_path):
@@ -231,7 +235,13 @@ def test_unreadable_file_names_the_file(tiny, tmp_path):
 def test_billing_accepts_term_names_and_months(tiny):
     tiny["accounts"]["billing"] = ["12", "Quarterly"]
     assert validate_tables(tiny)["accounts"]["billing"].tolist() == ["annual", "quarterly"]
-    for given, term in (("24", "biennial"), ("36.0", "triennial"), ("6", "semiannual"), ("semiannual", "semiannual"), ("1", "monthly")):
+    for given, term in (
+        ("24", "biennial"),
+        ("36.0", "triennial"),
+        ("6", "semiannual"),
+        ("semiannual", "semiannual"),
+        ("1", "monthly"),
+    ):
         tiny["accounts"]["billing"] = [given, "annual"]
         assert validate_tables(tiny)["accounts"].loc[0, "billing"] == term, given
     exc = violation(broken(tiny, "accounts", "billing", 0, "5"))
@@ -247,7 +257,9 @@ def test_renewal_date_is_optional_and_also_read_as_contract_end(tiny):
     assert validate_tables(tiny)["accounts"]["renewal_date"].isna().all()
     tiny["accounts"]["contract_end"] = ["2025-03-31", ""]
     clean = validate_tables(tiny)["accounts"]
-    assert clean.loc[0, "renewal_date"] == pd.Timestamp("2025-03-31", tz="UTC") and pd.isna(clean.loc[1, "renewal_date"])
+    assert clean.loc[0, "renewal_date"] == pd.Timestamp("2025-03-31", tz="UTC") and pd.isna(
+        clean.loc[1, "renewal_date"]
+    )
     exc = violation(broken(tiny, "accounts", "contract_end", 1, "soon"))
     assert_names(exc, "accounts", "renewal_date", "type", "A2")
 
@@ -256,10 +268,18 @@ def test_usage_needs_one_activity_column_and_keeps_extra_measures(tiny):
     usage = tiny["usage_daily"][["account_id", "date", "logins"]].assign(reports_exported=["2", "x", "7"])
     clean = validate_tables({**tiny, "usage_daily": usage})["usage_daily"]
     assert clean["active_users"].isna().all() and clean["logins"].tolist() == [4, 0, 300]
-    assert clean["reports_exported"].dtype == "float64" and clean["reports_exported"].isna().tolist() == [False, True, False]
+    assert clean["reports_exported"].dtype == "float64" and clean["reports_exported"].isna().tolist() == [
+        False,
+        True,
+        False,
+    ]
     exc = violation({**tiny, "usage_daily": usage.drop(columns="logins")})
-    assert_names(exc, "usage_daily", "active_users or logins or session_minutes or key_feature_events or distinct_features_used or api_calls",
-                 "column_present")
+    assert_names(
+        exc,
+        "usage_daily",
+        "active_users or logins or session_minutes or key_feature_events or distinct_features_used or api_calls",
+        "column_present",
+    )
 
 
 def test_support_tables_may_all_be_absent(tiny, tmp_path):
@@ -279,7 +299,9 @@ def test_an_optional_column_with_no_value_at_all_is_absent(tiny):
 def test_a_slice_read_again_gets_the_contract_types():
     from core.contracts import coerce_columns
 
-    raw = pd.DataFrame({"ticket_id": [101, 102], "created_at": ["2024-01-05T10:00:00+01:00", "2024-01-06"], "note": ["x", "y"]})
+    raw = pd.DataFrame(
+        {"ticket_id": [101, 102], "created_at": ["2024-01-05T10:00:00+01:00", "2024-01-06"], "note": ["x", "y"]}
+    )
     out = coerce_columns("tickets", raw)
     assert out["ticket_id"].tolist() == ["101", "102"] and out["note"].tolist() == ["x", "y"]
     assert out["created_at"].tolist() == [pd.Timestamp("2024-01-05T09:00:00Z"), pd.Timestamp("2024-01-06T00:00:00Z")]

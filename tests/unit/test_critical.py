@@ -66,8 +66,18 @@ def test_live_path_and_batch_path_agree():
     from text.sentiment import CORPUS
 
     corpus = pd.read_csv(CORPUS)["text"].tolist()  # 615 hand-written support messages
-    texts = pd.Series(corpus + ["We don't want to cancel", "not disappointed at all", None, "", "I want to speak to a manager. Very disappointed.",
-                                "Our legal team will be in touch; we'll file a chargeback", "We are not renewing."])
+    texts = pd.Series(
+        corpus
+        + [
+            "We don't want to cancel",
+            "not disappointed at all",
+            None,
+            "",
+            "I want to speak to a manager. Very disappointed.",
+            "Our legal team will be in touch; we'll file a chargeback",
+            "We are not renewing.",
+        ]
+    )
     assert len(texts) > SMALL
     batch = detect_critical(texts)
     single = pd.concat([detect_critical(texts.iloc[i : i + 1]) for i in range(len(texts))])

@@ -34,11 +34,20 @@ def fitted():
     cutoffs = pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D")
     risk = rng.normal(size=n)
     days = rng.exponential(365 / np.exp(risk))  # higher risk, earlier churn
-    panel = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)], "cutoff": cutoffs, "risk": risk,
-                          "noise": rng.normal(size=n), "segment": rng.choice(["smb", "enterprise"], n)})
+    panel = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "cutoff": cutoffs,
+            "risk": risk,
+            "noise": rng.normal(size=n),
+            "segment": rng.choice(["smb", "enterprise"], n),
+        }
+    )
     for h, label in zip((30, 60, 90, 180), LABELS, strict=True):
         panel[label] = pd.array((days <= h).astype(int), dtype="Int8")
-    return fit_curve(panel, ["risk", "noise", "segment"], CurveParams(n_estimators=150, valid_gap_days=0, min_child_samples=20)), panel
+    return fit_curve(
+        panel, ["risk", "noise", "segment"], CurveParams(n_estimators=150, valid_gap_days=0, min_child_samples=20)
+    ), panel
 
 
 def test_risk_raises_the_curve(fitted):
@@ -49,7 +58,13 @@ def test_risk_raises_the_curve(fitted):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(-50, 50), st.floats(-50, 50), st.sampled_from(["smb", "enterprise", "unseen"])), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(st.floats(-50, 50), st.floats(-50, 50), st.sampled_from(["smb", "enterprise", "unseen"])),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_curve_is_monotone_for_any_input(fitted, rows):
     model, _ = fitted
     probe = pd.DataFrame(rows, columns=["risk", "noise", "segment"])
@@ -85,15 +100,20 @@ def test_save_and_load_give_the_same_curve(fitted, tmp_path):
 
 def test_per_horizon_formulation_is_monotone_and_ranks_risk(fitted):
     _, panel = fitted
-    model = fit_curve(panel, ["risk", "noise", "segment"],
-                      CurveParams(formulation="per_horizon", n_estimators=100, valid_gap_days=0, min_child_samples=20))
+    model = fit_curve(
+        panel,
+        ["risk", "noise", "segment"],
+        CurveParams(formulation="per_horizon", n_estimators=100, valid_gap_days=0, min_child_samples=20),
+    )
     assert len(model.boosters) == 4
     probe = pd.DataFrame({"risk": np.linspace(-50, 50, 41), "noise": 0.0, "segment": "smb"})
     curve = model.predict_curve(probe)
     assert (np.diff(curve, axis=1) >= 0).all()
     assert curve[-1, 2] > curve[0, 2]
     contrib = model.contributions_matrix(model.encode(probe), 60)
-    np.testing.assert_allclose(contrib.sum(axis=1), model.boosters[1].predict(model.encode(probe), raw_score=True), atol=1e-9)
+    np.testing.assert_allclose(
+        contrib.sum(axis=1), model.boosters[1].predict(model.encode(probe), raw_score=True), atol=1e-9
+    )
 
 
 def test_early_stopping_found_afterwards_matches_lightgbm():
@@ -108,9 +128,23 @@ def test_early_stopping_found_afterwards_matches_lightgbm():
     X = rng.normal(size=(6000, 6))
     y = (rng.random(6000) < 1 / (1 + np.exp(-(X[:, 0] - 0.5 * X[:, 1])))).astype(float)
     fit, valid = (X[:4000], y[:4000]), (X[4000:], y[4000:])
-    params = {"objective": "binary", "learning_rate": 0.3, "num_leaves": 31, "min_child_samples": 5, "verbose": -1, "seed": 1, "num_threads": 1}
+    params = {
+        "objective": "binary",
+        "learning_rate": 0.3,
+        "num_leaves": 31,
+        "min_child_samples": 5,
+        "verbose": -1,
+        "seed": 1,
+        "num_threads": 1,
+    }
     train_set = lgb.Dataset(*fit)
-    stopped = lgb.train(params, train_set, 300, valid_sets=[lgb.Dataset(*valid, reference=train_set)], callbacks=[lgb.early_stopping(10, verbose=False)])
+    stopped = lgb.train(
+        params,
+        train_set,
+        300,
+        valid_sets=[lgb.Dataset(*valid, reference=train_set)],
+        callbacks=[lgb.early_stopping(10, verbose=False)],
+    )
     assert 1 < stopped.best_iteration < 300  # it did stop early: the comparison means something
     full = lgb.train(params, lgb.Dataset(*fit), 300)
     assert early_stopping_iteration(validation_losses(full, *valid, 300), 10) == stopped.best_iteration
@@ -142,7 +176,9 @@ def test_fit_calibration_matches_the_observed_rate_and_never_decreases_with_the_
     assert np.mean(calibrators[0].predict(raw)) == pytest.approx(y.mean(), rel=1e-6)  # maximum likelihood: mean = rate
     shifts = [c.shift for c in calibrators]
     assert shifts[0] < 0 and shifts == sorted(shifts) and shifts[1] == shifts[2] == shifts[3] == shifts[0]
-    assert [c.shift for c in fit_calibration([(raw[:10], y[:10])] * 4)] == [0.0] * 4  # too little to learn from: unchanged
+    assert [c.shift for c in fit_calibration([(raw[:10], y[:10])] * 4)] == [
+        0.0
+    ] * 4  # too little to learn from: unchanged
 
 
 def test_the_curve_rises_wherever_the_raw_curve_does(fitted):
@@ -190,7 +226,8 @@ def test_search_keeps_the_candidate_with_the_lowest_held_out_loss(fitted):
         model = fit_curve(panel, features, CurveParams(**base, search=order))
         losses = [c["held_out_loss"] for c in model.info["search"]]
         assert len(losses) == 2 and model.info["chosen"] == int(np.argmin(losses))
-        assert model.params["learning_rate"] == 0.1 and model.params["num_leaves"] == 4  # the winner's parameters are the model's
+        # the winner's parameters are the model's
+        assert model.params["learning_rate"] == 0.1 and model.params["num_leaves"] == 4
         assert [c["learning_rate"] for c in model.info["search"]] == [c["learning_rate"] for c in order]
 
 
@@ -204,7 +241,8 @@ def test_search_prefers_the_earlier_candidate_within_the_noise_of_the_held_out_r
     slightly_better = simple - 0.0005 + noise  # 0.0005 lower on average, under one standard error (0.0007)
     clearly_better = simple - 0.01 + noise
     assert choose_candidate([simple, slightly_better], events=500, leaves=[4, 15]) == 0
-    assert choose_candidate([simple, slightly_better, clearly_better], events=500, leaves=[4, 2, 15]) == 2  # 0.01: 14 standard errors
+    # 0.01: 14 standard errors
+    assert choose_candidate([simple, slightly_better, clearly_better], events=500, leaves=[4, 2, 15]) == 2
     assert choose_candidate([clearly_better, simple], events=500, leaves=[4, 2]) == 0
     # too few churners held out to tell: the smallest trees
     assert choose_candidate([simple, clearly_better, simple], events=MIN_SEARCH_EVENTS - 1, leaves=[4, 2, 15]) == 1
@@ -224,8 +262,13 @@ def test_search_is_logged_as_parameters_and_metrics(fitted):
     from pipelines.models import search_metrics, search_params
 
     _, panel = fitted
-    model = fit_curve(panel, ["risk", "noise", "segment"], CurveParams(n_estimators=30, valid_gap_days=0, min_child_samples=20,
-                                                                          search=[{"num_leaves": 2}, {"num_leaves": 4}]))
+    model = fit_curve(
+        panel,
+        ["risk", "noise", "segment"],
+        CurveParams(
+            n_estimators=30, valid_gap_days=0, min_child_samples=20, search=[{"num_leaves": 2}, {"num_leaves": 4}]
+        ),
+    )
     params, metrics = search_params(model), search_metrics(model)
     assert params["search_candidates"] == 2 and params["chosen_candidate"] == model.info["chosen"]
     assert params["chosen.num_leaves"] == model.params["num_leaves"]

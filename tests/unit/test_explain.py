@@ -28,7 +28,9 @@ from models.plots import (
 )
 
 SPECS = {
-    "days_since_last_login": spec("days_since_last_login", "usage", "days", "days since last login", "last login {n} days ago"),
+    "days_since_last_login": spec(
+        "days_since_last_login", "usage", "days", "days since last login", "last login {n} days ago"
+    ),
     "nps_last": spec("nps_last", "surveys", "score", "latest NPS", "last NPS answer {n} of 10"),
     "segment": spec("segment", "business", "category", "segment", "{value} segment", kind="categorical"),
 }
@@ -42,9 +44,15 @@ def fitted():
     nps = rng.integers(0, 11, n).astype(float)
     risk = 0.15 * silence - 0.3 * (nps - 7)
     days = rng.exponential(365 / np.exp(risk - 1))
-    panel = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)],
-                          "cutoff": pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D"),
-                          "days_since_last_login": silence, "nps_last": nps, "segment": rng.choice(["smb", "enterprise"], n)})
+    panel = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "cutoff": pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D"),
+            "days_since_last_login": silence,
+            "nps_last": nps,
+            "segment": rng.choice(["smb", "enterprise"], n),
+        }
+    )
     for h, label in zip((30, 60, 90, 180), LABELS, strict=True):
         panel[label] = pd.array((days <= h).astype(int), dtype="Int8")
     model = fit_curve(panel, list(SPECS), CurveParams(n_estimators=150, valid_gap_days=0, min_child_samples=20))
@@ -56,7 +64,9 @@ def test_contributions_sum_to_the_raw_score(fitted):
     sample = panel.head(200)
     for interval in range(4):
         contrib = interval_contributions(model, sample, interval)
-        np.testing.assert_allclose(contrib.sum(axis=1), raw_hazard_scores(model, sample, interval), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            contrib.sum(axis=1), raw_hazard_scores(model, sample, interval), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_reasons_point_the_right_way_and_read_as_sentences(fitted):
@@ -70,11 +80,15 @@ def test_reasons_point_the_right_way_and_read_as_sentences(fitted):
     contrib = model.contributions_matrix(X, 90)[:, :-1]
     reference = Reference.of(90, risk, contrib, base, model.features, SPECS)
     pts, rest = points(contrib, risk, reference)
-    reasons = account_reasons(contrib[-1], pts[-1], float(rest[-1]), model.features, probe.iloc[0].to_dict(), SPECS, reference)
+    reasons = account_reasons(
+        contrib[-1], pts[-1], float(rest[-1]), model.features, probe.iloc[0].to_dict(), SPECS, reference
+    )
     raising = {r["feature"] for r in reasons["raising"]}
     assert {"days_since_last_login", "nps_last"} <= raising
     sentences = [r["sentence"] for r in reasons["raising"]]
-    assert any(s.startswith("last login 30 days ago") for s in sentences) and any(s.startswith("last NPS answer 2 of 10") for s in sentences)
+    assert any(s.startswith("last login 30 days ago") for s in sentences) and any(
+        s.startswith("last NPS answer 2 of 10") for s in sentences
+    )
     families = by_family(contributions(model, probe, 90), SPECS)
     assert set(families.columns) <= {"usage", "surveys", "business"}
     assert global_importance(contributions(model, fitted[1].head(500), 90), SPECS)["feature"].iloc[0] in SPECS
@@ -87,13 +101,19 @@ def test_more_days_without_login_never_lowers_risk(fitted):
     curve = model.predict_curve(probe)
     assert curve[-1, 2] > curve[0, 2]
     assert (np.diff(curve, axis=0) >= 0).all()  # monotone constraints + isotonic calibration: never lower
-    better_nps = pd.DataFrame({"days_since_last_login": 5.0, "nps_last": np.arange(0, 11, dtype=float), "segment": "enterprise"})
+    better_nps = pd.DataFrame(
+        {"days_since_last_login": 5.0, "nps_last": np.arange(0, 11, dtype=float), "segment": "enterprise"}
+    )
     assert (np.diff(model.predict_curve(better_nps), axis=0) <= 0).all()  # a better NPS never raises risk
 
 
 @pytest.fixture(scope="module")
 def per_horizon(fitted):
-    return fit_curve(fitted[1], list(SPECS), CurveParams(formulation="per_horizon", n_estimators=40, valid_gap_days=0, min_child_samples=20))
+    return fit_curve(
+        fitted[1],
+        list(SPECS),
+        CurveParams(formulation="per_horizon", n_estimators=40, valid_gap_days=0, min_child_samples=20),
+    )
 
 
 @pytest.mark.parametrize("formulation", ["hazard", "per_horizon"])
@@ -109,8 +129,11 @@ def test_shap_explanation_equals_lightgbm_pred_contrib(formulation, fitted, per_
         assert explained.shape == (200, len(model.features)) and list(explained.feature_names) == model.features
         np.testing.assert_allclose(explained.values, contrib[:, :-1], rtol=0, atol=1e-6)
         np.testing.assert_allclose(explained.base_values, contrib[:, -1], rtol=0, atol=1e-6)
-        raw = (np.mean([raw_hazard_scores(model, sample, j) for j in range(k + 1)], axis=0) if formulation == "hazard"
-               else model.boosters[k].predict(X, raw_score=True))
+        raw = (
+            np.mean([raw_hazard_scores(model, sample, j) for j in range(k + 1)], axis=0)
+            if formulation == "hazard"
+            else model.boosters[k].predict(X, raw_score=True)
+        )
         np.testing.assert_allclose(explained.values.sum(axis=1) + explained.base_values, raw, rtol=0, atol=1e-6)
     segment = model.features.index("segment")
     assert list(explained.display_data[:5, segment]) == list(sample["segment"].head(5))  # names, not codes
@@ -135,18 +158,27 @@ def test_logistic_baseline_explanation_is_per_original_feature(fitted):
     """LinearExplainer on the pipeline's columns, summed back per feature: a number with its missing
     indicator, a category's one-hot levels; the sum is the regression's log-odds."""
     _, panel = fitted
-    panel = panel.assign(nps_last=panel["nps_last"].mask(np.arange(len(panel)) % 10 == 0))  # missing values: an indicator column
+    # missing values: an indicator column
+    panel = panel.assign(nps_last=panel["nps_last"].mask(np.arange(len(panel)) % 10 == 0))
     baseline = LogisticBaseline(list(SPECS)).fit(panel)
     sample = panel.head(300)
     explained = baseline_explanation(baseline, sample, 90, reference=panel)
     pipeline = baseline.models_[2]
-    np.testing.assert_allclose(explained.values.sum(axis=1) + explained.base_values, pipeline.decision_function(baseline._x(sample)),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        explained.values.sum(axis=1) + explained.base_values,
+        pipeline.decision_function(baseline._x(sample)),
+        rtol=0,
+        atol=1e-6,
+    )
     assert list(explained.feature_names) == list(SPECS) and explained.shape == (300, 3)
     # by hand: coefficient x (column - reference mean); columns: silence, NPS, NPS missing, enterprise, smb
     Z, reference = pipeline[0].transform(baseline._x(sample)), pipeline[0].transform(baseline._x(panel)).mean(axis=0)
     by_column = (Z - reference) * pipeline[-1].coef_[0]
-    np.testing.assert_allclose(explained.values, np.column_stack([by_column[:, 0], by_column[:, 1:3].sum(1), by_column[:, 3:].sum(1)]), atol=1e-9)
+    np.testing.assert_allclose(
+        explained.values,
+        np.column_stack([by_column[:, 0], by_column[:, 1:3].sum(1), by_column[:, 3:].sum(1)]),
+        atol=1e-9,
+    )
     assert np.corrcoef(explained.values[:, 0], sample["days_since_last_login"])[0, 1] > 0.5  # silence raises the risk
     assert set(explained.display_data[:, 2]) == {"smb", "enterprise"}
 

@@ -32,8 +32,17 @@ SENT = next(a for a in ids(100) if not in_holdout(a, 0.5, "trial-1"))
 
 
 def facts(account_id: str, **kw) -> AccountFacts:
-    return AccountFacts(**{"account_id": account_id, "segment": "mid_market", "arr": 20_000.0, "average_arr": 20_000.0, "days_to_renewal": 200.0,
-                           "csm_owner": "Laura Chen", **kw})
+    return AccountFacts(
+        **{
+            "account_id": account_id,
+            "segment": "mid_market",
+            "arr": 20_000.0,
+            "average_arr": 20_000.0,
+            "days_to_renewal": 200.0,
+            "csm_owner": "Laura Chen",
+            **kw,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- assignment
@@ -43,7 +52,9 @@ def test_the_hash_is_sha256_of_salt_and_account_and_stable():
     draw = int.from_bytes(hashlib.sha256(b"trial-1|" + HELD.encode()).digest()[:8], "big") / 2**64
     assert draw < 0.5 and in_holdout(HELD, 0.5, "trial-1")
     assert [in_holdout(a, 0.2, "s") for a in ids(500)] == holdout_mask(ids(500), 0.2, "s").tolist()
-    assert holdout_mask(ids(500), 0.2, "s").tolist() == holdout_mask(np.array(ids(500), dtype=object), 0.2, "s").tolist()
+    assert (
+        holdout_mask(ids(500), 0.2, "s").tolist() == holdout_mask(np.array(ids(500), dtype=object), 0.2, "s").tolist()
+    )
     assert not holdout_mask(ids(500), 0.0, "s").any() and not in_holdout(HELD, 0.0, "trial-1")
     assert holdout_mask([], 0.2).shape == (0,)
 
@@ -55,7 +66,9 @@ def test_share_accuracy_and_a_new_salt_draws_a_new_group():
     other = holdout_mask(accounts, 0.2, "q2")
     assert abs(other.mean() - 0.2) < 0.01
     assert abs((mask & other).mean() - 0.04) < 0.005  # independent draws: 0.2 x 0.2 overlap
-    assert (holdout_mask(accounts, 0.1, "q1") <= mask).all()  # a smaller share is a subset: raising it only adds accounts
+    assert (
+        holdout_mask(accounts, 0.1, "q1") <= mask
+    ).all()  # a smaller share is a subset: raising it only adds accounts
 
 
 @pytest.mark.parametrize("share", [-0.1, 0.51, 1.0])
@@ -78,7 +91,11 @@ def test_the_policy_version_changes_with_the_holdout_and_the_default_is_off(tmp_
 
     off = EscalationPolicy()
     assert off.holdout.share == 0.0 and load_policy(DEFAULT_CONFIG_DIR).holdout == off.holdout
-    versions = {off.version, EscalationPolicy(holdout=Holdout(share=0.2)).version, EscalationPolicy(holdout=Holdout(share=0.2, salt="b")).version}
+    versions = {
+        off.version,
+        EscalationPolicy(holdout=Holdout(share=0.2)).version,
+        EscalationPolicy(holdout=Holdout(share=0.2, salt="b")).version,
+    }
     assert len(versions) == 3
     (tmp_path / "escalation.yaml").write_text("holdout: {share: 0.2, salt: b}\n")
     assert load_policy(tmp_path).version == EscalationPolicy(holdout=Holdout(share=0.2, salt="b")).version
@@ -89,7 +106,14 @@ def test_the_policy_version_changes_with_the_holdout_and_the_default_is_off(tmp_
 
 def test_eligible_only_when_every_fired_rule_is_a_risk_crossing():
     assert eligible(["risk"]) and eligible({"risk"})
-    for rules in ([], ["watch"], ["risk", "critical_moment"], ["risk", "bot_handoff"], ["risk", "effort_frustration_value"], ["security"]):
+    for rules in (
+        [],
+        ["watch"],
+        ["risk", "critical_moment"],
+        ["risk", "bot_handoff"],
+        ["risk", "effort_frustration_value"],
+        ["security"],
+    ):
         assert not eligible(rules), rules
 
 
@@ -99,26 +123,33 @@ def test_a_risk_only_escalation_in_the_holdout_is_recorded_not_sent():
     assert sent.escalate and not sent.held_out
     assert held.held_out and not held.escalate
     # what it would have been stays in the decision (the store's audit payload is its to_dict)
-    assert (held.band, held.queue, held.primary_reason, held.priority) == (sent.band, sent.queue, sent.primary_reason, sent.priority) == (
-        "high", "cs-standard", "risk", "high")
+    assert (
+        (held.band, held.queue, held.primary_reason, held.priority)
+        == (sent.band, sent.queue, sent.primary_reason, sent.priority)
+        == ("high", "cs-standard", "risk", "high")
+    )
     assert held.response_window_minutes is None and held.follow_up_due is None and held.owner == "Laura Chen"
     assert held.to_dict()["held_out"] is True and held.policy_version == HOLDOUT.version != sent.policy_version
     other = decide(facts(SENT), RISKY, None, HOLDOUT, NOW)
     assert other.escalate and not other.held_out
 
 
-@pytest.mark.parametrize(("case", "account", "signals"), [
-    ("hard trigger", {}, TicketSignals(category="legal")),
-    ("critical moment", {}, TicketSignals(critical=("cancel",))),
-    ("security incident on the account", {"recent_events": ("security_incident",)}, None),
-    ("bot handoff", {}, TicketSignals(bot_confidence=0.2)),
-    ("accepted offer", {}, TicketSignals(bot_confidence=0.5, escalation_offer_accepted=True)),
-    ("effort", {"arr": 60_000.0}, TicketSignals(sentiment=-0.7, sentiment_first=-0.1, asks=3)),
-])
+@pytest.mark.parametrize(
+    ("case", "account", "signals"),
+    [
+        ("hard trigger", {}, TicketSignals(category="legal")),
+        ("critical moment", {}, TicketSignals(critical=("cancel",))),
+        ("security incident on the account", {"recent_events": ("security_incident",)}, None),
+        ("bot handoff", {}, TicketSignals(bot_confidence=0.2)),
+        ("accepted offer", {}, TicketSignals(bot_confidence=0.5, escalation_offer_accepted=True)),
+        ("effort", {"arr": 60_000.0}, TicketSignals(sentiment=-0.7, sentiment_first=-0.1, asks=3)),
+    ],
+)
 def test_triggers_critical_bands_handoffs_and_effort_are_never_held_out(case, account, signals):
     d = decide(facts(HELD, **account), RISKY, signals, HOLDOUT, NOW)
     assert d.escalate and not d.held_out, case
-    assert any(r.rule == "risk" for r in d.rules) and len(d.rules) > 1  # the risk rule fired too: the other rule is what keeps it
+    # the risk rule fired too: the other rule is what keeps it
+    assert any(r.rule == "risk" for r in d.rules) and len(d.rules) > 1
 
 
 def test_below_the_thresholds_nothing_is_held_out():
@@ -129,7 +160,9 @@ def test_below_the_thresholds_nothing_is_held_out():
 def test_batch_path_holds_out_the_same_accounts_and_lists_them_last():
     n = 300
     accounts = ids(n, "B")
-    panel = pd.DataFrame({"account_id": accounts, "cutoff": pd.Timestamp(NOW), "arr_current": 10_000.0, "segment": "smb"})
+    panel = pd.DataFrame(
+        {"account_id": accounts, "cutoff": pd.Timestamp(NOW), "arr_current": 10_000.0, "segment": "smb"}
+    )
     curve = np.tile([0.05, 0.2, 0.45, 0.5], (n, 1))
     curve[:50] = [0.01, 0.02, 0.03, 0.06]  # not candidates at all
     policy = EscalationPolicy(holdout=Holdout(share=0.3, salt="batch"))
@@ -139,7 +172,11 @@ def test_batch_path_holds_out_the_same_accounts_and_lists_them_last():
     assert held == set(np.array(accounts)[expected]) and 0 < len(held) < n - 50
     assert not any(d.escalate for d in decisions if d.held_out)
     assert queue["held_out"].sum() == len(held) and not queue.loc[queue["held_out"], "escalate"].any()
-    assert (queue.loc[queue["held_out"], ["band", "queue", "primary_reason"]] == ["high", "cs-standard", "risk"]).all().all()
+    assert (
+        (queue.loc[queue["held_out"], ["band", "queue", "primary_reason"]] == ["high", "cs-standard", "risk"])
+        .all()
+        .all()
+    )
     first_held = int(np.flatnonzero(queue["held_out"].to_numpy())[0])
     assert not queue["held_out"].iloc[:first_held].any() and queue["held_out"].iloc[first_held:].all()
     # the live decision for the same account agrees with the batch one
@@ -168,8 +205,12 @@ def test_the_interval_covers_the_true_effect_at_its_level_across_seeds():
         r = estimate_effect(rng.random(800) < p_treated, rng.random(200) < p_held)
         covered += r["ci"][0] <= p_held - p_treated <= r["ci"][1]
     assert 0.925 <= covered / runs <= 0.975, covered / runs
-    wide = estimate_effect(np.random.default_rng(1).random(800) < p_treated, np.random.default_rng(2).random(200) < p_held, confidence=0.5)
-    narrow = estimate_effect(np.random.default_rng(1).random(800) < p_treated, np.random.default_rng(2).random(200) < p_held)
+    wide = estimate_effect(
+        np.random.default_rng(1).random(800) < p_treated, np.random.default_rng(2).random(200) < p_held, confidence=0.5
+    )
+    narrow = estimate_effect(
+        np.random.default_rng(1).random(800) < p_treated, np.random.default_rng(2).random(200) < p_held
+    )
     assert narrow["ci"][1] - narrow["ci"][0] > wide["ci"][1] - wide["ci"][0]
 
 
@@ -182,7 +223,12 @@ def test_too_few_to_tell_names_its_reason():
     assert spans["ci"][0] < 0 < spans["ci"][1]
     assert not spans["enough"] and spans["reason"] == "interval_spans_zero" and "includes zero" in spans["verdict"]
     empty = estimate_effect([0, 1, 0], [])
-    assert empty["effect"] is None and empty["ci"] is None and empty["churn_held_out"] is None and empty["reason"] == "group_size"
+    assert (
+        empty["effect"] is None
+        and empty["ci"] is None
+        and empty["churn_held_out"] is None
+        and empty["reason"] == "group_size"
+    )
     worse = estimate_effect([1] * 60 + [0] * 40, [1] * 20 + [0] * 80)
     assert worse["enough"] and worse["effect"] < 0 and "churned more" in worse["verdict"]
 

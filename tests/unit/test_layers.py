@@ -9,8 +9,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: core <- simulation, ingest, text <- features <- models <- escalation <- serving, reports <- pipelines
 #: (the command line sits on top: `churn serve` starts the API, `churn report` renders the report)
-RANK = {"core": 0, "simulation": 1, "ingest": 1, "text": 1, "features": 2, "models": 3, "escalation": 4, "serving": 5, "reports": 5,
-        "pipelines": 6}
+RANK = {
+    "core": 0,
+    "simulation": 1,
+    "ingest": 1,
+    "text": 1,
+    "features": 2,
+    "models": 3,
+    "escalation": 4,
+    "serving": 5,
+    "reports": 5,
+    "pipelines": 6,
+}
 #: framework -> the only places that may import it
 EDGES = {"prefect": ("pipelines/",), "bentoml": ("serving/",), "mlflow": ("models/registry.py", "pipelines/")}
 
@@ -32,12 +42,20 @@ def _imports() -> list[tuple[str, int, str]]:
 def test_imports_point_down_the_layers():
     imports = _imports()
     assert len(imports) > 500
-    wrong = [f"{where}:{line} imports {module}" for where, line, module in imports
-             if (top := module.split(".")[0]) in RANK and top != where.split("/")[0] and RANK[top] >= RANK[where.split("/")[0]]]
+    wrong = [
+        f"{where}:{line} imports {module}"
+        for where, line, module in imports
+        if (top := module.split(".")[0]) in RANK
+        and top != where.split("/")[0]
+        and RANK[top] >= RANK[where.split("/")[0]]
+    ]
     assert not wrong, wrong
 
 
 def test_frameworks_stay_at_the_edges():
-    wrong = [f"{where}:{line} imports {module}" for where, line, module in _imports()
-             if (allowed := EDGES.get(module.split(".")[0])) and not where.startswith(allowed)]
+    wrong = [
+        f"{where}:{line} imports {module}"
+        for where, line, module in _imports()
+        if (allowed := EDGES.get(module.split(".")[0])) and not where.startswith(allowed)
+    ]
     assert not wrong, wrong

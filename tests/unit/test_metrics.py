@@ -23,7 +23,9 @@ def frame(scores, ys, cutoffs=None, arr=None) -> pd.DataFrame:
 
 
 def test_perfect_ranking():
-    m = score_metrics(frame([0.9, 0.8, 0.1, 0.2, 0.05, 0.3, 0.15, 0.12, 0.11, 0.02], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), budget=0.2)
+    m = score_metrics(
+        frame([0.9, 0.8, 0.1, 0.2, 0.05, 0.3, 0.15, 0.12, 0.11, 0.02], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), budget=0.2
+    )
     assert m["roc_auc"] == 1.0 and m["pr_auc"] == pytest.approx(1.0)
     assert m["recall_at_budget"] == 1.0  # top 2 of 10 are the two churners
     assert m["lift_top_decile"] == pytest.approx(1.0 / 0.2)  # the top decile (1 row) is a churner; base rate 0.2
@@ -41,8 +43,14 @@ def test_recall_at_budget_is_per_cutoff_and_arr_weighted():
 
 
 def test_lead_time_counts_from_the_first_flag():
-    f = pd.DataFrame({"account_id": ["A1", "A1", "A2"], "cutoff": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-01"], utc=True),
-                      "y": [1, 1, 0], "score": [0.9, 0.9, 0.1]})
+    f = pd.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A2"],
+            "cutoff": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-02-01"], utc=True),
+            "y": [1, 1, 0],
+            "score": [0.9, 0.9, 0.1],
+        }
+    )
     churned = pd.Series(pd.to_datetime(["2024-03-01"], utc=True), index=["A1"])
     m = score_metrics(f, budget=0.5, churned_at=churned)
     assert m["median_lead_days"] == 60 and m["caught_accounts"] == 1

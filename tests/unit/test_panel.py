@@ -10,7 +10,9 @@ UTC = "datetime64[us, UTC]"
 
 
 def _accounts() -> pd.DataFrame:
-    return pd.DataFrame({"account_id": ["a", "b"], "contract_start": pd.to_datetime(["2024-01-01", "2024-02-01"], utc=True).astype(UTC)})
+    return pd.DataFrame(
+        {"account_id": ["a", "b"], "contract_start": pd.to_datetime(["2024-01-01", "2024-02-01"], utc=True).astype(UTC)}
+    )
 
 
 def test_a_base_without_churn_has_live_accounts_and_zero_labels():

@@ -14,13 +14,28 @@ from models.curve import LABELS, CurveParams, fit_curve
 from models.reasons import MIN_PEERS, Reference, account_reasons, effect, points, sentence, top_reasons
 
 SPECS = {
-    "days_since_last_login": spec("days_since_last_login", "usage", "days", "days since last login", "last login {n} days ago"),
-    "distinct_features_30d": spec("distinct_features_30d", "usage", "features", "breadth", "{value} key features used on an active day",
-                                  baseline="distinct_features_change_30d"),
-    "distinct_features_change_30d": spec("distinct_features_change_30d", "usage", "pct_change", "breadth change",
-                                         "breadth of key features used {direction} {pct}% against the previous 90 days"),
+    "days_since_last_login": spec(
+        "days_since_last_login", "usage", "days", "days since last login", "last login {n} days ago"
+    ),
+    "distinct_features_30d": spec(
+        "distinct_features_30d",
+        "usage",
+        "features",
+        "breadth",
+        "{value} key features used on an active day",
+        baseline="distinct_features_change_30d",
+    ),
+    "distinct_features_change_30d": spec(
+        "distinct_features_change_30d",
+        "usage",
+        "pct_change",
+        "breadth change",
+        "breadth of key features used {direction} {pct}% against the previous 90 days",
+    ),
     "arr_current": spec("arr_current", "business", "usd", "ARR", "ARR of ${n}", role="context"),
-    "segment": spec("segment", "business", "category", "segment", "{value} segment", kind="categorical", role="context"),
+    "segment": spec(
+        "segment", "business", "category", "segment", "{value} segment", kind="categorical", role="context"
+    ),
 }
 FEATURES = list(SPECS)
 
@@ -36,11 +51,17 @@ def fitted():
     breadth = rng.uniform(1, 8, n)
     risk = 0.1 * silence - 1.2 * (np.log(arr) - 10) - 0.2 * breadth
     days = rng.exponential(365 / np.exp(risk - 1))
-    panel = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)],
-                          "cutoff": pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D"),
-                          "days_since_last_login": silence, "distinct_features_30d": breadth,
-                          "distinct_features_change_30d": rng.uniform(-0.6, 0.3, n), "arr_current": arr,
-                          "segment": rng.choice(["smb", "enterprise"], n)})
+    panel = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "cutoff": pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(rng.integers(0, 20, n) * 30, unit="D"),
+            "days_since_last_login": silence,
+            "distinct_features_30d": breadth,
+            "distinct_features_change_30d": rng.uniform(-0.6, 0.3, n),
+            "arr_current": arr,
+            "segment": rng.choice(["smb", "enterprise"], n),
+        }
+    )
     for h, label in zip((30, 60, 90, 180), LABELS, strict=True):
         panel[label] = pd.array((days <= h).astype(int), dtype="Int8")
     model = fit_curve(panel, FEATURES, CurveParams(n_estimators=120, valid_gap_days=0, min_child_samples=20))
@@ -98,19 +119,31 @@ def test_one_account_every_feature_adds_up(fitted):
     risk, contrib, reference = _base(model, base)
     pts, rest = points(contrib, risk, reference)
     i = int(np.argmax(risk))
-    found = account_reasons(contrib[i], pts[i], float(rest[i]), model.features, base.iloc[i].to_dict(), SPECS, reference, n=len(FEATURES))
+    found = account_reasons(
+        contrib[i], pts[i], float(rest[i]), model.features, base.iloc[i].to_dict(), SPECS, reference, n=len(FEATURES)
+    )
     total = sum(r["points"] for key in ("raising", "lowering", "context") for r in found[key]) + found["rest_points"]
-    assert found["base_rate"] * 100 + total == pytest.approx(risk[i] * 100, abs=0.05)  # each figure rounded to 0.01 points
+    # each figure rounded to 0.01 points
+    assert found["base_rate"] * 100 + total == pytest.approx(risk[i] * 100, abs=0.05)
     assert found["raising"], "the riskiest account has drivers raising its risk"
 
 
 def test_a_reason_reads_against_its_own_past_and_the_typical_account():
-    frame = pd.DataFrame({"distinct_features_30d": np.r_[np.full(MIN_PEERS, 6.0), np.full(MIN_PEERS, 2.0)],
-                          "segment": ["enterprise"] * MIN_PEERS + ["smb"] * MIN_PEERS})
-    reference = Reference.of(90, np.full(len(frame), 0.1), np.zeros((len(frame), 1)), frame, ["distinct_features_30d"], SPECS)
+    frame = pd.DataFrame(
+        {
+            "distinct_features_30d": np.r_[np.full(MIN_PEERS, 6.0), np.full(MIN_PEERS, 2.0)],
+            "segment": ["enterprise"] * MIN_PEERS + ["smb"] * MIN_PEERS,
+        }
+    )
+    reference = Reference.of(
+        90, np.full(len(frame), 0.1), np.zeros((len(frame), 1)), frame, ["distinct_features_30d"], SPECS
+    )
     values = {"distinct_features_30d": 3.1, "distinct_features_change_30d": 3.1 / 5.2 - 1, "segment": "enterprise"}
     text = sentence("distinct_features_30d", 3.1, values, SPECS, reference)
-    assert text == "3.1 key features used on an active day, down from 5.2 in the prior 90 days (typical enterprise account: 6.0)"
+    assert (
+        text
+        == "3.1 key features used on an active day, down from 5.2 in the prior 90 days (typical enterprise account: 6.0)"
+    )
     # a segment too small for its own median is compared with the whole base
     text = sentence("distinct_features_30d", 3.1, {**values, "segment": "startup"}, SPECS, reference)
     assert text.endswith("(typical account: 4.0)")
@@ -129,6 +162,13 @@ def test_the_dictionary_splits_drivers_from_context():
     context = {name for name, s in specs.items() if s.role == "context"}
     assert {"segment", "industry", "plan", "billing", "arr_current", "tenure_days", "days_since_downgrade"} <= context
     drivers = {name for name, s in specs.items() if s.role == "driver"}
-    assert {"days_since_last_login", "distinct_features_30d", "critical_moments_90d", "nps_last", "ces_mean_180d",
-            "billing_dispute_180d", "exec_sponsor_present"} <= drivers
+    assert {
+        "days_since_last_login",
+        "distinct_features_30d",
+        "critical_moments_90d",
+        "nps_last",
+        "ces_mean_180d",
+        "billing_dispute_180d",
+        "exec_sponsor_present",
+    } <= drivers
     assert all(specs[s.baseline].unit in ("pct_change", "score") for s in specs.values() if s.baseline)

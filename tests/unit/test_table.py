@@ -42,17 +42,23 @@ def messy(n: int = 400, seed: int = 0) -> pd.DataFrame:
     churn = rng.random(n) < 1 / (1 + np.exp(-logit))
     total = pd.Series((monthly * tenure).round(2)).astype(str).where(tenure > 0, " ")
     ids = pd.Series(np.arange(n)).astype(str).str.zfill(5) + "-" + pd.Series(rng.choice(list("ABCDEFGH"), n))
-    return as_csv(pd.DataFrame({
-        "customerID": ids,
-        "Contract": contract,
-        "tenure": tenure,
-        "MonthlyCharges": monthly,
-        "TotalCharges": total,
-        "Comment": "called about invoice " + pd.Series(rng.integers(0, 1000, n)).astype(str),
-        "SignupDate": (pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")).strftime("%Y-%m-%d"),
-        "Region": "EU",
-        "Churn": np.where(churn, "Yes", "No"),
-    }))
+    return as_csv(
+        pd.DataFrame(
+            {
+                "customerID": ids,
+                "Contract": contract,
+                "tenure": tenure,
+                "MonthlyCharges": monthly,
+                "TotalCharges": total,
+                "Comment": "called about invoice " + pd.Series(rng.integers(0, 1000, n)).astype(str),
+                "SignupDate": (
+                    pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")
+                ).strftime("%Y-%m-%d"),
+                "Region": "EU",
+                "Churn": np.where(churn, "Yes", "No"),
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,10 @@ def test_preparation_decisions_and_notes(table, prepared):
     assert prepared.X["tenure"].dtype == "float64"
     assert isinstance(prepared.X["Contract"].dtype, pd.CategoricalDtype)
     assert list(prepared.X["Contract"].cat.categories) == ["Month-to-month", "One year", "Two year"]
-    assert prepared.columns["Contract"] == ["Month-to-month", "One year", "Two year"] and prepared.columns["tenure"] is None
+    assert (
+        prepared.columns["Contract"] == ["Month-to-month", "One year", "Two year"]
+        and prepared.columns["tenure"] is None
+    )
     assert prepared.y.dtype.kind == "i" and set(np.unique(prepared.y)) == {0, 1}
     assert prepared.y.sum() == (table["Churn"] == "Yes").sum()
     assert prepared.positive_label == "Yes"
@@ -92,10 +101,18 @@ def test_preparation_decisions_and_notes(table, prepared):
 
 
 def test_one_value_or_blank_is_a_flag_not_a_constant(table):
-    flagged = table.assign(Promo=np.where(np.arange(len(table)) % 3 == 0, "Yes", " "), Seen=np.where(np.arange(len(table)) % 4 == 0, 1.0, np.nan))
+    flagged = table.assign(
+        Promo=np.where(np.arange(len(table)) % 3 == 0, "Yes", " "),
+        Seen=np.where(np.arange(len(table)) % 4 == 0, 1.0, np.nan),
+    )
     prepared = prepare_table(flagged, "Churn", "customerID")
-    assert prepared.columns["Promo"] == ["Yes"] and prepared.X["Promo"].isna().sum() == (np.arange(len(table)) % 3 != 0).sum()
-    assert "Seen" in prepared.X.columns and "column Region: the same value ('EU') in every row: dropped" in prepared.notes
+    assert (
+        prepared.columns["Promo"] == ["Yes"]
+        and prepared.X["Promo"].isna().sum() == (np.arange(len(table)) % 3 != 0).sum()
+    )
+    assert (
+        "Seen" in prepared.X.columns and "column Region: the same value ('EU') in every row: dropped" in prepared.notes
+    )
 
 
 def test_identifier_column_is_found_without_id_flag(table):
@@ -108,8 +125,14 @@ def test_numbers_with_currency_signs_missing_words_and_row_numbers():
     n = 120
     rng = np.random.default_rng(1)
     revenue = pd.Series(rng.integers(100, 5000, n)).map("${:,}.50".format).where(np.arange(n) % 10 != 0, "N/A")
-    frame = pd.DataFrame({"RowNumber": np.arange(1, n + 1), "Revenue": revenue,
-                          "Plan": rng.choice(["basic", "pro"], n), "Exited": rng.choice([0, 1], n)})
+    frame = pd.DataFrame(
+        {
+            "RowNumber": np.arange(1, n + 1),
+            "Revenue": revenue,
+            "Plan": rng.choice(["basic", "pro"], n),
+            "Exited": rng.choice([0, 1], n),
+        }
+    )
     prepared = prepare_table(as_csv(frame), "Exited")
     assert list(prepared.X.columns) == ["Revenue", "Plan"]
     assert prepared.X["Revenue"].isna().sum() == 12
@@ -147,8 +170,10 @@ def test_unrecognised_label_values_take_the_minority_as_positive():
     frame = pd.DataFrame({"x": np.arange(100) % 7, "outcome": ["gold"] * 30 + ["silver"] * 70})
     prepared = prepare_table(frame, "outcome")
     assert prepared.positive_label == "gold" and prepared.y.sum() == 30
-    assert ("label outcome: 'gold' and 'silver' are not a recognised yes/no pair; "
-            "'gold' (the rarer value, 30 of 100 rows) is taken as 1, 'silver' = 0") in prepared.notes
+    assert (
+        "label outcome: 'gold' and 'silver' are not a recognised yes/no pair; "
+        "'gold' (the rarer value, 30 of 100 rows) is taken as 1, 'silver' = 0"
+    ) in prepared.notes
 
 
 # -- errors: each names the column and what was expected --------------------------------------------
@@ -157,15 +182,23 @@ def _base(n: int = 100) -> pd.DataFrame:
 
 
 def test_error_label_column_missing():
-    with pytest.raises(InputError, match=r"label column 'Exited' is not in the table; expected one of the table's columns: 'cid', 'x', 'Churn'"):
+    with pytest.raises(
+        InputError,
+        match=r"label column 'Exited' is not in the table; expected one of the table's columns: 'cid', 'x', 'Churn'",
+    ):
         prepare_table(_base(), "Exited")
 
 
 def test_error_label_not_two_values():
     frame = _base().assign(Churn=["Yes", "No", "Maybe", "No"] * 25)
-    with pytest.raises(InputError, match=r"label column 'Churn': expected exactly two distinct values .* found 3: .*'Maybe' \(25 rows\)"):
+    with pytest.raises(
+        InputError,
+        match=r"label column 'Churn': expected exactly two distinct values .* found 3: .*'Maybe' \(25 rows\)",
+    ):
         prepare_table(frame, "Churn")
-    with pytest.raises(InputError, match=r"label column 'Churn': expected exactly two distinct values .* found 1: 'No' \(100 rows\)"):
+    with pytest.raises(
+        InputError, match=r"label column 'Churn': expected exactly two distinct values .* found 1: 'No' \(100 rows\)"
+    ):
         prepare_table(_base().assign(Churn="No"), "Churn")
 
 
@@ -173,12 +206,16 @@ def test_error_label_missing_values():
     frame = _base()
     frame.loc[[3, 7], "Churn"] = " "
     frame.loc[9, "Churn"] = None
-    with pytest.raises(InputError, match=r"label column 'Churn': 3 row\(s\) have no value .*expected a value on every row"):
+    with pytest.raises(
+        InputError, match=r"label column 'Churn': 3 row\(s\) have no value .*expected a value on every row"
+    ):
         prepare_table(frame, "Churn")
 
 
 def test_error_id_column_missing():
-    with pytest.raises(InputError, match=r"--id column 'customerID' is not in the table; expected one of the table's columns: 'cid'"):
+    with pytest.raises(
+        InputError, match=r"--id column 'customerID' is not in the table; expected one of the table's columns: 'cid'"
+    ):
         prepare_table(_base(), "Churn", "customerID")
 
 
@@ -189,16 +226,23 @@ def test_error_too_few_rows():
 
 def test_error_too_few_of_the_minority_class():
     frame = _base().assign(Churn=["Yes"] * 3 + ["No"] * 97)
-    with pytest.raises(InputError, match=r"label column 'Churn': only 3 row\(s\) are 'Yes'; expected at least 5 of each value"):
+    with pytest.raises(
+        InputError, match=r"label column 'Churn': only 3 row\(s\) are 'Yes'; expected at least 5 of each value"
+    ):
         prepare_table(frame, "Churn")
     prepared = prepare_table(_base().assign(Churn=["Yes"] * 6 + ["No"] * 94), "Churn")
-    with pytest.raises(InputError, match=r"label column 'Churn': only 6 row\(s\) of the rarer value; expected at least 10"):
+    with pytest.raises(
+        InputError, match=r"label column 'Churn': only 6 row\(s\) of the rarer value; expected at least 10"
+    ):
         cross_validate_table(prepared, TableParams(folds=10, n_estimators=5))
 
 
 def test_error_no_usable_features():
     frame = _base().assign(x="same", note=[f"free text {i}" for i in range(100)])
-    with pytest.raises(InputError, match=r"table: no usable feature columns besides label 'Churn' and id 'cid'; expected at least one column"):
+    with pytest.raises(
+        InputError,
+        match=r"table: no usable feature columns besides label 'Churn' and id 'cid'; expected at least one column",
+    ):
         prepare_table(frame, "Churn", "cid")
 
 
@@ -211,7 +255,13 @@ def test_cross_validation_measures_the_choice_beside_every_candidate(prepared):
     assert sum(f["rows"] for f in result["per_fold"]) == 400
     assert result["features"] == ["Contract", "tenure", "MonthlyCharges", "TotalCharges"]
     assert result["roc_auc_mean"] > 0.7 and result["baseline_logistic_roc_auc_mean"] > 0.7
-    for key in ("roc_auc_std", "pr_auc_mean", "brier_mean", "log_loss_mean", *(f"{c}_roc_auc_mean" for c in CANDIDATES)):
+    for key in (
+        "roc_auc_std",
+        "pr_auc_mean",
+        "brier_mean",
+        "log_loss_mean",
+        *(f"{c}_roc_auc_mean" for c in CANDIDATES),
+    ):
         assert result[key] == round(result[key], 4)
     # each fold is scored with the candidate its own inner CV chose, and says how close the others came
     assert set(result["candidates"]) == set(CANDIDATES) and sum(result["wins"].values()) == 5
@@ -219,7 +269,9 @@ def test_cross_validation_measures_the_choice_beside_every_candidate(prepared):
         assert fold["roc_auc"] == fold[f"{fold['chosen']}_roc_auc"]
         inner = {c: fold[f"{c}_inner_roc_auc"] for c in CANDIDATES}
         assert fold["chosen"] == winner(inner, FAST)
-        assert fold["chosen_inner_margin"] == pytest.approx(inner[fold["chosen"]] - max(v for c, v in inner.items() if c != fold["chosen"]), abs=2e-4)
+        assert fold["chosen_inner_margin"] == pytest.approx(
+            inner[fold["chosen"]] - max(v for c, v in inner.items() if c != fold["chosen"]), abs=2e-4
+        )
     assert result["chosen"] == winner({c: result[f"{c}_roc_auc_mean"] for c in CANDIDATES}, FAST)
     assert result["model"] in result["candidates"].values()
     assert any(note.startswith(f"model: {result['chosen']}: ") for note in result["notes"])
@@ -228,7 +280,10 @@ def test_cross_validation_measures_the_choice_beside_every_candidate(prepared):
     from pipelines.commands.models import _train_table_summary
 
     summary = _train_table_summary({**result, "run_id": "RUN", "model_uri": "models:/m-1"}).splitlines()
-    assert summary[0].startswith(f"5-fold ROC-AUC {result['roc_auc_mean']:.4f} +- ") and summary[-1] == "run RUN, model models:/m-1"
+    assert (
+        summary[0].startswith(f"5-fold ROC-AUC {result['roc_auc_mean']:.4f} +- ")
+        and summary[-1] == "run RUN, model models:/m-1"
+    )
     table = {line.split()[0]: line for line in summary[3:8]}
     assert set(table) == set(CANDIDATES) and table[result["chosen"]].endswith("<- final model")
     assert f"{result['lightgbm_defaults_roc_auc_mean']:.4f} +- " in table["lightgbm_defaults"]
@@ -296,7 +351,8 @@ def test_final_model_prepares_raw_rows_the_same_way(table, prepared):
     rows = table.head(3).copy()
     rows["Contract"] = ["Three year", " ", "Month-to-month"]  # an unseen level scores like a missing one
     rows["TotalCharges"] = [" ", "12.5", "n/a"]
-    rows = rows[list(reversed(rows.columns))].drop(columns=["Churn", "Comment"]).assign(extra=1)  # order, extras don't matter
+    # order, extras don't matter
+    rows = rows[list(reversed(rows.columns))].drop(columns=["Churn", "Comment"]).assign(extra=1)
     scored = model.predict_proba(rows)
     assert scored[0] == pytest.approx(model.predict_proba(rows.assign(Contract=" "))[0])
     assert scored[0] != pytest.approx(model.predict_proba(rows.assign(Contract="Two year"))[0])
@@ -318,7 +374,9 @@ def test_each_candidate_scores_and_explains_its_importance(prepared, candidate):
         from models.table import _predict_part
 
         assert model.weights == {"lightgbm": 0.5, "spline_logistic": 0.5}
-        np.testing.assert_allclose(importance["share"], 0.5 * importance["lightgbm"] + 0.5 * importance["spline_logistic"])
+        np.testing.assert_allclose(
+            importance["share"], 0.5 * importance["lightgbm"] + 0.5 * importance["spline_logistic"]
+        )
         parts = [_predict_part(model.parts[part], prepared.X) for part in ("lightgbm", "spline_logistic")]
         np.testing.assert_allclose(model.predict_prepared(prepared.X), (parts[0] + parts[1]) / 2)
 
@@ -341,8 +399,10 @@ def public_table(item: str) -> pd.DataFrame:
 def assert_choice_is_near_the_best_single(result: dict, name: str) -> None:
     singles = {c: result[f"{c}_roc_auc_mean"] for c in result["candidates"]}
     best = max(singles, key=singles.get)
-    print(f"{name}: chosen per fold {result['roc_auc_mean']:.4f} (wins {result['wins']}); final {result['chosen']}; "
-          f"candidates {singles}; baseline logistic {result['baseline_logistic_roc_auc_mean']:.4f}")
+    print(
+        f"{name}: chosen per fold {result['roc_auc_mean']:.4f} (wins {result['wins']}); final {result['chosen']}; "
+        f"candidates {singles}; baseline logistic {result['baseline_logistic_roc_auc_mean']:.4f}"
+    )
     assert result["roc_auc_mean"] >= singles[best] - 0.005, (name, result["roc_auc_mean"], best, singles[best])
 
 
@@ -355,7 +415,9 @@ def test_public_churn_table_choice_is_within_0_005_of_the_best_candidate(item, l
     assert_choice_is_near_the_best_single(cross_validate_table(prepared), item)
 
 
-@pytest.mark.skipif(not TELCO.exists(), reason=f"public Telco sample not found at {TELCO} (lives in ../shared next to the repo)")
+@pytest.mark.skipif(
+    not TELCO.exists(), reason=f"public Telco sample not found at {TELCO} (lives in ../shared next to the repo)"
+)
 def test_telco_reaches_the_reference_auc():
     frame = pd.read_csv(TELCO)
     prepared = prepare_table(frame, "Churn", "customerID")

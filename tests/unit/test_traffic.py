@@ -81,10 +81,12 @@ def test_importing_the_endpoints_changes_nothing_in_bentoml():
     import subprocess
     import sys
 
-    probe = ("import serving.service; from bentoml._internal.server.http import traffic; "
-             "print(traffic.TimeoutMiddleware.__module__, 'ChurnService' in vars(serving.service)); "
-             "from serving.service import ChurnService; from serving.server import ChurnService as served; "
-             "print(ChurnService is served, traffic.TimeoutMiddleware.__module__ == 'serving.traffic')")
+    probe = (
+        "import serving.service; from bentoml._internal.server.http import traffic; "
+        "print(traffic.TimeoutMiddleware.__module__, 'ChurnService' in vars(serving.service)); "
+        "from serving.service import ChurnService; from serving.server import ChurnService as served; "
+        "print(ChurnService is served, traffic.TimeoutMiddleware.__module__ == 'serving.traffic')"
+    )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["bentoml._internal.server.http.traffic", "False", "True", "True"]

@@ -25,7 +25,11 @@ def test_contracts_allow_the_vocabulary_values():
 def test_api_literals_are_the_vocabulary():
     from serving import schemas
 
-    fields = {name: model.model_fields for name, model in vars(schemas).items() if isinstance(model, type) and issubclass(model, BaseModel)}
+    fields = {
+        name: model.model_fields
+        for name, model in vars(schemas).items()
+        if isinstance(model, type) and issubclass(model, BaseModel)
+    }
     assert get_args(fields["Ticket"]["category"].annotation) == v.TICKET_CATEGORIES
     assert get_args(fields["Ticket"]["priority"].annotation) == v.PRIORITIES
     assert get_args(fields["Message"]["author"].annotation) == v.AUTHORS
@@ -58,8 +62,15 @@ def test_one_formatter_for_validation_errors():
     with pytest.raises(ValidationError) as info:
         _Example(days="soon", colour=1)
     exc = info.value
-    assert describe_validation(exc) == "days: Input should be a valid integer, unable to parse string as an integer; colour: Extra inputs are not permitted"
-    assert describe_validation(exc, "key '{key}': {message}", prefix=("cfg",), got=True).startswith("key 'cfg.days': Input should be a valid integer")
+    assert (
+        describe_validation(exc)
+        == "days: Input should be a valid integer, unable to parse string as an integer; colour: Extra inputs are not permitted"
+    )
+    assert describe_validation(exc, "key '{key}': {message}", prefix=("cfg",), got=True).startswith(
+        "key 'cfg.days': Input should be a valid integer"
+    )
     assert "(got 'soon')" in describe_validation(exc, got=True)
-    assert describe_validation(exc, "setting '{key}' (env CHURN_{KEY}): {message}").startswith("setting 'days' (env CHURN_DAYS)")
+    assert describe_validation(exc, "setting '{key}' (env CHURN_{KEY}): {message}").startswith(
+        "setting 'days' (env CHURN_DAYS)"
+    )
     assert describe_validation(exc, names={"days": "--days"}, depth=1).startswith("--days: ")

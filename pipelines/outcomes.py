@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import ChurnError, InputError
+from core.urls import sqlite_path
 from escalation.evaluation import DEFAULT_HORIZON_DAYS
 from pipelines.console import number
 
@@ -33,14 +34,8 @@ def safe_url(url: str) -> str:
 
 def _missing_sqlite(url: str) -> Path | None:
     """The file of a sqlite:/// URL (or a bare path) that does not exist, else None."""
-    text = str(url)
-    if "://" not in text:
-        path = Path(text).expanduser()
-    elif text.startswith("sqlite:///") and ":memory:" not in text and len(text) > len("sqlite:///"):
-        path = Path(text[len("sqlite:///") :]).expanduser()
-    else:
-        return None
-    return None if path.is_file() else path
+    path = sqlite_path(url)
+    return None if path is None or path.is_file() else path
 
 
 def data_end_of(data_dir: Path) -> pd.Timestamp:

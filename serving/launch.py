@@ -12,6 +12,7 @@ from pathlib import Path
 from core.errors import ChurnError, InputError
 from core.io import write_json
 from core.settings import Settings, absolute_url
+from core.urls import sqlite_path
 
 #: where `churn demo` records its outputs, under DATA_DIR: `churn serve` serves them when not told otherwise
 DEMO_POINTER = "last_demo.json"
@@ -77,7 +78,8 @@ def check(settings: Settings) -> str:
         )
     cutoffs = pd.read_parquet(folder / "features.parquet", columns=["cutoff"])["cutoff"]
     tracking = absolute_url(settings.mlflow_tracking_uri)
-    if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
+    database = sqlite_path(tracking) if "://" in tracking else None
+    if database is not None and not database.is_file():
         raise InputError(
             f"CHURN_MLFLOW_TRACKING_URI {settings.mlflow_tracking_uri}: no such database ({tracking}); run `churn demo` "
             "(or `churn train` and `churn promote`) from this folder, or set CHURN_MLFLOW_TRACKING_URI"

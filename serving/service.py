@@ -72,13 +72,13 @@ class ChurnAPI:
         from serving.runtime import ServingRuntime
 
         # one worker per core: one thread each for the sentence encoder, or the workers fight over
-        # the cores (8 concurrent ticket updates: p99 143 ms with the default of a thread per core)
+        # the cores (docs/benchmarks.md measures concurrent ticket updates both ways)
         self.runtime = ServingRuntime(load_settings(), text_threads=1)
         # ticket updates that arrive together share one pass of the sentence encoder (serving/batching.py)
         self.tickets = MicroBatcher(self.runtime.assess_tickets, max_size=8, observe=_batch_sizes().observe)
         # The model, the snapshot's records and the libraries are half a million objects that live as
-        # long as the worker; a full garbage collection walked them all (245 ms, a stall every request
-        # waiting on the worker felt). Frozen, they are left out of every collection.
+        # long as the worker; a full garbage collection walked them all, a stall every request waiting
+        # on the worker felt. Frozen, they are left out of every collection.
         gc.collect()
         gc.freeze()
         log.info(

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from core.urls import SQLITE, sqlite_path
 from escalation.store.schema import (
     ACTIVE,
     SQLITE_BUSY_TIMEOUT_MS,
@@ -35,13 +36,10 @@ from escalation.store.schema import (
 
 def _database_url(url: str | Path) -> str:
     """A URL as given; a bare path means a SQLite file (its folder is created)."""
-    text = str(url)
-    if "://" not in text:
-        Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{Path(text).expanduser()}"
-    if text.startswith("sqlite:///") and not text.startswith("sqlite:///:memory:") and len(text) > len("sqlite:///"):
-        Path(text[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return text
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return str(url) if "://" in str(url) else f"{SQLITE}{path}"
 
 
 def _create_engine(url: str) -> Engine:

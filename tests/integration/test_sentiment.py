@@ -23,6 +23,9 @@ from text.sentiment import (
     normalise_labels,
 )
 
+#: the hidden size of the shipped all-MiniLM-L6-v2: what the transformer path embeds into
+MINILM_DIMENSION = 384
+
 
 @pytest.fixture(scope="module")
 def encoder() -> TextEncoder:
@@ -45,7 +48,7 @@ def test_default_model_loads_with_the_network_disabled(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     fresh = TextEncoder()  # a new instance: nothing loaded yet
     emb = fresh.embed(["Our exports are broken", "Thanks, all good now"])
-    assert emb.shape == (2, 384)
+    assert emb.shape == (2, MINILM_DIMENSION)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
     assert float(emb[0] @ emb[1]) < 0.9  # different texts, different vectors
 
@@ -214,7 +217,7 @@ def test_a_hugging_face_classifier_given_by_path_replaces_the_default(tmp_path, 
     scores, emb = score_texts(["Great, thanks!", "This is broken again."], model)
     probs = scores[["p_negative", "p_neutral", "p_positive"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    assert set(scores["label"]) <= {"negative", "neutral", "positive"} and emb.shape == (2, 384)
+    assert set(scores["label"]) <= {"negative", "neutral", "positive"} and emb.shape == (2, MINILM_DIMENSION)
 
 
 def test_onnx_runtime_computes_the_same_embeddings_as_pytorch(tmp_path, corpus):
@@ -250,7 +253,7 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch
     with caplog.at_level("WARNING", logger="churn.text"):
         assert fallback.backend == "torch"
     assert "ONNX export not used" in caplog.text and "differs from PyTorch" in caplog.text
-    assert fallback.embed(["still works"]).shape == (1, 384)
+    assert fallback.embed(["still works"]).shape == (1, MINILM_DIMENSION)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*"))  # nothing half-written kept
     with pytest.raises(ChurnError, match="differs from PyTorch"):
         TextEncoder(runtime="onnx", export_dir=tmp_path).embed(["x"])

@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/holdout.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/dask_path.py
+	$(BIN)/python benchmarks/workspace.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis data/demo data/simulated

@@ -307,8 +307,9 @@ class TableFiles:
 
     def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         path = self.path(name)
-        if path is None:
-            return None
+        return None if path is None else self._read_file(name, path, columns)
+
+    def _read_file(self, name: str, path: Path, columns: list[str] | None) -> pd.DataFrame:
         if path.suffix == ".csv":
             frame = self._csv_frame(name, path)
             return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
@@ -339,7 +340,7 @@ class TableFiles:
                 wanted = wanted.cast(field.type)
             return dataset.to_table(columns=columns, filter=ds.field(column).isin(wanted)).to_pandas()
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            frame = self.read(name, columns=None)
+            frame = self._read_file(name, path, columns=None)
             if column not in frame.columns:
                 return frame  # the contract check will name the missing column
             frame = frame[frame[column].astype("str").isin(values)]

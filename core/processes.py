@@ -136,9 +136,12 @@ def _on_stop_signal(signum: int, frame) -> None:
     if _stopping:  # a second signal: now
         end_now(signum)
     _stopping.append(signum)
-    threading.Thread(
-        target=lambda: (time.sleep(STOP_DEADLINE_SECONDS), end_now(signum)), daemon=True, name="stop-deadline"
-    ).start()
+
+    def deadline() -> None:
+        time.sleep(STOP_DEADLINE_SECONDS)
+        end_now(signum)
+
+    threading.Thread(target=deadline, daemon=True, name="stop-deadline").start()
     raise Stopped(signum)
 
 

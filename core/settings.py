@@ -1,9 +1,10 @@
 """One settings object per entry point (pydantic-settings, environment prefix ``CHURN_``).
 
 Precedence, highest first: values passed in code (CLI flags), environment variables
-(``CHURN_DATA_DIR`` ...), the YAML file named by ``CHURN_SETTINGS_FILE`` (default
-``config/settings.yaml``), then the defaults below. Feature and model code never reads settings
-itself: entry points build one object and pass down what each function needs.
+(``CHURN_DATA_DIR`` ...), the YAML file named by ``CHURN_SETTINGS_FILE`` (default: settings.yaml of
+the config folder, else the one shipped in core/config/), then the defaults below. Feature and
+model code never reads settings itself: entry points build one object and pass down what each
+function needs.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from core.config import SETTINGS_FILE, config_file
+from core.config.base import read_yaml
 from core.errors import InputError, describe_validation
 
-#: The repository's config/ folder: shipped defaults (settings, policy, model parameters).
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+#: The config folder when CHURN_CONFIG_DIR is unset: config/ of the folder a command runs in. Its
+#: YAML files replace the defaults shipped inside the package (core/config/); absent, those apply.
+DEFAULT_CONFIG_DIR = Path("config")
 
 
 def _settings_file() -> Path:
-    return Path(os.environ.get("CHURN_SETTINGS_FILE", DEFAULT_CONFIG_DIR / "settings.yaml"))
+    """CHURN_SETTINGS_FILE, else settings.yaml of the config folder (CHURN_CONFIG_DIR), else the shipped one."""
+    named = os.environ.get("CHURN_SETTINGS_FILE")
+    return Path(named) if named else config_file(os.environ.get("CHURN_CONFIG_DIR", DEFAULT_CONFIG_DIR), SETTINGS_FILE)
 
 
 class Settings(BaseSettings):
@@ -37,7 +43,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHURN_", extra="forbid", validate_default=True)
 
     data_dir: Path = Field(Path("data"), description="Folder with the input tables (<table>.parquet or .csv).")
-    config_dir: Path = Field(DEFAULT_CONFIG_DIR, description="Folder with escalation policy and model parameter YAML.")
+    config_dir: Path = Field(
+        DEFAULT_CONFIG_DIR,
+        description="Folder whose escalation.yaml, features.yaml, model.yaml and settings.yaml replace the defaults "
+        "shipped with the package (core/config/); a file it does not have is the shipped one.",
+    )
     mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking and registry URI.")
     store_url: str = Field("sqlite:///data/store.db", description="SQLAlchemy URL of the operational store.")
     api_tokens: Annotated[list[str], NoDecode] = Field(
@@ -108,6 +118,29 @@ class Settings(BaseSettings):
         description="How often the API's background relay sends the alert outbox and checks "
         "response windows, follow-ups and expiry (seconds; 0: no relay in the API, run `churn alerts relay`).",
     )
+    workspace_secret: str | None = Field(
+        None,
+        repr=False,
+        min_length=32,
+        description="Key that signs the workspace's session cookies (at least 32 characters) [default: a random "
+        "key made once in DATA_DIR/workspace_secret, mode 0600, shared by every worker on this machine].",
+    )
+    workspace_users: Path | None = Field(
+        None,
+        description="YAML file declaring workspace users (username, name, role, password_hash from "
+        "`churn users hash`), besides those `churn users add` keeps in the store.",
+    )
+    workspace_secure_cookies: bool = Field(
+        False, description="Mark the workspace's session cookie Secure (set it when users reach the server over https)."
+    )
+    workspace_session_hours: float = Field(
+        12, gt=0, description="How long a workspace sign-in lasts without signing in again (hours)."
+    )
+    report_file: Path | None = Field(
+        None,
+        description="The leadership report the workspace serves at /app/report (a `churn report --out` file) "
+        "[default: the last `churn demo`'s report].",
+    )
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -135,11 +168,14 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings object; a bad value is an `InputError` naming the setting."""
     clean = {key: value for key, value in overrides.items() if value is not None}
+    path = _settings_file()
+    if path.is_file():
+        read_yaml(path)  # not YAML, or not a mapping: an error naming the file
     try:
         return Settings(**clean)
     except ValidationError as exc:
         problems = describe_validation(exc, "setting '{key}' (env CHURN_{KEY}): {message}", empty="settings")
-        raise InputError("invalid settings: " + problems) from None
+        raise InputError(f"invalid settings (flags, CHURN_* environment variables, {path}): " + problems) from None
 
 
 def absolute_url(url: str) -> str:

@@ -82,7 +82,7 @@ def apply_policy(
         decision = decide(facts, risk, signals, policy, now)
         if decision.band != "none":
             decisions.append(decision)
-            kept.append(i)
+            kept.append(int(i))
             if inputs is not None:
                 inputs[account] = (facts, risk, signals)
     if reasons is not None and decisions:

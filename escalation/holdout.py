@@ -20,15 +20,15 @@ import hashlib
 import math
 from collections.abc import Iterable
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
+from core.config.escalation import MAX_SHARE  # the largest share that can be held out
 from core.errors import InputError
 
 #: fired rules that make an escalation eligible for the holdout: only a risk threshold crossed
 ELIGIBLE_RULES = frozenset({"risk"})
-#: the largest share that can be held out: beyond half, the comparison group outgrows the treated one
-MAX_SHARE = 0.5
 
 _SCALE = float(2**64)
 METHOD = "Newcombe hybrid score interval (from Wilson intervals) for a difference of two proportions"
@@ -117,7 +117,7 @@ def estimate_effect(treated_churned, held_out_churned, *, confidence: float = 0.
     n_t, n_h = int(treated.size), int(held.size)
     c_t, c_h = int(treated.sum()), int(held.sum())
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    out = {
+    out: dict[str, Any] = {
         "treated": n_t,
         "held_out": n_h,
         "churned_treated": c_t,

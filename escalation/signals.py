@@ -138,8 +138,11 @@ def candidates(panel: pd.DataFrame, curve: np.ndarray, policy: EscalationPolicy)
 
 def _number(values: dict, key: str) -> float | None:
     """A feature value as a float; None when missing, NaN or not a number (API callers send anything)."""
+    raw = values.get(key)
+    if raw is None:
+        return None
     try:
-        v = float(values.get(key))
+        v = float(raw)
     except (TypeError, ValueError):
         return None
     return None if np.isnan(v) else v
@@ -195,16 +198,14 @@ def batch_inputs(
 
     lookback = policy.hard_triggers.event_lookback_days
     facts = account_facts(row["account_id"], row, policy, average_arr=average_arr, csm_owner=csm_owner, name=name)
-    recent_critical = (
-        value("days_since_critical_moment") is not None and value("days_since_critical_moment") <= lookback
-    )
+    recent_critical = (d := value("days_since_critical_moment")) is not None and d <= lookback
     critical = tuple(kind for kind, col in CRITICAL_COUNTS.items() if recent_critical and (value(col) or 0) > 0)
     if recent_critical and not critical:
         critical = ("disappointed",)  # a recent critical moment of the remaining category
     sentiment = value("customer_sentiment_30d")
     drift = value("frustration_drift_90d")
     # the effort rule needs the customer to be writing now (since the last run), not a ticket from weeks ago
-    writing = value("days_since_customer_message") is not None and value("days_since_customer_message") <= lookback
+    writing = (d := value("days_since_customer_message")) is not None and d <= lookback
     asks = (
         3
         if writing and (value("questions_asked_three_times_90d") or 0) >= 1 and (value("rephrasings_30d") or 0) > 0

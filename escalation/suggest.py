@@ -26,6 +26,7 @@ all the horizons asked for together, and each of them alone; the most precise ca
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,15 @@ class Outcome:
     precision: float | None
     # the horizon the rule names: flagged, known, hits, precision
     by_horizon: dict[int, dict] = field(default_factory=dict)
+
+
+class _Candidate(TypedDict):
+    """One candidate move: the horizons it moves, and its outcome or why it has none."""
+
+    moving: list[int]
+    feasible: bool
+    reason: NotRequired[str]
+    outcome: NotRequired[Outcome]
 
 
 @dataclass(frozen=True)
@@ -206,7 +216,7 @@ def suggest_thresholds(
     cutoffs = np.sort(pd.to_datetime(panel["cutoff"].unique()))
     gaps = np.diff(cutoffs).astype("timedelta64[D]").astype(int) if len(cutoffs) > 1 else np.array([], dtype=int)
     period_days = int(np.median(gaps)) if len(gaps) else None
-    candidates = []
+    candidates: list[_Candidate] = []
     for moved in dict.fromkeys([moving, *((h,) for h in moving)]):  # together first, then each alone
         scale = _scale_for(curve, factor, current, moved, allowed)
         if scale is None:

@@ -8,29 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from core.config.features import FeatureParams
 from features.timeline import DAY, EventIndex, to_seconds
-
-
-class FeatureParams(BaseModel):
-    """Tunable definitions of the features (config/features.yaml); logged with every model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    response_target_hours: float = Field(
-        24.0, gt=0, description="first-response target; a slower first response is a breach"
-    )
-    healthy_login_interval_days: float = Field(3.5, gt=0, description="healthy accounts log in every 3-4 days")
-    repeat_window_days: int = Field(
-        30, gt=0, description="a ticket repeats an issue if the same category came up this many days before"
-    )
-    unanswered_after_hours: float = Field(
-        48.0, gt=0, description="an agent message unanswered this long on an open ticket counts as stalled"
-    )
-    account_block: int = Field(
-        5000, gt=0, description="accounts per block: data read, validated and featurised together (memory vs speed)"
-    )
 
 
 class FeatureContext:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, SupportsFloat
 
 import pandas as pd
 
@@ -59,7 +59,7 @@ class FeatureSpec:
     role: Role = "driver"
     baseline: str | None = None
 
-    def sentence(self, value: object) -> str:
+    def sentence(self, value: SupportsFloat | str | None) -> str:
         """The template filled with a value (used by explanations)."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return f"{self.description}: unknown" + (f" ({self.missing})" if self.missing else "")

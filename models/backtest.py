@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -336,6 +337,14 @@ def plan_backtest(
 # -- the folds ------------------------------------------------------------------------------------
 
 
+class FoldBaseline(Protocol):
+    """A baseline scored next to the model (models/baselines.py): fitted on each fold's training rows."""
+
+    def fit(self, panel: pd.DataFrame) -> FoldBaseline: ...
+
+    def predict_curve(self, panel: pd.DataFrame) -> np.ndarray: ...
+
+
 @dataclass
 class FoldJob:
     """One rolling-origin fold: everything it needs, so it can run as a task in another process."""
@@ -345,7 +354,7 @@ class FoldJob:
     panel: pd.DataFrame
     features: list[str]
     params: CurveParams | None
-    baselines: dict[str, Callable[[], object]] | None
+    baselines: dict[str, Callable[[], FoldBaseline]] | None
     oracle: Callable[[pd.DataFrame], np.ndarray] | None
     trainer: BoosterTrainer | None
     #: the horizons this fold is scored on (the plan's)
@@ -419,7 +428,7 @@ def run_backtest(
     *,
     folds: int = 4,
     params: CurveParams | None = None,
-    baselines: dict[str, Callable[[], object]] | None = None,
+    baselines: dict[str, Callable[[], FoldBaseline]] | None = None,
     oracle: Callable[[pd.DataFrame], np.ndarray] | None = None,
     budget: float = 0.05,
     churned_at: pd.Series | None = None,

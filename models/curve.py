@@ -1,6 +1,6 @@
 """The risk curve: P(churn within 30, 60, 90, 180 days) from LightGBM.
 
-Two formulations, chosen in config/model.yaml (`formulation`) and compared by backtest:
+Two formulations, chosen in model.yaml (`curve.formulation`) and compared by backtest:
 
 - `hazard` (default): one discrete-time hazard model. Each snapshot becomes one row per horizon
   interval (0-30, 30-60, 60-90, 90-180 days) that it survived into and whose outcome is known:
@@ -27,100 +27,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, SupportsFloat
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InputError, describe_validation
+from core.config.model import CurveParams
+from core.errors import InputError
 from core.vocabulary import CATEGORICAL, HORIZONS, LABELS
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 #: Columns the hazard model adds to the features: the interval's index and length, and whether the
 #: account's renewal date falls inside the interval (annual contracts churn mostly at renewal).
 INTERNAL = ("_interval", "_length", "_renewal_in_interval")
 RENEWAL = "days_to_renewal"
-#: What a search candidate may set (config/model.yaml `curve.search`): capacity and regularisation.
-SEARCHABLE = ("learning_rate", "num_leaves", "min_child_samples", "reg_lambda", "colsample_bytree", "subsample")
 #: Fewest churn events among the held-out rows for the search to choose by them.
 MIN_SEARCH_EVENTS = 20
 #: How many standard errors a later search candidate must beat an earlier one by.
 SEARCH_MARGIN = 2.0
-
-
-class CurveParams(BaseModel):
-    """LightGBM and training parameters (config/model.yaml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    formulation: Literal["hazard", "per_horizon"] = "hazard"
-    n_estimators: int = Field(800, gt=0)
-    learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(15, gt=1)
-    min_child_samples: int = Field(100, gt=0)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    reg_lambda: float = Field(1.0, ge=0)
-    early_stopping_rounds: int = Field(50, ge=0, description="0: no early stopping (grow n_estimators trees)")
-    valid_fraction: float = Field(
-        0.2,
-        gt=0,
-        lt=1,
-        description="share of the latest training cutoffs held out for early stopping, the search and calibration",
-    )
-    valid_gap_days: int = Field(
-        0,
-        ge=0,
-        description="days between the last fitting cutoff and the first held-out cutoff (the fitting "
-        "labels are censored at the first held-out cutoff: no gap is needed to keep outcomes apart)",
-    )
-    calibrate: bool = True
-    #: Directions the risk must follow, all else equal (+1 never lowers risk as the feature grows,
-    #: -1 never raises it); enforced by LightGBM's monotone constraints, so behaviour cannot flip
-    #: by accident of the data. Features absent from the panel are ignored.
-    monotone: dict[str, int] = Field(
-        default_factory=lambda: {
-            "days_since_last_login": 1,
-            "zero_usage_streak_days": 1,
-            "zero_usage_days_30d": 1,
-            "critical_moments_90d": 1,
-            "cancel_mentions_90d": 1,
-            "legal_threat_180d": 1,
-            "billing_dispute_180d": 1,
-            "nps_last": -1,
-            "csat_mean_180d": -1,
-        }
-    )
-    seed: int = 42
-    num_threads: int = 0
-    #: Candidates for the capacity and regularisation, in order of preference (each sets some of
-    #: SEARCHABLE; the keys above fill the rest). fit_curve grows each on the fitting rows and keeps
-    #: one by held-out log loss (choose_candidate), so every backtest fold chooses inside its own
-    #: training window. Empty: the keys above.
-    search: tuple[dict[str, int | float], ...] = ()
-
-    @field_validator("search")
-    @classmethod
-    def _searchable(cls, search: tuple[dict[str, int | float], ...]) -> tuple[dict[str, int | float], ...]:
-        for i, candidate in enumerate(search, 1):
-            unknown = sorted(set(candidate) - set(SEARCHABLE))
-            if unknown:
-                raise ValueError(
-                    f"candidate {i} sets {', '.join(unknown)}; a candidate may set only {', '.join(SEARCHABLE)}"
-                )
-            try:
-                CurveParams(**candidate)
-            except ValidationError as exc:
-                raise ValueError(f"candidate {i}: " + describe_validation(exc, depth=1)) from None
-        return search
-
-    def candidates(self) -> list[CurveParams]:
-        """The parameters each search candidate trains with (these alone without a search)."""
-        base = self.model_dump(exclude={"search"})
-        return [CurveParams(**{**base, **candidate}) for candidate in self.search] or [self]
 
 
 def is_categorical(panel: pd.DataFrame, column: str) -> bool:
@@ -217,10 +146,12 @@ class RiskCurveModel:
     features: list[str]
     categories: dict[str, list[str]]
     formulation: str = "hazard"
-    calibrators: list[Calibrator | IsotonicSteps] | None = None
+    calibrators: Sequence[Calibrator | IsotonicSteps] | None = None
     params: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     internal: tuple[str, ...] = INTERNAL  # the hazard design's extra columns, as trained (saved with the model)
+    #: its rows in the backtest table and its MLflow metrics (backtest.lightgbm.<metric>_<h>d)
+    kind: ClassVar[str] = "lightgbm"
 
     def __post_init__(self) -> None:
         self._codes = {c: {v: float(i) for i, v in enumerate(levels)} for c, levels in self.categories.items()}
@@ -240,7 +171,7 @@ class RiskCurveModel:
                 X[:, j] = pd.to_numeric(panel[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         return X
 
-    def row(self, values: Mapping[str, object]) -> np.ndarray:
+    def row(self, values: Mapping[str, SupportsFloat | str | None]) -> np.ndarray:
         """[1, features] for one account's values (missing names and None are NaN): the fast path."""
         x = np.full((1, len(self.features)), np.nan)
         for name, value in values.items():
@@ -404,7 +335,7 @@ class BoosterTrainer(Protocol):
         categorical: list[int],
         rounds: int,
         early_stopping_rounds: int,
-    ) -> tuple[object, int]: ...
+    ) -> tuple[lgb.Booster, int]: ...
 
 
 class LocalTrainer:
@@ -574,7 +505,10 @@ def fit_curve(
             boosters.append(lgb.Booster(model_str=booster.model_to_string(num_iteration=iteration)))
             best.append(iteration)
         losses = np.concatenate(
-            [row_log_loss(valid[1], b.predict(valid[0])) for b, (_, valid) in zip(boosters, data, strict=True)]
+            [
+                row_log_loss(valid[1], b.predict(valid[0]))  # type: ignore[arg-type]  # a dense matrix predicts an ndarray
+                for b, (_, valid) in zip(boosters, data, strict=True)
+            ]
         )
         return {
             "boosters": boosters,

@@ -21,6 +21,7 @@ from core.errors import InputError
 from core.vocabulary import HORIZONS
 from features.registry import FeatureSpec
 from models.curve import RiskCurveModel
+from models.linear import LinearCurveModel
 
 
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:
@@ -77,8 +78,9 @@ def _display(X: np.ndarray, features: list[str], categories: dict[str, list[str]
     return shown
 
 
-def explanation(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 90):
-    """`shap.Explanation` of the curve at a horizon for every row of `panel`, in log-odds.
+def explanation(model: RiskCurveModel | LinearCurveModel, panel: pd.DataFrame, horizon_days: int = 90):
+    """`shap.Explanation` of the curve at a horizon for every row of `panel`, in log-odds (of a served
+    logistic baseline: `linear_explanation`).
 
     Exact TreeSHAP (shap.TreeExplainer on the boosters, tree-path-dependent). Per horizon: that
     horizon's classifier; values plus base value sum to its log-odds. Hazard: each interval's design
@@ -90,6 +92,8 @@ def explanation(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 
     """
     import shap
 
+    if isinstance(model, LinearCurveModel):
+        return linear_explanation(model, panel, horizon_days)
     k = _horizon(horizon_days)
     if not len(panel):
         raise InputError("panel: no rows to explain")
@@ -104,6 +108,36 @@ def explanation(model: RiskCurveModel, panel: pd.DataFrame, horizon_days: int = 
         F = len(model.features)
         values = full[:, :F]
         base = np.mean([part.base_values for part in parts], axis=0) + full[:, F:].sum(axis=1)
+    return shap.Explanation(
+        values,
+        base_values=base,
+        data=X,
+        display_data=_display(X, model.features, model.categories),
+        feature_names=list(model.features),
+    )
+
+
+def linear_explanation(model: LinearCurveModel, panel: pd.DataFrame, horizon_days: int = 90):
+    """`shap.Explanation` of a served logistic baseline (models/linear.py) at a horizon, in log-odds:
+    shap.LinearExplainer on the horizon's regression inputs, against their mean over its training
+    rows, each feature's value the sum over the columns it became. The values equal the model's
+    `contributions_matrix` (the API's path, without shap); the same fields as `explanation`."""
+    import shap
+
+    k = _horizon(horizon_days)
+    if not len(panel):
+        raise InputError("panel: no rows to explain")
+    X = model.encode(panel)
+    horizon = model.horizons[k]
+    owners = np.zeros((len(horizon.coef), len(model.features)))
+    owners[np.arange(len(horizon.coef)), horizon.owner] = 1.0
+    if len(horizon.coef):
+        masker = shap.maskers.Independent(horizon.background[None, :])
+        explainer = shap.LinearExplainer((horizon.coef, horizon.intercept), masker)
+        values = explainer.shap_values(horizon.columns(X)) @ owners
+        base = np.full(len(X), float(explainer.expected_value))
+    else:  # the training outcomes were all one class: the rate alone, nothing to explain it
+        values, base = np.zeros((len(X), len(model.features))), np.full(len(X), horizon.intercept)
     return shap.Explanation(
         values,
         base_values=base,

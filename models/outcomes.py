@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from core.config.features import OutcomeParams
 from core.vocabulary import CHANNELS, PRIORITIES, SCORED_EVENT_RANGES, TICKET_CATEGORIES
 
 INPUTS = [
@@ -37,15 +37,6 @@ INPUTS = [
     "channel",
 ]
 SCORES = SCORED_EVENT_RANGES
-
-
-class OutcomeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_answers: int = Field(150, gt=10, description="answers needed before a month's regressor is fitted")
-    n_estimators: int = Field(150, gt=0)
-    num_leaves: int = Field(15, gt=1)
-    learning_rate: float = Field(0.05, gt=0)
 
 
 def ticket_outcome_inputs(tickets: pd.DataFrame, ticket_events: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:

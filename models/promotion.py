@@ -13,24 +13,11 @@ reason to refuse.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from core.vocabulary import HORIZONS
+from core.config.model import PromotionPolicy
 
 #: model-version tags of the champion alias' history (models/registry.py writes them when the alias
 #: moves): the champion a version replaced, and since when it is the champion
 CHAMPION_PREVIOUS, CHAMPION_SINCE = "champion.previous", "champion.since"
-
-
-class PromotionPolicy(BaseModel):
-    """config/model.yaml `promotion:`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str = Field("roc_auc", description="backtest metric compared (higher is better)")
-    horizons: tuple[int, ...] = HORIZONS
-    tolerance: float = Field(0.005, ge=0, description="how much worse than the champion the challenger may be")
-    max_ece: float = Field(0.02, gt=0, description="calibration bound at every horizon")
 
 
 def metric_key(metric: str, horizon: int, model: str = "lightgbm") -> str:
@@ -42,16 +29,25 @@ def _missing(side: str, metric: str, h: int) -> str:
     return f"{h} days: not compared: the {side}'s backtest has no {metric} at this horizon (not evaluated, or undefined on its test set)"
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, policy: PromotionPolicy) -> dict:
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    policy: PromotionPolicy,
+    *,
+    challenger_model: str = "lightgbm",
+    champion_model: str = "lightgbm",
+) -> dict:
     """{"promote": bool, "reasons": [...], "notes": [...], "comparison": [...]} from two runs'
     backtest metrics. Horizons the challenger's backtest did not evaluate are left out with a
-    note; against a champion, the metric is compared on the horizons both have."""
+    note; against a champion, the metric is compared on the horizons both have. Each side is read
+    as the model it is (`*_model`: its rows in the backtest, 'lightgbm' for the curve, 'logistic'
+    for a served logistic baseline)."""
     reasons: list[str] = []
     notes: list[str] = []
     comparison = []
     for h in policy.horizons:
-        ece = challenger.get(metric_key("ece", h))
-        new = challenger.get(metric_key(policy.metric, h))
+        ece = challenger.get(metric_key("ece", h, challenger_model))
+        new = challenger.get(metric_key(policy.metric, h, challenger_model))
         if ece is None and new is None:
             notes.append(
                 f"{h} days: not evaluated by the challenger's backtest (its test cutoffs have no known {h}-day outcomes)"
@@ -61,7 +57,7 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, poli
             notes.append(_missing("challenger", "ECE", h))
         elif ece > policy.max_ece:
             reasons.append(f"challenger's {h}-day ECE {ece:.4f} exceeds the calibration bound {policy.max_ece}")
-        old = champion.get(metric_key(policy.metric, h)) if champion else None
+        old = champion.get(metric_key(policy.metric, h, champion_model)) if champion else None
         comparison.append(
             {"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": old, "challenger_ece": ece}
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -152,26 +153,26 @@ def _missing(value: object) -> bool:
 
 
 def sentence(
-    name: str, value: object, values: Mapping, specs: Mapping[str, FeatureSpec], reference: Reference | None
+    name: str,
+    value: SupportsFloat | str | None,
+    values: Mapping,
+    specs: Mapping[str, FeatureSpec],
+    reference: Reference | None,
 ) -> str:
     """The reason in words: the account's value, what it was before (where a baseline exists) and
     what the typical account of its segment shows."""
     spec = specs.get(name)
     if spec is None:
         return f"{name} = {value}"
-    if _missing(value):
+    if value is None or _missing(value):
         return spec.sentence(None)
     text = spec.sentence(value)
-    if spec.baseline and not _missing(change := values.get(spec.baseline)):
-        before = (
-            float(value) - float(change)
-            if spec.unit == "score"
-            else float(value) / (1.0 + float(change))
-            if float(change) > -1
-            else None
-        )
-        if before is not None and np.isfinite(before) and abs(float(change)) > 1e-9:
-            text += f", {'down' if float(value) < before else 'up'} from {_number(before, spec)} in the prior 90 days"
+    change = values.get(spec.baseline) if spec.baseline else None
+    if change is not None and not _missing(change):
+        v, c = float(value), float(change)
+        before = v - c if spec.unit == "score" else v / (1.0 + c) if c > -1 else None
+        if before is not None and np.isfinite(before) and abs(c) > 1e-9:
+            text += f", {'down' if v < before else 'up'} from {_number(before, spec)} in the prior 90 days"
     if reference is not None and spec.role == "driver":
         segment = values.get("segment")
         typical = reference.typical_value(name, segment)

@@ -7,6 +7,9 @@ that imports mlflow.
   example. The model is saved as LightGBM text + JSON (models/curve.py), never pickled.
 - Each registered version gets the alias `challenger`; `champion` moves only through `promote`
   and `rollback`, and each move is recorded in the versions' tags (the alias history).
+- Where the logistic baseline's backtest beats the curve's, the run also logs the baseline as a
+  servable model (models/linear.py) under `baseline`, unregistered; `churn promote --model baseline`
+  registers it (`register_baseline`: a version tagged `model.kind=logistic`) and judges it.
 - With a `sqlite:///path/mlflow.db` tracking URI, artifacts go to `path/mlartifacts/` (next to the
   database, not the working directory).
 """
@@ -25,11 +28,16 @@ from mlflow.pyfunc import PythonModel
 
 from core.vocabulary import CURVE_COLUMNS
 from models.curve import RiskCurveModel
+from models.linear import LinearCurveModel
 from models.promotion import CHAMPION_PREVIOUS, CHAMPION_SINCE
 
 MODEL_NAME = "churn-risk"
 EXPERIMENT = "churn-risk"
 CHALLENGER, CHAMPION = "challenger", "champion"
+#: run tag: the logged logistic baseline of a training run (absent when the curve won everywhere)
+BASELINE_URI = "baseline.model_uri"
+#: model-version tags of a registered baseline: its kind, and the curve version whose run logged it
+KIND, SOURCE_VERSION = "model.kind", "model.source_version"
 
 
 def point_at(tracking_uri: str) -> None:
@@ -55,12 +63,21 @@ def connect(tracking_uri: str, experiment: str = EXPERIMENT):
 class RiskCurvePyfunc(PythonModel):
     """mlflow.pyfunc wrapper: a frame of feature columns in, the calibrated curve out."""
 
+    model: RiskCurveModel | LinearCurveModel
+
     def load_context(self, context) -> None:
         self.model = RiskCurveModel.load(Path(context.artifacts["curve"]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         curve = self.model.predict_curve(pd.DataFrame(model_input))
         return pd.DataFrame(curve, columns=list(CURVE_COLUMNS), index=getattr(model_input, "index", None))
+
+
+class LinearCurvePyfunc(RiskCurvePyfunc):
+    """mlflow.pyfunc wrapper of the servable logistic baseline (models/linear.py): the same in and out."""
+
+    def load_context(self, context) -> None:
+        self.model = LinearCurveModel.load(Path(context.artifacts["linear"]))
 
 
 def _log_run_contents(
@@ -108,31 +125,28 @@ def log_training(
     figures: dict[str, object],
     tags: dict[str, str],
     register: bool = True,
+    baseline: LinearCurveModel | None = None,
 ) -> dict:
-    """One run with everything about a trained curve; returns run id, model URI, version, alias."""
-    from mlflow.models import infer_signature
-
+    """One run with everything about a trained curve; returns run id, model URI, version, alias.
+    With `baseline`, the servable logistic baseline is logged in the same run too (under
+    `baseline`, not registered; its URI in the run tag BASELINE_URI and in `baseline_model_uri`)."""
     client = mlflow.MlflowClient()
-    example = signature_frame(panel, model.features, model.categories)
-    signature = infer_signature(example, pd.DataFrame(model.predict_curve(example), columns=list(CURVE_COLUMNS)))
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         _log_run_contents(Path(tmp), tags, params, metrics, tables, documents)
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"{name}.png")
-        curve_dir = Path(tmp) / "curve"
-        model.save(curve_dir)
-        entry = Path(tmp) / "risk_curve_model.py"  # models from code: the pyfunc is imported, not unpickled
-        entry.write_text(_ENTRY)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(entry),
-            artifacts={"curve": str(curve_dir)},
-            signature=signature,
-            input_example=example,
-            registered_model_name=MODEL_NAME if register else None,
-            pip_requirements=_requirements(),
-        )
-    out = {"run_id": run.info.run_id, "model_uri": info.model_uri, "version": None, "alias": None}
+        info = _log_model(model, panel, Path(tmp), "model", MODEL_NAME if register else None)
+        baseline_uri = None
+        if baseline is not None:
+            baseline_uri = _log_model(baseline, panel, Path(tmp), "baseline", None).model_uri
+            mlflow.set_tag(BASELINE_URI, baseline_uri)
+    out = {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "version": None,
+        "alias": None,
+        "baseline_model_uri": baseline_uri,
+    }
     if register:
         version = str(info.registered_model_version)
         client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
@@ -140,11 +154,33 @@ def log_training(
     return out
 
 
+def _log_model(model: RiskCurveModel | LinearCurveModel, panel: pd.DataFrame, tmp: Path, name: str, registered):
+    """The model as a pyfunc from code (imported, not unpickled) with signature and input example."""
+    from mlflow.models import infer_signature
+
+    example = signature_frame(panel, model.features, model.categories)
+    signature = infer_signature(example, pd.DataFrame(model.predict_curve(example), columns=list(CURVE_COLUMNS)))
+    linear = isinstance(model, LinearCurveModel)
+    folder = tmp / name / ("linear" if linear else "curve")
+    model.save(folder)
+    entry = tmp / name / ("linear_curve_model.py" if linear else "risk_curve_model.py")
+    entry.write_text(_ENTRY.format(pyfunc="LinearCurvePyfunc" if linear else "RiskCurvePyfunc"))
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(entry),
+        artifacts={"linear" if linear else "curve": str(folder)},
+        signature=signature,
+        input_example=example,
+        registered_model_name=registered,
+        pip_requirements=_requirements(),
+    )
+
+
 _ENTRY = """import mlflow
 
-from models.registry import RiskCurvePyfunc
+from models.registry import {pyfunc}
 
-mlflow.models.set_model(RiskCurvePyfunc())
+mlflow.models.set_model({pyfunc}())
 """
 
 
@@ -325,9 +361,40 @@ def record_refusal(version: str, decision: dict) -> None:
     client.set_model_version_tag(MODEL_NAME, version, "promotion.refused", json.dumps(decision.get("reasons", [])))
 
 
-def load_curve(model_uri: str) -> RiskCurveModel:
-    """The RiskCurveModel behind a model URI (models:/churn-risk@champion, runs:/..., a local path)."""
+def load_curve(model_uri: str) -> RiskCurveModel | LinearCurveModel:
+    """The model behind a model URI (models:/churn-risk@champion, runs:/..., a local path): the
+    LightGBM curve, or the logistic baseline where that was promoted (the same interface)."""
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+
+
+def model_kind(info: dict | None) -> str:
+    """What a registered version (`version_info`) is: 'lightgbm' (the curve) or 'logistic' (the
+    baseline), whose backtest metrics are backtest.<kind>.*; older versions are all curves."""
+    return (info or {}).get("version_tags", {}).get(KIND, RiskCurveModel.kind)
+
+
+def register_baseline(challenger: dict) -> str:
+    """The version of `churn-risk` holding the logistic baseline that the challenger's run logged,
+    registered now (tagged model.kind=logistic and model.source_version) unless an earlier
+    `churn promote --model baseline` registered it already. InputError when the run logged none."""
+    from core.errors import InputError
+
+    uri = challenger["tags"].get(BASELINE_URI)
+    if not uri:
+        raise InputError(
+            f"--model baseline: the challenger (version {challenger['version']}) was trained without a servable logistic baseline: "
+            "`churn train` logs one only where the baseline's backtest beats the curve's (its `baseline_better`); "
+            "promote the curve with `churn promote`"
+        )
+    client = mlflow.MlflowClient()
+    for mv in client.search_model_versions(f"name='{MODEL_NAME}'"):
+        tags = dict(mv.tags)
+        if tags.get(KIND) == LinearCurveModel.kind and tags.get(SOURCE_VERSION) == challenger["version"]:
+            return str(mv.version)
+    version = mlflow.register_model(
+        uri, MODEL_NAME, tags={KIND: LinearCurveModel.kind, SOURCE_VERSION: challenger["version"]}
+    )
+    return str(version.version)
 
 
 def run_artifact(run_id: str, path: str) -> Path | None:

@@ -571,7 +571,7 @@ def _candidate_probabilities(
     weights = {c: candidate_weights(c, params) for c in params.candidates}
     parts = {part for w in weights.values() for part in w}
     p = {part: _predict_part(_fit_part(part, X_train, y_train, params), X_test) for part in sorted(parts)}
-    return {c: sum(share * p[part] for part, share in w.items()) for c, w in weights.items()}
+    return {c: np.asarray(sum(share * p[part] for part, share in w.items())) for c, w in weights.items()}
 
 
 def choose_candidate(X: pd.DataFrame, y: np.ndarray, params: TableParams) -> dict[str, float]:
@@ -789,7 +789,7 @@ def cross_validate_table(
     def mean_std(column: str, name: str) -> dict:
         return {f"{name}_mean": r(folds[column].mean()), f"{name}_std": r(folds[column].std(ddof=0))}
 
-    means = {c: float(folds[f"{c}_roc_auc"].mean()) for c in params.candidates}
+    means: dict[str, float] = {c: float(folds[f"{c}_roc_auc"].mean()) for c in params.candidates}
     chosen = winner(means, params)
     ahead = margin(means, chosen)
     description = model_description(chosen, params)

@@ -12,12 +12,15 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from core.errors import ChurnError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 err = Console(stderr=True)
 
@@ -72,13 +75,13 @@ def progress_bar() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def prefect_session(settings=None) -> Iterator[str]:
+def prefect_session(settings: Settings) -> Iterator[str]:
     """Flows inside this block record their runs in the user's Prefect server (PREFECT_API_URL) or
-    the local one all commands share, started by the first (pipelines/prefect_server.py)."""
-    from core.settings import load_settings
+    the local one all commands share, started by the first (pipelines/prefect_server.py); `settings`:
+    the command's."""
     from pipelines.prefect_server import prefect_api
 
-    with prefect_api(settings or load_settings(), say=err.print) as url:
+    with prefect_api(settings, say=err.print) as url:
         yield url
 
 

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import ValidationError
 
+from core.config import load_section
+from core.config.features import FeatureParams, OutcomeParams
 from core.contracts import CONTRACTS, TableFiles, coerce_column, coerce_columns, validate_tables
-from core.errors import ContractError, InputError, Violation, describe_validation, format_keys
+from core.errors import ContractError, InputError, Violation, format_keys
 from core.io import atomic_dir, write_json
 from core.mapping import Mapper, serial_map
-from features.context import FeatureParams
 from features.families.usage import add_totals, daily_totals
 from features.panel import (
     LABELS,
@@ -53,16 +52,11 @@ SMALL = ("accounts", "churn", "surveys", "account_events", "tickets", "ticket_ev
 BIG = ("usage_daily", "ticket_messages")
 
 
-def load_feature_params(config_dir: Path) -> FeatureParams:
-    """FeatureParams from `config_dir/features.yaml` (defaults when the file is absent)."""
-    path = Path(config_dir) / "features.yaml"
-    if not path.is_file():
-        return FeatureParams()
-    try:
-        return FeatureParams(**(yaml.safe_load(path.read_text()) or {}))
-    except ValidationError as exc:
-        problems = describe_validation(exc, "key '{key}': {message}")
-        raise InputError(f"{path}: {problems}") from None
+def load_feature_params(config_dir: Path | str | None) -> FeatureParams:
+    """features.yaml of `config_dir` (the shipped one when it has none); errors name the file and the
+    key. An entry point that loads the whole configuration (core.config.load_config) takes `.features`."""
+    params: FeatureParams = load_section(config_dir, "features")
+    return params
 
 
 def read_snapshots(features_dir: Path) -> pd.DataFrame:
@@ -186,12 +180,16 @@ def _global_checks(
 
 
 def add_message_signals(
-    tables: dict[str, pd.DataFrame], model: SentimentModel, cache: TextCache | None, params: SignalParams | None = None
+    tables: dict[str, pd.DataFrame],
+    model: SentimentModel,
+    cache: TextCache | None,
+    params: SignalParams | None = None,
+    outcomes: OutcomeParams | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The tables plus `message_signals` and `ticket_outcomes` (predicted CSAT/CES), for tables held in memory."""
     signals = _signals(tables, model, cache, params)
     inputs = ticket_outcome_inputs(tables["tickets"], tables["ticket_events"], signals)
-    return tables | {"message_signals": signals, "ticket_outcomes": predict_outcomes(inputs)}
+    return tables | {"message_signals": signals, "ticket_outcomes": predict_outcomes(inputs, outcomes)}
 
 
 def _signals(
@@ -275,7 +273,7 @@ def text_block(job: BlockJob) -> dict:
     tables, report = _read_block(job, ("ticket_messages",))
     report["inputs"] = None
     if tables is not None and job.build:
-        signals = _signals(tables, *job.text.get())
+        signals = _signals(tables, *job.text.get(), job.params.signals)
         signals.to_parquet(Path(job.scratch) / f"signals-{job.index:05d}.parquet", index=False)
         tables["ticket_messages"].drop(columns="body").to_parquet(
             Path(job.scratch) / f"messages-{job.index:05d}.parquet", index=False
@@ -408,7 +406,7 @@ def run_features(
                 t0 = time.perf_counter()
                 inputs = [r["inputs"] for r in reports if r["inputs"] is not None]
                 if inputs:
-                    outcomes = predict_outcomes(pd.concat(inputs, ignore_index=True))
+                    outcomes = predict_outcomes(pd.concat(inputs, ignore_index=True), params.outcomes)
                 else:
                     outcomes = pd.DataFrame(
                         columns=["ticket_id", "account_id", "at", "predicted_csat", "predicted_ces"]

@@ -41,6 +41,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from core.config import Config, load_config
 from core.errors import ChurnError, InputError
 from core.settings import Settings, absolute_url, load_settings
 
@@ -107,13 +108,14 @@ def _files_fingerprint(folder: Path, pattern: str = "*") -> str:
     return digest.hexdigest()
 
 
-def _config_fingerprint(settings: Settings) -> str:
-    folder = Path(settings.config_dir)
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.yaml")))).hexdigest()
+#: Task parameters that are the entry point's settings and configuration, passed down: a key takes
+#: the configuration's fingerprint and the tracking URI from them, never their text (tokens).
+_PASSED_DOWN = ("settings", "config")
 
 
 def _key(name: str, parameters: dict, *extra: str) -> str:
-    text = json.dumps({k: str(v) for k, v in sorted(parameters.items())}, sort_keys=True)
+    shown = {k: str(v) for k, v in sorted(parameters.items()) if k not in _PASSED_DOWN}
+    text = json.dumps(shown, sort_keys=True)
     return f"{name}-" + hashlib.sha256("|".join([text, *extra]).encode()).hexdigest()[:32]
 
 
@@ -121,14 +123,14 @@ def _snapshots_key(name: str):
     def key(context, parameters) -> str:
         from pipelines.models import fingerprint
 
-        settings = load_settings()
+        settings, config = parameters["settings"], parameters["config"]
         folder = Path(parameters["features_dir"])
         # the folder's absolute path: another work folder (or a fresh clone) with the same relative path is another key
         return _key(
             name,
             parameters | {"features_dir": folder.resolve()},
             fingerprint(folder),
-            _config_fingerprint(settings),
+            config.fingerprint,
             absolute_url(settings.mlflow_tracking_uri),
         )
 
@@ -140,11 +142,11 @@ def _resumable(task_, resume: bool):
     return task_ if resume else task_.with_options(refresh_cache=True)
 
 
-def _still_registered(trained: dict) -> bool:
+def _still_registered(trained: dict, settings: Settings) -> bool:
     """A reused training result stands for a model version: is it still in the registry?"""
     from models import registry
 
-    registry.connect(load_settings().mlflow_tracking_uri)
+    registry.connect(settings.mlflow_tracking_uri)
     described = registry.describe(trained["model_uri"])
     return described is not None and described.get("run_id") == trained["run_id"]
 
@@ -178,7 +180,9 @@ def _map_jobs(fn: Callable[[Any], dict], jobs: list) -> list:
     return results
 
 
-def _features_key(data: Path, every: str, text: bool, start: str | None, end: str | None, settings: Settings) -> str:
+def _features_key(
+    data: Path, every: str, text: bool, start: str | None, end: str | None, settings: Settings, config: Config
+) -> str:
     from text.loading import head_path
 
     head = head_path(settings.model_copy(update={"data_dir": data}))
@@ -191,7 +195,7 @@ def _features_key(data: Path, every: str, text: bool, start: str | None, end: st
         "features",
         {"every": every, "text": text, "start": start, "end": end},
         _files_fingerprint(data),
-        _config_fingerprint(settings),
+        config.fingerprint,
         model,
     )
 
@@ -213,7 +217,8 @@ def build_features(
     from text.loading import text_source
 
     settings = load_settings()
-    key = _features_key(Path(data), every, text, start, end, settings)
+    config = load_config(settings.config_dir)
+    key = _features_key(Path(data), every, text, start, end, settings, config)
     summary_path = Path(out) / "panel_summary.json"
     if resume and summary_path.is_file() and (Path(out) / "snapshots").is_dir():
         summary = json.loads(summary_path.read_text())
@@ -227,7 +232,7 @@ def build_features(
             start=start,
             end=end,
             every=every,
-            params=feat.load_feature_params(settings.config_dir),
+            params=config.features,
             text=source,
             progress=lambda step, seconds: _say(f"features: {step} {seconds:.1f}s"),
             map_blocks=_map_jobs,
@@ -238,14 +243,13 @@ def build_features(
 
 
 @task(name="train", cache_key_fn=_snapshots_key("train"), persist_result=True)
-def train_task(features_dir: str) -> dict:
-    from pipelines.models import load_model_config, run_train
+def train_task(features_dir: str, settings: Settings, config: Config) -> dict:
+    from pipelines.models import run_train
 
-    settings = load_settings()
     return run_train(
         Path(features_dir),
         tracking_uri=settings.mlflow_tracking_uri,
-        config=load_model_config(settings.config_dir),
+        config=config,
         progress=get_run_logger().info,
         dask_address=settings.dask_address,
         map_folds=_map_jobs,
@@ -256,28 +260,34 @@ def train_task(features_dir: str) -> dict:
 def train(features_dir: str, resume: bool = False) -> dict:
     """Backtest, final fit, MLflow logging; registers the challenger. With `resume`, a result with
     the same key is reused while its model version is still registered."""
-    trained = _resumable(train_task, resume)(features_dir)
-    if resume and not _still_registered(trained):
+    settings = load_settings()
+    config = load_config(settings.config_dir)
+    trained = _resumable(train_task, resume)(features_dir, settings, config)
+    if resume and not _still_registered(trained, settings):
         _say(
             f"the reused training result names {trained['model_uri']} (run {trained['run_id']}), no longer in the registry: training again"
         )
-        trained = _resumable(train_task, False)(features_dir)
+        trained = _resumable(train_task, False)(features_dir, settings, config)
     return trained
 
 
 @task(name="evaluate", cache_key_fn=_snapshots_key("evaluate"), persist_result=True)
 def evaluate_task(
-    features_dir: str, folds: int | None = None, budget: float | None = None, model_uri: str | None = None
+    features_dir: str,
+    folds: int | None,
+    budget: float | None,
+    model_uri: str | None,
+    settings: Settings,
+    config: Config,
 ) -> dict:
-    from pipelines.models import load_model_config, run_evaluate
+    from pipelines.models import run_evaluate
 
-    settings = load_settings()
-    config = load_model_config(settings.config_dir)
+    model = config.model
     return run_evaluate(
         Path(features_dir),
-        params=config.curve,
-        folds=config.folds if folds is None else folds,
-        budget=config.budget if budget is None else budget,
+        params=model.curve,
+        folds=model.folds if folds is None else folds,
+        budget=model.budget if budget is None else budget,
         progress=get_run_logger().info,
         model_uri=model_uri,
         tracking_uri=settings.mlflow_tracking_uri,
@@ -294,19 +304,20 @@ def evaluate(
     resume: bool = False,
 ) -> dict:
     """The backtest against the baselines, or a registered model scored out of time."""
-    return _resumable(evaluate_task, resume)(features_dir, folds, budget, model_uri)
+    settings = load_settings()
+    config = load_config(settings.config_dir)
+    return _resumable(evaluate_task, resume)(features_dir, folds, budget, model_uri, settings, config)
 
 
 @task(
     name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input
 )
-def promote_task(force: bool = False) -> dict:
-    from pipelines.models import load_model_config, run_promote
+def promote_task(force: bool, settings: Settings, config: Config) -> dict:
+    from pipelines.models import run_promote
 
-    settings = load_settings()
     return run_promote(
         tracking_uri=settings.mlflow_tracking_uri,
-        config=load_model_config(settings.config_dir),
+        config=config.model,
         force=force,
         progress=get_run_logger().info,
     )
@@ -315,7 +326,8 @@ def promote_task(force: bool = False) -> dict:
 @flow(name="promote", log_prints=True)
 def promote(force: bool = False) -> dict:
     """Move the champion alias to the challenger if it wins (the decision is recorded either way)."""
-    return promote_task(force)
+    settings = load_settings()
+    return promote_task(force, settings, load_config(settings.config_dir))
 
 
 @task(
@@ -325,13 +337,16 @@ def promote(force: bool = False) -> dict:
     retry_delay_seconds=2,
     retry_condition_fn=_retry_unless_bad_input,
 )
-def score_task(data: str, out: str, model_uri: str | None = None, text: bool = True, as_of: str | None = None) -> dict:
+def score_task(
+    data: str, out: str, model_uri: str | None, text: bool, as_of: str | None, settings: Settings, config: Config
+) -> dict:
     from pipelines.score import run_score
 
     return run_score(
         Path(data),
         Path(out),
-        settings=load_settings(),
+        settings=settings,
+        config=config,
         as_of=as_of,
         model_uri=model_uri,
         text=text,
@@ -346,28 +361,26 @@ def score_task(data: str, out: str, model_uri: str | None = None, text: bool = T
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_bad_input,
 )
-def alerts_task() -> dict:
+def alerts_task(settings: Settings, config: Config) -> dict:
     from escalation.alerts import deliver
-    from escalation.policy import load_policy
     from escalation.store import Store
 
-    settings = load_settings()
-    policy = load_policy(settings.config_dir)
+    policy = config.escalation
     with Store(settings.store_url, policy) as store:
         return deliver(store, policy)
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
-def monitor_task(out: str) -> dict:
+def monitor_task(out: str, settings: Settings, config: Config) -> dict:
     from pipelines.monitor import run_monitors
 
-    return run_monitors(Path(out), settings=load_settings(), progress=get_run_logger().info)
+    return run_monitors(Path(out), settings=settings, config=config, progress=get_run_logger().info)
 
 
-def _monitored(out: str) -> dict:
+def _monitored(out: str, settings: Settings, config: Config) -> dict:
     """The monitors on the run's output; a monitor that fails is reported in the result and does
     not hold back the run's escalation alerts."""
-    state = monitor_task(out, return_state=True)
+    state = monitor_task(out, settings, config, return_state=True)
     if state.is_completed():
         return state.result()
     error = state.result(raise_on_failure=False)
@@ -387,23 +400,26 @@ def score_accounts(
 ) -> dict:
     """The daily batch: risk curves, reasons, escalations into the store; the monitors (drift,
     scores, calibration; their breaches queued as alerts); then the alert outbox flushed."""
-    scored = score_task(data, out, model_uri, text, as_of)
+    settings = load_settings()
+    config = load_config(settings.config_dir)  # a bad configuration fails before any work
+    scored = score_task(data, out, model_uri, text, as_of, settings, config)
     if monitor:
-        scored = scored | {"monitoring": _monitored(out)}
+        scored = scored | {"monitoring": _monitored(out, settings, config)}
     if send_alerts:
-        scored = scored | {"alerts": alerts_task()}
+        scored = scored | {"alerts": alerts_task(settings, config)}
     return scored
 
 
 @task(
     name="report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input
 )
-def report_task(out: str, scores_dir: str | None = None, model_uri: str | None = None) -> dict:
+def report_task(out: str, scores_dir: str | None, model_uri: str | None, settings: Settings, config: Config) -> dict:
     from pipelines.report import run_report
 
     return run_report(
         Path(out),
-        settings=load_settings(),
+        settings=settings,
+        config=config,
         scores_dir=Path(scores_dir) if scores_dir else None,
         model_uri=model_uri,
         progress=get_run_logger().info,
@@ -413,7 +429,8 @@ def report_task(out: str, scores_dir: str | None = None, model_uri: str | None =
 @flow(name="report", log_prints=True)
 def report(out: str, scores_dir: str | None = None, model_uri: str | None = None) -> dict:
     """The leadership report (HTML), also logged to the model's MLflow run."""
-    return report_task(out, scores_dir, model_uri)
+    settings = load_settings()
+    return report_task(out, scores_dir, model_uri, settings, load_config(settings.config_dir))
 
 
 @flow(name="simulate", log_prints=True)

@@ -7,51 +7,29 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import ValidationError
 
-from core.errors import ChurnError, InputError, describe_validation
+from core.config import Config, load_section
+from core.config.model import SEARCHABLE, ModelConfig
+from core.errors import ChurnError, InputError
 from core.vocabulary import HORIZONS, KEYS, LABELS
 from models.backtest import MIN_TRAIN_DAYS, BacktestPlan, NotEvaluated, infer_data_end, plan_backtest, run_backtest
 from models.baselines import LogisticBaseline, RulesBaseline
-from models.curve import SEARCHABLE, BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
-from models.promotion import PromotionPolicy, decide, metric_key
+from models.curve import BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
+from models.linear import LinearCurveModel
+from models.promotion import decide, metric_key
 from pipelines.features import read_snapshots
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """config/model.yaml: curve parameters, backtest settings and the promotion policy."""
-
-    curve: CurveParams
-    folds: int
-    budget: float
-    promotion: PromotionPolicy
-    #: with CHURN_DASK_ADDRESS set, panels of at least this many snapshots train on the cluster
-    dask_min_snapshots: int = 1_000_000
-
-
-def load_model_config(config_dir: Path) -> ModelConfig:
-    path = Path(config_dir) / "model.yaml"
-    raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    raw = raw or {}
-    section = "curve"
-    try:
-        curve = CurveParams(**(raw.get("curve") or {}))
-        section = "promotion"
-        promotion = PromotionPolicy(**(raw.get("promotion") or {}))
-    except ValidationError as exc:
-        raise InputError(f"{path}: " + describe_validation(exc, f"key '{section}.{{key}}': {{message}}")) from None
-    backtest = {"folds": 4, "budget": 0.05, **(raw.get("backtest") or {})}
-    distributed = {"min_snapshots": 1_000_000, **(raw.get("dask") or {})}
-    return ModelConfig(
-        curve, int(backtest["folds"]), float(backtest["budget"]), promotion, int(distributed["min_snapshots"])
-    )
+def load_model_config(config_dir: Path | str | None) -> ModelConfig:
+    """model.yaml of `config_dir` (the shipped one when it has none); errors name the file and the key.
+    An entry point that loads the whole configuration (core.config.load_config) takes `.model` instead."""
+    config: ModelConfig = load_section(config_dir, "model")
+    return config
 
 
 def feature_names(panel: pd.DataFrame) -> list[str]:
@@ -360,9 +338,14 @@ def baseline_better(table: pd.DataFrame, tolerance: float) -> dict[str, dict[str
 
 
 def baseline_better_lines(better: dict[str, dict[str, float]]) -> list[str]:
+    served = {
+        "logistic": "the curve is registered as the challenger and the baseline is logged beside it: "
+        "`churn promote --model baseline` registers and judges the baseline instead",
+        "rules": "the curve is the model that is registered and served (the rules cannot be served)",
+    }
     return [
         f"{h} days: the {name} baseline's backtest ROC-AUC {auc:.3f} beats the LightGBM curve's {rows['lightgbm']:.3f}; "
-        "the curve is the model that is registered and served"
+        + served[name]
         for h, rows in better.items()
         for name, auc in rows.items()
         if name != "lightgbm"
@@ -408,17 +391,29 @@ def _trainer(
         yield DaskTrainer(client)
 
 
+def configuration_params(config: Config | ModelConfig) -> dict:
+    """The configuration as MLflow parameters, `config.<file>.<key>` (core.config.Config.flat): all
+    of it for a `Config`, model.yaml's keys for a `ModelConfig` alone."""
+    if isinstance(config, Config):
+        flat = config.flat()
+    else:
+        flat = {k: v for k, v in Config(model=config).flat().items() if k.startswith("model.")}
+    return {f"config.{k}": v for k, v in flat.items()}
+
+
 def run_train(
     features_dir: Path,
     *,
     tracking_uri: str,
-    config: ModelConfig,
+    config: Config | ModelConfig,
     progress: Callable[[str], None] | None = None,
     dask_address: str | None = None,
     map_folds=None,
 ) -> dict:
     """Backtest (the curve, the baselines and, on simulated data, the oracle: what `churn evaluate`
     reports), fit the final curve on every snapshot, log it all to MLflow, register a challenger.
+    `config`: the whole configuration (logged with the model as parameters `config.<file>.<key>`
+    and the document configuration.json), or model.yaml's alone.
     With `dask_address`, a panel of at least `config.dask_min_snapshots` trains on that cluster.
     `map_folds` runs the backtest folds (models.backtest.run_backtest)."""
     from features.registry import feature_specs
@@ -428,6 +423,9 @@ def run_train(
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
+    configured = configuration_params(config)
+    if isinstance(config, Config):
+        config = config.model
     features_dir = Path(features_dir)
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
@@ -482,6 +480,11 @@ def run_train(
     better = baseline_better(table, config.promotion.tolerance)
     for line in baseline_better_lines(better):
         say(f"warning: {line}")
+    linear = None
+    if any("logistic" in rows for rows in better.values()):
+        # the baseline the backtest measured, fitted on every snapshot as the curve is
+        say("fitting the logistic baseline on every snapshot, to log it beside the curve")
+        linear = LinearCurveModel.from_baseline(baselines(names)["logistic"]().fit(panel), panel)
     say("logging to MLflow")
     registry.connect(tracking_uri)
     logged = registry.log_training(
@@ -494,6 +497,7 @@ def run_train(
             "features": len(names),
             "backtest_folds": config.folds,
             "budget": config.budget,
+            **configured,
         },
         metrics={
             **backtest_metrics(table),
@@ -510,6 +514,7 @@ def run_train(
             "feature_dictionary": json.loads(dictionary_path.read_text()) if dictionary_path.is_file() else {},
             "data_fingerprint": data_doc,
             "model_info": model.info,
+            "configuration": configured,
         },
         figures={
             "calibration": calibration_figure(pooled),
@@ -517,6 +522,7 @@ def run_train(
             **explanation_figures(model, sample, specs),
         },  # shap's beeswarm at every horizon
         tags=tags,
+        baseline=linear,
     )
     lightgbm = {r["horizon_days"]: r for r in _json_rows(table) if r["model"] == "lightgbm"}
     plan_fields = _plan_fields(plan)
@@ -538,12 +544,24 @@ def run_train(
     }
 
 
+PROMOTABLE = ("curve", "baseline")
+
+
 def run_promote(
-    *, tracking_uri: str, config: ModelConfig, force: bool = False, progress: Callable[[str], None] | None = None
+    *,
+    tracking_uri: str,
+    config: ModelConfig,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    model: str = "curve",
 ) -> dict:
-    """Move `champion` to the challenger if it wins on the same backtest (or with force); say why not."""
+    """Move `champion` to the challenger if it wins on the same backtest (or with force); say why not.
+    `model="baseline"`: the candidate is the logistic baseline the challenger's run logged (where
+    it beat the curve), registered now as a version of its own and judged on its own backtest rows."""
     from models import registry
 
+    if model not in PROMOTABLE:
+        raise InputError(f"--model {model}: expected one of {', '.join(PROMOTABLE)}")
     say = progress or (lambda _line: None)
     registry.connect(tracking_uri)
     challenger = registry.version_info(registry.CHALLENGER)
@@ -551,9 +569,20 @@ def run_promote(
         raise ChurnError(
             f"no model version has the alias '{registry.CHALLENGER}' in {tracking_uri}: run `churn train` first"
         )
+    source = None
+    if model == "baseline":
+        source = challenger["version"]
+        version = registry.register_baseline(challenger)
+        say(f"the logistic baseline logged with version {source}'s run is version {version}")
+        challenger = registry.describe(registry.version_uri(version))
+        if challenger is None:
+            raise ChurnError(f"version {version} of {registry.MODEL_NAME} vanished while being promoted")
     champion = registry.version_info(registry.CHAMPION)
+    kinds = {"challenger_model": registry.model_kind(challenger), "champion_model": registry.model_kind(champion)}
     result = {
         "challenger": challenger["version"],
+        "model_kind": kinds["challenger_model"],
+        "source_version": source,
         "champion_before": champion["version"] if champion else None,
         "forced": force,
     }
@@ -576,7 +605,7 @@ def run_promote(
         basis = "both runs' logged backtests (same snapshots and test cutoffs)"
         if not same:
             champion_metrics, basis = _rebacktest_champion(champion, challenger, config, say)
-    decision = decide(challenger["metrics"], champion_metrics, config.promotion)
+    decision = decide(challenger["metrics"], champion_metrics, config.promotion, **kinds)
     promoted = decision["promote"] or force
     record = {
         "decided_at": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -628,6 +657,9 @@ def _rebacktest_champion(
     plan = backtest_plan(
         panel, features_dir, folds, int(challenger["tags"].get("backtest.min_train_days", MIN_TRAIN_DAYS))
     )
+    from models import registry
+
+    logistic = {"logistic": baselines(names)["logistic"]} if registry.model_kind(champion) == "logistic" else None
     table, _ = run_backtest(
         panel,
         names,
@@ -637,6 +669,7 @@ def _rebacktest_champion(
         churned_at=_churned_at(_data_dir(features_dir)),
         progress=say,
         plan=plan,
+        baselines=logistic,  # a served logistic baseline is judged on its own rows
     )
     return backtest_metrics(
         table

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.config import Config, load_config
 from core.errors import ChurnError
 from core.io import write_json, write_parquet
 from core.settings import Settings
@@ -399,19 +400,19 @@ def run_monitors(
     scores_dir: Path,
     *,
     settings: Settings,
+    config: Config | None = None,
     now: dt.datetime | None = None,
     alert: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """The three monitors on a `churn score` output folder: today's scores kept in its history,
     `monitoring.json` written beside `score_summary.json`, an alert queued per breach (with `alert`,
-    at most one per monitor and day of `now`). Returns what monitoring.json holds."""
-    from escalation.policy import load_policy
-
+    at most one per monitor and day of `now`). Returns what monitoring.json holds. `config`: the
+    entry point's configuration (loaded from settings.config_dir when not given)."""
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     now = now or dt.datetime.now(dt.UTC)
-    policy = load_policy(settings.config_dir)
+    policy = (config or load_config(settings.config_dir)).escalation
     config = policy.monitoring
     folder = Path(scores_dir)
     if not (folder / "scores.parquet").is_file() or not (folder / "features.parquet").is_file():

@@ -187,6 +187,7 @@ def run_policy_suggest(
     the champion), suggest thresholds for `capacity` escalations per cutoff, and add what the store's
     matured escalations say. Writes nothing unless `out` is given (then the whole policy with the
     suggested thresholds, atomically; never the live config/escalation.yaml)."""
+    from core.config import config_file
     from escalation.policy import load_policy
     from escalation.suggest import diff_lines, suggest_thresholds
     from models import registry
@@ -194,7 +195,7 @@ def run_policy_suggest(
 
     say = progress or (lambda _line: None)
     policy = load_policy(settings.config_dir)
-    live = (Path(settings.config_dir) / "escalation.yaml").resolve()
+    live = config_file(settings.config_dir, "escalation.yaml").resolve()  # the config folder's, else the shipped one
     if out is not None and Path(out).resolve() == live:
         raise InputError(
             f"--out {out}: that is the live policy; a suggestion is never applied: write it elsewhere, review it, then copy it"
@@ -259,12 +260,13 @@ def _write_policy(live: Path, thresholds: dict[int, float], out: Path) -> Path:
     """The live policy's keys with the suggested risk_thresholds, validated, written atomically."""
     import yaml
 
+    from core.config.base import read_yaml
     from core.io import atomic_path
     from escalation.policy import EscalationPolicy
 
-    raw = (yaml.safe_load(live.read_text()) if live.is_file() else None) or {}
+    raw = read_yaml(live)
     raw["risk_thresholds"] = {int(h): float(t) for h, t in sorted(thresholds.items())}
-    EscalationPolicy(**raw)  # what is written loads
+    EscalationPolicy.model_validate(raw)  # what is written loads
     header = (
         f"# Suggested by `churn policy suggest` from {live}: only risk_thresholds changed. Not applied:\n"
         "# review it, then copy it over config/escalation.yaml (comments of the original are not kept).\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.config import Config, load_config
 from core.errors import ChurnError
 from core.io import atomic_path
 from core.settings import Settings
@@ -20,11 +21,13 @@ def run_report(
     out: Path,
     *,
     settings: Settings,
+    config: Config | None = None,
     scores_dir: Path | None = None,
     model_uri: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    from escalation.policy import load_policy
+    """The leadership report; `config`: the entry point's configuration (loaded from
+    settings.config_dir when not given)."""
     from escalation.store import Store
     from features.registry import feature_specs
     from models import registry
@@ -90,8 +93,9 @@ def run_report(
                         }
                     )
             drift = pd.DataFrame(rows)
-    base_dip = _base_dip(folder, pd.Timestamp(scores["cutoff"].max()), settings)
-    policy = load_policy(settings.config_dir)
+    config = config or load_config(settings.config_dir)
+    base_dip = _base_dip(folder, pd.Timestamp(scores["cutoff"].max()), settings, config.features.account_block)
+    policy = config.escalation
     with Store(settings.store_url, policy) as store:
         escalations, follow_ups, feedback = (
             pd.read_sql_table(name, store.engine) for name in ("escalations", "follow_ups", "feedback")
@@ -162,12 +166,12 @@ def _shap_explanation(model, snapshot: pd.DataFrame, accounts: pd.Series, specs)
     return readable(explanation(model, rows, 90), specs), rows["account_id"].astype(str).tolist()
 
 
-def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings) -> float | None:
+def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings, block: int) -> float | None:
     """The whole base's activity in the 7 days before the scoring cutoff against its usual level,
     when it was below usage.BASE_DIP (a holiday week, an outage), from the scored data's usage."""
     from core.contracts import TableFiles
     from features.families.usage import BASE_DIP, base_activity
-    from pipelines.features import base_usage_days, load_feature_params
+    from pipelines.features import base_usage_days
 
     summary = scores_dir / "score_summary.json"
     data = (
@@ -182,7 +186,6 @@ def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings) -> flo
     if accounts is None or files.path("usage_daily") is None:
         return None
     ids = np.sort(accounts["account_id"].astype("str").to_numpy(dtype=object))
-    block = load_feature_params(settings.config_dir).account_block
     level = base_activity(
         base_usage_days(files, [ids[lo : lo + block] for lo in range(0, len(ids), block)]), pd.DatetimeIndex([cutoff])
     )[0]

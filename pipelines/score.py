@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from core.config import Config, load_config
 from core.errors import ChurnError
 from core.io import staged_output, write_json, write_parquet
 from core.settings import Settings
@@ -51,6 +52,7 @@ def run_score(
     out: Path,
     *,
     settings: Settings,
+    config: Config | None = None,
     as_of: str | None = None,
     text: bool = True,
     model_uri: str | None = None,
@@ -60,15 +62,15 @@ def run_score(
     from core.contracts import TableFiles, coerce_columns
     from core.mapping import serial_map
     from escalation.batch import apply_policy
-    from escalation.policy import load_policy
     from features.registry import feature_specs
     from models import registry
-    from pipelines.features import load_feature_params, read_snapshots, run_features
+    from pipelines.features import read_snapshots, run_features
     from text.loading import text_source
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
-    policy = load_policy(settings.config_dir)  # a bad policy fails before any work
+    config = config or load_config(settings.config_dir)  # a bad configuration fails before any work
+    policy = config.escalation
     registry.connect(settings.mlflow_tracking_uri)
     uri = model_uri or f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}"
     described = registry.describe(uri)
@@ -89,7 +91,7 @@ def run_score(
                 data,
                 Path(tmp) / "features",
                 as_of=as_of or "latest",
-                params=load_feature_params(settings.config_dir),
+                params=config.features,
                 text=source,
                 progress=lambda step, seconds: say(f"features: {step} {seconds:.1f}s"),
                 map_blocks=map_blocks or serial_map,

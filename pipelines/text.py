@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io import atomic_path, read_user_table
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from features.text.sentiment import score_texts
 from text.cache import TextCache
 from text.loading import route_below, text_encoder
@@ -32,9 +32,10 @@ def train_sentiment(
     text_column: str = "text",
     label_column: str = "label",
     folds: int = 5,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dict:
-    """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1."""
+    """Retrain the head on labelled messages; report cross-validated accuracy and macro-F1; `settings`:
+    the entry point's (the encoder and its cache)."""
     started = time.perf_counter()
     frame = read_user_table(labels, "--labels")
     text = _column(frame, text_column, "--text-column", labels).astype("str")
@@ -44,7 +45,6 @@ def train_sentiment(
         raise InputError(
             f"--labels {labels}: need at least {folds} messages of each label (negative, neutral, positive); got {counts.to_dict()}"
         )
-    settings = settings or load_settings()
     encoder = text_encoder(settings)
     static = StaticEncoder(encoder)
     embeddings, fixed = encoder.embed(text.tolist()), static.embed(text.tolist())

@@ -422,11 +422,13 @@ def render_report(inputs: ReportInputs) -> str:
 
     # model health
     bt = inputs.backtest
-    health = bt[bt["model"].isin(["lightgbm", "rules"])].copy() if len(bt) else bt
+    # the served model's rows: the curve's, or a promoted logistic baseline's
+    served = "logistic" if inputs.model.get("formulation") == "logistic" else "lightgbm"
+    health = bt[bt["model"].isin([served, "rules"])].copy() if len(bt) else bt
     if len(health):
         health = pd.DataFrame(
             {
-                "model": health["model"].map({"lightgbm": "risk model", "rules": "rules only (for comparison)"}),
+                "model": health["model"].map({served: "risk model", "rules": "rules only (for comparison)"}),
                 "horizon": health["horizon_days"].map(lambda h: f"{h} days"),
                 "ranks churners above others (ROC-AUC)": health["roc_auc"].map(lambda v: f"{v:.2f}"),
                 "calibration error (ECE)": health["ece"].map(lambda v: f"{v:.3f}"),

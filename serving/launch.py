@@ -30,20 +30,22 @@ def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
     return [str(Path(sys.executable).with_name("bentoml")), "serve", SERVICE, "--port", str(port), "--host", host]
 
 
-def record_demo(settings: Settings, out: Path, result: dict) -> Path:
-    """Write DATA_DIR/last_demo.json: the demo's scores, model and report, as absolute locations."""
+def record_demo(settings: Settings, out: Path, result: dict, workspace: dict | None = None) -> Path:
+    """Write DATA_DIR/last_demo.json: the demo's scores, model and report, as absolute locations, and
+    the workspace's address and demo sign-ins when given (then readable by its owner only: it holds
+    their passwords)."""
     pointer = Path(settings.data_dir) / DEMO_POINTER
-    write_json(
-        {
-            "scores_dir": str((out / "scores").resolve()),
-            "report": str(Path(result["report"]).resolve()),
-            "mlflow_tracking_uri": absolute_url(settings.mlflow_tracking_uri),
-            "model": result["model"],
-            "champion": result["champion"],
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-        pointer,
-    )
+    record = {
+        "scores_dir": str((out / "scores").resolve()),
+        "report": str(Path(result["report"]).resolve()),
+        "mlflow_tracking_uri": absolute_url(settings.mlflow_tracking_uri),
+        "model": result["model"],
+        "champion": result["champion"],
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_json({**record, "workspace": workspace} if workspace is not None else record, pointer)
+    if workspace is not None:
+        pointer.chmod(0o600)
     return pointer
 
 
@@ -128,6 +130,8 @@ def absolute_locations(settings: Settings) -> dict[str, str]:
         ("CHURN_TEXT_CACHE", settings.text_cache),
         ("CHURN_SENTIMENT_HEAD", settings.sentiment_head),
         ("CHURN_ENCODER_CACHE", settings.encoder_cache),
+        ("CHURN_WORKSPACE_USERS", settings.workspace_users),
+        ("CHURN_REPORT_FILE", settings.report_file),
     ):
         if value is not None:
             out[key] = str(Path(value).expanduser().resolve())

@@ -43,7 +43,9 @@ class ModelState:
     """What one model version answers, built whole before it is served and never changed after
     (only `references`, a cache of the stored base's reference per horizon, fills on first use)."""
 
-    model: Any  # models.curve.RiskCurveModel (not imported here: nothing heavy at import time)
+    #: models.curve.RiskCurveModel, or models.linear.LinearCurveModel (a promoted logistic baseline: the
+    #: same interface); not imported here: nothing heavy at import time
+    model: Any
     version: str
     metrics: dict
     #: the snapshot encoded for this model
@@ -83,7 +85,7 @@ class _Decided:
 
 class ServingRuntime:
     def __init__(self, settings: Settings, *, text: bool = True, text_threads: int | None = None):
-        from escalation.policy import load_policy
+        from core.config import load_config
         from escalation.store import Store
         from features.registry import feature_specs
         from models import registry
@@ -108,7 +110,10 @@ class ServingRuntime:
         )
         self.specs = feature_specs()
         self._lock = threading.Lock()
-        self.policy = load_policy(settings.config_dir)
+        config = load_config(settings.config_dir)
+        self.policy = config.escalation
+        #: the text signals' thresholds (features.yaml `signals:`), unset ones the encoder's own
+        self.signals = config.features.signals
         #: the served model's state: replaced whole by `refresh`, read once per request
         self.state = self._build_state(model, version, metrics, started)
         self.store = Store(settings.store_url, self.policy)
@@ -367,7 +372,10 @@ class ServingRuntime:
     def rephrase_similarity(self) -> float:
         """The cosine above which a customer message asks an earlier one again, in the sentiment
         model's embedding space (with text off there are no embeddings: never)."""
-        return self.sentiment_model().embedder.rephrase_similarity if self._text else 1.0
+        if not self._text:
+            return 1.0
+        threshold = self.signals.within(self.sentiment_model().embedder).rephrase_similarity
+        return float(threshold) if threshold is not None else 1.0
 
     def assess_ticket(self, request: schemas.AssessTicketRequest) -> schemas.AssessTicketResponse:
         [result] = self.assess_tickets([request])
@@ -543,7 +551,8 @@ class ServingRuntime:
             trained_through=state.model.info.get("trained_through") or None,
             snapshot=self.snapshot,
             accounts=len(self.frame),
-            backtest={k: v for k, v in state.metrics.items() if k.startswith("backtest.lightgbm.")},
+            # the served model's own backtest rows (a promoted logistic baseline's are backtest.logistic.*)
+            backtest={k: v for k, v in state.metrics.items() if k.startswith(f"backtest.{state.model.kind}.")},
             loaded_at=state.loaded_at,
             load_seconds=state.load_seconds,
             policy_version=self.policy.version,

@@ -29,7 +29,9 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,10 +146,13 @@ class TextEncoder:
             raise ChurnError(f"text runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
         self.export_dir = Path(export_dir).expanduser() if export_dir is not None else None
-        self._tokenizer = None
-        self._model = None  # PyTorch, when it runs the forward pass
-        self._session = None  # ONNX Runtime, when it does
-        self._compiled = None  # OpenVINO, when it does
+        # the libraries below are optional and imported on first use, hence Any
+        self._tokenizer: Any = None  # the model's tokenizer, set by _load
+        # the tokenizer alone, for token_ids (text/static.py), without the forward pass
+        self._ids: Callable[[list[str]], list[list[int]]] | None = None
+        self._model: Any = None  # PyTorch, when it runs the forward pass
+        self._session: Any = None  # ONNX Runtime, when it does
+        self._compiled: Any = None  # OpenVINO, when it does
         self._requests = threading.local()  # an OpenVINO infer request per thread (one request is not thread-safe)
         self._precision = "fp32"  # of the matrix products: 'bf16' in OpenVINO on a CPU that has the instructions
         self._inputs: list[str] = []
@@ -292,7 +297,9 @@ class TextEncoder:
         torch = _torch()
         _, model = load_pretrained(str(folder))
 
-        class LastHidden(torch.nn.Module):
+        module: Any = torch.nn.Module  # torch is imported here, on first export, so mypy cannot see the class
+
+        class LastHidden(module):
             def __init__(self, inner) -> None:
                 super().__init__()
                 self.inner = inner
@@ -345,6 +352,40 @@ class TextEncoder:
         """The model's tokenizer (loads the model)."""
         self._load()
         return self._tokenizer
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids without special tokens, cut at `max_length`, as the model's tokenizer
+        gives them, without loading the model: the static encoder (text/static.py) needs nothing more.
+        A local model's `tokenizer.json` is read by the `tokenizers` package alone (neither
+        transformers nor PyTorch is imported); a model without one, through transformers' tokenizer."""
+        if self._ids is None:
+            with _LOADING:
+                if self._ids is None:
+                    self._ids = self._open_ids()
+        return self._ids(list(texts))
+
+    def _open_ids(self) -> Callable[[list[str]], list[list[int]]]:
+        path, local = resolve_model(self.model_name)
+        fast = Path(path) / "tokenizer.json"
+        if local and fast.is_file():
+            import tokenizers
+
+            tokenizer = tokenizers.Tokenizer.from_file(str(fast))
+            tokenizer.no_padding()
+            # set once here, never per call: changed while another thread encodes, it fails ("Already borrowed")
+            tokenizer.enable_truncation(self.max_length)
+            return lambda texts: [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        import transformers
+
+        try:
+            slow = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
+        except OSError as exc:
+            raise ChurnError(
+                f"could not load the tokenizer of text model {self.model_name!r} from {path}: {exc}"
+            ) from exc
+        return lambda texts: slow(texts, add_special_tokens=False, truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
 
     def hidden(self, batch: dict) -> np.ndarray:
         """The last hidden state [batch, tokens, dimension] of tokenised inputs (numpy arrays)."""

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -215,17 +216,17 @@ def cross_validate_head(
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold
 
-    texts = np.asarray(list(texts), dtype=object)
+    rows = np.asarray(list(texts), dtype=object)
     y = labels.to_numpy()
     p = np.zeros((len(y), len(LABELS)))
     routed = np.zeros(len(y), dtype=bool)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(embeddings, y):
-        p[test] = fit_head(embeddings[train], texts[train], labels.iloc[train], encoder).predict_proba(
-            embeddings[test], texts[test]
+        p[test] = fit_head(embeddings[train], rows[train], labels.iloc[train], encoder).predict_proba(
+            embeddings[test], rows[test]
         )
         if static is not None:
-            first = fit_head(static[train], texts[train], labels.iloc[train], encoder, c=STATIC_C).predict_proba(
-                static[test], texts[test]
+            first = fit_head(static[train], rows[train], labels.iloc[train], encoder, c=STATIC_C).predict_proba(
+                static[test], rows[test]
             )
             routed[test] = first.max(axis=1) < route_below
             p[test] = np.where(routed[test, None], p[test], first)
@@ -263,7 +264,7 @@ class SentimentModel:
         self.classifier = classifier
         self.static = static
         self.route_below = route_below  # 0: the static head alone
-        self._clf = None
+        self._clf: tuple[Any, Any, dict[int, int]] | None = None  # (tokenizer, model, label map), loaded on first use
 
     @property
     def embedder(self) -> TextEncoder | StaticEncoder:
@@ -276,34 +277,51 @@ class SentimentModel:
         apart from float32 ones: nearly the same (labels agree), but a run never mixes the two."""
         key = self.head.key if self.head is not None else f"hf:{self.classifier}|{self.encoder.key}"
         if self.static is not None:
-            key = f"{key}|{self.head.static.key}|{self.static.key}@{self.route_below:g}"
-        return key if self.encoder.precision == "fp32" else f"{key}|{self.encoder.precision}"
+            key = f"{key}|{self._cascade_heads()[1].key}|{self.static.key}@{self.route_below:g}"
+        # the transformer's precision only where it scores (asking for it loads the transformer)
+        if not self.uses_transformer or self.encoder.precision == "fp32":
+            return key
+        return f"{key}|{self.encoder.precision}"
+
+    @property
+    def uses_transformer(self) -> bool:
+        """Whether any sentence can reach the transformer: not with the static head alone (`static`
+        mode, route_below 0), whose model then never loads the transformer, only its tokenizer."""
+        return self.static is None or self.route_below > 0
 
     def load(self) -> None:
         """Load (and make, the first time) what scoring needs, now rather than on the first text."""
-        self.encoder.dimension  # noqa: B018
+        if self.uses_transformer:
+            self.encoder.dimension  # noqa: B018
         if self.static is not None:
-            self.static.table()
+            self.static.load()
 
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [n, 3] in LABELS order, embeddings [n, d] of `embedder`)."""
         if self.static is not None:
+            head, static_head = self._cascade_heads()
             embeddings = self.static.embed(texts)
-            p = self.head.static.predict_proba(embeddings, texts)
+            p = static_head.predict_proba(embeddings, texts)
             unsure = np.flatnonzero(p.max(axis=1) < self.route_below)
             if len(unsure):
                 subset = [texts[i] for i in unsure]
-                p[unsure] = self.head.predict_proba(self.encoder.embed(subset), subset)
+                p[unsure] = head.predict_proba(self.encoder.embed(subset), subset)
             return p, embeddings
         embeddings = self.encoder.embed(texts)
         if self.head is not None:
             return self.head.predict_proba(embeddings, texts), embeddings
         return self._classify(texts), embeddings
 
+    def _cascade_heads(self) -> tuple[SentimentHead, SentimentHead]:
+        """(head, its static head) of a cascade: the constructor refuses a cascade without them."""
+        assert self.head is not None and self.head.static is not None
+        return self.head, self.head.static
+
     def _classify(self, texts: list[str]) -> np.ndarray:
         import torch
 
         if self._clf is None:
+            assert self.classifier is not None  # the constructor refuses a model with neither head nor classifier
             tok, model = load_pretrained(self.classifier, "AutoModelForSequenceClassification")
             names = {i: str(n).lower() for i, n in model.config.id2label.items()}
             mapping = {}

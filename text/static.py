@@ -7,7 +7,8 @@ table is reduced by PCA to DIMENSION columns, and each row is weighted down by h
 token is (SIF weights, the token's frequency estimated from its rank by Zipf's law: a WordPiece
 vocabulary is roughly ordered by frequency). A sentence's embedding is the mean of its tokens'
 rows, L2-normalised. The table is made once per model (about 25 s on 2 cores) and kept beside the
-ONNX export, keyed by the weights, written aside and renamed.
+ONNX export, keyed by the weights, written aside and renamed. Once it is made, embedding needs
+only the teacher's tokenizer (`TextEncoder.token_ids`): the transformer itself is never loaded.
 
 A token's row does not depend on the sentence it is in, so a sentence's embedding is the same
 however texts are batched (the API's few messages and a batch job's millions agree exactly).
@@ -71,12 +72,15 @@ class StaticEncoder:
                 self._table = np.load(target)
         return self._table
 
+    def load(self) -> None:
+        """The table (made now if it is not kept yet) and the tokenizer, now rather than on the first text."""
+        self.table()
+        self.teacher.token_ids([])
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings [len(texts), DIMENSION] as float32, in the order given (a blank text: zeros)."""
         table = self.table()
-        ids = self.teacher.tokenizer()(
-            list(texts), add_special_tokens=False, truncation=True, max_length=self.max_length
-        )["input_ids"]
+        ids = self.teacher.token_ids(list(texts))  # the tokenizer alone: the teacher's model stays unloaded
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         some = lengths > 0

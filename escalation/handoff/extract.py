@@ -267,16 +267,13 @@ def promise_rows(msgs: pd.DataFrame, now: dt.datetime) -> list[tuple[int, Promis
         if not deadline:
             continue
         due = _due_date(deadline.group(0), at)
-        days = (due - today).days if due else None
-        status = (
-            "no date"
-            if due is None
-            else "overdue"
-            if days < 0
-            else "due today"
-            if days == 0
-            else f"due in {days} day{'s' if days > 1 else ''}"
-        )
+        if due is None:
+            status = "no date"
+        else:
+            days = (due - today).days
+            status = (
+                "overdue" if days < 0 else "due today" if days == 0 else f"due in {days} day{'s' if days > 1 else ''}"
+            )
         out.append(
             (
                 row,

@@ -301,7 +301,7 @@ def build_form(
             sentiment=sentiment,
             sentiment_label=sentiment_label(sentiment),
             sentiment_first=number(signals.sentiment_first),
-            drift=round(signals.drift, 3) if drift is not None else None,
+            drift=round(drift, 3) if drift is not None else None,
             drift_label=drift_label(drift),
             frustrated=decision.frustrated,
             effort=Effort(

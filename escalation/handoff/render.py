@@ -79,7 +79,7 @@ def summary(form: HandoffForm, max_words: int) -> str:
     name = _cap(c.name or c.account_id, 8)
     who_id = f"{name} ({_cap(c.account_id, 3)})" if c.name else name
     money = fmt_money(c.arr)
-    bits = [
+    maybe_bits = [
         c.segment.replace("_", "-") if c.segment else None,
         (f"{money} ARR" + (f" ({c.arr_vs_average}x average)" if c.arr_vs_average else "")) if money else None,
         (f"renews {c.renewal_date}" + (f" ({c.days_to_renewal} days)" if c.days_to_renewal is not None else ""))
@@ -88,11 +88,12 @@ def summary(form: HandoffForm, max_words: int) -> str:
         if c.days_to_renewal is not None
         else None,
     ]
-    people = [
+    sponsor: dict[bool | None, str] = {True: "executive sponsor in place", False: "no executive sponsor"}
+    maybe_people = [
         f"technical lead {_cap(c.technical_lead, 6)}" if c.technical_lead else None,
-        {True: "executive sponsor in place", False: "no executive sponsor"}.get(c.executive_sponsor),
+        sponsor.get(c.executive_sponsor),
     ]
-    bits, people = [b for b in bits if b], [p for p in people if p]
+    bits, people = [b for b in maybe_bits if b], [p for p in maybe_people if p]
     who_full = f"{who_id}: {', '.join(bits) or 'account'}" + (f"; {', '.join(people)}." if people else ".")
     who_short = f"{who_id}" + (f", {money} ARR." if money else ".")
 
@@ -249,9 +250,8 @@ def warm_handoff(form: HandoffForm, facts: AccountFacts, owner: str | None, them
         p = issue.promised[-1]
         quote = f'"{_cap(p.text, 25)}"'
         if p.status == "overdue":
-            lines.append(
-                f"We have not yet kept the promise we made on {p.at[:10]} ({quote}); {doer} will put that right first."
-            )
+            made = f" on {p.at[:10]}" if p.at else ""  # a message without a time can still name an ISO date
+            lines.append(f"We have not yet kept the promise we made{made} ({quote}); {doer} will put that right first.")
         else:
             lines.append(f"Our earlier promise still stands, and {doer} will make sure it is kept: {quote}")
     return "\n\n".join([greeting, " ".join(lines), "Kind regards,\nCustomer Support"])

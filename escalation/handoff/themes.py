@@ -112,7 +112,7 @@ def themes_of(decision: Decision, signals: TicketSignals) -> list[str]:
         ordered.append("effort")  # a live, frustrated customer comes before slower account work
     ordered += [theme_of(r.rule) for r in decision.rules]
     ordered.append(_CATEGORY_THEME.get((signals.category or "").lower(), "support"))
-    out = []
+    out: list[str] = []
     for t in ordered:
         if t not in out and not (t == "support" and out):
             out.append(t)

@@ -80,7 +80,8 @@ def _timeline(
 ) -> tuple[list[TimelineEvent], float | None, list[CriticalMoment]]:
     """The events worth a line (a message gets one when something happened in it), the hours to
     the first agent reply and the critical moments."""
-    first_wait, moments = None, []
+    first_wait: float | None = None
+    moments: list[CriticalMoment] = []
     if not len(messages):
         return [], first_wait, moments
     customer = messages[messages["author"] == "customer"]

@@ -432,7 +432,8 @@ def _block_features(
         if c not in present:
             g.add(c, zeros)
     # an active day: any user or API activity; where neither is measured, any measure there is
-    signs = [c for c in ("active_users", "api_calls") if c in present] or [c for c in COLUMNS if c in present]
+    signs: list[str] = [c for c in ("active_users", "api_calls") if c in present]
+    signs = signs or [c for c in COLUMNS if c in present]
     g.add("login_day", (g.raw["logins"] > 0).astype(np.float64))
     g.add("active_day", np.logical_or.reduce([g.raw[c] > 0 for c in signs]).astype(np.float64))
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from core.config.features import SignalParams
 from features.text.critical import detect_critical
 
 COLUMNS = [
@@ -36,32 +36,6 @@ COLUMNS = [
     "repeat_across",
     "drift",
 ]
-
-
-class SignalParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Cosines mean different things in different embedding spaces, so by default each encoder brings
-    # its own thresholds (`rephrase_similarity`, `repeat_similarity` on TextEncoder and StaticEncoder),
-    # calibrated on simulated tickets against the simulator's own count of rephrasings, and for
-    # repeats at the same share of tickets flagged (about 3%). Figures: benchmarks/text_signals.py.
-    rephrase_similarity: float | None = Field(
-        None, gt=0, lt=1, description="cosine similarity above which a message asks an earlier question again"
-    )
-    repeat_similarity: float | None = Field(
-        None, gt=0, lt=1, description="cosine similarity above which a new ticket repeats an earlier one"
-    )
-    repeat_window_days: int = Field(30, gt=0, description="how far back a repeated ticket is looked for")
-    lookback: int = Field(8, gt=0, description="earlier messages (or tickets) compared with each one")
-
-    def within(self, space) -> SignalParams:
-        """These parameters with the thresholds left unset taken from the embedding space `space` (an encoder)."""
-        return self.model_copy(
-            update={
-                "rephrase_similarity": self.rephrase_similarity or space.rephrase_similarity,
-                "repeat_similarity": self.repeat_similarity or space.repeat_similarity,
-            }
-        )
 
 
 def _max_similarity_to_earlier(

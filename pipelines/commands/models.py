@@ -26,9 +26,12 @@ def _require_features(features_dir: Path) -> None:
     required=True,
     help="Output folder of `churn features`.",
 )
-@click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: config/model.yaml].")
+@click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: backtest.folds of model.yaml].")
 @click.option(
-    "--budget", type=float, default=None, help="Share of accounts CS can work each cutoff [default: config/model.yaml]."
+    "--budget",
+    type=float,
+    default=None,
+    help="Share of accounts CS can work each cutoff [default: backtest.budget of model.yaml].",
 )
 @click.option(
     "--model",
@@ -158,13 +161,13 @@ def _print_backtest_notes(result: dict) -> None:
 @json_option
 def train(features_dir: Path, as_json: bool) -> None:
     """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
+    from core.config import load_config
     from core.settings import load_settings
     from pipelines.flows import task_runner
     from pipelines.flows import train as train_flow
-    from pipelines.models import load_model_config
 
     settings = load_settings()
-    load_model_config(settings.config_dir)  # a bad configuration fails before the flow starts
+    load_config(settings.config_dir)  # a bad configuration (any of its files) fails before the flow starts
     _require_features(features_dir)
     with prefect_session(settings):
         result = train_flow.with_options(task_runner=task_runner(settings))(str(features_dir))
@@ -176,7 +179,12 @@ def train(features_dir: Path, as_json: bool) -> None:
         f"registered {result['model_uri']} (alias {result['alias']}, run {result['run_id']}) in {result['seconds']:.0f}s; "
         f"backtest ROC-AUC {auc}"
         + (f"; not evaluated: {skipped} (not enough history)" if skipped else "")
-        + "; `churn promote` makes it the champion if it wins",
+        + "; `churn promote` makes it the champion if it wins"
+        + (
+            "; the logistic baseline beat it and is logged beside it: `churn promote --model baseline` serves it instead"
+            if result.get("baseline_model_uri")
+            else ""
+        ),
     )
 
 
@@ -184,8 +192,17 @@ def train(features_dir: Path, as_json: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="Promote even if the challenger does not win (recorded on the model version)."
 )
+@click.option(
+    "--model",
+    "model",
+    type=click.Choice(["curve", "baseline"]),
+    default="curve",
+    show_default=True,
+    help="What to promote: the challenger's LightGBM curve, or the logistic baseline its run logged where the "
+    "baseline's backtest beat the curve (`baseline_better` of `churn train`; registered as a version of its own).",
+)
 @json_option
-def promote(force: bool, as_json: bool) -> None:
+def promote(force: bool, model: str, as_json: bool) -> None:
     """Move the `champion` alias to the challenger if it wins on the same backtest and is calibrated (exit 1 if refused)."""
     from core.settings import load_settings
     from pipelines.models import load_model_config, run_promote
@@ -196,13 +213,20 @@ def promote(force: bool, as_json: bool) -> None:
         config=load_model_config(settings.config_dir),
         force=force,
         progress=lambda line: err.print(f"  {line}"),
+        model=model,
     )
+    if result["source_version"]:
+        result_name = (
+            f"version {result['challenger']} (the logistic baseline of version {result['source_version']}'s run)"
+        )
+    else:
+        result_name = f"version {result['challenger']}"
     if result["promoted"]:
-        human = f"version {result['challenger']} is now the champion" + (
+        human = f"{result_name} is now the champion" + (
             " (forced: " + "; ".join(result["reasons"]) + ")" if result["reasons"] else ""
         )
     else:
-        human = f"refused to promote version {result['challenger']}: " + "; ".join(result["reasons"])
+        human = f"refused to promote {result_name}: " + "; ".join(result["reasons"])
     emit(result, as_json, human)
     if not result["promoted"]:
         raise click.exceptions.Exit(1)

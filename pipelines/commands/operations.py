@@ -195,9 +195,10 @@ def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
 @json_option
 def report(out: Path, scores_dir: Path | None, model_uri: str | None, as_json: bool) -> None:
     """The explainability report for CS leadership (HTML), also logged to the model's MLflow run."""
+    from core.settings import load_settings
     from pipelines.flows import report as report_flow
 
-    with prefect_session():
+    with prefect_session(load_settings()):
         result = report_flow(str(out), str(scores_dir) if scores_dir else None, model_uri)
     emit(
         result,
@@ -225,7 +226,10 @@ def serve(port: int, host: str) -> None:
     if not settings.api_tokens:
         err.print("warning: CHURN_API_TOKENS is empty: every API request will be refused (401) until tokens are set")
     serving = launch.check(settings)
-    err.print(f"serving {serving} on http://{host}:{port} (docs at /docs, health at /livez and /readyz; Ctrl-C stops)")
+    err.print(
+        f"serving {serving} on http://{host}:{port} (docs at /docs, health at /livez and /readyz, "
+        "the CS workspace at /app/; Ctrl-C stops)"
+    )
     # the server runs from the project folder: relative paths and sqlite URLs are pinned to where the user is
     env = {**os.environ, **launch.absolute_locations(settings)}
     raise click.exceptions.Exit(processes.run_child(launch.serve_command(port, host), cwd=launch.ROOT, env=env))
@@ -253,10 +257,11 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
     from core.settings import load_settings
     from pipelines.flows import retrain as retrain_flow
 
-    data = data or load_settings().data_dir
+    settings = load_settings()
+    data = data or settings.data_dir
     if not Path(data).is_dir():
         raise InputError(f"--data {data}: no such folder; expected a folder holding <table>.parquet or <table>.csv")
-    with prefect_session(), progress_bar():
+    with prefect_session(settings), progress_bar():
         result = retrain_flow(data=str(data), workdir=str(work), text=text, force_promote=force_promote)
     emit(
         result,
@@ -428,9 +433,18 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         )
     )
     err.print(f"  {result['accounts_scored']:,} accounts scored, {result['escalations']} escalations")
+    import pandas as pd
+
+    from pipelines.commands.users import busiest_owner, demo_users
+    from serving.auth import WORKSPACE_PATH
     from serving.launch import record_demo
 
-    pointer = record_demo(settings, out, result)
+    # the workspace's demo sign-ins: a CS lead, and the CSM with the most open escalations
+    people = set(pd.read_parquet(out / "scores" / "features.parquet", columns=["csm_owner"])["csm_owner"].dropna())
+    owner, owned = busiest_owner(settings, people)
+    sign_ins = demo_users(settings, owner)
+    workspace = {"url": f"http://127.0.0.1:3000{WORKSPACE_PATH}/", "users": sign_ins}
+    pointer = record_demo(settings, out, result, workspace)
     err.print(
         f"\ndemo finished in {time.perf_counter() - started:.1f}s\n"
         f"  report for CS leadership: {out / 'churn_report.html'}\n"
@@ -440,6 +454,20 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         f"  API: CHURN_API_TOKENS=demo-token churn serve --port 3000   (or: CHURN_API_TOKENS=demo-token make serve)\n"
         f"  then: curl -s -X POST localhost:3000/score -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' "
         f'-d \'{{"accounts": [{{"account_id": "A000001"}}]}}\''
+    )
+    err.print(
+        f"  workspace for CS (after `churn serve`): {workspace['url']}\n"
+        + "".join(
+            f"    sign in as {u['username']} / {u['password']}  ({u['name']}, "
+            + (
+                f"CSM with {owned} open escalation{'s' if owned != 1 else ''})"
+                if u["role"] == "csm"
+                else "CS lead: every queue and the book)"
+            )
+            + "\n"
+            for u in sign_ins
+        )
+        + f"    (recorded in {pointer}; new passwords on every demo run; `churn users` manages the sign-ins)"
     )
 
 

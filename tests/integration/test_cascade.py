@@ -188,3 +188,56 @@ def test_rephrasing_thresholds_belong_to_the_embedding_space(encoder, static):
     assert SignalParams().within(encoder).rephrase_similarity == TextEncoder.rephrase_similarity
     assert SignalParams().within(static).rephrase_similarity == StaticEncoder.rephrase_similarity
     assert SignalParams(rephrase_similarity=0.5).within(static).rephrase_similarity == 0.5  # a user's own value wins
+
+
+def test_static_mode_loads_the_tokenizer_alone_and_scores_as_before(encoder, static, corpus):
+    """CHURN_TEXT_ENCODER=static sends no sentence to the transformer, so it loads only its
+    tokenizer (issue 17): no ONNX, OpenVINO or PyTorch session is made, and the token ids, the
+    embeddings and the scores are those of the transformer's own tokenizer, as before."""
+    texts = [*corpus[0], "", "   ", "x " * 400, "Ünïcödé café naïve 東京 😀", "don't   STOP\tthe\nexport"]
+    static.table()  # made (or read) with the full teacher: what static mode needs to be kept already
+    fresh = TextEncoder()
+    head = SentimentHead.load(SHIPPED_HEAD)
+    model = SentimentModel(fresh, head, static=StaticEncoder(fresh), route_below=0.0)
+    model.load()
+    p, emb = model.predict(texts)
+    key = model.key
+    assert not fresh._loaded and (fresh._session, fresh._compiled, fresh._model, fresh._tokenizer) == (None,) * 4
+
+    # before: the ids of the transformer's tokenizer (which loads the model), averaged over the table
+    before = encoder.tokenizer()(texts, add_special_tokens=False, truncation=True, max_length=encoder.max_length)
+    ids = before["input_ids"]
+    assert fresh.token_ids(texts) == ids
+    table = static.table()
+    rows = np.vstack([table[row].mean(axis=0) if row else np.zeros(DIMENSION, np.float32) for row in ids])
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(emb, rows, rtol=0, atol=1e-6)
+    loaded = SentimentModel(encoder, head, static=static, route_below=0.0)
+    np.testing.assert_array_equal(p, loaded.predict(texts)[0])
+    assert key == loaded.key  # the text cache's scores stay valid
+
+
+def test_static_mode_imports_no_inference_runtime(static):
+    """In a fresh process, a static-mode sentiment model is loaded and scores without importing
+    PyTorch, ONNX Runtime, OpenVINO or transformers (the measure of what it no longer loads)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    static.table()  # kept in the session's export folder (CHURN_ENCODER_CACHE), which the child reads
+    script = (
+        "import json, sys\n"
+        "from core.settings import load_settings\n"
+        "from text.loading import load_sentiment_model\n"
+        "model = load_sentiment_model(load_settings())\n"
+        "model.load()\n"
+        "p, _ = model.predict(['The export still fails, we will cancel.', 'Thanks, that fixed it!'])\n"
+        "print(json.dumps({'labels': p.argmax(axis=1).tolist(), 'modules': sorted(m for m in "
+        "('torch', 'onnxruntime', 'openvino', 'transformers') if m in sys.modules)}))\n"
+    )
+    env = {**os.environ, "CHURN_TEXT_ENCODER": "static"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"labels": [0, 2], "modules": []}

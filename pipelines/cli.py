@@ -16,10 +16,17 @@ import sys
 import click
 
 from core.errors import ChurnError
-from pipelines.commands import data, escalations, models, operations, text
+from pipelines.commands import data, escalations, models, operations, text, users
 from pipelines.console import prefect_console_to, quiet_bad_input
 
-COMMANDS = (*data.COMMANDS, *models.COMMANDS, *operations.COMMANDS, *escalations.COMMANDS, *text.COMMANDS)
+COMMANDS = (
+    *data.COMMANDS,
+    *models.COMMANDS,
+    *operations.COMMANDS,
+    *escalations.COMMANDS,
+    *text.COMMANDS,
+    *users.COMMANDS,
+)
 
 
 @click.group(commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

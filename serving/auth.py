@@ -1,8 +1,9 @@
 """Bearer-token authentication as ASGI middleware (BentoML's open-source server has none).
 
 Tokens come from CHURN_API_TOKENS (comma-separated), read once at the first request. Health and
-metrics paths are exempt; everything else (the APIs, the OpenAPI document, the UI) needs
-`Authorization: Bearer <token>`. Tokens are compared in constant time. With no token configured
+metrics paths are exempt, and so is the CS workspace under WORKSPACE_PATH (serving/workspace: people
+sign in there with a password and a session cookie); everything else (the APIs, the OpenAPI
+document, the UI) needs `Authorization: Bearer <token>`. Tokens are compared in constant time. With no token configured
 every protected request is refused: an API without credentials is never open by accident.
 """
 
@@ -12,6 +13,13 @@ import hmac
 import json
 
 EXEMPT = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+#: where serving/server.py mounts the workspace, which signs its users in itself
+WORKSPACE_PATH = "/app"
+
+
+def exempt(path: str) -> bool:
+    """Whether a request path needs no bearer token: health, metrics, the workspace."""
+    return path.rstrip("/") in EXEMPT or path == WORKSPACE_PATH or path.startswith(WORKSPACE_PATH + "/")
 
 
 class BearerAuth:
@@ -36,7 +44,7 @@ class BearerAuth:
         return found
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") in EXEMPT:
+        if scope["type"] != "http" or exempt(scope["path"]):
             return await self.app(scope, receive, send)
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         if self.allowed(header):

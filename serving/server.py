@@ -4,9 +4,10 @@
 
 BentoML imports the module it is pointed at in every worker and expects the service ready there,
 so the set-up a decorator cannot express runs here, once, in `configure()`: the bearer-token
-middleware, BentoML's request deadline replaced, the responses' media type. Nothing else in
-serving/ changes BentoML or the service when imported. The command line above is built in one
-place, serving/launch.py (`serve_command`); bentofile.yaml names the same target.
+middleware, the CS workspace mounted at /app, BentoML's request deadline replaced, the responses'
+media type. Nothing else in serving/ changes BentoML or the service when imported. The command
+line above is built in one place, serving/launch.py (`serve_command`); bentofile.yaml names the
+same target.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ from __future__ import annotations
 import bentoml
 
 from serving import traffic
-from serving.auth import BearerAuth
+from serving.auth import WORKSPACE_PATH, BearerAuth
 from serving.service import ChurnAPI
+from serving.workspace.app import mountable
 
 
 def configure(api: type) -> bentoml.Service:
     """`api`'s endpoints as the service BentoML runs, with the set-up serving needs."""
     # two worker processes: one per core of the reference machine (benchmarks/serving.py compares one and two)
     service = bentoml.service(name="churn", traffic={"timeout": 30}, workers=2)(api)
-    # BentoML's open-source server has no auth of its own (serving/auth.py: health and metrics exempt)
+    # BentoML's open-source server has no auth of its own (serving/auth.py: health, metrics and the workspace exempt)
     service.add_asgi_middleware(BearerAuth)
+    # the CS workspace (serving/workspace) at /app, with its own sign-in; it answers from the worker's
+    # runtime (model, snapshot, store), which it takes once BentoML has built the worker's ChurnAPI
+    service.mount_asgi_app(mountable(lambda: bentoml.get_current_service().runtime), path=WORKSPACE_PATH)
     # BentoML's request timer is never cancelled: it builds its timeout middleware from ours (serving/traffic.py)
     traffic.install()
     # Every response here is JSON. BentoML works out a response's media type from the output model's

@@ -27,6 +27,9 @@ as naive UTC in both backends and come back timezone-aware.
 The package: `schema` (the tables and their vocabulary), `database` (opening a database and
 upgrading one made by an earlier version), `messages` (what the store writes into the outbox
 besides an escalation's own alert), `store` (the Store and its transactions).
+
+The store also keeps the workspace's users (`users`: username, name, role, password hash; the
+workspace and `churn users` hash and check the passwords, the store only keeps them).
 """
 
 from core.vocabulary import OUTCOMES, RESOLUTION_OUTCOMES, STATUSES
@@ -34,6 +37,7 @@ from escalation.store.messages import alert_view, idempotency_key
 from escalation.store.schema import (
     ACTIVE,
     ALERT_STATUSES,
+    ROLES,
     TOPICS,
     TRANSITIONS,
     AlertRow,
@@ -45,6 +49,7 @@ from escalation.store.schema import (
     LeaseRow,
     StatusChangeRow,
     UnknownEscalation,
+    UserRow,
     dumps,
     utc,
 )
@@ -65,10 +70,12 @@ __all__ = [
     "FeedbackRow",
     "FollowUpRow",
     "LeaseRow",
+    "ROLES",
     "RecordResult",
     "StatusChangeRow",
     "Store",
     "UnknownEscalation",
+    "UserRow",
     "alert_view",
     "dumps",
     "idempotency_key",

@@ -19,7 +19,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, DefaultClause
 
 from core.urls import SQLITE, sqlite_path
 from escalation.store.schema import (
@@ -91,6 +91,7 @@ def _upgrade(engine: Engine) -> None:
                 column = Base.metadata.tables[table_name].c[name]
                 kind = column.type.compile(engine.dialect)
                 if column.server_default is not None:  # fills the rows there are
+                    assert isinstance(column.server_default, DefaultClause), "added columns default to a literal"
                     kind += f" NOT NULL DEFAULT '{column.server_default.arg}'"
                 guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
                 connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}")
@@ -136,9 +137,10 @@ def _backfill_respond_by(connection: Any) -> None:
         .where(EscalationRow.status.in_(ACTIVE), EscalationRow.respond_by.is_(None), window.is_not(None))
     ).all()
     if rows:
+        escalations = Base.metadata.tables[EscalationRow.__tablename__]
         connection.execute(
-            update(EscalationRow.__table__)
-            .where(EscalationRow.__table__.c.id == bindparam("key"))
+            update(escalations)
+            .where(escalations.c.id == bindparam("key"))
             .values(respond_by=bindparam("due", type_=UTCDateTime())),
             [{"key": key, "due": utc(opened) + dt.timedelta(minutes=minutes)} for key, opened, minutes in rows],
         )

@@ -60,6 +60,7 @@ def _escalation_facts(row: EscalationRow) -> tuple[str, dict]:
 
 
 def _overdue_message(row: EscalationRow, now: dt.datetime) -> dict:
+    assert row.respond_by is not None, "the overdue query selects escalations past their response window"
     account, facts = _escalation_facts(row)
     late = now - utc(row.respond_by)
     text_ = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -41,6 +41,9 @@ ALERT_STATUSES = ("pending", "sent", "failed")
 #: what an outbox row is about: an escalation's alert (opened or raised), its re-alert once its
 #: response window passed unacknowledged, a due follow-up's reminder, a monitor's breach (no escalation)
 TOPICS = ("escalation", "re_alert", "reminder", "monitor")
+#: who a workspace user is (serving/workspace): a viewer reads; a CSM works their escalations; a CS lead
+#: and an admin see every owner's and the book
+ROLES = ("viewer", "csm", "cs_lead", "admin")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: the longest wait between two attempts of one alert, whatever backoff_seconds * 2**n says
 MAX_BACKOFF_SECONDS = Alerts.model_fields["max_backoff_seconds"].default
@@ -55,6 +58,12 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+@overload
+def utc(value: dt.datetime | str) -> dt.datetime: ...
+@overload
+def utc(value: None) -> None: ...
+@overload
+def utc(value: dt.datetime | str | None) -> dt.datetime | None: ...
 def utc(value: dt.datetime | str | None) -> dt.datetime | None:
     """An aware UTC datetime from a datetime or an ISO string; naive means UTC."""
     if value is None:
@@ -247,6 +256,21 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[dt.datetime]
+
+
+class UserRow(Base):
+    """Who may sign in to the workspace (serving/workspace): a display name (for a CSM, as the data
+    spells `csm_owner`), a role, and a password hash (never a password: serving/workspace/auth.py)."""
+
+    __tablename__ = "users"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="ck_users_role"),)
 
 
 def row_dict(row: Base) -> dict:

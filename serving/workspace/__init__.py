@@ -1,0 +1,10 @@
+"""The CS workspace: a server-rendered web application under /app of the scoring service, where a CSM
+works their escalations and an account, and a CS lead reads the book (docs/workspace.md).
+
+`app` (the Starlette application: routes, sessions, CSRF, security headers), `auth` (users and
+roles, password hashes, the session secret, CSRF tokens; the standard library only), `data` (what
+the account page, the book view and search show), `charts` (inline SVG), `templates/` (Jinja2)
+and `static/` (one stylesheet). It reads the store, the latest scores and the served model, and
+writes only through the functions the API writes through (serving/lifecycle.py, the store's
+feedback). serving/server.py mounts it into the BentoML service; nothing here imports BentoML.
+"""

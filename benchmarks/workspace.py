@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -142,11 +143,10 @@ def templates():
     """The workspace's templates with a `url` that builds the same paths as the app's."""
     import jinja2
 
-    from serving.workspace import app as workspace_app
+    from serving.workspace import web
+    from serving.workspace.format import RESOLUTION_LABELS
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(workspace_app.__file__).parent / "templates"), autoescape=True
-    )
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(web.HERE / "templates"), autoescape=True)
 
     def url(name: str, **params) -> str:
         from urllib.parse import urlencode
@@ -160,7 +160,7 @@ def templates():
         query = {k: v for k, v in params.items() if v not in (None, "")}
         return path + (f"?{urlencode(query)}" if query else "")
 
-    env.globals.update(url=url, role_labels=workspace_app.ROLE_LABELS)
+    env.globals.update(url=url, role_labels=web.ROLE_LABELS)
     common = {
         "user": {"username": "lead", "name": "Bench Lead", "role": "cs_lead"},
         "csrf_token": "t" * 32,
@@ -168,8 +168,8 @@ def templates():
         "is_lead": True,
         "request": None,
         "flashes": [],
-        "resolution_labels": workspace_app.RESOLUTION_LABELS,
-        "feedback_labels": workspace_app.FEEDBACK_LABELS,
+        "resolution_labels": RESOLUTION_LABELS,
+        "feedback_labels": web.FEEDBACK_LABELS,
         "here": "/app/",
     }
     return env, common
@@ -203,6 +203,10 @@ def main() -> None:
     started = time.perf_counter()
     data = WorkspaceData(settings, runtime)
     data_seconds = time.perf_counter() - started
+    # what a serving worker does once its model and the workspace's data are built (serving/service.py,
+    # serving/workspace/app.py): long-lived objects are left out of garbage collection
+    gc.collect()
+    gc.freeze()
     env, common = templates()
     n = args.requests
     rng = np.random.default_rng(0)

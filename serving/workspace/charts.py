@@ -16,6 +16,10 @@ from html import escape
 
 from markupsafe import Markup
 
+# numbers in words as every page writes them (money is re-exported: a chart's caller formats its values with it)
+from serving.workspace.format import money as money
+from serving.workspace.format import percent, points
+
 WIDTH = 400
 #: colours of the waterfall's steps (each step also says what it is in words)
 COLOURS = {
@@ -28,33 +32,6 @@ COLOURS = {
 }
 LINE = "#2f5597"
 MUTED = "#6b6f76"
-
-
-def money(value: float | None) -> str:
-    """$1.2M, $48k, $900; '-' for a missing value."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    size = abs(value)
-    if size >= 1e6:
-        return f"${value / 1e6:,.1f}M"
-    if size >= 1e3:
-        return f"${value / 1e3:,.0f}k"
-    return f"${value:,.0f}"
-
-
-def percent(p: float | None, digits: int = 0) -> str:
-    """0.123 -> '12%' (one decimal under 1% so a small risk is not shown as 0%)."""
-    if p is None or not math.isfinite(p):
-        return "-"
-    if digits == 0 and 0 < abs(p) < 0.01:
-        digits = 1
-    return f"{p * 100:.{digits}f}%"
-
-
-def points(value: float) -> str:
-    """Percentage points with their sign: +3.2 points, -0.4 points, +0.04 points (a small effect is
-    not rounded to nothing)."""
-    return f"{value:+.1f} points" if abs(value) >= 0.1 or value == 0 else f"{value:+.2f} points"
 
 
 def _svg(prefix: str, title: str, desc: str, height: float, body: str) -> Markup:

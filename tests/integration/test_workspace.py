@@ -395,6 +395,68 @@ def test_bad_input_is_a_message_naming_the_field_and_changes_nothing(csm, store,
     assert csm.act("/app/escalations/987654/acknowledge").status_code == 404
 
 
+def test_a_long_queue_comes_a_page_at_a_time(base, store_url):
+    """A CSM with more escalations and follow-ups than a page holds: page 2 shows the next ones in the
+    same order, the counts are the whole queue's, a form brings the browser back to its page, a page
+    past the end shows the last one and says so, a bad page number is named; a lead's filter stays
+    on every page's links."""
+    from serving.workspace.auth import hash_password
+    from serving.workspace.queue import PAGE_SIZE
+
+    with Store(store_url, make_policy()) as opened:
+        if opened.user("pia") is None:
+            opened.add_user("pia", "Pia Pager", "csm", hash_password("pia-secret-1"))
+    # each one's window ends 10 minutes after the one before: that is the queue's order
+    ids = [record(store_url, f"WS-PAGE-{k:02d}", window=120 + 10 * k, owner="Pia Pager") for k in range(PAGE_SIZE + 5)]
+    pia = Visitor(base)
+    assert pia.sign_in("pia", "pia-secret-1").status_code == 303
+
+    def shown(path: str) -> tuple[str, list[int], list[int]]:
+        page = pia.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        cards, follow_ups = page.text.split('id="follow-ups-heading"', 1)
+        listed = [int(i) for i in re.findall(r'id="escalation-(\d+)"', cards)]
+        due = [int(i) for i in re.findall(r"escalation (\d+)</span></td>", follow_ups)]
+        return page.text, listed, due
+
+    first, listed, due = shown("/app/")
+    assert listed == ids[:PAGE_SIZE] and due == ids[:PAGE_SIZE]
+    assert f"{len(ids)} active escalations" in first and f"{len(ids)} follow-ups pending" in first
+    assert "Page 1 of 2: escalations 1–25" in first and '<a rel="next" href="/app/?page=2">' in first
+    assert '<a rel="next" href="/app/?follow_up_page=2">' in first and 'rel="prev"' not in first
+
+    second, listed, due = shown("/app/?page=2")
+    assert listed == ids[PAGE_SIZE:] and due == ids[:PAGE_SIZE]  # the follow-ups stay on their own first page
+    assert f"{len(ids)} active escalations" in second and "Page 2 of 2: escalations 26–30" in second
+    assert '<a rel="prev" href="/app/">' in second and 'rel="next"' not in second.split('id="follow-ups-heading"')[0]
+    assert 'name="next" value="/app/?page=2"' in second  # a form on page 2 comes back to page 2
+    answer = pia.post(
+        f"/app/escalations/{ids[-1]}/acknowledge", {"csrf_token": token_of(second), "next": "/app/?page=2"}
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/app/?page=2"
+    assert f"Escalation {ids[-1]} acknowledged" in pia.get("/app/?page=2").text
+
+    both, listed, due = shown("/app/?page=2&follow_up_page=2")
+    assert listed == ids[PAGE_SIZE:] and due == ids[PAGE_SIZE:]
+    # each list's link to its first page keeps the other list's page
+    assert '<a rel="prev" href="/app/?follow_up_page=2">' in both and '<a rel="prev" href="/app/?page=2">' in both
+
+    past, listed, _ = shown("/app/?page=9")
+    assert listed == ids[PAGE_SIZE:]
+    assert "There is no page 9 of escalations: there are 2 pages of 30; showing the last." in htmllib.unescape(past)
+    bad, listed, _ = shown("/app/?page=two")
+    assert listed == ids[:PAGE_SIZE]
+    assert "page 'two': expected a page number from 1 to 2; showing page 1." in htmllib.unescape(bad)
+    pia.close()
+
+    lead = Visitor(base)
+    lead.sign_in("lead")
+    filtered = lead.get("/app/", params={"owner": "Pia Pager", "page": "2"}).text
+    assert [int(i) for i in re.findall(r'id="escalation-(\d+)"', filtered)] == ids[PAGE_SIZE:]
+    assert '<a rel="prev" href="/app/?owner=Pia+Pager">' in filtered  # back to page 1 of the same filter
+    lead.close()
+
+
 # ------------------------------------------------------------------------------------ the report
 
 

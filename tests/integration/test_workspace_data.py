@@ -1,4 +1,4 @@
-"""The workspace's read side (serving/workspace/data.py) on the session's scored champion base and on a
+"""The workspace's read side (serving/workspace/data/) on the session's scored champion base and on a
 base without support data: the account page adds up to the served risk with drivers apart from
 context, the book's totals are the sums over the scores and its filters filter, search finds by id
 and name, what the store holds shows up (and changes when CS acts), every missing source becomes a

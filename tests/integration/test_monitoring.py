@@ -83,6 +83,8 @@ def test_a_monitoring_destination_must_be_defined(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     with champion_environment(tmp_path_factory.mktemp("monitoring")) as environment:
+        # what the champion's daily run queued, before any test here runs monitors on the same store
+        environment["daily_run_alerts"] = _monitor_alerts(environment)
         yield environment
 
 
@@ -122,7 +124,7 @@ def test_the_daily_run_monitors_and_an_undrifted_base_stays_quiet(env) -> None:
     assert scores["state"] == "ok" and scores["value"] < 0.1
     assert states["calibration"]["state"] == "not_enough_data"  # one run: nothing has matured
     assert "not enough matured outcomes yet" in states["calibration"]["summary"]
-    assert out["breaches"] == [] and _monitor_alerts(env) == []
+    assert out["breaches"] == [] and env["daily_run_alerts"] == []
     assert (env["root"] / "scores" / HISTORY / f"{out['as_of']}.parquet").is_file()
 
 
@@ -154,6 +156,7 @@ def test_a_drifted_base_fires_once_per_monitor_and_day(env, drifted, capsys) -> 
     from pipelines.monitor import run_monitors
 
     drifted, usage = drifted
+    before = {a["id"] for a in _monitor_alerts(env)}
     first = run_monitors(drifted, settings=load_settings())
     drift = next(m for m in first["monitors"] if m["monitor"] == "feature_drift")
     scored = next(m for m in first["monitors"] if m["monitor"] == "score_distribution")
@@ -162,7 +165,7 @@ def test_a_drifted_base_fires_once_per_monitor_and_day(env, drifted, capsys) -> 
         f"p_90d PSI {scored['value']:.3f}, mean shift {scored['details']['mean_shift']:+.3f}"
     )
     assert drift["state"] == "breach" and drift["value"] > 0.25 and set(drift["details"]["shifted"]) <= set(usage)
-    alerts = _monitor_alerts(env)
+    alerts = [a for a in _monitor_alerts(env) if a["id"] not in before]
     fired = [a for a in alerts if a["payload"]["facts"]["monitor"] == "feature drift"]
     assert len(fired) == 1 and fired[0]["destination"] == "hook" and fired[0]["status"] == "pending"
     assert fired[0]["payload"]["type"] == "churn.monitor" and "shifted" in fired[0]["payload"]["text"]
@@ -173,7 +176,7 @@ def test_a_drifted_base_fires_once_per_monitor_and_day(env, drifted, capsys) -> 
     assert main(["monitor", "--scores", str(drifted), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["breaches"] == first["breaches"] and again["alerts_queued"] == 0
-    assert len(_monitor_alerts(env)) == len(alerts)
+    assert len(_monitor_alerts(env)) == len(before) + len(alerts)
     assert json.loads((drifted / "monitoring.json").read_text())["alerts_queued"] == 0
 
     # the next day it still breaches: one more alert per monitor
@@ -266,7 +269,10 @@ def test_a_breach_reaches_its_destination_over_http(env, drifted, tmp_path) -> N
         }
         config["monitoring"] = {"destinations": ["ops"]}
         (tmp_path / "escalation.yaml").write_text(yaml.safe_dump(config))
-        settings = load_settings().model_copy(update={"config_dir": tmp_path})
+        # a store of its own: the other tests here count the alerts in the champion's store
+        settings = load_settings().model_copy(
+            update={"config_dir": tmp_path, "store_url": f"sqlite:///{tmp_path / 'store.db'}"}
+        )
         result = run_monitors(drifted[0], settings=settings)
         assert "feature_drift" in result["breaches"] and result["alerts_queued"] == len(result["breaches"])
         with Store(settings.store_url) as store:

@@ -177,8 +177,10 @@ def test_the_reports_drift_check_names_a_base_wide_dip_at_the_scoring_cutoff(tmp
     (scores / "score_summary.json").write_text(json.dumps({"data": str(data)}))
     settings = Settings(data_dir=tmp_path / "elsewhere")
     # the holiday week: every account at half of its usual week (rounded on weekends)
-    assert _base_dip(scores, CUTOFF, settings) == pytest.approx(54 / 108)
-    assert _base_dip(scores, CUTOFF - pd.Timedelta(days=14), settings) is None  # an ordinary week: nothing to say
+    block = FeatureParams().account_block
+    assert _base_dip(scores, CUTOFF, settings, block) == pytest.approx(54 / 108)
+    # an ordinary week: nothing to say
+    assert _base_dip(scores, CUTOFF - pd.Timedelta(days=14), settings, block) is None
 
 
 def test_the_drift_table_says_which_shifts_follow_the_base_wide_dip():

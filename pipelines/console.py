@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +27,12 @@ err = Console(stderr=True)
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr)."
+)
+data_option = click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the input tables [default: CHURN_DATA_DIR].",
 )
 
 

@@ -6,7 +6,7 @@ Every input has a size limit, so a request can never make the service do unbound
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -164,6 +164,18 @@ class DecisionOut(_Model):
     model_version: str | None
 
 
+class HandoffOut(_Model):
+    """What CS receives so the customer never repeats their story (docs/escalation.md, the handoff package)."""
+
+    form: dict[str, Any] = Field(
+        description="The handoff form: customer, issue, customer_state, business_impact, what_is_needed and decision "
+        "(escalation/handoff/form.py HandoffForm, as JSON)."
+    )
+    summary: str = Field(description="The case in at most 200 words.")
+    warm_handoff: str = Field(description="The message introducing the CSM to the customer.")
+    markdown: str = Field(description="The whole package on one page, in Markdown.")
+
+
 class AssessTicketResponse(_Model):
     account_id: str
     ticket_id: str
@@ -171,9 +183,7 @@ class AssessTicketResponse(_Model):
     risk: AccountScore
     decision: DecisionOut
     escalation_id: int | None = Field(description="The escalation in the store (new or merged), when it escalates.")
-    handoff: dict | None = Field(
-        description="The handoff package (form, summary of at most 200 words, warm handoff, markdown) when it escalates."
-    )
+    handoff: HandoffOut | None = Field(description="The handoff package when it escalates.")
     model_version: str = Field(
         description="The model version the risk and the decision came from (the same as risk.model_version)."
     )

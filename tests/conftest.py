@@ -225,6 +225,13 @@ def simulated(tmp_path_factory) -> Path:
 _CHAMPION_TEMPLATE: list[Path] = []
 
 
+def build_features(data: str, out: str, *options: str) -> None:
+    """`churn features --no-text` on tables the test wrote, with the test's other options."""
+    from pipelines.cli import main
+
+    assert main(["features", "--data", data, "--out", out, "--no-text", "--json", *options]) == 0
+
+
 def _environment_variables(root: Path, tokens: str) -> dict[str, str]:
     return {
         "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
@@ -273,22 +280,7 @@ def _build_champion(root: Path) -> None:
     )
     env = _environment_variables(root, "template")
     with _environment(env):
-        assert (
-            main(
-                [
-                    "features",
-                    "--data",
-                    str(root / "data"),
-                    "--out",
-                    str(root / "f"),
-                    "--every",
-                    "30d",
-                    "--no-text",
-                    "--json",
-                ]
-            )
-            == 0
-        )
+        build_features(str(root / "data"), str(root / "f"), "--every", "30d")
         panel = read_snapshots(root / "f")
         model = fit_curve(
             panel,

@@ -10,7 +10,7 @@ import click
 from pydantic import ValidationError
 
 from core.errors import InputError, describe_validation
-from pipelines.console import emit, err, json_option, prefect_session, progress_bar
+from pipelines.console import data_option, emit, err, json_option, prefect_session, progress_bar
 
 
 def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
@@ -128,12 +128,7 @@ def validate(data: Path, as_json: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with the input tables [default: CHURN_DATA_DIR].",
-)
+@data_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -14,16 +14,11 @@ import click
 
 from core.errors import InputError
 from pipelines.commands.data import validate
-from pipelines.console import emit, err, json_option, number, prefect_session, progress_bar
+from pipelines.console import data_option, emit, err, json_option, number, prefect_session, progress_bar
 
 
 @click.command()
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with the input tables [default: CHURN_DATA_DIR].",
-)
+@data_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -236,12 +231,7 @@ def serve(port: int, host: str) -> None:
 
 
 @click.command()
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with the input tables [default: CHURN_DATA_DIR].",
-)
+@data_option
 @click.option(
     "--work",
     type=click.Path(path_type=Path),
@@ -272,12 +262,7 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
 
 
 @click.command()
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with the input tables [default: CHURN_DATA_DIR].",
-)
+@data_option
 @click.option(
     "--work",
     type=click.Path(path_type=Path),

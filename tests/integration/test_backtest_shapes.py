@@ -19,6 +19,7 @@ import yaml
 from pipelines.cli import main
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
+from tests.conftest import build_features
 
 pytestmark = pytest.mark.slow
 
@@ -47,24 +48,7 @@ def quick_model(tmp_path, monkeypatch):
 
 def build(root: Path, days: int, every: str, start: str = "2024-01-02") -> Path:
     simulate(SimulationConfig(accounts=400, days=days, seed=5), root / "data")
-    assert (
-        main(
-            [
-                "features",
-                "--data",
-                str(root / "data"),
-                "--out",
-                str(root / "f"),
-                "--every",
-                every,
-                "--start",
-                start,
-                "--no-text",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    build_features(str(root / "data"), str(root / "f"), "--every", every, "--start", start)
     return root / "f"
 
 

@@ -86,7 +86,7 @@ def test_low_confidence_and_accepted_offers_reach_a_human_queue_with_a_package(e
         d = answer.decision
         assert d.escalate and d.band == "high" and d.queue == "human-review" and d.bot_action == action
         assert [r.rule for r in d.rules] == ["bot_handoff"] and answer.escalation_id is not None
-        assert answer.handoff is not None and answer.handoff["form"]["decision"]["queue"] == "human-review"
+        assert answer.handoff is not None and answer.handoff.form["decision"]["queue"] == "human-review"
     assert (
         not declined.decision.escalate
         and declined.decision.bot_action == "offer_escalation"

@@ -13,10 +13,10 @@ from escalation.batch import QUEUE_COLUMNS, apply_policy, evaluate_at_capacity
 from escalation.decision import decide
 from escalation.policy import EscalationPolicy
 from escalation.signals import batch_inputs, candidates
-from pipelines.cli import main
 from pipelines.features import read_snapshots
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
+from tests.conftest import build_features
 
 pytestmark = pytest.mark.slow
 POLICY = EscalationPolicy()
@@ -27,22 +27,7 @@ NOW = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 def scored(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     simulate(SimulationConfig(accounts=500, days=400, seed=11), root / "data")
-    assert (
-        main(
-            [
-                "features",
-                "--data",
-                str(root / "data"),
-                "--out",
-                str(root / "f"),
-                "--every",
-                "30d",
-                "--no-text",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    build_features(str(root / "data"), str(root / "f"), "--every", "30d")
     panel = read_snapshots(root / "f")
     rng = np.random.default_rng(0)
     base = rng.beta(0.6, 12, len(panel))  # a spread of risks that crosses every threshold

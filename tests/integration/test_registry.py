@@ -20,6 +20,7 @@ from pipelines.features import read_snapshots
 from pipelines.models import feature_names
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
+from tests.conftest import build_features
 
 pytestmark = pytest.mark.slow
 
@@ -37,22 +38,7 @@ QUICK = {
 def features_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     simulate(SimulationConfig(accounts=600, days=500, seed=4), root / "data")
-    assert (
-        main(
-            [
-                "features",
-                "--data",
-                str(root / "data"),
-                "--out",
-                str(root / "f"),
-                "--every",
-                "20d",
-                "--no-text",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    build_features(str(root / "data"), str(root / "f"), "--every", "20d")
     return root / "f"
 
 

@@ -26,6 +26,7 @@ Training returns everything it knows (fklearn style); nothing here touches files
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -338,6 +339,28 @@ class BoosterTrainer(Protocol):
     ) -> tuple[lgb.Booster, int]: ...
 
 
+#: Backtest folds train in parallel threads. LightGBM's native set-up (building the datasets and
+#: creating the booster) is not safe when two threads run it at once: one CI run crashed with a
+#: segmentation fault in LGBM_BoosterCreate while another fold was starting. The set-up takes this
+#: lock; the boosting rounds, where the time goes, still run side by side.
+_NATIVE_SETUP = threading.Lock()
+
+
+class _SetUpDone:
+    """A LightGBM callback that gives the set-up lock back when the first boosting round begins."""
+
+    before_iteration = True
+    order = 0
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def __call__(self, env=None) -> None:
+        if self.held:
+            self.held = False
+            _NATIVE_SETUP.release()
+
+
 class LocalTrainer:
     """lightgbm.train in this process, with early stopping on the held-out slice."""
 
@@ -349,7 +372,14 @@ class LocalTrainer:
         train_set = lgb.Dataset(*fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
         valid_set = lgb.Dataset(*valid, reference=train_set)
         stop = [lgb.early_stopping(early_stopping_rounds, verbose=False)] if early_stopping_rounds else []
-        booster = lgb.train(lgb_params, train_set, num_boost_round=rounds, valid_sets=[valid_set], callbacks=stop)
+        set_up = _SetUpDone()
+        _NATIVE_SETUP.acquire()
+        try:
+            booster = lgb.train(
+                lgb_params, train_set, num_boost_round=rounds, valid_sets=[valid_set], callbacks=[set_up, *stop]
+            )
+        finally:
+            set_up()  # no round ran (or the set-up failed): the lock is given back all the same
         return booster, int(booster.best_iteration or rounds) if stop else rounds
 
 

@@ -274,3 +274,27 @@ def test_search_is_logged_as_parameters_and_metrics(fitted):
     assert params["chosen.num_leaves"] == model.params["num_leaves"]
     assert set(metrics) == {f"search.{i}.{m}" for i in (0, 1) for m in ("held_out_loss", "best_iteration")}
     assert metrics["search.1.held_out_loss"] == model.info["search"][1]["held_out_loss"]
+
+
+def test_folds_training_side_by_side_share_the_native_set_up_and_give_it_back():
+    """Backtest folds train on parallel threads; LightGBM's set-up takes a lock that every fit gives
+    back, after its first round or when it fails before one."""
+    from models.curve import _NATIVE_SETUP, LocalTrainer
+    from tests.conftest import run_in_threads
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    params = {"objective": "binary", "num_leaves": 4, "num_threads": 1, "verbose": -1}
+    boosters = [None] * 6
+
+    def fit(i: int) -> None:
+        boosters[i] = LocalTrainer()(params, (X[:300], y[:300]), (X[300:], y[300:]), list("abcde"), [], 20, 5)
+
+    assert run_in_threads(fit, 6) == []
+    assert all(b is not None and b[0].num_trees() > 0 for b in boosters) and not _NATIVE_SETUP.locked()
+    from lightgbm.basic import LightGBMError
+
+    with pytest.raises(LightGBMError, match="no-such"):  # a set-up that fails: no such objective
+        LocalTrainer()({**params, "objective": "no-such"}, (X, y), (X, y), list("abcde"), [], 5, 0)
+    assert not _NATIVE_SETUP.locked()

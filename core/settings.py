@@ -176,11 +176,3 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = describe_validation(exc, "setting '{key}' (env CHURN_{KEY}): {message}", empty="settings")
         raise InputError(f"invalid settings (flags, CHURN_* environment variables, {path}): " + problems) from None
-
-
-def absolute_url(url: str) -> str:
-    """`url` with a relative sqlite path made absolute: `sqlite:///x.db` depends on the folder a
-    command runs from, and a server or a cache key must not."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
-    return url

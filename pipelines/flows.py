@@ -43,7 +43,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from core.config import Config, load_config
 from core.errors import ChurnError, InputError
-from core.settings import Settings, absolute_url, load_settings
+from core.settings import Settings, load_settings
+from core.urls import absolute_url
 
 #: Called with (step, done, total) as fanned-out work completes; the CLI draws a progress bar.
 _progress_hook: Callable[[str, int, int], None] | None = None

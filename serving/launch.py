@@ -11,8 +11,8 @@ from pathlib import Path
 
 from core.errors import ChurnError, InputError
 from core.io import write_json
-from core.settings import Settings, absolute_url
-from core.urls import sqlite_path
+from core.settings import Settings
+from core.urls import absolute_url, sqlite_path
 
 #: where `churn demo` records its outputs, under DATA_DIR: `churn serve` serves them when not told otherwise
 DEMO_POINTER = "last_demo.json"

@@ -367,8 +367,11 @@ def run_fold(job: FoldJob) -> dict:
     train = censor_at(job.panel[job.panel["cutoff"] < job.test_cutoff], job.test_cutoff)
     test = job.panel[job.panel["cutoff"] == job.test_cutoff].reset_index(drop=True)
     curves = {"lightgbm": fit_curve(train, job.features, job.params, job.trainer).predict_curve(test)}
+    # A baseline fits one model per horizon: those after the fold's longest are not scored here, so
+    # their labels are hidden from it and it fits none (its curve is NaN there, after a running maximum).
+    unscored = {label: np.nan for h, label in zip(HORIZONS, LABELS, strict=True) if h > max(job.horizons)}
     for name, make in (job.baselines or {}).items():
-        curves[name] = make().fit(train).predict_curve(test)
+        curves[name] = make().fit(train.assign(**unscored)).predict_curve(test)
     if job.oracle is not None:
         curves["oracle"] = job.oracle(test)
     outcomes = test[["account_id", "cutoff", "arr_current", *LABELS]].copy()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from models.backtest import censor_at, min_train_cutoffs, plan_backtest, run_backtest
+from models.backtest import FoldJob, censor_at, min_train_cutoffs, plan_backtest, run_backtest, run_fold
 from models.baselines import LogisticBaseline, RulesBaseline
 from models.curve import HORIZONS, LABELS, CurveParams
 from models.metrics import score_metrics
@@ -189,6 +189,36 @@ def test_backtest_on_a_short_weekly_panel_scores_each_horizon_on_its_own_folds()
     for h, label in zip(HORIZONS, LABELS, strict=True):
         labelled = set(pooled.loc[pooled[label].notna(), "cutoff"])
         assert labelled == set(plan.test_cutoffs.get(h, ()))
+
+
+def test_a_fold_fits_its_baselines_only_up_to_the_longest_horizon_it_scores():
+    cutoffs, end = grid("2024-01-02", 30, 16), pd.Timestamp("2025-06-30", tz="UTC")
+    panel = panel_on(cutoffs, end, accounts=80)
+    test_cutoff = cutoffs[-6]
+
+    def fold(horizons: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+        job = FoldJob(
+            0,
+            test_cutoff,
+            panel,
+            ["risk", "noise"],
+            QUICK,
+            {"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(["risk", "noise"])},
+            None,
+            None,
+            horizons,
+        )
+        return {frame["model"].iloc[0]: frame for frame in run_fold(job)["preds"]}
+
+    every, short = fold(HORIZONS), fold((30, 60))
+    for name in ("rules", "logistic"):
+        # the horizons scored are predicted exactly as by a baseline fitted on every horizon
+        for h in (30, 60):
+            np.testing.assert_allclose(short[name][f"p_{h}d"], every[name][f"p_{h}d"], rtol=0, atol=0)
+        # the longer ones were not fitted: no prediction, and no outcome to score one against
+        assert every[name]["p_180d"].notna().all()
+        for h, label in zip(HORIZONS[2:], LABELS[2:], strict=True):
+            assert short[name][f"p_{h}d"].isna().all() and short[name][label].isna().all()
 
 
 # -- metrics and promotion with missing figures -------------------------------------------------------

@@ -102,9 +102,17 @@ display(Image(filename=str(figure))) if figure else print("no calibration figure
         (
             "code",
             """\
+from features.registry import feature_specs
+from models.explain import contributions, global_importance
+from pipelines.features import read_snapshots
+
+# the LightGBM curve, or the logistic baseline where `churn promote --model baseline` registered it: the same interface
 model = registry.load_curve(f"models:/churn-risk/{info['version']}")
-print(model.formulation, len(model.features), "features; trained on outcomes up to", model.info.get("trained_through"))
-pd.Series(model.boosters[0].feature_importance("gain"), index=model.boosters[0].feature_name()).sort_values(ascending=False).head(10)""",
+print(model.kind, model.formulation, len(model.features), "features; trained on outcomes up to", model.info.get("trained_through"))
+panel = read_snapshots(info["tags"]["features_dir"])
+latest = panel[panel["cutoff"] == panel["cutoff"].max()]
+# what it relies on: each feature's mean |contribution| to the 90-day log-odds over the latest snapshot
+global_importance(contributions(model, latest, 90), feature_specs()).head(10)""",
         ),
     ],
     "03_explain_account.ipynb": [
@@ -183,7 +191,8 @@ def top_features(e, n=8):
 
 
 pd.set_option("display.max_colwidth", 70)
-side = pd.concat({"risk model (LightGBM, TreeExplainer)": top_features(explained),
+served = "risk model (LightGBM, TreeExplainer)" if model.kind == "lightgbm" else "served logistic baseline (LinearExplainer)"
+side = pd.concat({served: top_features(explained),
                   "logistic baseline (LinearExplainer)": top_features(linear)}, axis=1)
 shared = set(side.iloc[:, 0]) & set(side.iloc[:, 2])
 print(f"{len(shared)} of the top {len(side)} features are shared")
@@ -248,9 +257,10 @@ def build(folder: Path = Path(__file__).parent) -> list[Path]:
     written = []
     for name, cells in NOTEBOOKS.items():
         nb = nbformat.v4.new_notebook()
+        # cell ids by position, so rebuilding an unchanged notebook rewrites nothing
         nb.cells = [
-            nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-            for kind, text in cells
+            (nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell)(text, id=f"cell-{i}")
+            for i, (kind, text) in enumerate(cells)
         ]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         path = folder / name

@@ -396,3 +396,15 @@ class StubSentimentModel:
 @pytest.fixture
 def stub_text_model() -> StubSentimentModel:
     return StubSentimentModel()
+
+
+def run_notebook(path: Path) -> list[dict]:
+    """Execute a notebook top to bottom in a fresh kernel (from the repository root, with this
+    process's environment: its CHURN_* settings) and return every code cell's outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    root = Path(__file__).resolve().parents[1]
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -172,3 +173,13 @@ def test_the_report_describes_the_served_baseline(served):
     code, written = _run("report", "--out", str(root / "report.html"))
     assert code == 0 and written["model_version"] == "2"
     assert "formulation\nlogistic." in (root / "report.html").read_text()
+
+
+@pytest.mark.parametrize("name", ["02_evaluate_model", "03_explain_account"])
+def test_the_notebooks_explain_the_served_baseline(served, name):
+    from tests.conftest import run_notebook
+
+    outputs = run_notebook(Path(__file__).resolve().parents[2] / "notebooks" / f"{name}.ipynb")
+    assert [o for o in outputs if o.get("output_type") == "error"] == []
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "logistic" in text  # the notebook says which kind of model it explains

@@ -27,29 +27,13 @@ def test_the_three_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, environment, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
+def test_notebook_runs(path, environment):
+    from tests.conftest import run_notebook
 
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(Path(__file__).resolve().parents[2])}},
-    ).execute()
-    errors = [
-        o
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for o in cell.get("outputs", [])
-        if o.get("output_type") == "error"
-    ]
-    assert errors == []
-    assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
-    if (
-        path.stem == "03_explain_account"
-    ):  # shap's waterfall for the model and the baseline, and their top features side by side
-        outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    outputs = run_notebook(path)
+    assert [o for o in outputs if o.get("output_type") == "error"] == []
+    assert outputs
+    if path.stem == "03_explain_account":
+        # shap's waterfall for the model and the baseline, and their top features side by side
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
         assert any("features are shared" in o.get("text", "") for o in outputs)

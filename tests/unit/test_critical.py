@@ -82,3 +82,16 @@ def test_live_path_and_batch_path_agree():
     batch = detect_critical(texts)
     single = pd.concat([detect_critical(texts.iloc[i : i + 1]) for i in range(len(texts))])
     pd.testing.assert_frame_equal(batch.reset_index(drop=True), single.reset_index(drop=True), check_dtype=False)
+
+
+def test_the_batch_path_keeps_any_index_and_finds_what_each_message_holds():
+    """Only messages with some phrase are searched further; the answers land on their own rows
+    whatever the index (here repeated and out of order)."""
+    from features.text.critical import SMALL
+
+    texts = ["thanks, all good", "we want to cancel our subscription", "no need to escalate to a manager"] * SMALL
+    batch = detect_critical(pd.Series(texts, index=[5, 5, 3] * SMALL))
+    assert list(batch.index) == [5, 5, 3] * SMALL
+    assert batch["category"].iloc[1] == "cancel" and batch["category"].iloc[[0, 2]].isna().all()
+    assert batch["critical"].tolist() == [False, True, False] * SMALL
+    assert batch["matched"].iloc[1] == "want to cancel"

@@ -26,7 +26,8 @@ as naive UTC in both backends and come back timezone-aware.
 
 The package: `schema` (the tables and their vocabulary), `database` (opening a database and
 upgrading one made by an earlier version), `messages` (what the store writes into the outbox
-besides an escalation's own alert), `store` (the Store and its transactions).
+besides an escalation's own alert), `store` (the Store, made of one part per job: `base` its
+database and transactions, `recording`, `lifecycle`, `clock`, `outbox` and `users`).
 
 The store also keeps the workspace's users (`users`: username, name, role, password hash; the
 workspace and `churn users` hash and check the passwords, the store only keeps them).

@@ -144,7 +144,7 @@ def read_declared(path: Path) -> dict[str, User]:
     username, name, role and password_hash (made by `churn users hash`, never a password)."""
     import yaml
 
-    from escalation.store.store import USERNAME
+    from escalation.store.users import USERNAME
 
     where = f"CHURN_WORKSPACE_USERS {path}"
     try:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import os
+import tempfile
+import time
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 CHILD = r"""
 import json, sys, time

@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 ROOT = Path(__file__).resolve().parent.parent
 P90 = 2  # column of p_90d in a curve (horizons 30, 60, 90, 180)

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 CHILD = r"""
 import json, resource, sys, time

@@ -21,16 +21,16 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 TOKEN = "bench-token"
 MESSAGES = [

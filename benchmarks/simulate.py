@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 CHILD = """
 import json, sys, time

@@ -28,16 +28,16 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks._record import save  # noqa: E402
+from benchmarks._record import save
 
 GOAL_MS = 300.0
 PASSWORD = "bench-password-123"

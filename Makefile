@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/simulate.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/sentiment.py

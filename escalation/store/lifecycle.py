@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     func,
@@ -88,28 +89,16 @@ class Lifecycle(StoreBase):
         now = utc(now) or dt.datetime.now(UTC)
         with self._transaction() as session:
             out = row_dict(self._escalation(session, escalation_id))
-            out["follow_ups"] = [
-                row_dict(row)
-                for row in session.scalars(
-                    select(FollowUpRow)
-                    .where(FollowUpRow.escalation_id == escalation_id)
-                    .order_by(FollowUpRow.due_at, FollowUpRow.id)
-                )
-            ]
-            out["history"] = [
-                row_dict(row)
-                for row in session.scalars(
-                    select(StatusChangeRow)
-                    .where(StatusChangeRow.escalation_id == escalation_id)
-                    .order_by(StatusChangeRow.at, StatusChangeRow.id)
-                )
-            ]
+            out["follow_ups"] = _rows_of(session, FollowUpRow, escalation_id, FollowUpRow.due_at, FollowUpRow.id)
+            out["history"] = _history(session, escalation_id)
         out["overdue"] = out["status"] == "open" and out["respond_by"] is not None and out["respond_by"] <= now
         return out
 
     def history(self, escalation_id: int) -> list[dict]:
         """The escalation's status changes, oldest first: who, when, from -> to, outcome, note."""
-        return self.escalation_detail(escalation_id)["history"]
+        with self._transaction() as session:
+            self._escalation(session, escalation_id)
+            return _history(session, escalation_id)
 
     @staticmethod
     def _escalation(session: Session, escalation_id: int, *, lock: bool = False) -> EscalationRow:
@@ -268,6 +257,21 @@ class Lifecycle(StoreBase):
     def feedback(self) -> list[dict]:
         with self._transaction() as session:
             return [row_dict(row) for row in session.scalars(select(FeedbackRow).order_by(FeedbackRow.id))]
+
+
+def _rows_of(
+    session: Session, table: type[FollowUpRow] | type[StatusChangeRow], escalation_id: int, *order: Any
+) -> list[dict]:
+    """An escalation's rows of a child table (follow-ups, status changes) as dicts, in `order`."""
+    return [
+        row_dict(row)
+        for row in session.scalars(select(table).where(table.escalation_id == escalation_id).order_by(*order))
+    ]
+
+
+def _history(session: Session, escalation_id: int) -> list[dict]:
+    """The escalation's status changes, oldest first."""
+    return _rows_of(session, StatusChangeRow, escalation_id, StatusChangeRow.at, StatusChangeRow.id)
 
 
 def _actor(escalation_id: int, by: str | None) -> str:

@@ -26,6 +26,7 @@ Training returns everything it knows (fklearn style); nothing here touches files
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -439,22 +440,58 @@ def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def choose_candidate(losses: list[np.ndarray], events: float, leaves: list[int]) -> int:
-    """The search's choice from each candidate's held-out log loss, row by row, candidates in order
-    of preference: the first whose mean loss exceeds the lowest by no more than SEARCH_MARGIN
-    standard errors of their row-by-row difference, so a later candidate has to beat an earlier one
-    by more than the noise of the held-out rows. (The held-out rows are mostly 30-day outcomes,
-    where capacity helps most and the longer horizons least: a margin of one standard error let
-    capacity win folds it lost at 90 days; README "Risk curve".) With fewer than MIN_SEARCH_EVENTS
-    churn events held out, nothing can be told apart: the candidate with the fewest `leaves`."""
+def choose_candidates(losses: list[np.ndarray], events: float, leaves: list[int], blend: bool = False) -> list[int]:
+    """The candidates the curve keeps, from each one's held-out log loss, row by row, candidates in
+    order of preference. With `blend`, all of them, to be averaged: on the simulated bases their
+    mean ranked better than any one choice (docs/models.md, "The search and the blend"). Otherwise
+    the first whose mean loss exceeds the lowest by no more than SEARCH_MARGIN standard errors of
+    their row-by-row difference, so a later candidate has to beat an earlier one by more than the
+    noise of the held-out rows. (The held-out rows are mostly 30-day outcomes, where capacity helps
+    most and the longer horizons least: a margin of one standard error let capacity win folds it
+    lost at 90 days; README "Risk curve".) Either way, with fewer than MIN_SEARCH_EVENTS churn
+    events held out, nothing can be told apart: the candidate with the fewest `leaves` alone."""
     if events < MIN_SEARCH_EVENTS:
-        return int(np.argmin(leaves))
+        return [int(np.argmin(leaves))]
+    if blend:
+        return list(range(len(losses)))
     best = losses[int(np.argmin([loss.mean() for loss in losses]))]
     for i, loss in enumerate(losses):
         difference = loss - best
         if difference.mean() <= SEARCH_MARGIN * difference.std() / np.sqrt(len(difference)):
-            return i
-    return 0  # unreachable: the best is within 0 of itself
+            return [i]
+    return [0]  # unreachable: the best is within 0 of itself
+
+
+def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
+    """One booster whose raw score (log-odds) is the mean of theirs: all their trees, each leaf's
+    value divided by their number. A single booster keeps every path that reads one (prediction,
+    pred_contrib, shap.TreeExplainer, saving) exact: TreeSHAP is linear in the leaf values, so its
+    contributions are the mean of theirs. The boosters share their features (grown on one matrix)."""
+    import lightgbm as lgb
+
+    if len(boosters) == 1:
+        return boosters[0]
+    texts = [b.model_to_string() for b in boosters]
+    first = texts[0]
+    # the header without tree_sizes (byte offsets for loading trees in parallel, no longer right):
+    # without it LightGBM reads the trees in turn
+    header = re.sub(r"\ntree_sizes=[^\n]*", "", first[: first.index("\nTree=")])
+    trees = [
+        tree.strip("\n")
+        for text in texts
+        for tree in text[text.index("\nTree=") : text.index("end of trees")].split("\n\n\n")
+        if tree.strip()
+    ]
+
+    def scaled(line: str) -> str:
+        values = line.removeprefix("leaf_value=").split()
+        return "leaf_value=" + " ".join(repr(float(v) / len(boosters)) for v in values)
+
+    renumbered = [
+        "\n".join([f"Tree={i}", *(scaled(x) if x.startswith("leaf_value=") else x for x in tree.split("\n")[1:])])
+        for i, tree in enumerate(trees)
+    ]
+    return lgb.Booster(model_str="\n\n".join([header, *renumbered, first[first.index("end of trees") :]]))
 
 
 def lightgbm_params(params: CurveParams, names: list[str]) -> dict:
@@ -484,8 +521,9 @@ def fit_curve(
 ) -> RiskCurveModel:
     """Fit on the panel's cutoffs, the latest `valid_fraction` of them held out (held_out_split)
     for early stopping, the search and the calibration. With `params.search`, every candidate grows
-    on the same fitting rows and `choose_candidate` keeps one (`info["search"]` has each one's
-    held-out loss, trees and seconds; `info["chosen"]` its index; `params` are the winner's).
+    on the same fitting rows and `choose_candidates` keeps one, or all of them averaged with
+    `params.blend` (`info["search"]` has each one's held-out loss, trees and seconds; `info["blend"]`
+    the indices kept, `info["chosen"]` the first of them, whose `params` the model reports).
     `trainer` grows the boosters (default: LightGBM in this process)."""
     import lightgbm as lgb
 
@@ -553,10 +591,14 @@ def fit_curve(
 
     candidates = params.candidates()
     grown = [grow(candidate) for candidate in candidates]
-    chosen = choose_candidate(
-        [g["losses"] for g in grown], sum(valid[1].sum() for _, valid in data), [c.num_leaves for c in candidates]
+    kept = choose_candidates(
+        [g["losses"] for g in grown],
+        sum(valid[1].sum() for _, valid in data),
+        [c.num_leaves for c in candidates],
+        params.blend,
     )
-    model.boosters = grown[chosen]["boosters"]
+    chosen = kept[0]
+    model.boosters = [average_boosters([grown[i]["boosters"][j] for i in kept]) for j in range(len(data))]
     model.params = candidates[chosen].model_dump()
     model.info = {
         "fit_rows": [int(s.fit.sum()) for s in splits],
@@ -576,6 +618,7 @@ def fit_curve(
             for overrides, g in zip(params.search or ({},), grown, strict=True)
         ],
         "chosen": chosen,
+        "blend": kept,
     }
     if params.calibrate:
         model.calibrators = fit_calibrators(model, panel, X, [s.valid for s in splits])

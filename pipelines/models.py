@@ -306,7 +306,12 @@ def _backtest(
 def search_params(model: RiskCurveModel) -> dict:
     """MLflow parameters of the capacity search: how many candidates, which won, and its settings."""
     chosen = {f"chosen.{k}": model.params[k] for k in SEARCHABLE if k in model.params}
-    return {"search_candidates": len(model.info["search"]), "chosen_candidate": model.info["chosen"], **chosen}
+    return {
+        "search_candidates": len(model.info["search"]),
+        "chosen_candidate": model.info["chosen"],
+        "blended_candidates": ",".join(str(i) for i in model.info["blend"]),
+        **chosen,
+    }
 
 
 def search_metrics(model: RiskCurveModel) -> dict[str, float]:
@@ -537,6 +542,7 @@ def run_train(
         "ece": {str(h): r["ece"] for h, r in lightgbm.items()},
         "search": model.info["search"],
         "chosen_candidate": model.info["chosen"],
+        "blended_candidates": model.info["blend"],
         "baseline_better": better,
         **plan_fields,
         "notes": plan_fields["notes"] + unseen,

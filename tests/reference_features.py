@@ -190,6 +190,9 @@ class Reference:
             "session_minutes_per_user_30d": _ratio(
                 sum(r.session_minutes for r in w30), sum(r.active_users for r in w30)
             ),
+            "key_feature_events_per_user_30d": _ratio(
+                sum(r.key_feature_events for r in w30), sum(r.active_users for r in w30)
+            ),
             "key_feature_events_change_30d": change(w30, before30, "key_feature_events"),
             "api_calls_change_30d": change(w30, before30, "api_calls"),
         }

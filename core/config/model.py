@@ -71,6 +71,11 @@ class CurveParams(Strict):
     #: one by held-out log loss (choose_candidate), so every backtest fold chooses inside its own
     #: training window. Empty: the keys above.
     search: tuple[dict[str, int | float], ...] = ()
+    blend: bool = Field(
+        False,
+        description="the curve is the mean of every search candidate (their log-odds averaged into one booster), "
+        "not the one the held-out loss chooses",
+    )
 
     @field_validator("monotone")
     @classmethod
@@ -147,6 +152,7 @@ def _shipped_curve() -> CurveParams:
                 "colsample_bytree": 0.8,
             },
         ),
+        blend=True,
     )
 
 

@@ -65,6 +65,14 @@ SPECS = [
         "no active users in the last 30 days",
     ),
     spec(
+        "key_feature_events_per_user_30d",
+        F,
+        "count",
+        "key feature events per active user-day, last 30 days",
+        "{value} key feature events per active user a day",
+        "no active users in the last 30 days",
+    ),
+    spec(
         "key_feature_events_change_30d",
         F,
         "pct_change",
@@ -176,6 +184,7 @@ NEEDS = {
     "login_interval_days_90d": ("logins",),
     "login_interval_vs_healthy": ("logins",),
     "session_minutes_per_user_30d": ("session_minutes", "active_users"),
+    "key_feature_events_per_user_30d": ("key_feature_events", "active_users"),
     "key_feature_events_change_30d": ("key_feature_events",),
     "api_calls_change_30d": ("api_calls",),
     "distinct_features_30d": ("distinct_features_used", "active_users"),
@@ -447,10 +456,10 @@ def _block_features(
     put("active_users_change_7d", _change(g, "active_users", a, e, 7))
     put("logins_30d", np.where(has30, g.window_sum("logins", a, e, 30), np.nan))
     put("logins_change_30d", _change(g, "logins", a, e, 30))
-    put(
-        "session_minutes_per_user_30d",
-        _ratio(g.window_sum("session_minutes", a, e, 30), g.window_sum("active_users", a, e, 30)),
-    )
+    users30 = g.window_sum("active_users", a, e, 30)
+    put("session_minutes_per_user_30d", _ratio(g.window_sum("session_minutes", a, e, 30), users30))
+    # depth of use: it moves with how engaged the users are, not with how many of the seats log in
+    put("key_feature_events_per_user_30d", _ratio(g.window_sum("key_feature_events", a, e, 30), users30))
     put("key_feature_events_change_30d", _change(g, "key_feature_events", a, e, 30))
     put("api_calls_change_30d", _change(g, "api_calls", a, e, 30))
     put("days_since_last_login", e - g.last_day_where("logins", a, e))

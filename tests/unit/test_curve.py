@@ -231,8 +231,21 @@ def test_search_keeps_the_candidate_with_the_lowest_held_out_loss(fitted):
         assert [c["learning_rate"] for c in model.info["search"]] == [c["learning_rate"] for c in order]
 
 
+def test_a_blended_search_keeps_the_mean_of_every_candidate(fitted):
+    _, panel = fitted
+    features = ["risk", "noise", "segment"]
+    search = ({"num_leaves": 2}, {"num_leaves": 4, "learning_rate": 0.2})
+    base = {"n_estimators": 40, "valid_gap_days": 0, "min_child_samples": 20, "early_stopping_rounds": 0}
+    blended = fit_curve(panel, features, CurveParams(**base, search=search, blend=True))
+    alone = [fit_curve(panel, features, CurveParams(**base, search=(c,))) for c in search]
+    assert blended.info["blend"] == [0, 1] and blended.info["chosen"] == 0
+    X = blended.design(blended.encode(panel), 2)
+    mean = np.mean([m.boosters[0].predict(X, raw_score=True) for m in alone], axis=0)
+    np.testing.assert_allclose(blended.boosters[0].predict(X, raw_score=True), mean, atol=1e-12)
+
+
 def test_search_prefers_the_earlier_candidate_within_the_noise_of_the_held_out_rows():
-    from models.curve import MIN_SEARCH_EVENTS, choose_candidate
+    from models.curve import MIN_SEARCH_EVENTS, choose_candidates
 
     rng = np.random.default_rng(2)
     simple = rng.exponential(0.1, 5000)
@@ -240,12 +253,43 @@ def test_search_prefers_the_earlier_candidate_within_the_noise_of_the_held_out_r
     noise -= noise.mean()
     slightly_better = simple - 0.0005 + noise  # 0.0005 lower on average, under one standard error (0.0007)
     clearly_better = simple - 0.01 + noise
-    assert choose_candidate([simple, slightly_better], events=500, leaves=[4, 15]) == 0
+    assert choose_candidates([simple, slightly_better], events=500, leaves=[4, 15]) == [0]
     # 0.01: 14 standard errors
-    assert choose_candidate([simple, slightly_better, clearly_better], events=500, leaves=[4, 2, 15]) == 2
-    assert choose_candidate([clearly_better, simple], events=500, leaves=[4, 2]) == 0
+    assert choose_candidates([simple, slightly_better, clearly_better], events=500, leaves=[4, 2, 15]) == [2]
+    assert choose_candidates([clearly_better, simple], events=500, leaves=[4, 2]) == [0]
     # too few churners held out to tell: the smallest trees
-    assert choose_candidate([simple, clearly_better, simple], events=MIN_SEARCH_EVENTS - 1, leaves=[4, 2, 15]) == 1
+    assert choose_candidates([simple, clearly_better, simple], events=MIN_SEARCH_EVENTS - 1, leaves=[4, 2, 15]) == [1]
+    # a blend keeps them all, unless too few churners are held out to trust the larger trees
+    assert choose_candidates([simple, slightly_better, clearly_better], 500, [4, 2, 15], blend=True) == [0, 1, 2]
+    assert choose_candidates([simple, clearly_better], MIN_SEARCH_EVENTS - 1, [4, 2], blend=True) == [1]
+
+
+def test_averaged_boosters_predict_and_explain_as_the_mean_of_theirs(tmp_path):
+    import lightgbm as lgb
+    import shap
+
+    from models.curve import average_boosters
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 4))
+    X[rng.random(X.shape) < 0.1] = np.nan  # missing values take their own branch in both
+    y = (rng.random(2000) < 1 / (1 + np.exp(-X[:, 0] + np.nan_to_num(X[:, 1] * X[:, 2])))).astype(float)
+    data = lgb.Dataset(X, y, free_raw_data=False)
+    grown = [
+        lgb.train({"objective": "binary", "num_leaves": leaves, "learning_rate": rate, "verbose": -1}, data, rounds)
+        for leaves, rate, rounds in ((4, 0.1, 30), (2, 0.05, 70), (8, 0.2, 10))
+    ]
+    mean = average_boosters(grown)
+    assert mean.num_trees() == 110 and average_boosters(grown[:1]) is grown[0]
+    raw = np.mean([b.predict(X, raw_score=True) for b in grown], axis=0)
+    np.testing.assert_allclose(mean.predict(X, raw_score=True), raw, atol=1e-12)
+    contributions = np.mean([b.predict(X, pred_contrib=True) for b in grown], axis=0)
+    np.testing.assert_allclose(mean.predict(X, pred_contrib=True), contributions, atol=1e-12)
+    explained = shap.TreeExplainer(mean)(X[:100])
+    np.testing.assert_allclose(explained.values, contributions[:100, :-1], atol=1e-9)
+    mean.save_model(str(tmp_path / "mean.txt"))
+    loaded = lgb.Booster(model_file=str(tmp_path / "mean.txt"))
+    np.testing.assert_array_equal(loaded.predict(X, raw_score=True), mean.predict(X, raw_score=True))
 
 
 def test_search_candidates_are_checked():
@@ -271,6 +315,7 @@ def test_search_is_logged_as_parameters_and_metrics(fitted):
     )
     params, metrics = search_params(model), search_metrics(model)
     assert params["search_candidates"] == 2 and params["chosen_candidate"] == model.info["chosen"]
+    assert params["blended_candidates"] == ",".join(str(i) for i in model.info["blend"])
     assert params["chosen.num_leaves"] == model.params["num_leaves"]
     assert set(metrics) == {f"search.{i}.{m}" for i in (0, 1) for m in ("held_out_loss", "best_iteration")}
     assert metrics["search.1.held_out_loss"] == model.info["search"][1]["held_out_loss"]

@@ -456,6 +456,7 @@ def test_usage_on_a_tiny_frame():
                 "logins_change_30d": (27 * 10 / 30) / 20 - 1,
                 "login_days_30d": 27,
                 "session_minutes_per_user_30d": 50 / 5,
+                "key_feature_events_per_user_30d": 10 / 5,
                 "key_feature_events_change_30d": (27 * 10 / 30) / 40 - 1,
                 "api_calls_change_30d": np.nan,  # no API calls before: no integration
                 "days_since_last_login": 4,

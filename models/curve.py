@@ -12,9 +12,10 @@ Two formulations, chosen in model.yaml (`curve.formulation`) and compared by bac
 
 The latest training cutoffs are held out (`held_out_split`): the trees grow on the earlier ones,
 with their labels censored at the first held-out cutoff, and the held-out snapshots serve early
-stopping, the choice among the capacity candidates of `CurveParams.search` and the calibration: a
-log-odds shift per horizon, strictly increasing in the raw risk and never decreasing with the
-horizon, so the calibrated curve keeps the ranking and rises wherever the raw curve does.
+stopping, the capacity search (`CurveParams.search`: its candidates averaged with `blend`, else
+one chosen) and the calibration: a log-odds shift per horizon, strictly increasing in the raw risk
+and never decreasing with the horizon, so the calibrated curve keeps the ranking and rises
+wherever the raw curve does.
 
 All prediction goes through one numpy matrix (`RiskCurveModel.encode` for a frame, `.row` for one
 account's values), so batch scoring, the single-account path of the API and the explanations see
@@ -82,7 +83,7 @@ class Calibrator:
     where their raw risks are equal; the shifts never decrease with the horizon (`fit_calibration`),
     so the calibrated curve rises wherever the raw one does. The hazard model is trained on log loss
     and is calibrated on its own period already: what the held-out snapshots correct is the drift
-    of the churn rate since then (why not a fitted slope or isotonic steps: README "Risk curve")."""
+    of the churn rate since then (why not a fitted slope or isotonic steps: docs/models.md)."""
 
     shift: float = 0.0
 
@@ -448,8 +449,8 @@ def choose_candidates(losses: list[np.ndarray], events: float, leaves: list[int]
     their row-by-row difference, so a later candidate has to beat an earlier one by more than the
     noise of the held-out rows. (The held-out rows are mostly 30-day outcomes, where capacity helps
     most and the longer horizons least: a margin of one standard error let capacity win folds it
-    lost at 90 days; README "Risk curve".) Either way, with fewer than MIN_SEARCH_EVENTS churn
-    events held out, nothing can be told apart: the candidate with the fewest `leaves` alone."""
+    lost at 90 days: docs/models.md.) Either way, with fewer than MIN_SEARCH_EVENTS churn events
+    held out, nothing can be told apart: the candidate with the fewest `leaves` alone."""
     if events < MIN_SEARCH_EVENTS:
         return [int(np.argmin(leaves))]
     if blend:

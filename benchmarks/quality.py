@@ -8,7 +8,7 @@ models, config/model.yaml), with the LightGBM curve also kept uncalibrated, so t
 - what calibration changes in ROC-AUC, on the pooled backtest (each fold's model calibrated on
   its own held-out snapshots, so folds move against each other) and within each fold (a strictly
   increasing calibration keeps a fold's ranking: 0 up to rounding); goal < 0.002;
-- the search candidate each fold chose;
+- the search candidates each fold kept (averaged when more than one: `curve.blend`);
 - the share of accounts with a distinct p_90d at the latest cutoff, scored by a model fitted on
   the whole panel as `churn train` fits it (goal >= 95%), and that fit's time.
 
@@ -78,12 +78,12 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     names = feature_names(panel)
     plan = backtest_plan(panel, features_dir, folds)
     oracle = _oracle(_data_dir(features_dir))
-    preds, chosen, within = [], [], {h: [] for h in HORIZONS}
+    preds, kept, within = [], [], {h: [] for h in HORIZONS}
     for cutoff in plan.fold_cutoffs:
         train = censor_at(panel[panel["cutoff"] < cutoff], cutoff)
         test = panel[panel["cutoff"] == cutoff].reset_index(drop=True)
         model = fit_curve(train, names, params)
-        chosen.append(model.info["chosen"])
+        kept.append(model.info["blend"])
         curves = {"lightgbm": model.predict_curve(test), "lightgbm_raw": model.raw_curve(test)}
         curves |= {name: make().fit(train).predict_curve(test) for name, make in baselines(names).items()}
         if oracle is not None:
@@ -106,7 +106,7 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     table = score_backtest(pd.concat(preds, ignore_index=True), plan, budget=0.05, churned_at=None)
     return {
         "table": table,
-        "chosen": chosen,
+        "kept": kept,
         "within_fold_auc_change": {h: float(np.max(np.abs(v))) if v else None for h, v in within.items()},
         "panel": panel,
         "names": names,
@@ -129,7 +129,7 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
         "largest_tie": int(p90.value_counts().max()),
         "distinct_raw_p90d_share": float((~raw90.duplicated(keep=False)).mean()),
         "final_fit_s": round(seconds, 1),
-        "chosen": model.info["chosen"],
+        "kept": model.info["blend"],
         "search": model.info["search"],
     }
 
@@ -176,7 +176,7 @@ def main() -> None:
                 str(h): round(float(auc.loc["lightgbm", h] - auc.loc["lightgbm_raw", h]), 4) for h in auc.columns
             },
             "calibration_auc_change_within_fold": run["within_fold_auc_change"],
-            "chosen_by_fold": run["chosen"],
+            "kept_by_fold": run["kept"],
             **final,
             "roc_auc": {m: {str(h): round(float(v), 4) for h, v in auc.loc[m].items()} for m in auc.index},
         }
@@ -202,7 +202,7 @@ def main() -> None:
             + ", ".join(f"{h}d {v:.1e}" for h, v in row["calibration_auc_change_within_fold"].items() if v is not None)
         )
         print(
-            f"  search candidate chosen by fold {run['chosen']}, by the final fit {final['chosen']}; distinct p_90d at the latest cutoff "
+            f"  search candidates kept by fold {run['kept']}, by the final fit {final['kept']}; distinct p_90d at the latest cutoff "
             f"{final['distinct_p90d_share']:.1%} of {final['accounts']:,} accounts (raw "
             f"{final['distinct_raw_p90d_share']:.1%}, largest tie {final['largest_tie']})"
         )

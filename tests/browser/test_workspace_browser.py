@@ -214,7 +214,9 @@ def test_a_csm_works_an_escalation_and_the_lead_sees_it(browser, base, cast, env
     # search from the header
     tab.page.get_by_label("Search accounts by name or id").fill(cast["account_name"][:5])
     tab.page.get_by_label("Search accounts by name or id").press("Enter")
-    expect(tab.page.get_by_role("link", name=cast["account_name"])).to_be_visible()
+    # names repeat across accounts (namesakes are listed too): the account's row is the one with its id
+    found = tab.page.get_by_role("row").filter(has_text=cast["escalation"]["account_id"])
+    expect(found.get_by_role("link", name=cast["account_name"])).to_be_visible()
     taken.append(tab.shoot(shots, "search"))
 
     # the lead's book now: one more resolved, the handoff rated under the CSM

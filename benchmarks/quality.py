@@ -83,7 +83,7 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
         train = censor_at(panel[panel["cutoff"] < cutoff], cutoff)
         test = panel[panel["cutoff"] == cutoff].reset_index(drop=True)
         model = fit_curve(train, names, params)
-        kept.append(model.info["blend"])
+        kept.append(model.info["kept"])
         curves = {"lightgbm": model.predict_curve(test), "lightgbm_raw": model.raw_curve(test)}
         curves |= {name: make().fit(train).predict_curve(test) for name, make in baselines(names).items()}
         if oracle is not None:
@@ -129,7 +129,7 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
         "largest_tie": int(p90.value_counts().max()),
         "distinct_raw_p90d_share": float((~raw90.duplicated(keep=False)).mean()),
         "final_fit_s": round(seconds, 1),
-        "kept": model.info["blend"],
+        "kept": model.info["kept"],
         "search": model.info["search"],
     }
 

@@ -523,7 +523,7 @@ def fit_curve(
     """Fit on the panel's cutoffs, the latest `valid_fraction` of them held out (held_out_split)
     for early stopping, the search and the calibration. With `params.search`, every candidate grows
     on the same fitting rows and `choose_candidates` keeps one, or all of them averaged with
-    `params.blend` (`info["search"]` has each one's held-out loss, trees and seconds; `info["blend"]`
+    `params.blend` (`info["search"]` has each one's held-out loss, trees and seconds; `info["kept"]`
     the indices kept, `info["chosen"]` the first of them, whose `params` the model reports).
     `trainer` grows the boosters (default: LightGBM in this process)."""
     import lightgbm as lgb
@@ -619,7 +619,7 @@ def fit_curve(
             for overrides, g in zip(params.search or ({},), grown, strict=True)
         ],
         "chosen": chosen,
-        "blend": kept,
+        "kept": kept,
     }
     if params.calibrate:
         model.calibrators = fit_calibrators(model, panel, X, [s.valid for s in splits])

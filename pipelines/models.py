@@ -309,7 +309,7 @@ def search_params(model: RiskCurveModel) -> dict:
     return {
         "search_candidates": len(model.info["search"]),
         "chosen_candidate": model.info["chosen"],
-        "blended_candidates": ",".join(str(i) for i in model.info["blend"]),
+        "blended_candidates": ",".join(str(i) for i in model.info["kept"]),
         **chosen,
     }
 
@@ -542,7 +542,7 @@ def run_train(
         "ece": {str(h): r["ece"] for h, r in lightgbm.items()},
         "search": model.info["search"],
         "chosen_candidate": model.info["chosen"],
-        "blended_candidates": model.info["blend"],
+        "blended_candidates": model.info["kept"],
         "baseline_better": better,
         **plan_fields,
         "notes": plan_fields["notes"] + unseen,

@@ -68,8 +68,8 @@ class CurveParams(Strict):
     num_threads: int = 0
     #: Candidates for the capacity and regularisation, in order of preference (each sets some of
     #: SEARCHABLE; the keys above fill the rest). fit_curve grows each on the fitting rows and keeps
-    #: one by held-out log loss (choose_candidate), so every backtest fold chooses inside its own
-    #: training window. Empty: the keys above.
+    #: them all, averaged (`blend`), or one by held-out log loss (choose_candidates), so every
+    #: backtest fold decides inside its own training window. Empty: the keys above.
     search: tuple[dict[str, int | float], ...] = ()
     blend: bool = Field(
         False,

@@ -238,7 +238,7 @@ def test_a_blended_search_keeps_the_mean_of_every_candidate(fitted):
     base = {"n_estimators": 40, "valid_gap_days": 0, "min_child_samples": 20, "early_stopping_rounds": 0}
     blended = fit_curve(panel, features, CurveParams(**base, search=search, blend=True))
     alone = [fit_curve(panel, features, CurveParams(**base, search=(c,))) for c in search]
-    assert blended.info["blend"] == [0, 1] and blended.info["chosen"] == 0
+    assert blended.info["kept"] == [0, 1] and blended.info["chosen"] == 0
     X = blended.design(blended.encode(panel), 2)
     mean = np.mean([m.boosters[0].predict(X, raw_score=True) for m in alone], axis=0)
     np.testing.assert_allclose(blended.boosters[0].predict(X, raw_score=True), mean, atol=1e-12)
@@ -315,7 +315,7 @@ def test_search_is_logged_as_parameters_and_metrics(fitted):
     )
     params, metrics = search_params(model), search_metrics(model)
     assert params["search_candidates"] == 2 and params["chosen_candidate"] == model.info["chosen"]
-    assert params["blended_candidates"] == ",".join(str(i) for i in model.info["blend"])
+    assert params["blended_candidates"] == ",".join(str(i) for i in model.info["kept"])
     assert params["chosen.num_leaves"] == model.params["num_leaves"]
     assert set(metrics) == {f"search.{i}.{m}" for i in (0, 1) for m in ("held_out_loss", "best_iteration")}
     assert metrics["search.1.held_out_loss"] == model.info["search"][1]["held_out_loss"]

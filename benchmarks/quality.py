@@ -8,6 +8,8 @@ models, config/model.yaml), with the LightGBM curve also kept uncalibrated, so t
 - what calibration changes in ROC-AUC, on the pooled backtest (each fold's model calibrated on
   its own held-out snapshots, so folds move against each other) and within each fold (a strictly
   increasing calibration keeps a fold's ranking: 0 up to rounding); goal < 0.002;
+- how sure the 90-day goals are: 95% bootstrap intervals of the margins over the rules and the
+  oracle, accounts resampled (a few hundred churn events leave each margin uncertain by about 0.01);
 - the search candidates each fold kept (averaged when more than one: `curve.blend`);
 - the share of accounts with a distinct p_90d at the latest cutoff, scored by a model fitted on
   the whole panel as `churn train` fits it (goal >= 95%), and that fit's time.
@@ -65,12 +67,12 @@ def build(root: Path, accounts: int, seed: int, text: bool) -> Path:
 
 
 def backtest(features_dir: Path, params, folds: int) -> dict:
-    """The backtest of `churn evaluate`, fold by fold, keeping the raw curve and each fold's choice."""
+    """The backtest of `churn evaluate` (models.backtest `run_fold`, fold by fold), with the raw
+    curve scored too, and the candidates each fold kept."""
     from sklearn.metrics import roc_auc_score
 
     from core.vocabulary import CURVE_COLUMNS, HORIZONS, LABELS
-    from models.backtest import censor_at, score_backtest
-    from models.curve import fit_curve
+    from models.backtest import FoldJob, run_fold, score_backtest
     from pipelines.features import read_snapshots
     from pipelines.models import _data_dir, _oracle, backtest_plan, baselines, feature_names
 
@@ -79,38 +81,60 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     plan = backtest_plan(panel, features_dir, folds)
     oracle = _oracle(_data_dir(features_dir))
     preds, kept, within = [], [], {h: [] for h in HORIZONS}
-    for cutoff in plan.fold_cutoffs:
-        train = censor_at(panel[panel["cutoff"] < cutoff], cutoff)
-        test = panel[panel["cutoff"] == cutoff].reset_index(drop=True)
-        model = fit_curve(train, names, params)
-        kept.append(model.info["kept"])
-        curves = {"lightgbm": model.predict_curve(test), "lightgbm_raw": model.raw_curve(test)}
-        curves |= {name: make().fit(train).predict_curve(test) for name, make in baselines(names).items()}
-        if oracle is not None:
-            curves["oracle"] = oracle(test)
-        tested = plan.horizons_at(cutoff)
-        outcomes = test[["account_id", "cutoff", "arr_current", *LABELS]].copy()
-        for k, (h, label) in enumerate(zip(HORIZONS, LABELS, strict=True)):
-            if h not in tested:
-                outcomes[label] = outcomes[label].mask(np.ones(len(outcomes), dtype=bool))
-                continue
-            y = outcomes[label].to_numpy(dtype="float64", na_value=np.nan)
-            known = ~np.isnan(y)
+    for i, cutoff in enumerate(plan.fold_cutoffs):
+        fold = run_fold(
+            FoldJob(i, cutoff, panel, names, params, baselines(names), oracle, None, plan.horizons_at(cutoff), raw=True)
+        )
+        preds.extend(fold["preds"])
+        kept.append(fold["kept"])
+        curves = {frame["model"].iloc[0]: frame for frame in fold["preds"]}
+        for h, label, column in zip(HORIZONS, LABELS, CURVE_COLUMNS, strict=True):
+            y = curves["lightgbm"][label].to_numpy(dtype="float64", na_value=np.nan)
+            known = ~np.isnan(y)  # the fold's untested horizons are null
             if 0 < y[known].sum() < known.sum():
                 within[h].append(
-                    roc_auc_score(y[known], curves["lightgbm"][known, k])
-                    - roc_auc_score(y[known], curves["lightgbm_raw"][known, k])
+                    roc_auc_score(y[known], curves["lightgbm"][column][known])
+                    - roc_auc_score(y[known], curves["lightgbm_raw"][column][known])
                 )
-        for name, curve in curves.items():
-            preds.append(outcomes.assign(model=name, **dict(zip(CURVE_COLUMNS, curve.T, strict=True))))
-    table = score_backtest(pd.concat(preds, ignore_index=True), plan, budget=0.05, churned_at=None)
+    pooled = pd.concat(preds, ignore_index=True)
     return {
-        "table": table,
+        "table": score_backtest(pooled, plan, budget=0.05, churned_at=None),
+        "pooled": pooled,
         "kept": kept,
         "within_fold_auc_change": {h: float(np.max(np.abs(v))) if v else None for h, v in within.items()},
         "panel": panel,
         "names": names,
     }
+
+
+def goal_margins(pooled: pd.DataFrame, resamples: int = 1000) -> dict:
+    """How sure the 90-day goals are: the curve's pooled ROC-AUC minus the rules' and the oracle's
+    on bootstrap samples of the accounts (models.metrics `bootstrap_roc_auc`), with their 95%
+    intervals and the share of samples meeting each goal. A few hundred churn events make the
+    margin itself uncertain by about a hundredth."""
+    from models.metrics import bootstrap_roc_auc
+
+    known = pooled[pooled["churned_within_90d"].notna()]
+    frames = {m: known[known["model"] == m].reset_index(drop=True) for m in ("lightgbm", "rules", "oracle")}
+    frames = {m: f for m, f in frames.items() if len(f)}
+    first = frames["lightgbm"]
+    samples = bootstrap_roc_auc(
+        first["churned_within_90d"].to_numpy(dtype=float),
+        {m: f["p_90d"].to_numpy() for m, f in frames.items()},
+        first["account_id"].to_numpy(),
+        resamples,
+    )
+    out = {"events": int(first["churned_within_90d"].sum()), "resamples": resamples}
+    for other, goal in (("rules", 0.10), ("oracle", -0.02)):
+        if other in samples:
+            margin = samples["lightgbm"] - samples[other]
+            low, high = np.percentile(margin, [2.5, 97.5])
+            out[f"minus_{other}"] = {
+                "interval_95": [round(float(low), 4), round(float(high), 4)],
+                "sd": round(float(margin.std()), 4),
+                "share_meeting_goal": round(float((margin >= goal).mean()), 3),
+            }
+    return out
 
 
 def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
@@ -165,6 +189,7 @@ def main() -> None:
         auc = table.pivot_table(index="model", columns="horizon_days", values="roc_auc")
         ece = table.pivot_table(index="model", columns="horizon_days", values="ece")
         final = distinct_p90(run["panel"], run["names"], config.curve)
+        margins = goal_margins(run["pooled"])
         row = {
             "features": str(folder),
             "snapshots": len(run["panel"]),
@@ -176,6 +201,7 @@ def main() -> None:
                 str(h): round(float(auc.loc["lightgbm", h] - auc.loc["lightgbm_raw", h]), 4) for h in auc.columns
             },
             "calibration_auc_change_within_fold": run["within_fold_auc_change"],
+            "goal_margins_90d": margins,
             "kept_by_fold": run["kept"],
             **final,
             "roc_auc": {m: {str(h): round(float(v), 4) for h, v in auc.loc[m].items()} for m in auc.index},
@@ -194,6 +220,14 @@ def main() -> None:
             f"s, final fit {final['final_fit_s']} s"
         )
         print("  90-day ROC-AUC " + ", ".join(f"{m} {v:.4f}" for m, v in row["roc_auc_90d"].items()))
+        print(
+            f"  90-day margins over {margins['events']} churn events, 95% bootstrap interval (accounts resampled): "
+            + "; ".join(
+                f"lightgbm - {m} [{v['interval_95'][0]:+.4f}, {v['interval_95'][1]:+.4f}], "
+                f"goal met in {v['share_meeting_goal']:.0%} of samples"
+                for m, v in ((k.removeprefix("minus_"), v) for k, v in margins.items() if k.startswith("minus_"))
+            )
+        )
         print("  ECE " + ", ".join(f"{h}d {v:.4f}" for h, v in row["ece"].items()))
         print(
             "  calibration's ROC-AUC change, pooled backtest "

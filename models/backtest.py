@@ -359,6 +359,8 @@ class FoldJob:
     trainer: BoosterTrainer | None
     #: the horizons this fold is scored on (the plan's)
     horizons: tuple[int, ...] = HORIZONS
+    #: also score the curve uncalibrated, as model "lightgbm_raw" (what calibration changes: benchmarks/quality.py)
+    raw: bool = False
 
 
 def run_fold(job: FoldJob) -> dict:
@@ -366,7 +368,10 @@ def run_fold(job: FoldJob) -> dict:
     Outcomes of horizons the fold is not planned for are left null in its predictions."""
     train = censor_at(job.panel[job.panel["cutoff"] < job.test_cutoff], job.test_cutoff)
     test = job.panel[job.panel["cutoff"] == job.test_cutoff].reset_index(drop=True)
-    curves = {"lightgbm": fit_curve(train, job.features, job.params, job.trainer).predict_curve(test)}
+    model = fit_curve(train, job.features, job.params, job.trainer)
+    curves = {"lightgbm": model.predict_curve(test)}
+    if job.raw:
+        curves["lightgbm_raw"] = model.raw_curve(test)
     # A baseline fits one model per horizon: those after the fold's longest are not scored here, so
     # their labels are hidden from it and it fits none (its curve is NaN there, after a running maximum).
     unscored = {label: np.nan for h, label in zip(HORIZONS, LABELS, strict=True) if h > max(job.horizons)}
@@ -387,6 +392,7 @@ def run_fold(job: FoldJob) -> dict:
     return {
         "preds": preds,
         "line": f"fold {job.test_cutoff.date()} ({tested} days): {len(train):,} training rows, {len(test):,} test rows",
+        "kept": model.info["kept"],
     }
 
 

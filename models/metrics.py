@@ -90,3 +90,30 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         out["caught_accounts"] = int(len(first))
     out["note"] = _undefined(y, dropped, out.get("caught_accounts"))
     return out
+
+
+def bootstrap_roc_auc(
+    y: np.ndarray, scores: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 1000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """ROC-AUC of each score on `resamples` bootstrap samples of the clusters (accounts: one
+    account's snapshots at several cutoffs are not independent), the same samples for every score,
+    so differences between scores keep their pairing. Each sample weights a row by how often its
+    cluster was drawn; the AUC is the weighted Mann-Whitney statistic (ties count one half)."""
+    y = np.asarray(y, dtype=float)
+    codes, _ = pd.factorize(pd.Series(clusters))
+    n = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+    sorted_by = {name: np.argsort(score, kind="stable") for name, score in scores.items()}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    for chunk in np.array_split(draws, max(1, resamples // 100)):  # [100, rows] weights at a time: bounded memory
+        weights = chunk[:, codes].astype(float)
+        for name, order in sorted_by.items():
+            ranked = np.asarray(scores[name], dtype=float)[order]
+            starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score
+            w, positive = weights[:, order], y[order]
+            pos = np.add.reduceat(w * positive, starts, axis=1)
+            neg = np.add.reduceat(w * (1 - positive), starts, axis=1)
+            below = np.cumsum(neg, axis=1) - neg
+            out[name].append((pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1)))
+    return {name: np.concatenate(parts) for name, parts in out.items()}

@@ -221,6 +221,23 @@ def test_a_fold_fits_its_baselines_only_up_to_the_longest_horizon_it_scores():
             assert short[name][f"p_{h}d"].isna().all() and short[name][label].isna().all()
 
 
+def test_a_fold_asked_for_the_raw_curve_scores_it_beside_the_calibrated_one():
+    cutoffs, end = grid("2024-01-02", 30, 16), pd.Timestamp("2025-06-30", tz="UTC")
+    panel = panel_on(cutoffs, end, accounts=1000)  # enough churn events held out for a calibration shift
+    job = FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60), raw=True)
+    fold = run_fold(job)
+    curves = {frame["model"].iloc[0]: frame for frame in fold["preds"]}
+    assert set(curves) == {"lightgbm", "lightgbm_raw"}
+    raw, calibrated = curves["lightgbm_raw"]["p_30d"].to_numpy(), curves["lightgbm"]["p_30d"].to_numpy()
+    assert not np.allclose(raw, calibrated)  # the shift moved the risks...
+    np.testing.assert_array_equal(
+        np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable")
+    )  # ...not their order
+    assert fold["kept"] and all(isinstance(i, int) for i in fold["kept"])
+    plain = run_fold(FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60)))
+    assert [frame["model"].iloc[0] for frame in plain["preds"]] == ["lightgbm"]
+
+
 # -- metrics and promotion with missing figures -------------------------------------------------------
 
 

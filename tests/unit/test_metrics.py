@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.metrics import expected_calibration_error, score_metrics
+from models.metrics import bootstrap_roc_auc, expected_calibration_error, score_metrics
 
 
 def frame(scores, ys, cutoffs=None, arr=None) -> pd.DataFrame:
@@ -67,3 +67,26 @@ def test_ece_is_zero_when_calibrated_and_grows_when_not():
 def test_degenerate_labels_give_nan_not_an_error():
     m = score_metrics(frame([0.1, 0.2], [0, 0]))
     assert np.isnan(m["roc_auc"]) and np.isnan(m["recall_at_budget"]) and m["brier"] == pytest.approx(0.025)
+
+
+def test_bootstrap_roc_auc_is_sklearns_weighted_auc_on_each_resample_of_the_accounts():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.random(2000) < 0.1
+    scores = {"tied": np.round(rng.random(2000) + 0.6 * y, 1), "fine": rng.random(2000) + 0.3 * y}
+    accounts = rng.integers(0, 500, 2000)
+    samples = bootstrap_roc_auc(y, scores, accounts, resamples=250, seed=7)
+    # the same draws, by hand: an account drawn k times weighs k on every one of its rows
+    draws = np.random.default_rng(7)
+    codes, _ = pd.factorize(pd.Series(accounts))
+    n = codes.max() + 1
+    for i in range(3):
+        weight = np.bincount(draws.integers(0, n, n), minlength=n)[codes]
+        for name, score in scores.items():
+            assert samples[name][i] == pytest.approx(roc_auc_score(y, score, sample_weight=weight), abs=1e-12)
+    assert all(len(v) == 250 for v in samples.values())
+    # the samples spread around the full data's AUC, and pairing narrows the difference of two scores
+    for name, score in scores.items():
+        assert abs(np.median(samples[name]) - roc_auc_score(y, score)) < 0.02 and samples[name].std() > 0.005
+    assert (samples["fine"] - samples["tied"]).std() < np.hypot(samples["fine"].std(), samples["tied"].std())

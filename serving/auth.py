@@ -1,16 +1,18 @@
 """Bearer-token authentication as ASGI middleware (BentoML's open-source server has none).
 
-Tokens come from CHURN_API_TOKENS (comma-separated), read once at the first request. Health and
-metrics paths are exempt, and so is the CS workspace under WORKSPACE_PATH (serving/workspace: people
-sign in there with a password and a session cookie); everything else (the APIs, the OpenAPI
-document, the UI) needs `Authorization: Bearer <token>`. Tokens are compared in constant time. With no token configured
-every protected request is refused: an API without credentials is never open by accident.
+Tokens come from CHURN_API_TOKENS (comma-separated), read once at the first request (the service
+passes its worker's settings, so they are read once per worker). Health and metrics paths are
+exempt, and so is the CS workspace under WORKSPACE_PATH (serving/workspace: people sign in there
+with a password and a session cookie); everything else (the APIs, the OpenAPI document, the UI)
+needs `Authorization: Bearer <token>`. Tokens are compared in constant time. With no token
+configured every protected request is refused: an API without credentials is never open by accident.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 
 EXEMPT = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 #: where serving/server.py mounts the workspace, which signs its users in itself
@@ -23,15 +25,24 @@ def exempt(path: str) -> bool:
 
 
 class BearerAuth:
-    def __init__(self, app, tokens: list[str] | None = None):
+    """`tokens`: the accepted tokens, or a function that gives them at the first request (the
+    service passes its worker's settings, so they are read once per worker); None reads
+    CHURN_API_TOKENS then."""
+
+    def __init__(self, app, tokens: list[str] | Callable[[], list[str]] | None = None):
         self.app = app
-        self._tokens = [t.encode() for t in tokens] if tokens is not None else None
+        self._source = tokens
+        self._tokens: list[bytes] | None = None
 
     def tokens(self) -> list[bytes]:
         if self._tokens is None:
-            from core.settings import load_settings
+            if self._source is None:
+                from core.settings import load_settings
 
-            self._tokens = [t.encode() for t in load_settings().api_tokens]
+                listed = load_settings().api_tokens
+            else:
+                listed = self._source() if callable(self._source) else self._source
+            self._tokens = [t.encode() for t in listed]
         return self._tokens
 
     def allowed(self, header: bytes) -> bool:

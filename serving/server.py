@@ -25,7 +25,7 @@ def configure(api: type) -> bentoml.Service:
     # two worker processes: one per core of the reference machine (benchmarks/serving.py compares one and two)
     service = bentoml.service(name="churn", traffic={"timeout": 30}, workers=2)(api)
     # BentoML's open-source server has no auth of its own (serving/auth.py: health, metrics and the workspace exempt)
-    service.add_asgi_middleware(BearerAuth)
+    service.add_asgi_middleware(BearerAuth, tokens=lambda: bentoml.get_current_service().runtime.settings.api_tokens)
     # the CS workspace (serving/workspace) at /app, with its own sign-in; it answers from the worker's
     # runtime (model, snapshot, store), which it takes once BentoML has built the worker's ChurnAPI
     service.mount_asgi_app(mountable(lambda: bentoml.get_current_service().runtime), path=WORKSPACE_PATH)

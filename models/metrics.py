@@ -1,9 +1,9 @@
 """Backtest metrics for churn scores, computed per horizon on (account, cutoff) rows.
 
-Discrimination (ROC-AUC, PR-AUC), calibration (Brier, expected calibration error), and what a CS
-team with a fixed capacity gets: lift in the top decile, recall when only the top `budget` share
-of accounts can be worked each cutoff, the same recall weighted by ARR, and the median lead time
-from the first flag to the churn for the churners that were caught.
+Discrimination (ROC-AUC with its 95% bootstrap interval, PR-AUC), calibration (Brier, expected
+calibration error), and what a CS team with a fixed capacity gets: lift in the top decile, recall
+when only the top `budget` share of accounts can be worked each cutoff, the same recall weighted by
+ARR, and the median lead time from the first flag to the churn for the churners that were caught.
 """
 
 from __future__ import annotations
@@ -49,11 +49,23 @@ def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
     return "; ".join(notes) or None
 
 
+def roc_auc_interval(y: np.ndarray, p: np.ndarray, accounts: np.ndarray) -> tuple[float, float]:
+    """The 95% bootstrap interval of ROC-AUC, accounts resampled (bootstrap_roc_auc): how far the
+    figure could move on another draw of accounts like these."""
+    samples = bootstrap_roc_auc(y, {"p": p}, accounts, INTERVAL_RESAMPLES)["p"]
+    samples = samples[~np.isnan(samples)]  # samples that drew a single class say nothing about ranking
+    if len(samples) == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.Series | None = None) -> dict:
     """Metrics for one horizon. `frame`: account_id, cutoff, y (0/1, no nulls), score, and
     optionally arr; `churned_at`: churn time by account_id (UTC datetimes, as the churn table's
     contract types them; for lead times). A metric the rows cannot define (one class, no rows) is
-    NaN and `note` says why; rows without a score are left out and counted in `note`."""
+    NaN and `note` says why; rows without a score are left out and counted in `note`.
+    `roc_auc_low` / `roc_auc_high`: its 95% interval, accounts resampled (roc_auc_interval)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     scored = frame["score"].notna().to_numpy()
@@ -68,6 +80,9 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
     }
     both = 0 < y.sum() < len(y)
     out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
+    out["roc_auc_low"], out["roc_auc_high"] = (
+        roc_auc_interval(y, p, frame["account_id"].to_numpy()) if both else (np.nan,) * 2
+    )
     out["pr_auc"] = float(average_precision_score(y, p)) if both else float("nan")
     out["brier"] = float(np.mean((p - y) ** 2)) if len(y) else float("nan")
     out["ece"] = expected_calibration_error(y, p)
@@ -92,28 +107,41 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
     return out
 
 
+#: bootstrap_roc_auc holds at most this many row weights at once (about 40 MB per array)
+WEIGHTS_AT_ONCE = 5_000_000
+#: bootstrap samples behind score_metrics' ROC-AUC interval
+INTERVAL_RESAMPLES = 200
+
+
 def bootstrap_roc_auc(
     y: np.ndarray, scores: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 1000, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """ROC-AUC of each score on `resamples` bootstrap samples of the clusters (accounts: one
     account's snapshots at several cutoffs are not independent), the same samples for every score,
     so differences between scores keep their pairing. Each sample weights a row by how often its
-    cluster was drawn; the AUC is the weighted Mann-Whitney statistic (ties count one half)."""
+    cluster was drawn; the AUC is the weighted Mann-Whitney statistic (ties count one half), NaN
+    for a sample that drew a single class."""
     y = np.asarray(y, dtype=float)
     codes, _ = pd.factorize(pd.Series(clusters))
     n = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    draws = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
-    sorted_by = {name: np.argsort(score, kind="stable") for name, score in scores.items()}
+    ranked = {}  # per score: its rows' clusters and outcomes in score order, and where each run of equal scores starts
+    for name, score in scores.items():
+        order = np.argsort(score, kind="stable")
+        values = np.asarray(score, dtype=float)[order]
+        ranked[name] = (codes[order], y[order], np.flatnonzero(np.r_[True, values[1:] != values[:-1]]))
     out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
-    for chunk in np.array_split(draws, max(1, resamples // 100)):  # [100, rows] weights at a time: bounded memory
-        weights = chunk[:, codes].astype(float)
-        for name, order in sorted_by.items():
-            ranked = np.asarray(scores[name], dtype=float)[order]
-            starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score
-            w, positive = weights[:, order], y[order]
+    per_chunk = max(1, WEIGHTS_AT_ONCE // len(y))  # samples weighed at once: bounded memory on any panel
+    for first in range(0, resamples, per_chunk):
+        drawn = np.stack(
+            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(min(per_chunk, resamples - first))]
+        ).astype(float)
+        for name, (clusters_in_order, positive, starts) in ranked.items():
+            w = drawn[:, clusters_in_order]  # [samples, rows]: each row weighs what its cluster was drawn
             pos = np.add.reduceat(w * positive, starts, axis=1)
-            neg = np.add.reduceat(w * (1 - positive), starts, axis=1)
+            neg = np.add.reduceat(w, starts, axis=1) - pos
             below = np.cumsum(neg, axis=1) - neg
-            out[name].append((pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1)))
+            pairs = pos.sum(axis=1) * neg.sum(axis=1)  # 0 where a sample drew a single class: no AUC
+            wins = (pos * (below + 0.5 * neg)).sum(axis=1)
+            out[name].append(np.divide(wins, pairs, out=np.full(len(pairs), np.nan), where=pairs > 0))
     return {name: np.concatenate(parts) for name, parts in out.items()}

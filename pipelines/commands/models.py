@@ -93,6 +93,7 @@ def evaluate(
         "horizon",
         "folds",
         "ROC-AUC",
+        "95% interval",
         "PR-AUC",
         "Brier",
         "ECE",
@@ -108,6 +109,7 @@ def evaluate(
             f"{r['horizon_days']}d",
             str(r.get("folds", "-")),
             number(r["roc_auc"]),
+            _interval(r.get("roc_auc_low"), r.get("roc_auc_high")),
             number(r["pr_auc"]),
             number(r["brier"], ".4f"),
             number(r["ece"], ".4f"),
@@ -122,6 +124,11 @@ def evaluate(
 
     for line in human_lines(result["escalations"]):
         err.print(line)
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """A ROC-AUC's 95% bootstrap interval (accounts resampled) as "0.772-0.834"; "-" without one."""
+    return "-" if low is None or high is None else f"{low:.3f}-{high:.3f}"
 
 
 def _escalations_outcomes(features_dir: Path, settings, model_uri: str | None, horizon: int) -> dict:

@@ -37,6 +37,7 @@ def test_evaluate_json_has_every_model_and_horizon(tmp_path, capsys):
     for model in ("lightgbm", "rules", "logistic", "oracle"):
         r = rows[(model, 90)]
         assert 0.5 < r["roc_auc"] <= 1 and 0 <= r["ece"] < 0.1 and r["rows"] > 0
+        assert r["roc_auc_low"] < r["roc_auc"] < r["roc_auc_high"]  # its 95% interval, accounts resampled
         for key in (
             "pr_auc",
             "brier",

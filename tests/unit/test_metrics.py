@@ -67,6 +67,26 @@ def test_ece_is_zero_when_calibrated_and_grows_when_not():
 def test_degenerate_labels_give_nan_not_an_error():
     m = score_metrics(frame([0.1, 0.2], [0, 0]))
     assert np.isnan(m["roc_auc"]) and np.isnan(m["recall_at_budget"]) and m["brier"] == pytest.approx(0.025)
+    assert np.isnan(m["roc_auc_low"]) and np.isnan(m["roc_auc_high"])
+
+
+def test_roc_auc_comes_with_an_interval_that_narrows_as_the_accounts_grow():
+    rng = np.random.default_rng(5)
+
+    def metrics(accounts: int) -> dict:
+        ids = np.repeat(np.arange(accounts), 4)  # four snapshots per account: clustered rows
+        risk = np.repeat(rng.normal(size=accounts), 4)
+        y = (rng.random(len(ids)) < 1 / (1 + np.exp(-(risk * 1.5 - 3)))).astype(int)
+        f = pd.DataFrame({"account_id": ids, "cutoff": pd.Timestamp("2024-01-01", tz="UTC"), "y": y, "score": risk})
+        return score_metrics(f)
+
+    small, large = metrics(300), metrics(5000)
+    for m in (small, large):
+        assert m["roc_auc_low"] < m["roc_auc"] < m["roc_auc_high"]
+    assert large["roc_auc_high"] - large["roc_auc_low"] < 0.5 * (small["roc_auc_high"] - small["roc_auc_low"])
+    # one churner among three rows: most samples draw a single class; the rest still give an interval
+    few = score_metrics(frame([0.9, 0.2, 0.1], [1, 0, 0]))
+    assert few["roc_auc"] == 1.0 and few["roc_auc_low"] == few["roc_auc_high"] == 1.0
 
 
 def test_bootstrap_roc_auc_is_sklearns_weighted_auc_on_each_resample_of_the_accounts():

@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: bootstrap_roc_auc holds at most this many row weights at once (about 40 MB per array)
+WEIGHTS_AT_ONCE = 5_000_000
+#: bootstrap samples behind score_metrics' ROC-AUC interval
+INTERVAL_RESAMPLES = 200
+
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Equal-frequency bins (churn is rare: equal-width bins would put nearly everything in the
@@ -47,6 +52,40 @@ def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
     if caught == 0 and y.sum() > 0:
         notes.append("no churner was among the accounts flagged within the budget: the lead time is undefined")
     return "; ".join(notes) or None
+
+
+def bootstrap_roc_auc(
+    y: np.ndarray, scores: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 1000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """ROC-AUC of each score on `resamples` bootstrap samples of the clusters (accounts: one
+    account's snapshots at several cutoffs are not independent), the same samples for every score,
+    so differences between scores keep their pairing. Each sample weights a row by how often its
+    cluster was drawn; the AUC is the weighted Mann-Whitney statistic (ties count one half), NaN
+    for a sample that drew a single class."""
+    y = np.asarray(y, dtype=float)
+    codes, _ = pd.factorize(pd.Series(clusters))
+    n = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    ranked = {}  # per score: its rows' clusters and outcomes in score order, and where each run of equal scores starts
+    for name, score in scores.items():
+        order = np.argsort(score, kind="stable")
+        values = np.asarray(score, dtype=float)[order]
+        ranked[name] = (codes[order], y[order], np.flatnonzero(np.r_[True, values[1:] != values[:-1]]))
+    out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    per_chunk = max(1, WEIGHTS_AT_ONCE // len(y))  # samples weighed at once: bounded memory on any panel
+    for first in range(0, resamples, per_chunk):
+        drawn = np.stack(
+            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(min(per_chunk, resamples - first))]
+        ).astype(float)
+        for name, (clusters_in_order, positive, starts) in ranked.items():
+            w = drawn[:, clusters_in_order]  # [samples, rows]: each row weighs what its cluster was drawn
+            pos = np.add.reduceat(w * positive, starts, axis=1)
+            neg = np.add.reduceat(w, starts, axis=1) - pos
+            below = np.cumsum(neg, axis=1) - neg
+            pairs = pos.sum(axis=1) * neg.sum(axis=1)  # 0 where a sample drew a single class: no AUC
+            wins = (pos * (below + 0.5 * neg)).sum(axis=1)
+            out[name].append(np.divide(wins, pairs, out=np.full(len(pairs), np.nan), where=pairs > 0))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 def roc_auc_interval(y: np.ndarray, p: np.ndarray, accounts: np.ndarray) -> tuple[float, float]:
@@ -105,43 +144,3 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         out["caught_accounts"] = int(len(first))
     out["note"] = _undefined(y, dropped, out.get("caught_accounts"))
     return out
-
-
-#: bootstrap_roc_auc holds at most this many row weights at once (about 40 MB per array)
-WEIGHTS_AT_ONCE = 5_000_000
-#: bootstrap samples behind score_metrics' ROC-AUC interval
-INTERVAL_RESAMPLES = 200
-
-
-def bootstrap_roc_auc(
-    y: np.ndarray, scores: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 1000, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """ROC-AUC of each score on `resamples` bootstrap samples of the clusters (accounts: one
-    account's snapshots at several cutoffs are not independent), the same samples for every score,
-    so differences between scores keep their pairing. Each sample weights a row by how often its
-    cluster was drawn; the AUC is the weighted Mann-Whitney statistic (ties count one half), NaN
-    for a sample that drew a single class."""
-    y = np.asarray(y, dtype=float)
-    codes, _ = pd.factorize(pd.Series(clusters))
-    n = int(codes.max()) + 1
-    rng = np.random.default_rng(seed)
-    ranked = {}  # per score: its rows' clusters and outcomes in score order, and where each run of equal scores starts
-    for name, score in scores.items():
-        order = np.argsort(score, kind="stable")
-        values = np.asarray(score, dtype=float)[order]
-        ranked[name] = (codes[order], y[order], np.flatnonzero(np.r_[True, values[1:] != values[:-1]]))
-    out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
-    per_chunk = max(1, WEIGHTS_AT_ONCE // len(y))  # samples weighed at once: bounded memory on any panel
-    for first in range(0, resamples, per_chunk):
-        drawn = np.stack(
-            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(min(per_chunk, resamples - first))]
-        ).astype(float)
-        for name, (clusters_in_order, positive, starts) in ranked.items():
-            w = drawn[:, clusters_in_order]  # [samples, rows]: each row weighs what its cluster was drawn
-            pos = np.add.reduceat(w * positive, starts, axis=1)
-            neg = np.add.reduceat(w, starts, axis=1) - pos
-            below = np.cumsum(neg, axis=1) - neg
-            pairs = pos.sum(axis=1) * neg.sum(axis=1)  # 0 where a sample drew a single class: no AUC
-            wins = (pos * (below + 0.5 * neg)).sum(axis=1)
-            out[name].append(np.divide(wins, pairs, out=np.full(len(pairs), np.nan), where=pairs > 0))
-    return {name: np.concatenate(parts) for name, parts in out.items()}

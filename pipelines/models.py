@@ -256,6 +256,8 @@ def fingerprint(features_dir: Path) -> str:
 
 BACKTEST_METRICS = (
     "roc_auc",
+    "roc_auc_low",  # its 95% interval (models/metrics.py): how far apart two runs must be to differ
+    "roc_auc_high",
     "pr_auc",
     "brier",
     "ece",

@@ -104,6 +104,8 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     assert {"backtest.lightgbm.ece_90d", "backtest.rules.roc_auc_90d", "backtest.logistic.roc_auc_90d"} <= set(
         run.data.metrics
     )
+    low, high = (run.data.metrics[metric_key(m, 90)] for m in ("roc_auc_low", "roc_auc_high"))
+    assert low < first["roc_auc"]["90"] < high  # the interval is logged beside the figure
     artifacts = {a.path for a in mlflow.MlflowClient(tracking).list_artifacts(first["run_id"])}
     assert {
         "backtest.csv",

@@ -117,7 +117,12 @@ class Tab:
 
     def sign_in(self, username: str, password: str, *, keyboard: bool = False) -> None:
         self.goto("/app/login")
-        if keyboard:  # the sign-in form by keyboard alone: the username field has the focus
+        if keyboard:  # the sign-in form by keyboard alone: the username field takes the focus itself
+            from playwright.sync_api import expect
+
+            # Chromium applies autofocus at a rendering step that may come after the load event the
+            # navigation waited for: typing before it was lost once (a CI run, nothing to sign in as)
+            expect(self.page.locator("#username")).to_be_focused()
             self.page.keyboard.type(username)
             self.page.keyboard.press("Tab")
             self.page.keyboard.type(password)

@@ -88,15 +88,20 @@ def bootstrap_roc_auc(
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
-def roc_auc_interval(y: np.ndarray, p: np.ndarray, accounts: np.ndarray) -> tuple[float, float]:
-    """The 95% bootstrap interval of ROC-AUC, accounts resampled (bootstrap_roc_auc): how far the
-    figure could move on another draw of accounts like these."""
-    samples = bootstrap_roc_auc(y, {"p": p}, accounts, INTERVAL_RESAMPLES)["p"]
-    samples = samples[~np.isnan(samples)]  # samples that drew a single class say nothing about ranking
+def interval_95(samples: np.ndarray) -> tuple[float, float]:
+    """The central 95% of bootstrap samples; NaN samples (those that drew a single class) say
+    nothing and are left out; none left: (NaN, NaN)."""
+    samples = samples[~np.isnan(samples)]
     if len(samples) == 0:
         return float("nan"), float("nan")
     low, high = np.percentile(samples, [2.5, 97.5])
     return float(low), float(high)
+
+
+def roc_auc_interval(y: np.ndarray, p: np.ndarray, accounts: np.ndarray) -> tuple[float, float]:
+    """The 95% bootstrap interval of ROC-AUC, accounts resampled (bootstrap_roc_auc): how far the
+    figure could move on another draw of accounts like these."""
+    return interval_95(bootstrap_roc_auc(y, {"p": p}, accounts, INTERVAL_RESAMPLES)["p"])
 
 
 def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.Series | None = None) -> dict:

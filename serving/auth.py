@@ -24,6 +24,12 @@ def exempt(path: str) -> bool:
     return path.rstrip("/") in EXEMPT or path == WORKSPACE_PATH or path.startswith(WORKSPACE_PATH + "/")
 
 
+def _environment_tokens() -> list[str]:
+    from core.settings import load_settings
+
+    return load_settings().api_tokens
+
+
 class BearerAuth:
     """`tokens`: the accepted tokens, or a function that gives them at the first request (the
     service passes its worker's settings, so they are read once per worker); None reads
@@ -31,18 +37,17 @@ class BearerAuth:
 
     def __init__(self, app, tokens: list[str] | Callable[[], list[str]] | None = None):
         self.app = app
-        self._source = tokens
+        if tokens is None:
+            self._source = _environment_tokens
+        elif callable(tokens):
+            self._source = tokens
+        else:
+            self._source = lambda: tokens
         self._tokens: list[bytes] | None = None
 
     def tokens(self) -> list[bytes]:
         if self._tokens is None:
-            if self._source is None:
-                from core.settings import load_settings
-
-                listed = load_settings().api_tokens
-            else:
-                listed = self._source() if callable(self._source) else self._source
-            self._tokens = [t.encode() for t in listed]
+            self._tokens = [t.encode() for t in self._source()]
         return self._tokens
 
     def allowed(self, header: bytes) -> bool:

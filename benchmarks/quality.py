@@ -10,6 +10,8 @@ models, config/model.yaml), with the LightGBM curve also kept uncalibrated, so t
   increasing calibration keeps a fold's ranking: 0 up to rounding); goal < 0.002;
 - how sure the 90-day goals are: 95% bootstrap intervals of the margins over the rules and the
   oracle, accounts resampled (with a few hundred churn events an interval spans about ±0.03);
+- what the backtest's own ROC-AUC intervals (`churn evaluate`'s roc_auc_low/high) cost, as a share
+  of its time;
 - the search candidates each fold kept (averaged when more than one: `curve.blend`);
 - the share of accounts with a distinct p_90d at the latest cutoff, scored by a model fitted on
   the whole panel as `churn train` fits it (goal >= 95%), and that fit's time.
@@ -136,6 +138,23 @@ def goal_margins(pooled: pd.DataFrame, resamples: int = 1000) -> dict:
     return out
 
 
+def interval_seconds(pooled: pd.DataFrame) -> float:
+    """What the backtest's ROC-AUC intervals cost: models.metrics `roc_auc_interval` for every model
+    and horizon of the pooled backtest, as `churn evaluate` computes them (benchmarks/intervals.py
+    times one on synthetic rows of other sizes)."""
+    from core.vocabulary import CURVE_COLUMNS, LABELS
+    from models.metrics import roc_auc_interval
+
+    started = time.perf_counter()
+    for _, frame in pooled[pooled["model"] != "lightgbm_raw"].groupby("model"):  # the models `churn evaluate` scores
+        for label, column in zip(LABELS, CURVE_COLUMNS, strict=True):
+            known = frame[frame[label].notna()]
+            roc_auc_interval(
+                known[label].to_numpy(dtype=float), known[column].to_numpy(), known["account_id"].to_numpy()
+            )
+    return time.perf_counter() - started
+
+
 def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
     """The model `churn train` fits (every snapshot), scored at the latest cutoff: the share of
     accounts whose p_90d no other account shares, and the fit's time."""
@@ -189,11 +208,13 @@ def main() -> None:
         ece = table.pivot_table(index="model", columns="horizon_days", values="ece")
         final = distinct_p90(run["panel"], run["names"], config.curve)
         margins = goal_margins(run["pooled"])
+        intervals_s = interval_seconds(run["pooled"])
         row = {
             "features": str(folder),
             "snapshots": len(run["panel"]),
             "accounts": int(run["panel"]["account_id"].nunique()),
             "backtest_s": round(seconds, 1),
+            "roc_auc_intervals_s": round(intervals_s, 2),
             "roc_auc_90d": {m: round(float(auc.loc[m, 90]), 4) for m in auc.index if 90 in auc.columns},
             "ece": {str(h): round(float(ece.loc["lightgbm", h]), 4) for h in ece.columns},
             "calibration_auc_change_pooled": {
@@ -216,7 +237,8 @@ def main() -> None:
         results.append(row)
         print(
             f"{folder}: {row['accounts']:,} accounts, {row['snapshots']:,} snapshots; backtest {seconds:.0f} "
-            f"s, final fit {final['final_fit_s']} s"
+            f"s, final fit {final['final_fit_s']} s; its ROC-AUC intervals {intervals_s:.2f} s "
+            f"({intervals_s / seconds:.1%} of the backtest)"
         )
         print("  90-day ROC-AUC " + ", ".join(f"{m} {v:.4f}" for m, v in row["roc_auc_90d"].items()))
         print(

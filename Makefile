@@ -23,11 +23,14 @@ PORT ?= 3000
 serve: $(STAMP)
 	$(BIN)/churn serve --port $(PORT)
 
+# the suite on TEST_WORKERS processes, a test module's tests together on one (pytest-xdist)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # style and import order everywhere; types on the pure layers (core, features, models, escalation)
 lint: $(STAMP)

@@ -27,6 +27,35 @@ def _only_paths_are_files() -> None:
 
 _only_paths_are_files()
 
+
+def pytest_configure(config) -> None:
+    _own_postgres_database()
+
+
+def _own_postgres_database() -> None:
+    """Under pytest-xdist each worker gets its own PostgreSQL database (churn_test_gw0, ...): the store
+    tests drop every table before they start, and two workers sharing one database would drop the
+    tables the other is using."""
+    url, worker = os.environ.get("CHURN_TEST_POSTGRES_URL"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    shared = make_url(url)
+    own = shared.set(database=f"{shared.database}_{worker}")
+    engine = create_engine(shared, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})
+            if exists.scalar() is None:
+                # template0 accepts no connections, so workers creating theirs at once do not block each other
+                connection.execute(text(f'CREATE DATABASE "{own.database}" TEMPLATE template0'))
+    finally:
+        engine.dispose()
+    os.environ["CHURN_TEST_POSTGRES_URL"] = own.render_as_string(hide_password=False)
+
+
 #: CHURN_TEST_SHUFFLE=<seed> runs the tests in a shuffled order, to show that none depends on another
 SHUFFLE = "CHURN_TEST_SHUFFLE"
 
@@ -38,21 +67,24 @@ def pytest_report_header(config) -> str | None:
 
 @pytest.hookimpl(trylast=True)  # after pytest's own ordering by fixture
 def pytest_collection_modifyitems(config, items) -> None:
-    """With CHURN_TEST_SHUFFLE=<seed>, shuffle the modules and the tests within each module (a module
-    stays together, so its module-scoped fixtures are built once); the same seed, the same order."""
+    """Modules stay together (their module-scoped fixtures are built once) and those with slow tests
+    run first: `make test` hands whole modules to two workers, and a long module started last
+    would leave one worker idle while the other finishes it. With CHURN_TEST_SHUFFLE=<seed>, the
+    modules and the tests within each run in a shuffled order instead; the same seed, the same order."""
     import random
 
-    seed = os.environ.get(SHUFFLE)
-    if not seed:
-        return
-    rng = random.Random(seed)
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
     groups = list(modules.values())
-    rng.shuffle(groups)
-    for group in groups:
-        rng.shuffle(group)
+    seed = os.environ.get(SHUFFLE)
+    if seed:
+        rng = random.Random(seed)
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    else:
+        groups.sort(key=lambda group: not any(item.get_closest_marker("slow") for item in group))
     items[:] = [item for group in groups for item in group]
 
 

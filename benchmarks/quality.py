@@ -74,7 +74,7 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from core.vocabulary import CURVE_COLUMNS, HORIZONS, LABELS
-    from models.backtest import FoldJob, run_fold, score_backtest
+    from models.backtest import RAW_MODEL, FoldJob, run_fold, score_backtest
     from pipelines.features import read_snapshots
     from pipelines.models import _data_dir, _oracle, backtest_plan, baselines, feature_names
 
@@ -96,7 +96,7 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
             if 0 < y[known].sum() < known.sum():
                 within[h].append(
                     roc_auc_score(y[known], curves["lightgbm"][column][known])
-                    - roc_auc_score(y[known], curves["lightgbm_raw"][column][known])
+                    - roc_auc_score(y[known], curves[RAW_MODEL][column][known])
                 )
     pooled = pd.concat(preds, ignore_index=True)
     return {
@@ -143,10 +143,11 @@ def interval_seconds(pooled: pd.DataFrame) -> float:
     and horizon of the pooled backtest, as `churn evaluate` computes them (benchmarks/intervals.py
     times one on synthetic rows of other sizes)."""
     from core.vocabulary import CURVE_COLUMNS, LABELS
+    from models.backtest import RAW_MODEL
     from models.metrics import roc_auc_interval
 
     started = time.perf_counter()
-    for _, frame in pooled[pooled["model"] != "lightgbm_raw"].groupby("model"):  # the models `churn evaluate` scores
+    for _, frame in pooled[pooled["model"] != RAW_MODEL].groupby("model"):  # the models `churn evaluate` scores
         for label, column in zip(LABELS, CURVE_COLUMNS, strict=True):
             known = frame[frame[label].notna()]
             roc_auc_interval(
@@ -178,6 +179,7 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
 
 def main() -> None:
     from core.vocabulary import HORIZONS
+    from models.backtest import RAW_MODEL
     from pipelines.models import load_model_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,7 +220,7 @@ def main() -> None:
             "roc_auc_90d": {m: round(float(auc.loc[m, 90]), 4) for m in auc.index if 90 in auc.columns},
             "ece": {str(h): round(float(ece.loc["lightgbm", h]), 4) for h in ece.columns},
             "calibration_auc_change_pooled": {
-                str(h): round(float(auc.loc["lightgbm", h] - auc.loc["lightgbm_raw", h]), 4) for h in auc.columns
+                str(h): round(float(auc.loc["lightgbm", h] - auc.loc[RAW_MODEL, h]), 4) for h in auc.columns
             },
             "calibration_auc_change_within_fold": run["within_fold_auc_change"],
             "goal_margins_90d": margins,

@@ -345,6 +345,10 @@ class FoldBaseline(Protocol):
     def predict_curve(self, panel: pd.DataFrame) -> np.ndarray: ...
 
 
+#: the model name the uncalibrated curve is scored under when a fold job asks for it (`FoldJob.raw`)
+RAW_MODEL = "lightgbm_raw"
+
+
 @dataclass
 class FoldJob:
     """One rolling-origin fold: everything it needs, so it can run as a task in another process."""
@@ -359,7 +363,7 @@ class FoldJob:
     trainer: BoosterTrainer | None
     #: the horizons this fold is scored on (the plan's)
     horizons: tuple[int, ...] = HORIZONS
-    #: also score the curve uncalibrated, as model "lightgbm_raw" (what calibration changes: benchmarks/quality.py)
+    #: also score the curve uncalibrated, as model RAW_MODEL (what calibration changes: benchmarks/quality.py)
     raw: bool = False
 
 
@@ -371,7 +375,7 @@ def run_fold(job: FoldJob) -> dict:
     model = fit_curve(train, job.features, job.params, job.trainer)
     curves = {"lightgbm": model.predict_curve(test)}
     if job.raw:
-        curves["lightgbm_raw"] = model.raw_curve(test)
+        curves[RAW_MODEL] = model.raw_curve(test)
     # A baseline fits one model per horizon: those after the fold's longest are not scored here, so
     # their labels are hidden from it and it fits none (its curve is NaN there, after a running maximum).
     unscored = {label: np.nan for h, label in zip(HORIZONS, LABELS, strict=True) if h > max(job.horizons)}

@@ -23,9 +23,10 @@ PORT ?= 3000
 serve: $(STAMP)
 	$(BIN)/churn serve --port $(PORT)
 
-# the suite on TEST_WORKERS processes, a test module's tests together on one (pytest-xdist)
+# the suite on TEST_WORKERS processes, a test module's tests together on one (pytest-xdist), in the order
+# tests/conftest.py gives them (slow modules first), not xdist's (most tests first)
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	$(PYTEST)
 

@@ -42,8 +42,8 @@ def main() -> None:
         TableParams,
         cross_validate_table,
         fit_table_model,
-        prepare_table,
     )
+    from models.table_prep import prepare_table
 
     tables = public_tables()
     parser = argparse.ArgumentParser()

@@ -695,8 +695,8 @@ def run_train_table(
         TableParams,
         cross_validate_table,
         fit_table_model,
-        prepare_table,
     )
+    from models.table_prep import prepare_table
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()

@@ -18,9 +18,9 @@ from models.table import (
     choose_candidate,
     cross_validate_table,
     fit_table_model,
-    prepare_table,
     winner,
 )
+from models.table_prep import prepare_table
 
 TELCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "telco-customer-churn.csv"
 FAST = TableParams(n_estimators=150, learning_rate=0.05)

@@ -26,7 +26,7 @@ def main() -> None:
     from models.backtest import run_backtest
     from models.baselines import RulesBaseline
     from pipelines.features import read_snapshots
-    from pipelines.models import _churned_at, _data_dir, feature_names, load_model_config
+    from pipelines.models import churn_times, feature_names, load_model_config, panel_data_dir
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=Path, required=True)
@@ -45,7 +45,7 @@ def main() -> None:
     policy = load_policy(root / "config")
     panel = read_snapshots(args.features)
     names = feature_names(panel)
-    churned_at = _churned_at(_data_dir(args.features))
+    churned_at = churn_times(panel_data_dir(args.features))
     started = time.perf_counter()
     _, pooled = run_backtest(panel, names, folds=args.folds, params=config.curve, baselines={"rules": RulesBaseline})
     print(f"backtest: {args.folds} folds in {time.perf_counter() - started:.0f} s", flush=True)

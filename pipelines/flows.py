@@ -314,7 +314,7 @@ def evaluate(
     name="promote", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input
 )
 def promote_task(force: bool, settings: Settings, config: Config) -> dict:
-    from pipelines.models import run_promote
+    from pipelines.promote import run_promote
 
     return run_promote(
         tracking_uri=settings.mlflow_tracking_uri,

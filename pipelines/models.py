@@ -21,7 +21,7 @@ from models.backtest import MIN_TRAIN_DAYS, BacktestPlan, NotEvaluated, infer_da
 from models.baselines import LogisticBaseline, RulesBaseline
 from models.curve import BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
 from models.linear import LinearCurveModel
-from models.promotion import decide, metric_key
+from models.promotion import metric_key
 from pipelines.features import read_snapshots
 
 
@@ -39,19 +39,19 @@ def feature_names(panel: pd.DataFrame) -> list[str]:
     ]
 
 
-def _panel_summary(features_dir: Path) -> dict:
+def panel_summary(features_dir: Path) -> dict:
     """panel_summary.json of a features folder (empty when a panel was written without one)."""
     path = Path(features_dir) / "panel_summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _data_dir(features_dir: Path) -> Path | None:
+def panel_data_dir(features_dir: Path) -> Path | None:
     """The data folder the panel was built from."""
-    data = _panel_summary(features_dir).get("data")
+    data = panel_summary(features_dir).get("data")
     return Path(data) if data else None
 
 
-def _churned_at(data_dir: Path | None) -> pd.Series | None:
+def churn_times(data_dir: Path | None) -> pd.Series | None:
     """Churn times by account (for lead times), read through the churn table's contract: Parquet or
     CSV, timestamps as text or typed, all UTC. None when the data folder or its churn table is gone."""
     from core.contracts import find_table_file, load_tables
@@ -72,7 +72,7 @@ def backtest_plan(
 ) -> BacktestPlan:
     """Which cutoffs test which horizon (models.backtest.plan_backtest), with the data's range from
     the panel summary; InputError naming --features when the history allows no fold at all."""
-    summary = _panel_summary(features_dir)
+    summary = panel_summary(features_dir)
     when = {k: pd.Timestamp(summary[k]) for k in ("data_start", "data_end") if summary.get(k)}
     plan = plan_backtest(panel, folds, min_train_days=min_train_days, calendar=summary.get("calendar_cutoffs"), **when)
     if plan.shortfall:
@@ -123,9 +123,9 @@ def run_evaluate(
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     panel = read_snapshots(features_dir)
-    data_dir = _data_dir(features_dir)
+    data_dir = panel_data_dir(features_dir)
     if model_uri:
-        return _evaluate_model(panel, model_uri, tracking_uri, budget, _churned_at(data_dir), features_dir, started)
+        return _evaluate_model(panel, model_uri, tracking_uri, budget, churn_times(data_dir), features_dir, started)
     plan = backtest_plan(panel, features_dir, folds)
     for line in plan.lines():
         say(line)
@@ -137,7 +137,7 @@ def run_evaluate(
         folds=folds,
         params=params,
         budget=budget,
-        churned_at=_churned_at(data_dir),
+        churned_at=churn_times(data_dir),
         progress=progress,
         oracle=oracle,
         baselines=baselines(names),
@@ -196,7 +196,7 @@ def _evaluate_model(
             "has a known outcome yet; evaluate it on snapshots built from newer data"
         )
     curve = model.predict_curve(test)
-    end = pd.Timestamp(_panel_summary(features_dir).get("data_end") or infer_data_end(panel))
+    end = pd.Timestamp(panel_summary(features_dir).get("data_end") or infer_data_end(panel))
     rows, skipped = [], []
     for k, (h, label) in enumerate(zip(HORIZONS, LABELS, strict=True)):
         known = test[label].notna().to_numpy()
@@ -295,7 +295,7 @@ def _backtest(
         folds=config.folds,
         params=config.curve,
         budget=config.budget,
-        churned_at=_churned_at(data_dir),
+        churned_at=churn_times(data_dir),
         progress=progress,
         baselines=baselines(names),
         oracle=_oracle(data_dir),
@@ -436,7 +436,7 @@ def run_train(
     features_dir = Path(features_dir)
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
-    data_dir = _data_dir(features_dir)
+    data_dir = panel_data_dir(features_dir)
     plan = backtest_plan(panel, features_dir, config.folds)
     say(f"panel: {len(panel):,} snapshots x {len(names)} features; backtest with {config.folds} folds per horizon")
     for line in plan.lines():
@@ -550,197 +550,3 @@ def run_train(
         "notes": plan_fields["notes"] + unseen,
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-PROMOTABLE = ("curve", "baseline")
-
-
-def run_promote(
-    *,
-    tracking_uri: str,
-    config: ModelConfig,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    model: str = "curve",
-) -> dict:
-    """Move `champion` to the challenger if it wins on the same backtest (or with force); say why not.
-    `model="baseline"`: the candidate is the logistic baseline the challenger's run logged (where
-    it beat the curve), registered now as a version of its own and judged on its own backtest rows."""
-    from models import registry
-
-    if model not in PROMOTABLE:
-        raise InputError(f"--model {model}: expected one of {', '.join(PROMOTABLE)}")
-    say = progress or (lambda _line: None)
-    registry.connect(tracking_uri)
-    challenger = registry.version_info(registry.CHALLENGER)
-    if challenger is None:
-        raise ChurnError(
-            f"no model version has the alias '{registry.CHALLENGER}' in {tracking_uri}: run `churn train` first"
-        )
-    source = None
-    if model == "baseline":
-        source = challenger["version"]
-        version = registry.register_baseline(challenger)
-        say(f"the logistic baseline logged with version {source}'s run is version {version}")
-        challenger = registry.describe(registry.version_uri(version))
-        if challenger is None:
-            raise ChurnError(f"version {version} of {registry.MODEL_NAME} vanished while being promoted")
-    champion = registry.version_info(registry.CHAMPION)
-    kinds = {"challenger_model": registry.model_kind(challenger), "champion_model": registry.model_kind(champion)}
-    result = {
-        "challenger": challenger["version"],
-        "model_kind": kinds["challenger_model"],
-        "source_version": source,
-        "champion_before": champion["version"] if champion else None,
-        "forced": force,
-    }
-    if champion and champion["version"] == challenger["version"]:
-        return {
-            **result,
-            "promoted": False,
-            "champion": champion["version"],
-            "reasons": ["the challenger already is the champion"],
-            "notes": [],
-            "comparison": [],
-        }
-    champion_metrics = champion["metrics"] if champion else None
-    basis = "no champion yet"
-    if champion:
-        same = all(
-            champion["tags"].get(k) == challenger["tags"].get(k)
-            for k in ("data.fingerprint", "backtest.test_cutoffs", "backtest.budget")
-        )
-        basis = "both runs' logged backtests (same snapshots and test cutoffs)"
-        if not same:
-            champion_metrics, basis = _rebacktest_champion(champion, challenger, config, say)
-    decision = decide(challenger["metrics"], champion_metrics, config.promotion, **kinds)
-    promoted = decision["promote"] or force
-    record = {
-        "decided_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "forced": force and not decision["promote"],
-        "basis": basis,
-        "previous_champion": result["champion_before"],
-        "reasons": decision["reasons"],
-        "policy": config.promotion.model_dump(),
-    }
-    if promoted:
-        registry.move_champion(challenger["version"], decision=record)
-    else:
-        registry.record_refusal(challenger["version"], record)
-    return {
-        **result,
-        "promoted": promoted,
-        "champion": challenger["version"] if promoted else result["champion_before"],
-        "basis": basis,
-        "reasons": decision["reasons"],
-        "notes": decision["notes"],
-        "comparison": decision["comparison"],
-        "policy": config.promotion.model_dump(),
-    }
-
-
-def _rebacktest_champion(
-    champion: dict, challenger: dict, config: ModelConfig, say: Callable[[str], None]
-) -> tuple[dict, str]:
-    """The champion's training configuration backtested on the challenger's snapshots and folds."""
-    features_dir = Path(challenger["tags"].get("features_dir", ""))
-    if not (features_dir / "snapshots").is_dir():
-        raise ChurnError(
-            f"the champion (version {champion['version']}) was backtested on other snapshots and the challenger's features "
-            f"folder {features_dir} is gone, so the two cannot be compared on the same backtest; rebuild it or use --force"
-        )
-    if fingerprint(features_dir) != challenger["tags"].get("data.fingerprint"):
-        raise ChurnError(
-            f"the challenger's features folder {features_dir} changed since it was trained; retrain, or use --force"
-        )
-    params = CurveParams(**json.loads(champion["params"]["curve_params"]))
-    say(
-        f"champion version {champion['version']} was backtested on other snapshots: backtesting its configuration on the challenger's"
-    )
-    panel = read_snapshots(features_dir)
-    names = feature_names(panel)
-    folds = int(challenger["tags"].get("backtest.folds", config.folds))
-    budget = float(challenger["tags"].get("backtest.budget", config.budget))
-    # the challenger's plan: the same folds and history rule give the same test cutoffs
-    plan = backtest_plan(
-        panel, features_dir, folds, int(challenger["tags"].get("backtest.min_train_days", MIN_TRAIN_DAYS))
-    )
-    from models import registry
-
-    logistic = {"logistic": baselines(names)["logistic"]} if registry.model_kind(champion) == "logistic" else None
-    table, _ = run_backtest(
-        panel,
-        names,
-        folds=folds,
-        params=params,
-        budget=budget,
-        churned_at=_churned_at(_data_dir(features_dir)),
-        progress=say,
-        plan=plan,
-        baselines=logistic,  # a served logistic baseline is judged on its own rows
-    )
-    return backtest_metrics(
-        table
-    ), "the champion's configuration re-backtested on the challenger's snapshots and test cutoffs"
-
-
-def run_train_table(
-    table: Path, *, label: str, id_column: str | None, tracking_uri: str, progress: Callable[[str], None] | None = None
-) -> dict:
-    """Stratified 5-fold CV of the choosing procedure on a user's own snapshot table (each fold picks
-    its model by an inner CV), then the final model (the candidate `chosen` over the folds), logged to MLflow."""
-    from core.io import read_user_table
-    from models import registry
-    from models.table import (
-        TableParams,
-        cross_validate_table,
-        fit_table_model,
-    )
-    from models.table_prep import prepare_table
-
-    say = progress or (lambda _line: None)
-    started = time.perf_counter()
-    frame = read_user_table(Path(table), "--table")
-    params = TableParams()
-    prepared = prepare_table(frame, label, id_column, folds=params.folds)
-    for note in prepared.notes:
-        say(f"note: {note}")
-    result = cross_validate_table(prepared, params, progress=say)
-    say(f"fitting the final model on every row: {result['chosen']}")
-    model = fit_table_model(prepared, params, result["chosen"])
-    raw_columns = [c for c in frame.columns if c in prepared.columns]
-    example = frame[raw_columns].head(5).reset_index(drop=True)
-    registry.connect(tracking_uri, experiment="churn-train-table")
-    digest = hashlib.sha256(Path(table).read_bytes()).hexdigest()
-    metrics = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    candidates = pd.DataFrame(
-        [
-            {
-                "candidate": c,
-                "model": model_text,
-                "roc_auc_mean": result[f"{c}_roc_auc_mean"],
-                "roc_auc_std": result[f"{c}_roc_auc_std"],
-                "wins": result["wins"][c],
-            }
-            for c, model_text in result["candidates"].items()
-        ]
-    )
-    logged = registry.log_table_run(
-        model,
-        example=example,
-        params={**params.model_dump(mode="json"), "label": label, "id_column": id_column or ""},
-        metrics={**metrics, **{f"wins_{c}": n for c, n in result["wins"].items()}},
-        tables={
-            "per_fold": pd.DataFrame(result["per_fold"]),
-            "importance": model.feature_importance(),
-            "candidates": candidates,
-        },
-        documents={"notes": {"notes": result.get("notes", prepared.notes)}, "cv": result},
-        tags={
-            "table": str(Path(table).resolve()),
-            "data.fingerprint": digest,
-            "label": label,
-            "chosen": result["chosen"],
-        },
-    )
-    return {**result, **logged, "table": str(table), "seconds": round(time.perf_counter() - started, 1)}

@@ -72,7 +72,7 @@ def escalation_block(
 
     from escalation.evaluation import evaluate_escalations, read_store
     from escalation.store import Store
-    from pipelines.models import _churned_at
+    from pipelines.models import churn_times
 
     base = {"store": safe_url(store_url), "horizon_days": horizon_days, "available": False, "escalations": 0}
     missing = _missing_sqlite(store_url)
@@ -95,7 +95,7 @@ def escalation_block(
             "note": f"could not read the operational store {safe_url(store_url)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
         }
     try:
-        churned = _churned_at(Path(data_dir))
+        churned = churn_times(Path(data_dir))
         end = data_end if data_end is not None else data_end_of(Path(data_dir))
     except InputError as exc:  # the report and evaluate still stand without this block
         return {**base, "note": f"the data in {data_dir} cannot say what happened after each escalation: {exc}"}
@@ -114,11 +114,11 @@ def escalation_block(
 def evaluate_block(features_dir: Path, store_url: str, horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict:
     """The block for `churn evaluate --features DIR`: churn from the data the panel was built from,
     the data's end from its panel summary."""
-    from pipelines.models import _data_dir, _panel_summary
+    from pipelines.models import panel_data_dir, panel_summary
 
-    end = _panel_summary(features_dir).get("data_end")
+    end = panel_summary(features_dir).get("data_end")
     return escalation_block(
-        store_url, _data_dir(features_dir), data_end=pd.Timestamp(end) if end else None, horizon_days=horizon_days
+        store_url, panel_data_dir(features_dir), data_end=pd.Timestamp(end) if end else None, horizon_days=horizon_days
     )
 
 
@@ -192,6 +192,7 @@ def run_policy_suggest(
     from escalation.suggest import diff_lines, suggest_thresholds
     from models import registry
     from pipelines.features import read_snapshots
+    from pipelines.models import panel_data_dir
 
     say = progress or (lambda _line: None)
     policy = load_policy(settings.config_dir)
@@ -238,7 +239,7 @@ def run_policy_suggest(
         "notes": notes,
         "written": None,
     }
-    past = escalation_block(settings.store_url, _panel_data_dir(Path(features_dir)) or Path(settings.data_dir))
+    past = escalation_block(settings.store_url, panel_data_dir(Path(features_dir)) or Path(settings.data_dir))
     result["past_escalations"] = {k: past.get(k) for k in ("available", "note", "escalations", "horizon_days")} | (
         {"matured": past["overall"]["matured"], "precision": past["overall"]["precision"], "by_band": past["by_band"]}
         if past.get("available")
@@ -248,12 +249,6 @@ def run_policy_suggest(
         result["written"] = str(_write_policy(live, suggestion.suggested.thresholds, Path(out)))
     result["diff"] = diff_lines(suggestion)
     return result
-
-
-def _panel_data_dir(features_dir: Path) -> Path | None:
-    from pipelines.models import _data_dir
-
-    return _data_dir(features_dir)
 
 
 def _write_policy(live: Path, thresholds: dict[int, float], out: Path) -> Path:

@@ -212,7 +212,8 @@ def train(features_dir: Path, as_json: bool) -> None:
 def promote(force: bool, model: str, as_json: bool) -> None:
     """Move the `champion` alias to the challenger if it wins on the same backtest and is calibrated (exit 1 if refused)."""
     from core.settings import load_settings
-    from pipelines.models import load_model_config, run_promote
+    from pipelines.models import load_model_config
+    from pipelines.promote import run_promote
 
     settings = load_settings()
     result = run_promote(
@@ -281,7 +282,7 @@ def rollback(reason: str, by: str | None, as_json: bool) -> None:
 def train_table(table: Path, label: str, id_column: str | None, as_json: bool) -> None:
     """Bring your own snapshot table: the model chosen by inner CV, stratified 5-fold CV of the choice, the final model logged to MLflow."""
     from core.settings import load_settings
-    from pipelines.models import run_train_table
+    from pipelines.table import run_train_table
 
     result = run_train_table(
         table,

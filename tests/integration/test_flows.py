@@ -42,6 +42,7 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
 
     import pipelines.features
     import pipelines.models
+    import pipelines.promote
     from core.errors import ChurnError
     from pipelines.flows import retrain
     from simulation.config import SimulationConfig
@@ -53,7 +54,7 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
     real = {
         "features": pipelines.features.run_features,
         "train": pipelines.models.run_train,
-        "promote": pipelines.models.run_promote,
+        "promote": pipelines.promote.run_promote,
     }
 
     def counting(name, fail=False):
@@ -68,12 +69,12 @@ def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_
 
     monkeypatch.setattr(pipelines.features, "run_features", counting("features"))
     monkeypatch.setattr(pipelines.models, "run_train", counting("train"))
-    monkeypatch.setattr(pipelines.models, "run_promote", counting("promote", fail=True))
+    monkeypatch.setattr(pipelines.promote, "run_promote", counting("promote", fail=True))
     with pytest.raises(ChurnError, match="forced failure in promote"):
         retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
     assert calls == {"features": 1, "train": 1, "promote": 1}
 
-    monkeypatch.setattr(pipelines.models, "run_promote", counting("promote"))
+    monkeypatch.setattr(pipelines.promote, "run_promote", counting("promote"))
     result = retrain(data=str(data), workdir=str(prefect_env / "work"), text=False)
     assert calls == {"features": 1, "train": 1, "promote": 2}  # features and training came from the first run's results
     # the training backtest is the evaluation

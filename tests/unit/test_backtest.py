@@ -19,7 +19,7 @@ from models.baselines import LogisticBaseline, RulesBaseline
 from models.curve import HORIZONS, LABELS, CurveParams
 from models.metrics import score_metrics
 from models.promotion import PromotionPolicy, decide, metric_key
-from pipelines.models import _churned_at
+from pipelines.models import churn_times
 from tests.conftest import write_tables
 
 DAY = pd.Timedelta(days=1)
@@ -310,7 +310,7 @@ def test_churn_times_are_read_through_the_contract(tiny, tmp_path, stored):
     if stored == "parquet_text":
         pd.read_csv(data / "churn.csv", dtype=str).to_parquet(data / "churn.parquet", index=False)
         (data / "churn.csv").unlink()
-    churned = _churned_at(data)
+    churned = churn_times(data)
     assert isinstance(churned.dtype, pd.DatetimeTZDtype) and churned["A1"] == pd.Timestamp("2024-03-01", tz="UTC")
     frame = pd.DataFrame(
         {

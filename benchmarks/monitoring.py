@@ -39,13 +39,12 @@ def main() -> None:
     from features.registry import feature_specs
     from models.backtest import censor_at
     from models.curve import fit_curve
-    from pipelines.features import read_snapshots
-    from pipelines.models import feature_names, load_model_config
+    from pipelines.features import panel_summary, read_snapshots
+    from pipelines.models import churn_times, feature_names, load_model_config
     from pipelines.monitor import (
         IMPORTANCE_ROWS,
         SCORE_HORIZON,
         calibration,
-        churn_dates,
         feature_drift,
         score_distribution,
         top_features,
@@ -72,8 +71,8 @@ def main() -> None:
     specs = feature_specs()
     usage = [f for f in features if specs[f].family == "usage"]
     reference_scores = model.predict_curve(reference)[:, HORIZONS.index(SCORE_HORIZON)]
-    churned_at = churn_dates(args.data)
-    data_end = pd.Timestamp(_summary(args.features).get("data_end") or panel["cutoff"].max())
+    churned_at = churn_times(args.data)
+    data_end = pd.Timestamp(panel_summary(args.features).get("data_end") or panel["cutoff"].max())
     print(
         f"model fitted on {training['cutoff'].nunique()} cutoffs up to {trained.date()} in {time.perf_counter() - started:.0f}s; "
         f"top features {features}; drifted: {usage} x {args.factor}",
@@ -165,13 +164,6 @@ def main() -> None:
         file=sys.stderr,
     )
     save("monitoring", summary)
-
-
-def _summary(features_dir: Path) -> dict:
-    import json
-
-    path = Path(features_dir) / "panel_summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 if __name__ == "__main__":

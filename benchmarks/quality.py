@@ -76,12 +76,12 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     from core.vocabulary import CURVE_COLUMNS, HORIZONS, LABELS
     from models.backtest import RAW_MODEL, FoldJob, run_fold, score_backtest
     from pipelines.features import read_snapshots
-    from pipelines.models import _oracle, backtest_plan, baselines, feature_names, panel_data_dir
+    from pipelines.models import backtest_plan, baselines, feature_names, oracle_for, panel_data_dir
 
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
     plan = backtest_plan(panel, features_dir, folds)
-    oracle = _oracle(panel_data_dir(features_dir))
+    oracle = oracle_for(panel_data_dir(features_dir))
     preds, kept, within = [], [], {h: [] for h in HORIZONS}
     for i, cutoff in enumerate(plan.fold_cutoffs):
         fold = run_fold(

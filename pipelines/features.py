@@ -59,6 +59,18 @@ def load_feature_params(config_dir: Path | str | None) -> FeatureParams:
     return params
 
 
+#: what `churn features` writes beside the snapshots: the data, parameters, cutoffs and notes of the panel
+PANEL_SUMMARY = "panel_summary.json"
+
+
+def panel_summary(features_dir: Path | str) -> dict:
+    """The panel summary of a features folder (empty when a panel was written without one)."""
+    import json
+
+    path = Path(features_dir) / PANEL_SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def read_snapshots(features_dir: Path) -> pd.DataFrame:
     """The panel written by `churn features`, sorted by (cutoff, account_id)."""
     folder = Path(features_dir) / "snapshots"
@@ -448,5 +460,5 @@ def run_features(
         "params": params.model_dump(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_json(summary, Path(out) / "panel_summary.json")
+    write_json(summary, Path(out) / PANEL_SUMMARY)
     return summary

@@ -220,9 +220,8 @@ def build_features(
     settings = load_settings()
     config = load_config(settings.config_dir)
     key = _features_key(Path(data), every, text, start, end, settings, config)
-    summary_path = Path(out) / "panel_summary.json"
-    if resume and summary_path.is_file() and (Path(out) / "snapshots").is_dir():
-        summary = json.loads(summary_path.read_text())
+    if resume and (Path(out) / "snapshots").is_dir():
+        summary = feat.panel_summary(out)
         if summary.get("inputs_key") == key:
             _say(f"features: reusing the panel in {out} (built from the same data, parameters and text model)")
             return summary
@@ -239,7 +238,7 @@ def build_features(
             map_blocks=_map_jobs,
         )
     summary["inputs_key"] = key
-    write_json(summary, summary_path)
+    write_json(summary, Path(out) / feat.PANEL_SUMMARY)
     return summary
 
 

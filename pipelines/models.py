@@ -22,7 +22,7 @@ from models.baselines import LogisticBaseline, RulesBaseline
 from models.curve import BoosterTrainer, CurveParams, RiskCurveModel, fit_curve
 from models.linear import LinearCurveModel
 from models.promotion import metric_key
-from pipelines.features import read_snapshots
+from pipelines.features import panel_summary, read_snapshots
 
 
 def load_model_config(config_dir: Path | str | None) -> ModelConfig:
@@ -37,12 +37,6 @@ def feature_names(panel: pd.DataFrame) -> list[str]:
     return [
         c for c in panel.columns if c not in KEYS and not c.startswith("churned_within_") and panel[c].notna().any()
     ]
-
-
-def panel_summary(features_dir: Path) -> dict:
-    """panel_summary.json of a features folder (empty when a panel was written without one)."""
-    path = Path(features_dir) / "panel_summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def panel_data_dir(features_dir: Path) -> Path | None:
@@ -80,7 +74,7 @@ def backtest_plan(
     return plan
 
 
-def _oracle(data_dir: Path | None) -> Callable[[pd.DataFrame], np.ndarray] | None:
+def oracle_for(data_dir: Path | None) -> Callable[[pd.DataFrame], np.ndarray] | None:
     """The simulator's oracle where the data has truth/ (simulated data only)."""
     if data_dir is None or not (data_dir / "truth" / "meta.json").is_file():
         return None
@@ -129,7 +123,7 @@ def run_evaluate(
     plan = backtest_plan(panel, features_dir, folds)
     for line in plan.lines():
         say(line)
-    oracle = _oracle(data_dir)
+    oracle = oracle_for(data_dir)
     names = feature_names(panel)
     table, _ = run_backtest(
         panel,
@@ -298,7 +292,7 @@ def _backtest(
         churned_at=churn_times(data_dir),
         progress=progress,
         baselines=baselines(names),
-        oracle=_oracle(data_dir),
+        oracle=oracle_for(data_dir),
         trainer=trainer,
         map_folds=map_folds,
         plan=plan,

@@ -379,19 +379,6 @@ def _reference(info: dict | None, days: int) -> tuple[pd.DataFrame | None, str]:
     return panel.reset_index(drop=True), str(folder)
 
 
-def churn_dates(data: Path | None) -> pd.Series | None:
-    """churned_at by account id from the scored data's churn table (empty when the table is absent)."""
-    from core.contracts import TableFiles, coerce_columns
-
-    if data is None or not Path(data).is_dir():
-        return None
-    frame = TableFiles(Path(data)).read("churn", ["account_id", "churned_at"])
-    if frame is None:
-        return pd.Series(dtype="datetime64[ns, UTC]")
-    frame = coerce_columns("churn", frame).assign(account_id=lambda f: f["account_id"].astype(str))
-    return frame.drop_duplicates("account_id").set_index("account_id")["churned_at"]
-
-
 def _unavailable(monitor: str, threshold: float, why: str) -> MonitorResult:
     return MonitorResult(monitor, "unavailable", None, threshold, why)
 
@@ -465,14 +452,19 @@ def run_monitors(
 
 
 def _calibration(folder: Path, summary: dict, as_of: pd.Timestamp, config) -> MonitorResult:
+    from pipelines.models import churn_times
+
     runs_on = history_dates(folder / HISTORY)
-    churned_at = churn_dates(Path(summary["data"]) if summary.get("data") else None)
-    if churned_at is None:
+    data = Path(summary["data"]) if summary.get("data") else None
+    if data is None or not data.is_dir():
         return _unavailable(
             "calibration",
             config.calibration_z,
             f"the scored data folder {summary.get('data')} is gone: no outcomes to compare with",
         )
+    churned_at = churn_times(data)
+    if churned_at is None:  # a base without a churn table has seen no churn yet
+        churned_at = pd.Series(dtype="datetime64[ns, UTC]")
     runs = {}
     for h in HORIZONS:
         run = matured_run(list(runs_on), as_of, h)

@@ -114,7 +114,8 @@ def escalation_block(
 def evaluate_block(features_dir: Path, store_url: str, horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict:
     """The block for `churn evaluate --features DIR`: churn from the data the panel was built from,
     the data's end from its panel summary."""
-    from pipelines.models import panel_data_dir, panel_summary
+    from pipelines.features import panel_summary
+    from pipelines.models import panel_data_dir
 
     end = panel_summary(features_dir).get("data_end")
     return escalation_block(

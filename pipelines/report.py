@@ -193,8 +193,7 @@ def _base_dip(scores_dir: Path, cutoff: pd.Timestamp, settings: Settings, block:
 
 
 def _data_notes(features_dir: Path) -> list[str]:
-    """The notes of the training panel's families without data (panel_summary.json)."""
-    path = features_dir / "panel_summary.json"
-    if not path.is_file():
-        return []
-    return list(json.loads(path.read_text()).get("families_without_data", {}).values())
+    """The notes of the training panel's families without data (its panel summary)."""
+    from pipelines.features import panel_summary
+
+    return list(panel_summary(features_dir).get("families_without_data", {}).values())

@@ -313,7 +313,7 @@ def _labels(panel: pd.DataFrame, label: str) -> np.ndarray:
     return panel[label].to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _outcomes_through(panel: pd.DataFrame) -> str:
+def outcomes_through(panel: pd.DataFrame) -> str:
     """The latest moment whose outcome the training labels reveal (cutoff + horizon of a known label):
     snapshots at or after it are out of time for this model."""
     ends = [
@@ -607,7 +607,7 @@ def fit_curve(
         "training_rows": [len(fit[1]) for fit, _ in data],
         "best_iteration": grown[chosen]["best_iteration"],
         "split_cutoff": [str(s.at.date()) for s in splits],
-        "trained_through": _outcomes_through(panel),
+        "trained_through": outcomes_through(panel),
         "trainer": trainer.name,
         "search": [
             {

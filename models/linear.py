@@ -31,7 +31,7 @@ import pandas as pd
 from core.errors import InputError
 from core.vocabulary import CATEGORICAL, HORIZONS, LABELS
 from models.baselines import LogisticBaseline
-from models.curve import RiskCurveModel, _outcomes_through, logit
+from models.curve import RiskCurveModel, logit, outcomes_through
 
 #: what pandas' astype("str"), which the baseline applies to categories, makes of a missing value
 MISSING_LEVELS = ("None", "nan", "<NA>")
@@ -202,7 +202,7 @@ class LinearCurveModel:
                 raise InputError(f"snapshot panel: no snapshot has a known {h}-day outcome; nothing to train on")
         model.horizons = horizons
         model.info = {
-            "trained_through": _outcomes_through(panel),
+            "trained_through": outcomes_through(panel),
             "training_rows": [int(panel[label].notna().sum()) for label in LABELS],
             "notes": notes,
         }

@@ -117,7 +117,8 @@ def _load_small(files: TableFiles) -> tuple[dict[str, pd.DataFrame], list[str]]:
     return validate_tables(raw, tables=SMALL), notes
 
 
-def _time_column(files: TableFiles, table: str) -> pd.Series:
+def time_column(files: TableFiles, table: str) -> pd.Series:
+    """The table's time column (TIME_COLUMNS) alone, typed UTC (empty when the table or the column is absent)."""
     column = TIME_COLUMNS[table]
     frame = files.read(table, columns=[column])
     if frame is None or column not in frame.columns:
@@ -350,7 +351,7 @@ def run_features(
     if files.path("ticket_messages") is None:
         notes.append(f"table 'ticket_messages' not found in {data}; treated as empty")
     times = {t: small[t][TIME_COLUMNS[t]] for t in SMALL if t in TIME_COLUMNS}
-    times.update({t: _time_column(files, t) for t in BIG})
+    times.update({t: time_column(files, t) for t in BIG})
     data_start, data_end = data_range_of(times)
     if as_of is not None:
         day = data_end.date() if as_of == "latest" else as_of

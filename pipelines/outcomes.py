@@ -32,7 +32,7 @@ def safe_url(url: str) -> str:
         return str(url)
 
 
-def _missing_sqlite(url: str) -> Path | None:
+def missing_sqlite(url: str) -> Path | None:
     """The file of a sqlite:/// URL (or a bare path) that does not exist, else None."""
     path = sqlite_path(url)
     return None if path is None or path.is_file() else path
@@ -43,12 +43,12 @@ def data_end_of(data_dir: Path) -> pd.Timestamp:
     computes it, reading only the time columns."""
     from core.contracts import TableFiles
     from features.panel import TIME_COLUMNS, data_range_of
-    from pipelines.features import _time_column
+    from pipelines.features import time_column
 
     files = TableFiles(data_dir)
-    return data_range_of(
-        {table: _time_column(files, table) for table in TIME_COLUMNS if files.path(table) is not None}
-    )[1]
+    return data_range_of({table: time_column(files, table) for table in TIME_COLUMNS if files.path(table) is not None})[
+        1
+    ]
 
 
 def _arr_by_account(data_dir: Path) -> pd.Series | None:
@@ -75,7 +75,7 @@ def escalation_block(
     from pipelines.models import churn_times
 
     base = {"store": safe_url(store_url), "horizon_days": horizon_days, "available": False, "escalations": 0}
-    missing = _missing_sqlite(store_url)
+    missing = missing_sqlite(store_url)
     if missing is not None:
         return {**base, "note": f"no operational store at {missing} (CHURN_STORE_URL): no escalations to evaluate"}
     if data_dir is None or not Path(data_dir).is_dir():

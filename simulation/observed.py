@@ -17,7 +17,7 @@ from simulation.render import pick
 N_FEATURES = 25
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -58,21 +58,21 @@ def make_usage(
     h = latent.health[acc, day].astype(np.float64)
     f = day_factor[day]
     adoption = traits["adoption"].to_numpy()[acc]
-    p_active = _sigmoid(adoption + 1.3 * h) * f
+    p_active = sigmoid(adoption + 1.3 * h) * f
     active = rng.binomial(seats[acc], np.clip(p_active, 0, 1))
     logins = rng.poisson(active * 1.5)
-    engaged = _sigmoid(0.3 + 1.1 * h)
+    engaged = sigmoid(0.3 + 1.1 * h)
     minutes = np.round(active * rng.gamma(2.0, 14.0 * engaged + 2.0), 1)
     breadth = np.where(
         active > 0,
-        rng.binomial(N_FEATURES, np.clip(_sigmoid(-0.4 + 1.2 * h) * np.minimum(1, 0.3 + active / 5), 0, 1)),
+        rng.binomial(N_FEATURES, np.clip(sigmoid(-0.4 + 1.2 * h) * np.minimum(1, 0.3 + active / 5), 0, 1)),
         0,
     )
     key_events = rng.poisson(active * 3.0 * engaged)
     api = rng.poisson(
         traits["api_intensity"].to_numpy()[acc]
         * np.sqrt(seats[acc])
-        * _sigmoid(1.0 + 1.2 * h)
+        * sigmoid(1.0 + 1.2 * h)
         * np.where(f > 0.2, 1.0, 0.6)
     )
     dates = np.datetime64(window_start, "D") + day.astype("timedelta64[D]")
@@ -163,14 +163,14 @@ def make_account_events(
         frames.append((acc, day, kind, value))
     h = np.nan_to_num(latent.health.astype(np.float64), nan=5.0)
     # failed payments on billing days (renewals; monthly accounts bill every month)
-    p_fail = np.where(renewal[:, : mask.shape[1]] & mask, _sigmoid(-3.6 - 1.0 * h), 0.0)
+    p_fail = np.where(renewal[:, : mask.shape[1]] & mask, sigmoid(-3.6 - 1.0 * h), 0.0)
     acc, day = np.nonzero(rng.random(mask.shape) < p_fail)
     frames.append((acc, day, np.full(len(acc), "payment_failed", dtype=object), np.full(len(acc), np.nan)))
     # legal threats and downgrades when health is poor
-    p_legal = np.where(mask, 0.0015 * _sigmoid(-4.0 * (h + 1.6)), 0.0)
+    p_legal = np.where(mask, 0.0015 * sigmoid(-4.0 * (h + 1.6)), 0.0)
     acc, day = np.nonzero(rng.random(mask.shape) < p_legal)
     frames.append((acc, day, np.full(len(acc), "legal_threat", dtype=object), np.full(len(acc), np.nan)))
-    p_down = np.where(mask, 0.0012 * _sigmoid(-2.5 * (h + 0.6)), 0.0)
+    p_down = np.where(mask, 0.0012 * sigmoid(-2.5 * (h + 0.6)), 0.0)
     acc, day = np.nonzero(rng.random(mask.shape) < p_down)
     frames.append(
         (

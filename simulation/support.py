@@ -16,7 +16,7 @@ import pandas as pd
 
 from simulation import textbank as tb
 from simulation.latent import LatentBlock
-from simulation.observed import _sigmoid, active_mask, to_timestamp
+from simulation.observed import active_mask, sigmoid, to_timestamp
 from simulation.render import fill, join, pick
 
 CATEGORIES = np.array(
@@ -95,7 +95,7 @@ def _critical(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Critical-moment sentences (and their kind, '' if none) for customer messages."""
     n = len(h)
-    fires = rng.random(n) < _sigmoid(-5.6 - 1.7 * h + 0.4 * step)
+    fires = rng.random(n) < sigmoid(-5.6 - 1.7 * h + 0.4 * step)
     weights = np.where(billing[:, None], [0.3, 0.2, 0.15, 0.05, 0.3], [0.4, 0.25, 0.2, 0.1, 0.05])
     kind_idx = (rng.random(n)[:, None] > np.cumsum(weights, axis=1)).sum(axis=1).clip(0, len(CRITICAL_KINDS) - 1)
     kind = np.where(fires, CRITICAL_KINDS[kind_idx], "").astype(object)
@@ -190,14 +190,14 @@ def make_support(
         intent[rows] = options[rng.integers(0, len(options), len(rows))]
     cancel = np.flatnonzero(INTENT_NAMES == "account:cancel_account")[0]
     acct_rows = np.flatnonzero(category == "account")
-    wants_out = rng.random(len(acct_rows)) < _sigmoid(-1.2 - 1.6 * h[acct_rows])
+    wants_out = rng.random(len(acct_rows)) < sigmoid(-1.2 - 1.6 * h[acct_rows])
     intent[acct_rows[wants_out]] = cancel
     dispute = np.flatnonzero(INTENT_NAMES == "billing:double_charge")[0]
     intent[forced_kind == "billing_dispute"] = dispute
 
     # the same issue comes back: copy the previous ticket's intent (chains when it keeps coming)
     prev_same = np.r_[False, acc[1:] == acc[:-1]] & np.r_[False, (day[1:] - day[:-1]) <= 45]
-    repeat = prev_same & (rng.random(m) < _sigmoid(-1.6 - 0.9 * h)) & (forced_kind == "")
+    repeat = prev_same & (rng.random(m) < sigmoid(-1.6 - 0.9 * h)) & (forced_kind == "")
     intent = pd.Series(np.where(repeat, np.nan, intent.astype(float))).groupby(acc).ffill().to_numpy().astype(np.int64)
     category = INTENT_CATEGORY[intent]
 
@@ -230,16 +230,16 @@ def make_support(
     resolution = (
         np.exp(np.log(np.array([RESOLUTION_DAYS[c] for c in category])) + rng.normal(0, 0.7, m) - 0.25 * h) * 24
     )
-    stalled = rng.random(m) < _sigmoid(-2.6 - 0.7 * h)
+    stalled = rng.random(m) < sigmoid(-2.6 - 0.7 * h)
     resolve = fr + np.where(stalled, 7 * 24 + rng.uniform(0, 24, m), resolution)
-    transferred = rng.random(m) < _sigmoid(-2.3 - 0.6 * h + 0.8 * np.isin(category, ["security", "legal", "billing"]))
+    transferred = rng.random(m) < sigmoid(-2.3 - 0.6 * h + 0.8 * np.isin(category, ["security", "legal", "billing"]))
     transfer_at = fr + rng.uniform(0.2, 0.8, m) * (resolve - fr)
-    reopened = (~stalled) & (rng.random(m) < _sigmoid(-2.4 - 0.8 * h))
+    reopened = (~stalled) & (rng.random(m) < sigmoid(-2.4 - 0.8 * h))
     reopen_at = resolve + rng.uniform(8, 96, m)
     resolve2 = reopen_at + np.exp(np.log(24) + rng.normal(0, 0.6, m))
     final = np.where(reopened, resolve2, resolve)
     followups = np.where(stalled, 0, rng.poisson(0.5 + 0.8 * np.maximum(0, -h) + 0.3 * (category == "bug")))
-    rephrases = (rng.random(m) < _sigmoid(-0.4 - 1.3 * h)) & (followups > 0)
+    rephrases = (rng.random(m) < sigmoid(-0.4 - 1.3 * h)) & (followups > 0)
 
     switched = channel != preferred
     satisfaction = (
@@ -475,7 +475,7 @@ def _conversations(
     )
     agent(rows, resolve2[rows], tb.AGENT_RESOLVED)
     final = np.where(reopened, resolve2, resolve)
-    rows = np.flatnonzero(~stalled & (rng.random(m) < _sigmoid(0.3 + 1.2 * h)))
+    rows = np.flatnonzero(~stalled & (rng.random(m) < sigmoid(0.3 + 1.2 * h)))
     parts.append(
         pd.DataFrame(
             {

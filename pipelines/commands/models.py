@@ -134,13 +134,13 @@ def _interval(low: float | None, high: float | None) -> str:
 def _escalations_outcomes(features_dir: Path, settings, model_uri: str | None, horizon: int) -> dict:
     """The store's escalations joined to what happened next (pipelines/outcomes.py), logged to the
     evaluated model's MLflow run (--model, else the served one) when it has one."""
-    from pipelines.outcomes import _missing_sqlite, evaluate_block, log_block
+    from pipelines.outcomes import evaluate_block, log_block, missing_sqlite
 
     block = evaluate_block(features_dir, settings.store_url, horizon)
     uri = model_uri or settings.model_uri
     logged = (
         None
-        if _missing_sqlite(settings.mlflow_tracking_uri)
+        if missing_sqlite(settings.mlflow_tracking_uri)
         else log_block(block, tracking_uri=settings.mlflow_tracking_uri, model_uri=uri)
     )
     return {**block, "mlflow_run": logged}

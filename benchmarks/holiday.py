@@ -5,7 +5,7 @@ base at a cutoff in a holiday week and at one `--weeks` earlier (same weekday), 
 - the change in the base's mean `p_90d` with the change in the simulator oracle's mean `p_90d`
   (truth/: the latent health that drives churn ignores holidays); goal: the difference within 10%
   of the oracle's mean `p_90d` at the holiday cutoff;
-- the PSI (reports/leadership.py `psi`) of each usage feature among the model's ten most important
+- the PSI (models/drift.py `psi`) of each usage feature among the model's ten most important
   (mean |TreeSHAP| of the 90-day risk on both scoring snapshots) between the two cutoffs; goal:
   none above 0.25.
 
@@ -49,10 +49,10 @@ def snapshot(data: Path, work: Path, cutoff: pd.Timestamp, text) -> pd.DataFrame
 def main() -> None:
     from features.registry import feature_specs
     from models.curve import fit_curve
+    from models.drift import psi
     from models.explain import contributions, global_importance
     from pipelines.features import read_snapshots, run_features
     from pipelines.models import feature_names, load_model_config
-    from reports.leadership import psi
     from simulation.oracle import churn_probability
 
     parser = argparse.ArgumentParser()

@@ -19,8 +19,8 @@ in the outbox (`Store.enqueue_notice`, topic "monitor", deduplicated on the moni
 at most one alert per monitor per day, however often it runs). Thresholds and destinations are
 `monitoring:` in config/escalation.yaml.
 
-This lives in pipelines/ rather than models/ because PSI is reports.leadership.psi and the alerts
-go through the store, both above models/ in the import order.
+The PSIs are models/drift.py's. This lives in pipelines/ rather than models/ because the alerts go
+through the store, above models/ in the import order.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from core.errors import ChurnError
 from core.io import write_json, write_parquet
 from core.settings import Settings
 from core.vocabulary import CURVE_COLUMNS, HORIZONS
-from reports.leadership import psi
+from models.drift import category_psi, psi
 
 MONITORS = ("feature_drift", "score_distribution", "calibration")
 #: each monitor as a message names it ("feature drift")
@@ -54,8 +54,6 @@ SCORE_HORIZON = 90
 REFERENCE_ROWS = 20_000
 #: rows the importance (mean |SHAP|) is measured on
 IMPORTANCE_ROWS = 2_000
-#: psi() floors a bin's share here; the category PSI floors the same way
-SHARE_FLOOR = 1e-4
 
 
 @dataclass(frozen=True)
@@ -79,18 +77,6 @@ class MonitorResult:
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
-
-
-def category_psi(expected: pd.Series, actual: pd.Series) -> float:
-    """PSI over a category's levels (missing is a level of its own), shares floored as psi() does."""
-
-    def shares(values: pd.Series) -> pd.Series:
-        return values.astype("object").where(values.notna(), "(missing)").astype(str).value_counts(normalize=True)
-
-    e, a = shares(expected), shares(actual)
-    levels = e.index.union(a.index)
-    e, a = (s.reindex(levels, fill_value=0.0).clip(lower=SHARE_FLOOR) for s in (e, a))
-    return float(((a - e) * np.log(a / e)).sum())
 
 
 def top_features(model, sample: pd.DataFrame, n: int) -> list[str]:

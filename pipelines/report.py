@@ -31,9 +31,10 @@ def run_report(
     from escalation.store import Store
     from features.registry import feature_specs
     from models import registry
+    from models.drift import psi
     from models.reasons import base_points, family_importance, feature_importance
     from pipelines.features import read_snapshots
-    from reports.leadership import ReportInputs, psi, render_report
+    from reports.leadership import ReportInputs, render_report
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()

@@ -46,27 +46,6 @@ class ReportInputs:
     outcomes: dict | None = None  # escalation/evaluation.py's block: escalations joined to what happened next
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """Population stability index over the training distribution's deciles (missing values are a
-    bin of their own). Rule of thumb: < 0.1 stable, 0.1-0.25 shifting, > 0.25 shifted."""
-    expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
-    finite = expected[np.isfinite(expected)]
-    if len(finite) == 0 or len(actual) == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
-
-    def shares(values: np.ndarray) -> np.ndarray:
-        missing = ~np.isfinite(values)
-        counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1).astype(
-            float
-        )
-        counts = np.append(counts, missing.sum())
-        return np.clip(counts / max(len(values), 1), 1e-4, None)
-
-    e, a = shares(expected), shares(actual)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
 def _blind_spots(notes: list[str]) -> str:
     """What the model could not see: the signal families the data had nothing for."""
     if not notes:

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
+from models.drift import category_psi
 from pipelines.monitor import (
     HISTORY,
     calibration,
-    category_psi,
     feature_drift,
     score_distribution,
 )

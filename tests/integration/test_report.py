@@ -12,8 +12,8 @@ import mlflow
 import numpy as np
 import pytest
 
+from models.drift import psi
 from pipelines.cli import main
-from reports.leadership import psi
 
 pytestmark = pytest.mark.slow
 

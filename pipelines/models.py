@@ -46,8 +46,9 @@ def panel_data_dir(features_dir: Path) -> Path | None:
 
 
 def churn_times(data_dir: Path | None) -> pd.Series | None:
-    """Churn times by account (for lead times), read through the churn table's contract: Parquet or
-    CSV, timestamps as text or typed, all UTC. None when the data folder or its churn table is gone."""
+    """Churn times by account (lead times, escalation outcomes, the calibration monitor), read through the churn
+    table's contract: Parquet or CSV, timestamps as text or typed, all UTC. None when the data folder or its churn
+    table is gone."""
     from core.contracts import find_table_file, load_tables
 
     if data_dir is None or not data_dir.is_dir() or find_table_file(data_dir, "churn") is None:
@@ -55,9 +56,7 @@ def churn_times(data_dir: Path | None) -> pd.Series | None:
     try:
         churn = load_tables(data_dir, tables=("accounts", "churn"))["churn"]
     except InputError as exc:
-        raise InputError(
-            f"{data_dir} (the data the panel was built from; its churn table gives the lead times): {exc}"
-        ) from None
+        raise InputError(f"{data_dir} (its churn table says when each account churned): {exc}") from None
     return churn.set_index("account_id")["churned_at"]
 
 

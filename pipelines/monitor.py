@@ -224,7 +224,8 @@ def calibration(
             continue
         run, frame = runs[h]
         p = frame[f"p_{h}d"].to_numpy(dtype=float)
-        when = frame["account_id"].astype(str).map(churned_at)
+        # reindex, not map: mapping through an empty series (a base with no churn yet) fails on its dtype
+        when = churned_at.reindex(frame["account_id"].astype(str).to_numpy())
         y = ((when > run) & (when <= run + pd.Timedelta(days=h))).to_numpy(dtype=float)
         expected, observed, variance = float(p.sum()), float(y.sum()), float((p * (1 - p)).sum())
         row = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -231,6 +232,24 @@ def test_calibration_waits_for_matured_outcomes_and_fires_when_they_differ(env) 
     )
     assert fired["state"] == "breach" and fired["value"] < -3
     assert any(h["state"] == "breach" and h["run"] == str(past.date()) for h in fired["details"]["horizons"])
+
+    # a base without a churn table has seen no churn: the same run is judged against none, not left out
+    summary = json.loads((run / "score_summary.json").read_text())
+    data = Path(summary["data"])
+    no_churn = env["root"] / "data-without-churn"
+    shutil.copytree(data, no_churn, ignore=lambda _folder, names: [n for n in names if n.startswith("churn.")])
+    assert not list(no_churn.glob("churn.*")) and list(data.glob("churn.*"))
+
+    def calibration_with(folder) -> dict:
+        (run / "score_summary.json").write_text(json.dumps({**summary, "data": str(folder)}))
+        result = run_monitors(run, settings=load_settings(), alert=False)["monitors"]
+        return next(m for m in result if m["monitor"] == "calibration")
+
+    none_seen = calibration_with(no_churn)
+    assert none_seen["state"] == "breach"
+    assert all(h.get("observed_churns") in (None, 0) for h in none_seen["details"]["horizons"])
+    # and a data folder that is gone cannot say what happened
+    assert calibration_with(env["root"] / "gone")["state"] == "unavailable"
 
 
 def test_a_breach_reaches_its_destination_over_http(env, drifted, tmp_path) -> None:

@@ -428,6 +428,13 @@ def run_train(
         config = config.model
     features_dir = Path(features_dir)
     panel = read_snapshots(features_dir)
+    if not panel[list(LABELS)].eq(1).any().any():
+        # a curve fitted on no churn predicts none: refuse rather than register a model that cannot rank
+        raise InputError(
+            f"--features {features_dir}: no snapshot's label records a churn at any horizon "
+            f"({', '.join(LABELS)} are all 0 or unknown); a model learns from churned accounts, so the data "
+            "needs a churn table with churns in its history (`churn validate` counts its rows)"
+        )
     names = feature_names(panel)
     data_dir = panel_data_dir(features_dir)
     plan = backtest_plan(panel, features_dir, config.folds)

@@ -1,5 +1,6 @@
 """`churn evaluate` and `churn train` on the histories users have: weekly cutoffs over five months,
-monthly cutoffs over eight, a history too short for any fold, and a churn table stored as text.
+monthly cutoffs over eight, a history too short for any fold, a churn table stored as text, and
+no churn table at all.
 
 Each horizon is tested where its outcomes exist; the others are listed as not evaluated with the
 days of data they lack, computed here from the panel's own summary.
@@ -162,3 +163,23 @@ def test_churn_times_stored_as_text_are_read_through_the_contract(weekly, tmp_pa
     payload = evaluate(features, capsys, "--folds", "1")
     lead = [r["median_lead_days"] for r in payload["results"] if r["model"] == "lightgbm"]
     assert lead and all(v is None or v >= 0 for v in lead) and any(v is not None for v in lead)
+
+
+def test_train_on_a_base_without_churn_exits_2_and_registers_nothing(weekly, tmp_path, capsys):
+    """A base whose churn table is absent (allowed: no account has churned yet) has nothing to learn from."""
+    data = tmp_path / "data"
+    source = json.loads((weekly / "panel_summary.json").read_text())["data"]
+    shutil.copytree(source, data, ignore=shutil.ignore_patterns("churn.*"))
+    assert not list(data.glob("churn.*"))
+    features = tmp_path / "f"
+    build_features(str(data), str(features), "--every", "7d", "--start", "2024-01-02")
+    capsys.readouterr()
+    assert main(["train", "--features", str(features)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--features {features}" in err and "no snapshot's label records a churn" in err
+    assert "Traceback" not in err
+    database = tmp_path / "mlflow.db"
+    if database.exists():
+        import mlflow
+
+        assert not mlflow.MlflowClient(f"sqlite:///{database}").search_registered_models()

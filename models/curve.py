@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import pandas as pd
 from core.config.model import CurveParams
 from core.errors import InputError
 from core.vocabulary import CATEGORICAL, HORIZONS, LABELS
+from models import lgb_threads
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -201,17 +201,22 @@ class RiskCurveModel:
         return np.column_stack([X, *(columns[c] for c in self.internal)])
 
     # -- prediction -----------------------------------------------------------------------------
-    def raw_curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+    def threads(self, num_threads: int | None) -> int:
+        """LightGBM threads for a prediction: `num_threads`, or when None the count the model was
+        trained with (backtest folds predict while others train: see models/lgb_threads.py)."""
+        return int(self.params.get("num_threads", 0)) if num_threads is None else num_threads
+
+    def raw_curve_matrix(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Uncalibrated curve [n, 4] from an encoded matrix."""
-        kw = {"num_threads": num_threads} if num_threads else {}
+        n_threads = self.threads(num_threads)
         if self.formulation == "per_horizon":
-            return np.column_stack([b.predict(X, **kw) for b in self.boosters])
+            return np.column_stack([lgb_threads.predict(b, X, n_threads) for b in self.boosters])
         n = len(X)
         stacked = np.vstack([self.design(X, k) for k in range(len(HORIZONS))])  # one call for every interval
-        hazard = self.boosters[0].predict(stacked, **kw).reshape(len(HORIZONS), n).T
+        hazard = lgb_threads.predict(self.boosters[0], stacked, n_threads).reshape(len(HORIZONS), n).T
         return 1.0 - np.cumprod(1.0 - hazard, axis=1)
 
-    def curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+    def curve_matrix(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Calibrated P(churn within 30/60/90/180 days) [n, 4], non-decreasing along each row.
 
         The hazard curve is calibrated so that it keeps rising wherever the raw curve rises; the
@@ -228,22 +233,21 @@ class RiskCurveModel:
     def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
         return self.curve_matrix(self.encode(panel))
 
-    def contributions_matrix(self, X: np.ndarray, horizon_days: int, num_threads: int = 0) -> np.ndarray:
+    def contributions_matrix(self, X: np.ndarray, horizon_days: int, num_threads: int | None = None) -> np.ndarray:
         """[n, features + 1] exact TreeSHAP log-odds contributions for a horizon, last column the bias.
 
         Hazard: the mean over the intervals making up the horizon (the interval terms fold into
         the bias); per horizon: that horizon's own model.
         """
-        kw = {"num_threads": num_threads} if num_threads else {}
+        n_threads = self.threads(num_threads)
         k = HORIZONS.index(horizon_days)
         F = len(self.features)
         if self.formulation == "per_horizon":
-            return self.boosters[k].predict(X, pred_contrib=True, **kw)
+            return lgb_threads.predict(self.boosters[k], X, n_threads, pred_contrib=True)
         n = len(X)
         stacked = np.vstack([self.design(X, j) for j in range(k + 1)])
         contrib = (
-            self.boosters[0]
-            .predict(stacked, pred_contrib=True, **kw)
+            lgb_threads.predict(self.boosters[0], stacked, n_threads, pred_contrib=True)
             .reshape(k + 1, n, F + len(self.internal) + 1)
             .mean(axis=0)
         )
@@ -341,28 +345,6 @@ class BoosterTrainer(Protocol):
     ) -> tuple[lgb.Booster, int]: ...
 
 
-#: Backtest folds train in parallel threads. LightGBM's native set-up (building the datasets and
-#: creating the booster) is not safe when two threads run it at once: one CI run crashed with a
-#: segmentation fault in LGBM_BoosterCreate while another fold was starting. The set-up takes this
-#: lock; the boosting rounds, where the time goes, still run side by side.
-_NATIVE_SETUP = threading.Lock()
-
-
-class _SetUpDone:
-    """A LightGBM callback that gives the set-up lock back when the first boosting round begins."""
-
-    before_iteration = True
-    order = 0
-
-    def __init__(self) -> None:
-        self.held = True
-
-    def __call__(self, env=None) -> None:
-        if self.held:
-            self.held = False
-            _NATIVE_SETUP.release()
-
-
 class LocalTrainer:
     """lightgbm.train in this process, with early stopping on the held-out slice."""
 
@@ -374,14 +356,8 @@ class LocalTrainer:
         train_set = lgb.Dataset(*fit, feature_name=names, categorical_feature=categorical, free_raw_data=True)
         valid_set = lgb.Dataset(*valid, reference=train_set)
         stop = [lgb.early_stopping(early_stopping_rounds, verbose=False)] if early_stopping_rounds else []
-        set_up = _SetUpDone()
-        _NATIVE_SETUP.acquire()
-        try:
-            booster = lgb.train(
-                lgb_params, train_set, num_boost_round=rounds, valid_sets=[valid_set], callbacks=[set_up, *stop]
-            )
-        finally:
-            set_up()  # no round ran (or the set-up failed): the lock is given back all the same
+        with lgb_threads.threads(lgb_params.get("num_threads")):  # folds train side by side
+            booster = lgb.train(lgb_params, train_set, num_boost_round=rounds, valid_sets=[valid_set], callbacks=stop)
         return booster, int(booster.best_iteration or rounds) if stop else rounds
 
 
@@ -578,7 +554,7 @@ def fit_curve(
             best.append(iteration)
         losses = np.concatenate(
             [
-                row_log_loss(valid[1], b.predict(valid[0]))  # type: ignore[arg-type]  # a dense matrix predicts an ndarray
+                row_log_loss(valid[1], lgb_threads.predict(b, valid[0], candidate.num_threads))
                 for b, (_, valid) in zip(boosters, data, strict=True)
             ]
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models import lgb_threads
 from models.curve import early_stopping_iteration
 
 
@@ -31,7 +32,7 @@ def validation_losses(booster, X: np.ndarray, y: np.ndarray, rounds: int) -> np.
     raw = np.zeros(len(y))
     losses = np.empty(rounds)
     for i in range(rounds):
-        raw += booster.predict(X, raw_score=True, start_iteration=i, num_iteration=1)
+        raw += lgb_threads.predict(booster, X, 0, raw_score=True, start_iteration=i, num_iteration=1)
         p = np.clip(1 / (1 + np.exp(-raw)), 1e-15, 1 - 1e-15)
         losses[i] = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     return losses

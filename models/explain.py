@@ -20,6 +20,7 @@ import pandas as pd
 from core.errors import InputError
 from core.vocabulary import HORIZONS
 from features.registry import FeatureSpec
+from models import lgb_threads
 from models.curve import RiskCurveModel
 from models.linear import LinearCurveModel
 
@@ -27,7 +28,7 @@ from models.linear import LinearCurveModel
 def interval_contributions(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> pd.DataFrame:
     """[n, features + interval terms + bias] exact log-odds contributions to one interval's hazard."""
     design = model.design(model.encode(panel), interval)
-    contrib = model.boosters[0].predict(design, pred_contrib=True)
+    contrib = lgb_threads.predict(model.boosters[0], design, model.threads(None), pred_contrib=True)
     return pd.DataFrame(contrib, columns=[*model.features, *model.internal, "bias"], index=panel.index)
 
 
@@ -57,7 +58,8 @@ def global_importance(contrib: pd.DataFrame, specs: dict[str, FeatureSpec]) -> p
 
 def raw_hazard_scores(model: RiskCurveModel, panel: pd.DataFrame, interval: int) -> np.ndarray:
     """The interval hazard's raw log-odds (what its contributions sum to)."""
-    return model.boosters[0].predict(model.design(model.encode(panel), interval), raw_score=True)
+    design = model.design(model.encode(panel), interval)
+    return lgb_threads.predict(model.boosters[0], design, model.threads(None), raw_score=True)
 
 
 # -- shap.Explanation objects -------------------------------------------------------------------
@@ -99,11 +101,13 @@ def explanation(model: RiskCurveModel | LinearCurveModel, panel: pd.DataFrame, h
         raise InputError("panel: no rows to explain")
     X = model.encode(panel)
     if model.formulation == "per_horizon":
-        explained = shap.TreeExplainer(model.boosters[k])(X)
+        with lgb_threads.threads(0):  # shap predicts with LightGBM's default threads
+            explained = shap.TreeExplainer(model.boosters[k])(X)
         values, base = explained.values, explained.base_values
     else:
         explainer = shap.TreeExplainer(model.boosters[0])
-        parts = [explainer(model.design(X, j)) for j in range(k + 1)]
+        with lgb_threads.threads(0):
+            parts = [explainer(model.design(X, j)) for j in range(k + 1)]
         full = np.mean([part.values for part in parts], axis=0)
         F = len(model.features)
         values = full[:, :F]

@@ -155,7 +155,7 @@ class LinearCurveModel:
         return x
 
     # -- prediction ---------------------------------------------------------------------------------
-    def curve_matrix(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+    def curve_matrix(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """P(churn within 30/60/90/180 days) [n, 4], non-decreasing along each row (a running maximum,
         as the baseline's). `num_threads` is the curve's argument, unused: this is one matrix product."""
         from scipy.special import expit
@@ -166,7 +166,7 @@ class LinearCurveModel:
     def predict_curve(self, panel: pd.DataFrame) -> np.ndarray:
         return self.curve_matrix(self.encode(panel))
 
-    def contributions_matrix(self, X: np.ndarray, horizon_days: int, num_threads: int = 0) -> np.ndarray:
+    def contributions_matrix(self, X: np.ndarray, horizon_days: int, num_threads: int | None = None) -> np.ndarray:
         """[n, features + 1] exact log-odds contributions of the horizon's regression, the bias last."""
         return self.horizons[HORIZONS.index(horizon_days)].contributions(X, len(self.features))
 

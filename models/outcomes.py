@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.config.features import OutcomeParams
 from core.vocabulary import CHANNELS, PRIORITIES, SCORED_EVENT_RANGES, TICKET_CATEGORIES
+from models import lgb_threads
 
 INPUTS = [
     "first_response_hours",
@@ -109,8 +110,9 @@ def predict_outcomes(inputs: pd.DataFrame, params: OutcomeParams | None = None) 
                 random_state=0,
                 verbose=-1,
             )
-            model.fit(X[train], inputs.loc[train, score])
             rows = (month == start).to_numpy()
-            pred[rows] = np.clip(model.predict(X[rows]), low, high)
+            with lgb_threads.threads(1):  # fit and predict both take num_threads=1
+                model.fit(X[train], inputs.loc[train, score])
+                pred[rows] = np.clip(model.predict(X[rows]), low, high)
         out[f"predicted_{score}"] = pred
     return out

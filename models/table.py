@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
+from models import lgb_threads
 from models.table_prep import MISSING_LEVEL, PreparedTable, apply_columns
 
 Candidate = Literal["blend", "blend_defaults", "spline_logistic", "lightgbm", "lightgbm_defaults"]
@@ -136,9 +137,10 @@ def _fit_lightgbm(X: pd.DataFrame, y: np.ndarray, params: TableParams, defaults:
         categorical_feature=_categorical_positions(X),
         free_raw_data=True,
     )
-    if defaults:
-        return lgb.train({"objective": "binary", **_lgb_runtime(params)}, data, num_boost_round=100)
-    return lgb.train(_lgb_params(params, len(y)), data, num_boost_round=params.n_estimators)
+    with lgb_threads.threads(params.num_threads):
+        if defaults:
+            return lgb.train({"objective": "binary", **_lgb_runtime(params)}, data, num_boost_round=100)
+        return lgb.train(_lgb_params(params, len(y)), data, num_boost_round=params.n_estimators)
 
 
 def _logistic_input(X: pd.DataFrame) -> pd.DataFrame:
@@ -203,7 +205,7 @@ def _fit_part(part: str, X: pd.DataFrame, y: np.ndarray, params: TableParams):
 def _predict_part(model, X: pd.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_proba"):
         return model.predict_proba(_logistic_input(X))[:, 1]
-    return model.predict(_matrix(X))
+    return lgb_threads.predict(model, _matrix(X), model.params.get("num_threads", 0))  # as trained
 
 
 def candidate_weights(candidate: str, params: TableParams) -> dict[str, float]:

@@ -148,8 +148,9 @@ def prefect_logs_to_this_tests_stderr():
     yield
 
 
-def run_in_threads(work, n: int) -> list[BaseException]:
-    """Call work(0) .. work(n - 1) on n threads at once; the exceptions they raised."""
+def run_in_threads(work, n: int, timeout: float | None = None) -> list[BaseException]:
+    """Call work(0) .. work(n - 1) on n threads at once; the exceptions they raised (a TimeoutError
+    for each still running after `timeout` seconds, left behind as daemons)."""
     import threading
 
     start = threading.Barrier(n)
@@ -162,12 +163,12 @@ def run_in_threads(work, n: int) -> list[BaseException]:
         except BaseException as exc:  # noqa: BLE001 - returned to the test
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    return errors
+        thread.join(timeout)
+    return errors + [TimeoutError(f"{t.name} still running after {timeout} s") for t in threads if t.is_alive()]
 
 
 def tiny_tables() -> dict[str, pd.DataFrame]:

@@ -17,7 +17,8 @@ import pandas as pd
 from core.vocabulary import HORIZONS, LABELS
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files, no screen); imported when first drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +30,7 @@ def _pyplot():
 def calibration_figure(pooled: pd.DataFrame, bins: int = 10):
     """Reliability diagram per horizon from pooled backtest predictions (equal-frequency bins):
     mean predicted probability against the observed churn rate, one line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(HORIZONS), figsize=(4 * len(HORIZONS), 4), constrained_layout=True)
     for ax, h, label in zip(axes, HORIZONS, LABELS, strict=True):
         top = 0.0
@@ -56,7 +57,7 @@ def calibration_figure(pooled: pd.DataFrame, bins: int = 10):
 
 def importance_figure(importance: pd.DataFrame, top: int = 20):
     """Mean |SHAP contribution| (log-odds) for the top features, coloured by family."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = importance.head(top).iloc[::-1]
     families = list(dict.fromkeys(importance["family"]))
     colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
@@ -92,7 +93,7 @@ def beeswarm_figure(explanation, horizon_days: int = 90, max_display: int = 12, 
     that account's risk score (log-odds), coloured by the signal's value."""
     import shap
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 0.45 * max_display + 1.8))
     shap.plots.beeswarm(
         explanation,
@@ -112,7 +113,7 @@ def waterfall_figure(row, horizon_days: int = 90, max_display: int = 10, title: 
     signal's push up (red) or down (blue), to the account's own score f(x) (top), in log-odds."""
     import shap
 
-    plt = _pyplot()
+    plt = pyplot()
     plt.figure()
     shap.plots.waterfall(row, max_display=max_display, show=False)
     fig = plt.gcf()

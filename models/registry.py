@@ -29,6 +29,7 @@ from mlflow.pyfunc import PythonModel
 from core.vocabulary import CURVE_COLUMNS
 from models.curve import RiskCurveModel
 from models.linear import LinearCurveModel
+from models.plots import pyplot
 from models.promotion import CHAMPION_PREVIOUS, CHAMPION_SINCE
 
 MODEL_NAME = "churn-risk"
@@ -135,6 +136,7 @@ def log_training(
         _log_run_contents(Path(tmp), tags, params, metrics, tables, documents)
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"{name}.png")
+            pyplot().close(figure)  # pyplot keeps a figure until it is closed
         info = _log_model(model, panel, Path(tmp), "model", MODEL_NAME if register else None)
         baseline_uri = None
         if baseline is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.vocabulary import BANDS, HORIZONS
+from models.plots import beeswarm_figure, pyplot, waterfall_figure
 
 
 @dataclass
@@ -60,19 +61,8 @@ def _blind_spots(notes: list[str]) -> str:
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _money(value: float) -> str:
@@ -124,8 +114,6 @@ def _shap_figures(inputs: ReportInputs, top: pd.DataFrame) -> tuple[str, str]:
     e = inputs.explanation
     if e is None or not len(inputs.explained):
         return "", ""
-    from models.plots import beeswarm_figure, waterfall_figure
-
     row = {a: i for i, a in enumerate(inputs.explained)}
     dots = np.sort(np.random.default_rng(0).permutation(len(row))[:BEESWARM_DOTS])
     sampled = f" ({len(dots):,} of {len(row):,} accounts shown)" if len(dots) < len(row) else ""
@@ -164,13 +152,13 @@ def _palette_png(fig, colours: int = 64) -> str:
 
     raw, out = io.BytesIO(), io.BytesIO()
     fig.savefig(raw, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     Image.open(raw).convert("RGB").quantize(colours).save(out, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def _waterfall_titles(accounts: pd.DataFrame) -> list[str]:
-    names = accounts["account_name"].fillna(accounts["account_id"]).astype(str)
+    names = accounts["account_name"].astype("str").fillna(accounts["account_id"].astype("str"))
     return [
         f"{n} ({a}): 90-day risk {p:.0%}"
         for n, a, p in zip(names, accounts["account_id"], accounts["p_90d"], strict=True)
@@ -303,7 +291,7 @@ def _why(top: pd.DataFrame) -> pd.Series:
 
 
 def render_report(inputs: ReportInputs) -> str:
-    plt = _plt()
+    plt = pyplot()
     s = inputs.scores.copy()
     s["expected_arr_lost_90d"] = s["p_90d"] * s["arr_current"].fillna(0)
     total_arr = float(s["arr_current"].fillna(0).sum())
@@ -339,7 +327,7 @@ def render_report(inputs: ReportInputs) -> str:
     top = s.sort_values("expected_arr_lost_90d", ascending=False).head(inputs.top_n)
     top_table = pd.DataFrame(
         {
-            "account": top["account_name"].fillna(top["account_id"]).astype(str)
+            "account": top["account_name"].astype("str").fillna(top["account_id"].astype("str"))
             + " ("
             + top["account_id"].astype(str)
             + ")",
@@ -347,7 +335,7 @@ def render_report(inputs: ReportInputs) -> str:
             "ARR": top["arr_current"].map(_money),
             "90-day risk": top["p_90d"].map(lambda p: f"{p:.0%}"),
             "renewal in": top["days_to_renewal"].map(lambda d: "-" if pd.isna(d) else f"{d:.0f} days"),
-            "owner": top["csm_owner"].fillna("unassigned").astype(str),
+            "owner": top["csm_owner"].astype("str").fillna("unassigned"),
             "why (points added to the 90-day risk)": _why(top),
         }
     )

@@ -95,8 +95,12 @@ def test_logged_model_loads_with_pyfunc_and_gives_the_same_curve(features_dir, t
 
 
 def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking, tmp_path, monkeypatch, capsys):
+    from models.plots import pyplot
+
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(write_config(tmp_path / "good", QUICK)))
+    open_figures = set(pyplot().get_fignums())
     assert main(["train", "--features", str(features_dir), "--json"]) == 0
+    assert set(pyplot().get_fignums()) == open_figures  # the logged figures are closed, not kept by pyplot
     first = json.loads(capsys.readouterr().out)
     assert first["alias"] == "challenger" and first["version"] == "1" and first["model_uri"] == "models:/churn-risk/1"
     run = mlflow.MlflowClient(tracking).get_run(first["run_id"])

@@ -122,7 +122,7 @@ def run_score(
     scores = panel[["account_id", "cutoff"]].copy()
     scores[list(CURVE_COLUMNS)] = curve
     bands = {d.account_id: d.band for d in decisions}
-    scores["tier"] = scores["account_id"].map(bands).fillna("none")
+    scores["tier"] = pd.Series(bands, dtype="str").reindex(scores["account_id"]).fillna("none").to_numpy()
     for k in range(TOP_REASONS):
         scores[f"reason_{k + 1}"] = [r["raising"][k]["sentence"] if len(r["raising"]) > k else None for r in top]
         scores[f"reason_{k + 1}_points"] = [r["raising"][k]["points"] if len(r["raising"]) > k else np.nan for r in top]

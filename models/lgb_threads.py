@@ -56,13 +56,18 @@ class _Gate:
 _GATE = _Gate()
 
 
+def _count(num_threads: int | None) -> int:
+    """0 for LightGBM's default (0, None or negative), else the count."""
+    return max(int(num_threads or 0), 0)
+
+
 def threads(num_threads: int | None) -> AbstractContextManager[None]:
     """Where a LightGBM call with `num_threads` (0 or None: LightGBM's default, every core) runs."""
-    return _GATE.use(max(int(num_threads or 0), 0))
+    return _GATE.use(_count(num_threads))
 
 
 def predict(booster, X: np.ndarray, num_threads: int | None = 0, **kwargs) -> np.ndarray:
     """`booster.predict` with `num_threads` (0: LightGBM's default), inside `threads`."""
-    n = max(int(num_threads or 0), 0)
-    with threads(n):
+    n = _count(num_threads)
+    with _GATE.use(n):
         return booster.predict(X, **({"num_threads": n} if n else {}), **kwargs)

@@ -20,6 +20,9 @@ from core.config.features import OutcomeParams
 from core.vocabulary import CHANNELS, PRIORITIES, SCORED_EVENT_RANGES, TICKET_CATEGORIES
 from models import lgb_threads
 
+#: LightGBM threads of the CSAT/CES regressors (small models, fitted once a month of tickets)
+THREADS = 1
+
 INPUTS = [
     "first_response_hours",
     "resolution_hours",
@@ -106,12 +109,12 @@ def predict_outcomes(inputs: pd.DataFrame, params: OutcomeParams | None = None) 
                 min_child_samples=20,
                 subsample=1.0,
                 deterministic=True,
-                num_threads=1,
+                num_threads=THREADS,
                 random_state=0,
                 verbose=-1,
             )
             rows = (month == start).to_numpy()
-            with lgb_threads.threads(1):  # fit and predict both take num_threads=1
+            with lgb_threads.threads(THREADS):  # the regressor fits and predicts with THREADS
                 model.fit(X[train], inputs.loc[train, score])
                 pred[rows] = np.clip(model.predict(X[rows]), low, high)
         out[f"predicted_{score}"] = pred

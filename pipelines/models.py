@@ -431,7 +431,7 @@ def run_train(
     if not panel[list(LABELS)].eq(1).any().any():
         # a curve fitted on no churn predicts none: refuse rather than register a model that cannot rank
         raise InputError(
-            f"--features {features_dir}: no snapshot's label records a churn at any horizon "
+            f"snapshot panel {features_dir}: no snapshot's label records a churn at any horizon "
             f"({', '.join(LABELS)} are all 0 or unknown); a model learns from churned accounts, so the data "
             "needs a churn table with churns in its history (`churn validate` counts its rows)"
         )

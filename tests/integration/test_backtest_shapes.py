@@ -176,7 +176,7 @@ def test_train_on_a_base_without_churn_exits_2_and_registers_nothing(weekly, tmp
     capsys.readouterr()
     assert main(["train", "--features", str(features)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert f"--features {features}" in err and "no snapshot's label records a churn" in err
+    assert f"snapshot panel {features}:" in err and "no snapshot's label records a churn" in err
     assert "Traceback" not in err
     database = tmp_path / "mlflow.db"
     if database.exists():

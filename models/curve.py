@@ -68,6 +68,10 @@ def category_levels(panel: pd.DataFrame, features: list[str]) -> dict[str, list[
 EPS = 1e-12
 #: Fewest churn events (and fewest survivals) among a horizon's held-out rows for its own calibration.
 MIN_CALIBRATION_EVENTS = 20
+#: Fewest held-out cutoffs a horizon's calibration pools: one cutoff's churn rate is mostly that
+#: month's noise (a backtest fold with nine training cutoffs shifted every horizon by -0.29 from
+#: one held-out cutoff's 21 events: docs/models.md).
+MIN_CALIBRATION_CUTOFFS = 2
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -128,7 +132,8 @@ def log_odds_shift(raw: np.ndarray, y: np.ndarray) -> float:
 
 def fit_calibration(pools: list[tuple[np.ndarray, np.ndarray]]) -> list[Calibrator]:
     """One Calibrator per horizon from its pool (raw risk, outcome). A pool too small to learn from
-    (fewer than MIN_CALIBRATION_EVENTS churn events or survivals) takes the shift of the horizon
+    (fewer than MIN_CALIBRATION_EVENTS churn events or survivals; fit_calibrators empties one of
+    fewer than MIN_CALIBRATION_CUTOFFS cutoffs) takes the shift of the horizon
     before it (the first horizons: of the first fitted one; none fitted: no shift), and a shift
     below the previous horizon's is raised to it, so the curve stays non-decreasing."""
     shifts = pd.Series(
@@ -606,7 +611,8 @@ def fit_calibrators(
     model: RiskCurveModel, panel: pd.DataFrame, X: np.ndarray, held_out: list[np.ndarray]
 ) -> list[Calibrator]:
     """The calibration of every horizon (fit_calibration) on the held-out snapshots whose outcome at
-    that horizon is known, from their raw curve (`held_out`: each horizon's held-out rows)."""
+    that horizon is known, from their raw curve (`held_out`: each horizon's held-out rows). Known
+    outcomes at fewer than MIN_CALIBRATION_CUTOFFS cutoffs make an empty pool."""
     union = np.logical_or.reduce(held_out)
     raw = np.full((len(panel), len(HORIZONS)), np.nan)
     raw[union] = model.raw_curve_matrix(X[union])  # one prediction for every horizon
@@ -614,5 +620,7 @@ def fit_calibrators(
     for k, rows in enumerate(held_out):
         y = _labels(panel, LABELS[k])
         known = rows & ~np.isnan(y)
+        if panel.loc[known, "cutoff"].nunique() < MIN_CALIBRATION_CUTOFFS:
+            known[:] = False
         pools.append((raw[known, k], y[known]))
     return fit_calibration(pools)

@@ -224,7 +224,8 @@ def test_a_fold_fits_its_baselines_only_up_to_the_longest_horizon_it_scores():
 def test_a_fold_asked_for_the_raw_curve_scores_it_beside_the_calibrated_one():
     cutoffs, end = grid("2024-01-02", 30, 16), pd.Timestamp("2025-06-30", tz="UTC")
     panel = panel_on(cutoffs, end, accounts=1000)  # enough churn events held out for a calibration shift
-    job = FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60), raw=True)
+    # 13 training cutoffs with a known 30-day outcome: the latest two are held out, enough to calibrate on
+    job = FoldJob(0, cutoffs[-3], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60), raw=True)
     fold = run_fold(job)
     curves = {frame["model"].iloc[0]: frame for frame in fold["preds"]}
     assert set(curves) == {"lightgbm", "lightgbm_raw"}
@@ -234,8 +235,20 @@ def test_a_fold_asked_for_the_raw_curve_scores_it_beside_the_calibrated_one():
         np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable")
     )  # ...not their order
     assert fold["kept"] and all(isinstance(i, int) for i in fold["kept"])
-    plain = run_fold(FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60)))
+    plain = run_fold(FoldJob(0, cutoffs[-3], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60)))
     assert [frame["model"].iloc[0] for frame in plain["preds"]] == ["lightgbm"]
+
+
+def test_a_fold_with_one_held_out_cutoff_keeps_its_raw_curve():
+    """One cutoff's churn rate is mostly that month's noise (models.curve MIN_CALIBRATION_CUTOFFS)."""
+    cutoffs, end = grid("2024-01-02", 30, 16), pd.Timestamp("2025-06-30", tz="UTC")
+    panel = panel_on(cutoffs, end, accounts=1000)
+    # 9 training cutoffs with a known 30-day outcome: only the latest is held out
+    fold = run_fold(FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60), raw=True))
+    curves = {frame["model"].iloc[0]: frame for frame in fold["preds"]}
+    np.testing.assert_allclose(  # a zero shift: sigmoid(logit(raw)), raw up to rounding
+        curves["lightgbm"][["p_30d", "p_60d"]], curves["lightgbm_raw"][["p_30d", "p_60d"]], rtol=1e-12
+    )
 
 
 # -- metrics and promotion with missing figures -------------------------------------------------------

@@ -243,7 +243,7 @@ def test_a_fold_with_one_held_out_cutoff_keeps_its_raw_curve():
     """One cutoff's churn rate is mostly that month's noise (models.curve MIN_CALIBRATION_CUTOFFS)."""
     cutoffs, end = grid("2024-01-02", 30, 16), pd.Timestamp("2025-06-30", tz="UTC")
     panel = panel_on(cutoffs, end, accounts=1000)
-    # 9 training cutoffs with a known 30-day outcome: only the latest is held out
+    # 10 training cutoffs with a known 30-day outcome: only the latest is held out
     fold = run_fold(FoldJob(0, cutoffs[-6], panel, ["risk", "noise"], QUICK, None, None, None, (30, 60), raw=True))
     curves = {frame["model"].iloc[0]: frame for frame in fold["preds"]}
     np.testing.assert_allclose(  # a zero shift: sigmoid(logit(raw)), raw up to rounding

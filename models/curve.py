@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol, SupportsFloat
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -130,19 +130,27 @@ def log_odds_shift(raw: np.ndarray, y: np.ndarray) -> float:
     return float(shift)
 
 
-def fit_calibration(pools: list[tuple[np.ndarray, np.ndarray]]) -> list[Calibrator]:
-    """One Calibrator per horizon from its pool (raw risk, outcome). A pool too small to learn from
-    (fewer than MIN_CALIBRATION_EVENTS churn events or survivals; fit_calibrators empties one of
-    fewer than MIN_CALIBRATION_CUTOFFS cutoffs) takes the shift of the horizon
-    before it (the first horizons: of the first fitted one; none fitted: no shift), and a shift
-    below the previous horizon's is raised to it, so the curve stays non-decreasing."""
-    shifts = pd.Series(
-        [
-            log_odds_shift(raw, y) if min(y.sum(), len(y) - y.sum()) >= MIN_CALIBRATION_EVENTS else np.nan
-            for raw, y in pools
-        ],
-        dtype=float,
-    )
+class CalibrationPool(NamedTuple):
+    """One horizon's held-out rows whose outcome is known: raw risk, outcome, and how many cutoffs
+    they come from."""
+
+    raw: np.ndarray
+    y: np.ndarray
+    cutoffs: int
+
+    def enough(self) -> bool:
+        """Enough to learn a shift from: MIN_CALIBRATION_EVENTS churn events and as many survivals,
+        over MIN_CALIBRATION_CUTOFFS cutoffs or more."""
+        events = float(self.y.sum())
+        return self.cutoffs >= MIN_CALIBRATION_CUTOFFS and min(events, len(self.y) - events) >= MIN_CALIBRATION_EVENTS
+
+
+def fit_calibration(pools: list[CalibrationPool]) -> list[Calibrator]:
+    """One Calibrator per horizon from its pool. A pool too small to learn from (`enough`) takes
+    the shift of the horizon before it (the first horizons: of the first fitted one; none fitted:
+    no shift), and a shift below the previous horizon's is raised to it, so the curve stays
+    non-decreasing."""
+    shifts = pd.Series([log_odds_shift(p.raw, p.y) if p.enough() else np.nan for p in pools], dtype=float)
     return [Calibrator(float(s)) for s in shifts.ffill().bfill().fillna(0.0).cummax()]
 
 
@@ -611,8 +619,7 @@ def fit_calibrators(
     model: RiskCurveModel, panel: pd.DataFrame, X: np.ndarray, held_out: list[np.ndarray]
 ) -> list[Calibrator]:
     """The calibration of every horizon (fit_calibration) on the held-out snapshots whose outcome at
-    that horizon is known, from their raw curve (`held_out`: each horizon's held-out rows). Known
-    outcomes at fewer than MIN_CALIBRATION_CUTOFFS cutoffs make an empty pool."""
+    that horizon is known, from their raw curve (`held_out`: each horizon's held-out rows)."""
     union = np.logical_or.reduce(held_out)
     raw = np.full((len(panel), len(HORIZONS)), np.nan)
     raw[union] = model.raw_curve_matrix(X[union])  # one prediction for every horizon
@@ -620,7 +627,5 @@ def fit_calibrators(
     for k, rows in enumerate(held_out):
         y = _labels(panel, LABELS[k])
         known = rows & ~np.isnan(y)
-        if panel.loc[known, "cutoff"].nunique() < MIN_CALIBRATION_CUTOFFS:
-            known[:] = False
-        pools.append((raw[known, k], y[known]))
+        pools.append(CalibrationPool(raw[known, k], y[known], panel.loc[known, "cutoff"].nunique()))
     return fit_calibration(pools)

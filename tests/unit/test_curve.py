@@ -165,20 +165,36 @@ def test_calibration_is_strictly_increasing_and_ties_only_where_raw_ties():
 
 
 def test_fit_calibration_matches_the_observed_rate_and_never_decreases_with_the_horizon():
-    from models.curve import fit_calibration
+    from models.curve import CalibrationPool, fit_calibration
 
     rng = np.random.default_rng(1)
     raw = rng.uniform(0.01, 0.3, 4000)
     y = (rng.random(4000) < raw / 2).astype(float)  # the raw risk is twice the truth
     # 30 days: enough rows; 60 days: its rate alone would ask for a lower shift; 90 days: too few rows; 180: none
-    pools = [(raw, y), (raw, (rng.random(4000) < raw / 4).astype(float)), (raw[:20], y[:20]), (raw[:0], y[:0])]
+    pools = [
+        CalibrationPool(raw, y, 3),
+        CalibrationPool(raw, (rng.random(4000) < raw / 4).astype(float), 3),
+        CalibrationPool(raw[:20], y[:20], 3),
+        CalibrationPool(raw[:0], y[:0], 0),
+    ]
     calibrators = fit_calibration(pools)
     assert np.mean(calibrators[0].predict(raw)) == pytest.approx(y.mean(), rel=1e-6)  # maximum likelihood: mean = rate
     shifts = [c.shift for c in calibrators]
     assert shifts[0] < 0 and shifts == sorted(shifts) and shifts[1] == shifts[2] == shifts[3] == shifts[0]
-    assert [c.shift for c in fit_calibration([(raw[:10], y[:10])] * 4)] == [
-        0.0
-    ] * 4  # too little to learn from: unchanged
+    too_few_events = CalibrationPool(raw[:10], y[:10], 3)
+    assert [c.shift for c in fit_calibration([too_few_events] * 4)] == [0.0] * 4  # unchanged
+
+
+def test_one_cutoffs_outcomes_are_too_few_to_calibrate_on_however_many():
+    """A single cutoff's churn rate is mostly that month's noise: thousands of rows from it still
+    leave the raw curve as it is, where the same rows over two cutoffs shift it."""
+    from models.curve import CalibrationPool, fit_calibration
+
+    rng = np.random.default_rng(2)
+    raw = rng.uniform(0.01, 0.3, 4000)
+    y = (rng.random(4000) < raw / 2).astype(float)
+    assert [c.shift for c in fit_calibration([CalibrationPool(raw, y, 1)] * 4)] == [0.0] * 4
+    assert all(c.shift < 0 for c in fit_calibration([CalibrationPool(raw, y, 2)] * 4))
 
 
 def test_the_curve_rises_wherever_the_raw_curve_does(fitted):

@@ -253,7 +253,8 @@ def test_a_blended_search_keeps_the_mean_of_every_candidate(fitted):
     search = ({"num_leaves": 2}, {"num_leaves": 4, "learning_rate": 0.2})
     base = {"n_estimators": 40, "valid_gap_days": 0, "min_child_samples": 20, "early_stopping_rounds": 0}
     blended = fit_curve(panel, features, CurveParams(**base, search=search, blend=True))
-    alone = [fit_curve(panel, features, CurveParams(**base, search=(c,))) for c in search]
+    # each candidate draws with its own seed (the configured one plus its index), alone as in the blend
+    alone = [fit_curve(panel, features, CurveParams(**base, seed=42 + i, search=(c,))) for i, c in enumerate(search)]
     assert blended.info["kept"] == [0, 1] and blended.info["chosen"] == 0
     X = blended.design(blended.encode(panel), 2)
     mean = np.mean([m.boosters[0].predict(X, raw_score=True) for m in alone], axis=0)
@@ -316,6 +317,13 @@ def test_search_candidates_are_checked():
     with pytest.raises(ValidationError, match="candidate 2: num_leaves"):
         CurveParams(search=[{"num_leaves": 4}, {"num_leaves": 1}])
     assert [c.num_leaves for c in CurveParams(num_leaves=15, search=[{"num_leaves": 2}, {}]).candidates()] == [2, 15]
+
+
+def test_each_search_candidate_draws_with_its_own_seed():
+    """Candidates sharing one seed share their bagged rows and sampled columns, so their blend
+    averages one draw three times; the i-th draws with seed + i, without a search the seed stands."""
+    assert [c.seed for c in CurveParams(seed=7, search=[{}, {"num_leaves": 2}, {}]).candidates()] == [7, 8, 9]
+    assert [c.seed for c in CurveParams(seed=7).candidates()] == [7]
 
 
 def test_search_is_logged_as_parameters_and_metrics(fitted):

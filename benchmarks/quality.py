@@ -14,9 +14,12 @@ models, config/model.yaml), with the LightGBM curve also kept uncalibrated, so t
   of its time;
 - the search candidates each fold kept (averaged when more than one: `curve.blend`);
 - the share of accounts with a distinct p_90d at the latest cutoff, scored by a model fitted on
-  the whole panel as `churn train` fits it (goal >= 95%), and that fit's time.
+  the whole panel as `churn train` fits it (goal >= 95%), and that fit's time;
+- with --seeds, the curve's 90-day ROC-AUC refitted with other LightGBM seeds: how far one fit's
+  draw moves it on the same features.
 
     python benchmarks/quality.py --features /tmp/d16/d2000/features /tmp/d16/d3000/features
+    python benchmarks/quality.py --features /tmp/d16/d2000/features --seeds 1,2,3
     python benchmarks/quality.py            # simulate and build 2,000 (seed 42), 3,000 (seed 31) and 10,000 (seed 42) accounts, 730 days
 """
 
@@ -177,6 +180,17 @@ def distinct_p90(panel: pd.DataFrame, names: list[str], params) -> dict:
     }
 
 
+def seed_spread(features_dir: Path, params, folds: int, seeds: list[int], first: float) -> dict[int, float]:
+    """The curve's pooled 90-day ROC-AUC of the same backtest refitted with other LightGBM seeds
+    (`first`: the configured seed's): bagging and column sampling draw with the seed, so the spread
+    is the noise of one fit on these features, whatever the CPU."""
+    out = {params.seed: first}
+    for seed in seeds:
+        table = backtest(features_dir, params.model_copy(update={"seed": seed}), folds)["table"]
+        out[seed] = round(float(table.query("model == 'lightgbm' and horizon_days == 90")["roc_auc"].iloc[0]), 4)
+    return out
+
+
 def main() -> None:
     from core.vocabulary import HORIZONS
     from models.backtest import RAW_MODEL
@@ -194,6 +208,13 @@ def main() -> None:
         "--no-text",
         action="store_true",
         help="build the default bases without text signals (faster, not the goals' setting)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[],
+        help="LightGBM seeds to refit each backtest with besides the configured one, e.g. 1,2,3: "
+        "prints the curve's 90-day ROC-AUC by seed (one backtest's time per seed)",
     )
     args = parser.parse_args()
     config = load_model_config(Path(__file__).resolve().parent.parent / "config")
@@ -263,6 +284,15 @@ def main() -> None:
             f"{final['distinct_p90d_share']:.1%} of {final['accounts']:,} accounts (raw "
             f"{final['distinct_raw_p90d_share']:.1%}, largest tie {final['largest_tie']})"
         )
+        if args.seeds:
+            by_seed = seed_spread(folder, config.curve, config.folds, args.seeds, row["roc_auc_90d"]["lightgbm"])
+            row["lightgbm_roc_auc_90d_by_seed"] = by_seed
+            values = list(by_seed.values())
+            print(
+                "  90-day ROC-AUC of the curve by LightGBM seed "
+                + ", ".join(f"{k} {v:.4f}" for k, v in by_seed.items())
+                + f"; mean {np.mean(values):.4f}, range {max(values) - min(values):.4f}"
+            )
         print(
             "  goals: "
             + ", ".join(f"{k} {'met' if v else ('n/a' if v is None else 'NOT met')}" for k, v in row["goals"].items()),

@@ -71,9 +71,10 @@ def build(root: Path, accounts: int, seed: int, text: bool) -> Path:
     return features
 
 
-def backtest(features_dir: Path, params, folds: int) -> dict:
+def backtest(features_dir: Path, params, folds: int, curve_only: bool = False) -> dict:
     """The backtest of `churn evaluate` (models.backtest `run_fold`, fold by fold), with the raw
-    curve scored too, and the candidates each fold kept."""
+    curve scored too, and the candidates each fold kept; `curve_only`: without the baselines and
+    the oracle (which no curve setting changes)."""
     from sklearn.metrics import roc_auc_score
 
     from core.vocabulary import CURVE_COLUMNS, HORIZONS, LABELS
@@ -84,11 +85,12 @@ def backtest(features_dir: Path, params, folds: int) -> dict:
     panel = read_snapshots(features_dir)
     names = feature_names(panel)
     plan = backtest_plan(panel, features_dir, folds)
-    oracle = oracle_for(panel_data_dir(features_dir))
+    oracle = None if curve_only else oracle_for(panel_data_dir(features_dir))
+    models = None if curve_only else baselines(names)
     preds, kept, within = [], [], {h: [] for h in HORIZONS}
     for i, cutoff in enumerate(plan.fold_cutoffs):
         fold = run_fold(
-            FoldJob(i, cutoff, panel, names, params, baselines(names), oracle, None, plan.horizons_at(cutoff), raw=True)
+            FoldJob(i, cutoff, panel, names, params, models, oracle, None, plan.horizons_at(cutoff), raw=True)
         )
         preds.extend(fold["preds"])
         kept.append(fold["kept"])
@@ -153,6 +155,8 @@ def interval_seconds(pooled: pd.DataFrame) -> float:
     for _, frame in pooled[pooled["model"] != RAW_MODEL].groupby("model"):  # the models `churn evaluate` scores
         for label, column in zip(LABELS, CURVE_COLUMNS, strict=True):
             known = frame[frame[label].notna()]
+            if known[label].nunique() < 2:  # as score_metrics: no interval without both outcomes
+                continue
             roc_auc_interval(
                 known[label].to_numpy(dtype=float), known[column].to_numpy(), known["account_id"].to_numpy()
             )
@@ -186,7 +190,7 @@ def seed_spread(features_dir: Path, params, folds: int, seeds: list[int], first:
     is the noise of one fit on these features, whatever the CPU."""
     out = {params.seed: first}
     for seed in seeds:
-        table = backtest(features_dir, params.model_copy(update={"seed": seed}), folds)["table"]
+        table = backtest(features_dir, params.model_copy(update={"seed": seed}), folds, curve_only=True)["table"]
         out[seed] = round(float(table.query("model == 'lightgbm' and horizon_days == 90")["roc_auc"].iloc[0]), 4)
     return out
 

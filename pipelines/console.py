@@ -7,6 +7,7 @@ to stderr, so a script's stdout is only ever JSON. Nothing here runs at import t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -98,8 +99,30 @@ class _BadInputFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ChurnError):
+            record.bad_input = str(record.exc_info[1])
             record.exc_info, record.exc_text = None, None
+            for handler in _consoles():  # Prefect's are created with its first run, after main() began
+                if not any(isinstance(f, _SaidByTheCommand) for f in handler.filters):
+                    handler.addFilter(_SaidByTheCommand())
         return True
+
+
+class _SaidByTheCommand(logging.Filter):
+    """On the console, bad input is the command's one `error:` line (pipelines/cli.py). Prefect
+    would say it four times more: the task failed, its final state, the flow failed, its final
+    state. Those lines stay in the run's record on the Prefect server, not on the console."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._errors: collections.deque[str] = collections.deque(maxlen=8)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = getattr(record, "bad_input", "")
+        if error:
+            self._errors.append(error)
+            return False
+        message = record.getMessage()
+        return not (message.startswith("Finished in state Failed(") and any(e in message for e in self._errors))
 
 
 def quiet_bad_input() -> None:
@@ -110,13 +133,25 @@ def quiet_bad_input() -> None:
             logger.addFilter(_BadInputFilter())
 
 
-def prefect_console_to(stream) -> None:
-    """Prefect's console log handlers keep the stderr of the moment Prefect was imported; a later
-    `main()` in the same process (a notebook, a test) may have another: follow it."""
+def _prefect_consoles() -> Iterator[logging.Handler]:
+    """Prefect's console log handlers, once Prefect has set up its logging."""
     if "prefect" not in sys.modules:
         return
     for name in ["", *(n for n in logging.Logger.manager.loggerDict if n.startswith("prefect"))]:
         for handler in logging.getLogger(name).handlers:
             if type(handler).__name__ == "PrefectConsoleHandler":
-                handler.stream = stream  # not setStream(): it flushes the old stream, which may be closed
-                handler.console.file = stream
+                yield handler
+
+
+def _consoles() -> list[logging.Handler]:
+    """Where log lines reach the user: main()'s stderr handler (logging.basicConfig) and Prefect's."""
+    mine = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    return [*mine, *_prefect_consoles()]
+
+
+def prefect_console_to(stream) -> None:
+    """Prefect's console log handlers keep the stderr of the moment Prefect was imported; a later
+    `main()` in the same process (a notebook, a test) may have another: follow it."""
+    for handler in _prefect_consoles():
+        handler.stream = stream  # not setStream(): it flushes the old stream, which may be closed
+        handler.console.file = stream

@@ -476,7 +476,7 @@ def _write_tracks(
     account = usage["account_id"].to_numpy()[day]
     user = pd.Series(account).str.cat(pd.Series(j % np.maximum(users[day], 1)).astype("str"), sep="-u")
     seconds = usage["session_minutes"].to_numpy() * 60 / k / np.maximum(logins, 1)
-    ms = usage["date"].to_numpy().astype("datetime64[ms]").astype("int64")[day] + rng.integers(0, 86_400_000, len(day))
+    ms = _epoch_ms(usage["date"])[day] + rng.integers(0, 86_400_000, len(day))
     with_user = (kind < 3) & (users[day] > 0)  # a day without an active user has only anonymous events
     tracks = pd.DataFrame(
         {
@@ -487,7 +487,7 @@ def _write_tracks(
             "session_seconds": np.where(kind == 0, seconds[day], np.nan),
         }
     )
-    starts = trials["contract_start"].to_numpy().astype("datetime64[ms]").astype("int64")
+    starts = _epoch_ms(trials["contract_start"])
     outside = pd.DataFrame(
         {  # three trial days per trial account, and a test workspace no contract covers
             "ms": np.concatenate([np.repeat(starts, 3) - np.tile([3, 2, 1], len(starts)) * 86_400_000, ms[:40]]),
@@ -504,6 +504,11 @@ def _write_tracks(
     tracks.insert(0, "timestamp", _segment_times(tracks.pop("ms").to_numpy(), rng))
     tracks.to_parquet(path, index=False)
     return len(tracks)
+
+
+def _epoch_ms(times: pd.Series) -> np.ndarray:
+    """Milliseconds since the epoch, UTC (numpy's datetime64 has no time zone)."""
+    return pd.to_datetime(times, utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype("int64")
 
 
 def _segment_times(ms: np.ndarray, rng: np.random.Generator) -> np.ndarray:

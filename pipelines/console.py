@@ -7,10 +7,10 @@ to stderr, so a script's stdout is only ever JSON. Nothing here runs at import t
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,34 +95,44 @@ def prefect_session(settings: Settings) -> Iterator[str]:
 
 class _BadInputFilter(logging.Filter):
     """Prefect logs a failed task's or flow's traceback; for bad input (ChurnError) the one line
-    that names the problem is the whole story, so the traceback is left out."""
+    that names the problem is the whole story, so the traceback is left out. The lines about it
+    are marked `bad_input` for the console (_SaidByTheCommand)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ChurnError):
-            record.bad_input = str(record.exc_info[1])
             record.exc_info, record.exc_text = None, None
+            record.bad_input = True
+        else:
+            ended = _FAILED_BY.match(record.getMessage())
+            record.bad_input = bool(ended) and ended.group(1) in _churn_error_names()
+        if record.bad_input:
             for handler in _consoles():  # Prefect's are created with its first run, after main() began
                 if not any(isinstance(f, _SaidByTheCommand) for f in handler.filters):
                     handler.addFilter(_SaidByTheCommand())
         return True
 
 
-class _SaidByTheCommand(logging.Filter):
-    """On the console, bad input is the command's one `error:` line (pipelines/cli.py). Prefect
-    would say it four times more: the task failed, its final state, the flow failed, its final
-    state. Those lines stay in the run's record on the Prefect server, not on the console."""
+#: Prefect's last line about a failed task or flow: 'Finished in state Failed("Task run encountered
+#: an exception InputError: ...")', or "... Flow run encountered an exception: InputError: ..."
+_FAILED_BY = re.compile(r"Finished in state Failed\(.(?:Task|Flow) run encountered an exception:? (\w+):")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._errors: collections.deque[str] = collections.deque(maxlen=8)
+
+def _churn_error_names() -> set[str]:
+    names, classes = set(), [ChurnError]
+    while classes:
+        cls = classes.pop()
+        names.add(cls.__name__)
+        classes.extend(cls.__subclasses__())
+    return names
+
+
+class _SaidByTheCommand(logging.Filter):
+    """On the console, bad input is the command's one `error:` line (pipelines/cli.py); Prefect's
+    lines about it (the task failed, its final state, the flow failed, its final state) stay in the
+    run's record on the Prefect server, off the console."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = getattr(record, "bad_input", "")
-        if error:
-            self._errors.append(error)
-            return False
-        message = record.getMessage()
-        return not (message.startswith("Finished in state Failed(") and any(e in message for e in self._errors))
+        return not getattr(record, "bad_input", False)
 
 
 def quiet_bad_input() -> None:

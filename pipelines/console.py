@@ -93,25 +93,6 @@ def prefect_session(settings: Settings) -> Iterator[str]:
         yield url
 
 
-class _BadInputFilter(logging.Filter):
-    """Prefect logs a failed task's or flow's traceback; for bad input (ChurnError) the one line
-    that names the problem is the whole story, so the traceback is left out. The lines about it
-    are marked `bad_input` for the console (_SaidByTheCommand)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ChurnError):
-            record.exc_info, record.exc_text = None, None
-            record.bad_input = True
-        else:
-            ended = _FAILED_BY.match(record.getMessage())
-            record.bad_input = bool(ended) and ended.group(1) in _churn_error_names()
-        if record.bad_input:
-            for handler in _consoles():  # Prefect's are created with its first run, after main() began
-                if not any(isinstance(f, _SaidByTheCommand) for f in handler.filters):
-                    handler.addFilter(_SaidByTheCommand())
-        return True
-
-
 #: Prefect's last line about a failed task or flow: 'Finished in state Failed("Task run encountered
 #: an exception InputError: ...")', or "... Flow run encountered an exception: InputError: ..."
 _FAILED_BY = re.compile(r"Finished in state Failed\(.(?:Task|Flow) run encountered an exception:? (\w+):")
@@ -126,10 +107,33 @@ def _churn_error_names() -> set[str]:
     return names
 
 
+class _BadInputFilter(logging.Filter):
+    """Prefect logs a failed task's or flow's traceback; for bad input (ChurnError) the one line
+    that names the problem is the whole story, so the traceback is left out. The lines about it
+    are marked `bad_input`, and kept off the console (_SaidByTheCommand)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ChurnError):
+            record.exc_info, record.exc_text = None, None
+            record.bad_input = True
+        else:
+            ended = _FAILED_BY.match(record.getMessage())
+            record.bad_input = ended is not None and ended.group(1) in _churn_error_names()
+        if record.bad_input:
+            _SaidByTheCommand.guard(_consoles())  # Prefect's are created with its first run, after main() began
+        return True
+
+
 class _SaidByTheCommand(logging.Filter):
     """On the console, bad input is the command's one `error:` line (pipelines/cli.py); Prefect's
     lines about it (the task failed, its final state, the flow failed, its final state) stay in the
     run's record on the Prefect server, off the console."""
+
+    @classmethod
+    def guard(cls, handlers: list[logging.Handler]) -> None:
+        for handler in handlers:
+            if not any(isinstance(f, cls) for f in handler.filters):
+                handler.addFilter(cls())
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "bad_input", False)

@@ -29,11 +29,20 @@ err = Console(stderr=True)
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr)."
 )
-data_option = click.option(
-    "--data",
-    type=click.Path(path_type=Path),
+
+
+def path_option(*names: str, **kwargs: Any) -> Any:
+    """A click option whose value is a Path (a file or folder, not checked for existence here)."""
+    return click.option(*names, type=click.Path(path_type=Path), **kwargs)
+
+
+data_option = path_option("--data", default=None, help="Folder with the input tables [default: CHURN_DATA_DIR].")
+features_option = path_option("--features", "features_dir", required=True, help="Output folder of `churn features`.")
+scores_option = path_option(
+    "--scores",
+    "scores_dir",
     default=None,
-    help="Folder with the input tables [default: CHURN_DATA_DIR].",
+    help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].",
 )
 
 

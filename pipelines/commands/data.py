@@ -10,7 +10,7 @@ import click
 from pydantic import ValidationError
 
 from core.errors import InputError, describe_validation
-from pipelines.console import data_option, emit, err, json_option, prefect_session, progress_bar
+from pipelines.console import data_option, emit, err, json_option, path_option, prefect_session, progress_bar
 
 
 def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
@@ -23,9 +23,8 @@ def _config_error(exc: ValidationError, flags: dict[str, str]) -> InputError:
 @click.option(
     "--seed", type=int, default=42, show_default=True, help="Random seed; the same seed gives identical files."
 )
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     default=Path("data/simulated"),
     show_default=True,
     help="Folder to write the input tables and truth/ into (other files there are left alone).",
@@ -66,15 +65,13 @@ def simulate(accounts: int, days: int, seed: int, out: Path, start: str, churn_r
 
 
 @click.command()
-@click.option(
+@path_option(
     "--mapping",
-    type=click.Path(path_type=Path),
     required=True,
     help="YAML mapping file: where each table comes from (paths in it are relative to it).",
 )
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="Folder to write <table>.parquet into (written only if every table meets its contract; other files left alone).",
 )
@@ -95,9 +92,8 @@ def ingest(mapping: Path, out: Path, as_json: bool) -> None:
 
 
 @click.command()
-@click.option(
+@path_option(
     "--data",
-    type=click.Path(path_type=Path),
     default=Path("data/simulated"),
     show_default=True,
     help="Folder with the input tables (<table>.parquet or <table>.csv).",
@@ -129,9 +125,8 @@ def validate(data: Path, as_json: bool) -> None:
 
 @click.command()
 @data_option
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="Folder to write snapshots/ and feature_dictionary.json into.",
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from pipelines.console import emit, err, json_option
+from pipelines.console import emit, err, json_option, path_option
 
 #: the listing's columns in human output, in order
 LIST_COLUMNS = ("id", "status", "band", "account_id", "reason", "queue", "owner", "respond_by", "follow_up_due")
@@ -190,19 +190,17 @@ def policy_group() -> None:
     multiple=True,
     help="Only these horizons' thresholds may move (repeatable) [default: every horizon in risk_thresholds].",
 )
-@click.option(
+@path_option(
     "--features",
     "features_dir",
-    type=click.Path(path_type=Path),
     default=None,
     help="Snapshot panel with later churn (output of `churn features`) [default: the one the model was trained on].",
 )
 @click.option(
     "--model", "model_uri", default=None, help="Model that scores the panel [default: CHURN_MODEL_URI, the champion]."
 )
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     default=None,
     help="Write the policy with the suggested thresholds to this YAML file (atomically; never the live config). Default: write nothing.",
 )

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from core.errors import InputError
-from pipelines.console import emit, err, json_option, number, prefect_session
+from pipelines.console import emit, err, features_option, json_option, number, path_option, prefect_session
 
 
 def _require_features(features_dir: Path) -> None:
@@ -19,13 +19,7 @@ def _require_features(features_dir: Path) -> None:
 
 
 @click.command()
-@click.option(
-    "--features",
-    "features_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output folder of `churn features`.",
-)
+@features_option
 @click.option("--folds", type=int, default=None, help="Rolling-origin folds [default: backtest.folds of model.yaml].")
 @click.option(
     "--budget",
@@ -158,13 +152,7 @@ def _print_backtest_notes(result: dict) -> None:
 
 
 @click.command()
-@click.option(
-    "--features",
-    "features_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output folder of `churn features`.",
-)
+@features_option
 @json_option
 def train(features_dir: Path, as_json: bool) -> None:
     """Backtest, fit the risk curve on every snapshot, log to MLflow and register it as the challenger."""
@@ -270,9 +258,8 @@ def rollback(reason: str, by: str | None, as_json: bool) -> None:
 
 
 @click.command("train-table")
-@click.option(
+@path_option(
     "--table",
-    type=click.Path(path_type=Path),
     required=True,
     help="CSV or Parquet: one row per customer, one yes/no label column.",
 )

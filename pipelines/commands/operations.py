@@ -14,14 +14,23 @@ import click
 
 from core.errors import InputError
 from pipelines.commands.data import validate
-from pipelines.console import data_option, emit, err, json_option, number, prefect_session, progress_bar
+from pipelines.console import (
+    data_option,
+    emit,
+    err,
+    json_option,
+    number,
+    path_option,
+    prefect_session,
+    progress_bar,
+    scores_option,
+)
 
 
 @click.command()
 @data_option
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="Folder for scores.parquet, queue.parquet/.csv and score_summary.json.",
 )
@@ -69,13 +78,7 @@ def score(
 
 
 @click.command()
-@click.option(
-    "--scores",
-    "scores_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].",
-)
+@scores_option
 @click.option(
     "--alerts/--no-alerts",
     "alert",
@@ -171,19 +174,12 @@ def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="The HTML file to write (self-contained: images inline).",
 )
-@click.option(
-    "--scores",
-    "scores_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Output of `churn score` [default: CHURN_SCORES_DIR or DATA_DIR/scores].",
-)
+@scores_option
 @click.option(
     "--model", "model_uri", default=None, help="Model URI [default: CHURN_MODEL_URI, models:/churn-risk@champion]."
 )
@@ -232,9 +228,8 @@ def serve(port: int, host: str) -> None:
 
 @click.command()
 @data_option
-@click.option(
+@path_option(
     "--work",
-    type=click.Path(path_type=Path),
     default=Path("data/work"),
     show_default=True,
     help="Folder for features, scores and the report.",
@@ -263,9 +258,8 @@ def retrain(data: Path | None, work: Path, text: bool, force_promote: bool, as_j
 
 @click.command()
 @data_option
-@click.option(
+@path_option(
     "--work",
-    type=click.Path(path_type=Path),
     default=Path("data/work"),
     show_default=True,
     help="Folder for scores and the report.",
@@ -367,9 +361,8 @@ def prefect_stop() -> None:
 
 
 @click.command()
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     default=Path("data/demo"),
     show_default=True,
     help="Folder for the demo's data and outputs.",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from pipelines.console import emit, json_option
+from pipelines.console import emit, json_option, path_option
 
 
 @click.command("sentiment-train")
-@click.option("--labels", type=click.Path(path_type=Path), required=True, help="CSV or Parquet of labelled messages.")
+@path_option("--labels", required=True, help="CSV or Parquet of labelled messages.")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the message text.")
 @click.option(
     "--label-column",
@@ -19,9 +19,8 @@ from pipelines.console import emit, json_option
     show_default=True,
     help="Column holding negative/neutral/positive (or neg/neu/pos, -1/0/1).",
 )
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     default=None,
     help="Where to write the head [default: CHURN_SENTIMENT_HEAD or DATA_DIR/models/sentiment_head.json].",
 )
@@ -44,13 +43,10 @@ def sentiment_train(labels: Path, text_column: str, label_column: str, out: Path
 
 
 @click.command("sentiment-score")
-@click.option(
-    "--input", "source", type=click.Path(path_type=Path), required=True, help="CSV or Parquet file with messages."
-)
+@path_option("--input", "source", required=True, help="CSV or Parquet file with messages.")
 @click.option("--text-column", required=True, help="Column holding the message text.")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     required=True,
     help="Output file (.csv or .parquet): the input plus label and score.",
 )

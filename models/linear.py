@@ -31,7 +31,8 @@ import pandas as pd
 from core.errors import InputError
 from core.vocabulary import CATEGORICAL, HORIZONS, LABELS
 from models.baselines import LogisticBaseline
-from models.curve import RiskCurveModel, logit, outcomes_through
+from models.calibration import logit
+from models.curve import RiskCurveModel, outcomes_through
 
 #: what pandas' astype("str"), which the baseline applies to categories, makes of a missing value
 MISSING_LEVELS = ("None", "nan", "<NA>")

@@ -154,7 +154,7 @@ def test_early_stopping_found_afterwards_matches_lightgbm():
 
 
 def test_calibration_is_strictly_increasing_and_ties_only_where_raw_ties():
-    from models.curve import Calibrator
+    from models.calibration import Calibrator
 
     raw = np.array([1e-6, 0.001, 0.01, 0.01, 0.2, 0.5, 0.9, 0.999])
     for shift in (-2.0, 0.0, 1.5):
@@ -165,7 +165,7 @@ def test_calibration_is_strictly_increasing_and_ties_only_where_raw_ties():
 
 
 def test_fit_calibration_matches_the_observed_rate_and_never_decreases_with_the_horizon():
-    from models.curve import CalibrationPool, fit_calibration
+    from models.calibration import CalibrationPool, fit_calibration
 
     rng = np.random.default_rng(1)
     raw = rng.uniform(0.01, 0.3, 4000)
@@ -188,7 +188,7 @@ def test_fit_calibration_matches_the_observed_rate_and_never_decreases_with_the_
 def test_one_cutoffs_outcomes_are_too_few_to_calibrate_on_however_many():
     """A single cutoff's churn rate is mostly that month's noise: thousands of rows from it still
     leave the raw curve as it is, where the same rows over two cutoffs shift it."""
-    from models.curve import CalibrationPool, fit_calibration
+    from models.calibration import CalibrationPool, fit_calibration
 
     rng = np.random.default_rng(2)
     raw = rng.uniform(0.01, 0.3, 4000)
@@ -198,7 +198,7 @@ def test_one_cutoffs_outcomes_are_too_few_to_calibrate_on_however_many():
 
 
 def test_the_curve_rises_wherever_the_raw_curve_does(fitted):
-    from models.curve import Calibrator
+    from models.calibration import Calibrator
 
     model, panel = fitted
     assert model.calibrators and all(isinstance(c, Calibrator) for c in model.calibrators)

@@ -9,6 +9,7 @@ description, sentence template) is what explanations and reports use to speak pl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal, SupportsFloat
@@ -43,7 +44,7 @@ Unit = Literal[
 class FeatureSpec:
     """One column of the panel, as users and explanations see it.
 
-    `template` is a sentence with the account's own value; placeholders: {value} (as stored),
+    `template` is a sentence with the account's own value; placeholders: {value} (at most two decimals; its size beside {direction}),
     {pct} (abs(value) x 100, rounded), {direction} ("up"/"down"), {n} (rounded value).
     `missing` says what NaN means for this feature. `baseline` names the feature holding this
     one's change against the account's own prior 90 days (a reason then says what it was before).
@@ -66,12 +67,42 @@ class FeatureSpec:
         if self.kind == "categorical":
             return self.template.format(value=value)
         v = float(value)
-        return self.template.format(
-            value=round(v, 2),
+        return (_singular(self.template) if round(v) == 1 else self.template).format(
+            value=_plain(abs(v) if "{direction}" in self.template else v),  # "down 0.3", not "down -0.3"
             pct=round(abs(v) * 100),
             direction="up" if v >= 0 else "down",
-            n=round(v),
+            n=f"{round(v):,}",
         )
+
+    def figure(self, value: SupportsFloat) -> str:
+        """Another number of this feature (the account's past, a typical account) written as the
+        template writes the account's own: whole where it has {n} (below 10, one decimal where a
+        median falls between two whole numbers: 6.5), else at most two decimals, as {value}."""
+        v = float(value)
+        if "{n}" in self.template:
+            return f"{round(v):,}" if abs(v) >= 10 else f"{v:.1f}".removesuffix(".0")
+        return _plain(v)
+
+
+#: a plural noun: a final s after a letter other than s, i or u ("tickets", not "access" or "status")
+_PLURAL = re.compile(r"[a-z-]*[a-hj-rt-z]s")
+
+
+def _singular(template: str) -> str:
+    """The template for one: the first plural noun among the three words after {n} loses its s
+    ("1 ticket repeating", "1 critical moment in 90 days", "last login 1 day ago")."""
+    head, n, tail = template.partition("{n}")
+    words = tail.split(" ")
+    for i, word in enumerate(words[1:4], start=1):
+        if _PLURAL.fullmatch(word):
+            words[i] = word[:-1]
+            break
+    return head + n + " ".join(words)
+
+
+def _plain(value: float) -> str:
+    """At most two decimals, none for a whole number: 3.07, 3.1, 12."""
+    return str(round(value, 2) + 0.0).removesuffix(".0")  # + 0.0: no "-0"
 
 
 @dataclass

@@ -38,6 +38,8 @@ MIN_PEERS = 20
 MIN_POINTS = 1e-4
 #: no unit a typical-account comparison makes sense for
 _NO_TYPICAL = frozenset({"flag", "category"})
+#: units a reference figure names, as in "(typical enterprise account: 20 minutes)"
+_TIME_UNITS = frozenset({"days", "hours", "minutes"})
 
 
 @dataclass(frozen=True)
@@ -132,20 +134,22 @@ def _number(value: float, spec: FeatureSpec) -> str:
         )
     if "{pct}%" in spec.template:
         return f"{value * 100:.0f}%"
-    if spec.unit in ("ratio", "score"):
-        return f"{value:.2f}"
-    whole = spec.unit in ("count", "days", "hours", "minutes") and float(value).is_integer()
-    return f"{value:.0f}" if abs(value) >= 10 or whole else f"{value:.1f}"
+    text = spec.figure(value)
+    if spec.unit in _TIME_UNITS:  # the template names the unit beside the account's value only
+        return f"{text} {spec.unit.removesuffix('s') if text == '1' else spec.unit}"
+    return text
+
+
+def point_size(points: float) -> str:
+    """The size of an effect in percentage points: whole from one point up, else one decimal (0.4)."""
+    return f"{abs(points):.0f}" if abs(points) >= 1 else f"{abs(points):.1f}"
 
 
 def effect(pts: float, horizon_days: int) -> str:
     """ "adds 12 points to the 90-day risk" (one decimal below a point)."""
-    size = abs(pts) * 100
-    amount = f"{size:.0f}" if size >= 1 else f"{size:.1f}"
-    noun = "point" if amount == "1" else "points"
-    return (
-        f"{'adds' if pts >= 0 else 'takes'} {amount} {noun} {'to' if pts >= 0 else 'off'} the {horizon_days}-day risk"
-    )
+    size = point_size(pts * 100)
+    noun = "point" if size == "1" else "points"
+    return f"{'adds' if pts >= 0 else 'takes'} {size} {noun} {'to' if pts >= 0 else 'off'} the {horizon_days}-day risk"
 
 
 def _missing(value: object) -> bool:
@@ -171,7 +175,8 @@ def sentence(
     if change is not None and not _missing(change):
         v, c = float(value), float(change)
         before = v - c if spec.unit == "score" else v / (1.0 + c) if c > -1 else None
-        if before is not None and np.isfinite(before) and abs(c) > 1e-9:
+        # no "up from" a figure that reads the same as the account's own
+        if before is not None and np.isfinite(before) and _number(before, spec) != _number(v, spec):
             text += f", {'down' if v < before else 'up'} from {_number(before, spec)} in the prior 90 days"
     if reference is not None and spec.role == "driver":
         segment = values.get("segment")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from core.vocabulary import BANDS, HORIZONS
 from models.plots import beeswarm_figure, pyplot, waterfall_figure
+from models.reasons import point_size
 
 
 @dataclass
@@ -284,7 +285,7 @@ def _why(top: pd.DataFrame) -> pd.Series:
         for k in (1, 2, 3):
             text, pts = row.get(f"reason_{k}"), row.get(f"reason_{k}_points")
             if isinstance(text, str):
-                parts.append(text + (f" (+{pts:.0f})" if pd.notna(pts) and pts >= 0.5 else ""))
+                parts.append(text + (f" (+{point_size(pts)})" if pd.notna(pts) and pts >= 0.05 else ""))
         return "; ".join(parts)
 
     return top.apply(line, axis=1) if len(top) else pd.Series(dtype=str)

@@ -20,7 +20,7 @@ for kind in KINDS:
             F,
             "count",
             f"{words} events in the last 180 days",
-            f"{{n}} {words} event(s) in the last 180 days",
+            f"{{n}} {words} events in the last 180 days",
         )
     )
     SPECS.append(

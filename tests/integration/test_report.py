@@ -108,6 +108,25 @@ def test_psi_is_zero_for_the_same_data_and_grows_with_a_shift():
     assert psi(base, rng.normal(1.0, 1, size=5000)) > 0.25
 
 
+def test_why_gives_every_reason_its_points_as_the_api_words_them():
+    """A reason worth less than a point reads "(+0.4)", as the API's "adds 0.4 points", never "(+0)"."""
+    import pandas as pd
+
+    from reports.leadership import _why
+
+    top = pd.DataFrame(
+        {
+            "reason_1": ["logins down 60%"],
+            "reason_1_points": [12.3],
+            "reason_2": ["customer tone 0.14"],
+            "reason_2_points": [0.5],
+            "reason_3": ["3 tickets"],
+            "reason_3_points": [0.01],
+        }
+    )
+    assert _why(top).iloc[0] == "logins down 60% (+12); customer tone 0.14 (+0.5); 3 tickets"
+
+
 def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

@@ -142,13 +142,49 @@ def test_a_reason_reads_against_its_own_past_and_the_typical_account():
     text = sentence("distinct_features_30d", 3.1, values, SPECS, reference)
     assert (
         text
-        == "3.1 key features used on an active day, down from 5.2 in the prior 90 days (typical enterprise account: 6.0)"
+        == "3.1 key features used on an active day, down from 5.2 in the prior 90 days (typical enterprise account: 6)"
     )
     # a segment too small for its own median is compared with the whole base
     text = sentence("distinct_features_30d", 3.1, {**values, "segment": "startup"}, SPECS, reference)
-    assert text.endswith("(typical account: 4.0)")
+    assert text.endswith("(typical account: 4)")
     # context carries no comparison: it is who the account is
-    assert sentence("arr_current", 759000, values, SPECS, reference) == "ARR of $759000"
+    assert sentence("arr_current", 759000, values, SPECS, reference) == "ARR of $759,000"
+
+
+def test_the_figures_of_a_reason_read_alike():
+    """The account's value, its past and the typical account are written to the same precision, so
+    a reason never reads "3.07, up from 3.1"; a past that reads the same is not a change."""
+    specs = {
+        **SPECS,
+        "nps_last": spec("nps_last", "surveys", "score", "latest NPS", "last NPS answer {n} of 10"),
+        "nps_change": spec("nps_change", "surveys", "score", "NPS change", "NPS {direction} {value} points"),
+    }
+    frame = pd.DataFrame(
+        {
+            "distinct_features_30d": np.full(MIN_PEERS, 12.0),
+            "nps_last": np.full(MIN_PEERS, 9.0),
+            "days_since_last_login": np.r_[np.full(MIN_PEERS // 2, 6.0), np.full(MIN_PEERS - MIN_PEERS // 2, 7.0)],
+            "segment": "enterprise",
+        }
+    )
+    names = ["distinct_features_30d", "nps_last", "days_since_last_login"]
+    reference = Reference.of(90, np.full(len(frame), 0.1), np.zeros((len(frame), 3)), frame, names, specs)
+    values = {"segment": "enterprise", "distinct_features_change_30d": 3.07 / 3.05 - 1}
+    assert sentence("distinct_features_30d", 3.07, values, specs, reference) == (
+        "3.07 key features used on an active day, up from 3.05 in the prior 90 days (typical enterprise account: 12)"
+    )
+    # a change smaller than the figures show is no change in words
+    values["distinct_features_change_30d"] = 3.07 / 3.0699 - 1
+    assert "from" not in sentence("distinct_features_30d", 3.07, values, specs, reference)
+    # a whole-number template gets a whole typical figure; a median between two keeps its half
+    assert (
+        sentence("nps_last", 4.0, values, specs, reference) == "last NPS answer 4 of 10 (typical enterprise account: 9)"
+    )
+    assert sentence("days_since_last_login", 12.0, values, specs, reference) == (
+        "last login 12 days ago (typical enterprise account: 6.5 days)"
+    )
+    # beside a direction the value is a size
+    assert sentence("nps_change", -3.0, values, specs, reference).startswith("NPS down 3 points")
 
 
 def test_effects_read_in_points():
@@ -172,3 +208,16 @@ def test_the_dictionary_splits_drivers_from_context():
         "exec_sponsor_present",
     } <= drivers
     assert all(specs[s.baseline].unit in ("pct_change", "score") for s in specs.values() if s.baseline)
+
+
+def test_the_dictionary_writes_one_of_a_thing_in_the_singular_and_thousands_with_commas():
+    specs = feature_specs()
+    assert specs["repeated_tickets_text_90d"].sentence(1.0) == "1 ticket repeating an earlier one in 90 days"
+    assert specs["repeated_tickets_text_90d"].sentence(3.0) == "3 tickets repeating an earlier one in 90 days"
+    assert specs["critical_moments_90d"].sentence(1.0) == "1 critical moment in 90 days"
+    assert specs["days_since_last_login"].sentence(1.0) == "last login 1 day ago"
+    assert specs["billing_dispute_180d"].sentence(1.0) == "1 billing dispute event in the last 180 days"
+    assert specs["logins_30d"].sentence(1.0) == "1 login in the last 30 days"
+    assert specs["arr_current"].sentence(759000.0) == "ARR of $759,000"
+    # "of the last 30 days" has no plural noun to turn
+    assert specs["login_days_30d"].sentence(1.0) == "logins on 1 of the last 30 days"

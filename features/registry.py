@@ -44,8 +44,9 @@ Unit = Literal[
 class FeatureSpec:
     """One column of the panel, as users and explanations see it.
 
-    `template` is a sentence with the account's own value; placeholders: {value} (at most two decimals; its size beside {direction}),
-    {pct} (abs(value) x 100, rounded), {direction} ("up"/"down"), {n} (rounded value).
+    `template` is a sentence with the account's own value; placeholders: {value} (three significant
+    figures at most; beside {direction}, its size), {pct} (abs(value) x 100, rounded), {direction}
+    ("up"/"down"), {n} (rounded, thousands separated; the noun after it singular for one).
     `missing` says what NaN means for this feature. `baseline` names the feature holding this
     one's change against the account's own prior 90 days (a reason then says what it was before).
     """
@@ -77,7 +78,7 @@ class FeatureSpec:
     def figure(self, value: SupportsFloat) -> str:
         """Another number of this feature (the account's past, a typical account) written as the
         template writes the account's own: whole where it has {n} (below 10, one decimal where a
-        median falls between two whole numbers: 6.5), else at most two decimals, as {value}."""
+        median falls between two whole numbers: 6.5), else three significant figures, as {value}."""
         v = float(value)
         if "{n}" in self.template:
             return f"{round(v):,}" if abs(v) >= 10 else f"{v:.1f}".removesuffix(".0")
@@ -101,8 +102,11 @@ def _singular(template: str) -> str:
 
 
 def _plain(value: float) -> str:
-    """At most two decimals, none for a whole number: 3.07, 3.1, 12."""
-    return str(round(value, 2) + 0.0).removesuffix(".0")  # + 0.0: no "-0"
+    """Three significant figures at most, no trailing zeros: 3.07, 12.1, 140, 1,234."""
+    digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    text = f"{value:,.{digits}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
 
 
 @dataclass

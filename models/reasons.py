@@ -38,6 +38,8 @@ MIN_PEERS = 20
 MIN_POINTS = 1e-4
 #: no unit a typical-account comparison makes sense for
 _NO_TYPICAL = frozenset({"flag", "category"})
+#: a change against the prior 90 days smaller than this (a share, or points of a score) reads as none
+STEADY_CHANGE = 0.05
 #: units a reference figure names, as in "(typical enterprise account: 20 minutes)"
 _TIME_UNITS = frozenset({"days", "hours", "minutes"})
 
@@ -141,8 +143,9 @@ def _number(value: float, spec: FeatureSpec) -> str:
 
 
 def point_size(points: float) -> str:
-    """The size of an effect in percentage points: whole from one point up, else one decimal (0.4)."""
-    return f"{abs(points):.0f}" if abs(points) >= 1 else f"{abs(points):.1f}"
+    """The size of an effect in percentage points: whole from one point up, else one decimal (0.4;
+    0.96 reads 1, not 1.0)."""
+    return f"{abs(points):.0f}" if abs(points) >= 0.95 else f"{abs(points):.1f}"
 
 
 def effect(pts: float, horizon_days: int) -> str:
@@ -175,9 +178,11 @@ def sentence(
     if change is not None and not _missing(change):
         v, c = float(value), float(change)
         before = v - c if spec.unit == "score" else v / (1.0 + c) if c > -1 else None
-        # no "up from" a figure that reads the same as the account's own
-        if before is not None and np.isfinite(before) and _number(before, spec) != _number(v, spec):
-            text += f", {'down' if v < before else 'up'} from {_number(before, spec)} in the prior 90 days"
+        if before is not None and np.isfinite(before):
+            if abs(c) < STEADY_CHANGE or _number(before, spec) == _number(v, spec):
+                text += ", as in the prior 90 days"
+            else:
+                text += f", {'down' if v < before else 'up'} from {_number(before, spec)} in the prior 90 days"
     if reference is not None and spec.role == "driver":
         segment = values.get("segment")
         typical = reference.typical_value(name, segment)

@@ -169,13 +169,15 @@ def test_the_figures_of_a_reason_read_alike():
     )
     names = ["distinct_features_30d", "nps_last", "days_since_last_login"]
     reference = Reference.of(90, np.full(len(frame), 0.1), np.zeros((len(frame), 3)), frame, names, specs)
-    values = {"segment": "enterprise", "distinct_features_change_30d": 3.07 / 3.05 - 1}
+    values = {"segment": "enterprise", "distinct_features_change_30d": 3.07 / 2.85 - 1}
     assert sentence("distinct_features_30d", 3.07, values, specs, reference) == (
-        "3.07 key features used on an active day, up from 3.05 in the prior 90 days (typical enterprise account: 12)"
+        "3.07 key features used on an active day, up from 2.85 in the prior 90 days (typical enterprise account: 12)"
     )
-    # a change smaller than the figures show is no change in words
-    values["distinct_features_change_30d"] = 3.07 / 3.0699 - 1
-    assert "from" not in sentence("distinct_features_30d", 3.07, values, specs, reference)
+    # a change of a few per cent is none in words
+    values["distinct_features_change_30d"] = 3.07 / 3.05 - 1
+    assert sentence("distinct_features_30d", 3.07, values, specs, reference) == (
+        "3.07 key features used on an active day, as in the prior 90 days (typical enterprise account: 12)"
+    )
     # a whole-number template gets a whole typical figure; a median between two keeps its half
     assert (
         sentence("nps_last", 4.0, values, specs, reference) == "last NPS answer 4 of 10 (typical enterprise account: 9)"
@@ -191,6 +193,7 @@ def test_effects_read_in_points():
     assert effect(0.1234, 90) == "adds 12 points to the 90-day risk"
     assert effect(-0.004, 30) == "takes 0.4 points off the 30-day risk"
     assert effect(0.01, 180) == "adds 1 point to the 180-day risk"
+    assert effect(0.0096, 180) == "adds 1 point to the 180-day risk"  # not "1.0 points"
 
 
 def test_the_dictionary_splits_drivers_from_context():
@@ -219,5 +222,7 @@ def test_the_dictionary_writes_one_of_a_thing_in_the_singular_and_thousands_with
     assert specs["billing_dispute_180d"].sentence(1.0) == "1 billing dispute event in the last 180 days"
     assert specs["logins_30d"].sentence(1.0) == "1 login in the last 30 days"
     assert specs["arr_current"].sentence(759000.0) == "ARR of $759,000"
+    # three significant figures at most
+    assert specs["distinct_features_30d"].sentence(12.0833) == "12.1 key features used on an active day"
     # "of the last 30 days" has no plural noun to turn
     assert specs["login_days_30d"].sentence(1.0) == "logins on 1 of the last 30 days"

@@ -72,6 +72,8 @@ class TicketSignals:
     sentiment_first: float | None = None  # first customer message of the ticket
     negative_messages: int = 0
     customer_messages: int = 0
+    #: the days the two message counts cover across the account's tickets; None: this ticket's messages
+    messages_window_days: int | None = None
     critical: tuple[str, ...] = ()  # critical-moment categories found (cancel, supervisor, legal, ...)
     asks: int = 1  # times the ticket's question has been asked (1 = once)
     privacy: bool = False  # privacy incident language in the messages

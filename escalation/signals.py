@@ -214,7 +214,10 @@ def batch_inputs(
     signals = TicketSignals(
         sentiment=sentiment,
         sentiment_first=(sentiment - drift) if sentiment is not None and drift is not None else None,
+        # the snapshot counts messages over the account's last 30 days, not the ticket's
         negative_messages=int(value("negative_messages_30d") or 0),
+        customer_messages=int(value("customer_messages_30d") or 0),
+        messages_window_days=30,
         critical=critical,
         asks=asks,
     )

@@ -126,6 +126,8 @@ class Effort:
     customer_waiting_hours: float | None
     critical_moments: tuple[CriticalMoment, ...]
     critical_categories: tuple[str, ...]
+    #: what the message counts cover: the account's last N days, or None for this ticket's messages
+    messages_window_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,10 @@ def build_form(
         except ValueError:
             days_to_renewal = None
     days = int(round(days_to_renewal)) if days_to_renewal is not None else None
+    # the daily run knows the days to the renewal, not its date: the date is what CS puts in a calendar
+    renewal_date = facts.renewal_date or (
+        (now_utc.date() + dt.timedelta(days=days)).isoformat() if days is not None else None
+    )
     arr, average = number(facts.arr), number(facts.average_arr)
     curve = {int(h): number(p) for h, p in sorted((risk.curve if risk else {}).items())}
     # strongest first: by effect in points where the reasons carry it (models/reasons.py), else by log-odds
@@ -281,7 +287,7 @@ def build_form(
             segment=facts.segment,
             arr=arr,
             arr_vs_average=round(arr / average, 2) if arr is not None and average else None,
-            renewal_date=facts.renewal_date,
+            renewal_date=renewal_date,
             days_to_renewal=days,
             owner=facts.csm_owner,
             technical_lead=facts.technical_lead,
@@ -306,18 +312,23 @@ def build_form(
             frustrated=decision.frustrated,
             effort=Effort(
                 asks=int(signals.asks),
-                customer_messages=int(signals.customer_messages or story.customer_messages),
+                customer_messages=int(
+                    signals.customer_messages
+                    if signals.messages_window_days
+                    else signals.customer_messages or story.customer_messages
+                ),
                 negative_messages=int(signals.negative_messages),
                 first_response_wait_hours=story.first_response_wait_hours,
                 customer_waiting_hours=story.customer_waiting_hours,
                 critical_moments=story.critical_moments,
                 critical_categories=tuple(signals.critical),
+                messages_window_days=signals.messages_window_days,
             ),
         ),
         business_impact=BusinessImpact(
             arr=arr,
             high_value=decision.high_value,
-            renewal_date=facts.renewal_date,
+            renewal_date=renewal_date,
             days_to_renewal=days,
             renewal_near=decision.renewal_near,
             risk_curve_pct={str(h): round(p * 100, 1) for h, p in curve.items() if p is not None},

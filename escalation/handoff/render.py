@@ -8,7 +8,7 @@ import datetime as dt
 from escalation.decision import AccountFacts, Decision
 from escalation.handoff._format import excerpt as _cap
 from escalation.handoff._format import fmt_minutes, fmt_money
-from escalation.handoff.form import HandoffForm, Promise
+from escalation.handoff.form import Effort, HandoffForm, Promise
 from escalation.handoff.themes import Theme
 
 
@@ -265,6 +265,18 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _effort(effort: Effort) -> str:
+    """ "asked 3 times; 4 customer messages on this ticket (2 negative); first reply after 0.5 h"."""
+    scope = f"in the last {effort.messages_window_days} days" if effort.messages_window_days else "on this ticket"
+    n = effort.customer_messages
+    text = f"asked {effort.asks} time{'s' if effort.asks != 1 else ''}; {n} customer message{'s' if n != 1 else ''} "
+    text += f"{scope} ({effort.negative_messages} negative); first reply after "
+    text += f"{effort.first_response_wait_hours} h" if effort.first_response_wait_hours is not None else "-"
+    if effort.customer_waiting_hours is not None:
+        text += f"; customer waiting {effort.customer_waiting_hours} h"
+    return text
+
+
 def markdown(form: HandoffForm, summary: str, warm: str, max_rows: int = 12) -> str:
     """One page: the headline, the summary, then the form section by section."""
     c, issue, state, impact, need, dec = (
@@ -358,12 +370,7 @@ def markdown(form: HandoffForm, summary: str, warm: str, max_rows: int = 12) -> 
         "## Customer state",
         "",
         f"- Sentiment: {sentiment}; trend: {drift}; frustrated: {_cell(state.frustrated)}",
-        f"- Effort: asked {effort.asks} time{'s' if effort.asks != 1 else ''}; {effort.customer_messages} customer messages "
-        f"({effort.negative_messages} negative); first reply after "
-        + (f"{effort.first_response_wait_hours} h" if effort.first_response_wait_hours is not None else "-")
-        + (
-            f"; customer waiting {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""
-        ),
+        f"- Effort: {_effort(effort)}",
         f"- Critical moments: {crit}",
     ]
 

@@ -235,6 +235,46 @@ def test_golden(name):
         )
 
 
+def test_message_counts_say_what_they_cover():
+    """The API counts the ticket's own messages; the daily run has only the snapshot's counts over
+    the account's last 30 days (every ticket): the handoff says which, and never mixes the two
+    (it once read "1 customer messages (31 negative)")."""
+    import dataclasses
+
+    import numpy as np
+
+    from escalation.signals import batch_inputs
+
+    case = golden_inputs()
+    ticket = golden_package().markdown
+    assert "4 customer messages on this ticket (3 negative)" in ticket
+
+    row = {"account_id": "A-1042", "segment": "enterprise", "customer_messages_30d": 12.0, "negative_messages_30d": 5.0}
+    _, _, batch = batch_inputs(
+        row, np.array([0.18, 0.31, 0.42, 0.58]), (), EscalationPolicy(), average_arr=None, model_version=None
+    )
+    assert (batch.customer_messages, batch.negative_messages, batch.messages_window_days) == (12, 5, 30)
+    signals = dataclasses.replace(case["signals"], customer_messages=12, negative_messages=5, messages_window_days=30)
+    decision = decide(case["facts"], case["risk"], signals, EscalationPolicy(), NOW)
+    package = build_handoff(decision, case["facts"], case["risk"], signals, case["messages"][:1], NOW)
+    assert "12 customer messages in the last 30 days (5 negative)" in package.markdown
+    assert package.form["customer_state"]["effort"]["messages_window_days"] == 30
+
+
+def test_a_renewal_known_in_days_gets_its_date():
+    """The daily run's facts carry the days to the renewal, not its date; the handoff gives both
+    (it once showed "Renewal: -" under a summary saying "renewal in 133 days")."""
+    import dataclasses
+
+    case = golden_inputs()
+    facts = dataclasses.replace(case["facts"], renewal_date=None, days_to_renewal=133)
+    decision = decide(facts, case["risk"], case["signals"], EscalationPolicy(), NOW)
+    package = build_handoff(decision, facts, case["risk"], case["signals"], case["messages"], NOW)
+    date = (NOW.date() + dt.timedelta(days=133)).isoformat()
+    assert f"| Renewal | {date} (in 133 days) |" in package.markdown
+    assert package.form["business_impact"]["renewal_date"] == date
+
+
 def test_golden_case_reads_right():
     """What the golden files must say, independently of their exact wording."""
     package = golden_package()

@@ -34,6 +34,11 @@ def fmt_minutes(minutes: int | None) -> str | None:
     return f"{minutes // 60} hour{'s' if minutes >= 120 else ''}"
 
 
+def fmt_hours(hours: float) -> str:
+    """A wait as a person says it: "2.3 h" up to two days, then "9.2 days" (not "220.8 h")."""
+    return f"{hours:g} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
 def number(value) -> float | None:
     """JSON-ready: NaN and missing become None."""
     if value is None:

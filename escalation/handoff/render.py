@@ -7,7 +7,7 @@ import datetime as dt
 
 from escalation.decision import AccountFacts, Decision
 from escalation.handoff._format import excerpt as _cap
-from escalation.handoff._format import fmt_minutes, fmt_money
+from escalation.handoff._format import fmt_hours, fmt_minutes, fmt_money
 from escalation.handoff.form import Effort, HandoffForm, Promise
 from escalation.handoff.themes import Theme
 
@@ -117,7 +117,9 @@ def summary(form: HandoffForm, max_words: int) -> str:
         if effort.asks > 1:
             story.append(f"asked {effort.asks} times")
         waiting = (
-            f", unanswered for {effort.customer_waiting_hours} h" if effort.customer_waiting_hours is not None else ""
+            f", unanswered for {fmt_hours(effort.customer_waiting_hours)}"
+            if effort.customer_waiting_hours is not None
+            else ""
         )
         story.append(f"{timeline[-1].who} last wrote {timeline[-1].at}{waiting}")
     happened = ["; ".join(story) + "."] if story else [""]
@@ -271,9 +273,9 @@ def _effort(effort: Effort) -> str:
     n = effort.customer_messages
     text = f"asked {effort.asks} time{'s' if effort.asks != 1 else ''}; {n} customer message{'s' if n != 1 else ''} "
     text += f"{scope} ({effort.negative_messages} negative); first reply after "
-    text += f"{effort.first_response_wait_hours} h" if effort.first_response_wait_hours is not None else "-"
+    text += fmt_hours(effort.first_response_wait_hours) if effort.first_response_wait_hours is not None else "-"
     if effort.customer_waiting_hours is not None:
-        text += f"; customer waiting {effort.customer_waiting_hours} h"
+        text += f"; customer waiting {fmt_hours(effort.customer_waiting_hours)}"
     return text
 
 

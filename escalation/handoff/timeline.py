@@ -10,7 +10,7 @@ import re
 import pandas as pd
 
 from escalation.decision import TicketSignals
-from escalation.handoff._format import excerpt, fmt_time, utc
+from escalation.handoff._format import excerpt, fmt_hours, fmt_time, utc
 from escalation.handoff.extract import normalise_messages, promise_rows, specifics_of, tried_rows
 from escalation.handoff.form import CriticalMoment, Promise, TicketStory, TimelineEvent, Tried
 from escalation.handoff.pii import mask_pii
@@ -94,7 +94,7 @@ def _timeline(
         if len(first_reply) and len(customer):
             wait = (first_reply["sent_at"].iloc[0] - customer["sent_at"].iloc[0]).total_seconds() / 3600
             first_wait = round(wait, 1)
-            labels[first_reply.index[0]].append(f"first agent reply (after {wait:.1f} h)")
+            labels[first_reply.index[0]].append(f"first agent reply (after {fmt_hours(round(wait, 1))})")
     for n, i in enumerate(_rephrasings(customer, signals.asks), start=2):
         labels[i].append(f"asked again ({_ordinal(n)} time)")
     if len(customer):

@@ -561,3 +561,11 @@ def test_summary_respects_any_word_budget(max_words):
         decision, case["facts"], case["risk"], case["signals"], case["messages"], NOW, max_words=max_words
     )
     assert 1 <= len(package.summary.split()) <= max_words
+
+
+def test_long_waits_read_in_days():
+    from escalation.handoff._format import fmt_hours
+
+    assert fmt_hours(2.3) == "2.3 h"
+    assert fmt_hours(47.5) == "47.5 h"
+    assert fmt_hours(220.8) == "9.2 days"  # the demo's handoff read "unanswered for 220.8 h"

@@ -222,7 +222,11 @@ def serve(port: int, host: str) -> None:
         "the CS workspace at /app/; Ctrl-C stops)"
     )
     # the server runs from the project folder: relative paths and sqlite URLs are pinned to where the user is
-    env = {**os.environ, **launch.absolute_locations(settings)}
+    env = {
+        **os.environ,
+        **launch.absolute_locations(settings),
+        "CHURN_RELAY_INTERVAL_SECONDS": f"{settings.relay_interval_seconds:g}",  # off when serving the demo
+    }
     raise click.exceptions.Exit(processes.run_child(launch.serve_command(port, host), cwd=launch.ROOT, env=env))
 
 

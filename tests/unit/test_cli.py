@@ -176,8 +176,15 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     demo_scores = _scores(tmp_path / "data" / "demo" / "scores")
     assert resolve(load_settings()).scores_dir is None  # no demo recorded yet
     (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(demo_scores)}))
-    assert resolve(load_settings()).scores_dir == demo_scores
-    assert "last demo" in capsys.readouterr().err
+    demo = resolve(load_settings())
+    assert demo.scores_dir == demo_scores
+    # its escalations are dated in the simulated past: no relay expiring them on today's clock, unless asked
+    assert demo.relay_interval_seconds == 0
+    said = capsys.readouterr().err
+    assert "last demo" in said and "CHURN_RELAY_INTERVAL_SECONDS" in said
+    monkeypatch.setenv("CHURN_RELAY_INTERVAL_SECONDS", "2")
+    assert resolve(load_settings()).relay_interval_seconds == 2
+    monkeypatch.delenv("CHURN_RELAY_INTERVAL_SECONDS")
     assert resolve(load_settings(scores_dir=tmp_path / "mine")).scores_dir == tmp_path / "mine"
     _scores(tmp_path / "data" / "scores")
     assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default

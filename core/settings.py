@@ -112,6 +112,13 @@ class Settings(BaseSettings):
             "in [default: DATA_DIR/scores]."
         ),
     )
+    clock_offset_seconds: float = Field(
+        0,
+        ge=0,
+        description="How far the API, the CS workspace, the store and the relay run behind the wall clock (seconds; "
+        "0: the wall clock). `churn serve` sets it when it serves the last demo, whose data ends in the past, so "
+        "their clock starts at the end of the demo's data (core/clock.py).",
+    )
     relay_interval_seconds: float = Field(
         1.0,
         ge=0,

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from core import clock
 from escalation.policy import EscalationPolicy
 from escalation.store import Store, utc
 
@@ -66,7 +67,7 @@ def deliver(
     handed back at once rather than left leased, so a restart resends them in seconds.
     """
     settings = (policy or store.policy).alerts
-    now = utc(now) or dt.datetime.now(UTC)
+    now = utc(now) or clock.now()
     send = send or http_post
     counts = {"sent": 0, "retried": 0, "failed": 0}
     lease = settings.timeout_seconds * (batch_size + 1) + LEASE_MARGIN_SECONDS
@@ -117,7 +118,7 @@ def flush_until_done(
     """Run `deliver()` on a simulated clock, jumping to each next retry, until nothing is pending
     (or `max_rounds`): the whole retry schedule in seconds, for tests and a manual drain.
     Returns the summed counts, the rounds run and the clock at the end."""
-    now = utc(start) or dt.datetime.now(UTC)
+    now = utc(start) or clock.now()
     total = {"sent": 0, "retried": 0, "failed": 0, "pending": 0}
     rounds = 0
     while rounds < max_rounds:

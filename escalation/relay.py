@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from core import clock
 from escalation.alerts import Send, deliver
 from escalation.policy import EscalationPolicy
 from escalation.store import Store, utc
@@ -46,7 +47,7 @@ COUNTS = ("re_alerted", "reminded", "expired", "sent", "retried", "failed", "pen
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(UTC)
+    return clock.now()
 
 
 class Relay:

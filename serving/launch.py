@@ -64,15 +64,15 @@ def resolve(settings: Settings, say=lambda message: print(message, file=sys.stde
         f"CHURN_SCORES_DIR not set and {default} has no snapshot: serving the last demo's scores ({recorded}, recorded in {pointer})"
     )
     update: dict = {"scores_dir": Path(recorded)}
-    if "relay_interval_seconds" not in settings.model_fields_set:
-        # the demo's escalations are dated at the end of its simulated data, a year or more ago: a relay
-        # on today's clock would re-alert them all and expire them (not updated for 14 days) at once,
-        # emptying the workspace's queues the demo just filled
-        update["relay_interval_seconds"] = 0.0
+    if "clock_offset_seconds" not in settings.model_fields_set:
+        import pandas as pd
+
+        ends = pd.read_parquet(Path(recorded) / "features.parquet", columns=["cutoff"])["cutoff"].max()
+        update["clock_offset_seconds"] = max((dt.datetime.now(dt.UTC) - ends).total_seconds(), 0.0)
         say(
-            "the demo's escalations are dated at the end of its simulated data: the API's relay (alerts, re-alerts, "
-            "reminders and expiry on today's clock) is off so they stay as the demo left them; "
-            "set CHURN_RELAY_INTERVAL_SECONDS to run it, or send alerts with `churn alerts flush`"
+            f"the demo's data ends {ends:%Y-%m-%d %H:%M} UTC: the API, the workspace and the alert relay run on a "
+            "clock that starts there now (CHURN_CLOCK_OFFSET_SECONDS), so the escalations it opened read as just "
+            "opened, not months overdue"
         )
     return settings.model_copy(update=update)
 

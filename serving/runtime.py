@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import clock
 from core.errors import ChurnError
 from core.settings import Settings
 from core.vocabulary import HORIZONS
@@ -118,6 +119,7 @@ class ServingRuntime:
         self.state = self._build_state(model, version, metrics, started)
         self.store = Store(settings.store_url, self.policy)
         self.settings = settings
+        clock.set_offset(settings.clock_offset_seconds)  # the last demo's clock (serving/launch.py)
         self._text = text
         self._text_threads = text_threads
         self._sentiment = None
@@ -173,7 +175,7 @@ class ServingRuntime:
             stored,
             answers,
             references,
-            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),  # when it loaded: the wall clock, as the logs
             round(time.perf_counter() - started, 3),
         )
 
@@ -273,7 +275,7 @@ class ServingRuntime:
         version = self.state.version if version is None else version
         risk = RiskView({h: float(curve[k]) for k, h in enumerate(HORIZONS)}, tuple(top["raising"]), version)
         facts = self._facts(account_id, values)
-        tier = decide(facts, risk, None, self.policy, dt.datetime.now(dt.UTC)).band
+        tier = decide(facts, risk, None, self.policy, clock.now()).band
         score = schemas.AccountScore(
             account_id=account_id,
             curve=schemas.Curve(**{f"p_{h}d": float(curve[k]) for k, h in enumerate(HORIZONS)}),
@@ -480,7 +482,7 @@ class ServingRuntime:
         )
         # the customer's answer to the bot's offer of a human comes with the ticket, not from its messages
         signals = dataclasses.replace(signals, escalation_offer_accepted=ticket.escalation_offer_accepted)
-        now = dt.datetime.now(dt.UTC)
+        now = clock.now()
         facts = update.facts
         decision = decide(facts, update.risk, signals, self.policy, now)
         package = None

@@ -11,6 +11,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from core import clock
 from core.vocabulary import BANDS
 from escalation.policy import EscalationPolicy
 from escalation.store.base import StoreBase
@@ -18,7 +19,6 @@ from escalation.store.messages import _overdue_message, _reminder_message
 from escalation.store.recording import enqueue_notice_rows
 from escalation.store.schema import (
     ACTIVE,
-    UTC,
     EscalationRow,
     FollowUpRow,
     LeaseRow,
@@ -154,7 +154,7 @@ class Clock(StoreBase):
         """Hold the lease `name` for `seconds` from `now` if it is free, expired or already ours
         (renewed); False while someone else holds it. One holder at a time across processes and
         machines sharing the store (a job one of them should do, e.g. the relay's polling)."""
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         until = now + dt.timedelta(seconds=seconds)
         try:
             with self._transaction() as session:

@@ -12,13 +12,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.errors import InputError
 from core.vocabulary import OUTCOMES, RESOLUTION_OUTCOMES, STATUSES
 from escalation.store.base import StoreBase
 from escalation.store.schema import (
     ACTIVE,
     TRANSITIONS,
-    UTC,
     EscalationRow,
     FeedbackRow,
     FollowUpRow,
@@ -48,7 +48,7 @@ class Lifecycle(StoreBase):
         only those. The handoff package is left out unless `package`: it is large and `show` has it."""
         if status is not None and status not in STATUSES:
             raise InputError(f"status {status!r}: expected one of {list(STATUSES)}")
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         next_due = (
             select(FollowUpRow.escalation_id, func.min(FollowUpRow.due_at).label("follow_up_due"))
             .where(FollowUpRow.done_at.is_(None))
@@ -86,7 +86,7 @@ class Lifecycle(StoreBase):
     def escalation_detail(self, escalation_id: int, now: dt.datetime | None = None) -> dict:
         """One escalation for `churn escalations show`: its row, whether it is overdue, its
         follow-ups and its audit trail (oldest change first)."""
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         with self._transaction() as session:
             out = row_dict(self._escalation(session, escalation_id))
             out["follow_ups"] = _rows_of(session, FollowUpRow, escalation_id, FollowUpRow.due_at, FollowUpRow.id)
@@ -132,7 +132,7 @@ class Lifecycle(StoreBase):
             )
         if outcome is not None and status != "resolved":
             raise InputError(f"escalation {escalation_id}: an outcome goes with status 'resolved', not {status!r}")
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         with self._transaction() as session:
             row = self._escalation(session, escalation_id, lock=True)
             allowed = TRANSITIONS[row.status]
@@ -221,7 +221,7 @@ class Lifecycle(StoreBase):
     def complete_follow_up(self, escalation_id: int, now: dt.datetime | None = None, *, by: str | None = None) -> int:
         """Mark the escalation's pending follow-ups done (by whom, when); returns how many were."""
         by = None if by is None else _actor(escalation_id, by)
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         with self._transaction() as session:
             self._escalation(session, escalation_id)
             result = session.execute(
@@ -244,7 +244,7 @@ class Lifecycle(StoreBase):
             raise InputError(f"rating {rating!r}: expected a whole number from 1 to 5")
         if outcome not in OUTCOMES:
             raise InputError(f"outcome {outcome!r}: expected one of {list(OUTCOMES)}")
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         with self._transaction() as session:
             self._escalation(session, escalation_id)
             row = FeedbackRow(

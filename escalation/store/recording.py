@@ -12,6 +12,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.errors import InputError
 from core.vocabulary import BANDS
 from escalation.decision import Decision
@@ -22,7 +23,6 @@ from escalation.store.messages import _check_message, alert_view, idempotency_ke
 from escalation.store.schema import (
     ACTIVE,
     TOPICS,
-    UTC,
     AlertRow,
     DecisionRow,
     EscalationRow,
@@ -46,7 +46,7 @@ class RecordResult:
 
 def _when(decision: Decision, now: dt.datetime | None) -> dt.datetime:
     """When a decision is recorded: `now` if given, else the decision's own time, else the clock."""
-    return utc(now) or utc(decision.decided_at) or dt.datetime.now(UTC)
+    return utc(now) or utc(decision.decided_at) or clock.now()
 
 
 def _respond_by(decision: Decision, now: dt.datetime) -> dt.datetime | None:
@@ -301,7 +301,7 @@ class Recording(StoreBase):
                 f"destinations {unknown}: not under alerts.destinations in escalation.yaml; "
                 f"expected some of {sorted(policy.alerts.destinations)}"
             )
-        now = utc(now) or dt.datetime.now(UTC)
+        now = utc(now) or clock.now()
         with self._transaction() as session:
             self._lock_key(session, f"notice|{topic}|{dedupe}")
             return enqueue_notice_rows(session, topic, dedupe, message, list(dict.fromkeys(destinations)), policy, now)

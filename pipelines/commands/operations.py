@@ -225,7 +225,7 @@ def serve(port: int, host: str) -> None:
     env = {
         **os.environ,
         **launch.absolute_locations(settings),
-        "CHURN_RELAY_INTERVAL_SECONDS": f"{settings.relay_interval_seconds:g}",  # off when serving the demo
+        "CHURN_CLOCK_OFFSET_SECONDS": repr(settings.clock_offset_seconds),  # the demo's clock
     }
     raise click.exceptions.Exit(processes.run_child(launch.serve_command(port, host), cwd=launch.ROOT, env=env))
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core import clock
 from serving.workspace.auth import User
 from serving.workspace.format import minute, percent, span
 from serving.workspace.web import Workspace
@@ -70,7 +71,7 @@ def queue_page(
     pending follow-ups, most urgent first: open ones past their response window, then open ones by
     the time left, then acknowledged ones by their follow-up; page `page` of the escalations and
     page `follow_up_page` of the follow-ups."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     # the rows serving/lifecycle.py's list_escalations and follow_ups answer with, as the store keeps them
     listed = made.store.list_escalations(owner=None if user.is_lead else user.name, now=now)
     owners = sorted({e["owner"] for e in listed if e["owner"]})

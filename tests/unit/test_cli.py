@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 
@@ -178,13 +179,15 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(demo_scores)}))
     demo = resolve(load_settings())
     assert demo.scores_dir == demo_scores
-    # its escalations are dated in the simulated past: no relay expiring them on today's clock, unless asked
-    assert demo.relay_interval_seconds == 0
+    # its data ends in the past: the served clock starts at its end (a set offset wins)
+    ends = pd.read_parquet(demo_scores / "features.parquet")["cutoff"].max()
+    behind = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=demo.clock_offset_seconds)
+    assert abs((behind - ends).total_seconds()) < 60
     said = capsys.readouterr().err
-    assert "last demo" in said and "CHURN_RELAY_INTERVAL_SECONDS" in said
-    monkeypatch.setenv("CHURN_RELAY_INTERVAL_SECONDS", "2")
-    assert resolve(load_settings()).relay_interval_seconds == 2
-    monkeypatch.delenv("CHURN_RELAY_INTERVAL_SECONDS")
+    assert "last demo" in said and "CHURN_CLOCK_OFFSET_SECONDS" in said
+    monkeypatch.setenv("CHURN_CLOCK_OFFSET_SECONDS", "0")
+    assert resolve(load_settings()).clock_offset_seconds == 0
+    monkeypatch.delenv("CHURN_CLOCK_OFFSET_SECONDS")
     assert resolve(load_settings(scores_dir=tmp_path / "mine")).scores_dir == tmp_path / "mine"
     _scores(tmp_path / "data" / "scores")
     assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default

@@ -90,3 +90,18 @@ def test_write_parquet_roundtrip(tmp_path):
     frame = pd.DataFrame({"a": [1, 2]})
     write_parquet(frame, tmp_path / "x" / "f.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "x" / "f.parquet"), frame)
+
+
+def test_the_clock_runs_behind_the_wall_clock_by_its_offset():
+    import datetime as dt
+
+    from core import clock
+
+    try:
+        clock.set_offset(3600)
+        behind = dt.datetime.now(dt.UTC) - clock.now()
+        assert dt.timedelta(minutes=59) < behind < dt.timedelta(minutes=61)
+        assert clock.now().tzinfo is not None
+    finally:
+        clock.set_offset(0)
+    assert abs((dt.datetime.now(dt.UTC) - clock.now()).total_seconds()) < 5

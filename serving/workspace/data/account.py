@@ -9,6 +9,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from core.vocabulary import HORIZONS
+from core import clock
 from serving.runtime import REASONS_HORIZON, NotFound
 from serving.workspace import charts
 from serving.workspace.data.history import history_page
@@ -171,7 +172,7 @@ def store_page(store: Any, account_id: str, notes: list[str]) -> dict:
     except SQLAlchemyError as exc:
         notes.append(f"The operational store could not be read ({type(exc).__name__}): escalations are not shown.")
         return empty
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     by_escalation: dict[int, list] = {}
     for c in changes:
         by_escalation.setdefault(c["escalation_id"], []).append(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.vocabulary import HORIZONS
+from core import clock
 from escalation.evaluation import NO_OWNER
 from serving.workspace.data.history import ModelView
 from serving.workspace.data.sources import naive, positions
@@ -137,7 +138,7 @@ def evaluation_view(views: StoreViews, mask: np.ndarray, view: ModelView, notes:
     if not mask.all():
         keep = (store.position >= 0) & mask[np.maximum(store.position, 0)]
     status, outcome = store.status[keep], store.outcome[keep]
-    now = np.datetime64(dt.datetime.now(dt.UTC).replace(tzinfo=None), "ns")
+    now = np.datetime64(clock.now().replace(tzinfo=None), "ns")
     funnel = {
         "flagged": int((view.tiers[mask] != "none").sum()),
         "escalated": int(keep.sum()),

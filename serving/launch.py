@@ -64,10 +64,12 @@ def resolve(settings: Settings, say=lambda message: print(message, file=sys.stde
         f"CHURN_SCORES_DIR not set and {default} has no snapshot: serving the last demo's scores ({recorded}, recorded in {pointer})"
     )
     update: dict = {"scores_dir": Path(recorded)}
-    if "clock_offset_seconds" not in settings.model_fields_set:
+    snapshot = Path(recorded) / "features.parquet"
+    # without the snapshot there is no clock to set: `check` then says which setting is wrong
+    if "clock_offset_seconds" not in settings.model_fields_set and snapshot.is_file():
         import pandas as pd
 
-        ends = pd.read_parquet(Path(recorded) / "features.parquet", columns=["cutoff"])["cutoff"].max()
+        ends = pd.read_parquet(snapshot, columns=["cutoff"])["cutoff"].max()
         update["clock_offset_seconds"] = max((dt.datetime.now(dt.UTC) - ends).total_seconds(), 0.0)
         say(
             f"the demo's data ends {ends:%Y-%m-%d %H:%M} UTC: the API, the workspace and the alert relay run on a "

@@ -94,7 +94,7 @@ def _timeline(
         if len(first_reply) and len(customer):
             wait = (first_reply["sent_at"].iloc[0] - customer["sent_at"].iloc[0]).total_seconds() / 3600
             first_wait = round(wait, 1)
-            labels[first_reply.index[0]].append(f"first agent reply (after {fmt_hours(round(wait, 1))})")
+            labels[first_reply.index[0]].append(f"first agent reply (after {fmt_hours(first_wait)})")
     for n, i in enumerate(_rephrasings(customer, signals.asks), start=2):
         labels[i].append(f"asked again ({_ordinal(n)} time)")
     if len(customer):

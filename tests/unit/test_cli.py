@@ -169,8 +169,9 @@ def test_serve_fails_fast_with_one_line_naming_the_setting(tmp_path, monkeypatch
 def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     """`make demo` then `make serve`: the demo's scores without a setting; an explicit setting, or a
     snapshot in the default place, wins."""
+    from core.errors import InputError
     from core.settings import load_settings
-    from serving.launch import resolve
+    from serving.launch import check, resolve
 
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CHURN_SCORES_DIR", raising=False)
@@ -188,6 +189,13 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CHURN_CLOCK_OFFSET_SECONDS", "0")
     assert resolve(load_settings()).clock_offset_seconds == 0
     monkeypatch.delenv("CHURN_CLOCK_OFFSET_SECONDS")
+    # a demo whose scores were deleted: no clock, and `check` names the setting (no traceback)
+    (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(tmp_path / "gone")}))
+    gone = resolve(load_settings())
+    assert gone.scores_dir == tmp_path / "gone" and gone.clock_offset_seconds == 0
+    with pytest.raises(InputError, match="CHURN_SCORES_DIR .*no features.parquet"):
+        check(gone)
+    (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(demo_scores)}))
     assert resolve(load_settings(scores_dir=tmp_path / "mine")).scores_dir == tmp_path / "mine"
     _scores(tmp_path / "data" / "scores")
     assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default

@@ -232,6 +232,7 @@ def _templates() -> Jinja2Templates:
         return url(context["request"], name, **params)
 
     templates.env.globals["url"] = route_url
+    templates.env.filters["count"] = "{:,}".format  # 1,566 accounts, as the report writes them
     templates.env.globals["role_labels"] = ROLE_LABELS
     return templates
 

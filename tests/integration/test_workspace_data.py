@@ -175,6 +175,27 @@ def test_book_totals_are_the_sums_over_the_scores_and_filters_filter(data, score
         data.book(None, None, 45)
 
 
+def test_the_book_counts_the_bands_the_daily_run_set(environment, runtime, tmp_path, monkeypatch):
+    """The book, the account page and the leadership report count the same bands: those the daily run
+    set from each account's risk and its tickets (a legal threat or a critical moment raises an
+    account above its risk's band), not the API's band for the risk alone."""
+    from serving.workspace.data import WorkspaceData
+
+    scores = tmp_path / "scores"
+    shutil.copytree(environment["root"] / "scores", scores, ignore=shutil.ignore_patterns("history"))
+    daily = pd.read_parquet(scores / "scores.parquet")
+    raised = daily.sort_values("p_90d")["account_id"].iloc[:3].tolist()  # the lowest risks, raised by their tickets
+    daily.loc[daily["account_id"].isin(raised), "tier"] = "critical"
+    daily.to_parquet(scores / "scores.parquet")
+    monkeypatch.setenv("CHURN_SCORES_DIR", str(scores))
+    data = WorkspaceData(load_settings(), runtime)
+    book = data.book(None, None, 90)
+    assert book["bands"] == {b: int((daily["tier"] == b).sum()) for b in book["bands"]}
+    assert book["bands"]["critical"] >= 3 and "daily run" in book["bands_from"]
+    assert data.account(raised[0])["account"]["tier"] == "critical"
+    assert book["funnel"]["flagged"] == int((daily["tier"] != "none").sum())
+
+
 def test_the_store_shows_up_and_changes_with_what_cs_does(data, runtime):
     store = runtime.store
     escalation = next(e for e in store.list_escalations() if e["status"] == "open")
@@ -430,9 +451,16 @@ def test_a_new_champion_is_picked_up_and_its_history_follows(data, runtime):
     account = _escalated(runtime)[0]
     served = runtime.state
     trained = sum(p["source"].endswith("training data") for p in data.account(account)["history"]["points"])
+    daily = data.book(None, None, 90)
+    assert "daily run" in daily["bands_from"]
     try:
         runtime.state = dataclasses.replace(served, version="99")
-        assert data.book(None, None, 90)["model_version"] == "99"
+        book = data.book(None, None, 90)
+        assert book["model_version"] == "99"
+        # the daily run scored with another model: the bands are the served model's, for the risk alone
+        alone = pd.Series([answer[0].tier for answer in served.answers]).value_counts()
+        assert book["bands"] == {b: int(alone.get(b, 0)) for b in book["bands"]}
+        assert "version 99" in book["bands_from"] and f"version {served.version}" in book["bands_from"]
         assert data.account(account)["model_version"] == "99"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -95,7 +95,7 @@ class WorkspaceData:
             self.store, self.index, sources.outcome_inputs(tables, self.data_dir, self.cutoff, self.ids, self.arr)
         )
         self.monitoring = sources.read_json(self.scores_dir / "monitoring.json")
-        self.models = ModelViews(runtime, self.index, self.cutoff, self.scores_dir)
+        self.models = ModelViews(runtime, self.index, self.cutoff, self.scores_dir, self.summary)
         with contextlib.suppress(Exception):  # the first book request must not pay for the imports and reads
             self.store_views.current([])
 

@@ -72,6 +72,7 @@ def book_page(data: WorkspaceData, segment: str | None, owner: str | None, horiz
         "by_segment": by_segment,
         "by_owner": by_owner,
         "bands": {b: int((view.tiers[mask] == b).sum()) for b in BANDS[::-1]},
+        "bands_from": view.tiers_from,
         "top_accounts": _top_accounts(data, mask, view, k),
         **evaluation_view(data.store_views, mask, view, notes),
         "health": health(data.runtime, data.monitoring, data.scores_dir),

@@ -1,8 +1,9 @@
-"""What depends on the served model: the snapshot's curves and tiers, and every account's risk
-history, i.e. the served model applied to the account's rows of the training panel it learned from
-(the registry's `features_dir` tag; every past cutoff, one model, so the line shows the account
-changing and not the model), followed by the daily runs `churn score` keeps in `<scores>/history/`
-(one a week), as they were scored then. Built once per model version."""
+"""What depends on the served model: the snapshot's curves and tiers (the daily run's when it scored
+with that model, see `ModelViews._tiers`), and every account's risk history, i.e. the served model
+applied to the account's rows of the training panel it learned from (the registry's `features_dir`
+tag; every past cutoff, one model, so the line shows the account changing and not the model),
+followed by the daily runs `churn score` keeps in `<scores>/history/` (one a week), as they were
+scored then. Built once per model version."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class ModelView:
     history_curves: np.ndarray  # [rows, horizons]
     history_source: np.ndarray  # [rows] where each point comes from, in words
     notes: tuple[str, ...]
+    tiers_from: str  # where the tiers come from, in words
 
 
 class ModelViews:
@@ -44,13 +46,14 @@ class ModelViews:
     `cutoff`). The first is built at construction, the training panel scored on every core (nothing
     is served yet)."""
 
-    def __init__(self, runtime: Any, index: pd.Index, cutoff: pd.Timestamp, scores_dir: Path):
+    def __init__(self, runtime: Any, index: pd.Index, cutoff: pd.Timestamp, scores_dir: Path, summary: dict):
         self.runtime = runtime
         self.index = index
         self.cutoff = cutoff
         self._lock = threading.Lock()
         self._kept_notes: list[str] = []
         self._kept = kept_history(scores_dir / "history", index, self._kept_notes)
+        self._daily = DailyTiers.read(scores_dir, index, summary)
         state = runtime.state
         notes: list[str] = []
         self._view: ModelView | None = self._build(state, self._training_history(state, notes, threads=0), tuple(notes))
@@ -85,7 +88,7 @@ class ModelViews:
     def _build(self, state: Any, training: pd.DataFrame | None, notes: tuple[str, ...] = ()) -> ModelView:
         """The view of one model state; `training`: its history on the training panel (None: not yet)."""
         curves = np.asarray(state.stored[0], dtype=float).reshape(-1, len(HORIZONS))
-        tiers = np.array([answer[0].tier for answer in state.answers], dtype=object)
+        tiers, tiers_from = self._tiers(state)
         frames = [f for f in (training, self._kept) if f is not None and len(f)]
         if frames:
             history = pd.concat(frames, ignore_index=True)
@@ -105,6 +108,27 @@ class ModelViews:
             history[list(CURVE_COLUMNS)].to_numpy(dtype=float) if len(history) else np.zeros((0, len(HORIZONS))),
             history["source"].to_numpy(dtype=object),
             tuple(notes) + tuple(self._kept_notes),
+            tiers_from,
+        )
+
+    def _tiers(self, state: Any) -> tuple[np.ndarray, str]:
+        """The daily run's bands when it scored with the served model (they weigh each account's
+        tickets as well as its risk, as the leadership report counts them); else the served model's
+        bands for the risk alone (the API's `tier`), and the words say which."""
+        served = np.array([answer[0].tier for answer in state.answers], dtype=object)
+        daily = self._daily
+        if daily is not None and daily.version == str(state.version):
+            return (
+                np.where(daily.tiers != "", daily.tiers, served),
+                f"Bands are those the daily run of {daily.as_of} set from each account's risk and its tickets, "
+                "as the leadership report counts them.",
+            )
+        words = f"Bands are the served model's (version {state.version}) for the risk alone"
+        if daily is None:
+            return served, words + "."
+        return served, (
+            f"{words}: the daily run of {daily.as_of} scored with version {daily.version} and also weighed "
+            "each account's tickets, so the leadership report's counts differ until `churn score` runs again."
         )
 
     def _training_history(self, state: Any, notes: list[str], threads: int) -> pd.DataFrame | None:
@@ -146,6 +170,32 @@ class ModelViews:
         out["source"] = f"model {state.version} on its training data"
         out["rank"] = 0
         return out
+
+
+@dataclass(frozen=True)
+class DailyTiers:
+    """The bands the latest daily run set (`<scores>/scores.parquet`'s `tier`; "" for an account it
+    did not score) and the model version it scored with (`score_summary.json`)."""
+
+    version: str
+    as_of: str
+    tiers: np.ndarray  # [accounts]
+
+    @classmethod
+    def read(cls, scores_dir: Path, index: pd.Index, summary: dict) -> DailyTiers | None:
+        """None when the run's version, date or tiers cannot be read (the served bands are shown)."""
+        path = scores_dir / "scores.parquet"
+        if not summary.get("model_version") or not path.is_file():
+            return None
+        try:
+            scores = pd.read_parquet(path, columns=["account_id", "tier"])
+        except (OSError, ValueError, KeyError):
+            return None
+        tiers = np.full(len(index), "", dtype=object)
+        where = positions(index, scores["account_id"])
+        kept = where >= 0
+        tiers[where[kept]] = scores["tier"].astype(str).to_numpy()[kept]
+        return cls(str(summary["model_version"]), str(summary.get("as_of", "")), tiers)
 
 
 def kept_history(folder: Path, index: pd.Index, notes: list[str]) -> pd.DataFrame | None:

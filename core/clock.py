@@ -2,9 +2,11 @@
 
 The last demo's data ends in the past (2025-12-31). Served on the wall clock, every escalation it
 opened read "overdue by 336 days" in the CS workspace and the relay expired them all at start.
-`churn serve` therefore runs the demo on a clock that starts at the end of the demo's data when
-the server starts (the setting CHURN_CLOCK_OFFSET_SECONDS, which `serving.runtime` passes to
-`set_offset`): the API, the workspace, the store and the relay all read the time here.
+So the demo runs on its own clock: it read the end of the demo's data when the demo finished and
+runs on from there (`serving.launch.demo_clock_offset`), the same in `churn serve` (the setting
+CHURN_CLOCK_OFFSET_SECONDS, which `serving.runtime` passes to `set_offset`) and in the commands
+that work the demo's store (`serving.launch.use_clock`). The API, the workspace, the store and the
+relay all read the time here.
 """
 
 from __future__ import annotations

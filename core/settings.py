@@ -116,8 +116,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="How far the API, the CS workspace, the store and the relay run behind the wall clock (seconds; "
-        "0: the wall clock). `churn serve` sets it when it serves the last demo, whose data ends in the past, so "
-        "their clock starts at the end of the demo's data (core/clock.py).",
+        "0: the wall clock). Unset, the last demo's data and store run on the demo's clock: it read the end of "
+        "the demo's data when the demo finished and runs on from there (serving/launch.py, core/clock.py).",
     )
     relay_interval_seconds: float = Field(
         1.0,

@@ -39,6 +39,7 @@ def record_demo(settings: Settings, out: Path, result: dict, workspace: dict | N
         "scores_dir": str((out / "scores").resolve()),
         "report": str(Path(result["report"]).resolve()),
         "mlflow_tracking_uri": absolute_url(settings.mlflow_tracking_uri),
+        "store_url": absolute_url(settings.store_url),
         "model": result["model"],
         "champion": result["champion"],
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -51,32 +52,83 @@ def record_demo(settings: Settings, out: Path, result: dict, workspace: dict | N
 
 def resolve(settings: Settings, say=lambda message: print(message, file=sys.stderr)) -> Settings:
     """`settings`, with the last demo's scores (DATA_DIR/last_demo.json) when CHURN_SCORES_DIR is not
-    set and DATA_DIR/scores holds no snapshot: `make demo` then `make serve` needs no setting."""
-    default = Path(settings.data_dir) / "scores"
-    pointer = Path(settings.data_dir) / DEMO_POINTER
-    if "scores_dir" in settings.model_fields_set or (default / "features.parquet").is_file() or not pointer.is_file():
+    set and DATA_DIR/scores holds no snapshot: `make demo` then `make serve` needs no setting. The
+    demo is served on its own clock (`demo_clock_offset`) unless CHURN_CLOCK_OFFSET_SECONDS is set."""
+    record = _last_demo(settings)
+    if record is None:
         return settings
+    say(
+        f"CHURN_SCORES_DIR not set and {Path(settings.data_dir) / 'scores'} has no snapshot: serving the last "
+        f"demo's scores ({record['scores_dir']}, recorded in {Path(settings.data_dir) / DEMO_POINTER})"
+    )
+    update: dict = {"scores_dir": Path(record["scores_dir"])}
+    offset = None if "clock_offset_seconds" in settings.model_fields_set else demo_clock_offset(record)
+    if offset is not None:  # without the snapshot there is no clock to set: `check` then says which setting is wrong
+        update["clock_offset_seconds"] = offset
+        say(_on_demo_clock(offset))
+    return settings.model_copy(update=update)
+
+
+def use_clock(settings: Settings, say=lambda message: print(message, file=sys.stderr)) -> None:
+    """The clock of a command that works the store (`churn escalations`, `churn follow-ups`, `churn
+    alerts`): CHURN_CLOCK_OFFSET_SECONDS; unset, the last demo's clock (the one `churn serve` runs
+    it on) when the store is the one the demo wrote to and the demo's scores are what would be served."""
+    from core import clock
+
+    offset = settings.clock_offset_seconds
+    if "clock_offset_seconds" not in settings.model_fields_set:
+        record = _last_demo(settings)
+        mine = record is None or record.get("store_url") != absolute_url(settings.store_url)
+        demo = None if mine else demo_clock_offset(record)
+        if demo is not None:
+            offset = demo
+            say(_on_demo_clock(offset))
+    clock.set_offset(offset)
+
+
+def demo_clock_offset(record: dict) -> float | None:
+    """How far the demo's clock runs behind the wall clock: it read the end of the demo's data when
+    the demo finished (its record's `finished_at`) and runs on from there, in every process that
+    reads the record (the API, its workspace and relay, the store's commands), across restarts.
+    On the wall clock every escalation the demo opened read "overdue by 336 days" and the relay
+    expired them all. None when the demo's snapshot is gone."""
+    import pandas as pd
+
+    snapshot = Path(record["scores_dir"]) / "features.parquet"
+    if not snapshot.is_file():
+        return None
+    ends = pd.Timestamp(pd.read_parquet(snapshot, columns=["cutoff"])["cutoff"].max())
     try:
-        recorded = json.loads(pointer.read_text())["scores_dir"]
+        behind = (pd.Timestamp(record["finished_at"]) - ends).total_seconds()
+    except (KeyError, ValueError, TypeError):  # no (or no zoned) `finished_at`: the clock starts now
+        behind = (pd.Timestamp.now(tz="UTC") - ends).total_seconds()
+    return max(behind, 0.0)
+
+
+def _on_demo_clock(offset: float) -> str:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=offset)
+    return (
+        f"on the last demo's clock: {now:%Y-%m-%d %H:%M} UTC, its data's end when the demo finished, running on "
+        "(CHURN_CLOCK_OFFSET_SECONDS=0 for the wall clock; `churn demo` again starts it afresh)"
+    )
+
+
+def _last_demo(settings: Settings) -> dict | None:
+    """The last demo's record (DATA_DIR/last_demo.json) when the settings leave the scores to it:
+    CHURN_SCORES_DIR unset and DATA_DIR/scores without a snapshot."""
+    pointer = Path(settings.data_dir) / DEMO_POINTER
+    if (
+        "scores_dir" in settings.model_fields_set
+        or (Path(settings.data_dir) / "scores" / "features.parquet").is_file()
+        or not pointer.is_file()
+    ):
+        return None
+    try:
+        record = json.loads(pointer.read_text())
+        str(record["scores_dir"])
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{pointer}: not the record `churn demo` writes; delete it, or set CHURN_SCORES_DIR") from None
-    say(
-        f"CHURN_SCORES_DIR not set and {default} has no snapshot: serving the last demo's scores ({recorded}, recorded in {pointer})"
-    )
-    update: dict = {"scores_dir": Path(recorded)}
-    snapshot = Path(recorded) / "features.parquet"
-    # without the snapshot there is no clock to set: `check` then says which setting is wrong
-    if "clock_offset_seconds" not in settings.model_fields_set and snapshot.is_file():
-        import pandas as pd
-
-        ends = pd.read_parquet(snapshot, columns=["cutoff"])["cutoff"].max()
-        update["clock_offset_seconds"] = max((dt.datetime.now(dt.UTC) - ends).total_seconds(), 0.0)
-        say(
-            f"the demo's data ends {ends:%Y-%m-%d %H:%M} UTC: the API, the workspace and the alert relay run on a "
-            "clock that starts there now (CHURN_CLOCK_OFFSET_SECONDS), so the escalations it opened read as just "
-            "opened, not months overdue"
-        )
-    return settings.model_copy(update=update)
+    return record
 
 
 def check(settings: Settings) -> str:

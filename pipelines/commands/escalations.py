@@ -31,12 +31,15 @@ def _by(help: str):
 
 @contextmanager
 def _store() -> Iterator[Any]:
-    """The operational store of the settings (CHURN_STORE_URL) under the deployment's policy."""
+    """The operational store of the settings (CHURN_STORE_URL) under the deployment's policy, on the
+    platform's clock (the last demo's for the demo's store: `serving.launch.use_clock`)."""
     from core.settings import load_settings
     from escalation.policy import load_policy
     from escalation.store import Store
+    from serving.launch import use_clock
 
     settings = load_settings()
+    use_clock(settings, say=err.print)
     with Store(settings.store_url, load_policy(settings.config_dir)) as store:
         yield store
 
@@ -142,12 +145,11 @@ def follow_ups() -> None:
 @json_option
 def follow_ups_list(due: bool, due_by: str | None, as_json: bool) -> None:
     """Pending follow-ups of active escalations, oldest due first."""
-    import datetime as dt
-
+    from core import clock
     from serving import lifecycle
 
     with _store() as store:
-        listed = lifecycle.follow_ups(store, due_by=dt.datetime.now(dt.UTC) if due and due_by is None else due_by)
+        listed = lifecycle.follow_ups(store, due_by=clock.now() if due and due_by is None else due_by)
     human = (
         "\n".join(
             f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"

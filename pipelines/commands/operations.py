@@ -118,8 +118,10 @@ def alerts_flush(as_json: bool) -> None:
     from escalation.alerts import deliver
     from escalation.policy import load_policy
     from escalation.store import Store
+    from serving.launch import use_clock
 
     settings = load_settings()
+    use_clock(settings, say=err.print)
     policy = load_policy(settings.config_dir)
     with Store(settings.store_url, policy) as store:
         result = deliver(store, policy)
@@ -146,8 +148,10 @@ def alerts_relay(once: bool, interval: float | None, as_json: bool) -> None:
     from escalation.policy import load_policy
     from escalation.relay import Relay
     from escalation.store import Store
+    from serving.launch import use_clock
 
     settings = load_settings()
+    use_clock(settings, say=err.print)
     policy = load_policy(settings.config_dir)
     interval = interval or settings.relay_interval_seconds or 1.0
     with Store(settings.store_url, policy) as store:

@@ -371,3 +371,57 @@ def test_the_cli_works_an_escalation(cli):
         and err
         == f"error: escalation {fresh}: no pending follow-up; expected an escalation listed by `churn follow-ups list`\n"
     )
+
+
+def test_the_cli_works_the_demo_store_on_the_demo_clock(tmp_path, monkeypatch, capsys):
+    """After `churn demo`, `churn escalations` on the demo's store runs on the clock `churn serve` runs
+    the demo on: the end of its data when the demo finished, running on since. On the wall clock its
+    escalations read months overdue and an acknowledgement came months after they opened. A store or
+    clock the user names is theirs: the wall clock, or their offset."""
+    import pandas as pd
+
+    from core import clock
+    from pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("CHURN_SCORES_DIR", "CHURN_STORE_URL", "CHURN_CLOCK_OFFSET_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "escalation.yaml").write_text(yaml.safe_dump({"alerts": {"destinations": {}}}))
+    monkeypatch.setenv("CHURN_CONFIG_DIR", str(tmp_path / "config"))
+    ends = dt.datetime(2025, 12, 31, tzinfo=dt.UTC)
+    scores = tmp_path / "data" / "demo" / "scores"
+    scores.mkdir(parents=True)
+    pd.DataFrame({"account_id": ["A1"], "cutoff": [pd.Timestamp(ends)]}).to_parquet(scores / "features.parquet")
+    finished = dt.datetime.now(dt.UTC) - 30 * MINUTE
+    demo_store = f"sqlite:///{tmp_path / 'data' / 'store.db'}"  # the default store, as the demo records it
+    record = {"scores_dir": str(scores), "finished_at": finished.isoformat(timespec="seconds"), "store_url": demo_store}
+    (tmp_path / "data" / "last_demo.json").write_text(json.dumps(record))
+    with Store(demo_store, make_policy()) as store:
+        opened = store.record(_decision("A1", window=60, at=ends), PACKAGE, ends).escalation_id
+
+    def run(*args: str):
+        code = main([*args, "--json"])
+        out, err = capsys.readouterr()
+        return code, json.loads(out) if out.strip() else None, err
+
+    try:
+        code, out, err = run("escalations", "list", "--overdue")
+        assert code == 0 and out["count"] == 0, out  # 30 minutes into a 60-minute window
+        assert "on the last demo's clock: 2025-12-31 00:30 UTC" in err
+        assert run("escalations", "ack", str(opened), "--by", "Laura Chen")[0] == 0
+        history = run("escalations", "show", str(opened))[1]["escalation"]["history"]
+        acked = dt.datetime.fromisoformat(history[-1]["at"]).replace(tzinfo=dt.UTC)
+        assert dt.timedelta(minutes=29) < acked - ends < dt.timedelta(minutes=35), history
+
+        yours = f"sqlite:///{tmp_path / 'yours.db'}"  # another store: the wall clock
+        monkeypatch.setenv("CHURN_STORE_URL", yours)
+        with Store(yours, make_policy()) as store:
+            late = store.record(_decision("A2", window=60, at=ends), None, ends).escalation_id
+        code, out, err = run("escalations", "list", "--overdue")
+        assert [e["id"] for e in out["escalations"]] == [late] and "demo" not in err
+        monkeypatch.setenv("CHURN_CLOCK_OFFSET_SECONDS", str((dt.datetime.now(dt.UTC) - ends).total_seconds()))
+        assert run("escalations", "list", "--overdue")[1]["count"] == 0
+    finally:
+        clock.set_offset(0)

@@ -186,6 +186,15 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     assert abs((behind - ends).total_seconds()) < 60
     said = capsys.readouterr().err
     assert "last demo" in said and "CHURN_CLOCK_OFFSET_SECONDS" in said
+    # the clock read the data's end when the demo finished and runs on, across restarts
+    finished = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    (tmp_path / "data" / "last_demo.json").write_text(
+        json.dumps({"scores_dir": str(demo_scores), "finished_at": finished.isoformat()})
+    )
+    offset = resolve(load_settings()).clock_offset_seconds
+    assert (
+        offset == pytest.approx((finished - ends).total_seconds()) and "2025-01-01 01:00 UTC" in capsys.readouterr().err
+    )
     monkeypatch.setenv("CHURN_CLOCK_OFFSET_SECONDS", "0")
     assert resolve(load_settings()).clock_offset_seconds == 0
     monkeypatch.delenv("CHURN_CLOCK_OFFSET_SECONDS")

@@ -29,6 +29,11 @@ def money(value: float | None) -> str:
     return f"${value:,.0f}"
 
 
+def thousands(n: int) -> str:
+    """1,566: a count as the report writes it (the templates' `thousands` filter)."""
+    return f"{n:,}"
+
+
 def percent(p: float | None, digits: int = 0) -> str:
     """0.123 -> '12%' (one decimal under 1% so a small risk is not shown as 0%)."""
     if p is None or not math.isfinite(p):

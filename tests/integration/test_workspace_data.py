@@ -378,6 +378,9 @@ def _environment_jinja():
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
     env.globals.update(url=url, role_labels={"viewer": "viewer", "csm": "CSM", "cs_lead": "CS lead", "admin": "admin"})
+    from serving.workspace.format import thousands
+
+    env.filters["thousands"] = thousands
     return env
 
 

@@ -98,6 +98,11 @@ def make_cutoffs(
             f"--end {last.date()}: is after the end of the data; expected a cutoff on or before {data_end.date()} ({span})"
         )
     if first > last:
+        if start is None:  # the default needs more history than the data has: say so, and how to cut earlier
+            raise InputError(
+                f"--start not given: the default first cutoff, {DEFAULT_WARMUP_DAYS} days into the data "
+                f"({first.date()}), is after its end ({span}); pass an earlier --start, or bring more history"
+            )
         raise InputError(f"--start {first.date()} is after --end {last.date()}; expected start <= end ({span})")
     return pd.date_range(first, last, freq=step, name="cutoff").astype("datetime64[us, UTC]")
 

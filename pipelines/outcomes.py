@@ -208,6 +208,11 @@ def run_policy_suggest(
     registry.connect(settings.mlflow_tracking_uri)
     info = registry.describe(uri)
     if features_dir is None:
+        if not info and uri.startswith(f"models:/{registry.MODEL_NAME}"):
+            raise InputError(
+                f"--model {uri}: no such model version or alias in {settings.mlflow_tracking_uri}; run `churn train` "
+                "and `churn promote` first, or pass --model"
+            )
         if not info or not info["tags"].get("features_dir"):
             raise InputError(
                 f"--features: not given and the model {uri} names no training features folder; pass --features "

@@ -42,7 +42,10 @@ def run_report(
         settings = settings.model_copy(update={"model_uri": model_uri})
     folder = Path(scores_dir or settings.scores_dir or Path(settings.data_dir) / "scores")
     if not (folder / "scores.parquet").is_file():
-        raise ChurnError(f"CHURN_SCORES_DIR {folder}: no scores.parquet; run `churn score --out {folder}` first")
+        named = "--scores" if scores_dir else "CHURN_SCORES_DIR" if settings.scores_dir else "the default scores folder"
+        raise ChurnError(
+            f"{named} {folder}: no scores.parquet; run `churn score --out {folder}` first, or pass --scores"
+        )
     scores = pd.read_parquet(folder / "scores.parquet")
     snapshot = pd.read_parquet(folder / "features.parquet")
     facts = snapshot[["account_id", "segment", "arr_current", "days_to_renewal", "account_name", "csm_owner"]]

@@ -319,6 +319,11 @@ def test_policy_suggest_command_prints_a_diff_and_writes_only_when_asked(worked,
     assert main(["policy", "suggest", "--capacity", "3", "--out", str(config)]) == 2  # never the live policy
     assert main(["policy", "suggest", "--capacity", "0"]) == 2
     assert main(["policy", "suggest", "--capacity", "3", "--horizon", "45"]) == 2
+    capsys.readouterr()
+    # a model that is not there is named as missing, not as one without a training folder
+    assert main(["policy", "suggest", "--capacity", "3", "--model", "models:/churn-risk@nobody"]) == 2
+    said = capsys.readouterr().err
+    assert "--model models:/churn-risk@nobody: no such model version or alias" in said and "churn train" in said
 
 
 def test_the_daily_run_records_held_out_decisions_and_keeps_them_off_the_queue(worked, tmp_path, monkeypatch, capsys):

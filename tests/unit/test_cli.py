@@ -208,3 +208,22 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     assert resolve(load_settings(scores_dir=tmp_path / "mine")).scores_dir == tmp_path / "mine"
     _scores(tmp_path / "data" / "scores")
     assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default
+
+
+def test_report_without_scores_names_where_it_looked(tmp_path, monkeypatch):
+    """The folder comes from --scores, CHURN_SCORES_DIR or the default: the message names which."""
+    from core.errors import ChurnError
+    from core.settings import load_settings
+    from pipelines.report import run_report
+
+    monkeypatch.delenv("CHURN_SCORES_DIR", raising=False)
+    monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "report.html"
+    with pytest.raises(ChurnError, match=rf"^--scores {tmp_path / 'given'}: no scores.parquet"):
+        run_report(out, settings=load_settings(), scores_dir=tmp_path / "given")
+    with pytest.raises(ChurnError, match=rf"^the default scores folder {tmp_path / 'data' / 'scores'}: no scores"):
+        run_report(out, settings=load_settings())
+    monkeypatch.setenv("CHURN_SCORES_DIR", str(tmp_path / "set"))
+    with pytest.raises(ChurnError, match=rf"^CHURN_SCORES_DIR {tmp_path / 'set'}: no scores.parquet"):
+        run_report(out, settings=load_settings())
+    assert not out.exists()

@@ -28,3 +28,21 @@ def test_labels_count_a_churn_inside_the_horizon_only():
     keys = snapshot_keys({"accounts": _accounts(), "churn": churn}, [pd.Timestamp("2024-06-01", tz="UTC")])
     labels = make_labels(keys, churn, pd.Timestamp("2024-12-31", tz="UTC"))
     assert labels.loc[0].tolist() == [0, 1, 1, 1] and labels.loc[1].tolist() == [0, 0, 0, 0]
+
+
+def test_too_short_for_the_default_start_says_the_default_and_the_fix():
+    """75 days of data, no --start: the default first cutoff (warm-up days in) is past the end; the
+    message must not blame a --start the user never gave."""
+    import pytest
+
+    from core.errors import InputError
+    from features.panel import DEFAULT_WARMUP_DAYS, make_cutoffs
+
+    begin, end = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-03-16", tz="UTC")
+    with pytest.raises(InputError, match=rf"--start not given: the default first cutoff, {DEFAULT_WARMUP_DAYS} days"):
+        make_cutoffs(begin, end)
+    with pytest.raises(InputError, match="pass an earlier --start"):
+        make_cutoffs(begin, end, every="7d")
+    assert make_cutoffs(begin, end, start="2024-02-01", every="7d")[0] == pd.Timestamp("2024-02-01", tz="UTC")
+    with pytest.raises(InputError, match="--start 2024-03-10 is after --end 2024-03-01"):
+        make_cutoffs(begin, end, start="2024-03-10", end="2024-03-01")

@@ -165,7 +165,8 @@ def features(
         as_json,
         f"{summary['snapshots']:,} snapshots of {summary['accounts']:,} accounts at {len(summary['cutoffs'])} cutoffs "
         f"({summary['cutoffs'][0]} .. {summary['cutoffs'][-1]}), {summary['features']} features, churn rates {rates}; "
-        f"written to {out}/snapshots/ in {summary['seconds']:.1f}s",
+        f"written to {out}/snapshots/ in {summary['seconds']:.1f}s"
+        + "".join(f"\nnote: {note}" for note in summary["notes"]),  # what the panel lacks, e.g. a table not there
     )
 
 

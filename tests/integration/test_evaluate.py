@@ -29,7 +29,7 @@ def test_evaluate_json_has_every_model_and_horizon(tmp_path, capsys):
     data = tmp_path / "data"
     simulate(SimulationConfig(accounts=600, days=500, seed=4), data)
     assert main(["features", "--data", str(data), "--out", str(tmp_path / "f"), "--every", "20d", "--no-text"]) == 0
-    capsys.readouterr()
+    assert "\nnote: text signals not computed (--no-text)" in capsys.readouterr().err  # what the panel lacks, said
     assert main(["evaluate", "--features", str(tmp_path / "f"), "--folds", "2", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     rows = {(r["model"], r["horizon_days"]): r for r in payload["results"]}

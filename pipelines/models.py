@@ -98,6 +98,16 @@ def baselines(names: list[str]) -> dict[str, Callable[[], object]]:
     return {"rules": RulesBaseline, "logistic": lambda: LogisticBaseline(names)}
 
 
+def require_churn(panel: pd.DataFrame, features_dir: Path, why: str) -> None:
+    """InputError when no snapshot of the panel records a churn at any horizon: `why` it is needed."""
+    if not panel[list(LABELS)].eq(1).any().any():
+        raise InputError(
+            f"snapshot panel {features_dir}: no snapshot's label records a churn at any horizon "
+            f"({', '.join(LABELS)} are all 0 or unknown); {why}, so the data needs a churn table with churns "
+            "in its history (`churn validate` counts its rows)"
+        )
+
+
 def run_evaluate(
     features_dir: Path,
     *,
@@ -116,6 +126,7 @@ def run_evaluate(
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     panel = read_snapshots(features_dir)
+    require_churn(panel, features_dir, "a backtest measures how churned accounts were ranked")
     data_dir = panel_data_dir(features_dir)
     if model_uri:
         return _evaluate_model(panel, model_uri, tracking_uri, budget, churn_times(data_dir), features_dir, started)
@@ -428,13 +439,8 @@ def run_train(
         config = config.model
     features_dir = Path(features_dir)
     panel = read_snapshots(features_dir)
-    if not panel[list(LABELS)].eq(1).any().any():
-        # a curve fitted on no churn predicts none: refuse rather than register a model that cannot rank
-        raise InputError(
-            f"snapshot panel {features_dir}: no snapshot's label records a churn at any horizon "
-            f"({', '.join(LABELS)} are all 0 or unknown); a model learns from churned accounts, so the data "
-            "needs a churn table with churns in its history (`churn validate` counts its rows)"
-        )
+    # a curve fitted on no churn predicts none: refuse rather than register a model that cannot rank
+    require_churn(panel, features_dir, "a model learns from churned accounts")
     names = feature_names(panel)
     data_dir = panel_data_dir(features_dir)
     plan = backtest_plan(panel, features_dir, config.folds)

@@ -165,7 +165,7 @@ def test_churn_times_stored_as_text_are_read_through_the_contract(weekly, tmp_pa
     assert lead and all(v is None or v >= 0 for v in lead) and any(v is not None for v in lead)
 
 
-def test_train_on_a_base_without_churn_exits_2_and_registers_nothing(weekly, tmp_path, capsys):
+def test_train_and_evaluate_on_a_base_without_churn_exit_2_and_register_nothing(weekly, tmp_path, capsys):
     """A base whose churn table is absent (allowed: no account has churned yet) has nothing to learn from."""
     data = tmp_path / "data"
     source = json.loads((weekly / "panel_summary.json").read_text())["data"]
@@ -174,10 +174,11 @@ def test_train_on_a_base_without_churn_exits_2_and_registers_nothing(weekly, tmp
     features = tmp_path / "f"
     build_features(str(data), str(features), "--every", "7d", "--start", "2024-01-02")
     capsys.readouterr()
-    assert main(["train", "--features", str(features)]) == 2
-    err = " ".join(capsys.readouterr().err.split())
-    assert f"snapshot panel {features}:" in err and "no snapshot's label records a churn" in err
-    assert "Traceback" not in err
+    for command in ("train", "evaluate"):  # evaluate too: a table of undefined figures would say nothing
+        assert main([command, "--features", str(features)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"snapshot panel {features}:" in err and "no snapshot's label records a churn" in err
+        assert "Traceback" not in err
     database = tmp_path / "mlflow.db"
     if database.exists():
         import mlflow

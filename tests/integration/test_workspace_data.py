@@ -192,7 +192,10 @@ def test_the_book_counts_the_bands_the_daily_run_set(environment, runtime, tmp_p
     book = data.book(None, None, 90)
     assert book["bands"] == {b: int((daily["tier"] == b).sum()) for b in book["bands"]}
     assert book["bands"]["critical"] >= 3 and "daily run" in book["bands_from"]
-    assert data.account(raised[0])["account"]["tier"] == "critical"
+    page = data.account(raised[0])
+    assert page["account"]["tier"] == "critical" and page["account"]["risk_tier"] == "none"
+    html = _environment_jinja().get_template("account.html").render(**_context(False), page=page)
+    assert "set by the daily run from its risk and its tickets (its risk alone: no band)" in html
     assert book["funnel"]["flagged"] == int((daily["tier"] != "none").sum())
 
 

@@ -148,6 +148,7 @@ class WorkspaceData:
             "arr": float(self.arr[i]),
             "arr_text": money(float(self.arr[i])),
             "tier": str(view.tiers[i]),
+            "risk_tier": str(view.risk_tiers[i]),
             "days_to_renewal": None if not np.isfinite(renewal) else int(renewal),
             "renewal_date": None
             if not np.isfinite(renewal)

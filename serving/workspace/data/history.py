@@ -33,6 +33,7 @@ class ModelView:
     version: str
     curves: np.ndarray  # [accounts, horizons]
     tiers: np.ndarray  # [accounts] band names
+    risk_tiers: np.ndarray  # [accounts] the served model's band for the risk alone (the API's `tier`)
     history_position: np.ndarray  # [rows] account position, sorted
     history_dates: np.ndarray  # [rows] datetime64[D]
     history_curves: np.ndarray  # [rows, horizons]
@@ -88,7 +89,8 @@ class ModelViews:
     def _build(self, state: Any, training: pd.DataFrame | None, notes: tuple[str, ...] = ()) -> ModelView:
         """The view of one model state; `training`: its history on the training panel (None: not yet)."""
         curves = np.asarray(state.stored[0], dtype=float).reshape(-1, len(HORIZONS))
-        tiers, tiers_from = self._tiers(state)
+        risk_tiers = np.array([answer[0].tier for answer in state.answers], dtype=object)
+        tiers, tiers_from = self._tiers(state, risk_tiers)
         frames = [f for f in (training, self._kept) if f is not None and len(f)]
         if frames:
             history = pd.concat(frames, ignore_index=True)
@@ -103,6 +105,7 @@ class ModelViews:
             str(state.version),
             curves,
             tiers,
+            risk_tiers,
             history["position"].to_numpy(dtype=np.int64),
             history["date"].to_numpy(dtype="datetime64[D]"),
             history[list(CURVE_COLUMNS)].to_numpy(dtype=float) if len(history) else np.zeros((0, len(HORIZONS))),
@@ -111,11 +114,10 @@ class ModelViews:
             tiers_from,
         )
 
-    def _tiers(self, state: Any) -> tuple[np.ndarray, str]:
+    def _tiers(self, state: Any, served: np.ndarray) -> tuple[np.ndarray, str]:
         """The daily run's bands when it scored with the served model (they weigh each account's
-        tickets as well as its risk, as the leadership report counts them); else the served model's
-        bands for the risk alone (the API's `tier`), and the words say which."""
-        served = np.array([answer[0].tier for answer in state.answers], dtype=object)
+        tickets as well as its risk, as the leadership report counts them); else `served`, the served
+        model's bands for the risk alone, and the words say which."""
         daily = self._daily
         if daily is not None and daily.version == str(state.version):
             return (

@@ -44,7 +44,8 @@ def run_report(
     if not (folder / "scores.parquet").is_file():
         named = "--scores" if scores_dir else "CHURN_SCORES_DIR" if settings.scores_dir else "the default scores folder"
         raise ChurnError(
-            f"{named} {folder}: no scores.parquet; run `churn score --out {folder}` first, or pass --scores"
+            f"{named} {folder}: no scores.parquet; run `churn score --out {folder}` first"
+            + ("" if scores_dir else ", or pass --scores")
         )
     scores = pd.read_parquet(folder / "scores.parquet")
     snapshot = pd.read_parquet(folder / "features.parquet")

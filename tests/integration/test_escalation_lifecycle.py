@@ -423,5 +423,8 @@ def test_the_cli_works_the_demo_store_on_the_demo_clock(tmp_path, monkeypatch, c
         assert [e["id"] for e in out["escalations"]] == [late] and "demo" not in err
         monkeypatch.setenv("CHURN_CLOCK_OFFSET_SECONDS", str((dt.datetime.now(dt.UTC) - ends).total_seconds()))
         assert run("escalations", "list", "--overdue")[1]["count"] == 0
+        monkeypatch.delenv("CHURN_CLOCK_OFFSET_SECONDS")
+        (tmp_path / "data" / "last_demo.json").write_text("[]")  # broken: the store still answers, on the wall clock
+        assert run("escalations", "list", "--overdue")[0] == 0
     finally:
         clock.set_offset(0)

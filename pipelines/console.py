@@ -24,7 +24,9 @@ from core.errors import ChurnError
 if TYPE_CHECKING:
     from core.settings import Settings
 
-err = Console(stderr=True)
+#: the answers and messages a person reads: text as given (no markup: an account name or a list in
+#: brackets was dropped as a style tag) and lines unwrapped (piped, rows were cut at 80 columns)
+err = Console(stderr=True, markup=False, soft_wrap=True)
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout (logs go to stderr)."

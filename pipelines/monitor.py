@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Config, load_config
-from core.errors import ChurnError
+from core.errors import InputError
 from core.io import write_json, write_parquet
 from core.settings import Settings
 from core.vocabulary import CURVE_COLUMNS, HORIZONS
@@ -378,11 +378,13 @@ def run_monitors(
     now: dt.datetime | None = None,
     alert: bool = True,
     progress: Callable[[str], None] | None = None,
+    named: str = "--scores",
 ) -> dict:
     """The three monitors on a `churn score` output folder: today's scores kept in its history,
     `monitoring.json` written beside `score_summary.json`, an alert queued per breach (with `alert`,
     at most one per monitor and day of `now`). Returns what monitoring.json holds. `config`: the
-    entry point's configuration (loaded from settings.config_dir when not given)."""
+    entry point's configuration (loaded from settings.config_dir when not given); `named`: where the
+    folder came from, for messages."""
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     now = now or dt.datetime.now(dt.UTC)
@@ -390,14 +392,14 @@ def run_monitors(
     config = policy.monitoring
     folder = Path(scores_dir)
     if not (folder / "scores.parquet").is_file() or not (folder / "features.parquet").is_file():
-        raise ChurnError(
-            f"--scores {folder}: no scores.parquet and features.parquet; run `churn score --out {folder}` first"
+        raise InputError(
+            f"{named} {folder}: no scores.parquet and features.parquet; run `churn score --out {folder}` first"
         )
     summary_path = folder / "score_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     scores = pd.read_parquet(folder / "scores.parquet")
     if not len(scores):
-        raise ChurnError(f"--scores {folder}: scores.parquet has no rows; expected the accounts of a `churn score` run")
+        raise InputError(f"{named} {folder}: scores.parquet has no rows; expected the accounts of a `churn score` run")
     today = pd.read_parquet(folder / "features.parquet")
     as_of = _utc(scores["cutoff"].max())
     record_history(folder, scores, summary.get("model_version"), config.history_days)

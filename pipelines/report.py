@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Config, load_config
-from core.errors import ChurnError
+from core.errors import InputError
 from core.io import atomic_path
 from core.settings import Settings
 
@@ -35,15 +35,15 @@ def run_report(
     from models.reasons import base_points, family_importance, feature_importance
     from pipelines.features import read_snapshots
     from reports.leadership import ReportInputs, render_report
+    from serving.launch import scores_folder
 
     say = progress or (lambda _line: None)
     started = time.perf_counter()
     if model_uri:
         settings = settings.model_copy(update={"model_uri": model_uri})
-    folder = Path(scores_dir or settings.scores_dir or Path(settings.data_dir) / "scores")
+    folder, named = scores_folder(settings, scores_dir, say)
     if not (folder / "scores.parquet").is_file():
-        named = "--scores" if scores_dir else "CHURN_SCORES_DIR" if settings.scores_dir else "the default scores folder"
-        raise ChurnError(
+        raise InputError(
             f"{named} {folder}: no scores.parquet; run `churn score --out {folder}` first"
             + ("" if scores_dir else ", or pass --scores")
         )

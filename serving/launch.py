@@ -116,6 +116,26 @@ def _on_demo_clock(offset: float) -> str:
     )
 
 
+def scores_folder(settings: Settings, given: Path | None = None, say=lambda message: None) -> tuple[Path, str]:
+    """The `churn score` output a command reads, and how to name it in a message: --scores
+    (`given`), else CHURN_SCORES_DIR, else DATA_DIR/scores, else, as `churn serve` does, the
+    last demo's scores (`make demo` then `churn report` needs no flag; said through `say`)."""
+    if given is not None:
+        return Path(given), "--scores"
+    if settings.scores_dir is not None:
+        return Path(settings.scores_dir), "CHURN_SCORES_DIR"
+    default = Path(settings.data_dir) / "scores"
+    try:
+        record = _last_demo(settings)
+    except InputError:  # a broken record: the default folder's message says what to do
+        record = None
+    demo = Path(record["scores_dir"]) if record is not None else None
+    if demo is not None and (demo / "scores.parquet").is_file():
+        say(f"reading the last demo's scores ({demo}): CHURN_SCORES_DIR is not set and {default} has no snapshot")
+        return demo, "the last demo's scores"
+    return default, "the default scores folder"
+
+
 def _last_demo(settings: Settings) -> dict | None:
     """The last demo's record (DATA_DIR/last_demo.json) when the settings leave the scores to it:
     CHURN_SCORES_DIR unset and DATA_DIR/scores without a snapshot."""

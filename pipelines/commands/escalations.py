@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from core.errors import InputError
+from core.vocabulary import STATUSES
 from pipelines.console import emit, err, json_option, path_option
 
 #: the listing's columns in human output, in order
@@ -55,6 +57,24 @@ def _changed(action: str, changed: dict, as_json: bool) -> None:
     emit(changed, as_json, f"escalation {row['id']} {action}: now {row['status']}{outcome}")
 
 
+def _status(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--status checked here, so that the one-line error names the flag (the store names its field)."""
+    if value is not None and value not in STATUSES:
+        raise InputError(f"--status {value!r}: expected one of {list(STATUSES)}")
+    return value
+
+
+def _iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--due-by checked as the store reads it, so that the one-line error names the flag."""
+    from escalation.store import utc
+
+    try:
+        utc(value)
+    except ValueError:
+        raise InputError(f"--due-by {value!r}: expected an ISO 8601 time, e.g. 2026-03-11T09:00:00Z") from None
+    return value
+
+
 @click.group("escalations")
 def escalations() -> None:
     """The escalation queue: list, show, acknowledge and resolve escalations (open -> acknowledged -> resolved or expired)."""
@@ -64,7 +84,9 @@ def escalations() -> None:
 @click.option("--queue", help="Only this queue (e.g. security-response).")
 @click.option("--owner", help="Only escalations owned by this person.")
 @click.option(
-    "--status", help="Only this status: open, acknowledged, resolved or expired (default: open and acknowledged)."
+    "--status",
+    callback=_status,
+    help=f"Only this status: {', '.join(STATUSES)} [default: open and acknowledged].",
 )
 @click.option(
     "--overdue", is_flag=True, help="Only open escalations whose response window has passed without acknowledgement."
@@ -101,7 +123,19 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
         f"  due {f['due_at']}  " + (f"done {f['done_at']} by {f['done_by'] or '?'}" if f["done_at"] else "pending")
         for f in detail["follow_ups"]
     ]
-    human = "\n".join([_line(detail), "history:", *trail, "follow-ups:", *(follow or ["  none"])])
+    pending = [f["due_at"] for f in detail["follow_ups"] if not f["done_at"]]
+    summary = (detail.get("package") or {}).get("summary")
+    human = "\n".join(
+        [
+            _line({**detail, "follow_up_due": min(pending) if pending else "-"}),
+            "handoff:",
+            f"  {summary}" if summary else "  none recorded",
+            "history:",
+            *trail,
+            "follow-ups:",
+            *(follow or ["  none"]),
+        ]
+    )
     emit(shown, as_json, human)
 
 
@@ -141,7 +175,12 @@ def follow_ups() -> None:
 
 @follow_ups.command("list")
 @click.option("--due", is_flag=True, help="Only those due now or earlier.")
-@click.option("--due-by", "due_by", help="Only those due at or before this time (ISO 8601, e.g. 2026-03-11T09:00:00Z).")
+@click.option(
+    "--due-by",
+    "due_by",
+    callback=_iso_time,
+    help="Only those due at or before this time (ISO 8601, e.g. 2026-03-11T09:00:00Z).",
+)
 @json_option
 def follow_ups_list(due: bool, due_by: str | None, as_json: bool) -> None:
     """Pending follow-ups of active escalations, oldest due first."""
@@ -150,13 +189,10 @@ def follow_ups_list(due: bool, due_by: str | None, as_json: bool) -> None:
 
     with _store() as store:
         listed = lifecycle.follow_ups(store, due_by=clock.now() if due and due_by is None else due_by)
-    human = (
-        "\n".join(
-            f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
-            for r in listed["follow_ups"]
-        )
-        or "no follow-ups pending"
-    )
+    human = "\n".join(
+        f"escalation {r['escalation_id']}  due {r['due_at']}  {r['account_id']}  owner {r['owner']}  queue {r['queue']}"
+        for r in listed["follow_ups"]
+    ) or ("no follow-ups due" if due or due_by else "no follow-ups pending")
     emit(listed, as_json, human)
 
 

@@ -91,10 +91,11 @@ def monitor(scores_dir: Path | None, alert: bool, as_json: bool) -> None:
     """Run the monitors on a scoring run: feature drift, the score distribution, calibration against matured outcomes."""
     from core.settings import load_settings
     from pipelines.monitor import LABELS, run_monitors
+    from serving.launch import scores_folder
 
     settings = load_settings()
-    folder = Path(scores_dir or settings.scores_dir or Path(settings.data_dir) / "scores")
-    result = run_monitors(folder, settings=settings, alert=alert)
+    folder, named = scores_folder(settings, scores_dir, say=err.print)
+    result = run_monitors(folder, settings=settings, alert=alert, named=named)
     lines = [f"monitors on {folder} (scores as of {result['as_of']}, model {result['model']}):"]
     lines += [
         f"  {LABELS[m['monitor']]:<19} {m['state']:<16} value {number(m['value']):>7}  threshold {m['threshold']:g}  {m['summary']}"
@@ -389,7 +390,7 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
         raise InputError(f"--accounts {accounts}: expected at least 50 (the demo trains and backtests a model)")
     settings = load_settings()
     with prefect_session(settings):
-        err.print("[bold]1/3 simulate (Prefect flow)[/bold]")
+        err.print("1/3 simulate (Prefect flow)", style="bold")
         stage = time.perf_counter()
         with progress_bar():
             simulated = simulate_flow(str(out), accounts=accounts, days=730, seed=seed)
@@ -397,11 +398,13 @@ def demo(ctx: click.Context, out: Path, accounts: int, seed: int) -> None:
             f"    {simulated['accounts']:,} accounts x {simulated['days']} days, {simulated['churned']:,} churned; "
             f"simulate took {time.perf_counter() - stage:.1f}s"
         )
-        err.print("[bold]2/3 validate[/bold]")
+        err.print("2/3 validate", style="bold")
         stage = time.perf_counter()
         ctx.invoke(validate, data=out, as_json=False)
         err.print(f"    validate took {time.perf_counter() - stage:.1f}s")
-        err.print("[bold]3/3 retrain flow (Prefect): features -> train (backtest) -> promote -> score -> report[/bold]")
+        err.print(
+            "3/3 retrain flow (Prefect): features -> train (backtest) -> promote -> score -> report", style="bold"
+        )
         stage = time.perf_counter()
         with progress_bar():
             result = retrain_flow(data=str(out), workdir=str(out), text=True)

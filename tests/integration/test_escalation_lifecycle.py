@@ -311,7 +311,7 @@ def cli(store_url, tmp_path, monkeypatch, capsys):
     return run
 
 
-def test_the_cli_works_an_escalation(cli):
+def test_the_cli_works_an_escalation(cli, capsys):
     now = dt.datetime.now(dt.UTC)
     with Store(cli.url, make_policy()) as store:  # one past its window, one not
         late = store.record(
@@ -328,6 +328,12 @@ def test_the_cli_works_an_escalation(cli):
     code, out, _ = cli("escalations", "show", str(late))
     assert code == 0 and out["escalation"]["package"] == PACKAGE and out["escalation"]["overdue"] is True
     assert [c["to_status"] for c in out["escalation"]["history"]] == ["open"]
+    from pipelines.cli import main
+
+    assert main(["escalations", "show", str(fresh)]) == 0  # the console: its next follow-up and its handoff's summary
+    first, *rest = capsys.readouterr().err.splitlines()
+    (due,) = [f["due_at"] for f in cli("follow-ups", "list")[1]["follow_ups"] if f["escalation_id"] == fresh]
+    assert first.endswith(f"  {due}") and rest[:2] == ["handoff:", "  none recorded"]
 
     code, out, _ = cli("escalations", "ack", str(late), "--by", "Laura Chen")
     assert code == 0 and out["escalation"]["status"] == "acknowledged"
@@ -357,7 +363,14 @@ def test_the_cli_works_an_escalation(cli):
         and err == f"error: escalation {fresh}: outcome 'lost': expected one of ['saved', 'churned', 'not_at_risk']\n"
     )
     code, _, err = cli("escalations", "list", "--status", "closed")
-    assert code == 2 and err.count("\n") == 1 and "status 'closed': expected one of" in err
+    assert (
+        code == 2
+        and err == "error: --status 'closed': expected one of ['open', 'acknowledged', 'resolved', 'expired']\n"
+    )
+    code, _, err = cli("follow-ups", "list", "--due-by", "yesterday")
+    assert (
+        code == 2 and err.startswith("error: --due-by 'yesterday': expected an ISO 8601 time") and err.count("\n") == 1
+    )
     assert cli("escalations", "ack", "424242", "--by", "Sam")[0] == 2
 
     code, out, _ = cli("follow-ups", "list")

@@ -210,20 +210,36 @@ def test_serve_uses_the_last_demo_unless_told(tmp_path, monkeypatch, capsys):
     assert resolve(load_settings()).scores_dir is None  # DATA_DIR/scores, the documented default
 
 
-def test_report_without_scores_names_where_it_looked(tmp_path, monkeypatch):
-    """The folder comes from --scores, CHURN_SCORES_DIR or the default: the message names which."""
-    from core.errors import ChurnError
+def test_report_and_monitor_read_the_scores_serve_would_and_name_where_they_looked(tmp_path, monkeypatch):
+    """The folder comes from --scores, CHURN_SCORES_DIR, the default or, as for `churn serve`, the
+    last demo's: the message names which (exit 2). After `make demo`, `churn report` and `churn
+    monitor` without flags failed on the empty default folder, naming a --scores never given."""
+    from core.errors import InputError
     from core.settings import load_settings
+    from pipelines.monitor import run_monitors
     from pipelines.report import run_report
+    from serving.launch import scores_folder
 
     monkeypatch.delenv("CHURN_SCORES_DIR", raising=False)
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "report.html"
-    with pytest.raises(ChurnError, match=rf"^--scores {tmp_path / 'given'}: no scores.parquet"):
+    with pytest.raises(InputError, match=rf"^--scores {tmp_path / 'given'}: no scores.parquet"):
         run_report(out, settings=load_settings(), scores_dir=tmp_path / "given")
-    with pytest.raises(ChurnError, match=rf"^the default scores folder {tmp_path / 'data' / 'scores'}: no scores"):
+    with pytest.raises(InputError, match=rf"^the default scores folder {tmp_path / 'data' / 'scores'}: no scores"):
         run_report(out, settings=load_settings())
+    default, named = scores_folder(load_settings())
+    with pytest.raises(InputError, match=rf"^the default scores folder {default}: no scores.parquet and features"):
+        run_monitors(default, settings=load_settings(), named=named)
+    demo = _scores(tmp_path / "data" / "demo" / "scores")
+    (tmp_path / "data" / "last_demo.json").write_text(json.dumps({"scores_dir": str(demo)}))
+    assert scores_folder(load_settings())[0] == default  # the demo's folder has no scores to read
+    (demo / "scores.parquet").write_bytes((demo / "features.parquet").read_bytes())
+    said: list[str] = []
+    assert (
+        scores_folder(load_settings(), say=said.append) == (demo, "the last demo's scores") and "last demo" in said[0]
+    )
+    assert scores_folder(load_settings(), tmp_path / "given")[0] == tmp_path / "given"
     monkeypatch.setenv("CHURN_SCORES_DIR", str(tmp_path / "set"))
-    with pytest.raises(ChurnError, match=rf"^CHURN_SCORES_DIR {tmp_path / 'set'}: no scores.parquet"):
+    with pytest.raises(InputError, match=rf"^CHURN_SCORES_DIR {tmp_path / 'set'}: no scores.parquet"):
         run_report(out, settings=load_settings())
     assert not out.exists()

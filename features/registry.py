@@ -68,11 +68,14 @@ class FeatureSpec:
         if self.kind == "categorical":
             return self.template.format(value=value)
         v = float(value)
-        return (_singular(self.template) if round(v) == 1 else self.template).format(
-            value=_plain(abs(v) if "{direction}" in self.template else v),  # "down 0.3", not "down -0.3"
-            pct=round(abs(v) * 100),
-            direction="up" if v >= 0 else "down",
-            n=f"{round(v):,}",
+        written = _plain(abs(v) if "{direction}" in self.template else v)  # "down 0.3", not "down -0.3"
+        template = self.template
+        if round(v) == 1 and "{n}" in template:
+            template = _singular(template, "{n}", within=3)
+        elif written == "1" and "{value} " in template:
+            template = _singular(template, "{value}", within=1)  # "every 1 day", not "1 days"
+        return template.format(
+            value=written, pct=round(abs(v) * 100), direction="up" if v >= 0 else "down", n=f"{round(v):,}"
         )
 
     def figure(self, value: SupportsFloat) -> str:
@@ -89,12 +92,12 @@ class FeatureSpec:
 _PLURAL = re.compile(r"[a-z-]*[a-hj-rt-z]s")
 
 
-def _singular(template: str) -> str:
-    """The template for one: the first plural noun among the three words after {n} loses its s
-    ("1 ticket repeating", "1 critical moment in 90 days", "last login 1 day ago")."""
-    head, n, tail = template.partition("{n}")
+def _singular(template: str, placeholder: str, within: int) -> str:
+    """The template for one: the first plural noun among the `within` words after `placeholder`
+    loses its s ("1 ticket repeating", "1 critical moment in 90 days", "last login 1 day ago")."""
+    head, n, tail = template.partition(placeholder)
     words = tail.split(" ")
-    for i, word in enumerate(words[1:4], start=1):
+    for i, word in enumerate(words[1 : within + 1], start=1):
         if _PLURAL.fullmatch(word):
             words[i] = word[:-1]
             break

@@ -99,11 +99,13 @@ class RiskCurveModel:
         return X
 
     def row(self, values: Mapping[str, SupportsFloat | str | None]) -> np.ndarray:
-        """[1, features] for one account's values (missing names and None are NaN): the fast path."""
+        """[1, features] for one account's values (missing names, None and blanks are NaN): the fast
+        path. A number written as text is read ("12"); other text for a numeric feature is an
+        InputError naming it (it was read as missing, and then failed in the reasons' sentences)."""
         x = np.full((1, len(self.features)), np.nan)
         for name, value in values.items():
             j = self._position.get(name)
-            if j is None or value is None:
+            if j is None or value is None or (isinstance(value, str) and not value.strip()):
                 continue
             if name in self._codes:
                 x[0, j] = self._codes[name].get(str(value), np.nan)
@@ -111,7 +113,7 @@ class RiskCurveModel:
                 try:
                     x[0, j] = float(value)
                 except (TypeError, ValueError):
-                    pass
+                    raise InputError(f"features.{name} {value!r}: expected a number") from None
         return x
 
     def design(self, X: np.ndarray, interval: int | np.ndarray) -> np.ndarray:

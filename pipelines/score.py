@@ -148,7 +148,7 @@ def run_score(
         write_parquet(queue, stage / "queue.parquet")
         queue.to_csv(stage / "queue.csv", index=False)
         result = {
-            "data": str(data),
+            "data": str(Path(data).resolve()),  # read back by the API, which runs from another folder
             "out": str(out),
             "as_of": str(cutoff.date()),
             "model": uri,

@@ -61,7 +61,8 @@ def read_story(
     timeline, first_wait, moments = _timeline(msgs, signals, tried, promises)
     waiting = None
     if len(msgs) and msgs["author"].iloc[-1] == "customer":
-        waiting = round((utc(now) - msgs["sent_at"].iloc[-1]).total_seconds() / 3600, 1)
+        # a message stamped after `now` (the support system's clock ahead of ours) has waited no time
+        waiting = max(round((utc(now) - msgs["sent_at"].iloc[-1]).total_seconds() / 3600, 1), 0.0)
     return TicketStory(
         subject=subject,
         timeline=tuple(timeline),

@@ -102,7 +102,9 @@ class Lifecycle(StoreBase):
 
     @staticmethod
     def _escalation(session: Session, escalation_id: int, *, lock: bool = False) -> EscalationRow:
-        row = session.get(EscalationRow, escalation_id, with_for_update=lock)
+        # ids are 64-bit integers in every database: a larger one is no escalation, not a driver error
+        known = isinstance(escalation_id, int) and 0 < escalation_id < 2**63
+        row = session.get(EscalationRow, escalation_id, with_for_update=lock) if known else None
         if row is None:
             raise UnknownEscalation(
                 f"escalation_id {escalation_id!r}: no such escalation; expected the id of a recorded escalation"

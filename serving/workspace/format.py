@@ -34,6 +34,11 @@ def thousands(n: int) -> str:
     return f"{n:,}"
 
 
+def days(n: int) -> str:
+    """ "1 day", "12 days" (the templates' `days` filter: a ticket open one day read "1 days")."""
+    return f"{n:,} day" if n in (1, -1) else f"{n:,} days"
+
+
 def percent(p: float | None, digits: int = 0) -> str:
     """0.123 -> '12%' (one decimal under 1% so a small risk is not shown as 0%)."""
     if p is None or not math.isfinite(p):
@@ -75,3 +80,7 @@ def minute(value: dt.datetime | None) -> str | None:
 def share(part: float | None, whole: float | None) -> str:
     """'12 of 40 (30%)'; '-' without a whole."""
     return "-" if not whole or part is None else f"{part:.0f} of {whole:.0f} ({part / whole:.0%})"
+
+
+#: the templates' filters, registered by the workspace (serving/workspace/web.py) and its tests
+FILTERS = {"thousands": thousands, "days": days}

@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 from core.settings import Settings
 from serving.auth import WORKSPACE_PATH
 from serving.workspace.auth import User, Users, new_token, same_token, session_secret, stamp
-from serving.workspace.format import RESOLUTION_LABELS, thousands
+from serving.workspace.format import FILTERS, RESOLUTION_LABELS
 
 #: where the workspace lives in the service (serving/server.py mounts it there)
 PATH = WORKSPACE_PATH
@@ -232,7 +232,7 @@ def _templates() -> Jinja2Templates:
         return url(context["request"], name, **params)
 
     templates.env.globals["url"] = route_url
-    templates.env.filters["thousands"] = thousands
+    templates.env.filters.update(FILTERS)
     templates.env.globals["role_labels"] = ROLE_LABELS
     return templates
 

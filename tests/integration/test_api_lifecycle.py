@@ -211,6 +211,7 @@ def test_errors_name_the_field_and_unknown_escalations_are_404(environment, api,
         assert status == 404 and "escalation_id 424242: no such escalation" in text, (path, text)
     code, _, err = cli("escalations", "ack", "424242", "--by", "Sam")
     assert code == 2 and err in api("/acknowledge", escalation_id=424242, by="Sam")[1]
+    assert api("/escalation", escalation_id=10**20)[0] == 404  # past a 64-bit id: it was a 500
 
     for path, body, field in (
         ("/acknowledge", {"escalation_id": known}, "by"),

@@ -137,6 +137,12 @@ def test_the_api_serves_the_baseline_with_reasons_that_add_up(served):
     assert isinstance(runtime.model, LinearCurveModel) and info.model_version == "2"
     assert info.formulation == "logistic" and info.backtest
     assert all(k.startswith("backtest.logistic.") for k in info.backtest)
+    from serving.workspace.data.evaluation import health
+
+    # the book's "Can we trust the model?" shows the served baseline's figures (it showed the curve's)
+    shown = {r["horizon"]: (r["roc_auc"], r["ece"]) for r in health(runtime, {}, root / "scores")["backtest"]}
+    logged = {h: tuple(info.backtest.get(f"backtest.logistic.{m}_{h}d") for m in ("roc_auc", "ece")) for h in HORIZONS}
+    assert shown == logged and shown[30][0] is not None
 
     ids = scores.index[:25].tolist()
     answered = runtime.score([schemas.AccountQuery(account_id=a) for a in ids])

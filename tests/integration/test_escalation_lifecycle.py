@@ -166,8 +166,9 @@ def test_invalid_transitions_are_refused_with_one_line_naming_the_escalation(ope
         store.resolve(eid, "lost", "Sam")
     with pytest.raises(InputError, match=rf"^escalation {eid}: --by '  ': expected the name of the person acting$"):
         store.acknowledge(eid, "  ")
-    with pytest.raises(InputError, match="escalation_id 999: no such escalation"):
-        store.acknowledge(999, "Sam")
+    for unknown in (999, 10**20, -1):  # 10**20: past a 64-bit id (it was the driver's OverflowError, an HTTP 500)
+        with pytest.raises(InputError, match=f"escalation_id {unknown}: no such escalation"):
+            store.acknowledge(unknown, "Sam")
     store.acknowledge(eid, "Sam", T0 + HOUR)
     with pytest.raises(
         InputError,

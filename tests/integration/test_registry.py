@@ -170,8 +170,10 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
         packages = list((tmp_path / "scored" / "handoffs").glob("*.json"))
         assert len(packages) == scored["escalations"]
         assert len(json.loads(packages[0].read_text())["summary"].split()) <= 200
-    assert main(["score", "--data", str(data), "--out", str(tmp_path / "scored2"), "--no-text", *good, "--json"]) == 0
+    monkeypatch.chdir(data.parent)  # --data relative: the API reads the summary's `data` from its own folder
+    assert main(["score", "--data", "data", "--out", str(tmp_path / "scored2"), "--no-text", *good, "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
+    assert again["data"] == str(data.resolve())
     assert again["opened"] == 0 and again["updated"] == scored["escalations"]  # the cooldown merges repeats
 
 

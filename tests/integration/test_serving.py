@@ -79,6 +79,10 @@ def test_score_by_id_and_with_features(client, snapshot):
 def test_errors_are_4xx_naming_the_field(client):
     missing = client.post("/score", json={"accounts": [{"account_id": "NOPE"}]}, headers=AUTH)
     assert missing.status_code == 404 and "NOPE" in missing.text
+    words = client.post(
+        "/score", json={"accounts": [{"account_id": "x", "features": {"days_since_last_login": "forty"}}]}, headers=AUTH
+    )
+    assert words.status_code == 400 and "features.days_since_last_login 'forty': expected a number" in words.text
     typo = client.post("/score", json={"accounts": [{"acount_id": "A1"}]}, headers=AUTH)
     assert typo.status_code == 400 and "account_id" in typo.text
     too_many = client.post("/score", json={"accounts": [{"account_id": "A1"}] * 1001}, headers=AUTH)

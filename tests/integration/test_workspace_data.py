@@ -381,9 +381,9 @@ def _environment_jinja():
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
     env.globals.update(url=url, role_labels={"viewer": "viewer", "csm": "CSM", "cs_lead": "CS lead", "admin": "admin"})
-    from serving.workspace.format import thousands
+    from serving.workspace.format import FILTERS
 
-    env.filters["thousands"] = thousands
+    env.filters.update(FILTERS)
     return env
 
 
@@ -443,6 +443,12 @@ def test_templates_render_with_forms_only_for_those_who_can_act(data, runtime):
     assert "Accounts expected to churn" in acting["book"] and 'href="/app/report/"' in acting["book"]
     assert account in acting["search"] and "No account" in acting["search_none"]
     assert np.isfinite(data.book(None, None, 90)["totals"]["expected_arr_lost"])
+    pages = acting["account"] + acting["book"]
+    plural = re.search(r"\b1 days\b", pages)  # "in 1 day", a ticket open "1 day"
+    assert plural is None, pages[plural.start() - 200 : plural.end()]
+    from serving.workspace.format import days
+
+    assert (days(1), days(0), days(1200)) == ("1 day", "0 days", "1,200 days")
 
 
 def test_a_new_champion_is_picked_up_and_its_history_follows(data, runtime):

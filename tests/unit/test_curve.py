@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import InputError
 from models.curve import LABELS, CurveParams, expand_intervals, fit_curve
 
 
@@ -86,6 +87,9 @@ def test_single_account_path_matches_the_batch_path(fitted):
     # unknown names, None and unseen categories are missing values, not errors
     x = model.row({"risk": None, "segment": "unseen", "not_a_feature": 3})
     assert np.isnan(x).all() and model.curve_matrix(x).shape == (1, 4)
+    assert np.isnan(model.row({"risk": " "})).all() and model.row({"risk": "0.5"})[0, 0] == 0.5  # text as a CSV has it
+    with pytest.raises(InputError, match=r"^features.risk 'forty': expected a number$"):
+        model.row({"risk": "forty"})  # read as missing, it then failed in the reasons' sentences: an HTTP 500
 
 
 def test_save_and_load_give_the_same_curve(fitted, tmp_path):

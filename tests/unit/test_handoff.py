@@ -563,6 +563,15 @@ def test_summary_respects_any_word_budget(max_words):
     assert 1 <= len(package.summary.split()) <= max_words
 
 
+def test_a_message_stamped_ahead_of_the_clock_has_waited_no_time():
+    case = golden_inputs()
+    ahead = case["messages"].assign(sent_at=NOW + dt.timedelta(minutes=5))  # it read "unanswered for -0.1 h"
+    decision = decide(case["facts"], case["risk"], case["signals"], EscalationPolicy(), NOW)
+    package = build_handoff(decision, case["facts"], case["risk"], case["signals"], ahead, NOW)
+    assert package.form["customer_state"]["effort"]["customer_waiting_hours"] == 0.0
+    assert "unanswered for 0 h." in package.summary and "unanswered for -" not in package.summary
+
+
 def test_long_waits_read_in_days():
     from escalation.handoff._format import fmt_hours
 

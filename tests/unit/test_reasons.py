@@ -221,6 +221,9 @@ def test_the_dictionary_writes_one_of_a_thing_in_the_singular_and_thousands_with
     assert specs["days_since_last_login"].sentence(1.0) == "last login 1 day ago"
     assert specs["billing_dispute_180d"].sentence(1.0) == "1 billing dispute event in the last 180 days"
     assert specs["logins_30d"].sentence(1.0) == "1 login in the last 30 days"
+    # a value written "1" before its unit too (the workspace read "users log in every 1 days")
+    assert specs["login_interval_days_90d"].sentence(1.0) == "users log in every 1 day on average"
+    assert specs["login_interval_days_90d"].sentence(1.04) == "users log in every 1.04 days on average"
     assert specs["arr_current"].sentence(759000.0) == "ARR of $759,000"
     # three significant figures at most
     assert specs["distinct_features_30d"].sentence(12.0833) == "12.1 key features used on an active day"

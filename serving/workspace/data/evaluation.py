@@ -190,9 +190,11 @@ def evaluation_view(views: StoreViews, mask: np.ndarray, view: ModelView, notes:
 
 
 def health(runtime: Any, monitoring: dict, scores_dir: Path) -> dict:
-    """Backtest ROC-AUC and calibration error per horizon from the served model's logged metrics,
-    and drift from the latest monitoring run."""
+    """Backtest ROC-AUC and calibration error per horizon from the served model's logged metrics
+    (a promoted logistic baseline's own rows, as /model gives them: the book showed the LightGBM
+    curve's beside it), and drift from the latest monitoring run."""
     metrics = runtime.state.metrics or {}
+    served = runtime.state.model.kind
 
     def metric(model: str, name: str, h: int) -> float | None:
         try:
@@ -206,7 +208,7 @@ def health(runtime: Any, monitoring: dict, scores_dir: Path) -> dict:
 
     rows = []
     for h in HORIZONS:
-        auc, rules, ece = metric("lightgbm", "roc_auc", h), metric("rules", "roc_auc", h), metric("lightgbm", "ece", h)
+        auc, rules, ece = metric(served, "roc_auc", h), metric("rules", "roc_auc", h), metric(served, "ece", h)
         rows.append(
             {
                 "horizon": h,

@@ -94,15 +94,21 @@ def ingest(mapping: Path, out: Path, as_json: bool) -> None:
 @click.command()
 @path_option(
     "--data",
-    default=Path("data/simulated"),
-    show_default=True,
-    help="Folder with the input tables (<table>.parquet or <table>.csv).",
+    default=None,
+    help="Folder with the input tables (<table>.parquet or <table>.csv) "
+    "[default: CHURN_DATA_DIR, as the other commands read; data/simulated, where `churn simulate` writes, "
+    "when that holds no accounts table].",
 )
 @json_option
-def validate(data: Path, as_json: bool) -> None:
+def validate(data: Path | None, as_json: bool) -> None:
     """Check a data folder against the input table contracts (exit 2 listing every broken rule)."""
     from core.contracts import load_tables
+    from core.settings import load_settings
 
+    if data is None:
+        configured = Path(load_settings().data_dir)
+        tables = [configured / f"accounts.{kind}" for kind in ("parquet", "csv")]
+        data = configured if any(t.is_file() for t in tables) else Path("data/simulated")
     started = time.perf_counter()
     loaded = load_tables(data)
     for note in loaded.notes:

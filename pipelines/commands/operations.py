@@ -223,7 +223,7 @@ def serve(port: int, host: str) -> None:
         err.print("warning: CHURN_API_TOKENS is empty: every API request will be refused (401) until tokens are set")
     serving = launch.check(settings)
     err.print(
-        f"serving {serving} on http://{host}:{port} (docs at /docs, health at /livez and /readyz, "
+        f"serving {serving} on http://{host}:{port} (OpenAPI document at /docs.json with a bearer token, health at /livez and /readyz, "
         "the CS workspace at /app/; Ctrl-C stops)"
     )
     # the server runs from the project folder: relative paths and sqlite URLs are pinned to where the user is

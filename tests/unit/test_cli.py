@@ -52,11 +52,14 @@ def test_validate_reports_contract_violation_with_exit_2_and_touches_nothing(tin
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
 
 
-def test_validate_json(tiny, tmp_path, capsys):
+def test_validate_json(tiny, tmp_path, capsys, monkeypatch):
     folder = write_tables(tiny, tmp_path / "d")
     assert main(["validate", "--data", str(folder), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["valid"] is True and payload["rows"]["tickets"] == 2
+    # without --data, the folder the other commands read (CHURN_DATA_DIR), as they do: it read data/simulated
+    monkeypatch.setenv("CHURN_DATA_DIR", str(folder))
+    assert main(["validate", "--json"]) == 0 and json.loads(capsys.readouterr().out)["data"] == str(folder)
 
 
 def test_simulated_csv_export_validates(tmp_path, capsys):

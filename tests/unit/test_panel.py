@@ -46,3 +46,8 @@ def test_too_short_for_the_default_start_says_the_default_and_the_fix():
     assert make_cutoffs(begin, end, start="2024-02-01", every="7d")[0] == pd.Timestamp("2024-02-01", tz="UTC")
     with pytest.raises(InputError, match="--start 2024-03-10 is after --end 2024-03-01"):
         make_cutoffs(begin, end, start="2024-03-10", end="2024-03-01")
+    # day and month in another order are refused, not guessed (01/02 was read as 2 January)
+    with pytest.raises(InputError, match=r"^--start '01/02/2024': expected a date as YYYY-MM-DD$"):
+        make_cutoffs(begin, end, start="01/02/2024")
+    with pytest.raises(InputError, match=r"^--end 'March 1': expected a date as YYYY-MM-DD$"):
+        make_cutoffs(begin, end, start="2024-02-01", end="March 1")

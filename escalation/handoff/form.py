@@ -275,7 +275,7 @@ def build_form(
     primary = THEMES[themes[0]]
     horizon_90 = curve.get(90)
     renew_soon = days_to_renewal is not None and 0 <= days_to_renewal <= 90
-    other_actions = [THEMES[t].action for t in themes[1:3]]
+    other_actions = [THEMES[t].action_for(facts.exec_sponsor) for t in themes[1:3]]
     for p in [p for p in story.promised if p.status != "no date"][-2:]:
         verb = "Overdue promise, deliver it today" if p.status == "overdue" else "Keep the promise made"
         other_actions.append(f'{verb}: "{p.text}"' + (f" (due {p.due_date})" if p.due_date else ""))
@@ -341,7 +341,7 @@ def build_form(
             model_version=risk.model_version if risk else None,
         ),
         what_is_needed=WhatIsNeeded(
-            recommended_action=primary.action,
+            recommended_action=primary.action_for(facts.exec_sponsor),
             other_actions=tuple(other_actions),
             owner=decision.owner,
             queue=decision.queue,

@@ -16,6 +16,12 @@ class Theme:
     expertise: str  # how the owner is introduced
     success_30: str
     success_60: str
+    #: the action where the account has no executive sponsor, when the action calls on one
+    without_sponsor: str | None = None
+
+    def action_for(self, exec_sponsor: bool | None) -> str:
+        """The next action for an account with (True), without (False) or not known to have an executive sponsor."""
+        return self.without_sponsor if exec_sponsor is False and self.without_sponsor else self.action
 
 
 THEMES = {
@@ -32,6 +38,7 @@ THEMES = {
         "who works with our legal team on contract matters",
         "legal position agreed with the customer, no formal notice outstanding",
         "the contract question settled in writing",
+        "Loop in legal before any written reply, then call the customer's most senior contact (no executive sponsor)",
     ),
     "billing": Theme(
         "Call the billing contact with a credit proposal",

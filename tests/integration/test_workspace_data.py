@@ -446,6 +446,8 @@ def test_templates_render_with_forms_only_for_those_who_can_act(data, runtime):
     pages = acting["account"] + acting["book"]
     plural = re.search(r"\b1 days\b", pages)  # "in 1 day", a ticket open "1 day"
     assert plural is None, pages[plural.start() - 200 : plural.end()]
+    unmeasured = any(r["roc_auc"] is None for r in data.book(None, None, 90)["health"]["backtest"])
+    assert ("A dash: the backtest had too few outcomes" in acting["book"]) == unmeasured  # a bare "-" said nothing
     from serving.workspace.format import days
 
     assert (days(1), days(0), days(1200)) == ("1 day", "0 days", "1,200 days")

@@ -563,6 +563,23 @@ def test_summary_respects_any_word_budget(max_words):
     assert 1 <= len(package.summary.split()) <= max_words
 
 
+def test_a_legal_handoff_calls_a_sponsor_only_where_there_is_one():
+    """The legal theme's next step called "the executive sponsor" under "no executive sponsor"."""
+    import dataclasses
+
+    case = golden_inputs()
+    signals = dataclasses.replace(case["signals"], category="legal", critical=("legal",))
+    actions = {}
+    for sponsor in (True, False, None):
+        facts = dataclasses.replace(case["facts"], exec_sponsor=sponsor)
+        decision = decide(facts, case["risk"], signals, EscalationPolicy(), NOW)
+        assert decision.primary_reason == "legal_threat"
+        package = build_handoff(decision, facts, case["risk"], signals, case["messages"], NOW)
+        actions[sponsor] = package.form["what_is_needed"]["recommended_action"]
+    assert "executive sponsor" in actions[True] and actions[None] == actions[True]
+    assert "call the customer's most senior contact (no executive sponsor)" in actions[False]
+
+
 def test_a_message_stamped_ahead_of_the_clock_has_waited_no_time():
     case = golden_inputs()
     ahead = case["messages"].assign(sent_at=NOW + dt.timedelta(minutes=5))  # it read "unanswered for -0.1 h"

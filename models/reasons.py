@@ -204,7 +204,7 @@ def describe(
         "role": spec.role if spec else "driver",
         "value": None if _missing(value) else value,
         "contribution": round(float(contribution), 4),
-        "points": round(float(pts) * 100, 2),
+        "points": _points(pts),
         "sentence": sentence(name, value, values, specs, reference),
         "effect": effect(float(pts), reference.horizon_days),
     }
@@ -240,7 +240,7 @@ def account_reasons(
         "lowering": word(lowering),
         "context": word(context),
         "base_rate": round(reference.base_rate, 6),
-        "rest_points": round(float(rest) * 100, 2),
+        "rest_points": _points(rest),
         "points_by_family": _by_family(pts, features, specs),
     }
 
@@ -282,7 +282,7 @@ def top_reasons(
                     describe(features[j], contrib[i, j], pts[i, j], record, specs, reference) for j in context
                 ),
                 "base_rate": reference.base_rate,
-                "rest_points": round(float(rest[i]) * 100, 2),
+                "rest_points": _points(rest[i]),
             }
         )
     return out
@@ -326,3 +326,8 @@ def family_importance(pts: np.ndarray, features: Sequence[str], specs: Mapping[s
     )
     summed = pd.DataFrame(pts * 100).T.groupby(groups.to_numpy()).sum().T
     return summed.abs().mean().sort_values(ascending=False)
+
+
+def _points(share: float) -> float:
+    """A share of probability in percentage points, to two decimals; never -0.0 (JSON showed "-0.0")."""
+    return round(float(share) * 100, 2) + 0.0

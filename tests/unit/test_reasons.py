@@ -229,3 +229,10 @@ def test_the_dictionary_writes_one_of_a_thing_in_the_singular_and_thousands_with
     assert specs["distinct_features_30d"].sentence(12.0833) == "12.1 key features used on an active day"
     # "of the last 30 days" has no plural noun to turn
     assert specs["login_days_30d"].sentence(1.0) == "logins on 1 of the last 30 days"
+
+
+def test_points_never_read_minus_zero():
+    """A rest of -0.00001 was written "rest_points": -0.0 in the API's answers."""
+    from models.reasons import _points
+
+    assert (str(_points(-1e-7)), _points(0.12345)) == ("0.0", 12.35)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -76,9 +77,18 @@ def test_score_by_id_and_with_features(client, snapshot):
     assert results[0]["snapshot"] is not None and results[-1]["snapshot"] is None
 
 
-def test_errors_are_4xx_naming_the_field(client):
-    missing = client.post("/score", json={"accounts": [{"account_id": "NOPE"}]}, headers=AUTH)
+#: where BentoML logs the requests it answers with an error
+BENTOML_LOG = "bentoml._internal.server.http_app"
+
+
+def test_errors_are_4xx_naming_the_field(client, caplog):
+    with caplog.at_level(logging.INFO, logger=BENTOML_LOG):
+        missing = client.post("/score", json={"accounts": [{"account_id": "NOPE"}]}, headers=AUTH)
     assert missing.status_code == 404 and "NOPE" in missing.text
+    # logged as one line, not as an ERROR with a traceback (serving/server.py RefusalsInOneLine)
+    logged = [r for r in caplog.records if r.name == BENTOML_LOG]
+    assert [(r.levelname, r.exc_info) for r in logged] == [("INFO", None)], logged
+    assert logged[0].getMessage().startswith("refused /score: 404 account_id 'NOPE'")
     words = client.post(
         "/score", json={"accounts": [{"account_id": "x", "features": {"days_since_last_login": "forty"}}]}, headers=AUTH
     )

@@ -63,10 +63,9 @@ def parse_every(every: str) -> pd.Timedelta:
 
 
 def _as_cutoff(value: str | dt.date | pd.Timestamp, flag: str) -> pd.Timestamp:
-    # ISO order only: pandas reads 01/02/2024 as 2 January, which a European means as 1 February
-    iso = not isinstance(value, str) or re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}([T ].*)?", value)
     try:
-        if not iso:
+        # ISO order only: pandas reads 01/02/2024 as 2 January, which a European means as 1 February
+        if isinstance(value, str) and not re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}([T ].*)?", value):
             raise ValueError(value)
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):

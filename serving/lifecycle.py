@@ -26,8 +26,8 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _time(value: dt.datetime | str | None, field: str) -> dt.datetime | None:
-    """escalation.store.utc, with a bad time named by the field it came in."""
+def read_time(value: dt.datetime | str | None, field: str) -> dt.datetime | None:
+    """escalation.store.utc, with a bad time named by the field (or flag) it came in."""
     from escalation.store import utc
 
     try:
@@ -63,7 +63,7 @@ def resolve(store: Any, escalation_id: int, outcome: str, by: str, note: str | N
 def follow_ups(store: Any, due_by: dt.datetime | str | None = None) -> dict:
     """{"follow_ups": [...], "count": n}: pending follow-ups of active escalations, oldest due
     first; only those due at or before `due_by` when it is given."""
-    rows = store.follow_ups(due_by=_time(due_by, "due_by"))
+    rows = store.follow_ups(due_by=read_time(due_by, "due_by"))
     return {"follow_ups": jsonable(rows), "count": len(rows)}
 
 

@@ -66,12 +66,9 @@ def _status(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 
 def _iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """--due-by checked as the store reads it, so that the one-line error names the flag."""
-    from escalation.store import utc
+    from serving.lifecycle import read_time
 
-    try:
-        utc(value)
-    except ValueError:
-        raise InputError(f"--due-by {value!r}: expected an ISO 8601 time, e.g. 2026-03-11T09:00:00Z") from None
+    read_time(value, "--due-by")
     return value
 
 

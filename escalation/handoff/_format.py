@@ -54,3 +54,26 @@ def excerpt(text: str | None, words: int = 40) -> str:
     """The first `words` words; an ellipsis shows a cut."""
     parts = (text or "").split()
     return " ".join(parts[:words]) + ("..." if len(parts) > words else "")
+
+
+def clause(text: str | None, words: int) -> str:
+    """At most `words` words of `text`, cut where a reader can stop: at the last comma, semicolon
+    or colon, or before a bracket, that keeps at least half of them, and never inside brackets or
+    quotes ("(typical...;" reads as a typo). An ellipsis shows a cut, but for a dropped aside in
+    brackets; a text that fits is whole."""
+    parts = (text or "").split()
+    if len(parts) <= words:
+        return " ".join(parts)
+    balanced, pauses = [], []  # prefixes of k words that close every bracket and quote they open
+    depth = quotes = 0
+    for k, word in enumerate(parts[:words], 1):
+        depth += word.count("(") - word.count(")")
+        quotes += word.count('"')
+        if depth == 0 and quotes % 2 == 0:
+            balanced.append(k)
+            if word.endswith((",", ";", ":")) or (k < len(parts) and parts[k].startswith("(")):
+                pauses.append(k)
+    good = [k for k in pauses if k >= words / 2] or balanced or [words]
+    kept = " ".join(parts[: good[-1]])
+    # what stops before a bracket is whole: the aside goes, and no ellipsis says something was cut
+    return kept if parts[good[-1]].startswith("(") else kept.rstrip(",;: ") + "..."

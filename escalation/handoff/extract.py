@@ -258,6 +258,13 @@ def tried_rows(msgs: pd.DataFrame) -> list[tuple[int, Tried]]:
     ]
 
 
+def tried_clause(sentence: str) -> str:
+    """What was done, from its doer on: "Thanks for waiting, we restarted the sync" -> "we restarted
+    the sync" (a summary has no room for the pleasantries)."""
+    found = _TRIED.search(sentence)
+    return sentence[found.start() :] if found else sentence
+
+
 def promise_rows(msgs: pd.DataFrame, now: dt.datetime) -> list[tuple[int, Promise]]:
     """(row, promise) from messages already normalised, each with its status on `now`'s day."""
     today = utc(now).date()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 from escalation.decision import AccountFacts, Decision
+from escalation.handoff._format import clause, fmt_hours, fmt_minutes, fmt_money
 from escalation.handoff._format import excerpt as _cap
-from escalation.handoff._format import fmt_hours, fmt_minutes, fmt_money
+from escalation.handoff.extract import tried_clause
 from escalation.handoff.form import Effort, HandoffForm, Promise
 from escalation.handoff.themes import Theme
 
@@ -43,7 +44,7 @@ def _fit(sentences: list[tuple[int, list[str]]], max_words: int) -> str:
 def _clause(text: str, words: int) -> str:
     """A sentence cut to `words` words to sit inside another sentence: its own full stop goes,
     an ellipsis shows a cut."""
-    cut = _cap(text, words)
+    cut = clause(text, words)
     return cut if cut.endswith("...") else cut.rstrip(".!?;, ")
 
 
@@ -128,7 +129,7 @@ def summary(form: HandoffForm, max_words: int) -> str:
     spec_values = [_cap(v, 3) for values in (spec.error_codes, spec.versions, spec.regions) for v in values[:3]]
     specifics = [f"Specifics: {', '.join(spec_values)}."] if spec_values else [""]
 
-    tried = [_clause(t.text, 10) for t in issue.tried]
+    tried = [_clause(tried_clause(t.text), 12) for t in issue.tried]
     tried_v = (
         [
             _end(f"Tried: {'; '.join(_lower_first(t) for t in dict.fromkeys(tried[:1] + tried[-1:]))}"),
@@ -167,14 +168,19 @@ def summary(form: HandoffForm, max_words: int) -> str:
     impact_v = [""]
     if curve:
         risk_text = f"Churn risk {'/'.join(f'{p:g}' for p in curve.values())}% at {'/'.join(curve)} days"
-        reasons = impact.top_reasons
+        # a reason whole, with its reference and its points, or the risk alone
+        reasons = [_clause(r, 24) for r in impact.top_reasons[:2]]
         impact_v = (
-            [_end(f"{risk_text}; top reasons: {'; '.join(_clause(r, 10) for r in reasons[:2])}"), f"{risk_text}."]
+            [
+                _end(f"{risk_text}; top reasons: {'; '.join(reasons)}"),
+                _end(f"{risk_text}; top reason: {reasons[0]}"),
+                f"{risk_text}.",
+            ]
             if reasons
             else [f"{risk_text}."]
         )
 
-    actions = [_lower_first(_cap(a, 14)) for a in [need.recommended_action, *need.other_actions[:1]]]
+    actions = [_lower_first(_clause(a, 16)) for a in [need.recommended_action, *need.other_actions[:1]]]
     action_v = [_end(f"Next: {'; '.join(actions)}"), _end(f"Next: {actions[0]}")]
     owner = _cap(need.owner or "unassigned", 6)
     window = fmt_minutes(need.response_window_minutes)

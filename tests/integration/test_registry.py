@@ -170,6 +170,12 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
         packages = list((tmp_path / "scored" / "handoffs").glob("*.json"))
         assert len(packages) == scored["escalations"]
         assert len(json.loads(packages[0].read_text())["summary"].split()) <= 200
+        # each package names the reasons the scores give its account, strongest first
+        first_reason = scores.set_index("account_id")["reason_1"]
+        for package in map(json.loads, (p.read_text() for p in packages)):
+            shown = package["business_impact"]["top_reasons"]
+            expected = first_reason[package["customer"]["account_id"]]
+            assert shown[0].startswith(expected) if isinstance(expected, str) else not shown, package["customer"]
     monkeypatch.chdir(data.parent)  # --data relative: the API reads the summary's `data` from its own folder
     assert main(["score", "--data", "data", "--out", str(tmp_path / "scored2"), "--no-text", *good, "--json"]) == 0
     again = json.loads(capsys.readouterr().out)

@@ -595,3 +595,59 @@ def test_long_waits_read_in_days():
     assert fmt_hours(2.3) == "2.3 h"
     assert fmt_hours(47.5) == "47.5 h"
     assert fmt_hours(220.8) == "9.2 days"  # the demo's handoff read "unanswered for 220.8 h"
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "expected"),
+    [
+        # the demo's summary read "(typical...;": an aside is dropped whole, not opened and cut
+        (
+            "users log in every 9 days on average (typical smb account: every 3 days)",
+            10,
+            "users log in every 9 days on average",
+        ),
+        # a cut at the last pause that keeps at least half the words, with an ellipsis
+        (
+            "call the decision maker today with a save plan: acknowledge the problem, fix it, and offer a concession",
+            14,
+            "call the decision maker today with a save plan: acknowledge the problem, fix it...",
+        ),
+        (
+            "call the decision maker today with a save plan: acknowledge the problem",
+            8,
+            "call the decision maker today with a save...",
+        ),
+        # never inside quotes: the quote is kept whole or left out
+        (
+            'deliver it today: "we will have an update by Monday after the review." (due Monday)',
+            8,
+            "deliver it today...",
+        ),
+        ("short enough", 5, "short enough"),
+    ],
+)
+def test_a_clause_is_cut_where_a_reader_can_stop(text, words, expected):
+    from escalation.handoff._format import clause
+
+    cut = clause(text, words)
+    assert cut == expected and len(cut.split()) <= words
+
+
+def test_what_was_tried_reads_from_its_doer_in_the_summary():
+    """The summary read "Tried: thanks for your patience, we restarted ...": the pleasantry goes."""
+    import dataclasses
+
+    from escalation.handoff.form import Tried
+
+    case = golden_inputs()
+    decision = decide(case["facts"], case["risk"], case["signals"], EscalationPolicy(), NOW)
+    package = build_handoff(decision, case["facts"], case["risk"], case["signals"], case["messages"], NOW)
+    polite = "Thanks for your patience, we restarted the sync worker on our side."
+    form = dataclasses.replace(
+        package.handoff_form,
+        issue=dataclasses.replace(package.handoff_form.issue, tried=(Tried(at=None, who="agent", text=polite),)),
+    )
+    from escalation.handoff.render import summary
+
+    text = summary(form, 200)
+    assert "Tried: we restarted the sync worker on our side." in text and "thanks" not in text.lower()

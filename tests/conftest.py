@@ -88,14 +88,34 @@ def pytest_collection_modifyitems(config, items) -> None:
     items[:] = [item for group in groups for item in group]
 
 
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder every worker of this run shares (pytest-xdist gives each its own temporary root,
+    under one parent), for what is made once and only read after: the first worker to need it makes
+    it, under a lock, and the others wait and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+#: the folder this run's workers share (`shared_folder`), set by the session fixture `shared_root`
+_SHARED: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_root(tmp_path_factory) -> Path:
+    _SHARED[:] = [shared_folder(tmp_path_factory, "shared")]
+    return _SHARED[0]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def encoder_exports(tmp_path_factory):
-    """The sentence encoder's ONNX export, made once per session in its own folder (not the user's
-    ~/.cache): the setting for the CLI runs, flows and servers the session starts, and the default
-    for encoders the tests build themselves."""
+    """The sentence encoder's ONNX export and static table, made once per run in a folder the
+    workers share (not the user's ~/.cache; text/encoder.py make_once): the setting for the CLI
+    runs, flows and servers the session starts, and the default for encoders the tests build themselves."""
     from text import encoder
 
-    folder = tmp_path_factory.mktemp("encoders")
+    folder = shared_folder(tmp_path_factory, "encoders")
     os.environ["CHURN_ENCODER_CACHE"] = str(folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(encoder, "default_export_dir", lambda: folder)
@@ -268,10 +288,6 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
-#: the champion base, built once per session and copied for each use (see champion_environment)
-_CHAMPION_TEMPLATE: list[Path] = []
-
-
 def build_features(data: str, out: str, *options: str) -> None:
     """`churn features --no-text` on tables the test wrote, with the test's other options."""
     from pipelines.cli import main
@@ -376,23 +392,30 @@ def _relocate(template: Path, root: Path) -> None:
             path.write_text(text.replace(old, new))
 
 
+def _champion_template() -> Path:
+    """The champion base every `champion_environment` copies: built once per run by the first
+    worker to need it (the others wait on the lock), rebuilt if a build was cut short."""
+    import shutil
+
+    from filelock import FileLock
+
+    folder = _SHARED[0] / "champion"
+    with FileLock(f"{folder}.lock"):
+        if not (folder / "built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            _build_champion(folder / "base")
+            (folder / "built").touch()
+    return folder / "base"
+
+
 @contextlib.contextmanager
 def champion_environment(root: Path, tokens: str = "test-token"):
     """A small simulated base with a champion in MLflow, a scored snapshot, a policy with an alert
     destination and a store, all under `root`, with the CHURN_* variables pointing at them.
-    Built once per session (about 12 s) and copied into `root` for each caller."""
-    import atexit
-    import shutil
-    import tempfile
-
+    Built once per run and copied into `root` for each caller."""
     from pipelines.features import read_snapshots
 
-    if not _CHAMPION_TEMPLATE:
-        template = Path(tempfile.mkdtemp(prefix="churn-champion-")) / "base"
-        atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
-        _build_champion(template)
-        _CHAMPION_TEMPLATE.append(template)
-    _relocate(_CHAMPION_TEMPLATE[0], root)
+    _relocate(_champion_template(), root)
     env = _environment_variables(root, tokens)
     with _environment(env):
         yield {"root": root, "env": env, "features": read_snapshots(root / "f")}

@@ -45,6 +45,7 @@ class Reference:
         self.events_by_ticket = dict(tuple(tables["ticket_events"].groupby("ticket_id")))
         self.messages_by_ticket = dict(tuple(tables["ticket_messages"].groupby("ticket_id")))
         self.weights: dict[str, pd.DataFrame] = {}
+        self.averages: dict[pd.Timestamp, float] = {}  # the base's mean ARR by cutoff
         self.base = self._daily(tables["usage_daily"])  # every account's usage summed per day
 
     def rows(self, table: str, account: str) -> pd.DataFrame:
@@ -148,14 +149,16 @@ class Reference:
             own = self._daily(self.rows("usage_daily", account)).reindex(self.base.index, fill_value=0.0)
             others = self.base - own
             level = others.rolling(LEVEL_DAYS, min_periods=1).sum()
+            # plain lists, day by day: a DataFrame's scalar lookups made this loop most of the test's time
+            others_of, level_of = others.to_dict("list"), level.to_dict("list")
             out = {}
             for measure in MEASURES:
                 per = "active_user_days" if measure == "distinct_features_used" else "rows"
                 weights = []
-                for day in self.base.index:
-                    n, rate_level = others.at[day, per], _ratio(level.at[day, measure], level.at[day, per])
+                for day in range(len(self.base.index)):
+                    n, rate_level = others_of[per][day], _ratio(level_of[measure][day], level_of[per][day])
                     if n > 0 and rate_level > 0:
-                        weight = 1 + min(n / FULL_BASE, 1) * (others.at[day, measure] / n / rate_level - 1)
+                        weight = 1 + min(n / FULL_BASE, 1) * (others_of[measure][day] / n / rate_level - 1)
                         weights.append(max(weight, MIN_WEIGHT))
                     else:
                         weights.append(1.0)
@@ -329,22 +332,29 @@ class Reference:
         msgs = self.messages_by_ticket.get(ticket_id)
         if msgs is None:
             return 0
-        msgs = msgs.sort_values("sent_at")
         wait = pd.Timedelta(hours=self.p.unanswered_after_hours)
+        # (time, kind) pairs as plain lists: the loops below read them once per agent message
+        sent = sorted(zip(msgs["sent_at"], msgs["author"], strict=True), key=lambda x: x[0])
+        states = sorted(
+            (
+                (at, kind)
+                for at, kind in zip(events["at"], events["kind"], strict=True)
+                if kind in ("resolved", "reopened")
+            ),
+            key=lambda x: x[0],
+        )
         count = 0
-        for m in msgs[msgs["author"] == "agent"].itertuples():
-            state = events[events["kind"].isin(["resolved", "reopened"]) & (events["at"] <= m.sent_at)]
-            if len(state) and state.sort_values("at").iloc[-1]["kind"] == "resolved":
+        for at, author in sent:
+            if author != "agent":
+                continue
+            before = [kind for when, kind in states if when <= at]
+            if before and before[-1] == "resolved":
                 continue  # written on a closed ticket
-            replies = msgs[(msgs["author"] == "customer") & (msgs["sent_at"] > m.sent_at)]["sent_at"]
-            closes = events[(events["kind"] == "resolved") & (events["at"] >= m.sent_at)]["at"]
-            ends = [
-                x
-                for x in (replies.min() if len(replies) else None, closes.min() if len(closes) else None)
-                if x is not None
-            ]
+            replies = [when for when, who in sent if who == "customer" and when > at]
+            closes = [when for when, kind in states if kind == "resolved" and when >= at]
+            ends = [min(x) for x in (replies, closes) if x]
             end = min(ends) if ends else None
-            start = m.sent_at + wait
+            start = at + wait
             if start < c and (end is None or end >= c) and (end is None or end > start):
                 count += 1
         return count
@@ -395,7 +405,9 @@ class Reference:
         live = [
             a for a, r in accounts.iterrows() if r["contract_start"] < c and not (a in churn.index and churn[a] < c)
         ]
-        average = _mean(self.arr_now(a, c) for a in live)
+        if c not in self.averages:  # the same for every account at this cutoff
+            self.averages[c] = _mean(self.arr_now(a, c) for a in live)
+        average = self.averages[c]
         term = TERM_MONTHS[row["billing"]]
         anchor = row["contract_start"] if pd.isna(row["renewal_date"]) else row["renewal_date"]
         k = 0

@@ -56,8 +56,24 @@ _EXPORTER_VERSION = 1  # bump when the export below changes: old files are then 
 log = logging.getLogger("churn.text")
 # Loading is serialised in a process: torch.onnx.export keeps global state, and transformers'
 # lazy module is not safe to import from two threads at once (both failed when two feature blocks
-# loaded the encoder together). Processes are safe: each export is written aside and renamed.
+# loaded the encoder together). Processes take turns on a lock file (make_once); each export is
+# written aside and renamed.
 _LOADING = threading.RLock()
+
+
+def make_once(target: Path, make: Callable[[], None]) -> None:
+    """Call `make` to write `target` unless it exists. Processes that ask at once (the API's workers
+    starting together, feature blocks on a cluster, the test suite's workers) take turns on a lock
+    file beside it: one makes it, the others wait and then find it made, instead of each spending
+    the same minutes of CPU."""
+    if target.is_file():
+        return
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not target.is_file():
+            make()
 
 
 def default_model_dir() -> Path:
@@ -241,8 +257,7 @@ class TextEncoder:
         inputs = list(tokenizer.model_input_names)
         name = self.key.split(":")[0]
         target = self.export_folder() / f"{name}-{weights_digest(folder)}-v{_EXPORTER_VERSION}.onnx"
-        if not target.is_file():
-            self._export(folder, tokenizer, inputs, target)
+        make_once(target, lambda: self._export(folder, tokenizer, inputs, target))
         return target, tokenizer, inputs, int(config.hidden_size)
 
     @staticmethod

@@ -6,8 +6,8 @@ every vocabulary token goes through the transformer alone ("[CLS] token [SEP]", 
 table is reduced by PCA to DIMENSION columns, and each row is weighted down by how frequent its
 token is (SIF weights, the token's frequency estimated from its rank by Zipf's law: a WordPiece
 vocabulary is roughly ordered by frequency). A sentence's embedding is the mean of its tokens'
-rows, L2-normalised. The table is made once per model (about 25 s on 2 cores) and kept beside the
-ONNX export, keyed by the weights, written aside and renamed. Once it is made, embedding needs
+rows, L2-normalised. The table is made once per model (docs/benchmarks.md times it) and kept beside
+the ONNX export, keyed by the weights, written aside and renamed. Once it is made, embedding needs
 only the teacher's tokenizer (`TextEncoder.token_ids`): the transformer itself is never loaded.
 
 A token's row does not depend on the sentence it is in, so a sentence's embedding is the same
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text.encoder import TextEncoder, resolve_model, weights_digest
+from text.encoder import TextEncoder, make_once, resolve_model, weights_digest
 
 DIMENSION = 256
 #: SIF weight a / (a + p(token)); 1e-4 was best for the sentiment head on the corpus among 1e-3..1e-5
@@ -37,7 +37,7 @@ SIF = 1e-4
 _VERSION = 1  # bump when the recipe changes: old tables are then not reused
 _BATCH = 2048
 log = logging.getLogger("churn.text")
-_MAKING = threading.Lock()  # threads that ask at once make the table once (processes: written aside, renamed)
+_MAKING = threading.Lock()  # threads that ask at once make the table once (processes: make_once's lock file)
 
 
 class StaticEncoder:
@@ -67,8 +67,7 @@ class StaticEncoder:
                     self.teacher.export_folder()
                     / f"{self.teacher.key.split(':')[0]}-{digest}-static{DIMENSION}-v{_VERSION}.npy"
                 )
-                if not target.is_file():
-                    _save(distil(self.teacher), target)
+                make_once(target, lambda: _save(distil(self.teacher), target))
                 self._table = np.load(target)
         return self._table
 

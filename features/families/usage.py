@@ -363,8 +363,10 @@ def build_usage(ctx: FeatureContext) -> pd.DataFrame:
         if block_usage.empty:
             continue
         first, last = int(block_usage["_day"].min()), int(block_usage["_day"].max())
+        # as many rows as the block has accounts: a base smaller than a block made most of them empty
+        size = min(chunk, len(ctx.accounts) - block * chunk)
         grid = DailyGrid(
-            block_usage.assign(_acc=block_usage["_acc"] - block * chunk), chunk, first, last - first + 1, measures
+            block_usage.assign(_acc=block_usage["_acc"] - block * chunk), size, first, last - first + 1, measures
         )
         for measure, per in _adjusted(present, extras).items():
             grid.add(

@@ -156,6 +156,16 @@ def prefect_backend(tmp_path_factory):
             prefect_console_to(sys.__stderr__)  # the last test's captured stderr is closed by now
 
 
+@pytest.fixture
+def one_waterfall(monkeypatch):
+    """The leadership report with one account waterfall instead of ten, for tests that run the
+    report without testing it (tests/integration/test_report.py does): each shap figure is about a
+    second of drawing text on a 2-core machine."""
+    from reports import leadership
+
+    monkeypatch.setattr(leadership, "WATERFALLS", 1)
+
+
 @pytest.fixture(autouse=True)
 def prefect_logs_to_this_tests_stderr():
     """Prefect's console handler keeps the stream it was created with; pytest gives each test its

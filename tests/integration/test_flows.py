@@ -19,10 +19,8 @@ QUICK = {
 
 @pytest.fixture
 def prefect_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("PREFECT_LOCAL_STORAGE_PATH", str(tmp_path / "prefect" / "storage"))
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    """The session's Prefect server (tests/conftest.py prefect_backend), this test's own config,
+    MLflow and store."""
     config = tmp_path / "config"
     config.mkdir()
     (config / "model.yaml").write_text(
@@ -31,13 +29,10 @@ def prefect_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield tmp_path
+    return tmp_path
 
 
-def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_env, monkeypatch):
+def test_retrain_registers_promotes_reports_and_resumes_after_a_failure(prefect_env, monkeypatch, one_waterfall):
     import mlflow
 
     import pipelines.features

@@ -8,7 +8,6 @@ costs a few thousand decisions, not 100k.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
@@ -92,9 +91,6 @@ def apply_policy(
             found = reasons(panel.iloc[[kept[j] for j in escalated]])
             for j, top in zip(escalated, found, strict=True):
                 decisions[j].reasons = list(top)
-                if inputs is not None:  # the handoff reads its reasons from the risk view
-                    facts, risk, signals = inputs[decisions[j].account_id]
-                    inputs[decisions[j].account_id] = (facts, dataclasses.replace(risk, reasons=tuple(top)), signals)
     queue = pd.DataFrame(
         [_row(d, panel.loc[i, "cutoff"], curve[i]) for d, i in zip(decisions, kept, strict=True)], columns=QUEUE_COLUMNS
     )

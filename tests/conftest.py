@@ -407,14 +407,16 @@ def _champion_template() -> Path:
     worker to need it (the others wait on the lock), rebuilt if a build was cut short."""
     import shutil
 
-    from filelock import FileLock
+    from text.encoder import make_once
 
     folder = _SHARED[0] / "champion"
-    with FileLock(f"{folder}.lock"):
-        if not (folder / "built").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            _build_champion(folder / "base")
-            (folder / "built").touch()
+
+    def build() -> None:
+        shutil.rmtree(folder / "base", ignore_errors=True)
+        _build_champion(folder / "base")
+        (folder / "built").touch()
+
+    make_once(folder / "built", build)
     return folder / "base"
 
 

@@ -265,10 +265,9 @@ def build_form(
     )
     arr, average = number(facts.arr), number(facts.average_arr)
     curve = {int(h): number(p) for h, p in sorted((risk.curve if risk else {}).items())}
+    # the decision's reasons (the daily run computes them for escalated accounts only, after deciding),
     # strongest first: by effect in points where the reasons carry it (models/reasons.py), else by log-odds
-    reasons = (
-        sorted(risk.reasons, key=lambda r: -(number(r.get("points", r.get("contribution"))) or 0.0)) if risk else []
-    )
+    reasons = sorted(decision.reasons, key=lambda r: -(number(r.get("points", r.get("contribution"))) or 0.0))
     respond_by = (
         (now_utc + pd.Timedelta(minutes=decision.response_window_minutes)) if decision.response_window_minutes else None
     )

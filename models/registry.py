@@ -363,10 +363,13 @@ def record_refusal(version: str, decision: dict) -> None:
     client.set_model_version_tag(MODEL_NAME, version, "promotion.refused", json.dumps(decision.get("reasons", [])))
 
 
-def load_curve(model_uri: str) -> RiskCurveModel | LinearCurveModel:
+def load_curve(model_uri: str, *, check_requirements: bool = True) -> RiskCurveModel | LinearCurveModel:
     """The model behind a model URI (models:/churn-risk@champion, runs:/..., a local path): the
-    LightGBM curve, or the logistic baseline where that was promoted (the same interface)."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+    LightGBM curve, or the logistic baseline where that was promoted (the same interface).
+    `check_requirements`: MLflow warns when the packages the model was logged with differ from
+    those installed, by scanning every installed distribution (about 3 s on a 2-core machine); the
+    API's workers skip it, as `churn serve` made that check on the same URI before starting them."""
+    return mlflow.pyfunc.load_model(model_uri, suppress_warnings=not check_requirements).unwrap_python_model().model
 
 
 def model_kind(info: dict | None) -> str:

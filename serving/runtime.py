@@ -141,7 +141,7 @@ class ServingRuntime:
 
         uri = registry.version_uri(version) if version is not None else self.model_uri
         try:
-            model = registry.load_curve(uri)
+            model = registry.load_curve(uri, check_requirements=False)  # serving/launch.py check() did
         except Exception as exc:  # noqa: BLE001 - MLflow raises several types; the operator needs the URI and the fix
             raise ChurnError(
                 f"CHURN_MODEL_URI {self.model_uri}: could not load {uri} ({exc}); train and promote a model first "

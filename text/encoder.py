@@ -97,6 +97,36 @@ def resolve_model(name: str | os.PathLike[str]) -> tuple[str, bool]:
     return (str(path), True) if path.exists() else (str(name), False)
 
 
+def folder_tokenizer(folder: Path):
+    """The tokenizer of a local model folder, as transformers' AutoTokenizer picks it, but built
+    from the class its tokenizer_config.json names where transformers has it: AutoTokenizer reads
+    the model's configuration through code that imports PyTorch (seconds, and hundreds of MB in
+    every API worker), which the ONNX export does not need once it exists."""
+    import json
+
+    import transformers
+
+    config = folder / "tokenizer_config.json"
+    named = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    chosen = getattr(transformers, named, None) if isinstance(named, str) else None
+    if isinstance(chosen, type):
+        return chosen.from_pretrained(folder, local_files_only=True)
+    return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def hidden_size(folder: Path) -> int:
+    """The encoder's embedding width: config.json's `hidden_size`, read as JSON (transformers'
+    AutoConfig imports PyTorch), else through AutoConfig for configurations that name it otherwise."""
+    import json
+
+    value = json.loads((folder / "config.json").read_text()).get("hidden_size")
+    if isinstance(value, int):
+        return value
+    import transformers
+
+    return int(transformers.AutoConfig.from_pretrained(folder, local_files_only=True).hidden_size)
+
+
 def load_pretrained(name: str | os.PathLike[str], model_class: str = "AutoModel"):
     """(tokenizer, model in eval mode) for a model setting, from a local folder without any download."""
     import transformers
@@ -250,15 +280,12 @@ class TextEncoder:
 
     def _exported(self, folder: Path) -> tuple[Path, object, list[str], int]:
         """(ONNX file, tokenizer, input names, hidden size): the export kept in the cache, made now if missing."""
-        import transformers
-
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = folder_tokenizer(folder)
         inputs = list(tokenizer.model_input_names)
         name = self.key.split(":")[0]
         target = self.export_folder() / f"{name}-{weights_digest(folder)}-v{_EXPORTER_VERSION}.onnx"
         make_once(target, lambda: self._export(folder, tokenizer, inputs, target))
-        return target, tokenizer, inputs, int(config.hidden_size)
+        return target, tokenizer, inputs, hidden_size(folder)
 
     @staticmethod
     def _ort_session(target: Path, threads: int | None):

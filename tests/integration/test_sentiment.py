@@ -243,6 +243,23 @@ def test_onnx_runtime_computes_the_same_embeddings_as_pytorch(tmp_path, corpus):
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
+def test_an_exported_encoder_embeds_without_importing_pytorch(encoder):
+    """Once the export exists, a process that embeds (an API worker, a feature block) imports
+    neither PyTorch nor transformers' model configuration: seconds and about 190 MB per worker."""
+    import subprocess
+    import sys
+
+    assert encoder.embed(["made before the child starts"]).shape == (1, MINILM_DIMENSION)  # the export exists
+    script = (
+        "import sys; from text.encoder import TextEncoder; "
+        "e = TextEncoder(); v = e.embed(['Exports fail again.']); "
+        "print(e.backend, v.shape[1], 'torch' in sys.modules)"
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["onnxruntime", str(MINILM_DIMENSION), "False"], child.stdout
+
+
 def test_an_export_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, caplog):
     import text.encoder as encoder_module
     from core.errors import ChurnError

@@ -298,6 +298,35 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
+def tracking_uri(database: Path) -> str:
+    """The sqlite URI of an MLflow database at `database` whose tables exist: a copy of an empty
+    one this run's installed MLflow made once (`shared_folder`), since making MLflow's tables is a
+    chain of schema migrations (3 to 6 s on a 2-core machine) that every fresh database would pay."""
+    import shutil
+
+    if not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_tracking_database(), database)
+    return f"sqlite:///{database}"
+
+
+def _empty_tracking_database() -> Path:
+    import mlflow
+
+    from text.encoder import make_once
+
+    target = _SHARED[0] / "empty-mlflow.db"
+
+    def make() -> None:
+        scratch = target.with_name(f".{target.name}.{os.getpid()}")
+        scratch.unlink(missing_ok=True)
+        mlflow.MlflowClient(f"sqlite:///{scratch}").search_experiments()  # creates and migrates the tables
+        scratch.replace(target)
+
+    make_once(target, make)
+    return target
+
+
 def build_features(data: str, out: str, *options: str) -> None:
     """`churn features --no-text` on tables the test wrote, with the test's other options."""
     from pipelines.cli import main

@@ -17,6 +17,7 @@ import pytest
 from core.vocabulary import HORIZONS
 from features.registry import feature_specs
 from pipelines.cli import main
+from tests.conftest import tracking_uri
 from tests.shapes import SHAPES
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def test_every_command_on_the_shape(name, tmp_path, capsys, monkeypatch, one_wat
     (config / "model.yaml").write_text("backtest:\n  folds: 2\n  budget: 0.05\n")
     for key, value in {
         "CHURN_CONFIG_DIR": str(config),
-        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "CHURN_MLFLOW_TRACKING_URI": tracking_uri(tmp_path / "mlflow.db"),
         "CHURN_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "CHURN_SCORES_DIR": str(tmp_path / "scores"),
         "CHURN_API_TOKENS": TOKEN,

@@ -39,7 +39,7 @@ def served(tmp_path_factory):
     """The champion base with a registry of its own (the template's champion has no backtest to
     compare with), then what an operator does: train (the one-tree curve), promote the baseline,
     try it again, try the curve, score the base."""
-    from tests.conftest import champion_environment
+    from tests.conftest import champion_environment, tracking_uri
 
     root = tmp_path_factory.mktemp("baseline")
     with champion_environment(root) as env, pytest.MonkeyPatch.context() as patch:
@@ -47,9 +47,8 @@ def served(tmp_path_factory):
         said = io.StringIO()
         with contextlib.redirect_stderr(said):
             without = main(["promote", "--model", "baseline"])
-        uri = f"sqlite:///{root / 'registry' / 'mlflow.db'}"
+        uri = tracking_uri(root / "registry" / "mlflow.db")
         patch.setenv("CHURN_MLFLOW_TRACKING_URI", uri)
-        (root / "registry").mkdir()
         policy = {"curve": STUMP, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.5}}
         (root / "config" / "model.yaml").write_text(yaml.safe_dump(policy))
         steps = {

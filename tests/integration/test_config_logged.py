@@ -18,6 +18,7 @@ def test_train_logs_every_configuration_key_with_the_model(tmp_path):
     from pipelines.models import run_train
     from simulation.config import SimulationConfig
     from simulation.simulate import simulate
+    from tests.conftest import tracking_uri
 
     simulate(SimulationConfig(accounts=200, days=420, seed=3), tmp_path / "data")
     config_dir = tmp_path / "config"
@@ -29,7 +30,7 @@ def test_train_logs_every_configuration_key_with_the_model(tmp_path):
     (config_dir / "escalation.yaml").write_text("windows: {critical: 20}\n")
     config = load_config(config_dir)
     run_features(tmp_path / "data", tmp_path / "f", every="30d", params=config.features)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = tracking_uri(tmp_path / "mlflow.db")
     result = run_train(tmp_path / "f", tracking_uri=tracking, config=config)
 
     client = mlflow.MlflowClient(tracking)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from tests.conftest import tracking_uri
+
 pytestmark = pytest.mark.slow
 
 QUICK = {
@@ -27,7 +29,7 @@ def prefect_env(tmp_path, monkeypatch):
         yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.1}})
     )
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", tracking_uri(tmp_path / "mlflow.db"))
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     return tmp_path
 

@@ -20,7 +20,7 @@ from pipelines.features import read_snapshots
 from pipelines.models import feature_names
 from simulation.config import SimulationConfig
 from simulation.simulate import simulate
-from tests.conftest import build_features
+from tests.conftest import build_features, tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def write_config(folder, curve: dict, max_ece: float = 0.1):
 
 @pytest.fixture
 def tracking(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri(tmp_path / "mlflow.db")
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", uri)
     return uri
 

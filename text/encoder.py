@@ -109,7 +109,7 @@ def folder_tokenizer(folder: Path):
     config = folder / "tokenizer_config.json"
     named = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
     chosen = getattr(transformers, named, None) if isinstance(named, str) else None
-    if isinstance(chosen, type):
+    if isinstance(chosen, type) and issubclass(chosen, transformers.PreTrainedTokenizerBase):
         return chosen.from_pretrained(folder, local_files_only=True)
     return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
 

@@ -27,24 +27,22 @@ from benchmarks._record import save
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: what each measured process runs: its imports and its load, timed from its start
 TEXT = """
-import json, resource, sys, time
-started = time.perf_counter()
 from core.settings import load_settings
 from features.text.sentiment import score_texts
 from text.loading import load_sentiment_model
 score_texts(["warming up the sentiment model."], load_sentiment_model(load_settings(), threads=1))
-print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "torch": "torch" in sys.modules}))
 """
-
 WORKER = """
-import json, resource, sys, time
-started = time.perf_counter()
 from core.settings import load_settings
 from serving import launch
 from serving.runtime import ServingRuntime
 ServingRuntime(launch.resolve(load_settings(), say=lambda message: None), text_threads=1)
+"""
+#: around either: the seconds, the peak resident memory and whether PyTorch was imported, as JSON
+BEFORE = "import json, resource, sys, time\nstarted = time.perf_counter()\n"
+AFTER = """
 print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "torch": "torch" in sys.modules}))
 """
@@ -52,7 +50,12 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": resource.
 
 def run(script: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=os.environ, capture_output=True, text=True, check=False
+        [sys.executable, "-c", BEFORE + script + AFTER],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         raise SystemExit(f"the measured process failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import tempfile
@@ -102,8 +103,6 @@ def folder_tokenizer(folder: Path):
     from the class its tokenizer_config.json names where transformers has it: AutoTokenizer reads
     the model's configuration through code that imports PyTorch (seconds, and hundreds of MB in
     every API worker), which the ONNX export does not need once it exists."""
-    import json
-
     import transformers
 
     config = folder / "tokenizer_config.json"
@@ -117,8 +116,6 @@ def folder_tokenizer(folder: Path):
 def hidden_size(folder: Path) -> int:
     """The encoder's embedding width: config.json's `hidden_size`, read as JSON (transformers'
     AutoConfig imports PyTorch), else through AutoConfig for configurations that name it otherwise."""
-    import json
-
     value = json.loads((folder / "config.json").read_text()).get("hidden_size")
     if isinstance(value, int):
         return value

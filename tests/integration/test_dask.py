@@ -52,7 +52,8 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
         yaml.safe_dump({"curve": QUICK, "backtest": {"folds": 2}, "dask": {"min_snapshots": 0}})
     )
     monkeypatch.setenv("CHURN_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", tracking_uri(tmp_path / "mlflow.db"))
+    tracking = tracking_uri(tmp_path / "mlflow.db")
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", tracking)
     monkeypatch.setenv("CHURN_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     monkeypatch.setenv("CHURN_TEXT_CACHE", str(tmp_path / "cache-default.sqlite"))
 
@@ -101,7 +102,7 @@ def test_dask_features_equal_default_and_dask_model_serves(tmp_path, monkeypatch
 
     assert main(["train", "--features", str(tmp_path / "dask"), "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
-    registry.connect(tracking_uri(tmp_path / "mlflow.db"))
+    registry.connect(tracking)
     model = registry.load_curve(trained["model_uri"])
     assert model.info["trainer"] == "lightgbm.dask"
     assert 1 <= model.info["best_iteration"][0] <= QUICK["n_estimators"]

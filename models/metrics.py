@@ -15,6 +15,11 @@ import pandas as pd
 WEIGHTS_AT_ONCE = 5_000_000
 #: bootstrap samples behind score_metrics' ROC-AUC interval
 INTERVAL_RESAMPLES = 200
+#: Fewest churned accounts among a test set's rows for its ROC-AUC interval. Resampling a handful
+#: of churners cannot show how far the figure could move: with one, every sample that draws it
+#: ranks that one account again (a 0.12 ROC-AUC "within 0.10 to 0.13"), and the samples that miss
+#: it are left out.
+MIN_INTERVAL_CHURNERS = 10
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -37,9 +42,10 @@ def _flags(frame: pd.DataFrame, budget: float) -> np.ndarray:
     return (rank <= np.maximum(1, np.floor(size * budget))).to_numpy()
 
 
-def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
+def _undefined(y: np.ndarray, dropped: int, caught: int | None, churners: int) -> str | None:
     """Why some metrics of a test set are null (they are never a crash): rows without a score, a
-    single class (rankings, lift and recall mean nothing), no churner caught (no lead time)."""
+    single class (rankings, lift and recall mean nothing), too few churned accounts for an
+    interval, no churner caught (no lead time)."""
     notes = [f"{dropped:,} row{'s' if dropped > 1 else ''} without a score left out"] if dropped else []
     if len(y) == 0:
         notes.append("no test row to score: every metric is undefined")
@@ -49,6 +55,11 @@ def _undefined(y: np.ndarray, dropped: int, caught: int | None) -> str | None:
         )
     elif y.sum() == len(y):
         notes.append(f"only one class among the {len(y):,} test rows (all churned): ROC-AUC and PR-AUC are undefined")
+    elif churners < MIN_INTERVAL_CHURNERS:
+        notes.append(
+            f"{churners} churned account{'s' if churners != 1 else ''} among the test rows: too few for a ROC-AUC "
+            f"interval (at least {MIN_INTERVAL_CHURNERS}), and the figure itself could move far on another few"
+        )
     if caught == 0 and y.sum() > 0:
         notes.append("no churner was among the accounts flagged within the budget: the lead time is undefined")
     return "; ".join(notes) or None
@@ -109,7 +120,8 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
     optionally arr; `churned_at`: churn time by account_id (UTC datetimes, as the churn table's
     contract types them; for lead times). A metric the rows cannot define (one class, no rows) is
     NaN and `note` says why; rows without a score are left out and counted in `note`.
-    `roc_auc_low` / `roc_auc_high`: its 95% interval, accounts resampled (roc_auc_interval)."""
+    `roc_auc_low` / `roc_auc_high`: its 95% interval, accounts resampled (roc_auc_interval), null
+    with fewer than MIN_INTERVAL_CHURNERS churned accounts."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     scored = frame["score"].notna().to_numpy()
@@ -123,9 +135,12 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         "base_rate": float(y.mean()) if len(y) else float("nan"),
     }
     both = 0 < y.sum() < len(y)
+    churners = int(frame.loc[y == 1, "account_id"].nunique())
     out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
     out["roc_auc_low"], out["roc_auc_high"] = (
-        roc_auc_interval(y, p, frame["account_id"].to_numpy()) if both else (np.nan,) * 2
+        roc_auc_interval(y, p, frame["account_id"].to_numpy())
+        if both and churners >= MIN_INTERVAL_CHURNERS
+        else (np.nan,) * 2
     )
     out["pr_auc"] = float(average_precision_score(y, p)) if both else float("nan")
     out["brier"] = float(np.mean((p - y) ** 2)) if len(y) else float("nan")
@@ -147,5 +162,5 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         lead = (churned_at.reindex(first.index) - first).dt.total_seconds() / 86400
         out["median_lead_days"] = float(lead.median()) if len(lead) else float("nan")
         out["caught_accounts"] = int(len(first))
-    out["note"] = _undefined(y, dropped, out.get("caught_accounts"))
+    out["note"] = _undefined(y, dropped, out.get("caught_accounts"), churners)
     return out

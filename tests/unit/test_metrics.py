@@ -84,9 +84,23 @@ def test_roc_auc_comes_with_an_interval_that_narrows_as_the_accounts_grow():
     for m in (small, large):
         assert m["roc_auc_low"] < m["roc_auc"] < m["roc_auc_high"]
     assert large["roc_auc_high"] - large["roc_auc_low"] < 0.5 * (small["roc_auc_high"] - small["roc_auc_low"])
-    # one churner among three rows: most samples draw a single class; the rest still give an interval
-    few = score_metrics(frame([0.9, 0.2, 0.1], [1, 0, 0]))
-    assert few["roc_auc"] == 1.0 and few["roc_auc_low"] == few["roc_auc_high"] == 1.0
+
+
+def test_too_few_churned_accounts_give_no_interval_and_say_so():
+    # one churner: every resample that draws it ranks that account again, so the bootstrap would
+    # claim a narrow interval around a figure one account decides
+    one = score_metrics(frame([0.9, 0.2, 0.1], [1, 0, 0]))
+    assert one["roc_auc"] == 1.0 and np.isnan(one["roc_auc_low"]) and np.isnan(one["roc_auc_high"])
+    assert "1 churned account among the test rows: too few for a ROC-AUC interval (at least 10)" in one["note"]
+    # nine churned accounts, each churning at two cutoffs (18 churn rows): still too few; ten are enough
+    rng = np.random.default_rng(3)
+    for churners, has_interval in ((9, False), (10, True)):
+        ids = np.repeat(np.arange(200), 2)
+        y = (ids < churners).astype(int)
+        f = pd.DataFrame({"account_id": ids, "cutoff": pd.Timestamp("2024-01-01", tz="UTC"), "y": y})
+        m = score_metrics(f.assign(score=y + rng.normal(0, 1, len(y))))
+        assert bool(np.isfinite(m["roc_auc_low"])) is has_interval and np.isfinite(m["roc_auc"])
+        assert ("too few for a ROC-AUC interval" in (m["note"] or "")) is not has_interval
 
 
 def test_bootstrap_roc_auc_is_sklearns_weighted_auc_on_each_resample_of_the_accounts():

@@ -2,8 +2,11 @@
 
 The challenger wins when, on the same backtest (same snapshots, same test cutoffs), its score on
 the chosen metric at every horizon is no worse than the champion's minus a tolerance, and its
-expected calibration error stays within the bound at every horizon. Without a champion only the
-calibration bound applies. The decision lists every reason, so a refusal says what to fix.
+expected calibration error stays within the bound at every horizon. Without a champion the
+challenger is held to the rules baseline of its own backtest instead (the warning signs counted:
+what CS would work from without a model), by the same tolerance: a first model that ranks
+churners worse than counting warning signs is not put in front of CS unless forced. The decision
+lists every reason, so a refusal says what to fix.
 
 A short history leaves some horizons without a backtest figure (models/backtest.py), and a test
 set of one class leaves a metric undefined: those horizons are compared on what both sides have,
@@ -18,6 +21,9 @@ from core.config.model import PromotionPolicy
 #: model-version tags of the champion alias' history (models/registry.py writes them when the alias
 #: moves): the champion a version replaced, and since when it is the champion
 CHAMPION_PREVIOUS, CHAMPION_SINCE = "champion.previous", "champion.since"
+#: what a challenger is compared with when there is no champion (policy.first_against): its own
+#: backtest's rows of this model
+FIRST_REFERENCE = "rules"
 
 
 def metric_key(metric: str, horizon: int, model: str = "lightgbm") -> str:
@@ -26,7 +32,9 @@ def metric_key(metric: str, horizon: int, model: str = "lightgbm") -> str:
 
 
 def _missing(side: str, metric: str, h: int) -> str:
-    return f"{h} days: not compared: the {side}'s backtest has no {metric} at this horizon (not evaluated, or undefined on its test set)"
+    return (
+        f"{h} days: not compared: {side} has no {metric} at this horizon (not evaluated, or undefined on its test set)"
+    )
 
 
 def decide(
@@ -39,12 +47,28 @@ def decide(
 ) -> dict:
     """{"promote": bool, "reasons": [...], "notes": [...], "comparison": [...]} from two runs'
     backtest metrics. Horizons the challenger's backtest did not evaluate are left out with a
-    note; against a champion, the metric is compared on the horizons both have. Each side is read
-    as the model it is (`*_model`: its rows in the backtest, 'lightgbm' for the curve, 'logistic'
-    for a served logistic baseline)."""
+    note; the metric is compared on the horizons both sides have. Each side is read as the model
+    it is (`*_model`: its rows in the backtest, 'lightgbm' for the curve, 'logistic' for a served
+    logistic baseline). Without a champion the other side is the challenger's own backtest rows
+    of FIRST_REFERENCE (unless `policy.first_against` is 'none'), given in each comparison row
+    under that name (`champion` stays null); a run that logged none is judged on calibration
+    alone, and a note says so."""
     reasons: list[str] = []
     notes: list[str] = []
     comparison = []
+    # the other side: its metrics, its rows in them, what the messages call it, its key in `comparison`
+    if champion is not None:
+        other, other_model, name, key = champion, champion_model, "the champion", "champion"
+    elif policy.first_against == "none":
+        other, other_model, name, key = None, champion_model, "", "champion"
+    elif any(k.startswith(f"backtest.{FIRST_REFERENCE}.") for k in challenger):
+        other, other_model, key = challenger, FIRST_REFERENCE, FIRST_REFERENCE
+        name = f"the {FIRST_REFERENCE} baseline of the same backtest"
+    else:
+        other, other_model, name, key = None, champion_model, "", "champion"
+        notes.append(
+            f"no champion, and the challenger's run logged no {FIRST_REFERENCE} baseline: judged on calibration alone"
+        )
     for h in policy.horizons:
         ece = challenger.get(metric_key("ece", h, challenger_model))
         new = challenger.get(metric_key(policy.metric, h, challenger_model))
@@ -54,35 +78,40 @@ def decide(
             )
             continue
         if ece is None:
-            notes.append(_missing("challenger", "ECE", h))
+            notes.append(_missing("the challenger's backtest", "ECE", h))
         elif ece > policy.max_ece:
             reasons.append(f"challenger's {h}-day ECE {ece:.4f} exceeds the calibration bound {policy.max_ece}")
-        old = champion.get(metric_key(policy.metric, h, champion_model)) if champion else None
+        old = other.get(metric_key(policy.metric, h, other_model)) if other is not None else None
         comparison.append(
-            {"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": old, "challenger_ece": ece}
+            {
+                "horizon_days": h,
+                "metric": policy.metric,
+                "challenger": new,
+                "champion": None,
+                key: old,
+                "challenger_ece": ece,
+            }
         )
-        if champion is None:
+        if other is None:
             continue
         if new is None or old is None:
-            notes.append(_missing("challenger" if new is None else "champion", policy.metric, h))
+            notes.append(_missing("the challenger's backtest" if new is None else name, policy.metric, h))
         elif new < old - policy.tolerance:
             reasons.append(
-                f"challenger's {h}-day {policy.metric} {new:.4f} is below the champion's {old:.4f} by more "
+                f"challenger's {h}-day {policy.metric} {new:.4f} is below {name}'s {old:.4f} by more "
                 f"than the tolerance {policy.tolerance}"
             )
-    compared = [c["horizon_days"] for c in comparison if c["challenger"] is not None and c["champion"] is not None]
+    compared = [c["horizon_days"] for c in comparison if c["challenger"] is not None and c[key] is not None]
     if not comparison:
         reasons.append(
             "the challenger's backtest has no figures at any horizon of the policy "
             f"({', '.join(map(str, policy.horizons))} days): nothing to judge it on"
         )
-    elif champion is not None and not compared:
-        reasons.append(
-            f"no horizon has {policy.metric} for both the challenger and the champion: they cannot be compared"
-        )
-    elif champion is not None and len(compared) < len(policy.horizons):
+    elif other is not None and not compared:
+        reasons.append(f"no horizon has {policy.metric} for both the challenger and {name}: they cannot be compared")
+    elif other is not None and len(compared) < len(policy.horizons):
         notes.append(
-            f"{policy.metric} compared at {', '.join(map(str, compared))} days only (the horizons both backtests have)"
+            f"{policy.metric} compared with {name} at {', '.join(map(str, compared))} days only (the horizons both have)"
         )
     return {"promote": not reasons, "reasons": reasons, "notes": notes, "comparison": comparison}
 

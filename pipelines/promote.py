@@ -12,7 +12,7 @@ from core.config.model import ModelConfig
 from core.errors import ChurnError, InputError
 from models.backtest import MIN_TRAIN_DAYS, run_backtest
 from models.curve import CurveParams
-from models.promotion import decide
+from models.promotion import FIRST_REFERENCE, decide
 from pipelines.features import read_snapshots
 from pipelines.models import (
     backtest_metrics,
@@ -76,7 +76,11 @@ def run_promote(
             "comparison": [],
         }
     champion_metrics = champion["metrics"] if champion else None
-    basis = "no champion yet"
+    basis = "no champion yet" + (
+        f": the challenger against the {FIRST_REFERENCE} baseline of its own backtest"
+        if config.promotion.first_against == FIRST_REFERENCE
+        else ""
+    )
     if champion:
         same = all(
             champion["tags"].get(k) == challenger["tags"].get(k)

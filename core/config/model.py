@@ -118,6 +118,11 @@ class PromotionPolicy(Strict):
     horizons: tuple[int, ...] = HORIZONS
     tolerance: float = Field(0.005, ge=0, description="how much worse than the champion the challenger may be")
     max_ece: float = Field(0.02, gt=0, description="calibration bound at every horizon")
+    first_against: Literal["rules", "none"] = Field(
+        "rules",
+        description="without a champion, what the challenger's metric is held to: 'rules', the rules baseline of its "
+        "own backtest (by the same tolerance); 'none', the calibration bound alone",
+    )
 
 
 class Backtest(Strict):

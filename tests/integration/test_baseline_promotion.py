@@ -51,8 +51,13 @@ def served(tmp_path_factory):
         patch.setenv("CHURN_MLFLOW_TRACKING_URI", uri)
         policy = {"curve": STUMP, "backtest": {"folds": 2, "budget": 0.05}, "promotion": {"max_ece": 0.5}}
         (root / "config" / "model.yaml").write_text(yaml.safe_dump(policy))
+        train, first = _run("train", "--features", str(root / "f")), _run("promote")
+        # the rest judges the baseline against the curve, not against the rules
+        policy["promotion"]["first_against"] = "none"
+        (root / "config" / "model.yaml").write_text(yaml.safe_dump(policy))
         steps = {
-            "train": _run("train", "--features", str(root / "f")),
+            "train": train,
+            "first": first,
             "promote": _run("promote", "--model", "baseline"),
             "again": _run("promote", "--model", "baseline"),
             "curve": _run("promote"),
@@ -79,6 +84,19 @@ def test_train_says_the_baseline_wins_and_logs_it(served):
             for h, r in trained["baseline_better"].items()
             if "logistic" in r
         )
+    )
+
+
+def test_a_first_curve_that_ranks_below_the_rules_is_refused(served):
+    _, trained = served["train"]
+    code, first = served["first"]
+    rules = {r["horizon_days"]: r["roc_auc"] for r in trained["backtest"] if r["model"] == "rules"}
+    assert code == 1 and not first["promoted"] and first["champion"] is None
+    assert first["basis"] == "no champion yet: the challenger against the rules baseline of its own backtest"
+    below = [row for row in first["comparison"] if row["challenger"] < row["rules"] - 0.005]
+    assert below and all(row["rules"] == pytest.approx(rules[row["horizon_days"]]) for row in first["comparison"])
+    assert len(first["reasons"]) == len(below) and all(
+        "below the rules baseline of the same backtest" in reason for reason in first["reasons"]
     )
 
 

@@ -265,7 +265,8 @@ def test_one_class_test_set_gives_null_metrics_with_a_note():
     )
     m = score_metrics(frame)
     assert np.isnan(m["roc_auc"]) and np.isnan(m["pr_auc"]) and "one class" in m["note"]
-    assert score_metrics(frame.assign(y=[0, 1, 0]))["note"] is None
+    both = score_metrics(frame.assign(y=[0, 1, 0]))  # both classes: defined, but one churner gives no interval
+    assert np.isfinite(both["roc_auc"]) and "one class" not in both["note"] and "too few" in both["note"]
 
 
 def test_rows_without_a_score_are_left_out_and_counted():
@@ -309,6 +310,28 @@ def test_promotion_compares_on_the_horizons_both_have_and_says_so():
     # nothing in common: nothing to compare on is a refusal, with the reason
     decision = decide(challenger, {metric_key("roc_auc", 180): 0.9}, policy)
     assert not decision["promote"] and "no horizon" in decision["reasons"][0]
+
+
+def test_a_first_model_is_held_to_the_rules_baseline_of_its_own_backtest():
+    policy = PromotionPolicy(tolerance=0.005, max_ece=0.02, horizons=(30, 90))
+
+    def run(curve: float, rules: float, model: str = "lightgbm") -> dict[str, float]:
+        figures = {metric_key(m, h, model): v for h in (30, 90) for m, v in (("roc_auc", curve), ("ece", 0.01))}
+        return {**figures, **{metric_key("roc_auc", h, "rules"): rules for h in (30, 90)}}
+
+    better = decide(run(0.80, 0.70), None, policy)
+    assert better["promote"] and [(c["rules"], c["champion"]) for c in better["comparison"]] == [(0.70, None)] * 2
+    # a curve that ranks churners worse than counting warning signs (as on a base with a handful of
+    # churns: 0.115 against 0.55) is refused, saying against what
+    worse = decide(run(0.115, 0.55), None, policy)
+    assert not worse["promote"] and len(worse["reasons"]) == 2
+    assert "30-day roc_auc 0.1150 is below the rules baseline of the same backtest's 0.5500" in worse["reasons"][0]
+    assert decide(run(0.546, 0.55), None, policy)["promote"]  # within the tolerance
+    # a served logistic baseline is read as its own rows
+    assert not decide(run(0.60, 0.70, "logistic"), None, policy, challenger_model="logistic")["promote"]
+    # a run that logged no rules rows: calibration alone, said
+    alone = decide({k: v for k, v in run(0.115, 0.55).items() if ".rules." not in k}, None, policy)
+    assert alone["promote"] and "judged on calibration alone" in alone["notes"][0]
 
 
 def test_promotion_without_any_challenger_figures_refuses_with_a_reason():

@@ -135,7 +135,7 @@ def score_metrics(frame: pd.DataFrame, *, budget: float = 0.05, churned_at: pd.S
         "base_rate": float(y.mean()) if len(y) else float("nan"),
     }
     both = 0 < y.sum() < len(y)
-    churners = int(frame.loc[y == 1, "account_id"].nunique())
+    churners = out["churned_accounts"] = int(frame.loc[y == 1, "account_id"].nunique())
     out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
     out["roc_auc_low"], out["roc_auc_high"] = (
         roc_auc_interval(y, p, frame["account_id"].to_numpy())

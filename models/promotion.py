@@ -8,15 +8,17 @@ what CS would work from without a model), by the same tolerance: a first model t
 churners worse than counting warning signs is not put in front of CS unless forced. The decision
 lists every reason, so a refusal says what to fix.
 
-A short history leaves some horizons without a backtest figure (models/backtest.py), and a test
-set of one class leaves a metric undefined: those horizons are compared on what both sides have,
-and the notes say which were left out and why. Only when no horizon at all can be judged is that a
+A short history leaves some horizons without a backtest figure (models/backtest.py), a test set
+of one class leaves a metric undefined, and one with fewer than MIN_INTERVAL_CHURNERS churned
+accounts cannot tell two models apart: those horizons are compared on what both sides have, and
+the notes say which were left out and why. Only when no horizon at all can be judged is that a
 reason to refuse.
 """
 
 from __future__ import annotations
 
 from core.config.model import PromotionPolicy
+from models.metrics import MIN_INTERVAL_CHURNERS
 
 #: model-version tags of the champion alias' history (models/registry.py writes them when the alias
 #: moves): the champion a version replaced, and since when it is the champion
@@ -82,33 +84,33 @@ def decide(
         elif ece > policy.max_ece:
             reasons.append(f"challenger's {h}-day ECE {ece:.4f} exceeds the calibration bound {policy.max_ece}")
         old = other.get(metric_key(policy.metric, h, other_model)) if other is not None else None
-        comparison.append(
-            {
-                "horizon_days": h,
-                "metric": policy.metric,
-                "challenger": new,
-                "champion": None,
-                key: old,
-                "challenger_ece": ece,
-            }
-        )
+        churners = challenger.get(metric_key("churned_accounts", h, challenger_model))  # absent in older runs
+        row = {"horizon_days": h, "metric": policy.metric, "challenger": new, "champion": None, key: old}
+        comparison.append({**row, "challenger_ece": ece, "compared": False})
         if other is None:
             continue
         if new is None or old is None:
             notes.append(_missing("the challenger's backtest" if new is None else name, policy.metric, h))
-        elif new < old - policy.tolerance:
-            reasons.append(
-                f"challenger's {h}-day {policy.metric} {new:.4f} is below {name}'s {old:.4f} by more "
-                f"than the tolerance {policy.tolerance}"
+        elif churners is not None and churners < MIN_INTERVAL_CHURNERS:
+            notes.append(
+                f"{h} days: not compared: the challenger's backtest has {churners:.0f} churned account(s) at this "
+                f"horizon, too few to tell two models apart (at least {MIN_INTERVAL_CHURNERS})"
             )
-    compared = [c["horizon_days"] for c in comparison if c["challenger"] is not None and c[key] is not None]
+        else:
+            comparison[-1]["compared"] = True
+            if new < old - policy.tolerance:
+                reasons.append(
+                    f"challenger's {h}-day {policy.metric} {new:.4f} is below {name}'s {old:.4f} by more "
+                    f"than the tolerance {policy.tolerance}"
+                )
+    compared = [c["horizon_days"] for c in comparison if c["compared"]]
     if not comparison:
         reasons.append(
             "the challenger's backtest has no figures at any horizon of the policy "
             f"({', '.join(map(str, policy.horizons))} days): nothing to judge it on"
         )
     elif other is not None and not compared:
-        reasons.append(f"no horizon has {policy.metric} for both the challenger and {name}: they cannot be compared")
+        reasons.append(f"no horizon could be compared with {name} (the notes say why for each): nothing to judge it on")
     elif other is not None and len(compared) < len(policy.horizons):
         notes.append(
             f"{policy.metric} compared with {name} at {', '.join(map(str, compared))} days only (the horizons both have)"

@@ -269,6 +269,7 @@ BACKTEST_METRICS = (
     "recall_at_budget",
     "arr_recall_at_budget",
     "median_lead_days",
+    "churned_accounts",  # how many accounts the figures rest on (models/promotion.py compares none below 10)
 )
 
 

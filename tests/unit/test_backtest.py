@@ -329,6 +329,17 @@ def test_a_first_model_is_held_to_the_rules_baseline_of_its_own_backtest():
     assert decide(run(0.546, 0.55), None, policy)["promote"]  # within the tolerance
     # a served logistic baseline is read as its own rows
     assert not decide(run(0.60, 0.70, "logistic"), None, policy, challenger_model="logistic")["promote"]
+    # a horizon resting on fewer than 10 churned accounts is not compared, and says so; none left is a refusal
+    few = {**run(0.115, 0.55), metric_key("churned_accounts", 30): 1.0, metric_key("churned_accounts", 90): 40.0}
+    judged = decide(few, None, policy)
+    assert not judged["promote"] and len(judged["reasons"]) == 1 and "90-day" in judged["reasons"][0]
+    assert [c["compared"] for c in judged["comparison"]] == [False, True]
+    assert any("30 days: not compared" in n and "1 churned account(s)" in n for n in judged["notes"])
+    none = decide({**few, metric_key("churned_accounts", 90): 9.0}, None, policy)
+    assert not none["promote"] and none["reasons"] == [
+        "no horizon could be compared with the rules baseline of the same backtest (the notes say why for each): "
+        "nothing to judge it on"
+    ]
     # a run that logged no rules rows: calibration alone, said
     alone = decide({k: v for k, v in run(0.115, 0.55).items() if ".rules." not in k}, None, policy)
     assert alone["promote"] and "judged on calibration alone" in alone["notes"][0]

@@ -223,6 +223,7 @@ def promote(force: bool, model: str, as_json: bool) -> None:
         )
     else:
         human = f"refused to promote {result_name}: " + "; ".join(result["reasons"])
+    human += "".join(f"\n  note: {note}" for note in result["notes"])
     emit(result, as_json, human)
     if not result["promoted"]:
         raise click.exceptions.Exit(1)

@@ -137,6 +137,11 @@ def test_train_then_promote_and_refuse_a_worse_challenger(features_dir, tracking
     refused = json.loads(capsys.readouterr().out)
     assert refused["promoted"] is False and refused["champion"] == "1"
     assert any("below the champion" in reason for reason in refused["reasons"])
+    assert main(["promote"]) == 1  # the same decision for a person: every reason, then every note
+    said = capsys.readouterr().err
+    assert "refused to promote version 2: " in said and all(
+        text in said for text in (*refused["reasons"], *(f"note: {n}" for n in refused["notes"]))
+    )
     client = mlflow.MlflowClient(tracking)
     assert str(client.get_model_version_by_alias("churn-risk", "champion").version) == "1"
     assert "below the champion" in client.get_model_version("churn-risk", "2").tags["promotion.refused"]

@@ -15,10 +15,10 @@ import pandas as pd
 WEIGHTS_AT_ONCE = 5_000_000
 #: bootstrap samples behind score_metrics' ROC-AUC interval
 INTERVAL_RESAMPLES = 200
-#: Fewest churned accounts among a test set's rows for its ROC-AUC interval. Resampling a handful
-#: of churners cannot show how far the figure could move: with one, every sample that draws it
-#: ranks that one account again (a 0.12 ROC-AUC "within 0.10 to 0.13"), and the samples that miss
-#: it are left out.
+#: Fewest churned accounts among a test set's rows for its ROC-AUC interval, and for `churn promote`
+#: to compare two models at that horizon (models/promotion.py). Resampling a handful of churners
+#: cannot show how far the figure could move: with one, every sample that draws it ranks that one
+#: account again (a 0.12 ROC-AUC "within 0.10 to 0.13"), and the samples that miss it are left out.
 MIN_INTERVAL_CHURNERS = 10
 
 

@@ -47,8 +47,8 @@ def decide(
     challenger_model: str = "lightgbm",
     champion_model: str = "lightgbm",
 ) -> dict:
-    """{"promote": bool, "reasons": [...], "notes": [...], "comparison": [...]} from two runs'
-    backtest metrics. Horizons the challenger's backtest did not evaluate are left out with a
+    """{"promote": bool, "reasons": [...], "notes": [...], "comparison": [...], "against": ...} from
+    two runs' backtest metrics. Horizons the challenger's backtest did not evaluate are left out with a
     note; the metric is compared on the horizons both sides have. Each side is read as the model
     it is (`*_model`: its rows in the backtest, 'lightgbm' for the curve, 'logistic' for a served
     logistic baseline). Without a champion the other side is the challenger's own backtest rows
@@ -115,7 +115,13 @@ def decide(
         notes.append(
             f"{policy.metric} compared with {name} at {', '.join(map(str, compared))} days only (the horizons both have)"
         )
-    return {"promote": not reasons, "reasons": reasons, "notes": notes, "comparison": comparison}
+    return {
+        "promote": not reasons,
+        "reasons": reasons,
+        "notes": notes,
+        "comparison": comparison,
+        "against": name or None,  # what the metric was held to (None: calibration alone)
+    }
 
 
 def rollback_target(current: str, versions: dict[str, dict[str, str]]) -> tuple[str | None, str]:

@@ -12,7 +12,7 @@ from core.config.model import ModelConfig
 from core.errors import ChurnError, InputError
 from models.backtest import MIN_TRAIN_DAYS, run_backtest
 from models.curve import CurveParams
-from models.promotion import FIRST_REFERENCE, decide
+from models.promotion import decide
 from pipelines.features import read_snapshots
 from pipelines.models import (
     backtest_metrics,
@@ -76,11 +76,7 @@ def run_promote(
             "comparison": [],
         }
     champion_metrics = champion["metrics"] if champion else None
-    basis = "no champion yet" + (
-        f": the challenger against the {FIRST_REFERENCE} baseline of its own backtest"
-        if config.promotion.first_against == FIRST_REFERENCE
-        else ""
-    )
+    basis = "no champion yet"
     if champion:
         same = all(
             champion["tags"].get(k) == challenger["tags"].get(k)
@@ -90,6 +86,8 @@ def run_promote(
         if not same:
             champion_metrics, basis = _rebacktest_champion(champion, challenger, config, say)
     decision = decide(challenger["metrics"], champion_metrics, config.promotion, **kinds)
+    if champion is None and decision["against"]:
+        basis += f": the challenger against {decision['against']}"
     promoted = decision["promote"] or force
     record = {
         "decided_at": pd.Timestamp.now(tz="UTC").isoformat(),

@@ -92,7 +92,7 @@ def test_a_first_curve_that_ranks_below_the_rules_is_refused(served):
     code, first = served["first"]
     rules = {r["horizon_days"]: r["roc_auc"] for r in trained["backtest"] if r["model"] == "rules"}
     assert code == 1 and not first["promoted"] and first["champion"] is None
-    assert first["basis"] == "no champion yet: the challenger against the rules baseline of its own backtest"
+    assert first["basis"] == "no champion yet: the challenger against the rules baseline of the same backtest"
     below = [row for row in first["comparison"] if row["compared"] and row["challenger"] < row["rules"] - 0.005]
     assert below and all(row["rules"] == pytest.approx(rules[row["horizon_days"]]) for row in first["comparison"])
     assert len(first["reasons"]) == len(below) and all(
